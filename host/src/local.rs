@@ -1,0 +1,158 @@
+//! Runs a package directly on files, without a store: what `prelabel detect` and the demo
+//! do, and what module authors use to try a detector. One instance is initialised once and
+//! reused; if the guest traps, a fresh instance is initialised for the next file.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::annotation::{self, Annotation};
+use crate::item;
+use crate::manifest::{InitError, InputValue};
+use crate::package::{Package, PackageError};
+use crate::runtime::{Artifacts, ExecError, Instance, Item, Limits, LoadError, Loaded, Runtime, init_inputs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error("{package}: {source}")]
+    Load { package: String, source: LoadError },
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error("{package}: {source}")]
+    Exec { package: String, source: ExecError },
+}
+
+/// The outcome for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    pub name: String,
+    pub mimetype: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub annotations: Vec<Annotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logs: String,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+pub struct LocalRunner<'r> {
+    runtime: &'r Runtime,
+    package: String,
+    loaded: Loaded,
+    artifacts: Artifacts,
+    init: BTreeMap<String, InputValue>,
+    limits: Limits,
+    instance: Option<Instance>,
+    /// Output of `init`, reported with the first file.
+    init_logs: String,
+}
+
+impl<'r> LocalRunner<'r> {
+    /// Loads the package's component, checks it against the manifest, and initialises one
+    /// instance with `given` init inputs over the manifest's defaults.
+    pub fn new(
+        runtime: &'r Runtime,
+        package: &Package,
+        given: &BTreeMap<String, InputValue>,
+        limits: Limits,
+    ) -> Result<Self, LocalError> {
+        let name = package.manifest.name.clone();
+        let init = package.manifest.resolve_init(given)?;
+        let loaded = runtime.load(&package.component).map_err(|source| LocalError::Load { package: name.clone(), source })?;
+        package.check_exports(&loaded)?;
+        let mut runner = Self {
+            runtime,
+            package: name,
+            loaded,
+            artifacts: Artifacts::new(package.artifacts.clone()),
+            init,
+            limits,
+            instance: None,
+            init_logs: String::new(),
+        };
+        let instance = runner.fresh_instance()?;
+        runner.instance = Some(instance);
+        Ok(runner)
+    }
+
+    /// The digest of the component being run.
+    pub fn component_digest(&self) -> &str {
+        &self.loaded.digest
+    }
+
+    fn fresh_instance(&mut self) -> Result<Instance, LocalError> {
+        let exec = |source| LocalError::Exec { package: self.package.clone(), source };
+        let mut instance = self.runtime.instantiate(&self.loaded, self.artifacts.clone(), self.limits).map_err(exec)?;
+        let result = instance.init(&init_inputs(&self.init));
+        self.init_logs = instance.take_logs();
+        result.map_err(|source| LocalError::Exec { package: self.package.clone(), source })?;
+        Ok(instance)
+    }
+
+    /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.
+    pub fn run(&mut self, name: &str, bytes: Vec<u8>) -> FileResult {
+        let started = Instant::now();
+        let mimetype = item::sniff_mimetype(&bytes);
+        let size = item::image_size(&bytes);
+        let mut result = FileResult {
+            name: name.to_string(),
+            mimetype: mimetype.clone(),
+            width: size.map(|s| s.0),
+            height: size.map(|s| s.1),
+            annotations: Vec::new(),
+            error: None,
+            logs: std::mem::take(&mut self.init_logs),
+            duration: Duration::ZERO,
+        };
+        let instance = match self.instance.take() {
+            Some(instance) => Ok(instance),
+            None => self.fresh_instance(),
+        };
+        let mut instance = match instance {
+            Ok(instance) => instance,
+            Err(e) => {
+                result.error = Some(e.to_string());
+                result.logs.push_str(&std::mem::take(&mut self.init_logs));
+                result.duration = started.elapsed();
+                return result;
+            }
+        };
+        let metadata = serde_json::json!({
+            "system": {
+                "mimetype": mimetype,
+                "size": bytes.len(),
+                "sha256": hex::encode(Sha256::digest(&bytes)),
+                "originalname": name,
+                "width": result.width,
+                "height": result.height,
+            }
+        });
+        let item = Item {
+            id: name.to_string(),
+            name: name.to_string(),
+            mimetype,
+            metadata: metadata.to_string(),
+            data: bytes,
+        };
+        match instance.detect(&item) {
+            Ok(raw) => match annotation::from_guest(raw, size) {
+                Ok(annotations) => result.annotations = annotations,
+                Err(e) => result.error = Some(format!("invalid result from the guest: {e}")),
+            },
+            Err(e) => result.error = Some(e.to_string()),
+        }
+        result.logs.push_str(&instance.take_logs());
+        if !instance.is_poisoned() {
+            self.instance = Some(instance);
+        }
+        result.duration = started.elapsed();
+        result
+    }
+}

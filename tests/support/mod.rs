@@ -1,0 +1,118 @@
+//! Shared by the integration tests: the real `prelabel` binary, the built face-detector
+//! package, and the seed's reference detections.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+pub fn face_detector_dir() -> PathBuf {
+    root().join("guest/face-detector")
+}
+
+/// Compiled components are shared by all tests so that each is compiled once.
+fn cache_dir() -> PathBuf {
+    root().join("target/test-cache/components")
+}
+
+/// Builds the face-detector component (once per test binary) and warms the compile cache.
+pub fn face_detector() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        prelabel::workspace::Workspace::find()
+            .expect("source checkout")
+            .build_guest("face-detector")
+            .expect("face-detector builds");
+        let home = tempfile::tempdir().expect("tempdir");
+        let out = prelabel(home.path(), &["detect", path(&face_detector_dir()), path(&fixtures().join("images/skimage_astronaut.png"))]);
+        assert!(out.status.success(), "warm-up detect failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    face_detector_dir()
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Runs the real binary with a home of its own and the shared compile cache.
+pub fn prelabel(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prelabel"))
+        .args(args)
+        .env("PRELABEL_HOME", home)
+        .env("PRELABEL_CACHE_DIR", cache_dir())
+        .output()
+        .expect("prelabel runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A reference detection, clipped to the image like Prelabel's box policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    pub bbox: [f32; 4],
+    pub confidence: f32,
+}
+
+/// The seed's OpenCV detections for an image, after Prelabel's clip-and-drop policy.
+pub fn reference(image: &str) -> Vec<Reference> {
+    let stem = image.rsplit_once('.').map_or(image, |(s, _)| s);
+    let path = fixtures().join(format!("reference/res10_opencv/{stem}.json"));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("reference")).expect("json");
+    let (w, h) = (json["width"].as_f64().expect("width") as f32, json["height"].as_f64().expect("height") as f32);
+    json["detections"]
+        .as_array()
+        .expect("detections")
+        .iter()
+        .filter_map(|d| {
+            let b: Vec<f32> = d["box"].as_array()?.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect();
+            let bbox = [b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)];
+            ((bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) >= 1.0).then_some(Reference {
+                bbox,
+                confidence: d["confidence"].as_f64()? as f32,
+            })
+        })
+        .collect()
+}
+
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+/// Asserts that detections match the seed: same count, each IoU >= 0.95 with its
+/// reference (matched greedily by IoU) and confidence within 0.02.
+pub fn assert_matches_seed(image: &str, got: &[([f32; 4], f32)]) {
+    let want = reference(image);
+    assert_eq!(got.len(), want.len(), "{image}: got {got:?}, want {want:?}");
+    let mut used = vec![false; got.len()];
+    for r in &want {
+        let (best, score) = got
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used[*i])
+            .map(|(i, g)| (i, iou(&g.0, &r.bbox)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("a detection left to match");
+        used[best] = true;
+        assert!(score >= 0.95, "{image}: best IoU {score} for reference {r:?} (got {got:?})");
+        let confidence = got[best].1;
+        assert!((confidence - r.confidence).abs() <= 0.02, "{image}: confidence {confidence} vs reference {}", r.confidence);
+    }
+}
