@@ -31,9 +31,13 @@ fn good_manifests_parse() {
 
 #[test]
 fn the_shipped_face_detector_manifest_parses() {
-    let m = Manifest::from_file(&dir().join("../../../guest/face-detector/prelabel.toml")).expect("parses");
+    let m = Manifest::from_file(&dir().join("../../../guest/face-detector/prelabel.toml"))
+        .expect("parses");
     assert_eq!(m.name, "face-detector");
-    assert_eq!(m.defaults().get("min_confidence"), Some(&InputValue::Float(0.5)));
+    assert_eq!(
+        m.defaults().get("min_confidence"),
+        Some(&InputValue::Float(0.5))
+    );
 }
 
 #[test]
@@ -42,10 +46,23 @@ fn bad_manifests_are_refused_naming_the_problem() {
     assert!(files.len() >= 10);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("read");
-        let expected = text.lines().next().and_then(|l| l.strip_prefix("# error: ")).expect("first line names the error");
-        let err = Manifest::from_file(&path).expect_err(&format!("{} was accepted", path.display())).to_string();
-        assert!(err.contains(expected), "{}: expected `{expected}` in `{err}`", path.display());
-        assert!(err.contains(path.file_name().and_then(|n| n.to_str()).expect("name")), "{err} names the file");
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .expect("first line names the error");
+        let err = Manifest::from_file(&path)
+            .expect_err(&format!("{} was accepted", path.display()))
+            .to_string();
+        assert!(
+            err.contains(expected),
+            "{}: expected `{expected}` in `{err}`",
+            path.display()
+        );
+        assert!(
+            err.contains(path.file_name().and_then(|n| n.to_str()).expect("name")),
+            "{err} names the file"
+        );
     }
 }
 
@@ -55,19 +72,51 @@ fn init_values_are_resolved_against_declarations() {
     // api_label has no default.
     assert_eq!(
         m.resolve_init(&BTreeMap::new()),
-        Err(InitError::Missing { name: "api_label".into(), ty: InputType::String })
+        Err(InitError::Missing {
+            name: "api_label".into(),
+            ty: InputType::String
+        })
     );
-    let given = m.parse_init_args(&["api_label=face".into(), "min_confidence=0.25".into(), "debug=true".into()]).expect("parses");
+    let given = m
+        .parse_init_args(&[
+            "api_label=face".into(),
+            "min_confidence=0.25".into(),
+            "debug=true".into(),
+        ])
+        .expect("parses");
     let values = m.resolve_init(&given).expect("resolves");
     assert_eq!(values["min_confidence"], InputValue::Float(0.25));
     assert_eq!(values["max_faces"], InputValue::Integer(50));
     assert_eq!(values["debug"], InputValue::Boolean(true));
-    assert_eq!(values["model_filename"], InputValue::String("res10_300x300_ssd.onnx".into()));
+    assert_eq!(
+        values["model_filename"],
+        InputValue::String("res10_300x300_ssd.onnx".into())
+    );
 
     let err = m.parse_init_args(&["max_faces=many".into()]).unwrap_err();
-    assert_eq!(err.to_string(), "init input `max_faces`: expected an integer, got `many`");
-    let err = m.resolve_init(&BTreeMap::from([("nope".to_string(), InputValue::Boolean(true))])).unwrap_err();
-    assert!(err.to_string().starts_with("unknown init input `nope` (the module declares: "), "{err}");
-    let err = m.resolve_init(&BTreeMap::from([("debug".to_string(), InputValue::Integer(1))])).unwrap_err();
-    assert_eq!(err.to_string(), "init input `debug`: expected a boolean, got 1");
+    assert_eq!(
+        err.to_string(),
+        "init input `max_faces`: expected an integer, got `many`"
+    );
+    let err = m
+        .resolve_init(&BTreeMap::from([(
+            "nope".to_string(),
+            InputValue::Boolean(true),
+        )]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("unknown init input `nope` (the module declares: "),
+        "{err}"
+    );
+    let err = m
+        .resolve_init(&BTreeMap::from([(
+            "debug".to_string(),
+            InputValue::Integer(1),
+        )]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "init input `debug`: expected a boolean, got 1"
+    );
 }

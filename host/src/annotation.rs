@@ -17,9 +17,19 @@ pub struct Annotation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Geometry {
-    Box { left: f32, top: f32, right: f32, bottom: f32 },
-    Point { x: f32, y: f32 },
-    Polygon { points: Vec<[f32; 2]> },
+    Box {
+        left: f32,
+        top: f32,
+        right: f32,
+        bottom: f32,
+    },
+    Point {
+        x: f32,
+        y: f32,
+    },
+    Polygon {
+        points: Vec<[f32; 2]>,
+    },
     Classification,
 }
 
@@ -44,31 +54,66 @@ pub struct InvalidAnnotation {
 impl Annotation {
     /// Checks one guest annotation and clips it to a `width` x `height` image (when known).
     /// `Ok(None)`: a box with under 1 px² left after clipping, dropped by policy.
-    pub fn from_guest(index: usize, a: WitAnnotation, size: Option<(u32, u32)>) -> Result<Option<Self>, InvalidAnnotation> {
+    pub fn from_guest(
+        index: usize,
+        a: WitAnnotation,
+        size: Option<(u32, u32)>,
+    ) -> Result<Option<Self>, InvalidAnnotation> {
         let bad = |problem: String| InvalidAnnotation { index, problem };
         if a.label.trim().is_empty() || a.label.len() > MAX_LABEL_LEN {
-            return Err(bad(format!("label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes", a.label.len())));
+            return Err(bad(format!(
+                "label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes",
+                a.label.len()
+            )));
         }
         let confidence = a.model.confidence;
         if !(0.0..=1.0).contains(&confidence) {
             return Err(bad(format!("confidence {confidence} is not within 0..1")));
         }
-        let finite = |v: f32, what: &str| if v.is_finite() { Ok(v) } else { Err(bad(format!("{what} is {v}"))) };
-        let (w, h) = size.map_or((f32::INFINITY, f32::INFINITY), |(w, h)| (w as f32, h as f32));
+        let finite = |v: f32, what: &str| {
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(bad(format!("{what} is {v}")))
+            }
+        };
+        let (w, h) = size.map_or((f32::INFINITY, f32::INFINITY), |(w, h)| {
+            (w as f32, h as f32)
+        });
         let point = |p: &WitPoint| -> Result<[f32; 2], InvalidAnnotation> {
-            Ok([finite(p.x, "x")?.clamp(0.0, w), finite(p.y, "y")?.clamp(0.0, h)])
+            Ok([
+                finite(p.x, "x")?.clamp(0.0, w),
+                finite(p.y, "y")?.clamp(0.0, h),
+            ])
         };
         let geometry = match &a.geometry {
             WitGeometry::Bbox(b) => {
-                let (l, t, r, bo) = (finite(b.left, "left")?, finite(b.top, "top")?, finite(b.right, "right")?, finite(b.bottom, "bottom")?);
+                let (l, t, r, bo) = (
+                    finite(b.left, "left")?,
+                    finite(b.top, "top")?,
+                    finite(b.right, "right")?,
+                    finite(b.bottom, "bottom")?,
+                );
                 if r < l || bo < t {
-                    return Err(bad(format!("box is inverted: left {l}, top {t}, right {r}, bottom {bo}")));
+                    return Err(bad(format!(
+                        "box is inverted: left {l}, top {t}, right {r}, bottom {bo}"
+                    )));
                 }
-                let (l, t, r, bo) = (l.clamp(0.0, w), t.clamp(0.0, h), r.clamp(0.0, w), bo.clamp(0.0, h));
+                let (l, t, r, bo) = (
+                    l.clamp(0.0, w),
+                    t.clamp(0.0, h),
+                    r.clamp(0.0, w),
+                    bo.clamp(0.0, h),
+                );
                 if (r - l) * (bo - t) < 1.0 {
                     return Ok(None);
                 }
-                Geometry::Box { left: l, top: t, right: r, bottom: bo }
+                Geometry::Box {
+                    left: l,
+                    top: t,
+                    right: r,
+                    bottom: bo,
+                }
             }
             WitGeometry::Point(p) => {
                 let [x, y] = point(p)?;
@@ -76,22 +121,34 @@ impl Annotation {
             }
             WitGeometry::Polygon(points) => {
                 if points.len() < 3 {
-                    return Err(bad(format!("a polygon needs at least 3 points, got {}", points.len())));
+                    return Err(bad(format!(
+                        "a polygon needs at least 3 points, got {}",
+                        points.len()
+                    )));
                 }
-                Geometry::Polygon { points: points.iter().map(point).collect::<Result<_, _>>()? }
+                Geometry::Polygon {
+                    points: points.iter().map(point).collect::<Result<_, _>>()?,
+                }
             }
             WitGeometry::Classification => Geometry::Classification,
         };
         Ok(Some(Annotation {
             label: a.label,
             geometry,
-            model: ModelInfo { name: a.model.name, version: a.model.version, confidence },
+            model: ModelInfo {
+                name: a.model.name,
+                version: a.model.version,
+                confidence,
+            },
         }))
     }
 }
 
 /// Checks a whole guest result; the first invalid annotation rejects it.
-pub fn from_guest(result: Vec<WitAnnotation>, size: Option<(u32, u32)>) -> Result<Vec<Annotation>, InvalidAnnotation> {
+pub fn from_guest(
+    result: Vec<WitAnnotation>,
+    size: Option<(u32, u32)>,
+) -> Result<Vec<Annotation>, InvalidAnnotation> {
     let mut out = Vec::with_capacity(result.len());
     for (index, a) in result.into_iter().enumerate() {
         if let Some(a) = Annotation::from_guest(index, a, size)? {
@@ -108,21 +165,42 @@ mod tests {
 
     fn wit_box(l: f32, t: f32, r: f32, b: f32, confidence: f32) -> WitAnnotation {
         WitAnnotation {
-            geometry: WitGeometry::Bbox(Bbox { left: l, top: t, right: r, bottom: b }),
+            geometry: WitGeometry::Bbox(Bbox {
+                left: l,
+                top: t,
+                right: r,
+                bottom: b,
+            }),
             label: "face".into(),
-            model: WitModelInfo { name: "m".into(), version: "1".into(), confidence },
+            model: WitModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                confidence,
+            },
         }
     }
 
     #[test]
     fn boxes_are_clipped_and_empty_ones_dropped() {
         let got = from_guest(
-            vec![wit_box(-10.0, -5.0, 50.0, 40.0, 0.9), wit_box(120.0, 10.0, 130.0, 20.0, 0.8), wit_box(99.5, 10.0, 150.0, 10.5, 0.7)],
+            vec![
+                wit_box(-10.0, -5.0, 50.0, 40.0, 0.9),
+                wit_box(120.0, 10.0, 130.0, 20.0, 0.8),
+                wit_box(99.5, 10.0, 150.0, 10.5, 0.7),
+            ],
             Some((100, 80)),
         )
         .expect("valid");
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].geometry, Geometry::Box { left: 0.0, top: 0.0, right: 50.0, bottom: 40.0 });
+        assert_eq!(
+            got[0].geometry,
+            Geometry::Box {
+                left: 0.0,
+                top: 0.0,
+                right: 50.0,
+                bottom: 40.0
+            }
+        );
     }
 
     #[test]
@@ -136,9 +214,17 @@ mod tests {
             (wit_box(0.0, 0.0, 5.0, 5.0, f32::NAN), "confidence NaN"),
         ];
         for (annotation, expected) in cases {
-            let err = from_guest(vec![wit_box(0.0, 0.0, 5.0, 5.0, 0.5), annotation], Some((10, 10))).unwrap_err();
+            let err = from_guest(
+                vec![wit_box(0.0, 0.0, 5.0, 5.0, 0.5), annotation],
+                Some((10, 10)),
+            )
+            .unwrap_err();
             assert_eq!(err.index, 1);
-            assert!(err.problem.contains(expected), "{} does not mention {expected}", err.problem);
+            assert!(
+                err.problem.contains(expected),
+                "{} does not mention {expected}",
+                err.problem
+            );
         }
     }
 

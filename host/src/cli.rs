@@ -14,10 +14,19 @@ use prelabel::package::Package;
 use prelabel::runtime::{Limits, Runtime};
 
 #[derive(Debug, Parser)]
-#[command(name = "prelabel", version, about = "Pre-annotate images with detectors compiled to WebAssembly components")]
+#[command(
+    name = "prelabel",
+    version,
+    about = "Pre-annotate images with detectors compiled to WebAssembly components"
+)]
 pub struct Cli {
     /// Where Prelabel keeps its state (store, caches, demo output).
-    #[arg(long, global = true, env = "PRELABEL_HOME", default_value = ".prelabel")]
+    #[arg(
+        long,
+        global = true,
+        env = "PRELABEL_HOME",
+        default_value = ".prelabel"
+    )]
     home: PathBuf,
     /// Where compiled components are cached (default: HOME/cache/components).
     #[arg(long, global = true, env = "PRELABEL_CACHE_DIR")]
@@ -76,7 +85,9 @@ impl LimitArgs {
             limits.timeout = Duration::try_from_secs_f64(secs)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .with_context(|| format!("--timeout must be a positive number of seconds, got {secs}"))?;
+                .with_context(|| {
+                    format!("--timeout must be a positive number of seconds, got {secs}")
+                })?;
         }
         if let Some(mib) = self.memory_mb {
             if mib == 0 {
@@ -108,11 +119,21 @@ impl Cli {
 
     /// One engine per process, with compiled components cached under HOME.
     fn runtime(&self) -> Result<Runtime> {
-        let cache = self.cache_dir.clone().unwrap_or_else(|| self.home.join("cache/components"));
+        let cache = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("cache/components"));
         Ok(Runtime::new(Some(cache))?)
     }
 
-    fn detect(&self, package: &Path, images: &[PathBuf], init: &[String], format: Format, limits: Limits) -> Result<ExitCode> {
+    fn detect(
+        &self,
+        package: &Path,
+        images: &[PathBuf],
+        init: &[String],
+        format: Format,
+        limits: Limits,
+    ) -> Result<ExitCode> {
         let files = expand(images)?;
         let package = Package::load(package)?;
         let given = package.manifest.parse_init_args(init)?;
@@ -127,7 +148,11 @@ impl Cli {
         writeln!(stdout)?;
         let failed: Vec<&FileResult> = results.iter().filter(|r| r.error.is_some()).collect();
         for r in &failed {
-            eprintln!("error: {}: {}", r.name, r.error.as_deref().unwrap_or_default());
+            eprintln!(
+                "error: {}: {}",
+                r.name,
+                r.error.as_deref().unwrap_or_default()
+            );
         }
         if failed.is_empty() {
             Ok(ExitCode::SUCCESS)
@@ -143,7 +168,10 @@ pub fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileRes
     files
         .iter()
         .map(|path| {
-            let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             match std::fs::read(path) {
                 Ok(bytes) => runner.run(&name, bytes),
                 Err(e) => FileResult {

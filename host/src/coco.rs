@@ -64,7 +64,13 @@ pub struct Builder {
 }
 
 impl Builder {
-    pub fn add_image(&mut self, file_name: &str, width: u32, height: u32, annotations: &[Annotation]) {
+    pub fn add_image(
+        &mut self,
+        file_name: &str,
+        width: u32,
+        height: u32,
+        annotations: &[Annotation],
+    ) {
         let image_id = self.dataset.images.len() as u64 + 1;
         self.dataset.images.push(Image {
             id: image_id,
@@ -73,7 +79,15 @@ impl Builder {
             height,
         });
         for a in annotations {
-            let Geometry::Box { left, top, right, bottom } = a.geometry else { continue };
+            let Geometry::Box {
+                left,
+                top,
+                right,
+                bottom,
+            } = a.geometry
+            else {
+                continue;
+            };
             let next_id = self.categories.len() as u64 + 1;
             let category_id = *self.categories.entry(a.label.clone()).or_insert(next_id);
             if category_id == next_id {
@@ -108,21 +122,41 @@ mod tests {
     fn boxed(label: &str, l: f32, t: f32, r: f32, b: f32) -> Annotation {
         Annotation {
             label: label.into(),
-            geometry: Geometry::Box { left: l, top: t, right: r, bottom: b },
-            model: ModelInfo { name: "m".into(), version: "1".into(), confidence: 0.75 },
+            geometry: Geometry::Box {
+                left: l,
+                top: t,
+                right: r,
+                bottom: b,
+            },
+            model: ModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                confidence: 0.75,
+            },
         }
     }
 
     #[test]
     fn boxes_become_xywh_with_one_category_per_label() {
         let mut b = Builder::default();
-        b.add_image("a.png", 100, 50, &[boxed("face", 10.0, 5.0, 30.0, 25.0), boxed("cat", 0.0, 0.0, 1.0, 2.0)]);
+        b.add_image(
+            "a.png",
+            100,
+            50,
+            &[
+                boxed("face", 10.0, 5.0, 30.0, 25.0),
+                boxed("cat", 0.0, 0.0, 1.0, 2.0),
+            ],
+        );
         b.add_image("b.png", 10, 10, &[boxed("face", 1.0, 1.0, 2.0, 2.0)]);
         let d = b.finish();
         let json = serde_json::to_value(&d).expect("serializes");
         assert_eq!(json["images"][1]["id"], 2);
         assert_eq!(json["categories"].as_array().map(Vec::len), Some(2));
-        assert_eq!(json["annotations"][0]["bbox"], serde_json::json!([10.0, 5.0, 20.0, 20.0]));
+        assert_eq!(
+            json["annotations"][0]["bbox"],
+            serde_json::json!([10.0, 5.0, 20.0, 20.0])
+        );
         assert_eq!(json["annotations"][0]["area"], 400.0);
         assert_eq!(json["annotations"][2]["category_id"], 1);
         assert_eq!(json["annotations"][2]["image_id"], 2);

@@ -22,7 +22,10 @@ pub fn run(runtime: &Runtime, out: &Path) -> Result<()> {
     eprintln!("Building the {PACKAGE} component (wasm32-wasip2)...");
     workspace.build_guest(PACKAGE)?;
     let package = Package::load(&workspace.package_dir(PACKAGE))?;
-    eprintln!("Loading {PACKAGE} {} and initialising it once...", package.manifest.version);
+    eprintln!(
+        "Loading {PACKAGE} {} and initialising it once...",
+        package.manifest.version
+    );
     let mut runner = LocalRunner::new(runtime, &package, &BTreeMap::new(), Limits::default())?;
 
     let mut images: Vec<PathBuf> = std::fs::read_dir(workspace.samples_dir())
@@ -33,10 +36,21 @@ pub fn run(runtime: &Runtime, out: &Path) -> Result<()> {
     let results = run_files(&mut runner, &images);
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    println!("{:<30} {:>10} {:>6} {:>8}  confidences", "image", "size", "faces", "ms");
+    println!(
+        "{:<30} {:>10} {:>6} {:>8}  confidences",
+        "image", "size", "faces", "ms"
+    );
     for (path, r) in images.iter().zip(&results) {
-        let size = r.width.zip(r.height).map(|(w, h)| format!("{w}x{h}")).unwrap_or_default();
-        let confidences: Vec<String> = r.annotations.iter().map(|a| format!("{:.3}", a.model.confidence)).collect();
+        let size = r
+            .width
+            .zip(r.height)
+            .map(|(w, h)| format!("{w}x{h}"))
+            .unwrap_or_default();
+        let confidences: Vec<String> = r
+            .annotations
+            .iter()
+            .map(|a| format!("{:.3}", a.model.confidence))
+            .collect();
         let faces = match &r.error {
             Some(_) => "error".to_string(),
             None => r.annotations.len().to_string(),
@@ -62,16 +76,32 @@ pub fn run(runtime: &Runtime, out: &Path) -> Result<()> {
 
 /// Writes `out/<stem>.png` with a green box around each face.
 fn draw(path: &Path, result: &FileResult, out: &Path) -> Result<()> {
-    let mut img = image::open(path).with_context(|| format!("cannot open {}", path.display()))?.into_rgb8();
+    let mut img = image::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .into_rgb8();
     let thickness = (img.width().max(img.height()) / 300).max(2);
     for a in &result.annotations {
-        if let Geometry::Box { left, top, right, bottom } = a.geometry {
-            outline(&mut img, [left, top, right, bottom], thickness, Rgb([0, 230, 64]));
+        if let Geometry::Box {
+            left,
+            top,
+            right,
+            bottom,
+        } = a.geometry
+        {
+            outline(
+                &mut img,
+                [left, top, right, bottom],
+                thickness,
+                Rgb([0, 230, 64]),
+            );
         }
     }
-    let stem = path.file_stem().map_or_else(|| result.name.clone(), |s| s.to_string_lossy().into_owned());
+    let stem = path
+        .file_stem()
+        .map_or_else(|| result.name.clone(), |s| s.to_string_lossy().into_owned());
     let target = out.join(format!("{stem}.png"));
-    img.save(&target).with_context(|| format!("cannot write {}", target.display()))
+    img.save(&target)
+        .with_context(|| format!("cannot write {}", target.display()))
 }
 
 fn outline(img: &mut RgbImage, b: [f32; 4], thickness: u32, color: Rgb<u8>) {
@@ -80,7 +110,8 @@ fn outline(img: &mut RgbImage, b: [f32; 4], thickness: u32, color: Rgb<u8>) {
     let (r, bo) = (r.min(w.saturating_sub(1)), bo.min(h.saturating_sub(1)));
     for y in t..=bo {
         for x in l..=r {
-            let edge = x < l + thickness || x + thickness > r || y < t + thickness || y + thickness > bo;
+            let edge =
+                x < l + thickness || x + thickness > r || y < t + thickness || y + thickness > bo;
             if edge {
                 img.put_pixel(x, y, color);
             }

@@ -40,7 +40,10 @@ mod tests {
         assert_eq!(sniff_mimetype(&png), "image/png");
         assert_eq!(image_size(&png), Some((3, 2)));
         assert_eq!(sniff_mimetype(b"hello, world\n"), "text/plain");
-        assert_eq!(sniff_mimetype(&[0xff, 0xfe, 0x00, 0x81]), "application/octet-stream");
+        assert_eq!(
+            sniff_mimetype(&[0xff, 0xfe, 0x00, 0x81]),
+            "application/octet-stream"
+        );
         assert_eq!(image_size(b"hello"), None);
     }
 }

@@ -12,7 +12,9 @@ use crate::annotation::{self, Annotation};
 use crate::item;
 use crate::manifest::{InitError, InputValue};
 use crate::package::{Package, PackageError};
-use crate::runtime::{Artifacts, ExecError, Instance, Item, Limits, LoadError, Loaded, Runtime, init_inputs};
+use crate::runtime::{
+    Artifacts, ExecError, Instance, Item, Limits, LoadError, Loaded, Runtime, init_inputs,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -65,7 +67,12 @@ impl<'r> LocalRunner<'r> {
     ) -> Result<Self, LocalError> {
         let name = package.manifest.name.clone();
         let init = package.manifest.resolve_init(given)?;
-        let loaded = runtime.load(&package.component).map_err(|source| LocalError::Load { package: name.clone(), source })?;
+        let loaded = runtime
+            .load(&package.component)
+            .map_err(|source| LocalError::Load {
+                package: name.clone(),
+                source,
+            })?;
         package.check_exports(&loaded)?;
         let mut runner = Self {
             runtime,
@@ -88,11 +95,20 @@ impl<'r> LocalRunner<'r> {
     }
 
     fn fresh_instance(&mut self) -> Result<Instance, LocalError> {
-        let exec = |source| LocalError::Exec { package: self.package.clone(), source };
-        let mut instance = self.runtime.instantiate(&self.loaded, self.artifacts.clone(), self.limits).map_err(exec)?;
+        let exec = |source| LocalError::Exec {
+            package: self.package.clone(),
+            source,
+        };
+        let mut instance = self
+            .runtime
+            .instantiate(&self.loaded, self.artifacts.clone(), self.limits)
+            .map_err(exec)?;
         let result = instance.init(&init_inputs(&self.init));
         self.init_logs = instance.take_logs();
-        result.map_err(|source| LocalError::Exec { package: self.package.clone(), source })?;
+        result.map_err(|source| LocalError::Exec {
+            package: self.package.clone(),
+            source,
+        })?;
         Ok(instance)
     }
 

@@ -140,7 +140,12 @@ impl InputType {
         let bad = || format!("expected {}, got `{text}`", self.with_article());
         Ok(match self {
             InputType::String => InputValue::String(text.to_string()),
-            InputType::Float => InputValue::Float(text.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(bad)?),
+            InputType::Float => InputValue::Float(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(bad)?,
+            ),
             InputType::Integer => InputValue::Integer(text.parse().map_err(|_| bad())?),
             InputType::Boolean => InputValue::Boolean(text.parse().map_err(|_| bad())?),
         })
@@ -150,7 +155,9 @@ impl InputType {
     pub fn accept(self, value: &InputValue) -> Result<InputValue, String> {
         match (self, value) {
             (InputType::Float, InputValue::Integer(i)) => Ok(InputValue::Float(*i as f64)),
-            (InputType::Float, InputValue::Float(f)) if !f.is_finite() => Err(format!("expected a finite float, got {f}")),
+            (InputType::Float, InputValue::Float(f)) if !f.is_finite() => {
+                Err(format!("expected a finite float, got {f}"))
+            }
             (InputType::String, InputValue::String(_))
             | (InputType::Float, InputValue::Float(_))
             | (InputType::Integer, InputValue::Integer(_))
@@ -176,11 +183,18 @@ impl InputValue {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{}: `{field}`: {message}", path.display())]
-    Invalid { path: PathBuf, field: String, message: String },
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 }
 
 /// Init input values given for a service that do not fit the module's declarations.
@@ -224,32 +238,64 @@ impl Manifest {
             message,
         };
         if !is_name(&self.name) {
-            return Err(invalid("name".into(), format!("`{}` must be lowercase letters, digits and `-`, starting with a letter", self.name)));
+            return Err(invalid(
+                "name".into(),
+                format!(
+                    "`{}` must be lowercase letters, digits and `-`, starting with a letter",
+                    self.name
+                ),
+            ));
         }
         if self.version.trim().is_empty() {
             return Err(invalid("version".into(), "must not be empty".into()));
         }
         if self.component.as_os_str().is_empty() {
-            return Err(invalid("component".into(), "must be the path of a .wasm component".into()));
+            return Err(invalid(
+                "component".into(),
+                "must be the path of a .wasm component".into(),
+            ));
         }
-        unique(self.artifacts.iter().map(|a| a.name.as_str()), "artifacts", &invalid)?;
+        unique(
+            self.artifacts.iter().map(|a| a.name.as_str()),
+            "artifacts",
+            &invalid,
+        )?;
         for (i, artifact) in self.artifacts.iter().enumerate() {
             if artifact.name.trim().is_empty() {
-                return Err(invalid(format!("artifacts[{i}].name"), "must not be empty".into()));
+                return Err(invalid(
+                    format!("artifacts[{i}].name"),
+                    "must not be empty".into(),
+                ));
             }
         }
-        unique(self.module.init_inputs.iter().map(|i| i.name.as_str()), "module.init_inputs", &invalid)?;
+        unique(
+            self.module.init_inputs.iter().map(|i| i.name.as_str()),
+            "module.init_inputs",
+            &invalid,
+        )?;
         for input in &self.module.init_inputs {
             if let Some(default) = &input.default {
                 let field = format!("module.init_inputs.{}.default", input.name);
-                let value = InputValue::from_toml(default).ok_or_else(|| invalid(field.clone(), format!("expected {}, got {default}", input.ty.with_article())))?;
+                let value = InputValue::from_toml(default).ok_or_else(|| {
+                    invalid(
+                        field.clone(),
+                        format!("expected {}, got {default}", input.ty.with_article()),
+                    )
+                })?;
                 input.ty.accept(&value).map_err(|m| invalid(field, m))?;
             }
         }
         if self.module.functions.is_empty() {
-            return Err(invalid("module.functions".into(), "declare at least one function".into()));
+            return Err(invalid(
+                "module.functions".into(),
+                "declare at least one function".into(),
+            ));
         }
-        unique(self.module.functions.iter().map(|f| f.name.as_str()), "module.functions", &invalid)?;
+        unique(
+            self.module.functions.iter().map(|f| f.name.as_str()),
+            "module.functions",
+            &invalid,
+        )?;
         if self.module.functions.iter().any(|f| f.name == "init") {
             return Err(invalid(
                 "module.functions.init".into(),
@@ -273,35 +319,76 @@ impl Manifest {
 
     /// The values `init` receives: defaults overridden by `given`, each checked against
     /// its declared type; every declared input ends up with a value or this is an error.
-    pub fn resolve_init(&self, given: &BTreeMap<String, InputValue>) -> Result<BTreeMap<String, InputValue>, InitError> {
-        let declared: BTreeMap<&str, &InitInputDecl> = self.module.init_inputs.iter().map(|i| (i.name.as_str(), i)).collect();
+    pub fn resolve_init(
+        &self,
+        given: &BTreeMap<String, InputValue>,
+    ) -> Result<BTreeMap<String, InputValue>, InitError> {
+        let declared: BTreeMap<&str, &InitInputDecl> = self
+            .module
+            .init_inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i))
+            .collect();
         let mut values = self.defaults();
         for (name, value) in given {
-            let decl = declared.get(name.as_str()).ok_or_else(|| InitError::Unknown {
-                name: name.clone(),
-                known: declared.keys().copied().collect::<Vec<_>>().join(", "),
-            })?;
-            let value = decl.ty.accept(value).map_err(|message| InitError::WrongType { name: name.clone(), message })?;
+            let decl = declared
+                .get(name.as_str())
+                .ok_or_else(|| InitError::Unknown {
+                    name: name.clone(),
+                    known: declared.keys().copied().collect::<Vec<_>>().join(", "),
+                })?;
+            let value = decl
+                .ty
+                .accept(value)
+                .map_err(|message| InitError::WrongType {
+                    name: name.clone(),
+                    message,
+                })?;
             values.insert(name.clone(), value);
         }
         for decl in &self.module.init_inputs {
             if !values.contains_key(&decl.name) {
-                return Err(InitError::Missing { name: decl.name.clone(), ty: decl.ty });
+                return Err(InitError::Missing {
+                    name: decl.name.clone(),
+                    ty: decl.ty,
+                });
             }
         }
         Ok(values)
     }
 
     /// Parses `key=value` pairs from the command line using the declared types.
-    pub fn parse_init_args(&self, args: &[String]) -> Result<BTreeMap<String, InputValue>, InitError> {
+    pub fn parse_init_args(
+        &self,
+        args: &[String],
+    ) -> Result<BTreeMap<String, InputValue>, InitError> {
         let mut given = BTreeMap::new();
         for arg in args {
-            let (name, text) = arg.split_once('=').ok_or_else(|| InitError::Syntax(arg.clone()))?;
-            let decl = self.module.init_inputs.iter().find(|i| i.name == name).ok_or_else(|| InitError::Unknown {
-                name: name.to_string(),
-                known: self.module.init_inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
-            })?;
-            let value = decl.ty.parse(text).map_err(|message| InitError::WrongType { name: name.to_string(), message })?;
+            let (name, text) = arg
+                .split_once('=')
+                .ok_or_else(|| InitError::Syntax(arg.clone()))?;
+            let decl = self
+                .module
+                .init_inputs
+                .iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| InitError::Unknown {
+                    name: name.to_string(),
+                    known: self
+                        .module
+                        .init_inputs
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            let value = decl
+                .ty
+                .parse(text)
+                .map_err(|message| InitError::WrongType {
+                    name: name.to_string(),
+                    message,
+                })?;
             given.insert(name.to_string(), value);
         }
         Ok(given)
@@ -310,7 +397,9 @@ impl Manifest {
 
 fn is_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn unique<'a>(
@@ -321,7 +410,10 @@ fn unique<'a>(
     let mut seen = BTreeSet::new();
     for name in names {
         if !seen.insert(name) {
-            return Err(invalid(field.to_string(), format!("`{name}` is declared twice")));
+            return Err(invalid(
+                field.to_string(),
+                format!("`{name}` is declared twice"),
+            ));
         }
     }
     Ok(())

@@ -25,8 +25,15 @@ pub enum PackageError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{field}: {} does not exist or cannot be read ({source})", path.display())]
-    MissingFile { field: String, path: PathBuf, source: std::io::Error },
-    #[error("the component does not export function `{function}` that {} declares (it exports: {exports})", manifest::FILE_NAME)]
+    MissingFile {
+        field: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the component does not export function `{function}` that {} declares (it exports: {exports})",
+        manifest::FILE_NAME
+    )]
     MissingFunction { function: String, exports: String },
 }
 
@@ -35,15 +42,18 @@ impl Package {
     pub fn load(dir: &Path) -> Result<Self, PackageError> {
         let manifest_path = dir.join(manifest::FILE_NAME);
         if !manifest_path.is_file() {
-            return Err(PackageError::NoManifest { dir: dir.to_path_buf() });
+            return Err(PackageError::NoManifest {
+                dir: dir.to_path_buf(),
+            });
         }
         let manifest = Manifest::from_file(&manifest_path)?;
         let component_path = dir.join(&manifest.component);
-        let component = std::fs::read(&component_path).map_err(|source| PackageError::MissingFile {
-            field: "component".into(),
-            path: component_path.clone(),
-            source,
-        })?;
+        let component =
+            std::fs::read(&component_path).map_err(|source| PackageError::MissingFile {
+                field: "component".into(),
+                path: component_path.clone(),
+                source,
+            })?;
         let mut artifacts = BTreeMap::new();
         for (i, artifact) in manifest.artifacts.iter().enumerate() {
             let path = dir.join(&artifact.path);

@@ -10,12 +10,20 @@ pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("no Prelabel source checkout found (looked for wit/detector.wit above {0}); the demo and guest builds need one")]
+    #[error(
+        "no Prelabel source checkout found (looked for wit/detector.wit above {0}); the demo and guest builds need one"
+    )]
     NoCheckout(PathBuf),
     #[error("`{command}` could not run: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed with {status}")]
-    Failed { command: String, status: std::process::ExitStatus },
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,9 +61,14 @@ impl Workspace {
         ensure_target()?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
-        command
-            .current_dir(&self.root)
-            .args(["build", "--release", "--target", GUEST_TARGET, "-p", package]);
+        command.current_dir(&self.root).args([
+            "build",
+            "--release",
+            "--target",
+            GUEST_TARGET,
+            "-p",
+            package,
+        ]);
         run(&mut command)
     }
 }
@@ -63,10 +76,16 @@ impl Workspace {
 /// Installs the guest target with rustup when it is missing. Without rustup, cargo's own
 /// error will say what is missing.
 fn ensure_target() -> Result<(), BuildError> {
-    let Ok(output) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+    let Ok(output) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
         return Ok(());
     };
-    if String::from_utf8_lossy(&output.stdout).lines().any(|l| l.trim() == GUEST_TARGET) {
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|l| l.trim() == GUEST_TARGET)
+    {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))
@@ -81,6 +100,9 @@ fn run(command: &mut Command) -> Result<(), BuildError> {
     if status.success() {
         Ok(())
     } else {
-        Err(BuildError::Failed { command: text, status })
+        Err(BuildError::Failed {
+            command: text,
+            status,
+        })
     }
 }

@@ -32,11 +32,48 @@ pub fn face_detector() -> PathBuf {
             .expect("source checkout")
             .build_guest("face-detector")
             .expect("face-detector builds");
-        let home = tempfile::tempdir().expect("tempdir");
-        let out = prelabel(home.path(), &["detect", path(&face_detector_dir()), path(&fixtures().join("images/skimage_astronaut.png"))]);
-        assert!(out.status.success(), "warm-up detect failed: {}", String::from_utf8_lossy(&out.stderr));
+        let home = tempdir();
+        let out = prelabel(
+            home.path(),
+            &[
+                "detect",
+                path(&face_detector_dir()),
+                path(&fixtures().join("images/skimage_astronaut.png")),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "warm-up detect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     face_detector_dir()
+}
+
+/// A directory under cargo's target tmp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> TempDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prelabel-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
 }
 
 pub fn path(p: &Path) -> &str {
@@ -72,15 +109,29 @@ pub struct Reference {
 pub fn reference(image: &str) -> Vec<Reference> {
     let stem = image.rsplit_once('.').map_or(image, |(s, _)| s);
     let path = fixtures().join(format!("reference/res10_opencv/{stem}.json"));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("reference")).expect("json");
-    let (w, h) = (json["width"].as_f64().expect("width") as f32, json["height"].as_f64().expect("height") as f32);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("reference")).expect("json");
+    let (w, h) = (
+        json["width"].as_f64().expect("width") as f32,
+        json["height"].as_f64().expect("height") as f32,
+    );
     json["detections"]
         .as_array()
         .expect("detections")
         .iter()
         .filter_map(|d| {
-            let b: Vec<f32> = d["box"].as_array()?.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect();
-            let bbox = [b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)];
+            let b: Vec<f32> = d["box"]
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_f64())
+                .map(|v| v as f32)
+                .collect();
+            let bbox = [
+                b[0].clamp(0.0, w),
+                b[1].clamp(0.0, h),
+                b[2].clamp(0.0, w),
+                b[3].clamp(0.0, h),
+            ];
             ((bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) >= 1.0).then_some(Reference {
                 bbox,
                 confidence: d["confidence"].as_f64()? as f32,
@@ -111,8 +162,15 @@ pub fn assert_matches_seed(image: &str, got: &[([f32; 4], f32)]) {
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .expect("a detection left to match");
         used[best] = true;
-        assert!(score >= 0.95, "{image}: best IoU {score} for reference {r:?} (got {got:?})");
+        assert!(
+            score >= 0.95,
+            "{image}: best IoU {score} for reference {r:?} (got {got:?})"
+        );
         let confidence = got[best].1;
-        assert!((confidence - r.confidence).abs() <= 0.02, "{image}: confidence {confidence} vs reference {}", r.confidence);
+        assert!(
+            (confidence - r.confidence).abs() <= 0.02,
+            "{image}: confidence {confidence} vs reference {}",
+            r.confidence
+        );
     }
 }

@@ -3,11 +3,15 @@
 
 use std::sync::OnceLock;
 
-wit_bindgen::generate!({ world: "detector", path: "../../wit" });
+// The generated glue lowers `item` into many parameters.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({ world: "detector", path: "../../wit" });
+}
 
-use prelabel::detector::host::{self, Level};
-// `init-input`, `item`, `annotation` and `error` are used by the world, so bindgen puts them at the top.
-use prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
+use bindings::prelabel::detector::host::{self, Level};
+use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
+use bindings::{Annotation, Error, Guest, InitInput, Item};
 
 /// What `init` sets up once per instance.
 struct State {
@@ -22,7 +26,10 @@ static STATE: OnceLock<State> = OnceLock::new();
 struct FaceDetector;
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
-    Error { kind, message: message.into() }
+    Error {
+        kind,
+        message: message.into(),
+    }
 }
 
 fn input<'a>(inputs: &'a [InitInput], name: &str) -> Option<&'a Value> {
@@ -33,14 +40,20 @@ fn string_input(inputs: &[InitInput], name: &str, default: &str) -> Result<Strin
     match input(inputs, name) {
         None => Ok(default.to_string()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(error(ErrorKind::InvalidInput, format!("init input `{name}` must be a string, got {other:?}"))),
+        Some(other) => Err(error(
+            ErrorKind::InvalidInput,
+            format!("init input `{name}` must be a string, got {other:?}"),
+        )),
     }
 }
 
 impl Guest for FaceDetector {
     fn init(inputs: Vec<InitInput>) -> Result<(), Error> {
         if STATE.get().is_some() {
-            return Err(error(ErrorKind::Internal, "init was already called on this instance"));
+            return Err(error(
+                ErrorKind::Internal,
+                "init was already called on this instance",
+            ));
         }
         let model_filename = string_input(&inputs, "model_filename", "res10_300x300_ssd.onnx")?;
         let label = string_input(&inputs, "label", "face")?;
@@ -49,22 +62,37 @@ impl Guest for FaceDetector {
             Some(Value::Float(f)) => *f,
             Some(Value::Integer(i)) => *i as f64,
             Some(other) => {
-                return Err(error(ErrorKind::InvalidInput, format!("init input `min_confidence` must be a float, got {other:?}")));
+                return Err(error(
+                    ErrorKind::InvalidInput,
+                    format!("init input `min_confidence` must be a float, got {other:?}"),
+                ));
             }
         };
         if !(0.0..=1.0).contains(&min_confidence) {
-            return Err(error(ErrorKind::InvalidInput, format!("min_confidence must be within 0..1, got {min_confidence}")));
+            return Err(error(
+                ErrorKind::InvalidInput,
+                format!("min_confidence must be within 0..1, got {min_confidence}"),
+            ));
         }
 
         host::log(Level::Info, &format!("loading model {model_filename}"));
         let bytes = host::artifact(&model_filename)?;
-        let model = res10::Model::from_onnx(&bytes)
-            .map_err(|e| error(ErrorKind::Artifact, format!("artifact `{model_filename}`: {e}")))?;
+        let model = res10::Model::from_onnx(&bytes).map_err(|e| {
+            error(
+                ErrorKind::Artifact,
+                format!("artifact `{model_filename}`: {e}"),
+            )
+        })?;
         let model_name = model_filename
             .rsplit_once('.')
             .map_or(model_filename.as_str(), |(stem, _)| stem)
             .to_string();
-        let _ = STATE.set(State { model, model_name, min_confidence: min_confidence as f32, label });
+        let _ = STATE.set(State {
+            model,
+            model_name,
+            min_confidence: min_confidence as f32,
+            label,
+        });
         Ok(())
     }
 
@@ -73,18 +101,39 @@ impl Guest for FaceDetector {
             .get()
             .ok_or_else(|| error(ErrorKind::NotInitialized, "detect called before init"))?;
         if !item.mimetype.starts_with("image/") {
-            return Err(error(ErrorKind::InvalidItem, format!("item `{}` has mimetype `{}`, not an image", item.name, item.mimetype)));
+            return Err(error(
+                ErrorKind::InvalidItem,
+                format!(
+                    "item `{}` has mimetype `{}`, not an image",
+                    item.name, item.mimetype
+                ),
+            ));
         }
-        let detections = res10::detect(&state.model, &item.data, res10::DEFAULT_MAX_PIXELS, state.min_confidence)
-            .map_err(|e| match e {
-                res10::Error::Inference(_) | res10::Error::Model(_) => error(ErrorKind::Internal, e.to_string()),
-                _ => error(ErrorKind::InvalidItem, format!("item `{}`: {e}", item.name)),
-            })?;
-        host::log(Level::Debug, &format!("{}: {} faces", item.name, detections.len()));
+        let detections = res10::detect(
+            &state.model,
+            &item.data,
+            res10::DEFAULT_MAX_PIXELS,
+            state.min_confidence,
+        )
+        .map_err(|e| match e {
+            res10::Error::Inference(_) | res10::Error::Model(_) => {
+                error(ErrorKind::Internal, e.to_string())
+            }
+            _ => error(ErrorKind::InvalidItem, format!("item `{}`: {e}", item.name)),
+        })?;
+        host::log(
+            Level::Debug,
+            &format!("{}: {} faces", item.name, detections.len()),
+        );
         Ok(detections
             .into_iter()
             .map(|d| Annotation {
-                geometry: Geometry::Bbox(Bbox { left: d.left, top: d.top, right: d.right, bottom: d.bottom }),
+                geometry: Geometry::Bbox(Bbox {
+                    left: d.left,
+                    top: d.top,
+                    right: d.right,
+                    bottom: d.bottom,
+                }),
                 label: state.label.clone(),
                 model: ModelInfo {
                     name: state.model_name.clone(),
@@ -96,4 +145,4 @@ impl Guest for FaceDetector {
     }
 }
 
-export!(FaceDetector);
+bindings::export!(FaceDetector with_types_in bindings);

@@ -48,7 +48,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Error> {
     let orientation = decoder
         .orientation()
         .map_err(|e| Error::Decode(e.to_string()))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| Error::Decode(e.to_string()))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| Error::Decode(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
 }
@@ -67,8 +68,11 @@ mod tests {
     #[test]
     fn grey_png_becomes_three_equal_channels() {
         let grey = image::GrayImage::from_fn(4, 3, |x, y| image::Luma([(x * 10 + y) as u8]));
-        let rgb = decode(&encode(&DynamicImage::ImageLuma8(grey), ImageFormat::Png), DEFAULT_MAX_PIXELS)
-            .expect("decodes");
+        let rgb = decode(
+            &encode(&DynamicImage::ImageLuma8(grey), ImageFormat::Png),
+            DEFAULT_MAX_PIXELS,
+        )
+        .expect("decodes");
         assert_eq!(rgb.dimensions(), (4, 3));
         assert_eq!(rgb.get_pixel(3, 2).0, [32, 32, 32]);
     }
@@ -76,15 +80,24 @@ mod tests {
     #[test]
     fn alpha_is_dropped_not_blended() {
         let rgba = RgbaImage::from_pixel(2, 2, Rgba([200, 100, 50, 0]));
-        let rgb = decode(&encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png), DEFAULT_MAX_PIXELS)
-            .expect("decodes");
+        let rgb = decode(
+            &encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png),
+            DEFAULT_MAX_PIXELS,
+        )
+        .expect("decodes");
         assert_eq!(rgb.get_pixel(0, 0).0, [200, 100, 50]);
     }
 
     #[test]
     fn every_supported_format_decodes() {
         let rgb = DynamicImage::ImageRgb8(RgbImage::from_pixel(8, 8, image::Rgb([10, 200, 30])));
-        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::WebP] {
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+            ImageFormat::WebP,
+        ] {
             let decoded = decode(&encode(&rgb, format), DEFAULT_MAX_PIXELS)
                 .unwrap_or_else(|e| panic!("{format:?}: {e}"));
             assert_eq!(decoded.dimensions(), (8, 8), "{format:?}");
@@ -126,7 +139,9 @@ mod tests {
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode(&png, DEFAULT_MAX_PIXELS).unwrap_err();
         match err {
-            Error::TooLarge { width, height, .. } => assert_eq!((width, height), (100_000, 100_000)),
+            Error::TooLarge { width, height, .. } => {
+                assert_eq!((width, height), (100_000, 100_000))
+            }
             Error::Decode(msg) => panic!("expected the pixel limit, got a decode error: {msg}"),
             other => panic!("unexpected {other}"),
         }

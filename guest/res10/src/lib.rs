@@ -86,7 +86,12 @@ pub fn detect_image(
     let blob = preprocess(image);
     let raw = model.infer(blob)?;
     let kept = detection_output(&raw.boxes, &raw.scores, &DetectionOutputParams::default());
-    Ok(to_detections(&kept, image.width(), image.height(), min_confidence))
+    Ok(to_detections(
+        &kept,
+        image.width(),
+        image.height(),
+        min_confidence,
+    ))
 }
 
 /// The whole pipeline for encoded image bytes (PNG, JPEG, GIF, BMP, WebP).

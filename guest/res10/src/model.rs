@@ -88,12 +88,16 @@ impl Model {
                 }
                 [1, _] => scores = Some(view.iter().copied().collect::<Vec<_>>()),
                 other => {
-                    return Err(Error::Inference(format!("unexpected output shape {other:?}")));
+                    return Err(Error::Inference(format!(
+                        "unexpected output shape {other:?}"
+                    )));
                 }
             }
         }
         match (boxes, scores) {
-            (Some(boxes), Some(scores)) if boxes.len() == scores.len() => Ok(RawOutput { boxes, scores }),
+            (Some(boxes), Some(scores)) if boxes.len() == scores.len() => {
+                Ok(RawOutput { boxes, scores })
+            }
             _ => Err(Error::Inference(
                 "expected outputs `boxes` [1, N, 4] and `scores` [1, N]".into(),
             )),

@@ -39,10 +39,19 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if b[0] > a[2] || b[2] < a[0] || b[1] > a[3] || b[3] < a[1] {
         return 0.0;
     }
-    let inter = [a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])];
+    let inter = [
+        a[0].max(b[0]),
+        a[1].max(b[1]),
+        a[2].min(b[2]),
+        a[3].min(b[3]),
+    ];
     let inter_size = size(&inter);
     let union = size(a) + size(b) - inter_size;
-    if union <= 0.0 { 0.0 } else { inter_size / union }
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter_size / union
+    }
 }
 
 fn size(b: &[f32; 4]) -> f32 {
@@ -69,7 +78,10 @@ pub fn detection_output(
 
     let mut kept: Vec<Candidate> = Vec::new();
     for i in order {
-        if kept.iter().all(|k| iou(&boxes[i], &k.bbox) <= params.nms_threshold) {
+        if kept
+            .iter()
+            .all(|k| iou(&boxes[i], &k.bbox) <= params.nms_threshold)
+        {
             kept.push(Candidate {
                 index: i,
                 bbox: boxes[i],
@@ -127,7 +139,11 @@ mod tests {
 
     #[test]
     fn ties_keep_network_order_and_top_k_cuts_before_nms() {
-        let boxes = [[0.0, 0.0, 0.1, 0.1], [0.2, 0.2, 0.3, 0.3], [0.4, 0.4, 0.5, 0.5]];
+        let boxes = [
+            [0.0, 0.0, 0.1, 0.1],
+            [0.2, 0.2, 0.3, 0.3],
+            [0.4, 0.4, 0.5, 0.5],
+        ];
         let params = DetectionOutputParams {
             top_k: 2,
             ..Default::default()

@@ -14,8 +14,11 @@ fn read(path: &Path) -> Vec<u8> {
 #[test]
 fn resize_is_bit_exact_with_opencv_inter_linear() {
     for name in ["skimage_chelsea", "mosaic_row", "skimage_camera"] {
-        let src = res10::decode(&read(&fixtures().join(format!("images/{name}.png"))), res10::DEFAULT_MAX_PIXELS)
-            .expect("decode source");
+        let src = res10::decode(
+            &read(&fixtures().join(format!("images/{name}.png"))),
+            res10::DEFAULT_MAX_PIXELS,
+        )
+        .expect("decode source");
         let want = res10::decode(
             &read(&fixtures().join(format!("opencv_resize/{name}_300x300.png"))),
             res10::DEFAULT_MAX_PIXELS,
@@ -44,8 +47,10 @@ fn resize_is_bit_exact_with_opencv_inter_linear() {
 
 #[test]
 fn native_detections_match_the_seed() {
-    let model = res10::Model::from_onnx(&read(&fixtures().join("../../models/res10_300x300_ssd.onnx")))
-        .expect("model loads");
+    let model = res10::Model::from_onnx(&read(
+        &fixtures().join("../../models/res10_300x300_ssd.onnx"),
+    ))
+    .expect("model loads");
     let reference_dir = fixtures().join("reference/res10_opencv");
     let mut checked = 0;
     for entry in std::fs::read_dir(&reference_dir).expect("reference dir") {
@@ -68,18 +73,36 @@ fn native_detections_match_the_seed() {
             .expect("detections")
             .iter()
             .filter_map(|d| {
-                let b: Vec<f32> = d["box"].as_array()?.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect();
-                let clipped = [b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)];
+                let b: Vec<f32> = d["box"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|v| v.as_f64())
+                    .map(|v| v as f32)
+                    .collect();
+                let clipped = [
+                    b[0].clamp(0.0, w),
+                    b[1].clamp(0.0, h),
+                    b[2].clamp(0.0, w),
+                    b[3].clamp(0.0, h),
+                ];
                 let area = (clipped[2] - clipped[0]).max(0.0) * (clipped[3] - clipped[1]).max(0.0);
                 (area >= 1.0).then_some((clipped, d["confidence"].as_f64()? as f32))
             })
             .collect();
-        assert_eq!(got.len(), want.len(), "{image_name}: got {got:?}, want {want:?}");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{image_name}: got {got:?}, want {want:?}"
+        );
         for (g, (wb, wc)) in got.iter().zip(&want) {
             let gb = [g.left, g.top, g.right, g.bottom];
             let iou = iou(&gb, wb);
             assert!(iou >= 0.95, "{image_name}: IoU {iou} of {gb:?} vs {wb:?}");
-            assert!((g.confidence - wc).abs() <= 0.02, "{image_name}: confidence {} vs {wc}", g.confidence);
+            assert!(
+                (g.confidence - wc).abs() <= 0.02,
+                "{image_name}: confidence {} vs {wc}",
+                g.confidence
+            );
         }
         checked += 1;
     }

@@ -5,9 +5,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use prelabel::detector::host::Level;
+pub use self::prelabel::detector::host::Level;
 // `annotation`, `init-input` and `item` are used by the world itself, so they are
 // already at the top of this module.
-pub use prelabel::detector::types::{
+pub use self::prelabel::detector::types::{
     Bbox, Error as GuestError, ErrorKind, Geometry, ModelInfo, Point, Value,
 };

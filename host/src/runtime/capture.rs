@@ -50,8 +50,9 @@ impl Capture {
             if !buf.truncated {
                 buf.truncated = true;
                 let limit = buf.limit;
-                buf.text
-                    .extend_from_slice(format!("\n[prelabel: output truncated at {limit} bytes]\n").as_bytes());
+                buf.text.extend_from_slice(
+                    format!("\n[prelabel: output truncated at {limit} bytes]\n").as_bytes(),
+                );
             }
         }
     }
@@ -100,7 +101,11 @@ impl OutputStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -123,7 +128,10 @@ mod tests {
         c.append(b"789abcdef");
         c.append(b"more");
         let text = c.take();
-        assert!(text.starts_with("0123456789\n[prelabel: output truncated at 10 bytes]"), "{text}");
+        assert!(
+            text.starts_with("0123456789\n[prelabel: output truncated at 10 bytes]"),
+            "{text}"
+        );
         assert_eq!(text.matches("truncated").count(), 1);
         c.append(b"fresh");
         assert_eq!(c.take(), "fresh");

@@ -7,7 +7,9 @@ use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, 
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::prelabel::detector::{host, types};
-use super::bindings::{Annotation, Detector, DetectorPre, ErrorKind, GuestError, InitInput, Item, Level};
+use super::bindings::{
+    Annotation, Detector, DetectorPre, ErrorKind, GuestError, InitInput, Item, Level,
+};
 use super::{Artifacts, Capture, EPOCH_TICK, Limits};
 
 /// Which guest call an error happened in.
@@ -38,7 +40,11 @@ pub enum ExecError {
     #[error("guest trapped in {phase}: {message}")]
     Trap { phase: Phase, message: String },
     #[error("{phase} failed ({}): {message}", kind_name(*kind))]
-    Guest { phase: Phase, kind: ErrorKind, message: String },
+    Guest {
+        phase: Phase,
+        kind: ErrorKind,
+        message: String,
+    },
     #[error("the instance cannot be used after an earlier failure; create a new one")]
     Poisoned,
 }
@@ -77,12 +83,22 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.refused |= !allowed;
         Ok(allowed)
     }
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 }
@@ -108,7 +124,8 @@ impl host::Host for HostState {
             Level::Error => "error",
         };
         tracing::debug!(target: "prelabel::guest", "[{level}] {message}");
-        self.capture.append(format!("[{level}] {message}\n").as_bytes());
+        self.capture
+            .append(format!("[{level}] {message}\n").as_bytes());
     }
 
     fn artifact(&mut self, name: String) -> Result<Vec<u8>, GuestError> {
@@ -118,9 +135,13 @@ impl host::Host for HostState {
         };
         let path = self.artifacts.get(&name).ok_or_else(|| {
             let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
-            error(format!("no artifact named `{name}` (the package has: {})", known.join(", ")))
+            error(format!(
+                "no artifact named `{name}` (the package has: {})",
+                known.join(", ")
+            ))
         })?;
-        std::fs::read(path).map_err(|e| error(format!("artifact `{name}` ({}): {e}", path.display())))
+        std::fs::read(path)
+            .map_err(|e| error(format!("artifact `{name}` ({}): {e}", path.display())))
     }
 }
 
@@ -149,7 +170,9 @@ impl Instance {
             .allow_ip_name_lookup(false)
             .build();
         let limiter = Limiter {
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .build(),
             refused: false,
         };
         let state = HostState {
@@ -164,9 +187,15 @@ impl Instance {
         // Instantiation runs the guest's start code: bound it like init.
         store.set_epoch_deadline(ticks(limits.init_timeout));
         store.epoch_deadline_trap();
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e, Phase::Instantiate, limits.init_timeout, limits.memory_bytes))?;
+        let bindings = pre.instantiate(&mut store).map_err(|e| {
+            classify(
+                &store,
+                e,
+                Phase::Instantiate,
+                limits.init_timeout,
+                limits.memory_bytes,
+            )
+        })?;
         Ok(Self {
             store,
             bindings,
@@ -178,13 +207,17 @@ impl Instance {
     /// Calls the guest's `init` with the service's init inputs.
     pub fn init(&mut self, inputs: &[InitInput]) -> Result<(), ExecError> {
         let limit = self.limits.init_timeout;
-        self.call(Phase::Init, limit, |bindings, store| bindings.call_init(store, inputs))
+        self.call(Phase::Init, limit, |bindings, store| {
+            bindings.call_init(store, inputs)
+        })
     }
 
     /// Calls the guest's `detect` on one item.
     pub fn detect(&mut self, item: &Item) -> Result<Vec<Annotation>, ExecError> {
         let limit = self.limits.timeout;
-        self.call(Phase::Detect, limit, |bindings, store| bindings.call_detect(store, item))
+        self.call(Phase::Detect, limit, |bindings, store| {
+            bindings.call_detect(store, item)
+        })
     }
 
     /// Whether a trap (or timeout) made this instance unusable.
@@ -218,7 +251,13 @@ impl Instance {
             Err(e) => {
                 // A trapped component instance cannot be entered again.
                 self.poisoned = true;
-                Err(classify(&self.store, e, phase, limit, self.limits.memory_bytes))
+                Err(classify(
+                    &self.store,
+                    e,
+                    phase,
+                    limit,
+                    self.limits.memory_bytes,
+                ))
             }
         }
     }
@@ -228,11 +267,20 @@ fn ticks(limit: Duration) -> u64 {
     (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-fn classify(store: &Store<HostState>, error: wasmtime::Error, phase: Phase, limit: Duration, memory: usize) -> ExecError {
+fn classify(
+    store: &Store<HostState>,
+    error: wasmtime::Error,
+    phase: Phase,
+    limit: Duration,
+    memory: usize,
+) -> ExecError {
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         ExecError::Timeout { phase, limit }
     } else if store.data().limiter.refused {
-        ExecError::MemoryLimit { phase, limit: memory }
+        ExecError::MemoryLimit {
+            phase,
+            limit: memory,
+        }
     } else {
         ExecError::Trap {
             phase,

@@ -121,7 +121,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         // WASI for std (stdout, clocks, random); what it grants is decided per store.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
         Detector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
 
@@ -154,7 +155,8 @@ impl Runtime {
     pub fn load(&self, wasm: &[u8]) -> Result<Loaded, LoadError> {
         if is_core_module(wasm) {
             return Err(LoadError::NotAComponent(
-                "this is a core WebAssembly module; build it as a component (target wasm32-wasip2)".into(),
+                "this is a core WebAssembly module; build it as a component (target wasm32-wasip2)"
+                    .into(),
             ));
         }
         let digest = hex::encode(Sha256::digest(wasm));
@@ -169,12 +171,20 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = DetectorPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        Ok(Loaded { digest, exports, pre })
+        let pre =
+            DetectorPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(Loaded {
+            digest,
+            exports,
+            pre,
+        })
     }
 
     fn compile_cached(&self, wasm: &[u8], digest: &str) -> Result<Component, LoadError> {
-        let cached = self.cache_dir.as_ref().map(|dir| self.cache_path(dir, digest));
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| self.cache_path(dir, digest));
         if let Some(path) = &cached
             && let Ok(bytes) = std::fs::read(path)
         {
@@ -183,26 +193,40 @@ impl Runtime {
             // the header and refuses artifacts of another version or configuration.
             match unsafe { Component::deserialize(&self.engine, &bytes) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring stale compiled component {}: {e}", path.display()),
+                Err(e) => {
+                    tracing::warn!("ignoring stale compiled component {}: {e}", path.display())
+                }
             }
         }
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
         if let Some(path) = &cached
-            && let Err(e) = write_atomically(path, || component.serialize().map_err(|e| e.to_string()))
+            && let Err(e) =
+                write_atomically(path, || component.serialize().map_err(|e| e.to_string()))
         {
-            tracing::warn!("cannot cache the compiled component at {}: {e}", path.display());
+            tracing::warn!(
+                "cannot cache the compiled component at {}: {e}",
+                path.display()
+            );
         }
         Ok(component)
     }
 
     fn cache_path(&self, dir: &Path, digest: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
     }
 
     /// A fresh, sandboxed instance of a loaded component.
-    pub fn instantiate(&self, loaded: &Loaded, artifacts: Artifacts, limits: Limits) -> Result<Instance, ExecError> {
+    pub fn instantiate(
+        &self,
+        loaded: &Loaded,
+        artifacts: Artifacts,
+        limits: Limits,
+    ) -> Result<Instance, ExecError> {
         Instance::new(&self.engine, &loaded.pre, artifacts, limits)
     }
 }
@@ -221,7 +245,10 @@ fn is_core_module(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
 }
 
-fn write_atomically(path: &Path, bytes: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<(), String> {
+fn write_atomically(
+    path: &Path,
+    bytes: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<(), String> {
     let dir = path.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
