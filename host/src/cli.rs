@@ -1,17 +1,21 @@
 //! Command-line arguments and what each command does with the library.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use prelabel::coco;
 use prelabel::local::{FileResult, LocalRunner};
 use prelabel::package::Package;
 use prelabel::runtime::{Limits, Runtime};
+use prelabel::store::Store;
+use prelabel::{coco, execution, export, item, package, scheduler, service, trigger};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,11 +56,174 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Build the face detector and run it on the sample photos; writes the photos with boxes.
+    /// The seed's whole flow on the sample photos: push, deploy, trigger, upload, work, export.
     Demo {
-        /// Where to write the annotated photos and the COCO file (default: HOME/demo).
+        /// Where to write the annotated photos and the exports (default: HOME/demo).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Packages: push a directory as a new revision, list, show.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Services: deploy a package revision with init inputs and runtime settings.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Triggers: run a function when items are created or updated.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
+    /// Upload files (folders recursively) as items of a dataset.
+    Upload {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        dataset: String,
+    },
+    /// Items of a dataset.
+    #[command(subcommand)]
+    Items(ItemsCommand),
+    /// Executions: list, logs, rerun.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Run a service's function on an item now, wait, and print the result.
+    Execute {
+        service: String,
+        #[arg(long, default_value = "detect")]
+        function: String,
+        #[arg(long)]
+        item: i64,
+    },
+    /// Stored annotations.
+    #[command(subcommand)]
+    Annotations(AnnotationsCommand),
+    /// Run the scheduler until stopped (Ctrl-C finishes running executions, then exits).
+    Serve,
+    /// Run queued executions; with --until-idle, exit when none are left.
+    Work {
+        #[arg(long)]
+        until_idle: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PackageCommand {
+    /// Check and store a package directory as a new revision.
+    Push {
+        dir: PathBuf,
+    },
+    List,
+    /// Revisions of a package, with digests.
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Create a service, or update it (new revision, inputs, settings) without a restart.
+    Deploy {
+        /// The package to deploy.
+        package: String,
+        #[arg(long)]
+        name: String,
+        /// The package revision (default: the latest).
+        #[arg(long)]
+        revision: Option<i64>,
+        #[arg(long = "init", value_name = "KEY=VALUE")]
+        init: Vec<String>,
+        /// Executions at once (default 1: one at a time, in order).
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Seconds one execution may take (default 60).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Attempts before an execution is failed (default 1).
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// The guest's memory cap in MiB (default 1024).
+        #[arg(long)]
+        memory_mb: Option<u32>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Go back to the previously deployed revision.
+    Rollback {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TriggerCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long, default_value = "detect")]
+        function: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "created")]
+        actions: Vec<trigger::Action>,
+        /// Only items of this dataset (default: all).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// PATH=GLOB, PATH!=GLOB or PATH in A,B (repeatable, joined by AND).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        #[arg(long, value_enum, default_value = "once")]
+        mode: trigger::Mode,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ItemsCommand {
+    List {
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecutionsCommand {
+    List {
+        #[arg(long, value_enum)]
+        status: Option<execution::Status>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The captured logs of an execution (guest output, log calls, attempts).
+    Logs { id: i64 },
+    /// Queue again every execution with a status (default: failed and timed-out).
+    Rerun {
+        #[arg(long, value_enum)]
+        status: Option<execution::Status>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnnotationsCommand {
+    Export {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: export::Format,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -111,10 +278,321 @@ impl Cli {
             } => self.detect(package, images, init, format, limits.limits()?),
             Command::Demo { ref out } => {
                 let out = out.clone().unwrap_or_else(|| self.home.join("demo"));
-                crate::demo::run(&self.runtime()?, &out)?;
+                crate::demo::run(self.runtime()?, &out)?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Package(ref c) => self.package(c),
+            Command::Service(ref c) => self.service(c),
+            Command::Trigger(ref c) => self.trigger(c),
+            Command::Upload {
+                ref paths,
+                ref dataset,
+            } => self.upload(paths, dataset),
+            Command::Items(ItemsCommand::List { ref dataset, json }) => {
+                let items = item::list(&self.store()?, dataset.as_deref())?;
+                if json {
+                    print_json(&items)?;
+                } else {
+                    println!(
+                        "{:>6}  {:<16} {:<36} {:<20} {:>10}",
+                        "id", "dataset", "name", "mimetype", "bytes"
+                    );
+                    for i in items {
+                        println!(
+                            "{:>6}  {:<16} {:<36} {:<20} {:>10}",
+                            i.id, i.dataset, i.name, i.mimetype, i.size
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Executions(ref c) => self.executions(c),
+            Command::Execute {
+                ref service,
+                ref function,
+                item,
+            } => {
+                let runtime = self.runtime()?;
+                let e = scheduler::execute_now(&self.home, &runtime, service, function, item)?;
+                let store = self.store()?;
+                let annotations =
+                    export::annotated_items(&store, &item::get(&store, item)?.dataset)?
+                        .into_iter()
+                        .find(|(i, _)| i.id == item)
+                        .map(|(_, a)| {
+                            a.into_iter()
+                                .filter(|a| a.execution_id == e.id)
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                print_json(
+                    &serde_json::json!({"execution": e, "logs": e.logs, "annotations": annotations}),
+                )?;
+                Ok(if e.status == execution::Status::Success {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Command::Annotations(AnnotationsCommand::Export {
+                ref dataset,
+                format,
+                ref output,
+            }) => {
+                let value = export::export(&self.store()?, dataset, format)?;
+                let text = serde_json::to_string_pretty(&value)?;
+                match output {
+                    Some(path) => {
+                        std::fs::write(path, text + "\n")
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        eprintln!("wrote {}", path.display());
+                    }
+                    None => println!("{text}"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Serve => self.schedule(false),
+            Command::Work { until_idle } => self.schedule(until_idle),
         }
+    }
+
+    fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.home)?)
+    }
+
+    fn package(&self, command: &PackageCommand) -> Result<ExitCode> {
+        let mut store = self.store()?;
+        match command {
+            PackageCommand::Push { dir } => {
+                let r = package::push(&mut store, &self.runtime()?, dir)?;
+                println!(
+                    "pushed {} revision {} (version {}, component sha256:{})",
+                    r.package, r.revision, r.version, r.component_digest
+                );
+                for (name, (digest, size)) in &r.artifacts {
+                    println!("  artifact {name}: sha256:{digest} ({size} bytes)");
+                }
+            }
+            PackageCommand::List => {
+                println!(
+                    "{:<24} {:>8}  {:<12} created",
+                    "package", "revision", "version"
+                );
+                for r in package::list(&store)? {
+                    println!(
+                        "{:<24} {:>8}  {:<12} {}",
+                        r.package, r.revision, r.version, r.created_at
+                    );
+                }
+            }
+            PackageCommand::Show { name } => {
+                for r in package::revisions(&store, name)? {
+                    println!(
+                        "{} revision {} (version {}), {}",
+                        r.package, r.revision, r.version, r.created_at
+                    );
+                    println!("  component sha256:{}", r.component_digest);
+                    for (a, (digest, size)) in &r.artifacts {
+                        println!("  artifact {a}: sha256:{digest} ({size} bytes)");
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn service(&self, command: &ServiceCommand) -> Result<ExitCode> {
+        let mut store = self.store()?;
+        let show = |s: &service::Service| -> Result<()> { print_json(s) };
+        match command {
+            ServiceCommand::Deploy {
+                package,
+                name,
+                revision,
+                init,
+                concurrency,
+                timeout,
+                max_attempts,
+                memory_mb,
+            } => {
+                let timeout = timeout
+                    .map(|t| {
+                        Duration::try_from_secs_f64(t).with_context(|| {
+                            format!("--timeout must be a number of seconds, got {t}")
+                        })
+                    })
+                    .transpose()?;
+                let request = service::Deploy {
+                    package: package.clone(),
+                    name: name.clone(),
+                    revision: *revision,
+                    init: init.clone(),
+                    concurrency: *concurrency,
+                    timeout,
+                    max_attempts: *max_attempts,
+                    memory_mb: *memory_mb,
+                };
+                let (s, created) = service::deploy(&mut store, &request)?;
+                println!(
+                    "{} service {} ({} revision {}, generation {})",
+                    if created { "created" } else { "updated" },
+                    s.name,
+                    s.package,
+                    s.revision,
+                    s.generation
+                );
+            }
+            ServiceCommand::List => {
+                println!(
+                    "{:<24} {:<24} {:>8} {:>11} {:<7}",
+                    "service", "package", "revision", "concurrency", "state"
+                );
+                for s in service::list(&store)? {
+                    let state = if s.paused { "paused" } else { "active" };
+                    println!(
+                        "{:<24} {:<24} {:>8} {:>11} {:<7}",
+                        s.name, s.package, s.revision, s.settings.concurrency, state
+                    );
+                }
+            }
+            ServiceCommand::Show { name } => show(&service::get(&store, name)?)?,
+            ServiceCommand::Pause { name } => show(&service::set_paused(&mut store, name, true)?)?,
+            ServiceCommand::Resume { name } => {
+                show(&service::set_paused(&mut store, name, false)?)?
+            }
+            ServiceCommand::Delete { name } => {
+                let canceled = service::delete(&mut store, name)?;
+                println!("deleted service {name} ({canceled} queued executions canceled)");
+            }
+            ServiceCommand::Rollback { name } => {
+                let s = service::rollback(&mut store, name)?;
+                println!(
+                    "service {} now runs {} revision {} (generation {})",
+                    s.name, s.package, s.revision, s.generation
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn trigger(&self, command: &TriggerCommand) -> Result<ExitCode> {
+        let mut store = self.store()?;
+        match command {
+            TriggerCommand::Create {
+                name,
+                service,
+                function,
+                actions,
+                dataset,
+                filters,
+                mode,
+            } => {
+                let t = trigger::create(
+                    &mut store,
+                    &trigger::Create {
+                        name: name.clone(),
+                        service: service.clone(),
+                        function: function.clone(),
+                        actions: actions.clone(),
+                        dataset: dataset.clone(),
+                        filters: filters.clone(),
+                        mode: *mode,
+                    },
+                )?;
+                println!("created trigger {} -> {}.{}", t.name, t.service, t.function);
+            }
+            TriggerCommand::List => print_json(&trigger::list(&store)?)?,
+            TriggerCommand::Delete { name } => {
+                trigger::delete(&mut store, name)?;
+                println!("deleted trigger {name}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn upload(&self, paths: &[PathBuf], dataset: &str) -> Result<ExitCode> {
+        let mut store = self.store()?;
+        let files = collect_files(paths)?;
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let (mut counts, mut queued) = (BTreeMap::<&str, usize>::new(), 0);
+        for (path, name) in &files {
+            bar.set_message(name.clone());
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let (_, change, q) = item::upload(&mut store, dataset, name, &bytes)?;
+            *counts
+                .entry(match change {
+                    item::Change::Created => "created",
+                    item::Change::Updated => "updated",
+                    item::Change::Unchanged => "unchanged",
+                })
+                .or_default() += 1;
+            queued += q;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!(
+            "uploaded {} files to {dataset}: {}; {queued} executions queued",
+            files.len(),
+            summary.join(", ")
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn executions(&self, command: &ExecutionsCommand) -> Result<ExitCode> {
+        let mut store = self.store()?;
+        match command {
+            ExecutionsCommand::List { status, json } => {
+                let all = execution::list(&store, *status)?;
+                if *json {
+                    print_json(&all)?;
+                } else {
+                    println!(
+                        "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  error",
+                        "id", "service", "item", "status", "attempts", "ms"
+                    );
+                    for e in all {
+                        println!(
+                            "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  {}",
+                            e.id,
+                            e.service,
+                            e.item,
+                            e.status.as_str(),
+                            e.attempts,
+                            e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                            e.error.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            ExecutionsCommand::Logs { id } => print!("{}", execution::get(&store, *id)?.logs),
+            ExecutionsCommand::Rerun { status } => {
+                let ids = execution::rerun(&mut store, *status)?;
+                println!("queued {} executions again", ids.len());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn schedule(&self, until_idle: bool) -> Result<ExitCode> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // Ctrl-C: stop taking work, let running executions finish.
+        ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+            .context("cannot install the Ctrl-C handler")?;
+        let summary = scheduler::run(&self.home, Arc::new(self.runtime()?), stop, until_idle)?;
+        if summary.requeued > 0 {
+            eprintln!(
+                "re-queued {} executions interrupted by a stopped host",
+                summary.requeued
+            );
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// One engine per process, with compiled components cached under HOME.
@@ -164,7 +642,7 @@ impl Cli {
 }
 
 /// Runs every file; a file that cannot be read is a failed result like any other.
-pub fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileResult> {
+fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileResult> {
     files
         .iter()
         .map(|path| {
@@ -190,7 +668,7 @@ pub fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileRes
 }
 
 /// The COCO dataset of the files that are images.
-pub fn to_coco(results: &[FileResult]) -> coco::Dataset {
+fn to_coco(results: &[FileResult]) -> coco::Dataset {
     let mut builder = coco::Builder::default();
     for r in results {
         if let (Some(w), Some(h)) = (r.width, r.height) {
@@ -198,6 +676,53 @@ pub fn to_coco(results: &[FileResult]) -> coco::Dataset {
         }
     }
     builder.finish()
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// Files to upload with their item names: a file is named by its file name, files found in
+/// a folder by their path inside it (`sub/a.jpg`). Folders are walked recursively, in order.
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, base, out)?;
+            } else if p.is_file() {
+                let name = p
+                    .strip_prefix(base)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((p, name));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, path, &mut out)?;
+        } else if path.is_file() {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            out.push((path.clone(), name));
+        } else {
+            bail!("{} does not exist", path.display());
+        }
+    }
+    Ok(out)
 }
 
 /// Files as given; directories become their files, sorted by name.

@@ -1,8 +1,18 @@
-//! What Prelabel knows about an item's bytes before any guest sees them: its mimetype,
-//! sniffed from the content (never trusted from the name), and an image's size, read from
-//! the header alone.
+//! Items: files in a dataset. Uploading stores the bytes once (by digest), records the item
+//! with its system metadata, and, in the same transaction, enqueues what its triggers ask for.
+//! The mimetype is sniffed from the content (never trusted from the name) and an image's size
+//! is read from its header alone.
 
 use std::io::Cursor;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::trigger::{self, Action};
 
 /// The mimetype of `bytes`, from magic numbers; UTF-8 text is `text/plain`, anything else
 /// unknown is `application/octet-stream`.
@@ -24,6 +34,165 @@ pub fn image_size(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()?
         .into_dimensions()
         .ok()
+}
+
+/// The system metadata of some bytes, as items and guests see it.
+pub fn system_metadata(name: &str, bytes: &[u8]) -> Value {
+    let size = image_size(bytes);
+    json!({
+        "mimetype": sniff_mimetype(bytes),
+        "size": bytes.len(),
+        "sha256": hex::encode(Sha256::digest(bytes)),
+        "originalname": name,
+        "width": size.map(|s| s.0),
+        "height": size.map(|s| s.1),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRecord {
+    pub id: i64,
+    pub dataset: String,
+    pub name: String,
+    pub digest: String,
+    pub size: u64,
+    pub mimetype: String,
+    pub metadata: Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ItemRecord {
+    /// The document trigger filters look at.
+    pub fn document(&self) -> Value {
+        json!({"id": self.id, "name": self.name, "dataset": self.dataset, "metadata": self.metadata})
+    }
+
+    pub fn size_px(&self) -> Option<(u32, u32)> {
+        let s = &self.metadata["system"];
+        Some((s["width"].as_u64()? as u32, s["height"].as_u64()? as u32))
+    }
+}
+
+/// What an upload did to one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Stores `bytes` as item `name` of `dataset`: new name → created, new bytes under a known
+/// name → updated, same bytes → unchanged (no event). Returns the item, what changed and
+/// how many executions its triggers queued.
+pub fn upload(
+    store: &mut Store,
+    dataset: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(ItemRecord, Change, usize)> {
+    if dataset.trim().is_empty() {
+        return Err(Error::Invalid("--dataset must not be empty".into()));
+    }
+    // The blob first: an item row never points at bytes that are not on disk.
+    let digest = store.put_blob(bytes)?;
+    let metadata = json!({"system": system_metadata(name, bytes), "user": {}});
+    let mimetype = metadata["system"]["mimetype"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let tx = store.write()?;
+    tx.execute(
+        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
+        [dataset],
+    )?;
+    let dataset_id: i64 =
+        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
+            r.get(0)
+        })?;
+    let existing: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, digest FROM items WHERE dataset_id = ?1 AND name = ?2",
+            params![dataset_id, name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, change) = match existing {
+        Some((id, old)) if old == digest => (id, Change::Unchanged),
+        Some((id, _)) => {
+            tx.execute(
+                "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
+                        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![
+                    id,
+                    digest,
+                    bytes.len() as i64,
+                    mimetype,
+                    metadata.to_string()
+                ],
+            )?;
+            (id, Change::Updated)
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![dataset_id, name, digest, bytes.len() as i64, mimetype, metadata.to_string()],
+            )?;
+            (tx.last_insert_rowid(), Change::Created)
+        }
+    };
+    let item = get_in(&tx, id)?;
+    let queued = match change {
+        Change::Created => {
+            trigger::on_item_event(&tx, id, dataset, Action::Created, &item.document())?
+        }
+        Change::Updated => {
+            trigger::on_item_event(&tx, id, dataset, Action::Updated, &item.document())?
+        }
+        Change::Unchanged => 0,
+    };
+    tx.commit()?;
+    Ok((item, change, queued))
+}
+
+const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype, i.metadata, i.created_at, i.updated_at
+   FROM items i JOIN datasets d ON d.id = i.dataset_id";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
+    let metadata: String = r.get(6)?;
+    Ok(ItemRecord {
+        id: r.get(0)?,
+        dataset: r.get(1)?,
+        name: r.get(2)?,
+        digest: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        mimetype: r.get(5)?,
+        metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
+    conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("no item with id {id} (see: prelabel items list)")))
+}
+
+pub fn get(store: &Store, id: i64) -> Result<ItemRecord> {
+    get_in(store.conn(), id)
+}
+
+/// Items of a dataset (or of all datasets), by name.
+pub fn list(store: &Store, dataset: Option<&str>) -> Result<Vec<ItemRecord>> {
+    let mut stmt = store.conn().prepare(&format!(
+        "{SELECT} WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, i.name"
+    ))?;
+    let items = stmt
+        .query_map([dataset], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(items)
 }
 
 #[cfg(test)]

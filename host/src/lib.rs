@@ -1,15 +1,24 @@
 //! Prelabel: a local-first runtime for pre-annotation functions compiled to WebAssembly
 //! components.
 //!
-//! Data flows one way: a package (component + manifest + artifacts) is loaded by the
-//! [`runtime`], an instance is initialised once with the service's init inputs, and each
-//! item goes through `detect` to become [`annotation`]s.
+//! Data flows one way: an [`item`] event → [`trigger`] → queued [`execution`] →
+//! [`scheduler`] → an instance from the [`runtime`] (a [`package`] revision deployed as a
+//! [`service`]) → [`annotation`]s in the [`store`].
 
 pub mod annotation;
 pub mod coco;
+pub mod error;
+pub mod execution;
+pub mod export;
 pub mod item;
 pub mod local;
 pub mod manifest;
 pub mod package;
 pub mod runtime;
+pub mod scheduler;
+pub mod service;
+pub mod store;
+pub mod trigger;
 pub mod workspace;
+
+pub use error::{Error, Result};

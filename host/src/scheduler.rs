@@ -1,0 +1,380 @@
+//! The scheduler: takes queued executions off the store and runs them, per service at most
+//! `concurrency` at once, each on an instance that was initialised once and is reused.
+//!
+//! One worker thread per (service, slot). A worker re-reads its service before each claim: a
+//! new generation (deploy, rollback) means a fresh instance of the new revision for the next
+//! execution, while the one already running finishes where it started. A trap or timeout
+//! fails that execution only (retried up to `max_attempts`) and the next one gets a fresh
+//! instance. One scheduler runs per home (a lock file); on start it re-queues what a killed
+//! process left `running`.
+
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::annotation;
+use crate::error::{Error, Result};
+use crate::execution::{self, Claimed, Outcome, Status};
+use crate::item;
+use crate::package::{self, Revision};
+use crate::runtime::{self, ErrorKind, ExecError, Instance, Loaded, Runtime};
+use crate::service::{self, Service};
+use crate::store::Store;
+
+/// How often idle workers and the scheduler look for new work.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Compiled components by revision id, shared by every worker of the process.
+#[derive(Default)]
+pub struct Components {
+    loaded: Mutex<HashMap<i64, Loaded>>,
+}
+
+impl Components {
+    fn get(&self, store: &Store, runtime: &Runtime, revision: &Revision) -> Result<Loaded> {
+        if let Some(l) = self.lock().get(&revision.id) {
+            return Ok(l.clone());
+        }
+        let bytes = store.read_blob(&revision.component_digest)?;
+        let loaded = runtime.load(&bytes).map_err(|source| Error::Load {
+            package: format!("{} revision {}", revision.package, revision.revision),
+            source,
+        })?;
+        self.lock().insert(revision.id, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Loaded>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a worker keeps between executions: the instance of one service generation.
+struct Slot {
+    generation: i64,
+    revision: Revision,
+    loaded: Loaded,
+    instance: Option<Instance>,
+}
+
+/// What `run` did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Executions found `running` at start (left by a killed process) and re-queued.
+    pub requeued: usize,
+}
+
+/// Holds the home's scheduler lock for as long as it lives.
+pub struct HomeLock {
+    _file: File,
+}
+
+pub fn lock_home(home: &Path) -> Result<HomeLock> {
+    std::fs::create_dir_all(home)
+        .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", home.display())))?;
+    let path = home.join("scheduler.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Invalid(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(HomeLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(Error::Invalid(format!(
+            "another `prelabel serve` or `prelabel work` is running on {} (one scheduler per home)",
+            home.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(Error::Invalid(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Runs until `stop` is set (then drains: running executions finish, no new ones start),
+/// or, with `until_idle`, until nothing is queued or running for an unpaused service.
+pub fn run(
+    home: &Path,
+    runtime: Arc<Runtime>,
+    stop: Arc<AtomicBool>,
+    until_idle: bool,
+) -> Result<Summary> {
+    let _lock = lock_home(home)?;
+    let mut store = Store::open(home)?;
+    let summary = Summary {
+        requeued: execution::requeue_interrupted(&mut store)?,
+    };
+    if summary.requeued > 0 {
+        tracing::warn!(
+            "re-queued {} executions interrupted by a stopped host",
+            summary.requeued
+        );
+    }
+    let components = Arc::new(Components::default());
+    let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        workers.retain(|_, w| !w.is_finished());
+        for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
+            for slot in 0..service.settings.concurrency {
+                workers.entry((service.id, slot)).or_insert_with(|| {
+                    let (home, runtime, components, stop) = (
+                        home.to_path_buf(),
+                        runtime.clone(),
+                        components.clone(),
+                        stop.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        worker(home, runtime, components, service.id, slot, stop)
+                    })
+                });
+            }
+        }
+        if until_idle && execution::pending(&store)? == 0 {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (_, w) in workers {
+        let _ = w.join();
+    }
+    Ok(summary)
+}
+
+fn worker(
+    home: PathBuf,
+    runtime: Arc<Runtime>,
+    components: Arc<Components>,
+    service_id: i64,
+    slot: u32,
+    stop: Arc<AtomicBool>,
+) {
+    let mut store = match Store::open(&home) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!("worker cannot open the store: {e}"),
+    };
+    let mut current: Option<Slot> = None;
+    while !stop.load(Ordering::Relaxed) {
+        match step(
+            &mut store,
+            &runtime,
+            &components,
+            service_id,
+            slot,
+            &mut current,
+        ) {
+            Ok(Step::Ran) => {}
+            Ok(Step::Idle) => std::thread::sleep(POLL),
+            Ok(Step::Exit) => return,
+            Err(e) => {
+                tracing::error!("worker for service #{service_id}: {e}");
+                std::thread::sleep(POLL * 10);
+            }
+        }
+    }
+}
+
+enum Step {
+    Ran,
+    Idle,
+    Exit,
+}
+
+fn step(
+    store: &mut Store,
+    runtime: &Runtime,
+    components: &Components,
+    service_id: i64,
+    slot: u32,
+    current: &mut Option<Slot>,
+) -> Result<Step> {
+    let Some(service) = service::by_id(store, service_id)? else {
+        return Ok(Step::Exit);
+    };
+    if service.paused || slot >= service.settings.concurrency {
+        return Ok(Step::Exit);
+    }
+    let Some(claimed) = execution::claim_next(store, service.id, service.revision_id)? else {
+        return Ok(Step::Idle);
+    };
+    run_claimed(store, runtime, components, &service, current, &claimed)?;
+    Ok(Step::Ran)
+}
+
+/// Runs one claimed execution to its end and records it. The slot's instance is reused
+/// when it belongs to the service's current generation and survived its last call.
+fn run_claimed(
+    store: &mut Store,
+    runtime: &Runtime,
+    components: &Components,
+    service: &Service,
+    current: &mut Option<Slot>,
+    claimed: &Claimed,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut logs = String::new();
+    if current
+        .as_ref()
+        .is_some_and(|s| s.generation != service.generation)
+    {
+        *current = None;
+    }
+    if current.is_none() {
+        let revision = package::revision_by_id(store, service.revision_id)?;
+        let loaded = components.get(store, runtime, &revision)?;
+        *current = Some(Slot {
+            generation: service.generation,
+            revision,
+            loaded,
+            instance: None,
+        });
+    }
+    let slot = current.as_mut().expect("set above");
+    let outcome = attempt(store, runtime, service, slot, claimed, &mut logs);
+    let digest = slot.loaded.digest.clone();
+    let retryable = |e: &ExecError| {
+        !matches!(
+            e,
+            ExecError::Guest {
+                kind: ErrorKind::InvalidItem | ErrorKind::InvalidInput,
+                ..
+            }
+        )
+    };
+    let outcome = match outcome {
+        Ok(annotations) => Outcome::Success(annotations),
+        Err(Failure::Exec(e)) => Outcome::Failed {
+            status: if matches!(e, ExecError::Timeout { .. }) {
+                Status::TimedOut
+            } else {
+                Status::Failed
+            },
+            retry: retryable(&e) && claimed.attempts < service.settings.max_attempts,
+            error: e.to_string(),
+        },
+        Err(Failure::Other(error)) => Outcome::Failed {
+            status: Status::Failed,
+            error,
+            retry: false,
+        },
+    };
+    if let Outcome::Failed { error, .. } = &outcome {
+        logs.push_str(&format!(
+            "[prelabel] attempt {} failed: {error}\n",
+            claimed.attempts
+        ));
+    }
+    execution::finish(
+        store,
+        claimed,
+        &outcome,
+        &logs,
+        started.elapsed().as_millis() as u64,
+        &digest,
+    )
+}
+
+enum Failure {
+    Exec(ExecError),
+    Other(String),
+}
+
+fn attempt(
+    store: &Store,
+    runtime: &Runtime,
+    service: &Service,
+    slot: &mut Slot,
+    claimed: &Claimed,
+    logs: &mut String,
+) -> Result<Vec<annotation::Annotation>, Failure> {
+    let functions = &slot.revision.manifest.module.functions;
+    if !functions.iter().any(|f| f.name == claimed.function) {
+        return Err(Failure::Other(format!(
+            "package {} revision {} has no function `{}`",
+            slot.revision.package, slot.revision.revision, claimed.function
+        )));
+    }
+    let item = item::get(store, claimed.item_id).map_err(|e| Failure::Other(e.to_string()))?;
+    let bytes = store
+        .read_blob(&item.digest)
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    let mut instance = match slot.instance.take() {
+        Some(i) => i,
+        None => {
+            let artifacts = runtime::Artifacts::new(slot.revision.artifact_paths(store));
+            let mut i = runtime
+                .instantiate(&slot.loaded, artifacts, service.settings.limits())
+                .map_err(Failure::Exec)?;
+            let init = i.init(&runtime::init_inputs(&service.init_inputs));
+            logs.push_str(&i.take_logs());
+            init.map_err(Failure::Exec)?;
+            i
+        }
+    };
+    let wit_item = runtime::Item {
+        id: item.id.to_string(),
+        name: item.name.clone(),
+        mimetype: item.mimetype.clone(),
+        metadata: item.metadata.to_string(),
+        data: bytes,
+    };
+    let result = instance.detect(&wit_item);
+    logs.push_str(&instance.take_logs());
+    if !instance.is_poisoned() {
+        slot.instance = Some(instance);
+    }
+    let raw = result.map_err(Failure::Exec)?;
+    annotation::from_guest(raw, item.size_px())
+        .map_err(|e| Failure::Other(format!("invalid result from the guest: {e}")))
+}
+
+/// Runs a function on an item now, in this process (not through the queue), and returns the
+/// finished execution.
+pub fn execute_now(
+    home: &Path,
+    runtime: &Runtime,
+    service_name: &str,
+    function: &str,
+    item_id: i64,
+) -> Result<execution::Execution> {
+    let mut store = Store::open(home)?;
+    let service = service::get(&store, service_name)?;
+    let revision = package::revision_by_id(&store, service.revision_id)?;
+    if !revision
+        .manifest
+        .module
+        .functions
+        .iter()
+        .any(|f| f.name == function)
+    {
+        return Err(Error::Invalid(format!(
+            "service `{service_name}` has no function `{function}` (package {} revision {})",
+            revision.package, revision.revision
+        )));
+    }
+    item::get(&store, item_id)?;
+    let claimed = execution::start_direct(
+        &mut store,
+        service.id,
+        &service.name,
+        item_id,
+        function,
+        service.revision_id,
+    )?;
+    let components = Components::default();
+    let mut current = None;
+    run_claimed(
+        &mut store,
+        runtime,
+        &components,
+        &service,
+        &mut current,
+        &claimed,
+    )?;
+    execution::get(&store, claimed.id)
+}

@@ -1,0 +1,276 @@
+//! Services: a deployed package revision with its init-input values and runtime settings.
+//!
+//! Deploying a name that exists updates it in place and bumps its generation: executions
+//! already running finish on their instance, queued ones run on a fresh instance of the new
+//! revision (see `scheduler`). Nothing needs a restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::InputValue;
+use crate::package::{self, Revision};
+use crate::runtime::Limits;
+use crate::store::Store;
+
+/// How a service runs. Defaults: one execution at a time, 60 s, 1 attempt, 1 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub concurrency: u32,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub memory_mb: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            concurrency: 1,
+            timeout_ms: limits.timeout.as_millis() as u64,
+            max_attempts: 1,
+            memory_mb: (limits.memory_bytes >> 20) as u32,
+        }
+    }
+}
+
+impl Settings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory_bytes: (self.memory_mb as usize) << 20,
+            ..Limits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub package: String,
+    pub revision: i64,
+    pub revision_id: i64,
+    pub previous_revision_id: Option<i64>,
+    pub init_inputs: BTreeMap<String, InputValue>,
+    pub settings: Settings,
+    pub paused: bool,
+    /// Bumped by every deploy and rollback: instances of an older generation are replaced.
+    pub generation: i64,
+    pub updated_at: String,
+}
+
+/// What `service deploy` asks for. `None` keeps the current value (or the default).
+#[derive(Debug, Clone, Default)]
+pub struct Deploy {
+    pub package: String,
+    pub name: String,
+    pub revision: Option<i64>,
+    /// `key=value` pairs, typed by the manifest.
+    pub init: Vec<String>,
+    pub concurrency: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub max_attempts: Option<u32>,
+    pub memory_mb: Option<u32>,
+}
+
+const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
+        s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at
+   FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
+    let init: String = r.get(6)?;
+    Ok(Service {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        package: r.get(2)?,
+        revision: r.get(3)?,
+        revision_id: r.get(4)?,
+        previous_revision_id: r.get(5)?,
+        init_inputs: serde_json::from_str(&init).unwrap_or_default(),
+        settings: Settings {
+            concurrency: r.get(7)?,
+            timeout_ms: r.get(8)?,
+            max_attempts: r.get(9)?,
+            memory_mb: r.get(10)?,
+        },
+        paused: r.get(11)?,
+        generation: r.get(12)?,
+        updated_at: r.get(13)?,
+    })
+}
+
+pub fn get(store: &Store, name: &str) -> Result<Service> {
+    store
+        .conn()
+        .query_row(&format!("{SELECT} WHERE s.name = ?1"), [name], from_row)
+        .optional()?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no service named `{name}` (see: prelabel service list)"
+            ))
+        })
+}
+
+pub fn by_id(store: &Store, id: i64) -> Result<Option<Service>> {
+    Ok(store
+        .conn()
+        .query_row(&format!("{SELECT} WHERE s.id = ?1"), [id], from_row)
+        .optional()?)
+}
+
+pub fn list(store: &Store) -> Result<Vec<Service>> {
+    let mut stmt = store.conn().prepare(&format!("{SELECT} ORDER BY s.name"))?;
+    let services = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(services)
+}
+
+/// Creates or updates a service. Returns it and whether it is new.
+pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
+    if request.name.trim().is_empty() {
+        return Err(Error::Invalid("--name must not be empty".into()));
+    }
+    let revision = package::revision(store, &request.package, request.revision)?;
+    let existing = match get(store, &request.name) {
+        Ok(s) => Some(s),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(s) = &existing
+        && s.package != request.package
+    {
+        return Err(Error::Invalid(format!(
+            "service `{}` runs package `{}`, not `{}` (delete it first, or pick another --name)",
+            s.name, s.package, request.package
+        )));
+    }
+    let init = resolve_init(&revision, existing.as_ref(), &request.init)?;
+    let mut settings = existing.as_ref().map(|s| s.settings).unwrap_or_default();
+    if let Some(n) = request.concurrency {
+        settings.concurrency = positive(n, "--concurrency")?;
+    }
+    if let Some(t) = request.timeout {
+        if t.is_zero() {
+            return Err(Error::Invalid("--timeout must be positive".into()));
+        }
+        settings.timeout_ms = t.as_millis() as u64;
+    }
+    if let Some(n) = request.max_attempts {
+        settings.max_attempts = positive(n, "--max-attempts")?;
+    }
+    if let Some(n) = request.memory_mb {
+        settings.memory_mb = positive(n, "--memory-mb")?;
+    }
+    let init_json = serde_json::to_string(&init).expect("init values serialize");
+    let tx = store.write()?;
+    let package_id: i64 = tx.query_row(
+        "SELECT package_id FROM revisions WHERE id = ?1",
+        [revision.id],
+        |r| r.get(0),
+    )?;
+    match &existing {
+        None => {
+            tx.execute(
+                "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![request.name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts, settings.memory_mb],
+            )?;
+        }
+        Some(s) => {
+            let previous = if s.revision_id != revision.id {
+                Some(s.revision_id)
+            } else {
+                s.previous_revision_id
+            };
+            tx.execute(
+                "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
+                        timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, generation = generation + 1,
+                        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                  WHERE id = ?1",
+                params![s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts, settings.memory_mb],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok((get(store, &request.name)?, existing.is_none()))
+}
+
+/// Init values for a deploy: the manifest's defaults, then the service's current values
+/// that the revision still declares, then the ones given now; all checked against the types.
+fn resolve_init(
+    revision: &Revision,
+    existing: Option<&Service>,
+    given: &[String],
+) -> Result<BTreeMap<String, InputValue>> {
+    let manifest = &revision.manifest;
+    let declared = |name: &str| manifest.module.init_inputs.iter().find(|i| i.name == name);
+    let mut values: BTreeMap<String, InputValue> = BTreeMap::new();
+    if let Some(s) = existing {
+        for (name, value) in &s.init_inputs {
+            if let Some(decl) = declared(name)
+                && let Ok(v) = decl.ty.accept(value)
+            {
+                values.insert(name.clone(), v);
+            }
+        }
+    }
+    values.extend(manifest.parse_init_args(given)?);
+    Ok(manifest.resolve_init(&values)?)
+}
+
+fn positive(n: u32, flag: &str) -> Result<u32> {
+    if n == 0 {
+        Err(Error::Invalid(format!("{flag} must be at least 1")))
+    } else {
+        Ok(n)
+    }
+}
+
+pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Service> {
+    let service = get(store, name)?;
+    store.conn().execute(
+        "UPDATE services SET paused = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        params![service.id, paused],
+    )?;
+    get(store, name)
+}
+
+/// Deletes a service and its triggers; its queued executions are canceled. Executions
+/// already finished and their annotations are kept.
+pub fn delete(store: &mut Store, name: &str) -> Result<usize> {
+    let service = get(store, name)?;
+    let tx = store.write()?;
+    let canceled = tx.execute(
+        "UPDATE executions SET status = 'canceled', error = 'service deleted', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE service_id = ?1 AND status = 'queued'",
+        [service.id],
+    )?;
+    tx.execute("DELETE FROM triggers WHERE service_id = ?1", [service.id])?;
+    tx.execute("DELETE FROM services WHERE id = ?1", [service.id])?;
+    tx.commit()?;
+    Ok(canceled)
+}
+
+/// Goes back to the revision deployed before the current one (and swaps them, so a second
+/// rollback undoes the first).
+pub fn rollback(store: &mut Store, name: &str) -> Result<Service> {
+    let service = get(store, name)?;
+    let previous = service.previous_revision_id.ok_or_else(|| {
+        Error::Invalid(format!(
+            "service `{name}` has no previous revision to roll back to"
+        ))
+    })?;
+    let revision = package::revision_by_id(store, previous)?;
+    let init = resolve_init(&revision, Some(&service), &[])?;
+    store.conn().execute(
+        "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        params![service.id, previous, service.revision_id, serde_json::to_string(&init).expect("init values serialize")],
+    )?;
+    get(store, name)
+}

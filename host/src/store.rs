@@ -1,0 +1,193 @@
+//! The embedded default store: SQLite (WAL) for state, content-addressed files for blobs.
+//!
+//! ```text
+//! HOME/prelabel.db                 packages, services, triggers, items, executions, annotations
+//! HOME/blobs/sha256/ab/cdef...     items, components and artifacts, stored once by digest
+//! HOME/cache/components/           compiled components (see runtime)
+//! ```
+//! Every state change that must not be lost together (an item and the executions it
+//! triggers; an execution's outcome and its annotations) commits in one transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("store/001_initial.sql")];
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {}: {source}", path.display())]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("blob {digest} is missing from the store ({})", path.display())]
+    MissingBlob { digest: String, path: PathBuf },
+    #[error("the store at {} has schema version {found}; this prelabel knows up to {known}", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+}
+
+/// An open store. One per thread: SQLite connections are not shared.
+pub struct Store {
+    home: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `home` and brings its schema up to date.
+    pub fn open(home: &Path) -> Result<Self, StoreError> {
+        let io = |what, source| StoreError::Io {
+            what,
+            path: home.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(home.join("blobs/sha256"))
+            .map_err(|e| io("cannot create the home", e))?;
+        let path = home.join("prelabel.db");
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        // WAL: readers never block the writer, and a killed process leaves a consistent db.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        // FULL: a committed execution survives a power cut, not only a process kill.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        let mut store = Self {
+            home: home.to_path_buf(),
+            conn,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.db_path();
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let version: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql).map_err(db)?;
+            tx.pragma_update(None, "user_version", i + 1).map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.home.join("prelabel.db")
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache/components")
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Wraps a database error with the database's path.
+    pub fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Db {
+            path: self.db_path(),
+            source,
+        }
+    }
+
+    /// A write transaction, taken at once so that two processes never deadlock upgrading.
+    pub fn write(&mut self) -> Result<Transaction<'_>, StoreError> {
+        let path = self.db_path();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Db { path, source })
+    }
+
+    /// Stores bytes by their sha256 (once: an existing blob is not written again).
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let path = self.blob_path(&digest);
+        if path.is_file() {
+            return Ok(digest);
+        }
+        let io = |source| StoreError::Io {
+            what: "cannot write blob",
+            path: path.clone(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(&self.home);
+        std::fs::create_dir_all(dir).map_err(io)?;
+        // Write aside, flush, then rename: a blob is either whole or absent.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })?;
+        Ok(digest)
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let (head, tail) = digest.split_at(digest.len().min(2));
+        self.home.join("blobs/sha256").join(head).join(tail)
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        std::fs::read(&path).map_err(|_| StoreError::MissingBlob {
+            digest: digest.to_string(),
+            path,
+        })
+    }
+
+    /// SQLite's own consistency check: "ok" when the database is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}

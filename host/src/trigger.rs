@@ -1,0 +1,354 @@
+//! Triggers: run a service's function when an item is created or updated and matches.
+//!
+//! Filters are field-path conditions on the item document, joined by AND:
+//!
+//! ```text
+//! metadata.system.mimetype=image/*      equals, with glob wildcards (* ? [abc])
+//! name!=*.tmp                           not equals (glob)
+//! metadata.system.mimetype in image/png,image/jpeg     one of a comma-separated list
+//! ```
+//! The item document is `{id, name, dataset, metadata: {system: {mimetype, size, sha256,
+//! originalname, width, height}, user: {...}}}`; a missing field matches nothing but `!=`.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::service;
+use crate::store::Store;
+
+/// When a trigger fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Updated,
+}
+
+/// `once`: at most one execution per item for this trigger; `always`: one per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Once,
+    Always,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Once => "once",
+            Mode::Always => "always",
+        }
+    }
+}
+
+/// One parsed filter condition.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    path: Vec<String>,
+    op: Op,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Matches(glob::Pattern),
+    NotMatches(glob::Pattern),
+    In(Vec<String>),
+}
+
+impl Filter {
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |message: &str| Error::Filter {
+            filter: text.to_string(),
+            message: message.to_string(),
+        };
+        let trimmed = text.trim();
+        let end = trimmed
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .ok_or_else(|| bad("expected PATH=GLOB, PATH!=GLOB or PATH in A,B"))?;
+        let (path, rest) = trimmed.split_at(end);
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(bad(
+                "the field path must be dot-separated names, like metadata.system.mimetype",
+            ));
+        }
+        let pattern =
+            |p: &str| glob::Pattern::new(p.trim()).map_err(|e| bad(&format!("bad glob: {e}")));
+        let op = if let Some(v) = rest.strip_prefix("!=") {
+            Op::NotMatches(pattern(v)?)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            Op::Matches(pattern(v)?)
+        } else if let Some(v) = rest.trim_start().strip_prefix("in ") {
+            let values: Vec<String> = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if values.is_empty() {
+                return Err(bad("`in` needs at least one value"));
+            }
+            Op::In(values)
+        } else {
+            return Err(bad("expected `=`, `!=` or ` in ` after the field path"));
+        };
+        Ok(Self {
+            path: path.split('.').map(String::from).collect(),
+            op,
+        })
+    }
+
+    pub fn matches(&self, doc: &Value) -> bool {
+        let value = self
+            .path
+            .iter()
+            .try_fold(doc, |v, key| v.get(key))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Null | Value::Object(_) | Value::Array(_) => None,
+                other => Some(other.to_string()),
+            });
+        match (&self.op, value) {
+            (Op::Matches(p), Some(v)) => p.matches(&v),
+            (Op::NotMatches(p), Some(v)) => !p.matches(&v),
+            (Op::NotMatches(_), None) => true,
+            (Op::In(values), Some(v)) => values.contains(&v),
+            (_, None) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Trigger {
+    pub id: i64,
+    pub name: String,
+    pub service: String,
+    pub function: String,
+    pub actions: Vec<Action>,
+    pub dataset: Option<String>,
+    pub filters: Vec<String>,
+    pub mode: Mode,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Create {
+    pub name: String,
+    pub service: String,
+    pub function: String,
+    pub actions: Vec<Action>,
+    pub dataset: Option<String>,
+    pub filters: Vec<String>,
+    pub mode: Mode,
+}
+
+pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
+    if request.name.trim().is_empty() {
+        return Err(Error::Invalid("the trigger name must not be empty".into()));
+    }
+    let service = service::get(store, &request.service)?;
+    let revision = crate::package::revision_by_id(store, service.revision_id)?;
+    let functions: Vec<&str> = revision
+        .manifest
+        .module
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    if !functions.contains(&request.function.as_str()) {
+        return Err(Error::Invalid(format!(
+            "service `{}` has no function `{}` (package {} revision {} declares: {})",
+            service.name,
+            request.function,
+            revision.package,
+            revision.revision,
+            functions.join(", ")
+        )));
+    }
+    if request.actions.is_empty() {
+        return Err(Error::Invalid(
+            "--actions needs at least one of created, updated".into(),
+        ));
+    }
+    for f in &request.filters {
+        Filter::parse(f)?;
+    }
+    let exists: Option<i64> = store
+        .conn()
+        .query_row(
+            "SELECT id FROM triggers WHERE name = ?1",
+            [&request.name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Err(Error::Invalid(format!(
+            "a trigger named `{}` exists already",
+            request.name
+        )));
+    }
+    store.conn().execute(
+        "INSERT INTO triggers (name, service_id, function, actions, dataset, filters, mode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            request.name,
+            service.id,
+            request.function,
+            serde_json::to_string(&request.actions).expect("serializes"),
+            request.dataset,
+            serde_json::to_string(&request.filters).expect("serializes"),
+            request.mode.as_str(),
+        ],
+    )?;
+    get(store, &request.name)
+}
+
+const SELECT: &str =
+    "SELECT t.id, t.name, s.name, t.function, t.actions, t.dataset, t.filters, t.mode, t.active
+   FROM triggers t JOIN services s ON s.id = t.service_id";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
+    let actions: String = r.get(4)?;
+    let filters: String = r.get(6)?;
+    let mode: String = r.get(7)?;
+    Ok(Trigger {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        service: r.get(2)?,
+        function: r.get(3)?,
+        actions: serde_json::from_str(&actions).unwrap_or_default(),
+        dataset: r.get(5)?,
+        filters: serde_json::from_str(&filters).unwrap_or_default(),
+        mode: if mode == "once" {
+            Mode::Once
+        } else {
+            Mode::Always
+        },
+        active: r.get(8)?,
+    })
+}
+
+pub fn get(store: &Store, name: &str) -> Result<Trigger> {
+    store
+        .conn()
+        .query_row(&format!("{SELECT} WHERE t.name = ?1"), [name], from_row)
+        .optional()?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no trigger named `{name}` (see: prelabel trigger list)"
+            ))
+        })
+}
+
+pub fn list(store: &Store) -> Result<Vec<Trigger>> {
+    let mut stmt = store.conn().prepare(&format!("{SELECT} ORDER BY t.name"))?;
+    let triggers = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(triggers)
+}
+
+pub fn delete(store: &mut Store, name: &str) -> Result<()> {
+    let trigger = get(store, name)?;
+    store
+        .conn()
+        .execute("DELETE FROM triggers WHERE id = ?1", [trigger.id])?;
+    Ok(())
+}
+
+/// An item event: enqueues an execution for every active trigger that matches, inside the
+/// caller's transaction (the one that wrote the item). Returns how many were queued.
+pub fn on_item_event(
+    tx: &Transaction<'_>,
+    item_id: i64,
+    dataset: &str,
+    action: Action,
+    doc: &Value,
+) -> Result<usize> {
+    let triggers: Vec<(Trigger, i64)> = {
+        let mut stmt = tx.prepare(&format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"))?;
+        stmt.query_map([], |r| Ok((from_row(r)?, r.get::<_, i64>(0)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut queued = 0;
+    for (trigger, trigger_id) in triggers {
+        if !trigger.actions.contains(&action)
+            || trigger.dataset.as_deref().is_some_and(|d| d != dataset)
+            || !trigger
+                .filters
+                .iter()
+                .filter_map(|f| Filter::parse(f).ok())
+                .all(|f| f.matches(doc))
+        {
+            continue;
+        }
+        if trigger.mode == Mode::Once
+            && tx.execute(
+                "INSERT OR IGNORE INTO trigger_runs (trigger_id, item_id) VALUES (?1, ?2)",
+                params![trigger_id, item_id],
+            )? == 0
+        {
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
+             SELECT s.id, s.name, ?1, ?2, ?3, 'queued' FROM services s WHERE s.name = ?4",
+            params![trigger_id, item_id, trigger.function, trigger.service],
+        )?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc() -> Value {
+        json!({"name": "a/photo.jpg", "dataset": "d", "metadata": {"system": {"mimetype": "image/jpeg", "size": 1234}}})
+    }
+
+    #[test]
+    fn glob_equals_not_equals_and_in() {
+        let yes = [
+            "metadata.system.mimetype=image/*",
+            "name!=*.png",
+            "metadata.system.mimetype in image/png, image/jpeg",
+            "metadata.system.size=12*",
+            "metadata.user.x!=1",
+        ];
+        for f in yes {
+            assert!(
+                Filter::parse(f).expect(f).matches(&doc()),
+                "{f} should match"
+            );
+        }
+        let no = [
+            "metadata.system.mimetype=text/*",
+            "name!=*.jpg",
+            "metadata.system.mimetype in image/png",
+            "metadata.user.camera=*",
+        ];
+        for f in no {
+            assert!(
+                !Filter::parse(f).expect(f).matches(&doc()),
+                "{f} should not match"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_filters_name_the_problem() {
+        for (f, expected) in [
+            ("mimetype", "expected PATH=GLOB"),
+            ("=image/*", "field path"),
+            ("a..b=1", "field path"),
+            ("a ~ b", "expected `=`, `!=` or ` in `"),
+            ("a in ,", "at least one value"),
+            ("a=[", "bad glob"),
+        ] {
+            let err = Filter::parse(f).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains(f), "{f}: {err}");
+        }
+    }
+}
