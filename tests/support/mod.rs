@@ -174,3 +174,130 @@ pub fn assert_matches_seed(image: &str, got: &[([f32; 4], f32)]) {
         );
     }
 }
+
+/// A Prelabel home for one test, driven through the real binary.
+pub struct Home {
+    dir: TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        face_detector();
+        Self { dir: tempdir() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        prelabel(self.path(), args)
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "prelabel {args:?} failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Runs, asserts failure, and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "prelabel {args:?} succeeded:\n{}",
+            stdout(&out)
+        );
+        stderr(&out)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// A `prelabel` process left running (serve), with the shared compile cache.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_prelabel"))
+            .args(args)
+            .env("PRELABEL_HOME", self.path())
+            .env("PRELABEL_CACHE_DIR", cache_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("prelabel starts")
+    }
+
+    pub fn executions(&self) -> Vec<serde_json::Value> {
+        self.json(&["executions", "list", "--json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `done` holds for the executions; panics after `secs`.
+    pub fn wait_for(
+        &self,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let all = self.executions();
+            if done(&all) {
+                return all;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {all:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Pushes face-detector, deploys it as `face-detector` and creates an image trigger.
+    pub fn seed_flow(&self, trigger_args: &[&str]) {
+        self.ok(&["package", "push", path(&face_detector_dir())]);
+        self.ok(&[
+            "service",
+            "deploy",
+            "face-detector",
+            "--name",
+            "face-detector",
+        ]);
+        let mut args = vec![
+            "trigger",
+            "create",
+            "faces",
+            "--service",
+            "face-detector",
+            "--filter",
+            "metadata.system.mimetype=image/*",
+        ];
+        args.extend_from_slice(trigger_args);
+        self.ok(&args);
+    }
+}
+
+pub fn status_count(executions: &[serde_json::Value], status: &str) -> usize {
+    executions.iter().filter(|e| e["status"] == status).count()
+}
+
+/// A copy of the face-detector package whose manifest is changed by `edit`, with absolute paths.
+pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
+    let dir = tempdir();
+    let root = root().canonicalize().expect("root");
+    let manifest = std::fs::read_to_string(face_detector_dir().join("prelabel.toml"))
+        .expect("manifest")
+        .replace("../../target", &root.join("target").display().to_string())
+        .replace("../../models", &root.join("models").display().to_string());
+    std::fs::write(dir.path().join("prelabel.toml"), edit(manifest)).expect("write manifest");
+    dir
+}
