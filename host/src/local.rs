@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::annotation::{self, Annotation};
 use crate::item;
@@ -115,13 +114,16 @@ impl<'r> LocalRunner<'r> {
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.
     pub fn run(&mut self, name: &str, bytes: Vec<u8>) -> FileResult {
         let started = Instant::now();
-        let mimetype = item::sniff_mimetype(&bytes);
-        let size = item::image_size(&bytes);
+        let system = item::system_metadata(name, &bytes);
+        let mimetype = system["mimetype"].as_str().unwrap_or_default().to_string();
+        let dimension = |key: &str| system[key].as_u64().map(|v| v as u32);
+        let (width, height) = (dimension("width"), dimension("height"));
+        let size = width.zip(height);
         let mut result = FileResult {
             name: name.to_string(),
             mimetype: mimetype.clone(),
-            width: size.map(|s| s.0),
-            height: size.map(|s| s.1),
+            width,
+            height,
             annotations: Vec::new(),
             error: None,
             logs: std::mem::take(&mut self.init_logs),
@@ -140,16 +142,7 @@ impl<'r> LocalRunner<'r> {
                 return result;
             }
         };
-        let metadata = serde_json::json!({
-            "system": {
-                "mimetype": mimetype,
-                "size": bytes.len(),
-                "sha256": hex::encode(Sha256::digest(&bytes)),
-                "originalname": name,
-                "width": result.width,
-                "height": result.height,
-            }
-        });
+        let metadata = serde_json::json!({"system": system, "user": {}});
         let item = Item {
             id: name.to_string(),
             name: name.to_string(),
