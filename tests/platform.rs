@@ -611,3 +611,108 @@ fn serve_drains_on_interrupt_and_one_scheduler_runs_per_home() {
     let exit = serve.wait().expect("serve exits");
     assert!(exit.success(), "Ctrl-C is a clean exit: {exit:?}");
 }
+
+/// (start, end) of each finished execution, as milliseconds comparable strings.
+fn intervals(all: &[Value]) -> Vec<(String, String)> {
+    all.iter()
+        .map(|e| {
+            (
+                e["started_at"].as_str().expect("started").to_string(),
+                e["finished_at"].as_str().expect("finished").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn max_overlap(spans: &[(String, String)]) -> usize {
+    spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(s2, e2)| s2 <= s && s < e2).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn concurrency_bounds_how_many_run_at_once() {
+    for (concurrency, expected) in [("1", 1), ("2", 2)] {
+        let home = Home::new();
+        home.ok(&["package", "push", path(&face_detector_dir())]);
+        home.ok(&[
+            "service",
+            "deploy",
+            "face-detector",
+            "--name",
+            "faces",
+            "--concurrency",
+            concurrency,
+        ]);
+        home.ok(&["trigger", "create", "t", "--service", "faces"]);
+        home.ok(&["upload", path(&images()), "--dataset", "d"]);
+        home.ok(&["work", "--until-idle"]);
+        let all = home.executions();
+        assert_eq!(status_count(&all, "success"), 10);
+        let spans = intervals(&all);
+        assert_eq!(
+            max_overlap(&spans),
+            expected,
+            "concurrency {concurrency}: {spans:#?}"
+        );
+        if expected == 1 {
+            let starts: Vec<&String> = spans.iter().map(|(s, _)| s).collect();
+            assert!(
+                starts.windows(2).all(|w| w[0] <= w[1]),
+                "one at a time runs in queue order"
+            );
+        }
+    }
+}
+
+#[test]
+fn timeouts_fail_the_execution_after_its_attempts_and_the_service_carries_on() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--timeout",
+        "0.001",
+        "--max-attempts",
+        "2",
+    ]);
+    home.ok(&["trigger", "create", "t", "--service", "faces"]);
+    home.ok(&[
+        "upload",
+        path(&images().join("skimage_camera.png")),
+        path(&images().join("skimage_astronaut.png")),
+        "--dataset",
+        "d",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+    let all = home.executions();
+    assert_eq!(status_count(&all, "timed-out"), 2, "{all:#?}");
+    for e in &all {
+        assert_eq!(e["attempts"], 2);
+        let error = e["error"].as_str().expect("error");
+        assert!(
+            error.contains("detect timed out after 0.001s (limit)"),
+            "{error}"
+        );
+    }
+    let logs = home.ok(&["executions", "logs", &all[0]["id"].to_string()]);
+    assert_eq!(logs.matches("[prelabel] attempt").count(), 2, "{logs}");
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--timeout",
+        "60",
+    ]);
+    home.ok(&["executions", "rerun"]);
+    home.ok(&["work", "--until-idle"]);
+    assert_eq!(status_count(&home.executions(), "success"), 2);
+}
