@@ -103,7 +103,7 @@ pub fn export(store: &Store, dataset: &str, format: Format) -> Result<Value> {
 fn dataloop_item(item: &ItemRecord, stored: &[Stored]) -> Value {
     let annotations: Vec<Value> = stored
         .iter()
-        .filter_map(|s| {
+        .map(|s| {
             let a = &s.annotation;
             let (kind, coordinates) = match &a.geometry {
                 Geometry::Box { left, top, right, bottom } => {
@@ -116,7 +116,7 @@ fn dataloop_item(item: &ItemRecord, stored: &[Stored]) -> Value {
                 ),
                 Geometry::Classification => ("class", json!([])),
             };
-            Some(json!({
+            json!({
                 "type": kind,
                 "label": a.label,
                 "coordinates": coordinates,
@@ -124,7 +124,7 @@ fn dataloop_item(item: &ItemRecord, stored: &[Stored]) -> Value {
                     "system": {"automated": true, "service": s.service, "executionId": s.execution_id},
                     "user": {"model": {"name": a.model.name, "version": a.model.version, "confidence": a.model.confidence}},
                 },
-            }))
+            })
         })
         .collect();
     json!({
