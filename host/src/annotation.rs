@@ -144,14 +144,31 @@ impl Annotation {
     }
 }
 
-/// Checks a whole guest result; the first invalid annotation rejects it.
+/// A guest result that breaks the contract or a limit.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidResult {
+    #[error("the guest returned {count} annotations, over the limit of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error(transparent)]
+    Annotation(#[from] InvalidAnnotation),
+}
+
+/// Checks a whole guest result: at most `max` annotations, and the first invalid one
+/// rejects it.
 pub fn from_guest(
     result: Vec<WitAnnotation>,
     size: Option<(u32, u32)>,
-) -> Result<Vec<Annotation>, InvalidAnnotation> {
+    max: usize,
+) -> Result<Vec<Annotation>, InvalidResult> {
+    if result.len() > max {
+        return Err(InvalidResult::TooMany {
+            count: result.len(),
+            limit: max,
+        });
+    }
     let mut out = Vec::with_capacity(result.len());
     for (index, a) in result.into_iter().enumerate() {
-        if let Some(a) = Annotation::from_guest(index, a, size)? {
+        if let Some(a) = Annotation::from_guest(index, a, size).map_err(InvalidResult::from)? {
             out.push(a);
         }
     }
@@ -189,6 +206,7 @@ mod tests {
                 wit_box(99.5, 10.0, 150.0, 10.5, 0.7),
             ],
             Some((100, 80)),
+            10,
         )
         .expect("valid");
         assert_eq!(got.len(), 1);
@@ -217,8 +235,12 @@ mod tests {
             let err = from_guest(
                 vec![wit_box(0.0, 0.0, 5.0, 5.0, 0.5), annotation],
                 Some((10, 10)),
+                10,
             )
             .unwrap_err();
+            let InvalidResult::Annotation(err) = err else {
+                panic!("{err}")
+            };
             assert_eq!(err.index, 1);
             assert!(
                 err.problem.contains(expected),
@@ -232,9 +254,19 @@ mod tests {
     fn labels_must_be_present_and_short() {
         let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
         a.label = "x".repeat(MAX_LABEL_LEN + 1);
-        assert!(from_guest(vec![a], None).is_err());
+        assert!(from_guest(vec![a], None, 10).is_err());
         let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
         a.label = " ".into();
-        assert!(from_guest(vec![a], None).is_err());
+        assert!(from_guest(vec![a], None, 10).is_err());
+    }
+
+    #[test]
+    fn too_many_annotations_are_refused_before_checking_them() {
+        let many = vec![wit_box(0.0, 0.0, 5.0, 5.0, 0.5); 3];
+        assert_eq!(from_guest(many.clone(), None, 3).map(|v| v.len()), Ok(3));
+        assert_eq!(
+            from_guest(many, None, 2),
+            Err(InvalidResult::TooMany { count: 3, limit: 2 })
+        );
     }
 }

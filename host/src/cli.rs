@@ -142,6 +142,18 @@ enum ServiceCommand {
         /// The guest's memory cap in MiB (default 1024).
         #[arg(long)]
         memory_mb: Option<u32>,
+        /// Seconds init may take (default 120).
+        #[arg(long, value_name = "SECS")]
+        init_timeout: Option<f64>,
+        /// Larger items fail without running (default 256).
+        #[arg(long)]
+        max_item_mb: Option<u32>,
+        /// A result with more annotations fails (default 10000).
+        #[arg(long)]
+        max_annotations: Option<u32>,
+        /// Captured logs kept per call, in KiB (default 1024).
+        #[arg(long)]
+        log_kb: Option<u32>,
     },
     List,
     Show {
@@ -414,23 +426,31 @@ impl Cli {
                 timeout,
                 max_attempts,
                 memory_mb,
+                init_timeout,
+                max_item_mb,
+                max_annotations,
+                log_kb,
             } => {
-                let timeout = timeout
-                    .map(|t| {
-                        Duration::try_from_secs_f64(t).with_context(|| {
-                            format!("--timeout must be a number of seconds, got {t}")
-                        })
+                let seconds = |t: Option<f64>, flag: &str| {
+                    t.map(|t| {
+                        Duration::try_from_secs_f64(t)
+                            .with_context(|| format!("{flag} must be a number of seconds, got {t}"))
                     })
-                    .transpose()?;
+                    .transpose()
+                };
                 let request = service::Deploy {
                     package: package.clone(),
                     name: name.clone(),
                     revision: *revision,
                     init: init.clone(),
                     concurrency: *concurrency,
-                    timeout,
+                    timeout: seconds(*timeout, "--timeout")?,
+                    init_timeout: seconds(*init_timeout, "--init-timeout")?,
                     max_attempts: *max_attempts,
                     memory_mb: *memory_mb,
+                    max_item_mb: *max_item_mb,
+                    max_annotations: *max_annotations,
+                    log_kb: *log_kb,
                 };
                 let (s, created) = service::deploy(&mut store, &request)?;
                 println!(

@@ -13,8 +13,8 @@ pub enum Error {
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
     Package(#[from] PackageError),
-    #[error("{package}: {source}")]
-    Load { package: String, source: LoadError },
+    #[error("{package}: {error}")]
+    Load { package: String, error: LoadError },
     #[error(transparent)]
     Init(#[from] InitError),
     /// A named thing does not exist; the message says what and how to list them.

@@ -19,12 +19,12 @@ use crate::runtime::{
 pub enum LocalError {
     #[error(transparent)]
     Package(#[from] PackageError),
-    #[error("{package}: {source}")]
-    Load { package: String, source: LoadError },
+    #[error("{package}: {error}")]
+    Load { package: String, error: LoadError },
     #[error(transparent)]
     Init(#[from] InitError),
-    #[error("{package}: {source}")]
-    Exec { package: String, source: ExecError },
+    #[error("{package}: {error}")]
+    Exec { package: String, error: ExecError },
 }
 
 /// The outcome for one file.
@@ -68,9 +68,9 @@ impl<'r> LocalRunner<'r> {
         let init = package.manifest.resolve_init(given)?;
         let loaded = runtime
             .load(&package.component)
-            .map_err(|source| LocalError::Load {
+            .map_err(|error| LocalError::Load {
                 package: name.clone(),
-                source,
+                error,
             })?;
         package.check_exports(&loaded)?;
         let mut runner = Self {
@@ -94,9 +94,9 @@ impl<'r> LocalRunner<'r> {
     }
 
     fn fresh_instance(&mut self) -> Result<Instance, LocalError> {
-        let exec = |source| LocalError::Exec {
+        let exec = |error| LocalError::Exec {
             package: self.package.clone(),
-            source,
+            error,
         };
         let mut instance = self
             .runtime
@@ -104,9 +104,9 @@ impl<'r> LocalRunner<'r> {
             .map_err(exec)?;
         let result = instance.init(&init_inputs(&self.init));
         self.init_logs = instance.take_logs();
-        result.map_err(|source| LocalError::Exec {
+        result.map_err(|error| LocalError::Exec {
             package: self.package.clone(),
-            source,
+            error,
         })?;
         Ok(instance)
     }
@@ -150,8 +150,18 @@ impl<'r> LocalRunner<'r> {
             metadata: metadata.to_string(),
             data: bytes,
         };
+        if item.data.len() as u64 > self.limits.max_item_bytes {
+            result.error = Some(format!(
+                "the item is {} bytes, over the limit of {}",
+                item.data.len(),
+                self.limits.max_item_bytes
+            ));
+            self.instance = Some(instance);
+            result.duration = started.elapsed();
+            return result;
+        }
         match instance.detect(&item) {
-            Ok(raw) => match annotation::from_guest(raw, size) {
+            Ok(raw) => match annotation::from_guest(raw, size, self.limits.max_annotations) {
                 Ok(annotations) => result.annotations = annotations,
                 Err(e) => result.error = Some(format!("invalid result from the guest: {e}")),
             },

@@ -24,11 +24,11 @@ pub enum PackageError {
     NoManifest { dir: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("{field}: {} does not exist or cannot be read ({source})", path.display())]
+    #[error("{field}: {} does not exist or cannot be read ({error})", path.display())]
     MissingFile {
         field: String,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "the component does not export function `{function}` that {} declares (it exports: {exports})",
@@ -49,10 +49,10 @@ impl Package {
         let manifest = Manifest::from_file(&manifest_path)?;
         let component_path = dir.join(&manifest.component);
         let component =
-            std::fs::read(&component_path).map_err(|source| PackageError::MissingFile {
+            std::fs::read(&component_path).map_err(|error| PackageError::MissingFile {
                 field: "component".into(),
                 path: component_path.clone(),
-                source,
+                error,
             })?;
         let mut artifacts = BTreeMap::new();
         for (i, artifact) in manifest.artifacts.iter().enumerate() {
@@ -65,10 +65,10 @@ impl Package {
                         Err(std::io::Error::other("not a file"))
                     }
                 })
-                .map_err(|source| PackageError::MissingFile {
+                .map_err(|error| PackageError::MissingFile {
                     field: format!("artifacts[{i}] `{}`", artifact.name),
                     path: path.clone(),
-                    source,
+                    error,
                 })?;
             artifacts.insert(artifact.name.clone(), path);
         }
@@ -136,19 +136,19 @@ pub fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<Revision
     let name = package.manifest.name.clone();
     let loaded = runtime
         .load(&package.component)
-        .map_err(|source| Error::Load {
+        .map_err(|error| Error::Load {
             package: name.clone(),
-            source,
+            error,
         })?;
     package.check_exports(&loaded)?;
 
     let component_digest = store.put_blob(&package.component)?;
     let mut artifacts = BTreeMap::new();
     for (artifact, path) in &package.artifacts {
-        let bytes = std::fs::read(path).map_err(|source| PackageError::MissingFile {
+        let bytes = std::fs::read(path).map_err(|error| PackageError::MissingFile {
             field: format!("artifact `{artifact}`"),
             path: path.clone(),
-            source,
+            error,
         })?;
         artifacts.insert(
             artifact.clone(),

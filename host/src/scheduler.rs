@@ -40,9 +40,9 @@ impl Components {
             return Ok(l.clone());
         }
         let bytes = store.read_blob(&revision.component_digest)?;
-        let loaded = runtime.load(&bytes).map_err(|source| Error::Load {
+        let loaded = runtime.load(&bytes).map_err(|error| Error::Load {
             package: format!("{} revision {}", revision.package, revision.revision),
-            source,
+            error,
         })?;
         self.lock().insert(revision.id, loaded.clone());
         Ok(loaded)
@@ -300,6 +300,13 @@ fn attempt(
         )));
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Other(e.to_string()))?;
+    let limits = service.settings.limits();
+    if item.size > limits.max_item_bytes {
+        return Err(Failure::Other(format!(
+            "the item is {} bytes, over the limit of {}",
+            item.size, limits.max_item_bytes
+        )));
+    }
     let bytes = store
         .read_blob(&item.digest)
         .map_err(|e| Failure::Other(e.to_string()))?;
@@ -329,7 +336,7 @@ fn attempt(
         slot.instance = Some(instance);
     }
     let raw = result.map_err(Failure::Exec)?;
-    annotation::from_guest(raw, item.size_px())
+    annotation::from_guest(raw, item.size_px(), limits.max_annotations)
         .map_err(|e| Failure::Other(format!("invalid result from the guest: {e}")))
 }
 

@@ -16,13 +16,19 @@ use crate::package::{self, Revision};
 use crate::runtime::Limits;
 use crate::store::Store;
 
-/// How a service runs. Defaults: one execution at a time, 60 s, 1 attempt, 1 GiB.
+/// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
+/// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
+/// annotations per result, 1 MiB of logs per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Settings {
     pub concurrency: u32,
     pub timeout_ms: u64,
+    pub init_timeout_ms: u64,
     pub max_attempts: u32,
     pub memory_mb: u32,
+    pub max_item_mb: u32,
+    pub max_annotations: u32,
+    pub log_kb: u32,
 }
 
 impl Default for Settings {
@@ -31,8 +37,12 @@ impl Default for Settings {
         Self {
             concurrency: 1,
             timeout_ms: limits.timeout.as_millis() as u64,
+            init_timeout_ms: limits.init_timeout.as_millis() as u64,
             max_attempts: 1,
             memory_mb: (limits.memory_bytes >> 20) as u32,
+            max_item_mb: (limits.max_item_bytes >> 20) as u32,
+            max_annotations: limits.max_annotations as u32,
+            log_kb: (limits.log_bytes >> 10) as u32,
         }
     }
 }
@@ -41,8 +51,11 @@ impl Settings {
     pub fn limits(&self) -> Limits {
         Limits {
             timeout: Duration::from_millis(self.timeout_ms),
+            init_timeout: Duration::from_millis(self.init_timeout_ms),
             memory_bytes: (self.memory_mb as usize) << 20,
-            ..Limits::default()
+            log_bytes: (self.log_kb as usize) << 10,
+            max_item_bytes: u64::from(self.max_item_mb) << 20,
+            max_annotations: self.max_annotations as usize,
         }
     }
 }
@@ -73,12 +86,17 @@ pub struct Deploy {
     pub init: Vec<String>,
     pub concurrency: Option<u32>,
     pub timeout: Option<Duration>,
+    pub init_timeout: Option<Duration>,
     pub max_attempts: Option<u32>,
     pub memory_mb: Option<u32>,
+    pub max_item_mb: Option<u32>,
+    pub max_annotations: Option<u32>,
+    pub log_kb: Option<u32>,
 }
 
 const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
-        s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at
+        s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
+        s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
@@ -96,6 +114,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
             timeout_ms: r.get(8)?,
             max_attempts: r.get(9)?,
             memory_mb: r.get(10)?,
+            init_timeout_ms: r.get(14)?,
+            max_item_mb: r.get(15)?,
+            max_annotations: r.get(16)?,
+            log_kb: r.get(17)?,
         },
         paused: r.get(11)?,
         generation: r.get(12)?,
@@ -155,16 +177,25 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         settings.concurrency = positive(n, "--concurrency")?;
     }
     if let Some(t) = request.timeout {
-        if t.is_zero() {
-            return Err(Error::Invalid("--timeout must be positive".into()));
-        }
-        settings.timeout_ms = t.as_millis() as u64;
+        settings.timeout_ms = millis(t, "--timeout")?;
+    }
+    if let Some(t) = request.init_timeout {
+        settings.init_timeout_ms = millis(t, "--init-timeout")?;
     }
     if let Some(n) = request.max_attempts {
         settings.max_attempts = positive(n, "--max-attempts")?;
     }
     if let Some(n) = request.memory_mb {
         settings.memory_mb = positive(n, "--memory-mb")?;
+    }
+    if let Some(n) = request.max_item_mb {
+        settings.max_item_mb = positive(n, "--max-item-mb")?;
+    }
+    if let Some(n) = request.max_annotations {
+        settings.max_annotations = positive(n, "--max-annotations")?;
+    }
+    if let Some(n) = request.log_kb {
+        settings.log_kb = positive(n, "--log-kb")?;
     }
     let init_json = serde_json::to_string(&init).expect("init values serialize");
     let tx = store.write()?;
@@ -176,9 +207,13 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     match &existing {
         None => {
             tx.execute(
-                "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![request.name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts, settings.memory_mb],
+                "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
+                                       init_timeout_ms, max_item_mb, max_annotations, log_kb)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    request.name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
+                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb
+                ],
             )?;
         }
         Some(s) => {
@@ -189,10 +224,14 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
             };
             tx.execute(
                 "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
-                        timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, generation = generation + 1,
+                        timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
+                        max_annotations = ?11, log_kb = ?12, generation = generation + 1,
                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                   WHERE id = ?1",
-                params![s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts, settings.memory_mb],
+                params![
+                    s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
+                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb
+                ],
             )?;
         }
     }
@@ -221,6 +260,14 @@ fn resolve_init(
     }
     values.extend(manifest.parse_init_args(given)?);
     Ok(manifest.resolve_init(&values)?)
+}
+
+fn millis(t: Duration, flag: &str) -> Result<u64> {
+    if t.is_zero() {
+        Err(Error::Invalid(format!("{flag} must be positive")))
+    } else {
+        Ok(t.as_millis().max(1) as u64)
+    }
 }
 
 fn positive(n: u32, flag: &str) -> Result<u32> {

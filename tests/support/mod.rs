@@ -301,3 +301,24 @@ pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
     std::fs::write(dir.path().join("prelabel.toml"), edit(manifest)).expect("write manifest");
     dir
 }
+
+/// Builds the hostile test guest (once per test binary) and returns its package directory.
+pub fn hostile_guest() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        prelabel::workspace::Workspace::find()
+            .expect("source checkout")
+            .build_guest("hostile-guest")
+            .expect("hostile-guest builds");
+    });
+    root().join("tests/guests/hostile")
+}
+
+/// A small PNG, so that items have a known size.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::new_rgb8(width, height)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode png");
+    out.into_inner()
+}

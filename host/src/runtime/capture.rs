@@ -57,6 +57,20 @@ impl Capture {
         }
     }
 
+    /// A Rust guest's panic report (`panicked at FILE:LINE:COL:` and the message line after
+    /// it), if the captured output has one.
+    pub fn panic_message(&self) -> Option<String> {
+        let buf = self.lock();
+        let text = String::from_utf8_lossy(&buf.text);
+        let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));
+        let at = lines.next()?;
+        let at = &at[at.find("panicked at")?..];
+        Some(match lines.next() {
+            Some(message) => format!("{} {message}", at.trim_end_matches(':')),
+            None => at.to_string(),
+        })
+    }
+
     /// Returns the text captured so far and starts afresh.
     pub fn take(&self) -> String {
         let mut buf = self.lock();
@@ -135,5 +149,16 @@ mod tests {
         assert_eq!(text.matches("truncated").count(), 1);
         c.append(b"fresh");
         assert_eq!(c.take(), "fresh");
+    }
+
+    #[test]
+    fn finds_a_rust_panic_report() {
+        let c = Capture::new(1000);
+        c.append(b"loading\nthread '<unnamed>' panicked at src/lib.rs:70:24:\ndetect failed on purpose\nnote: run with RUST_BACKTRACE\n");
+        assert_eq!(
+            c.panic_message().as_deref(),
+            Some("panicked at src/lib.rs:70:24 detect failed on purpose")
+        );
+        assert_eq!(Capture::new(10).panic_message(), None);
     }
 }

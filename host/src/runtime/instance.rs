@@ -274,17 +274,25 @@ fn classify(
     limit: Duration,
     memory: usize,
 ) -> ExecError {
+    let capture = &store.data().capture;
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ExecError::Timeout { phase, limit }
-    } else if store.data().limiter.refused {
-        ExecError::MemoryLimit {
+        return ExecError::Timeout { phase, limit };
+    }
+    if store.data().limiter.refused {
+        return ExecError::MemoryLimit {
             phase,
             limit: memory,
-        }
-    } else {
-        ExecError::Trap {
-            phase,
-            message: format!("{error:?}"),
-        }
+        };
     }
+    // The short reason for the error, the full wasm backtrace for the logs.
+    capture.append(format!("[prelabel] {error:?}\n").as_bytes());
+    let reason = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    let message = match capture.panic_message() {
+        Some(panic) => format!("{reason} (guest {panic})"),
+        None => reason,
+    };
+    ExecError::Trap { phase, message }
 }

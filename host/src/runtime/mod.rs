@@ -62,6 +62,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Captured output kept per call; the rest is dropped with a marker.
     pub log_bytes: usize,
+    /// Items larger than this are failed without calling the guest.
+    pub max_item_bytes: u64,
+    /// A result with more annotations than this is rejected.
+    pub max_annotations: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +75,8 @@ impl Default for Limits {
             init_timeout: Duration::from_secs(120),
             memory_bytes: 1 << 30,
             log_bytes: 1 << 20,
+            max_item_bytes: 256 << 20,
+            max_annotations: 10_000,
         }
     }
 }

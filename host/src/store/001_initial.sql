@@ -37,6 +37,10 @@ CREATE TABLE services (
     timeout_ms            INTEGER NOT NULL,
     max_attempts          INTEGER NOT NULL,
     memory_mb             INTEGER NOT NULL,
+    init_timeout_ms       INTEGER NOT NULL,
+    max_item_mb           INTEGER NOT NULL,
+    max_annotations       INTEGER NOT NULL,
+    log_kb                INTEGER NOT NULL,
     paused                INTEGER NOT NULL DEFAULT 0,
     generation            INTEGER NOT NULL DEFAULT 1,  -- bumped by every deploy
     created_at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),

@@ -1,0 +1,296 @@
+//! The sandbox's promises, each proved against a guest that breaks it on purpose
+//! (`tests/guests/hostile`): every execution ends with the right status and an error naming
+//! the cause, the next item still runs, and nothing of the host is reachable.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// Uploads one 10x10 PNG per name and runs the queue; returns executions by item name.
+fn run_items(home: &Home, names: &[&str]) -> std::collections::BTreeMap<String, Value> {
+    let dir = tempdir();
+    for name in names {
+        std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    home.ok(&["work", "--until-idle"]);
+    home.executions()
+        .into_iter()
+        .map(|e| (e["item"].as_str().expect("item").to_string(), e))
+        .collect()
+}
+
+fn deploy_hostile(home: &Home, service: &str, extra: &[&str]) {
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    let mut args = vec![
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        service,
+        "--timeout",
+        "2",
+        "--memory-mb",
+        "256",
+    ];
+    args.extend_from_slice(extra);
+    home.ok(&args);
+    home.ok(&["trigger", "create", service, "--service", service]);
+}
+
+#[test]
+fn each_hostile_guest_fails_alone_with_its_cause_named() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let names = [
+        "ok-1.png",
+        "panic.png",
+        "ok-2.png",
+        "loop.png",
+        "ok-3.png",
+        "oom.png",
+        "ok-4.png",
+        "many.png",
+        "huge.png",
+        "nan.png",
+        "inf.png",
+        "inverted.png",
+        "confidence.png",
+        "ok-5.png",
+    ];
+    let by_item = run_items(&home, &names);
+    let expect = |name: &str, status: &str, error: &str| {
+        let e = &by_item[name];
+        assert_eq!(e["status"], status, "{name}: {e:#}");
+        let text = e["error"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(error),
+            "{name}: expected `{error}` in `{text}`"
+        );
+    };
+    for ok in ["ok-1.png", "ok-2.png", "ok-3.png", "ok-4.png", "ok-5.png"] {
+        expect(ok, "success", "");
+    }
+    expect(
+        "panic.png",
+        "failed",
+        "guest trapped in detect: wasm trap: wasm `unreachable` instruction executed (guest panicked at",
+    );
+    expect(
+        "panic.png",
+        "failed",
+        "detect failed on purpose on panic.png",
+    );
+    expect("loop.png", "timed-out", "detect timed out after 2s (limit)");
+    expect(
+        "oom.png",
+        "failed",
+        "detect exceeded the memory limit of 256 MiB",
+    );
+    expect(
+        "many.png",
+        "failed",
+        "the guest returned 1000000 annotations, over the limit of 10000",
+    );
+    expect(
+        "huge.png",
+        "failed",
+        "annotation 0: label must be 1 to 256 bytes, got 67108864 bytes",
+    );
+    expect("nan.png", "failed", "annotation 0: left is NaN");
+    expect("inf.png", "failed", "annotation 0: right is inf");
+    expect("inverted.png", "failed", "annotation 0: box is inverted");
+    expect(
+        "confidence.png",
+        "failed",
+        "annotation 0: confidence 1.5 is not within 0..1",
+    );
+    // Nothing invalid was stored.
+    let export = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "json",
+    ]);
+    for entry in export.as_array().expect("items") {
+        let n = entry["annotations"].as_array().map_or(0, Vec::len);
+        let name = entry["item"]["name"].as_str().expect("name");
+        assert_eq!(n, usize::from(name.starts_with("ok-")), "{name}");
+    }
+    // The panic's wasm backtrace is in the logs.
+    let logs = home.ok(&[
+        "executions",
+        "logs",
+        &by_item["panic.png"]["id"].to_string(),
+    ]);
+    assert!(
+        logs.contains("panicked at") && logs.contains("wasm backtrace"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn the_guest_cannot_reach_host_files_env_args_or_network() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let by_item = run_items(&home, &["probe.png"]);
+    assert_eq!(by_item["probe.png"]["status"], "success");
+    let export = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "json",
+    ]);
+    let labels: Vec<String> = export[0]["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| a["label"].as_str().expect("label").to_string())
+        .collect();
+    assert_eq!(labels.len(), 8, "{labels:?}");
+    for label in &labels {
+        assert!(
+            label.contains(":denied:"),
+            "the sandbox let this through: {label}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("/tmp/prelabel-escape").exists(),
+        "the guest wrote a host file"
+    );
+    let everything = serde_json::to_string(&export).expect("json")
+        + &home.ok(&[
+            "executions",
+            "logs",
+            &by_item["probe.png"]["id"].to_string(),
+        ]);
+    assert!(
+        !everything.contains("root:x:0:0"),
+        "host file content leaked"
+    );
+}
+
+#[test]
+fn chatty_guests_are_truncated_and_boxes_clipped() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let by_item = run_items(&home, &["stdout.png", "outside.png"]);
+    assert_eq!(by_item["stdout.png"]["status"], "success");
+    let logs = home.ok(&[
+        "executions",
+        "logs",
+        &by_item["stdout.png"]["id"].to_string(),
+    ]);
+    assert!(
+        logs.contains("[prelabel: output truncated at 1048576 bytes]"),
+        "no truncation marker"
+    );
+    assert!(
+        logs.len() < (1 << 20) + 4096,
+        "logs are bounded: {} bytes",
+        logs.len()
+    );
+    assert_eq!(by_item["outside.png"]["status"], "success");
+    let export = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "json",
+    ]);
+    let outside = export
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["item"]["name"] == "outside.png")
+        .expect("outside");
+    assert_eq!(
+        outside["annotations"][0]["geometry"],
+        serde_json::json!({"type": "box", "left": 0.0, "top": 0.0, "right": 10.0, "bottom": 3.0}),
+        "clipped to the 10x10 image"
+    );
+}
+
+#[test]
+fn a_guest_that_traps_in_init_fails_its_executions_and_others_carry_on() {
+    let home = Home::new();
+    deploy_hostile(
+        &home,
+        "broken",
+        &["--init", "fail_init=true", "--max-attempts", "2"],
+    );
+    let by_item = run_items(&home, &["ok-1.png"]);
+    let e = &by_item["ok-1.png"];
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["attempts"], 2, "a trap in init is retried like any trap");
+    let error = e["error"].as_str().expect("error");
+    assert!(
+        error.contains("guest trapped in init") && error.contains("init failed on purpose"),
+        "{error}"
+    );
+    // The same package with a working init, on the same home, is unaffected.
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "working",
+        "--init",
+        "fail_init=false",
+    ]);
+    let out = home.ok(&["execute", "working", "--item", &e["item_id"].to_string()]);
+    assert!(out.contains("\"status\": \"success\""), "{out}");
+}
+
+#[test]
+fn limits_are_per_service() {
+    let home = Home::new();
+    deploy_hostile(
+        &home,
+        "tight",
+        &[
+            "--max-annotations",
+            "3",
+            "--log-kb",
+            "4",
+            "--max-item-mb",
+            "1",
+        ],
+    );
+    let dir = tempdir();
+    std::fs::write(dir.path().join("ok-big.png"), vec![0u8; 2 << 20]).expect("write");
+    home.ok(&["upload", path(dir.path()), "--dataset", "big"]);
+    let by_item = run_items(&home, &["stdout.png", "ok-1.png"]);
+    let big = home
+        .executions()
+        .into_iter()
+        .find(|e| e["item"] == "ok-big.png")
+        .expect("big");
+    assert_eq!(big["status"], "failed");
+    assert!(
+        big["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the item is 2097152 bytes, over the limit of 1048576")),
+        "{big:#}"
+    );
+    let logs = home.ok(&[
+        "executions",
+        "logs",
+        &by_item["stdout.png"]["id"].to_string(),
+    ]);
+    assert!(
+        logs.contains("[prelabel: output truncated at 4096 bytes]"),
+        "{}",
+        &logs[..logs.len().min(200)]
+    );
+    assert_eq!(by_item["ok-1.png"]["status"], "success");
+    let s = home.json(&["service", "show", "tight"]);
+    assert_eq!(s["settings"]["max_annotations"], 3);
+    assert_eq!(s["settings"]["init_timeout_ms"], 120000);
+}
