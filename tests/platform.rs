@@ -252,7 +252,10 @@ fn deploy_checks_init_inputs_and_settings() {
     let s = home.json(&["service", "show", "faces"]);
     assert_eq!(
         s["settings"],
-        serde_json::json!({"concurrency": 2, "timeout_ms": 5000, "max_attempts": 3, "memory_mb": 512})
+        serde_json::json!({
+            "concurrency": 2, "timeout_ms": 5000, "max_attempts": 3, "memory_mb": 512,
+            "init_timeout_ms": 120000, "max_item_mb": 256, "max_annotations": 10000, "log_kb": 1024
+        })
     );
     assert_eq!(s["init_inputs"]["camera"], "front");
     assert_eq!(s["init_inputs"]["min_confidence"], 0.5);
