@@ -294,3 +294,105 @@ fn limits_are_per_service() {
     assert_eq!(s["settings"]["max_annotations"], 3);
     assert_eq!(s["settings"]["init_timeout_ms"], 120000);
 }
+
+#[test]
+fn hostile_inputs_end_as_boxes_or_a_named_failure() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    // No mimetype filter: every file reaches the guest, to prove it copes.
+    home.ok(&["trigger", "create", "all", "--service", "faces"]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("hostile_inputs")),
+        "--dataset",
+        "d",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+    let by_item: std::collections::BTreeMap<String, Value> = home
+        .executions()
+        .into_iter()
+        .map(|e| (e["item"].as_str().expect("item").to_string(), e))
+        .collect();
+    assert_eq!(by_item.len(), 15);
+    for (name, error) in [
+        (
+            "bomb.png",
+            "image is 100000x100000 = 10000000000 pixels, over the limit of 67108864",
+        ),
+        ("empty.png", "the item is empty (0 bytes)"),
+        ("text_named.jpg", "has mimetype `text/plain`, not an image"),
+        ("truncated.png", "cannot decode image"),
+    ] {
+        assert_eq!(by_item[name]["status"], "failed", "{name}");
+        let text = by_item[name]["error"].as_str().unwrap_or_default();
+        assert!(text.contains(error), "{name}: `{text}`");
+    }
+    let export = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "json",
+    ]);
+    let boxes = |name: &str| -> Vec<([f32; 4], f32)> {
+        let entry = export
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|e| e["item"]["name"] == name)
+            .expect("item");
+        entry["annotations"]
+            .as_array()
+            .expect("annotations")
+            .iter()
+            .map(|a| {
+                let g = &a["geometry"];
+                let f = |k: &str| g[k].as_f64().expect("coordinate") as f32;
+                (
+                    [f("left"), f("top"), f("right"), f("bottom")],
+                    a["model"]["confidence"].as_f64().expect("c") as f32,
+                )
+            })
+            .collect()
+    };
+    // Re-encodings of the astronaut and of Grace Hopper find the same face.
+    for (name, original) in [
+        ("gray.png", "skimage_astronaut.png"),
+        ("gray16.png", "skimage_astronaut.png"),
+        ("palette.png", "skimage_astronaut.png"),
+        ("rgba.png", "skimage_astronaut.png"),
+        ("png_named.jpg", "skimage_astronaut.png"),
+        ("cmyk.jpg", "matplotlib_grace_hopper.jpg"),
+        ("progressive.jpg", "matplotlib_grace_hopper.jpg"),
+    ] {
+        assert_eq!(by_item[name]["status"], "success", "{name}");
+        let got = boxes(name);
+        assert_eq!(got.len(), 1, "{name}: {got:?}");
+        let want = reference(original)[0];
+        assert!(
+            iou(&got[0].0, &want.bbox) >= 0.9,
+            "{name}: {:?} vs {:?}",
+            got[0],
+            want
+        );
+        assert!(got[0].1 > 0.9, "{name}");
+    }
+    // The animated GIF's first frame is the astronaut at 256x256; tiny and strip images have no face.
+    assert_eq!(boxes("animated.gif").len(), 1);
+    assert!(boxes("one_pixel.png").is_empty() && boxes("strip.png").is_empty());
+    // A truncated JPEG decodes what it has (as libjpeg does): the face is in the first half.
+    assert_eq!(by_item["truncated.jpg"]["status"], "success");
+    let items = home.json(&["items", "list", "--json"]);
+    let lying = items
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["name"] == "png_named.jpg")
+        .expect("item");
+    assert_eq!(
+        lying["mimetype"], "image/png",
+        "the mimetype comes from the bytes, not the name"
+    );
+}

@@ -17,6 +17,9 @@ use crate::trigger::{self, Action};
 /// The mimetype of `bytes`, from magic numbers; UTF-8 text is `text/plain`, anything else
 /// unknown is `application/octet-stream`.
 pub fn sniff_mimetype(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "application/octet-stream".into();
+    }
     if let Some(kind) = infer::get(bytes) {
         return kind.mime_type().to_string();
     }
@@ -34,6 +37,17 @@ pub fn image_size(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()?
         .into_dimensions()
         .ok()
+}
+
+/// Whether an item of `len` bytes may be given to a guest at all.
+pub fn check_size(len: u64, max: u64) -> Result<(), String> {
+    if len == 0 {
+        Err("the item is empty (0 bytes)".into())
+    } else if len > max {
+        Err(format!("the item is {len} bytes, over the limit of {max}"))
+    } else {
+        Ok(())
+    }
 }
 
 /// The system metadata of some bytes, as items and guests see it.

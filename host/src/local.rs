@@ -150,12 +150,8 @@ impl<'r> LocalRunner<'r> {
             metadata: metadata.to_string(),
             data: bytes,
         };
-        if item.data.len() as u64 > self.limits.max_item_bytes {
-            result.error = Some(format!(
-                "the item is {} bytes, over the limit of {}",
-                item.data.len(),
-                self.limits.max_item_bytes
-            ));
+        if let Err(e) = item::check_size(item.data.len() as u64, self.limits.max_item_bytes) {
+            result.error = Some(e);
             self.instance = Some(instance);
             result.duration = started.elapsed();
             return result;

@@ -301,12 +301,7 @@ fn attempt(
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Other(e.to_string()))?;
     let limits = service.settings.limits();
-    if item.size > limits.max_item_bytes {
-        return Err(Failure::Other(format!(
-            "the item is {} bytes, over the limit of {}",
-            item.size, limits.max_item_bytes
-        )));
-    }
+    item::check_size(item.size, limits.max_item_bytes).map_err(Failure::Other)?;
     let bytes = store
         .read_blob(&item.digest)
         .map_err(|e| Failure::Other(e.to_string()))?;

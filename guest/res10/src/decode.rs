@@ -14,9 +14,16 @@ pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
 /// bytes themselves. The pixel count is checked against `max_pixels` from the header, so a
 /// decompression bomb is refused without allocating its pixels.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Error> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+    // From the header alone, before any decoder sizes its buffers (on wasm32 a decoder
+    // refuses a bomb only as "memory limit exceeded", which does not say why).
+    if let Ok(size) = imagesize::blob_size(bytes) {
+        check_pixels(size.width as u64, size.height as u64, max_pixels)?;
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode(e.to_string()))?;
+    // Our own limits, below: the pixel count first, so that a bomb is named as such.
+    reader.no_limits();
     if reader.format().is_none() {
         return Err(Error::Decode(
             "unknown format (expected PNG, JPEG, GIF, BMP or WebP)".into(),
@@ -26,18 +33,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Error> {
         .into_decoder()
         .map_err(|e| Error::Decode(e.to_string()))?;
     let (width, height) = decoder.dimensions();
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels == 0 {
-        return Err(Error::Empty { width, height });
-    }
-    if pixels > max_pixels {
-        return Err(Error::TooLarge {
-            width,
-            height,
-            pixels,
-            max_pixels,
-        });
-    }
+    let pixels = check_pixels(u64::from(width), u64::from(height), max_pixels)?;
     // Belt and braces: the decoder's own allocation cap, in case a format
     // needs more than its header says (16-bit RGBA is 8 bytes a pixel).
     let mut limits = Limits::default();
@@ -52,6 +48,27 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Error> {
         DynamicImage::from_decoder(decoder).map_err(|e| Error::Decode(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// The pixel count of a `width` x `height` image, if it is within the limit.
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<u64, Error> {
+    let pixels = width.saturating_mul(height);
+    let (width, height) = (
+        width.min(u32::MAX as u64) as u32,
+        height.min(u32::MAX as u64) as u32,
+    );
+    if pixels == 0 {
+        return Err(Error::Empty { width, height });
+    }
+    if pixels > max_pixels {
+        return Err(Error::TooLarge {
+            width,
+            height,
+            pixels,
+            max_pixels,
+        });
+    }
+    Ok(pixels)
 }
 
 #[cfg(test)]
