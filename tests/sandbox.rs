@@ -396,3 +396,137 @@ fn hostile_inputs_end_as_boxes_or_a_named_failure() {
         "the mimetype comes from the bytes, not the name"
     );
 }
+
+#[test]
+fn killing_the_host_mid_run_loses_and_duplicates_nothing() {
+    let home = Home::new();
+    deploy_hostile(&home, "quick", &[]);
+    let dir = tempdir();
+    let image = png(10, 10);
+    for i in 0..300 {
+        // Same pixels, different bytes: each file is its own item and blob.
+        let mut bytes = image.clone();
+        bytes.extend_from_slice(format!("{i}").as_bytes());
+        std::fs::write(dir.path().join(format!("ok-{i:03}.png")), bytes).expect("write");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    let mut serve = home.spawn(&["serve"]);
+    home.wait_for(120, "some executions to finish", |all| {
+        status_count(all, "success") >= 30
+    });
+    serve.kill().expect("kill -9");
+    let _ = serve.wait();
+    let done_before = status_count(&home.executions(), "success");
+    assert!(
+        done_before < 300,
+        "the kill came mid-run ({done_before} done)"
+    );
+
+    home.ok(&["work", "--until-idle"]);
+    let all = home.executions();
+    assert_eq!(all.len(), 300, "no execution lost or added");
+    assert_eq!(status_count(&all, "success"), 300);
+    let export = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "json",
+    ]);
+    let items = export.as_array().expect("items");
+    assert_eq!(items.len(), 300);
+    for entry in items {
+        assert_eq!(
+            entry["annotations"].as_array().map(Vec::len),
+            Some(1),
+            "{}: exactly one box",
+            entry["item"]["name"]
+        );
+    }
+    assert_eq!(home.ok(&["check"]).trim(), "ok");
+}
+
+#[test]
+fn several_processes_on_one_home_never_see_a_locked_database() {
+    let home = Home::new();
+    deploy_hostile(&home, "quick", &[]);
+    let mut serve = home.spawn(&["serve"]);
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|d| {
+            let dir = tempdir();
+            for i in 0..40 {
+                let mut bytes = png(10, 10);
+                bytes.extend_from_slice(format!("{d}-{i}").as_bytes());
+                std::fs::write(dir.path().join(format!("ok-{i:02}.png")), bytes).expect("write");
+            }
+            dir
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (d, dir) in dirs.iter().enumerate() {
+            let home = &home;
+            scope.spawn(move || {
+                home.ok(&["upload", path(dir.path()), "--dataset", &format!("d{d}")])
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..5 {
+                home.ok(&["service", "deploy", "hostile", "--name", "quick"]);
+            }
+        });
+    });
+    let all = home.wait_for(120, "all uploads to be processed", |all| {
+        all.len() == 120 && status_count(all, "success") == 120
+    });
+    assert_eq!(all.len(), 120);
+    serve.kill().expect("stop serve");
+    let stderr_text = {
+        use std::io::Read;
+        let mut s = String::new();
+        if let Some(mut e) = serve.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    };
+    let _ = serve.wait();
+    assert!(!stderr_text.contains("locked"), "{stderr_text}");
+    assert_eq!(home.ok(&["check"]).trim(), "ok");
+}
+
+#[test]
+fn a_failed_write_is_a_clear_error_and_leaves_no_partial_item() {
+    let home = Home::new();
+    deploy_hostile(&home, "quick", &[]);
+    let good = tempdir();
+    std::fs::write(good.path().join("ok-1.png"), png(10, 10)).expect("write");
+    home.ok(&["upload", path(good.path()), "--dataset", "d"]);
+    // Make the blob's directory unwritable in a way that holds even for root: a file
+    // where the directory should be (what a full or broken disk looks like to us).
+    let bytes = png(11, 11);
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let blocker = home.path().join("blobs/sha256").join(&digest[..2]);
+    let _ = std::fs::remove_dir_all(&blocker);
+    std::fs::write(&blocker, b"not a directory").expect("block");
+    let file = tempdir();
+    std::fs::write(file.path().join("ok-2.png"), &bytes).expect("write");
+    let err = home.fails(&[
+        "upload",
+        path(&file.path().join("ok-2.png")),
+        "--dataset",
+        "d",
+    ]);
+    assert!(err.contains("cannot write blob"), "{err}");
+    let items = home.json(&["items", "list", "--json"]);
+    assert_eq!(
+        items.as_array().map(Vec::len),
+        Some(1),
+        "no item row without its bytes"
+    );
+    assert!(home.executions().len() == 1, "and no execution for it");
+    std::fs::remove_file(&blocker).expect("unblock");
+    assert_eq!(home.ok(&["check"]).trim(), "ok");
+}

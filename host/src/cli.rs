@@ -97,6 +97,8 @@ enum Command {
     Annotations(AnnotationsCommand),
     /// Run the scheduler until stopped (Ctrl-C finishes running executions, then exits).
     Serve,
+    /// Check the store: SQLite's integrity check and that every blob is there.
+    Check,
     /// Run queued executions; with --until-idle, exit when none are left.
     Work {
         #[arg(long)]
@@ -364,6 +366,18 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Serve => self.schedule(false),
+            Command::Check => {
+                let problems = self.store()?.check()?;
+                for p in &problems {
+                    println!("{p}");
+                }
+                if problems.is_empty() {
+                    println!("ok");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Ok(ExitCode::FAILURE)
+                }
+            }
             Command::Work { until_idle } => self.schedule(until_idle),
         }
     }

@@ -184,6 +184,35 @@ impl Store {
         })
     }
 
+    /// Every problem found: SQLite's integrity check, then items and revisions whose blobs
+    /// are missing. Empty when the store is sound.
+    pub fn check(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let integrity = self.integrity_check()?;
+        if integrity != "ok" {
+            problems.push(format!("integrity check: {integrity}"));
+        }
+        let digests: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT 'item ' || id, digest FROM items
+                     UNION ALL SELECT 'component of revision #' || id, component_digest FROM revisions
+                     UNION ALL SELECT 'artifact ' || name || ' of revision #' || revision_id, digest FROM revision_artifacts",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+                .map_err(|e| self.err(e))?
+        };
+        for (what, digest) in digests {
+            if !self.blob_path(&digest).is_file() {
+                problems.push(format!("{what}: blob {digest} is missing"));
+            }
+        }
+        Ok(problems)
+    }
+
     /// SQLite's own consistency check: "ok" when the database is sound.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.conn
