@@ -10,6 +10,7 @@ pub mod coco;
 pub mod error;
 pub mod execution;
 pub mod export;
+pub mod fuzzing;
 pub mod item;
 pub mod local;
 pub mod manifest;
