@@ -500,7 +500,9 @@ fn deploying_while_busy_loses_nothing_and_switches_revision_between_executions()
     home.seed_flow(&[]);
     let mut serve = home.spawn(&["serve"]);
     // Uploaded from another process while `serve` runs.
-    home.ok(&["upload", path(&images()), "--dataset", "d"]);
+    for d in ["d1", "d2", "d3"] {
+        home.ok(&["upload", path(&images()), "--dataset", d]);
+    }
     home.wait_for(60, "the first execution to finish", |all| {
         status_count(all, "success") >= 1
     });
@@ -514,7 +516,7 @@ fn deploying_while_busy_loses_nothing_and_switches_revision_between_executions()
         "face-detector",
     ]);
     let all = home.wait_for(120, "every execution to succeed", |all| {
-        all.len() == 10 && status_count(all, "success") == 10
+        all.len() == 30 && status_count(all, "success") == 30
     });
     serve.kill().expect("stop serve");
     let _ = serve.wait();
@@ -537,7 +539,7 @@ fn deploying_while_busy_loses_nothing_and_switches_revision_between_executions()
         .iter()
         .map(|e| e["item_id"].as_i64().expect("item"))
         .collect();
-    assert_eq!(items.len(), 10, "every item ran exactly once");
+    assert_eq!(items.len(), 30, "every item ran exactly once");
 }
 
 #[test]

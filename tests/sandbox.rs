@@ -407,7 +407,7 @@ fn killing_the_host_mid_run_loses_and_duplicates_nothing() {
         // Same pixels, different bytes: each file is its own item and blob.
         let mut bytes = image.clone();
         bytes.extend_from_slice(format!("{i}").as_bytes());
-        std::fs::write(dir.path().join(format!("ok-{i:03}.png")), bytes).expect("write");
+        std::fs::write(dir.path().join(format!("slow-{i:03}.png")), bytes).expect("write");
     }
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
     let mut serve = home.spawn(&["serve"]);

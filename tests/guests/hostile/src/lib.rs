@@ -4,6 +4,7 @@
 //! | name | behaviour |
 //! |---|---|
 //! | `ok` | one valid box |
+//! | `slow` | one valid box after 20 ms (to be caught mid-run) |
 //! | `panic` | panics in detect |
 //! | `loop` | loops forever |
 //! | `oom` | allocates until it dies |
@@ -85,6 +86,10 @@ impl Guest for Hostile {
             .to_string();
         Ok(match kind.as_str() {
             "ok" => vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)],
+            "slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
+            }
             "panic" => panic!("detect failed on purpose on {}", item.name),
             "loop" => {
                 let mut x: u64 = 0;
