@@ -109,7 +109,7 @@ impl Guest for FaceDetector {
                 ),
             ));
         }
-        let detections = res10::detect(
+        let (detections, t) = res10::detect_timed(
             &state.model,
             &item.data,
             res10::DEFAULT_MAX_PIXELS,
@@ -123,7 +123,15 @@ impl Guest for FaceDetector {
         })?;
         host::log(
             Level::Debug,
-            &format!("{}: {} faces", item.name, detections.len()),
+            &format!(
+                "{}: {} faces; stage_us decode={} preprocess={} infer={} postprocess={}",
+                item.name,
+                detections.len(),
+                t.decode.as_micros(),
+                t.preprocess.as_micros(),
+                t.infer.as_micros(),
+                t.postprocess.as_micros()
+            ),
         );
         Ok(detections
             .into_iter()

@@ -16,7 +16,7 @@ pub use model::{INPUT_SIZE, Model, RawOutput, preprocess};
 pub use nms::{Candidate, DetectionOutputParams, detection_output};
 pub use resize::resize_linear;
 
-use image::RgbImage;
+use std::time::{Duration, Instant};
 
 /// What can go wrong while detecting. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]
@@ -77,21 +77,15 @@ pub fn to_detections(
         .collect()
 }
 
-/// The whole pipeline for one decoded image.
-pub fn detect_image(
-    model: &Model,
-    image: &RgbImage,
-    min_confidence: f32,
-) -> Result<Vec<Detection>, Error> {
-    let blob = preprocess(image);
-    let raw = model.infer(blob)?;
-    let kept = detection_output(&raw.boxes, &raw.scores, &DetectionOutputParams::default());
-    Ok(to_detections(
-        &kept,
-        image.width(),
-        image.height(),
-        min_confidence,
-    ))
+/// How long each stage of one detection took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub decode: Duration,
+    /// Resize to 300x300 and build the blob.
+    pub preprocess: Duration,
+    pub infer: Duration,
+    /// `DetectionOutput` (NMS) and scaling to pixels.
+    pub postprocess: Duration,
 }
 
 /// The whole pipeline for encoded image bytes (PNG, JPEG, GIF, BMP, WebP).
@@ -101,6 +95,31 @@ pub fn detect(
     max_pixels: u64,
     min_confidence: f32,
 ) -> Result<Vec<Detection>, Error> {
+    detect_timed(model, bytes, max_pixels, min_confidence).map(|(d, _)| d)
+}
+
+/// [`detect`], timing each stage.
+pub fn detect_timed(
+    model: &Model,
+    bytes: &[u8],
+    max_pixels: u64,
+    min_confidence: f32,
+) -> Result<(Vec<Detection>, Timings), Error> {
+    let mut t = Timings::default();
+    let mut lap = Instant::now();
+    let mut stage = |slot: &mut Duration| {
+        let now = Instant::now();
+        *slot = now - lap;
+        lap = now;
+    };
     let image = decode(bytes, max_pixels)?;
-    detect_image(model, &image, min_confidence)
+    stage(&mut t.decode);
+    let blob = preprocess(&image);
+    stage(&mut t.preprocess);
+    let raw = model.infer(blob)?;
+    stage(&mut t.infer);
+    let kept = detection_output(&raw.boxes, &raw.scores, &DetectionOutputParams::default());
+    let detections = to_detections(&kept, image.width(), image.height(), min_confidence);
+    stage(&mut t.postprocess);
+    Ok((detections, t))
 }
