@@ -99,6 +99,13 @@ enum Command {
     Serve,
     /// Check the store: SQLite's integrity check and that every blob is there.
     Check,
+    /// Measure the detector in the sandbox vs natively, the host's overhead, component
+    /// loading, hot swap and throughput; prints a table.
+    Bench {
+        /// Repetitions per measure.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Run queued executions; with --until-idle, exit when none are left.
     Work {
         #[arg(long)]
@@ -366,6 +373,24 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Serve => self.schedule(false),
+            Command::Bench { runs } => {
+                let workspace = prelabel::workspace::Workspace::find()?;
+                eprintln!("building the face-detector and no-op components...");
+                workspace.build_guest("face-detector")?;
+                workspace.build_guest("hostile-guest")?;
+                let options = prelabel::bench::Options {
+                    face_detector: workspace.package_dir("face-detector"),
+                    noop: workspace.root.join("tests/guests/hostile"),
+                    image: workspace.samples_dir().join("skimage_rocket.jpg"),
+                    samples: workspace.samples_dir(),
+                    runs,
+                    scratch: self.home.join("bench"),
+                };
+                eprintln!("measuring ({runs} runs each; this takes a minute)...");
+                let rows = prelabel::bench::run(&options)?;
+                print!("{}", prelabel::bench::render(&rows));
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Check => {
                 let problems = self.store()?.check()?;
                 for p in &problems {

@@ -1,0 +1,529 @@
+//! `prelabel bench`: how fast the sandboxed detector and the platform around it are, on this
+//! machine, as a table of medians and 95th percentiles (never a timed assertion in a test).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::package::{self, Package};
+use crate::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
+use crate::store::Store;
+use crate::{execution, item, scheduler, service, trigger};
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub group: &'static str,
+    pub name: String,
+    pub median: Duration,
+    pub p95: Duration,
+    pub runs: usize,
+    pub note: String,
+}
+
+pub struct Options {
+    /// The face-detector package directory.
+    pub face_detector: PathBuf,
+    /// The no-op guest (the hostile test guest, whose `ok` items return at once).
+    pub noop: PathBuf,
+    /// The image for latency (640x427, the size of the reference figures).
+    pub image: PathBuf,
+    /// The sample photos for end-to-end throughput.
+    pub samples: PathBuf,
+    pub runs: usize,
+    /// Scratch space (stores, caches); emptied first.
+    pub scratch: PathBuf,
+}
+
+fn stats(
+    group: &'static str,
+    name: &str,
+    mut samples: Vec<Duration>,
+    note: impl Into<String>,
+) -> Row {
+    samples.sort();
+    let pick = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Row {
+        group,
+        name: name.to_string(),
+        median: pick(0.5),
+        p95: pick(0.95),
+        runs: samples.len(),
+        note: note.into(),
+    }
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+fn bench_error(message: impl Into<String>) -> Error {
+    Error::Invalid(message.into())
+}
+
+fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
+    let mut instance = runtime
+        .instantiate(
+            loaded,
+            Artifacts::new(package.artifacts.clone()),
+            Limits::default(),
+        )
+        .map_err(|e| bench_error(e.to_string()))?;
+    let init = package.manifest.resolve_init(&BTreeMap::new())?;
+    instance
+        .init(&runtime::init_inputs(&init))
+        .map_err(|e| bench_error(e.to_string()))?;
+    instance.take_logs();
+    Ok(instance)
+}
+
+fn item_of(name: &str, bytes: &[u8]) -> Item {
+    Item {
+        id: name.into(),
+        name: name.into(),
+        mimetype: item::sniff_mimetype(bytes),
+        metadata: "{}".into(),
+        data: bytes.to_vec(),
+    }
+}
+
+/// Stage times the face-detector component logs (`stage_us decode=.. preprocess=.. ...`).
+fn logged_stages(logs: &str) -> Vec<(String, Duration)> {
+    logs.split("stage_us ")
+        .nth(1)
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_string(), Duration::from_micros(v.parse().ok()?)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn run(options: &Options) -> Result<Vec<Row>> {
+    let _ = std::fs::remove_dir_all(&options.scratch);
+    std::fs::create_dir_all(&options.scratch)
+        .map_err(|e| bench_error(format!("{}: {e}", options.scratch.display())))?;
+    let runs = options.runs.max(3);
+    let mut rows = Vec::new();
+    let faces = Package::load(&options.face_detector)?;
+    let image = std::fs::read(&options.image)
+        .map_err(|e| bench_error(format!("{}: {e}", options.image.display())))?;
+    let image_name = options
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    // 4. Component load: compile, cached load, instantiate, init.
+    let uncached = Runtime::new(None).map_err(|e| bench_error(e.to_string()))?;
+    let (_, compile) = time(|| uncached.load(&faces.component));
+    rows.push(stats(
+        "load",
+        "compile the component (Cranelift, no cache)",
+        vec![compile],
+        format!("{:.1} MB of wasm", faces.component.len() as f64 / 1e6),
+    ));
+    drop(uncached);
+    let runtime = Runtime::new(Some(options.scratch.join("cache")))
+        .map_err(|e| bench_error(e.to_string()))?;
+    let loaded = runtime
+        .load(&faces.component)
+        .map_err(|e| bench_error(e.to_string()))?;
+    let cached: Vec<Duration> = (0..runs)
+        .map(|_| time(|| runtime.load(&faces.component)).1)
+        .collect();
+    rows.push(stats(
+        "load",
+        "load the cached compiled component",
+        cached,
+        "deserialize + world check",
+    ));
+    let mut instantiate = Vec::new();
+    let mut init = Vec::new();
+    for _ in 0..runs.min(10) {
+        let (i, t) = time(|| {
+            runtime.instantiate(
+                &loaded,
+                Artifacts::new(faces.artifacts.clone()),
+                Limits::default(),
+            )
+        });
+        instantiate.push(t);
+        let mut i = i.map_err(|e| bench_error(e.to_string()))?;
+        let inputs = runtime::init_inputs(&faces.manifest.resolve_init(&BTreeMap::new())?);
+        init.push(time(|| i.init(&inputs)).1);
+    }
+    rows.push(stats(
+        "load",
+        "instantiate",
+        instantiate,
+        "from InstancePre",
+    ));
+    rows.push(stats(
+        "load",
+        "init (model load in the guest)",
+        init,
+        "artifact read + tract optimise",
+    ));
+
+    // 1 and 2. Detect latency, wasm vs native, and its stages.
+    let mut wasm = instance(&runtime, &loaded, &faces)?;
+    let probe = item_of(&image_name, &image);
+    let mut wasm_total = Vec::new();
+    let mut wasm_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    wasm.detect(&probe)
+        .map_err(|e| bench_error(e.to_string()))?; // warm-up
+    wasm.take_logs();
+    for _ in 0..runs {
+        let item = item_of(&image_name, &image);
+        let (r, t) = time(|| wasm.detect(&item));
+        r.map_err(|e| bench_error(e.to_string()))?;
+        wasm_total.push(t);
+        for (stage, d) in logged_stages(&wasm.take_logs()) {
+            wasm_stages.entry(stage).or_default().push(d);
+        }
+    }
+    let model_bytes = std::fs::read(
+        faces
+            .artifacts
+            .values()
+            .next()
+            .ok_or_else(|| bench_error("face-detector has no artifact"))?,
+    )
+    .map_err(|e| bench_error(e.to_string()))?;
+    let native = res10::Model::from_onnx(&model_bytes).map_err(|e| bench_error(e.to_string()))?;
+    let mut native_total = Vec::new();
+    let mut native_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for _ in 0..runs {
+        let (r, t) = time(|| res10::detect_timed(&native, &image, res10::DEFAULT_MAX_PIXELS, 0.5));
+        let (_, timings) = r.map_err(|e| bench_error(e.to_string()))?;
+        native_total.push(t);
+        for (stage, d) in [
+            ("decode", timings.decode),
+            ("preprocess", timings.preprocess),
+            ("infer", timings.infer),
+            ("postprocess", timings.postprocess),
+        ] {
+            native_stages.entry(stage.to_string()).or_default().push(d);
+        }
+    }
+    let wasm_row = stats(
+        "detect",
+        &format!("detect {image_name} in the sandbox (wasm)"),
+        wasm_total,
+        "decode to boxes, one thread",
+    );
+    let native_row = stats(
+        "detect",
+        &format!("detect {image_name} natively (same library)"),
+        native_total,
+        "",
+    );
+    let ratio = wasm_row.median.as_secs_f64() / native_row.median.as_secs_f64().max(1e-9);
+    rows.push(wasm_row);
+    rows.push(Row {
+        note: format!("sandbox cost: wasm / native = {ratio:.2}x"),
+        ..native_row
+    });
+    for stage in ["decode", "preprocess", "infer", "postprocess"] {
+        let note = match stage {
+            "preprocess" => "resize 300x300 (INTER_LINEAR) + blob",
+            "postprocess" => "DetectionOutput NMS + scaling",
+            _ => "",
+        };
+        rows.push(stats(
+            "stages",
+            &format!("{stage} (wasm)"),
+            wasm_stages.remove(stage).unwrap_or_default(),
+            note,
+        ));
+        rows.push(stats(
+            "stages",
+            &format!("{stage} (native)"),
+            native_stages.remove(stage).unwrap_or_default(),
+            "",
+        ));
+    }
+    drop(wasm);
+
+    // 3. Host overhead: a no-op guest, through the instance and through the whole queue.
+    let noop = Package::load(&options.noop)?;
+    let noop_loaded = runtime
+        .load(&noop.component)
+        .map_err(|e| bench_error(e.to_string()))?;
+    let mut noop_instance = instance(&runtime, &noop_loaded, &noop)?;
+    let tiny = item_of("ok.png", b"ok");
+    let calls: Vec<Duration> = (0..runs * 20)
+        .map(|_| time(|| noop_instance.detect(&tiny)).1)
+        .collect();
+    rows.push(stats(
+        "host",
+        "call a no-op guest (lower, call, lift, check)",
+        calls,
+        "per call",
+    ));
+    let n = 200;
+    let per_execution = platform_overhead(
+        &options.scratch.join("noop-home"),
+        &runtime_arc(&options.scratch)?,
+        &options.noop,
+        n,
+    )?;
+    rows.push(stats(
+        "host",
+        "queue to done, no-op guest (serve path)",
+        vec![per_execution],
+        format!("mean of {n}: upload trigger, claim, run, commit (fsync)"),
+    ));
+
+    // 5. Hot swap and 6. end-to-end throughput.
+    let shared = runtime_arc(&options.scratch)?;
+    rows.push(stats(
+        "platform",
+        "hot swap: deploy while busy -> first execution on it",
+        vec![hot_swap(
+            &options.scratch.join("swap-home"),
+            &shared,
+            &options.face_detector,
+            &options.samples,
+        )?],
+        "includes finishing the running one",
+    ));
+    for concurrency in [1u32, 2] {
+        let (items, elapsed) = end_to_end(
+            &options.scratch.join(format!("e2e-{concurrency}")),
+            &shared,
+            &options.face_detector,
+            &options.samples,
+            concurrency,
+        )?;
+        let per_item = elapsed / items.max(1) as u32;
+        rows.push(stats(
+            "platform",
+            &format!("end to end, concurrency {concurrency}"),
+            vec![per_item],
+            format!(
+                "{:.1} items/s over {items} photos",
+                items as f64 / elapsed.as_secs_f64()
+            ),
+        ));
+    }
+    if let Some(rss) = peak_rss_kib() {
+        rows.push(Row {
+            group: "memory",
+            name: "peak RSS of this process".into(),
+            median: Duration::ZERO,
+            p95: Duration::ZERO,
+            runs: 1,
+            note: format!(
+                "{:.0} MiB (native model + wasm instances + stores)",
+                rss as f64 / 1024.0
+            ),
+        });
+    }
+    Ok(rows)
+}
+
+fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
+    Ok(Arc::new(
+        Runtime::new(Some(scratch.join("cache"))).map_err(|e| bench_error(e.to_string()))?,
+    ))
+}
+
+/// A fresh home with `package` pushed, deployed as `svc` and triggered on every item.
+fn platform(home: &Path, runtime: &Runtime, package_dir: &Path, concurrency: u32) -> Result<Store> {
+    let mut store = Store::open(home)?;
+    let revision = package::push(&mut store, runtime, package_dir)?;
+    service::deploy(
+        &mut store,
+        &service::Deploy {
+            package: revision.package.clone(),
+            name: "svc".into(),
+            concurrency: Some(concurrency),
+            ..Default::default()
+        },
+    )?;
+    trigger::create(
+        &mut store,
+        &trigger::Create {
+            name: "all".into(),
+            service: "svc".into(),
+            function: "detect".into(),
+            actions: vec![trigger::Action::Created],
+            dataset: None,
+            filters: Vec::new(),
+            mode: trigger::Mode::Always,
+        },
+    )?;
+    Ok(store)
+}
+
+fn work(home: &Path, runtime: &Arc<Runtime>) -> Result<()> {
+    scheduler::run(
+        home,
+        runtime.clone(),
+        Arc::new(AtomicBool::new(false)),
+        true,
+    )
+    .map(|_| ())
+}
+
+fn platform_overhead(
+    home: &Path,
+    runtime: &Arc<Runtime>,
+    noop: &Path,
+    n: usize,
+) -> Result<Duration> {
+    let mut store = platform(home, runtime, noop, 1)?;
+    let (_, elapsed) = time(|| -> Result<()> {
+        for i in 0..n {
+            item::upload(
+                &mut store,
+                "d",
+                &format!("ok-{i}.png"),
+                format!("ok {i}").as_bytes(),
+            )?;
+        }
+        work(home, runtime)
+    });
+    Ok(elapsed / n as u32)
+}
+
+fn photos(samples: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
+        .map_err(|e| bench_error(format!("{}: {e}", samples.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            Ok((
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::fs::read(&p).map_err(|e| bench_error(e.to_string()))?,
+            ))
+        })
+        .collect()
+}
+
+fn end_to_end(
+    home: &Path,
+    runtime: &Arc<Runtime>,
+    package_dir: &Path,
+    samples: &Path,
+    concurrency: u32,
+) -> Result<(usize, Duration)> {
+    let mut store = platform(home, runtime, package_dir, concurrency)?;
+    let photos = photos(samples)?;
+    let (result, elapsed) = time(|| -> Result<()> {
+        for (name, bytes) in &photos {
+            item::upload(&mut store, "d", name, bytes)?;
+        }
+        work(home, runtime)
+    });
+    result?;
+    Ok((photos.len(), elapsed))
+}
+
+/// Deploys a new revision once the first execution is done, then measures until an
+/// execution has started on it.
+fn hot_swap(
+    home: &Path,
+    runtime: &Arc<Runtime>,
+    package_dir: &Path,
+    samples: &Path,
+) -> Result<Duration> {
+    let mut store = platform(home, runtime, package_dir, 1)?;
+    for (name, bytes) in photos(samples)? {
+        item::upload(&mut store, "d", &name, &bytes)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (home, runtime, stop) = (home.to_path_buf(), runtime.clone(), stop.clone());
+        std::thread::spawn(move || scheduler::run(&home, runtime, stop, true))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while execution::list(&store, Some(execution::Status::Success))?.is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let revision = package::push(&mut store, runtime, package_dir)?;
+    let deployed = Instant::now();
+    service::deploy(
+        &mut store,
+        &service::Deploy {
+            package: revision.package.clone(),
+            name: "svc".into(),
+            ..Default::default()
+        },
+    )?;
+    let mut swapped = None;
+    while Instant::now() < deadline {
+        let on_new = execution::list(&store, None)?
+            .iter()
+            .any(|e| e.revision_id == Some(revision.id) && e.started_at.is_some());
+        if on_new {
+            swapped = Some(deployed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = worker.join();
+    swapped.ok_or_else(|| bench_error("no execution ran on the new revision"))
+}
+
+/// VmHWM from /proc (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix("VmHWM:")?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The table, for people.
+pub fn render(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<9} {:<55} {:>10} {:>10} {:>5}  {}\n",
+        "group", "measure", "median", "p95", "runs", "note"
+    );
+    for r in rows {
+        let ms = |d: Duration| {
+            if r.group == "memory" {
+                "-".to_string()
+            } else {
+                format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+            }
+        };
+        out.push_str(&format!(
+            "{:<9} {:<55} {:>10} {:>10} {:>5}  {}\n",
+            r.group,
+            r.name,
+            ms(r.median),
+            ms(r.p95),
+            r.runs,
+            r.note
+        ));
+    }
+    out
+}
