@@ -404,3 +404,41 @@ fn demo_prints_a_table_and_writes_annotated_photos() {
         .sum();
     assert_eq!(coco["annotations"].as_array().map(Vec::len), Some(faces));
 }
+
+#[test]
+fn host_side_inference_gives_the_same_faces() {
+    let package = face_detector();
+    let (out, json) = detect_json(&[
+        "detect",
+        path(&package),
+        path(&fixtures().join("images")),
+        "--init",
+        "inference=host",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for r in json.as_array().expect("results") {
+        let name = r["name"].as_str().expect("name");
+        assert_matches_seed(name, &boxes(r));
+    }
+    assert!(
+        json[0]["logs"]
+            .as_str()
+            .is_some_and(|l| l.contains("runs on the host"))
+    );
+    let home = tempdir();
+    let out = prelabel(
+        home.path(),
+        &[
+            "detect",
+            path(&package),
+            path(&fixtures().join("images/skimage_camera.png")),
+            "--init",
+            "inference=gpu",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("init input `inference` must be `guest` or `host`, got `gpu`"),
+        "{}",
+        stderr(&out)
+    );
+}

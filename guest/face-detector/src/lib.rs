@@ -10,12 +10,47 @@ mod bindings {
 }
 
 use bindings::prelabel::detector::host::{self, Level};
+use bindings::prelabel::detector::inference;
 use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
 
+/// Who runs the network.
+enum Engine {
+    /// tract, inside this component (the portable default).
+    Guest(res10::Model),
+    /// The host, natively, through the `inference` import (opt-in: `inference = "host"`).
+    Host { artifact: String },
+}
+
+impl Engine {
+    fn infer(&self, blob: res10::Tensor) -> Result<res10::RawOutput, res10::Error> {
+        match self {
+            Engine::Guest(model) => model.infer(blob),
+            Engine::Host { artifact } => {
+                let failed = |e: String| res10::Error::Inference(format!("host inference: {e}"));
+                let data: Vec<f32> = blob
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| failed(e.to_string()))?
+                    .iter()
+                    .copied()
+                    .collect();
+                let shape = blob.shape().iter().map(|&d| d as u32).collect();
+                let outputs = inference::run(artifact, &[inference::Tensor { shape, data }])
+                    .map_err(|e| failed(e.message))?;
+                res10::RawOutput::from_tensors(
+                    outputs
+                        .into_iter()
+                        .map(|t| (t.shape.into_iter().map(|d| d as usize).collect(), t.data))
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
 /// What `init` sets up once per instance.
 struct State {
-    model: res10::Model,
+    engine: Engine,
     model_name: String,
     min_confidence: f32,
     label: String,
@@ -75,20 +110,51 @@ impl Guest for FaceDetector {
             ));
         }
 
-        host::log(Level::Info, &format!("loading model {model_filename}"));
-        let bytes = host::artifact(&model_filename)?;
-        let model = res10::Model::from_onnx(&bytes).map_err(|e| {
-            error(
-                ErrorKind::Artifact,
-                format!("artifact `{model_filename}`: {e}"),
-            )
-        })?;
+        let engine = match string_input(&inputs, "inference", "guest")?.as_str() {
+            "guest" => {
+                host::log(Level::Info, &format!("loading model {model_filename}"));
+                let bytes = host::artifact(&model_filename)?;
+                let model = res10::Model::from_onnx(&bytes).map_err(|e| {
+                    error(
+                        ErrorKind::Artifact,
+                        format!("artifact `{model_filename}`: {e}"),
+                    )
+                })?;
+                Engine::Guest(model)
+            }
+            "host" => {
+                host::log(
+                    Level::Info,
+                    &format!("model {model_filename} runs on the host"),
+                );
+                let engine = Engine::Host {
+                    artifact: model_filename.clone(),
+                };
+                // A first run loads the model on the host now, not on the first item.
+                let side = res10::INPUT_SIZE as usize;
+                let zeros = res10::Tensor::zero::<f32>(&[1, 3, side, side])
+                    .map_err(|e| error(ErrorKind::Internal, e.to_string()))?;
+                engine.infer(zeros).map_err(|e| {
+                    error(
+                        ErrorKind::Artifact,
+                        format!("artifact `{model_filename}`: {e}"),
+                    )
+                })?;
+                engine
+            }
+            other => {
+                return Err(error(
+                    ErrorKind::InvalidInput,
+                    format!("init input `inference` must be `guest` or `host`, got `{other}`"),
+                ));
+            }
+        };
         let model_name = model_filename
             .rsplit_once('.')
             .map_or(model_filename.as_str(), |(stem, _)| stem)
             .to_string();
         let _ = STATE.set(State {
-            model,
+            engine,
             model_name,
             min_confidence: min_confidence as f32,
             label,
@@ -109,11 +175,11 @@ impl Guest for FaceDetector {
                 ),
             ));
         }
-        let (detections, t) = res10::detect_timed(
-            &state.model,
+        let (detections, t) = res10::detect_with(
             &item.data,
             res10::DEFAULT_MAX_PIXELS,
             state.min_confidence,
+            |blob| state.engine.infer(blob),
         )
         .map_err(|e| match e {
             res10::Error::Inference(_) | res10::Error::Model(_) => {

@@ -15,6 +15,7 @@ pub use decode::{DEFAULT_MAX_PIXELS, decode};
 pub use model::{INPUT_SIZE, Model, RawOutput, preprocess};
 pub use nms::{Candidate, DetectionOutputParams, detection_output};
 pub use resize::resize_linear;
+pub use tract_onnx::prelude::Tensor;
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,17 @@ pub fn detect_timed(
     max_pixels: u64,
     min_confidence: f32,
 ) -> Result<(Vec<Detection>, Timings), Error> {
+    detect_with(bytes, max_pixels, min_confidence, |blob| model.infer(blob))
+}
+
+/// The pipeline with inference done by `infer` (this library's tract model, or another
+/// engine such as the host's), timing each stage.
+pub fn detect_with(
+    bytes: &[u8],
+    max_pixels: u64,
+    min_confidence: f32,
+    infer: impl FnOnce(Tensor) -> Result<RawOutput, Error>,
+) -> Result<(Vec<Detection>, Timings), Error> {
     let mut t = Timings::default();
     let mut lap = Instant::now();
     let mut stage = |slot: &mut Duration| {
@@ -116,7 +128,7 @@ pub fn detect_timed(
     stage(&mut t.decode);
     let blob = preprocess(&image);
     stage(&mut t.preprocess);
-    let raw = model.infer(blob)?;
+    let raw = infer(blob)?;
     stage(&mut t.infer);
     let kept = detection_output(&raw.boxes, &raw.scores, &DetectionOutputParams::default());
     let detections = to_detections(&kept, image.width(), image.height(), min_confidence);

@@ -70,23 +70,42 @@ impl Model {
             .plan
             .run(tvec!(blob.into()))
             .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let mut boxes = None;
-        let mut scores = None;
-        // Told apart by rank: `boxes` is [1, N, 4], `scores` is [1, N].
+        let mut tensors = Vec::with_capacity(outputs.len());
         for output in &outputs {
             let view = output
                 .to_plain_array_view::<f32>()
                 .map_err(|e| Error::Inference(format!("{e:#}")))?;
-            match view.shape() {
+            tensors.push((
+                view.shape().to_vec(),
+                view.iter().copied().collect::<Vec<f32>>(),
+            ));
+        }
+        RawOutput::from_tensors(tensors)
+    }
+}
+
+impl RawOutput {
+    /// The network's outputs as (shape, data) pairs, from whichever engine ran it.
+    pub fn from_tensors(tensors: Vec<(Vec<usize>, Vec<f32>)>) -> Result<Self, Error> {
+        let mut boxes = None;
+        let mut scores = None;
+        // Told apart by rank: `boxes` is [1, N, 4], `scores` is [1, N].
+        for (shape, flat) in tensors {
+            if shape.iter().product::<usize>() != flat.len() {
+                return Err(Error::Inference(format!(
+                    "output of shape {shape:?} has {} values",
+                    flat.len()
+                )));
+            }
+            match shape.as_slice() {
                 [1, _, 4] => {
-                    let flat: Vec<f32> = view.iter().copied().collect();
                     boxes = Some(
                         flat.chunks_exact(4)
                             .map(|c| [c[0], c[1], c[2], c[3]])
                             .collect::<Vec<_>>(),
                     )
                 }
-                [1, _] => scores = Some(view.iter().copied().collect::<Vec<_>>()),
+                [1, _] => scores = Some(flat),
                 other => {
                     return Err(Error::Inference(format!(
                         "unexpected output shape {other:?}"

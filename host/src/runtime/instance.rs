@@ -6,11 +6,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::prelabel::detector::{host, types};
+use super::bindings::prelabel::detector::{host, inference, types};
 use super::bindings::{
     Annotation, Detector, DetectorPre, ErrorKind, GuestError, InitInput, Item, Level,
 };
-use super::{Artifacts, Capture, EPOCH_TICK, Limits};
+use super::{Artifacts, Capture, EPOCH_TICK, Limits, NativeModels};
+use std::sync::Arc;
 
 /// Which guest call an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,7 @@ pub struct HostState {
     table: ResourceTable,
     limiter: Limiter,
     artifacts: Artifacts,
+    models: Arc<NativeModels>,
     capture: Capture,
 }
 
@@ -114,6 +116,37 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
+impl inference::Host for HostState {
+    fn run(
+        &mut self,
+        model: String,
+        inputs: Vec<inference::Tensor>,
+    ) -> Result<Vec<inference::Tensor>, GuestError> {
+        let path = self.artifact_path(&model)?;
+        self.models
+            .run(&path, inputs)
+            .map_err(|message| GuestError {
+                kind: ErrorKind::Artifact,
+                message: format!("artifact `{model}`: {message}"),
+            })
+    }
+}
+
+impl HostState {
+    fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
+        self.artifacts.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
+            GuestError {
+                kind: ErrorKind::Artifact,
+                message: format!(
+                    "no artifact named `{name}` (the package has: {})",
+                    known.join(", ")
+                ),
+            }
+        })
+    }
+}
+
 impl host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         let level = match level {
@@ -129,19 +162,11 @@ impl host::Host for HostState {
     }
 
     fn artifact(&mut self, name: String) -> Result<Vec<u8>, GuestError> {
-        let error = |message: String| GuestError {
+        let path = self.artifact_path(&name)?;
+        std::fs::read(&path).map_err(|e| GuestError {
             kind: ErrorKind::Artifact,
-            message,
-        };
-        let path = self.artifacts.get(&name).ok_or_else(|| {
-            let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
-            error(format!(
-                "no artifact named `{name}` (the package has: {})",
-                known.join(", ")
-            ))
-        })?;
-        std::fs::read(path)
-            .map_err(|e| error(format!("artifact `{name}` ({}): {e}", path.display())))
+            message: format!("artifact `{name}` ({}): {e}", path.display()),
+        })
     }
 }
 
@@ -158,6 +183,7 @@ impl Instance {
         engine: &Engine,
         pre: &DetectorPre<HostState>,
         artifacts: Artifacts,
+        models: Arc<NativeModels>,
         limits: Limits,
     ) -> Result<Self, ExecError> {
         let capture = Capture::new(limits.log_bytes);
@@ -180,6 +206,7 @@ impl Instance {
             table: ResourceTable::new(),
             limiter,
             artifacts,
+            models,
             capture,
         };
         let mut store = Store::new(engine, state);

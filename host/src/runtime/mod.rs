@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod capture;
+mod inference;
 mod instance;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 pub use bindings::{ErrorKind, GuestError, InitInput, Item, Value};
 pub use capture::Capture;
+pub use inference::NativeModels;
 pub use instance::{ExecError, HostState, Instance, Phase};
 
 use bindings::{Detector, DetectorPre};
@@ -98,6 +100,7 @@ pub enum LoadError {
 /// The process's engine, linker and compiled-component cache.
 pub struct Runtime {
     engine: Engine,
+    models: Arc<NativeModels>,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -147,6 +150,7 @@ impl Runtime {
         };
         Ok(Self {
             engine,
+            models: Arc::default(),
             linker,
             cache_dir,
             ticker: Some((stop, ticker)),
@@ -233,7 +237,13 @@ impl Runtime {
         artifacts: Artifacts,
         limits: Limits,
     ) -> Result<Instance, ExecError> {
-        Instance::new(&self.engine, &loaded.pre, artifacts, limits)
+        Instance::new(
+            &self.engine,
+            &loaded.pre,
+            artifacts,
+            self.models.clone(),
+            limits,
+        )
     }
 }
 
