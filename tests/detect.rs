@@ -442,3 +442,31 @@ fn host_side_inference_gives_the_same_faces() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_prints_its_table() {
+    face_detector();
+    let home = tempdir();
+    let out = prelabel(home.path(), &["bench", "--runs", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    // What is measured, not how fast: timings are for people, never asserted.
+    for row in [
+        "compile the component",
+        "load the cached compiled component",
+        "instantiate",
+        "init (model load in the guest)",
+        "in the sandbox (wasm)",
+        "wasm + host inference",
+        "natively (same library)",
+        "infer (wasm)",
+        "infer (native)",
+        "queue to done",
+        "hot swap",
+        "end to end, concurrency 2",
+        "peak RSS of `prelabel work`",
+    ] {
+        assert!(table.contains(row), "no `{row}` row in:\n{table}");
+    }
+    assert!(table.contains("sandbox cost: wasm / native = "), "{table}");
+}

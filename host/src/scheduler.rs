@@ -40,10 +40,12 @@ impl Components {
             return Ok(l.clone());
         }
         let bytes = store.read_blob(&revision.component_digest)?;
-        let loaded = runtime.load(&bytes).map_err(|error| Error::Load {
-            package: format!("{} revision {}", revision.package, revision.revision),
-            error,
-        })?;
+        let loaded = runtime
+            .load_with_digest(&bytes, &revision.component_digest)
+            .map_err(|error| Error::Load {
+                package: format!("{} revision {}", revision.package, revision.revision),
+                error,
+            })?;
         self.lock().insert(revision.id, loaded.clone());
         Ok(loaded)
     }

@@ -163,13 +163,19 @@ impl Runtime {
 
     /// Compiles (or loads from the cache) a component and checks that it implements the world.
     pub fn load(&self, wasm: &[u8]) -> Result<Loaded, LoadError> {
+        self.load_with_digest(wasm, &hex::encode(Sha256::digest(wasm)))
+    }
+
+    /// [`Runtime::load`] for a component whose sha256 is already known (the store keeps
+    /// it), which saves hashing megabytes of wasm on every load.
+    pub fn load_with_digest(&self, wasm: &[u8], digest: &str) -> Result<Loaded, LoadError> {
         if is_core_module(wasm) {
             return Err(LoadError::NotAComponent(
                 "this is a core WebAssembly module; build it as a component (target wasm32-wasip2)"
                     .into(),
             ));
         }
-        let digest = hex::encode(Sha256::digest(wasm));
+        let digest = digest.to_string();
         let component = self.compile_cached(wasm, &digest)?;
         let exports = component
             .component_type()
@@ -196,12 +202,13 @@ impl Runtime {
             .as_ref()
             .map(|dir| self.cache_path(dir, digest));
         if let Some(path) = &cached
-            && let Ok(bytes) = std::fs::read(path)
+            && path.is_file()
         {
             // SAFETY: only files this host wrote itself live under the cache dir, keyed by
             // the component digest and the engine's compatibility hash; wasmtime also checks
-            // the header and refuses artifacts of another version or configuration.
-            match unsafe { Component::deserialize(&self.engine, &bytes) } {
+            // the header and refuses artifacts of another version or configuration. The file
+            // is mapped, not read: nothing rewrites it in place (new ones are renamed in).
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(component) => return Ok(component),
                 Err(e) => {
                     tracing::warn!("ignoring stale compiled component {}: {e}", path.display())
