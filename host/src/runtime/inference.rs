@@ -12,10 +12,12 @@ use tract_onnx::prelude::*;
 use super::bindings::prelabel::detector::inference::Tensor as WitTensor;
 
 type Plan = Arc<TypedRunnableModel>;
+/// A plan is specific to a model file and the shapes of its inputs.
+type PlanKey = (PathBuf, Vec<Vec<usize>>);
 
 #[derive(Default)]
 pub struct NativeModels {
-    plans: Mutex<HashMap<(PathBuf, Vec<Vec<usize>>), Plan>>,
+    plans: Mutex<HashMap<PlanKey, Plan>>,
 }
 
 impl NativeModels {
@@ -75,7 +77,7 @@ impl NativeModels {
         Ok(plan)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Vec<Vec<usize>>), Plan>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PlanKey, Plan>> {
         self.plans.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
