@@ -19,23 +19,6 @@ fn detect_json(args: &[&str]) -> (std::process::Output, Value) {
     (out, json)
 }
 
-fn boxes(result: &Value) -> Vec<([f32; 4], f32)> {
-    result["annotations"]
-        .as_array()
-        .expect("annotations")
-        .iter()
-        .map(|a| {
-            let g = &a["geometry"];
-            assert_eq!(g["type"], "box");
-            let f = |k: &str| g[k].as_f64().expect("coordinate") as f32;
-            (
-                [f("left"), f("top"), f("right"), f("bottom")],
-                a["model"]["confidence"].as_f64().expect("confidence") as f32,
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn the_component_reproduces_the_seed_on_every_sample_image() {
     let package = face_detector();

@@ -107,14 +107,7 @@ fn each_hostile_guest_fails_alone_with_its_cause_named() {
         "annotation 0: confidence 1.5 is not within 0..1",
     );
     // Nothing invalid was stored.
-    let export = home.json(&[
-        "annotations",
-        "export",
-        "--dataset",
-        "d",
-        "--format",
-        "json",
-    ]);
+    let export = home.export("d");
     for entry in export.as_array().expect("items") {
         let n = entry["annotations"].as_array().map_or(0, Vec::len);
         let name = entry["item"]["name"].as_str().expect("name");
@@ -138,14 +131,7 @@ fn the_guest_cannot_reach_host_files_env_args_or_network() {
     deploy_hostile(&home, "hostile", &[]);
     let by_item = run_items(&home, &["probe.png"]);
     assert_eq!(by_item["probe.png"]["status"], "success");
-    let export = home.json(&[
-        "annotations",
-        "export",
-        "--dataset",
-        "d",
-        "--format",
-        "json",
-    ]);
+    let export = home.export("d");
     let labels: Vec<String> = export[0]["annotations"]
         .as_array()
         .expect("annotations")
@@ -196,14 +182,7 @@ fn chatty_guests_are_truncated_and_boxes_clipped() {
         logs.len()
     );
     assert_eq!(by_item["outside.png"]["status"], "success");
-    let export = home.json(&[
-        "annotations",
-        "export",
-        "--dataset",
-        "d",
-        "--format",
-        "json",
-    ]);
+    let export = home.export("d");
     let outside = export
         .as_array()
         .expect("items")
@@ -328,34 +307,16 @@ fn hostile_inputs_end_as_boxes_or_a_named_failure() {
         let text = by_item[name]["error"].as_str().unwrap_or_default();
         assert!(text.contains(error), "{name}: `{text}`");
     }
-    let export = home.json(&[
-        "annotations",
-        "export",
-        "--dataset",
-        "d",
-        "--format",
-        "json",
-    ]);
-    let boxes = |name: &str| -> Vec<([f32; 4], f32)> {
-        let entry = export
-            .as_array()
-            .expect("items")
-            .iter()
-            .find(|e| e["item"]["name"] == name)
-            .expect("item");
-        entry["annotations"]
-            .as_array()
-            .expect("annotations")
-            .iter()
-            .map(|a| {
-                let g = &a["geometry"];
-                let f = |k: &str| g[k].as_f64().expect("coordinate") as f32;
-                (
-                    [f("left"), f("top"), f("right"), f("bottom")],
-                    a["model"]["confidence"].as_f64().expect("c") as f32,
-                )
-            })
-            .collect()
+    let export = home.export("d");
+    let boxes = |name: &str| {
+        boxes(
+            export
+                .as_array()
+                .expect("items")
+                .iter()
+                .find(|e| e["item"]["name"] == name)
+                .expect("item"),
+        )
     };
     // Re-encodings of the astronaut and of Grace Hopper find the same face.
     for (name, original) in [
@@ -426,14 +387,7 @@ fn killing_the_host_mid_run_loses_and_duplicates_nothing() {
     let all = home.executions();
     assert_eq!(all.len(), 300, "no execution lost or added");
     assert_eq!(status_count(&all, "success"), 300);
-    let export = home.json(&[
-        "annotations",
-        "export",
-        "--dataset",
-        "d",
-        "--format",
-        "json",
-    ]);
+    let export = home.export("d");
     let items = export.as_array().expect("items");
     assert_eq!(items.len(), 300);
     for entry in items {

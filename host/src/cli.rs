@@ -558,7 +558,10 @@ impl Cli {
                         mode: *mode,
                     },
                 )?;
-                println!("created trigger {} -> {}.{}", t.name, t.service, t.function);
+                println!(
+                    "created trigger {} -> {}.{}",
+                    t.spec.name, t.spec.service, t.spec.function
+                );
             }
             TriggerCommand::List => print_json(&trigger::list(&store)?)?,
             TriggerCommand::Delete { name } => {

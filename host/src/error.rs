@@ -2,7 +2,7 @@
 
 use crate::manifest::InitError;
 use crate::package::PackageError;
-use crate::runtime::LoadError;
+use crate::runtime::{ExecError, LoadError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,9 @@ pub enum Error {
     Package(#[from] PackageError),
     #[error("{package}: {error}")]
     Load { package: String, error: LoadError },
+    /// Instantiating or initialising a guest failed.
+    #[error("{package}: {error}")]
+    Exec { package: String, error: ExecError },
     #[error(transparent)]
     Init(#[from] InitError),
     /// A named thing does not exist; the message says what and how to list them.

@@ -8,24 +8,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::annotation::{self, Annotation};
+use crate::error::{Error, Result};
 use crate::item;
-use crate::manifest::{InitError, InputValue};
-use crate::package::{Package, PackageError};
-use crate::runtime::{
-    Artifacts, ExecError, Instance, Item, Limits, LoadError, Loaded, Runtime, init_inputs,
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    #[error(transparent)]
-    Package(#[from] PackageError),
-    #[error("{package}: {error}")]
-    Load { package: String, error: LoadError },
-    #[error(transparent)]
-    Init(#[from] InitError),
-    #[error("{package}: {error}")]
-    Exec { package: String, error: ExecError },
-}
+use crate::manifest::InputValue;
+use crate::package::Package;
+use crate::runtime::{Artifacts, Instance, Item, Limits, Loaded, Runtime, init_inputs};
 
 /// The outcome for one file.
 #[derive(Debug, Clone, Serialize)]
@@ -63,12 +50,12 @@ impl<'r> LocalRunner<'r> {
         package: &Package,
         given: &BTreeMap<String, InputValue>,
         limits: Limits,
-    ) -> Result<Self, LocalError> {
+    ) -> Result<Self> {
         let name = package.manifest.name.clone();
         let init = package.manifest.resolve_init(given)?;
         let loaded = runtime
             .load(&package.component)
-            .map_err(|error| LocalError::Load {
+            .map_err(|error| Error::Load {
                 package: name.clone(),
                 error,
             })?;
@@ -93,8 +80,8 @@ impl<'r> LocalRunner<'r> {
         &self.loaded.digest
     }
 
-    fn fresh_instance(&mut self) -> Result<Instance, LocalError> {
-        let exec = |error| LocalError::Exec {
+    fn fresh_instance(&mut self) -> Result<Instance> {
+        let exec = |error| Error::Exec {
             package: self.package.clone(),
             error,
         };
@@ -104,7 +91,7 @@ impl<'r> LocalRunner<'r> {
             .map_err(exec)?;
         let result = instance.init(&init_inputs(&self.init));
         self.init_logs = instance.take_logs();
-        result.map_err(|error| LocalError::Exec {
+        result.map_err(|error| Error::Exec {
             package: self.package.clone(),
             error,
         })?;

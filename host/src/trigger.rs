@@ -118,20 +118,17 @@ impl Filter {
     }
 }
 
+/// A stored trigger: what was asked for at creation, and its state.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trigger {
     pub id: i64,
-    pub name: String,
-    pub service: String,
-    pub function: String,
-    pub actions: Vec<Action>,
-    pub dataset: Option<String>,
-    pub filters: Vec<String>,
-    pub mode: Mode,
+    #[serde(flatten)]
+    pub spec: Create,
     pub active: bool,
 }
 
-#[derive(Debug, Clone)]
+/// What `trigger create` asks for.
+#[derive(Debug, Clone, Serialize)]
 pub struct Create {
     pub name: String,
     pub service: String,
@@ -212,16 +209,18 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
     let mode: String = r.get(7)?;
     Ok(Trigger {
         id: r.get(0)?,
-        name: r.get(1)?,
-        service: r.get(2)?,
-        function: r.get(3)?,
-        actions: serde_json::from_str(&actions).unwrap_or_default(),
-        dataset: r.get(5)?,
-        filters: serde_json::from_str(&filters).unwrap_or_default(),
-        mode: if mode == "once" {
-            Mode::Once
-        } else {
-            Mode::Always
+        spec: Create {
+            name: r.get(1)?,
+            service: r.get(2)?,
+            function: r.get(3)?,
+            actions: serde_json::from_str(&actions).unwrap_or_default(),
+            dataset: r.get(5)?,
+            filters: serde_json::from_str(&filters).unwrap_or_default(),
+            mode: if mode == "once" {
+                Mode::Once
+            } else {
+                Mode::Always
+            },
         },
         active: r.get(8)?,
     })
@@ -264,16 +263,21 @@ pub fn on_item_event(
     action: Action,
     doc: &Value,
 ) -> Result<usize> {
-    let triggers: Vec<(Trigger, i64)> = {
+    let triggers: Vec<Trigger> = {
         let mut stmt = tx.prepare(&format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"))?;
-        stmt.query_map([], |r| Ok((from_row(r)?, r.get::<_, i64>(0)?)))?
+        stmt.query_map([], from_row)?
             .collect::<rusqlite::Result<_>>()?
     };
     let mut queued = 0;
-    for (trigger, trigger_id) in triggers {
-        if !trigger.actions.contains(&action)
-            || trigger.dataset.as_deref().is_some_and(|d| d != dataset)
-            || !trigger
+    for Trigger {
+        id: trigger_id,
+        spec,
+        ..
+    } in triggers
+    {
+        if !spec.actions.contains(&action)
+            || spec.dataset.as_deref().is_some_and(|d| d != dataset)
+            || !spec
                 .filters
                 .iter()
                 .filter_map(|f| Filter::parse(f).ok())
@@ -281,7 +285,7 @@ pub fn on_item_event(
         {
             continue;
         }
-        if trigger.mode == Mode::Once
+        if spec.mode == Mode::Once
             && tx.execute(
                 "INSERT OR IGNORE INTO trigger_runs (trigger_id, item_id) VALUES (?1, ?2)",
                 params![trigger_id, item_id],
@@ -292,7 +296,7 @@ pub fn on_item_event(
         tx.execute(
             "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
              SELECT s.id, s.name, ?1, ?2, ?3, 'queued' FROM services s WHERE s.name = ?4",
-            params![trigger_id, item_id, trigger.function, trigger.service],
+            params![trigger_id, item_id, spec.function, spec.service],
         )?;
         queued += 1;
     }

@@ -234,6 +234,18 @@ impl Home {
             .expect("prelabel starts")
     }
 
+    /// Prelabel's JSON export of a dataset: one `{item, annotations}` per item.
+    pub fn export(&self, dataset: &str) -> serde_json::Value {
+        self.json(&[
+            "annotations",
+            "export",
+            "--dataset",
+            dataset,
+            "--format",
+            "json",
+        ])
+    }
+
     pub fn executions(&self) -> Vec<serde_json::Value> {
         self.json(&["executions", "list", "--json"])
             .as_array()
@@ -321,4 +333,22 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
         .write_to(&mut out, image::ImageFormat::Png)
         .expect("encode png");
     out.into_inner()
+}
+
+/// (box, confidence) of each annotation of a result or an exported item (all boxes).
+pub fn boxes(entry: &serde_json::Value) -> Vec<([f32; 4], f32)> {
+    entry["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| {
+            let g = &a["geometry"];
+            assert_eq!(g["type"], "box");
+            let f = |k: &str| g[k].as_f64().expect("coordinate") as f32;
+            (
+                [f("left"), f("top"), f("right"), f("bottom")],
+                a["model"]["confidence"].as_f64().expect("confidence") as f32,
+            )
+        })
+        .collect()
 }
