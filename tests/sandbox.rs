@@ -484,3 +484,40 @@ fn a_failed_write_is_a_clear_error_and_leaves_no_partial_item() {
     std::fs::remove_file(&blocker).expect("unblock");
     assert_eq!(home.ok(&["check"]).trim(), "ok");
 }
+
+#[test]
+fn a_missing_component_blob_fails_executions_and_check_names_it() {
+    let home = Home::new();
+    deploy_hostile(&home, "quick", &[]);
+    let show = home.ok(&["package", "show", "hostile"]);
+    let digest = show
+        .split("component sha256:")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .expect("digest")
+        .trim()
+        .to_string();
+    std::fs::remove_file(
+        home.path()
+            .join("blobs/sha256")
+            .join(&digest[..2])
+            .join(&digest[2..]),
+    )
+    .expect("remove blob");
+    let by_item = run_items(&home, &["ok-1.png"]);
+    let e = &by_item["ok-1.png"];
+    assert_eq!(e["status"], "failed", "never left running: {e:#}");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("blob {digest} is missing"))),
+        "{e:#}"
+    );
+    let out = home.run(&["check"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains(&format!("blob {digest} is missing")),
+        "{}",
+        stdout(&out)
+    );
+}

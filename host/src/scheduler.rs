@@ -227,14 +227,34 @@ fn run_claimed(
         *current = None;
     }
     if current.is_none() {
-        let revision = package::revision_by_id(store, service.revision_id)?;
-        let loaded = components.get(store, runtime, &revision)?;
-        *current = Some(Slot {
-            generation: service.generation,
-            revision,
-            loaded,
-            instance: None,
+        let slot = package::revision_by_id(store, service.revision_id).and_then(|revision| {
+            let loaded = components.get(store, runtime, &revision)?;
+            Ok(Slot {
+                generation: service.generation,
+                revision,
+                loaded,
+                instance: None,
+            })
         });
+        match slot {
+            Ok(slot) => *current = Some(slot),
+            // A revision that cannot be loaded fails the execution; it never stays `running`.
+            Err(e) => {
+                let outcome = Outcome::Failed {
+                    status: Status::Failed,
+                    error: e.to_string(),
+                    retry: false,
+                };
+                return execution::finish(
+                    store,
+                    claimed,
+                    &outcome,
+                    "",
+                    started.elapsed().as_millis() as u64,
+                    "",
+                );
+            }
+        }
     }
     let slot = current.as_mut().expect("set above");
     let outcome = attempt(store, runtime, service, slot, claimed, &mut logs);
