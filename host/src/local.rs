@@ -53,13 +53,7 @@ impl<'r> LocalRunner<'r> {
     ) -> Result<Self> {
         let name = package.manifest.name.clone();
         let init = package.manifest.resolve_init(given)?;
-        let loaded = runtime
-            .load(&package.component)
-            .map_err(|error| Error::Load {
-                package: name.clone(),
-                error,
-            })?;
-        package.check_exports(&loaded)?;
+        let loaded = package.compile(runtime)?;
         let mut runner = Self {
             runtime,
             package: name,

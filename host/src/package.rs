@@ -119,6 +119,19 @@ pub struct Revision {
     pub manifest: Manifest,
 }
 
+impl Package {
+    /// Compiles (or loads from the cache) the component and checks it against the world
+    /// and against the functions the manifest declares.
+    pub fn compile(&self, runtime: &Runtime) -> Result<crate::runtime::Loaded> {
+        let loaded = runtime.load(&self.component).map_err(|error| Error::Load {
+            package: self.manifest.name.clone(),
+            error,
+        })?;
+        self.check_exports(&loaded)?;
+        Ok(loaded)
+    }
+}
+
 impl Revision {
     /// Artifact name → blob path, for the runtime.
     pub fn artifact_paths(&self, store: &Store) -> BTreeMap<String, PathBuf> {
@@ -134,13 +147,7 @@ impl Revision {
 pub fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<Revision> {
     let package = Package::load(dir)?;
     let name = package.manifest.name.clone();
-    let loaded = runtime
-        .load(&package.component)
-        .map_err(|error| Error::Load {
-            package: name.clone(),
-            error,
-        })?;
-    package.check_exports(&loaded)?;
+    package.compile(runtime)?;
 
     let component_digest = store.put_blob(&package.component)?;
     let mut artifacts = BTreeMap::new();
