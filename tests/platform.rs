@@ -532,20 +532,20 @@ fn a_killed_host_is_recovered_on_restart() {
     // A real SIGKILL: no chance to clean up.
     serve.kill().expect("kill -9");
     let _ = serve.wait();
-    let left = home.executions();
-    assert_eq!(
-        status_count(&left, "running"),
-        1,
-        "the kill interrupted one execution"
-    );
+    // Almost always one execution was mid-run; the kill can also land in the instant
+    // between one commit and the next claim.
+    let interrupted = status_count(&home.executions(), "running");
+    assert!(interrupted <= 1, "one worker, so at most one was running");
 
     let out = home.run(&["work", "--until-idle"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("re-queued 1 executions interrupted by a stopped host"),
-        "{}",
-        stderr(&out)
-    );
+    if interrupted == 1 {
+        assert!(
+            stderr(&out).contains("re-queued 1 executions interrupted by a stopped host"),
+            "{}",
+            stderr(&out)
+        );
+    }
     let all = home.executions();
     assert_eq!(all.len(), 10);
     assert_eq!(status_count(&all, "success"), 10, "{all:#?}");
