@@ -323,27 +323,16 @@ impl Manifest {
         &self,
         given: &BTreeMap<String, InputValue>,
     ) -> Result<BTreeMap<String, InputValue>, InitError> {
-        let declared: BTreeMap<&str, &InitInputDecl> = self
-            .module
-            .init_inputs
-            .iter()
-            .map(|i| (i.name.as_str(), i))
-            .collect();
         let mut values = self.defaults();
         for (name, value) in given {
-            let decl = declared
-                .get(name.as_str())
-                .ok_or_else(|| InitError::Unknown {
-                    name: name.clone(),
-                    known: declared.keys().copied().collect::<Vec<_>>().join(", "),
-                })?;
-            let value = decl
-                .ty
-                .accept(value)
-                .map_err(|message| InitError::WrongType {
-                    name: name.clone(),
-                    message,
-                })?;
+            let value =
+                self.declared(name)?
+                    .ty
+                    .accept(value)
+                    .map_err(|message| InitError::WrongType {
+                        name: name.clone(),
+                        message,
+                    })?;
             values.insert(name.clone(), value);
         }
         for decl in &self.module.init_inputs {
@@ -357,6 +346,22 @@ impl Manifest {
         Ok(values)
     }
 
+    /// The declaration of init input `name`, or an error listing the declared ones.
+    fn declared(&self, name: &str) -> Result<&InitInputDecl, InitError> {
+        let inputs = &self.module.init_inputs;
+        inputs
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| InitError::Unknown {
+                name: name.to_string(),
+                known: inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
     /// Parses `key=value` pairs from the command line using the declared types.
     pub fn parse_init_args(
         &self,
@@ -367,28 +372,14 @@ impl Manifest {
             let (name, text) = arg
                 .split_once('=')
                 .ok_or_else(|| InitError::Syntax(arg.clone()))?;
-            let decl = self
-                .module
-                .init_inputs
-                .iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| InitError::Unknown {
-                    name: name.to_string(),
-                    known: self
-                        .module
-                        .init_inputs
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
-            let value = decl
-                .ty
-                .parse(text)
-                .map_err(|message| InitError::WrongType {
-                    name: name.to_string(),
-                    message,
-                })?;
+            let value =
+                self.declared(name)?
+                    .ty
+                    .parse(text)
+                    .map_err(|message| InitError::WrongType {
+                        name: name.to_string(),
+                        message,
+                    })?;
             given.insert(name.to_string(), value);
         }
         Ok(given)
