@@ -325,7 +325,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         "host",
         "queue to done, no-op guest (serve path)",
         vec![per_execution],
-        format!("mean of {n}: claim, call, check, commit; 2 fsyncs"),
+        format!("mean of {n}: claim, call, check, durable commit"),
     ));
 
     // 5. Hot swap and 6. end-to-end throughput.

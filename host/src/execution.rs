@@ -178,6 +178,16 @@ pub struct Claimed {
 /// Atomically takes the oldest queued execution of a service (FIFO) and marks it running
 /// on `revision_id`.
 pub fn claim_next(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<Claimed>> {
+    // A claim need not survive a power cut: lost, its execution is still queued, and a
+    // restart re-queues a `running` one anyway. So no fsync here; the next durable commit
+    // (the outcome) flushes the log up to and including it.
+    store.conn().pragma_update(None, "synchronous", "NORMAL")?;
+    let claimed = claim(store, service_id, revision_id);
+    store.conn().pragma_update(None, "synchronous", "FULL")?;
+    claimed
+}
+
+fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<Claimed>> {
     let tx = store.write()?;
     let next: Option<Claimed> = tx
         .query_row(
