@@ -336,16 +336,10 @@ impl Cli {
                 let runtime = self.runtime()?;
                 let e = scheduler::execute_now(&self.home, &runtime, service, function, item)?;
                 let store = self.store()?;
-                let annotations =
-                    export::annotated_items(&store, &item::get(&store, item)?.dataset)?
-                        .into_iter()
-                        .find(|(i, _)| i.id == item)
-                        .map(|(_, a)| {
-                            a.into_iter()
-                                .filter(|a| a.execution_id == e.id)
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default();
+                let annotations: Vec<_> = export::item_annotations(&store, item)?
+                    .into_iter()
+                    .filter(|a| a.execution_id == e.id)
+                    .collect();
                 print_json(
                     &serde_json::json!({"execution": e, "logs": e.logs, "annotations": annotations}),
                 )?;

@@ -34,40 +34,46 @@ pub struct Stored {
 
 /// Every item of the dataset with its stored annotations, by item name.
 pub fn annotated_items(store: &Store, dataset: &str) -> Result<Vec<(ItemRecord, Vec<Stored>)>> {
-    let items = item::list(store, Some(dataset))?;
-    let mut stmt = store.conn().prepare(
+    item::list(store, Some(dataset))?
+        .into_iter()
+        .map(|item| {
+            let annotations = item_annotations(store, item.id)?;
+            Ok((item, annotations))
+        })
+        .collect()
+}
+
+/// The stored annotations of one item, by service.
+pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
+    // Cached by SQLite: preparing it once per item costs nothing after the first.
+    let mut stmt = store.conn().prepare_cached(
         "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
                 p.name, r.revision, a.component_digest
            FROM annotations a JOIN revisions r ON r.id = a.revision_id JOIN packages p ON p.id = r.package_id
           WHERE a.item_id = ?1 ORDER BY a.service_name, a.id",
     )?;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let annotations = stmt
-            .query_map([item.id], |r| {
-                let geometry: String = r.get(1)?;
-                Ok(Stored {
-                    annotation: Annotation {
-                        label: r.get(0)?,
-                        geometry: serde_json::from_str(&geometry)
-                            .unwrap_or(Geometry::Classification),
-                        model: ModelInfo {
-                            name: r.get(2)?,
-                            version: r.get(3)?,
-                            confidence: r.get::<_, f64>(4)? as f32,
-                        },
+    let annotations = stmt
+        .query_map([item_id], |r| {
+            let geometry: String = r.get(1)?;
+            Ok(Stored {
+                annotation: Annotation {
+                    label: r.get(0)?,
+                    geometry: serde_json::from_str(&geometry).unwrap_or(Geometry::Classification),
+                    model: ModelInfo {
+                        name: r.get(2)?,
+                        version: r.get(3)?,
+                        confidence: r.get::<_, f64>(4)? as f32,
                     },
-                    service: r.get(5)?,
-                    execution_id: r.get(6)?,
-                    package: r.get(7)?,
-                    revision: r.get(8)?,
-                    component_digest: r.get(9)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        out.push((item, annotations));
-    }
-    Ok(out)
+                },
+                service: r.get(5)?,
+                execution_id: r.get(6)?,
+                package: r.get(7)?,
+                revision: r.get(8)?,
+                component_digest: r.get(9)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(annotations)
 }
 
 pub fn export(store: &Store, dataset: &str, format: Format) -> Result<Value> {

@@ -8,7 +8,6 @@ use std::io::Cursor;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -50,13 +49,13 @@ pub fn check_size(len: u64, max: u64) -> Result<(), String> {
     }
 }
 
-/// The system metadata of some bytes, as items and guests see it.
-pub fn system_metadata(name: &str, bytes: &[u8]) -> Value {
+/// The system metadata of some bytes whose sha256 is `digest`, as items and guests see it.
+pub fn system_metadata(name: &str, bytes: &[u8], digest: &str) -> Value {
     let size = image_size(bytes);
     json!({
         "mimetype": sniff_mimetype(bytes),
         "size": bytes.len(),
-        "sha256": hex::encode(Sha256::digest(bytes)),
+        "sha256": digest,
         "originalname": name,
         "width": size.map(|s| s.0),
         "height": size.map(|s| s.1),
@@ -110,8 +109,9 @@ pub fn upload(
         return Err(Error::Invalid("--dataset must not be empty".into()));
     }
     // The blob first: an item row never points at bytes that are not on disk.
-    let digest = store.put_blob(bytes)?;
-    let metadata = json!({"system": system_metadata(name, bytes), "user": {}});
+    let digest = crate::files::sha256_hex(bytes);
+    store.put_blob_as(bytes, &digest)?;
+    let metadata = json!({"system": system_metadata(name, bytes, &digest), "user": {}});
     let mimetype = metadata["system"]["mimetype"]
         .as_str()
         .unwrap_or_default()

@@ -11,6 +11,7 @@ pub mod coco;
 pub mod error;
 pub mod execution;
 pub mod export;
+pub mod files;
 pub mod fuzzing;
 pub mod item;
 pub mod local;

@@ -95,7 +95,7 @@ impl<'r> LocalRunner<'r> {
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.
     pub fn run(&mut self, name: &str, bytes: Vec<u8>) -> FileResult {
         let started = Instant::now();
-        let system = item::system_metadata(name, &bytes);
+        let system = item::system_metadata(name, &bytes, &crate::files::sha256_hex(&bytes));
         let mimetype = system["mimetype"].as_str().unwrap_or_default().to_string();
         let dimension = |key: &str| system[key].as_u64().map(|v| v as u32);
         let (width, height) = (dimension("width"), dimension("height"));

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::files;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use sha2::{Digest, Sha256};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("store/001_initial.sql")];
@@ -143,32 +143,22 @@ impl Store {
 
     /// Stores bytes by their sha256 (once: an existing blob is not written again).
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let digest = hex::encode(Sha256::digest(bytes));
-        let path = self.blob_path(&digest);
-        if path.is_file() {
-            return Ok(digest);
-        }
-        let io = |source| StoreError::Io {
-            what: "cannot write blob",
-            path: path.clone(),
-            source,
-        };
-        let dir = path.parent().unwrap_or(&self.home);
-        std::fs::create_dir_all(dir).map_err(io)?;
-        // Write aside, flush, then rename: a blob is either whole or absent.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })?;
+        let digest = files::sha256_hex(bytes);
+        self.put_blob_as(bytes, &digest)?;
         Ok(digest)
+    }
+
+    /// [`Store::put_blob`] when the caller has already computed the digest of `bytes`.
+    pub fn put_blob_as(&self, bytes: &[u8], digest: &str) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        files::write_atomically(&path, bytes).map_err(|source| StoreError::Io {
+            what: "cannot write blob",
+            path,
+            source,
+        })
     }
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {

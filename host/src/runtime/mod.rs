@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::manifest::InputValue;
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, OptLevel};
@@ -163,7 +161,7 @@ impl Runtime {
 
     /// Compiles (or loads from the cache) a component and checks that it implements the world.
     pub fn load(&self, wasm: &[u8]) -> Result<Loaded, LoadError> {
-        self.load_with_digest(wasm, &hex::encode(Sha256::digest(wasm)))
+        self.load_with_digest(wasm, &crate::files::sha256_hex(wasm))
     }
 
     /// [`Runtime::load`] for a component whose sha256 is already known (the store keeps
@@ -218,8 +216,12 @@ impl Runtime {
         let component = Component::new(&self.engine, wasm)
             .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
         if let Some(path) = &cached
-            && let Err(e) =
-                write_atomically(path, || component.serialize().map_err(|e| e.to_string()))
+            && let Err(e) = component
+                .serialize()
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    crate::files::write_atomically(path, &bytes).map_err(|e| e.to_string())
+                })
         {
             tracing::warn!(
                 "cannot cache the compiled component at {}: {e}",
@@ -266,15 +268,4 @@ impl Drop for Runtime {
 /// Core modules start with version 1, components with a layer-1 header.
 fn is_core_module(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
-}
-
-fn write_atomically(
-    path: &Path,
-    bytes: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> Result<(), String> {
-    let dir = path.parent().ok_or("no parent directory")?;
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes()?).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
