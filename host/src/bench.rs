@@ -72,19 +72,10 @@ fn bench_error(message: impl Into<String>) -> Error {
 }
 
 fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
-    let mut instance = runtime
-        .instantiate(
-            loaded,
-            Artifacts::new(package.artifacts.clone()),
-            Limits::default(),
-        )
-        .map_err(|e| bench_error(e.to_string()))?;
     let init = package.manifest.resolve_init(&BTreeMap::new())?;
-    instance
-        .init(&runtime::init_inputs(&init))
-        .map_err(|e| bench_error(e.to_string()))?;
-    instance.take_logs();
-    Ok(instance)
+    let artifacts = Artifacts::new(package.artifacts.clone());
+    let (started, _) = runtime.start(loaded, artifacts, Limits::default(), &init);
+    started.map_err(|e| bench_error(e.to_string()))
 }
 
 fn item_of(name: &str, bytes: &[u8]) -> Item {

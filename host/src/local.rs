@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::item;
 use crate::manifest::InputValue;
 use crate::package::Package;
-use crate::runtime::{Artifacts, Instance, Item, Limits, Loaded, Runtime, init_inputs};
+use crate::runtime::{Artifacts, Instance, Item, Limits, Loaded, Runtime};
 
 /// The outcome for one file.
 #[derive(Debug, Clone, Serialize)]
@@ -75,21 +75,17 @@ impl<'r> LocalRunner<'r> {
     }
 
     fn fresh_instance(&mut self) -> Result<Instance> {
-        let exec = |error| Error::Exec {
+        let (started, logs) = self.runtime.start(
+            &self.loaded,
+            self.artifacts.clone(),
+            self.limits,
+            &self.init,
+        );
+        self.init_logs = logs;
+        started.map_err(|error| Error::Exec {
             package: self.package.clone(),
             error,
-        };
-        let mut instance = self
-            .runtime
-            .instantiate(&self.loaded, self.artifacts.clone(), self.limits)
-            .map_err(exec)?;
-        let result = instance.init(&init_inputs(&self.init));
-        self.init_logs = instance.take_logs();
-        result.map_err(|error| Error::Exec {
-            package: self.package.clone(),
-            error,
-        })?;
-        Ok(instance)
+        })
     }
 
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.

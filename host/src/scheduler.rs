@@ -331,13 +331,10 @@ fn attempt(
         Some(i) => i,
         None => {
             let artifacts = runtime::Artifacts::new(slot.revision.artifact_paths(store));
-            let mut i = runtime
-                .instantiate(&slot.loaded, artifacts, service.settings.limits())
-                .map_err(Failure::Exec)?;
-            let init = i.init(&runtime::init_inputs(&service.init_inputs));
-            logs.push_str(&i.take_logs());
-            init.map_err(Failure::Exec)?;
-            i
+            let (started, init_logs) =
+                runtime.start(&slot.loaded, artifacts, limits, &service.init_inputs);
+            logs.push_str(&init_logs);
+            started.map_err(Failure::Exec)?
         }
     };
     let wit_item = runtime::Item {

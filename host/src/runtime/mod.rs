@@ -239,6 +239,24 @@ impl Runtime {
         dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
     }
 
+    /// A fresh instance, initialised once with `inputs`. Also returns what the guest
+    /// printed and logged meanwhile, which is kept even when init fails.
+    pub fn start(
+        &self,
+        loaded: &Loaded,
+        artifacts: Artifacts,
+        limits: Limits,
+        inputs: &BTreeMap<String, InputValue>,
+    ) -> (Result<Instance, ExecError>, String) {
+        let mut instance = match self.instantiate(loaded, artifacts, limits) {
+            Ok(instance) => instance,
+            Err(e) => return (Err(e), String::new()),
+        };
+        let init = instance.init(&init_inputs(inputs));
+        let logs = instance.take_logs();
+        (init.map(|()| instance), logs)
+    }
+
     /// A fresh, sandboxed instance of a loaded component.
     pub fn instantiate(
         &self,
