@@ -397,6 +397,7 @@ fn host_side_inference_gives_the_same_faces() {
         path(&fixtures().join("images")),
         "--init",
         "inference=host",
+        "--allow-inference",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     for r in json.as_array().expect("results") {

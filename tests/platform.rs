@@ -421,6 +421,20 @@ fn failures_are_recorded_rerun_and_direct_execution_replaces_annotations() {
         2,
         "the rerun failed too, and history is kept"
     );
+    // Reruns never multiply: only the latest execution of an item is rerun, and one that
+    // is queued again already is not queued a second time.
+    let out = home.ok(&["executions", "rerun", "--status", "failed"]);
+    assert!(
+        out.contains("queued 1 executions again; skipped 1"),
+        "{out}"
+    );
+    let out = home.ok(&["executions", "rerun", "--status", "failed"]);
+    assert!(
+        out.contains("queued 0 executions again; skipped 2"),
+        "{out}"
+    );
+    home.ok(&["work", "--until-idle"]);
+    assert_eq!(status_count(&home.executions(), "failed"), 3);
 
     // Direct execution, twice: annotations are replaced, not duplicated.
     let items = home.json(&["items", "list", "--json"]);

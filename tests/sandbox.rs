@@ -521,3 +521,683 @@ fn a_missing_component_blob_fails_executions_and_check_names_it() {
         stdout(&out)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Time: nothing a guest does outlives its limit.
+
+/// `prelabel detect` of the hostile guest on one 10x10 PNG named `name`; returns the JSON
+/// result for that file and the wall-clock time the command took.
+fn detect_one(
+    package: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> (Value, std::time::Duration) {
+    let dir = tempdir();
+    let image = dir.path().join(name);
+    std::fs::write(&image, png(10, 10)).expect("write item");
+    let mut args = vec!["detect", path(package), path(&image)];
+    args.extend_from_slice(extra);
+    let started = std::time::Instant::now();
+    let out = prelabel(dir.path(), &args);
+    let elapsed = started.elapsed();
+    // Non-zero when the file failed; the JSON says how.
+    let results: Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    (results[0].clone(), elapsed)
+}
+
+#[test]
+fn a_guest_that_sleeps_in_detect_ends_timed_out_at_its_limit() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let by_item = run_items(&home, &["sleep.png", "ok-1.png"]);
+    let e = &by_item["sleep.png"];
+    assert_eq!(e["status"], "timed-out", "{e:#}");
+    assert_eq!(e["error"], "detect timed out after 2s (limit)");
+    let ms = e["duration_ms"].as_u64().expect("duration");
+    assert!(
+        (2000..3000).contains(&ms),
+        "ended after {ms} ms; the limit is 2 s"
+    );
+    assert_eq!(
+        by_item["ok-1.png"]["status"], "success",
+        "the next item still runs"
+    );
+}
+
+#[test]
+fn a_guest_that_sleeps_or_loops_in_init_ends_at_the_init_timeout() {
+    for (input, phase_error) in [
+        ("sleep_init=true", "init timed out after 1s (limit)"),
+        ("busy_init=true", "init timed out after 1s (limit)"),
+    ] {
+        // Through the queue, with the service's --init-timeout...
+        let home = Home::new();
+        deploy_hostile(
+            &home,
+            "slow-init",
+            &["--init", input, "--init-timeout", "1"],
+        );
+        let by_item = run_items(&home, &["ok-1.png"]);
+        let e = &by_item["ok-1.png"];
+        assert_eq!(e["status"], "timed-out", "{input}: {e:#}");
+        assert_eq!(e["error"], phase_error, "{input}");
+        let ms = e["duration_ms"].as_u64().expect("duration");
+        assert!(
+            ms < 2000,
+            "{input}: ended after {ms} ms; the init limit is 1 s"
+        );
+        // ...and through `prelabel detect --init-timeout`.
+        let dir = tempdir();
+        let image = dir.path().join("ok.png");
+        std::fs::write(&image, png(10, 10)).expect("write");
+        let started = std::time::Instant::now();
+        let out = prelabel(
+            dir.path(),
+            &[
+                "detect",
+                path(&hostile_guest()),
+                path(&image),
+                "--init",
+                input,
+                "--init-timeout",
+                "1",
+            ],
+        );
+        assert!(!out.status.success(), "{input}: detect succeeded");
+        assert!(
+            stderr(&out).contains(phase_error),
+            "{input}: {}",
+            stderr(&out)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{input}: detect took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn serve_drains_on_sigint_while_a_guest_sleeps() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("sleep.png"), png(10, 10)).expect("write");
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    let mut serve = home.spawn(&["serve"]);
+    home.wait_for(30, "the sleeping execution to start", |all| {
+        status_count(all, "running") == 1
+    });
+    let interrupted = std::time::Instant::now();
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGINT) };
+    let status = loop {
+        if let Some(status) = serve.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            interrupted.elapsed() < std::time::Duration::from_secs(10),
+            "serve did not drain after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let executions = home.executions();
+    assert_eq!(executions[0]["status"], "timed-out", "{executions:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Native inference: a permission, in a worker process, under the cap and the deadline.
+
+/// The hostile package with attack models as artifacts, in a folder of its own.
+fn hostile_with_models() -> TempDir {
+    let dir = tempdir();
+    attacks::hostile_with_artifacts(
+        dir.path(),
+        &[
+            ("identity", attacks::identity()),
+            ("constant", attacks::constant_bomb()),
+            ("expand", attacks::expand_bomb()),
+            ("wide", attacks::wide()),
+            ("slow", attacks::slow()),
+        ],
+    );
+    dir
+}
+
+#[test]
+fn native_inference_is_off_unless_granted() {
+    let package = hostile_with_models();
+    let (denied, _) = detect_one(package.path(), "nn_identity.png", &[]);
+    let error = denied["error"].as_str().expect("error");
+    assert!(
+        error.contains("native inference is not granted") && error.contains("--allow-inference"),
+        "{error}"
+    );
+    let (granted, _) = detect_one(package.path(), "nn_identity.png", &["--allow-inference"]);
+    assert_eq!(granted["error"], Value::Null, "{granted:#}");
+    assert_eq!(granted["annotations"][0]["label"], "1 outputs, 1 values");
+    // And per service: `service show` says so, and the queue obeys it.
+    let home = Home::new();
+    home.ok(&["package", "push", path(package.path())]);
+    home.ok(&["service", "deploy", "hostile", "--name", "nn"]);
+    assert_eq!(
+        home.json(&["service", "show", "nn"])["settings"]["allow_inference"],
+        false
+    );
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--allow-inference",
+    ]);
+    assert_eq!(
+        home.json(&["service", "show", "nn"])["settings"]["allow_inference"],
+        true
+    );
+    home.ok(&["trigger", "create", "nn", "--service", "nn"]);
+    let by_item = run_items(&home, &["nn_identity.png"]);
+    assert_eq!(by_item["nn_identity.png"]["status"], "success");
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--allow-inference=false",
+    ]);
+    assert_eq!(
+        home.json(&["service", "show", "nn"])["settings"]["allow_inference"],
+        false
+    );
+}
+
+#[test]
+fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
+    let package = hostile_with_models();
+    let dir = tempdir();
+    let names = [
+        "nn_constant.png",
+        "nn_expand.png",
+        "nn_wide.png",
+        "nn3_identity.png",
+        "nnlie_identity.png",
+        "nnbig_identity.png",
+        "nn_identity.png",
+    ];
+    let mut args = vec!["detect".to_string(), path(package.path()).to_string()];
+    for name in names {
+        let image = dir.path().join(name);
+        std::fs::write(&image, png(10, 10)).expect("write");
+        args.push(path(&image).to_string());
+    }
+    args.extend(["--allow-inference", "--memory-mb", "256", "--timeout", "20"].map(String::from));
+    let mut command = command(dir.path());
+    command.args(&args);
+    let (out, peak) = run_measured(command);
+    // Exit code 1: some files failed, as they should; the host itself must not have died.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let results: Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let error = |name: &str| {
+        let entry = results
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}"));
+        entry["error"].as_str().unwrap_or_default().to_string()
+    };
+    // Over the memory cap, while optimising or while running: the worker dies, not the host.
+    for bomb in ["nn_constant.png", "nn_expand.png"] {
+        let e = error(bomb);
+        eprintln!("{bomb}: {e}");
+        assert!(
+            e.contains("detect exceeded the memory limit of 256 MiB (native inference)")
+                || e.contains("tract panicked"),
+            "{bomb}: {e}"
+        );
+    }
+    // A result as large as the cap: the worker that builds it dies at its heap limit.
+    assert_eq!(
+        error("nn_wide.png"),
+        "detect exceeded the memory limit of 256 MiB (native inference)"
+    );
+    assert!(
+        error("nn3_identity.png").contains("the model has 1 input(s), got 3 tensor(s)"),
+        "{}",
+        error("nn3_identity.png")
+    );
+    assert!(
+        error("nnlie_identity.png").contains("is over the memory limit"),
+        "{}",
+        error("nnlie_identity.png")
+    );
+    assert!(
+        error("nnbig_identity.png").contains("the model declares rank 1, got shape [512, 512]"),
+        "{}",
+        error("nnbig_identity.png")
+    );
+    assert_eq!(
+        error("nn_identity.png"),
+        "",
+        "a good call after the bombs still works"
+    );
+    let cap = 256u64 << 20;
+    let margin = 160u64 << 20;
+    eprintln!("peak RSS of the host and its workers: {} MiB", peak >> 20);
+    assert!(
+        peak < cap + margin,
+        "peak RSS {} MiB is over the cap (256 MiB) plus the margin (160 MiB)",
+        peak >> 20
+    );
+}
+
+#[test]
+fn a_long_native_inference_call_ends_timed_out() {
+    let package = hostile_with_models();
+    let started = std::time::Instant::now();
+    let (result, _) = detect_one(
+        package.path(),
+        "nnbig_slow.png",
+        &["--allow-inference", "--timeout", "2"],
+    );
+    assert_eq!(
+        result["error"], "detect timed out after 2s (limit)",
+        "{result:#}"
+    );
+    // Model loading and optimising count too; a second for the process around it.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory: the cap is the guest's whole footprint.
+
+#[test]
+fn several_memories_and_huge_tables_count_against_one_cap() {
+    for (what, component) in [
+        ("memories", attacks::many_memories()),
+        ("table", attacks::huge_table()),
+    ] {
+        let dir = tempdir();
+        attacks::wat_package(dir.path(), &component);
+        let image = dir.path().join("x.png");
+        std::fs::write(&image, png(10, 10)).expect("write");
+        let mut command = command(dir.path());
+        command.args([
+            "detect",
+            path(dir.path()),
+            path(&image),
+            "--memory-mb",
+            "256",
+        ]);
+        let (out, peak) = run_measured(command);
+        let results: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{what}: {e}: {}", stderr(&out)));
+        assert_eq!(
+            results[0]["error"], "detect exceeded the memory limit of 256 MiB",
+            "{what}: {results:#}"
+        );
+        eprintln!("{what}: peak RSS {} MiB", peak >> 20);
+        assert!(
+            peak < (256 + 160) << 20,
+            "{what}: peak RSS {} MiB",
+            peak >> 20
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Results and names: bounded, and never copied whole into a message.
+
+#[test]
+fn huge_names_from_the_guest_are_refused_and_cut_in_messages() {
+    let (result, _) = detect_one(&hostile_guest(), "modelname.png", &[]);
+    assert_eq!(
+        result["error"],
+        "invalid result from the guest: annotation 0: model name must be at most 256 bytes, got 104857600 bytes"
+    );
+    let (result, _) = detect_one(&hostile_guest(), "artifactname.png", &[]);
+    let error = result["error"].as_str().expect("error");
+    assert!(
+        error.contains("no artifact named `aaaa"),
+        "{}",
+        &error[..200.min(error.len())]
+    );
+    assert!(error.len() < 1024, "the message is {} bytes", error.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// Files: a package reads only its own files.
+
+#[test]
+fn package_paths_outside_the_package_are_refused() {
+    let dir = tempdir();
+    let package = dir.path().join("pkg");
+    std::fs::create_dir(&package).expect("mkdir");
+    std::fs::copy(
+        root().join("target/wasm32-wasip2/release/hostile_guest.wasm"),
+        package.join("hostile.wasm"),
+    )
+    .expect("copy component");
+    std::fs::write(dir.path().join("secret.txt"), "root:x:0:0").expect("write secret");
+    std::fs::copy(
+        package.join("hostile.wasm"),
+        dir.path().join("outside.wasm"),
+    )
+    .expect("copy");
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), package.join("link.onnx"))
+        .expect("symlink");
+    let manifest = |component: &str, artifact: &str| {
+        format!(
+            "name = \"sneaky\"\nversion = \"0.1.0\"\ncomponent = \"{component}\"\n\n\
+             [[artifacts]]\nname = \"model\"\npath = \"{artifact}\"\n\n\
+             [module]\nname = \"sneaky\"\n\n[[module.functions]]\nname = \"detect\"\n\
+             inputs = [{{ name = \"item\", type = \"item\" }}]\n"
+        )
+    };
+    let home = tempdir();
+    let refuse = |component: &str, artifact: &str, expected: &str| {
+        std::fs::write(package.join("prelabel.toml"), manifest(component, artifact))
+            .expect("write manifest");
+        for args in [
+            vec!["package", "push", path(&package)],
+            vec![
+                "detect",
+                path(&package),
+                path(&dir.path().join("secret.txt")),
+            ],
+        ] {
+            // Without the tests' package root: only the package folder counts.
+            let out = command(home.path())
+                .env_remove("PRELABEL_PACKAGE_ROOT")
+                .args(&args)
+                .output()
+                .expect("runs");
+            assert!(!out.status.success(), "{args:?} accepted {artifact}");
+            let err = stderr(&out);
+            assert!(err.contains(expected), "{args:?} {artifact}: {err}");
+        }
+    };
+    hostile_guest();
+    refuse(
+        "hostile.wasm",
+        "/proc/self/environ",
+        "artifacts[0] `model`: `/proc/self/environ` is an absolute path",
+    );
+    refuse(
+        "hostile.wasm",
+        "../secret.txt",
+        "artifacts[0] `model`: `../secret.txt` leads outside the package folder",
+    );
+    refuse(
+        "hostile.wasm",
+        "link.onnx",
+        "artifacts[0] `model`: `link.onnx` leads outside the package folder",
+    );
+    refuse(
+        "../outside.wasm",
+        "link.onnx",
+        "component: `../outside.wasm` leads outside the package folder",
+    );
+    // Inside the folder, `..` that stays inside is fine; `--root` widens it on purpose.
+    std::fs::write(package.join("model.onnx"), "bytes").expect("write");
+    std::fs::write(
+        package.join("prelabel.toml"),
+        manifest("hostile.wasm", "sub/../model.onnx"),
+    )
+    .expect("write manifest");
+    std::fs::create_dir(package.join("sub")).expect("mkdir");
+    let out = command(home.path())
+        .env_remove("PRELABEL_PACKAGE_ROOT")
+        .args(["package", "push", path(&package)])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        package.join("prelabel.toml"),
+        manifest("hostile.wasm", "../secret.txt"),
+    )
+    .expect("write manifest");
+    let out = command(home.path())
+        .env_remove("PRELABEL_PACKAGE_ROOT")
+        .args([
+            "package",
+            "push",
+            path(&package),
+            "--root",
+            path(dir.path()),
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------------------
+// Executions: no loops, no duplicates, no stale overwrites, nothing left `running`.
+
+/// Sends SIGINT (Ctrl-C) to a child and waits for it, bounded.
+fn interrupt(mut child: std::process::Child) {
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_item_that_keeps_stopping_the_host_fails_after_max_attempts() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "crashy",
+        "--timeout",
+        "600",
+    ]);
+    home.ok(&["trigger", "create", "crashy", "--service", "crashy"]);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("sleep.png"), png(10, 10)).expect("write");
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    // Each host dies (kill -9) while the item runs, as a native crash would.
+    for round in 1..=2 {
+        let mut serve = home.spawn(&["serve"]);
+        home.wait_for(30, "the execution to run", |all| {
+            status_count(all, "running") == 1
+        });
+        serve.kill().expect("kill -9");
+        serve.wait().expect("reaped");
+        let e = &home.executions()[0];
+        assert_eq!(e["status"], "running", "round {round}: {e:#}");
+    }
+    // max_attempts is 1: one interruption is forgiven, the second ends it.
+    let out = home.run(&["work", "--until-idle"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed 1 executions"),
+        "{}",
+        stderr(&out)
+    );
+    let executions = home.executions();
+    assert_eq!(executions.len(), 1, "{executions:#?}");
+    assert_eq!(executions[0]["status"], "failed");
+    assert_eq!(
+        executions[0]["error"],
+        "host stopped during this execution 2 times"
+    );
+}
+
+#[test]
+fn a_stale_outcome_does_not_replace_newer_annotations() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nap",
+        "--concurrency",
+        "2",
+    ]);
+    home.ok(&[
+        "trigger",
+        "create",
+        "nap",
+        "--service",
+        "nap",
+        "--actions",
+        "created,updated",
+        "--mode",
+        "always",
+    ]);
+    let dir = tempdir();
+    let item = dir.path().join("nap.png");
+    // The first version takes 3 s, the second 0.1 s: the older execution ends last.
+    std::fs::write(&item, png(300, 10)).expect("write");
+    home.ok(&["upload", path(&item), "--dataset", "d"]);
+    let serve = home.spawn(&["serve"]);
+    home.wait_for(30, "the first version to run", |all| {
+        status_count(all, "running") == 1
+    });
+    std::fs::write(&item, png(10, 10)).expect("write");
+    home.ok(&["upload", path(&item), "--dataset", "d"]);
+    let all = home.wait_for(30, "both versions to finish", |all| {
+        status_count(all, "success") == 2
+    });
+    interrupt(serve);
+    let export = home.export("d");
+    let labels: Vec<&str> = export[0]["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| a["label"].as_str().expect("label"))
+        .collect();
+    assert_eq!(
+        labels,
+        ["w10"],
+        "the newer version's result stays: {all:#?}"
+    );
+    let old = home.ok(&["executions", "logs", &all[0]["id"].to_string()]);
+    assert!(old.contains("not stored over the newer ones"), "{old}");
+}
+
+#[test]
+fn a_direct_execution_is_not_taken_for_interrupted_queue_work() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "direct",
+        "--timeout",
+        "3",
+    ]);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("sleep.png"), png(10, 10)).expect("write");
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    let id = home.json(&["items", "list", "--json"])[0]["id"].to_string();
+    let execute = home.spawn(&["execute", "direct", "--item", &id]);
+    home.wait_for(30, "the direct execution to run", |all| {
+        status_count(all, "running") == 1
+    });
+    // A scheduler started meanwhile leaves it to its process, and has nothing to do.
+    let out = home.run(&["work", "--until-idle"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = execute.wait_with_output().expect("execute ends");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let executions = home.executions();
+    assert_eq!(executions.len(), 1, "{executions:#?}");
+    let e = &executions[0];
+    assert_eq!(e["status"], "timed-out", "{e:#}");
+    assert_eq!(e["attempts"], 1, "it ran once");
+    let logs = home.ok(&["executions", "logs", &e["id"].to_string()]);
+    assert!(!logs.contains("host stopped"), "{logs}");
+}
+
+#[test]
+fn an_outcome_that_cannot_be_recorded_fails_the_execution_and_the_scheduler_goes_on() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    // The store refuses to take annotations, as a full disk would.
+    let db = rusqlite::Connection::open(home.path().join("prelabel.db")).expect("open db");
+    db.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON annotations
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;",
+    )
+    .expect("trigger");
+    let dir = tempdir();
+    for name in ["ok-1.png", "ok-2.png"] {
+        std::fs::write(dir.path().join(name), png(10, 10)).expect("write");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    let mut work = home.spawn(&["work", "--until-idle"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while work.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "work --until-idle never returned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let executions = home.executions();
+    assert_eq!(status_count(&executions, "failed"), 2, "{executions:#?}");
+    for e in &executions {
+        let error = e["error"].as_str().expect("error");
+        assert!(
+            error.contains("could not record the outcome") && error.contains("disk is full"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn file_names_that_are_not_utf8_are_refused_not_merged() {
+    use std::os::unix::ffi::OsStrExt;
+    let home = Home::new();
+    let dir = tempdir();
+    for byte in [0xff_u8, 0xfe] {
+        let bytes = [b'a', byte, b'.', b'p', b'n', b'g'];
+        let name = std::ffi::OsStr::from_bytes(&bytes);
+        std::fs::write(dir.path().join(name), png(10, 10)).expect("write");
+    }
+    let err = home.fails(&["upload", path(dir.path()), "--dataset", "d"]);
+    assert!(err.contains("the file name is not valid UTF-8"), "{err}");
+    assert_eq!(
+        home.json(&["items", "list", "--json"]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn concurrency_has_an_upper_bound() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    let err = home.fails(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "h",
+        "--concurrency",
+        "100000",
+    ]);
+    assert!(err.contains("--concurrency must be at most 64"), "{err}");
+}

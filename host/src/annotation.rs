@@ -40,8 +40,13 @@ pub struct ModelInfo {
     pub confidence: f32,
 }
 
-/// The longest label accepted from a guest.
+/// The longest label accepted from a guest; model names and versions likewise.
 pub const MAX_LABEL_LEN: usize = 256;
+/// The most points a polygon may have.
+pub const MAX_POLYGON_POINTS: usize = 10_000;
+/// The most a whole result may weigh (labels, names, versions, coordinates), in bytes:
+/// what the store and every export will carry for one item.
+pub const MAX_RESULT_BYTES: usize = 16 << 20;
 
 /// A guest result that breaks the contract. The index is the annotation's position.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -65,6 +70,17 @@ impl Annotation {
                 "label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes",
                 a.label.len()
             )));
+        }
+        for (what, text) in [
+            ("model name", &a.model.name),
+            ("model version", &a.model.version),
+        ] {
+            if text.len() > MAX_LABEL_LEN {
+                return Err(bad(format!(
+                    "{what} must be at most {MAX_LABEL_LEN} bytes, got {} bytes",
+                    text.len()
+                )));
+            }
         }
         let confidence = a.model.confidence;
         if !(0.0..=1.0).contains(&confidence) {
@@ -120,9 +136,9 @@ impl Annotation {
                 Geometry::Point { x, y }
             }
             WitGeometry::Polygon(points) => {
-                if points.len() < 3 {
+                if points.len() < 3 || points.len() > MAX_POLYGON_POINTS {
                     return Err(bad(format!(
-                        "a polygon needs at least 3 points, got {}",
+                        "a polygon needs 3 to {MAX_POLYGON_POINTS} points, got {}",
                         points.len()
                     )));
                 }
@@ -149,6 +165,8 @@ impl Annotation {
 pub enum InvalidResult {
     #[error("the guest returned {count} annotations, over the limit of {limit}")]
     TooMany { count: usize, limit: usize },
+    #[error("the result is over {limit} bytes (labels, model names and coordinates)")]
+    TooLarge { limit: usize },
     #[error(transparent)]
     Annotation(#[from] InvalidAnnotation),
 }
@@ -166,11 +184,23 @@ pub fn from_guest(
             limit: max,
         });
     }
+    // Each annotation is bounded on its own first (so that the error names the field), then
+    // the whole: many annotations each within bounds can still add up.
     let mut out = Vec::with_capacity(result.len());
+    let mut weight = 0usize;
     for (index, a) in result.into_iter().enumerate() {
-        if let Some(a) = Annotation::from_guest(index, a, size).map_err(InvalidResult::from)? {
-            out.push(a);
+        let points = match &a.geometry {
+            WitGeometry::Polygon(points) => points.len(),
+            _ => 2,
+        };
+        weight += a.label.len() + a.model.name.len() + a.model.version.len() + points * 8 + 8;
+        let checked = Annotation::from_guest(index, a, size).map_err(InvalidResult::from)?;
+        if weight > MAX_RESULT_BYTES {
+            return Err(InvalidResult::TooLarge {
+                limit: MAX_RESULT_BYTES,
+            });
         }
+        out.extend(checked);
     }
     Ok(out)
 }
@@ -258,6 +288,42 @@ mod tests {
         let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
         a.label = " ".into();
         assert!(from_guest(vec![a], None, 10).is_err());
+    }
+
+    #[test]
+    fn model_names_polygons_and_whole_results_are_bounded() {
+        let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
+        a.model.name = "m".repeat(MAX_LABEL_LEN + 1);
+        let err = from_guest(vec![a], None, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("model name must be at most 256 bytes"),
+            "{err}"
+        );
+        let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
+        a.model.version = "v".repeat(MAX_LABEL_LEN + 1);
+        let err = from_guest(vec![a], None, 10).unwrap_err().to_string();
+        assert!(err.contains("model version must be at most"), "{err}");
+        let polygon = |n: usize| {
+            let mut a = wit_box(0.0, 0.0, 5.0, 5.0, 0.5);
+            a.geometry = WitGeometry::Polygon(vec![WitPoint { x: 1.0, y: 1.0 }; n]);
+            a
+        };
+        assert!(from_guest(vec![polygon(MAX_POLYGON_POINTS)], None, 10).is_ok());
+        let err = from_guest(vec![polygon(MAX_POLYGON_POINTS + 1)], None, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a polygon needs 3 to 10000 points, got 10001"),
+            "{err}"
+        );
+        // Each annotation within its own bounds, the whole over the result's.
+        let many = vec![polygon(MAX_POLYGON_POINTS); 300];
+        assert_eq!(
+            from_guest(many, None, 1000),
+            Err(InvalidResult::TooLarge {
+                limit: MAX_RESULT_BYTES
+            })
+        );
     }
 
     #[test]

@@ -67,6 +67,20 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (value, start.elapsed())
 }
 
+/// The bench's packages are the checkout's own: their files may come from its `target/`
+/// and `models/`.
+fn checkout() -> Option<PathBuf> {
+    crate::workspace::Workspace::find().ok().map(|w| w.root)
+}
+
+fn load(dir: &Path) -> Result<Package> {
+    Ok(Package::load_within(dir, checkout().as_deref())?)
+}
+
+fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<package::Revision> {
+    package::push(store, runtime, dir, checkout().as_deref())
+}
+
 fn bench_error(message: impl Into<String>) -> Error {
     Error::Invalid(message.into())
 }
@@ -74,7 +88,12 @@ fn bench_error(message: impl Into<String>) -> Error {
 fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
     let init = package.manifest.resolve_init(&BTreeMap::new())?;
     let artifacts = Artifacts::new(package.artifacts.clone());
-    let (started, _) = runtime.start(loaded, artifacts, Limits::default(), &init);
+    // Our own package: native inference is granted, as a deployer would for it.
+    let limits = Limits {
+        allow_inference: true,
+        ..Limits::default()
+    };
+    let (started, _) = runtime.start(loaded, artifacts, limits, &init);
     started.map_err(|e| bench_error(e.to_string()))
 }
 
@@ -109,7 +128,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         .map_err(|e| bench_error(format!("{}: {e}", options.scratch.display())))?;
     let runs = options.runs.max(3);
     let mut rows = Vec::new();
-    let faces = Package::load(&options.face_detector)?;
+    let faces = load(&options.face_detector)?;
     let image = std::fs::read(&options.image)
         .map_err(|e| bench_error(format!("{}: {e}", options.image.display())))?;
     let image_name = options
@@ -290,7 +309,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     }
 
     // 3. Host overhead: a no-op guest, through the instance and through the whole queue.
-    let noop = Package::load(&options.noop)?;
+    let noop = load(&options.noop)?;
     let noop_loaded = runtime
         .load(&noop.component)
         .map_err(|e| bench_error(e.to_string()))?;
@@ -394,7 +413,7 @@ fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
 /// A fresh home with `package` pushed, deployed as `svc` and triggered on every item.
 fn platform(home: &Path, runtime: &Runtime, package_dir: &Path, concurrency: u32) -> Result<Store> {
     let mut store = Store::open(home)?;
-    let revision = package::push(&mut store, runtime, package_dir)?;
+    let revision = push(&mut store, runtime, package_dir)?;
     service::deploy(
         &mut store,
         &service::Deploy {
@@ -511,7 +530,7 @@ fn hot_swap(
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let revision = package::push(&mut store, runtime, package_dir)?;
+    let revision = push(&mut store, runtime, package_dir)?;
     let deployed = Instant::now();
     service::deploy(
         &mut store,

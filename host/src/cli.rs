@@ -55,6 +55,8 @@ enum Command {
         format: Format,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        root: RootArg,
     },
     /// The seed's whole flow on the sample photos: push, deploy, trigger, upload, work, export.
     Demo {
@@ -118,6 +120,8 @@ enum PackageCommand {
     /// Check and store a package directory as a new revision.
     Push {
         dir: PathBuf,
+        #[command(flatten)]
+        root: RootArg,
     },
     List,
     /// Revisions of a package, with digests.
@@ -163,6 +167,11 @@ enum ServiceCommand {
         /// Captured logs kept per call, in KiB (default 1024).
         #[arg(long)]
         log_kb: Option<u32>,
+        /// Let the guest run ONNX artifacts natively (the `inference` import): code outside
+        /// the wasm sandbox, in a worker process under the same memory cap and deadline.
+        /// Off by default; `--allow-inference=false` takes it back.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        allow_inference: Option<bool>,
     },
     List,
     Show {
@@ -256,26 +265,55 @@ enum Format {
     Coco,
 }
 
+/// Where a package's files may come from, beyond its own folder.
+#[derive(Debug, clap::Args)]
+struct RootArg {
+    /// A folder holding the package that its `component` and `artifacts` paths may reach
+    /// into (for example a source checkout with `target/` and `models/`). Without it a
+    /// package reads only files inside its own folder.
+    #[arg(long, value_name = "DIR", env = "PRELABEL_PACKAGE_ROOT")]
+    root: Option<PathBuf>,
+}
+
+impl RootArg {
+    fn get(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct LimitArgs {
     /// Seconds one detect call may take.
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
-    /// The guest's linear-memory cap, in MiB.
+    /// Seconds instantiation and init may take.
+    #[arg(long, value_name = "SECS")]
+    init_timeout: Option<f64>,
+    /// The guest's memory cap (all its memories and tables), in MiB.
     #[arg(long, value_name = "MIB")]
     memory_mb: Option<usize>,
+    /// Let the guest run ONNX artifacts natively (the `inference` import).
+    #[arg(long)]
+    allow_inference: bool,
 }
 
 impl LimitArgs {
     fn limits(&self) -> Result<Limits> {
-        let mut limits = Limits::default();
-        if let Some(secs) = self.timeout {
-            limits.timeout = Duration::try_from_secs_f64(secs)
+        let mut limits = Limits {
+            allow_inference: self.allow_inference,
+            ..Limits::default()
+        };
+        let seconds = |secs: f64, flag: &str| {
+            Duration::try_from_secs_f64(secs)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .with_context(|| {
-                    format!("--timeout must be a positive number of seconds, got {secs}")
-                })?;
+                .with_context(|| format!("{flag} must be a positive number of seconds, got {secs}"))
+        };
+        if let Some(secs) = self.timeout {
+            limits.timeout = seconds(secs, "--timeout")?;
+        }
+        if let Some(secs) = self.init_timeout {
+            limits.init_timeout = seconds(secs, "--init-timeout")?;
         }
         if let Some(mib) = self.memory_mb {
             if mib == 0 {
@@ -296,7 +334,8 @@ impl Cli {
                 ref init,
                 format,
                 ref limits,
-            } => self.detect(package, images, init, format, limits.limits()?),
+                ref root,
+            } => self.detect(package, root.get(), images, init, format, limits.limits()?),
             Command::Demo { ref out } => {
                 let out = out.clone().unwrap_or_else(|| self.home.join("demo"));
                 crate::demo::run(self.runtime()?, &out)?;
@@ -408,8 +447,8 @@ impl Cli {
     fn package(&self, command: &PackageCommand) -> Result<ExitCode> {
         let mut store = self.store()?;
         match command {
-            PackageCommand::Push { dir } => {
-                let r = package::push(&mut store, &self.runtime()?, dir)?;
+            PackageCommand::Push { dir, root } => {
+                let r = package::push(&mut store, &self.runtime()?, dir, root.get())?;
                 println!(
                     "pushed {} revision {} (version {}, component sha256:{})",
                     r.package, r.revision, r.version, r.component_digest
@@ -463,6 +502,7 @@ impl Cli {
                 max_item_mb,
                 max_annotations,
                 log_kb,
+                allow_inference,
             } => {
                 let seconds = |t: Option<f64>, flag: &str| {
                     t.map(|t| {
@@ -484,6 +524,7 @@ impl Cli {
                     max_item_mb: *max_item_mb,
                     max_annotations: *max_annotations,
                     log_kb: *log_kb,
+                    allow_inference: *allow_inference,
                 };
                 let (s, created) = service::deploy(&mut store, &request)?;
                 println!(
@@ -628,8 +669,12 @@ impl Cli {
             }
             ExecutionsCommand::Logs { id } => print!("{}", execution::get(&store, *id)?.logs),
             ExecutionsCommand::Rerun { status } => {
-                let ids = execution::rerun(&mut store, *status)?;
-                println!("queued {} executions again", ids.len());
+                let rerun = execution::rerun(&mut store, *status)?;
+                println!(
+                    "queued {} executions again; skipped {} (already rerun, or a later execution exists)",
+                    rerun.queued.len(),
+                    rerun.skipped
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -648,6 +693,12 @@ impl Cli {
                 summary.requeued
             );
         }
+        if summary.failed > 0 {
+            eprintln!(
+                "failed {} executions: the host had stopped during them more often than their max_attempts",
+                summary.failed
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 
@@ -663,13 +714,14 @@ impl Cli {
     fn detect(
         &self,
         package: &Path,
+        root: Option<&Path>,
         images: &[PathBuf],
         init: &[String],
         format: Format,
         limits: Limits,
     ) -> Result<ExitCode> {
         let files = expand(images)?;
-        let package = Package::load(package)?;
+        let package = Package::load_within(package, root)?;
         let given = package.manifest.parse_init_args(init)?;
         let runtime = self.runtime()?;
         let mut runner = LocalRunner::new(&runtime, &package, &given, limits)?;
@@ -754,10 +806,7 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
             if p.is_dir() {
                 walk(&p, base, out)?;
             } else if p.is_file() {
-                let name = p
-                    .strip_prefix(base)
-                    .unwrap_or(&p)
-                    .to_string_lossy()
+                let name = item_name(p.strip_prefix(base).unwrap_or(&p).as_os_str(), &p)?
                     .replace('\\', "/");
                 out.push((p, name));
             }
@@ -769,16 +818,24 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
         if path.is_dir() {
             walk(path, path, &mut out)?;
         } else if path.is_file() {
-            let name = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+            let name = item_name(path.file_name().unwrap_or(path.as_os_str()), path)?;
             out.push((path.clone(), name));
         } else {
             bail!("{} does not exist", path.display());
         }
     }
     Ok(out)
+}
+
+/// An item's name from a file's: refused when it is not UTF-8, since a lossy conversion
+/// would give two different files the same item (the second an "update" of the first).
+fn item_name(name: &std::ffi::OsStr, path: &Path) -> Result<String> {
+    name.to_str().map(str::to_string).with_context(|| {
+        format!(
+            "{}: the file name is not valid UTF-8; rename it (nothing was uploaded)",
+            path.display()
+        )
+    })
 }
 
 /// Files as given; directories become their files, sorted by name.

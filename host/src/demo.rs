@@ -33,7 +33,12 @@ pub fn run(runtime: Runtime, out: &Path) -> Result<()> {
     }
     let mut store = Store::open(&home)?;
 
-    let revision = package::push(&mut store, &runtime, &workspace.package_dir(PACKAGE))?;
+    let revision = package::push(
+        &mut store,
+        &runtime,
+        &workspace.package_dir(PACKAGE),
+        Some(&workspace.root),
+    )?;
     eprintln!(
         "[2/7] pushed package {} revision {} (component sha256:{:.12})",
         revision.package, revision.revision, revision.component_digest

@@ -117,31 +117,54 @@ pub fn list(store: &Store, status: Option<Status>) -> Result<Vec<Execution>> {
 pub fn pending(store: &Store) -> Result<i64> {
     Ok(store.conn().query_row(
         "SELECT COUNT(*) FROM executions e JOIN services s ON s.id = e.service_id
-          WHERE e.status IN ('queued', 'running') AND s.paused = 0",
+          WHERE e.status IN ('queued', 'running') AND s.paused = 0 AND e.direct = 0",
         [],
         |r| r.get(0),
     )?)
 }
 
-/// Queues a new execution for every execution with `status` (default: failed and timed-out);
-/// the old ones stay as history. Returns the new ids.
-pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Vec<i64>> {
+/// What `rerun` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rerun {
+    /// The new executions, queued.
+    pub queued: Vec<i64>,
+    /// Executions with the status asked for that were not rerun: a later execution of the
+    /// same service, item and function exists (a rerun already queued, or a later success).
+    pub skipped: usize,
+}
+
+/// Queues a new execution for the latest execution of each (service, item, function) whose
+/// status is `status` (default: failed and timed-out); the old ones stay as history. An
+/// execution that was already rerun, or whose item has since succeeded, is skipped: reruns
+/// never multiply.
+pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
     let statuses: Vec<&str> = match status {
         Some(s) => vec![s.as_str()],
         None => vec!["failed", "timed-out"],
     };
     let tx = store.write()?;
-    let ids: Vec<i64> = {
+    let statuses = serde_json::to_string(&statuses).expect("serializes");
+    let (ids, matching): (Vec<i64>, usize) = {
         let mut stmt = tx.prepare(
             "SELECT e.id FROM executions e JOIN services s ON s.id = e.service_id
-              WHERE e.status IN (SELECT value FROM json_each(?1)) ORDER BY e.id",
+              WHERE e.status IN (SELECT value FROM json_each(?1))
+                AND e.id = (SELECT MAX(l.id) FROM executions l
+                             WHERE l.service_id = e.service_id AND l.item_id = e.item_id
+                               AND l.function = e.function)
+              ORDER BY e.id",
         )?;
-        stmt.query_map(
-            [serde_json::to_string(&statuses).expect("serializes")],
+        let ids = stmt
+            .query_map([&statuses], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let matching: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM executions e JOIN services s ON s.id = e.service_id
+              WHERE e.status IN (SELECT value FROM json_each(?1))",
+            [&statuses],
             |r| r.get(0),
-        )?
-        .collect::<rusqlite::Result<_>>()?
+        )?;
+        (ids, matching as usize)
     };
+    let skipped = matching - ids.len();
     let mut new = Vec::new();
     for id in ids {
         tx.execute(
@@ -152,18 +175,84 @@ pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Vec<i64>> {
         new.push(tx.last_insert_rowid());
     }
     tx.commit()?;
-    Ok(new)
+    Ok(Rerun {
+        queued: new,
+        skipped,
+    })
 }
 
-/// Re-queues what a killed process left `running`. Only the home's one scheduler calls
-/// this, while holding the scheduler lock. The interrupted attempt does not count.
-pub fn requeue_interrupted(store: &mut Store) -> Result<usize> {
-    Ok(store.conn().execute(
-        "UPDATE executions SET status = 'queued', attempts = MAX(attempts - 1, 0), started_at = NULL,
-                logs = logs || '[prelabel: the host stopped during this attempt; re-queued]' || char(10)
-          WHERE status = 'running'",
+/// What a scheduler found left `running` by processes that stopped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Interrupted {
+    /// Re-queued: the interrupted attempt is not charged.
+    pub requeued: usize,
+    /// Failed: the host stopped during them more often than their service allows
+    /// (`max_attempts`), which is how an item that crashes the host ends.
+    pub failed: usize,
+}
+
+/// Deals with what a killed process left `running`. Only the home's one scheduler calls
+/// this, while holding the scheduler lock. An interrupted attempt is not charged, so a
+/// one-off kill costs nothing; but each execution may be interrupted at most its service's
+/// `max_attempts` times: the next interruption fails it, so that an item that crashes the
+/// host does not loop through every restart. Direct executions (`prelabel execute`) are not
+/// queue work: one whose process is gone is failed, one whose process lives is left alone.
+pub fn requeue_interrupted(store: &mut Store) -> Result<Interrupted> {
+    let tx = store.write()?;
+    let dead_direct: Vec<i64> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, direct_pid FROM executions WHERE status = 'running' AND direct = 1",
+        )?;
+        stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|(_, pid)| !pid.is_some_and(process_is_alive))
+        .map(|(id, _)| id)
+        .collect()
+    };
+    let mut failed = 0;
+    for id in dead_direct {
+        failed += tx.execute(
+            "UPDATE executions SET status = 'failed', error = 'the process running this direct execution stopped',
+                    finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+            [id],
+        )?;
+    }
+    tx.execute(
+        "UPDATE executions SET interrupted = interrupted + 1,
+                logs = logs || '[prelabel: the host stopped during this attempt]' || char(10)
+          WHERE status = 'running' AND direct = 0",
         [],
-    )?)
+    )?;
+    failed += tx.execute(
+        "UPDATE executions SET status = 'failed',
+                error = 'host stopped during this execution ' || interrupted || ' times',
+                finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE status = 'running' AND direct = 0
+            AND interrupted > COALESCE((SELECT max_attempts FROM services s WHERE s.id = service_id), 0)",
+        [],
+    )?;
+    let requeued = tx.execute(
+        "UPDATE executions SET status = 'queued', attempts = MAX(attempts - 1, 0), started_at = NULL
+          WHERE status = 'running' AND direct = 0",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(Interrupted { requeued, failed })
+}
+
+/// Whether a process with this id exists (signal 0 checks without sending anything).
+fn process_is_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe {
+        libc::kill(pid, 0) == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
 }
 
 /// An execution taken off the queue to run now.
@@ -207,6 +296,7 @@ fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<
     if let Some(c) = &next {
         tx.execute(
             "UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
+                    item_digest = (SELECT digest FROM items WHERE id = item_id),
                     started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
             params![c.id, c.attempts, revision_id],
         )?;
@@ -224,10 +314,14 @@ pub fn start_direct(
     function: &str,
     revision_id: i64,
 ) -> Result<Claimed> {
+    // Marked direct, with this process's id: a scheduler never takes it for queue work
+    // that a killed host left running, and fails it only if this process is gone.
     store.conn().execute(
-        "INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at)
-         VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        params![service_id, service, item_id, function, revision_id],
+        "INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at,
+                                 direct, direct_pid, item_digest)
+         VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 1, ?6,
+                 (SELECT digest FROM items WHERE id = ?3))",
+        params![service_id, service, item_id, function, revision_id, std::process::id()],
     )?;
     Ok(Claimed {
         id: store.conn().last_insert_rowid(),
@@ -235,6 +329,17 @@ pub fn start_direct(
         function: function.to_string(),
         attempts: 1,
     })
+}
+
+/// Ends an execution whose outcome could not be recorded: `failed`, with the cause, and
+/// nothing else written (a smaller write than the outcome, which may still go through).
+pub fn abandon(store: &mut Store, id: i64, cause: &str) -> Result<()> {
+    store.conn().execute(
+        "UPDATE executions SET status = 'failed', error = ?2,
+                finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1 AND status = 'running'",
+        params![id, cause],
+    )?;
+    Ok(())
 }
 
 /// How an attempt ended.
@@ -267,11 +372,36 @@ pub fn finish(
     )?;
     match outcome {
         Outcome::Success(annotations) => {
+            // With several executions of one item at once, an older one can end last. Its
+            // result is history, not the item's annotations: the bytes it ran on are no
+            // longer the item's, or a later execution already stored its own result.
+            let stale: bool = tx.query_row(
+                "SELECT e.item_digest IS NOT (SELECT digest FROM items WHERE id = e.item_id)
+                        OR EXISTS (SELECT 1 FROM executions l
+                                    WHERE l.service_id = e.service_id AND l.item_id = e.item_id
+                                      AND l.id > e.id AND l.status = 'success')
+                   FROM executions e WHERE e.id = ?1",
+                [claimed.id],
+                |r| r.get(0),
+            )?;
+            let logs = if stale {
+                format!(
+                    "{logs}[prelabel] the item changed or a later execution finished first: \
+                     these {} annotations are not stored over the newer ones\n",
+                    annotations.len()
+                )
+            } else {
+                logs.to_string()
+            };
             tx.execute(
                 "UPDATE executions SET status = 'success', error = NULL, logs = logs || ?2, duration_ms = ?3,
                         finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![claimed.id, logs, duration_ms as i64],
             )?;
+            if stale {
+                tx.commit()?;
+                return Ok(());
+            }
             tx.execute(
                 "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2",
                 params![claimed.item_id, service_id],

@@ -6,6 +6,11 @@ mod demo;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // The sandbox runs native inference in a child process of this same binary.
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(prelabel::runtime::WORKER_ARG) {
+        return prelabel::runtime::worker_main(&args.next().unwrap_or_default());
+    }
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -30,6 +30,18 @@ pub enum PackageError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("{field}: `{}` is an absolute path; paths in {} are relative to the package folder", path.display(), manifest::FILE_NAME)]
+    AbsolutePath { field: String, path: PathBuf },
+    #[error(
+        "{field}: `{}` leads outside the package folder {} (to {}); a package reads only its own files (`--root DIR` widens the folder to one you trust)",
+        path.display(), root.display(), target.display()
+    )]
+    OutsidePackage {
+        field: String,
+        path: PathBuf,
+        root: PathBuf,
+        target: PathBuf,
+    },
     #[error(
         "the component does not export function `{function}` that {} declares (it exports: {exports})",
         manifest::FILE_NAME
@@ -38,8 +50,15 @@ pub enum PackageError {
 }
 
 impl Package {
-    /// Reads `dir/prelabel.toml` and everything it points to.
+    /// Reads `dir/prelabel.toml` and everything it points to, all inside `dir`.
     pub fn load(dir: &Path) -> Result<Self, PackageError> {
+        Self::load_within(dir, None)
+    }
+
+    /// [`Package::load`], where the files may also lie anywhere inside `root` (a folder
+    /// that holds `dir` and that the user trusts, such as a source checkout whose `target/`
+    /// and `models/` the package names).
+    pub fn load_within(dir: &Path, root: Option<&Path>) -> Result<Self, PackageError> {
         let manifest_path = dir.join(manifest::FILE_NAME);
         if !manifest_path.is_file() {
             return Err(PackageError::NoManifest {
@@ -47,7 +66,8 @@ impl Package {
             });
         }
         let manifest = Manifest::from_file(&manifest_path)?;
-        let component_path = dir.join(&manifest.component);
+        let files = Files::new(dir, root)?;
+        let component_path = files.resolve("component", &manifest.component)?;
         let component =
             std::fs::read(&component_path).map_err(|error| PackageError::MissingFile {
                 field: "component".into(),
@@ -56,20 +76,15 @@ impl Package {
             })?;
         let mut artifacts = BTreeMap::new();
         for (i, artifact) in manifest.artifacts.iter().enumerate() {
-            let path = dir.join(&artifact.path);
-            std::fs::metadata(&path)
-                .and_then(|m| {
-                    if m.is_file() {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::other("not a file"))
-                    }
-                })
-                .map_err(|error| PackageError::MissingFile {
-                    field: format!("artifacts[{i}] `{}`", artifact.name),
-                    path: path.clone(),
-                    error,
-                })?;
+            let field = format!("artifacts[{i}] `{}`", artifact.name);
+            let path = files.resolve(&field, &artifact.path)?;
+            if !path.is_file() {
+                return Err(PackageError::MissingFile {
+                    field,
+                    path,
+                    error: std::io::Error::other("not a file"),
+                });
+            }
             artifacts.insert(artifact.name.clone(), path);
         }
         Ok(Self {
@@ -91,6 +106,60 @@ impl Package {
             }
         }
         Ok(())
+    }
+}
+
+/// Where a package's files may come from: relative paths, inside the package folder (or
+/// the wider root the user named) once `..` and symlinks are resolved. A manifest is input
+/// like any other: `path = "/proc/self/environ"` or `"../../.ssh/id_ed25519"` would hand a
+/// host file to the guest, which can put it in its annotations.
+struct Files {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path, root: Option<&Path>) -> Result<Self, PackageError> {
+        let canonical = |path: &Path, field: &str| {
+            path.canonicalize()
+                .map_err(|error| PackageError::MissingFile {
+                    field: field.into(),
+                    path: path.to_path_buf(),
+                    error,
+                })
+        };
+        let dir = canonical(dir, "the package folder")?;
+        let root = match root {
+            Some(root) => canonical(root, "--root")?,
+            None => dir.clone(),
+        };
+        Ok(Self { dir, root })
+    }
+
+    fn resolve(&self, field: &str, path: &Path) -> Result<PathBuf, PackageError> {
+        if path.is_absolute() {
+            return Err(PackageError::AbsolutePath {
+                field: field.into(),
+                path: path.to_path_buf(),
+            });
+        }
+        let joined = self.dir.join(path);
+        let target = joined
+            .canonicalize()
+            .map_err(|error| PackageError::MissingFile {
+                field: field.into(),
+                path: joined.clone(),
+                error,
+            })?;
+        if !target.starts_with(&self.root) {
+            return Err(PackageError::OutsidePackage {
+                field: field.into(),
+                path: path.to_path_buf(),
+                root: self.root.clone(),
+                target,
+            });
+        }
+        Ok(target)
     }
 }
 
@@ -144,8 +213,14 @@ impl Revision {
 
 /// Reads a package directory, checks its component against the world and the manifest,
 /// stores component and artifacts (each blob once) and records revision N+1.
-pub fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<Revision> {
-    let package = Package::load(dir)?;
+/// `root`: see [`Package::load_within`].
+pub fn push(
+    store: &mut Store,
+    runtime: &Runtime,
+    dir: &Path,
+    root: Option<&Path>,
+) -> Result<Revision> {
+    let package = Package::load_within(dir, root)?;
     let name = package.manifest.name.clone();
     package.compile(runtime)?;
 

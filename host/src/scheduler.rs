@@ -68,6 +68,9 @@ struct Slot {
 pub struct Summary {
     /// Executions found `running` at start (left by a killed process) and re-queued.
     pub requeued: usize,
+    /// Executions found `running` at start and failed: the host had stopped during them
+    /// more often than `max_attempts`, or the process of a direct execution is gone.
+    pub failed: usize,
 }
 
 /// Holds the home's scheduler lock for as long as it lives.
@@ -108,9 +111,17 @@ pub fn run(
 ) -> Result<Summary> {
     let _lock = lock_home(home)?;
     let mut store = Store::open(home)?;
+    let interrupted = execution::requeue_interrupted(&mut store)?;
     let summary = Summary {
-        requeued: execution::requeue_interrupted(&mut store)?,
+        requeued: interrupted.requeued,
+        failed: interrupted.failed,
     };
+    if summary.failed > 0 {
+        tracing::warn!(
+            "failed {} executions that stopped hosts interrupted too often",
+            summary.failed
+        );
+    }
     if summary.requeued > 0 {
         tracing::warn!(
             "re-queued {} executions interrupted by a stopped host",
@@ -204,7 +215,27 @@ fn step(
     let Some(claimed) = execution::claim_next(store, service.id, service.revision_id)? else {
         return Ok(Step::Idle);
     };
-    run_claimed(store, runtime, components, &service, current, &claimed)?;
+    // Whatever happens from here, the execution ends: a panic in this worker or an outcome
+    // that cannot be recorded (a full disk, a store busy past its wait) fails it with the
+    // cause rather than leaving it `running` until a restart.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_claimed(store, runtime, components, &service, current, &claimed)
+    }));
+    let cause = match ran {
+        Ok(Ok(())) => return Ok(Step::Ran),
+        Ok(Err(e)) => format!("could not record the outcome: {e}"),
+        Err(panic) => {
+            *current = None;
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("the host's worker panicked: {message}")
+        }
+    };
+    tracing::error!("execution #{}: {cause}", claimed.id);
+    execution::abandon(store, claimed.id, &cause)?;
     Ok(Step::Ran)
 }
 

@@ -29,6 +29,8 @@ pub struct Settings {
     pub max_item_mb: u32,
     pub max_annotations: u32,
     pub log_kb: u32,
+    /// A permission: whether the guest may run ONNX artifacts natively (off by default).
+    pub allow_inference: bool,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             max_item_mb: (limits.max_item_bytes >> 20) as u32,
             max_annotations: limits.max_annotations as u32,
             log_kb: (limits.log_bytes >> 10) as u32,
+            allow_inference: limits.allow_inference,
         }
     }
 }
@@ -56,6 +59,7 @@ impl Settings {
             log_bytes: (self.log_kb as usize) << 10,
             max_item_bytes: u64::from(self.max_item_mb) << 20,
             max_annotations: self.max_annotations as usize,
+            allow_inference: self.allow_inference,
         }
     }
 }
@@ -92,11 +96,15 @@ pub struct Deploy {
     pub max_item_mb: Option<u32>,
     pub max_annotations: Option<u32>,
     pub log_kb: Option<u32>,
+    pub allow_inference: Option<bool>,
 }
+
+/// Executions of one service at once: each is a thread with its own instance (and memory cap).
+pub const MAX_CONCURRENCY: u32 = 64;
 
 const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
-        s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb
+        s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
@@ -118,6 +126,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
             max_item_mb: r.get(15)?,
             max_annotations: r.get(16)?,
             log_kb: r.get(17)?,
+            allow_inference: r.get(18)?,
         },
         paused: r.get(11)?,
         generation: r.get(12)?,
@@ -175,6 +184,11 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     let mut settings = existing.as_ref().map(|s| s.settings).unwrap_or_default();
     if let Some(n) = request.concurrency {
         settings.concurrency = positive(n, "--concurrency")?;
+        if n > MAX_CONCURRENCY {
+            return Err(Error::Invalid(format!(
+                "--concurrency must be at most {MAX_CONCURRENCY} (one worker thread and instance each), got {n}"
+            )));
+        }
     }
     if let Some(t) = request.timeout {
         settings.timeout_ms = millis(t, "--timeout")?;
@@ -197,6 +211,9 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     if let Some(n) = request.log_kb {
         settings.log_kb = positive(n, "--log-kb")?;
     }
+    if let Some(allow) = request.allow_inference {
+        settings.allow_inference = allow;
+    }
     let init_json = serde_json::to_string(&init).expect("init values serialize");
     let tx = store.write()?;
     let package_id: i64 = tx.query_row(
@@ -208,11 +225,12 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         None => {
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
-                                       init_timeout_ms, max_item_mb, max_annotations, log_kb)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                       init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     request.name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
-                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb
+                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
+                    settings.allow_inference
                 ],
             )?;
         }
@@ -225,12 +243,13 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
             tx.execute(
                 "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
                         timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
-                        max_annotations = ?11, log_kb = ?12, generation = generation + 1,
+                        max_annotations = ?11, log_kb = ?12, allow_inference = ?13, generation = generation + 1,
                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                   WHERE id = ?1",
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
-                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb
+                    settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
+                    settings.allow_inference
                 ],
             )?;
         }

@@ -15,7 +15,10 @@ use crate::files;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("store/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("store/001_initial.sql"),
+    include_str!("store/002_sandbox.sql"),
+];
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod attacks;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
@@ -80,14 +82,60 @@ pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Runs the real binary with a home of its own and the shared compile cache.
-pub fn prelabel(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prelabel"))
-        .args(args)
+/// The real binary with a home of its own and the shared compile cache. The checkout is
+/// the package root: the repository's packages name files in its `target/` and `models/`.
+pub fn command(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prelabel"));
+    command
         .env("PRELABEL_HOME", home)
         .env("PRELABEL_CACHE_DIR", cache_dir())
-        .output()
-        .expect("prelabel runs")
+        .env("PRELABEL_PACKAGE_ROOT", root());
+    command
+}
+
+/// Runs the real binary (see [`command`]).
+pub fn prelabel(home: &Path, args: &[&str]) -> Output {
+    command(home).args(args).output().expect("prelabel runs")
+}
+
+/// Runs a command to its end and returns its output and the peak resident memory, in
+/// bytes, of it and of every child it waited for (its inference workers).
+pub fn run_measured(mut command: Command) -> (Output, u64) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = err.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stdout = Vec::new();
+    let _ = out.read_to_end(&mut stdout);
+    let stderr = reader.join().expect("stderr reader");
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, once (std's handle is not waited on afterwards).
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    std::mem::forget(child);
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    // ru_maxrss is in KiB on Linux.
+    (
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        usage.ru_maxrss as u64 * 1024,
+    )
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -224,10 +272,8 @@ impl Home {
 
     /// A `prelabel` process left running (serve), with the shared compile cache.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_prelabel"))
+        command(self.path())
             .args(args)
-            .env("PRELABEL_HOME", self.path())
-            .env("PRELABEL_CACHE_DIR", cache_dir())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -302,14 +348,24 @@ pub fn status_count(executions: &[serde_json::Value], status: &str) -> usize {
     executions.iter().filter(|e| e["status"] == status).count()
 }
 
-/// A copy of the face-detector package whose manifest is changed by `edit`, with absolute paths.
+/// A copy of the face-detector package whose manifest is changed by `edit`, in a temporary
+/// folder of the checkout (its paths still lead to the checkout's `target/` and `models/`).
 pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
     let dir = tempdir();
     let root = root().canonicalize().expect("root");
+    let depth = dir
+        .path()
+        .canonicalize()
+        .expect("temp dir")
+        .strip_prefix(&root)
+        .expect("temp dirs are inside the checkout")
+        .components()
+        .count();
+    let up = "../".repeat(depth);
     let manifest = std::fs::read_to_string(face_detector_dir().join("prelabel.toml"))
         .expect("manifest")
-        .replace("../../target", &root.join("target").display().to_string())
-        .replace("../../models", &root.join("models").display().to_string());
+        .replace("../../target", &format!("{up}target"))
+        .replace("../../models", &format!("{up}models"));
     std::fs::write(dir.path().join("prelabel.toml"), edit(manifest)).expect("write manifest");
     dir
 }

@@ -3,6 +3,10 @@
 wasmtime::component::bindgen!({
     world: "detector",
     path: "../wit",
+    // Calls into the guest are async so that a deadline can end one that is parked in a
+    // host call; native inference is awaited (it runs in a worker process) and may trap.
+    imports: { "prelabel:detector/inference.run": async | trappable },
+    exports: { default: async },
 });
 
 pub use self::prelabel::detector::host::Level;

@@ -1,17 +1,23 @@
 //! One sandboxed instance of a component: its store, its limits, and the calls into it.
+//!
+//! Every call into the guest (instantiation, `init`, `detect`) runs on an async store under
+//! one wall-clock deadline, enforced two ways: the epoch callback traps wasm code that runs
+//! past it (a busy loop), and a `tokio` timeout drops the call when the guest is parked in a
+//! host call instead (a WASI sleep or poll, native inference). Either way the call ends as
+//! [`ExecError::Timeout`] and the instance is thrown away.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::prelabel::detector::{host, inference, types};
 use super::bindings::{
     Annotation, Detector, DetectorPre, ErrorKind, GuestError, InitInput, Item, Level,
 };
-use super::{Artifacts, Capture, EPOCH_TICK, Limits, NativeModels};
-use std::sync::Arc;
+use super::inference::{InferenceFailure, NativeInference};
+use super::{Artifacts, Capture, Limits};
 
 /// Which guest call an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +42,13 @@ impl std::fmt::Display for Phase {
 pub enum ExecError {
     #[error("{phase} timed out after {}s (limit)", limit.as_secs_f64())]
     Timeout { phase: Phase, limit: Duration },
-    #[error("{phase} exceeded the memory limit of {} MiB", limit >> 20)]
-    MemoryLimit { phase: Phase, limit: usize },
+    #[error("{phase} exceeded the memory limit of {} MiB{}", limit >> 20, what.map(|w| format!(" ({w})")).unwrap_or_default())]
+    MemoryLimit {
+        phase: Phase,
+        limit: usize,
+        /// What went over, when it was not the guest's own memories and tables.
+        what: Option<&'static str>,
+    },
     #[error("guest trapped in {phase}: {message}")]
     Trap { phase: Phase, message: String },
     #[error("{phase} failed ({}): {message}", kind_name(*kind))]
@@ -46,6 +57,8 @@ pub enum ExecError {
         kind: ErrorKind,
         message: String,
     },
+    #[error("{phase}: native inference failed: {message}")]
+    Inference { phase: Phase, message: String },
     #[error("the instance cannot be used after an earlier failure; create a new one")]
     Poisoned,
 }
@@ -73,15 +86,44 @@ pub struct HostState {
     table: ResourceTable,
     limiter: Limiter,
     artifacts: Artifacts,
-    models: Arc<NativeModels>,
+    inference: NativeInference,
     capture: Capture,
+    /// When the current call must end; checked by the epoch callback.
+    deadline: Instant,
 }
 
-/// Store limits that remember whether a memory growth was refused, so that the trap that
-/// follows can be reported as the limit it is.
+/// Bounds on what a component may create; generous for real components (a Rust guest has
+/// a handful of core instances, one or two memories and tables), small enough that the
+/// bookkeeping of a hostile one stays cheap.
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
+/// What wasmtime keeps per table element (a pointer), counted against the memory cap.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// One memory budget for the whole store: every linear memory and every table of every
+/// core instance counts against the same cap, so that several memories (multi-memory) or a
+/// huge table cannot add up past it. A growth past the cap traps, and the trap is reported
+/// as the limit it is.
 struct Limiter {
-    limits: StoreLimits,
+    cap: usize,
+    used: usize,
     refused: bool,
+}
+
+impl Limiter {
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.cap {
+            self.refused = true;
+            return Err(wasmtime::format_err!(
+                "the guest's memories and tables would take {used} bytes, over the cap of {} bytes",
+                self.cap
+            ));
+        }
+        self.used = used;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -89,19 +131,29 @@ impl ResourceLimiter for Limiter {
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        self.refused |= !allowed;
-        Ok(allowed)
+        self.grow(current, desired)
     }
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -117,19 +169,39 @@ impl WasiView for HostState {
 impl types::Host for HostState {}
 
 impl inference::Host for HostState {
-    fn run(
+    async fn run(
         &mut self,
         model: String,
         inputs: Vec<inference::Tensor>,
-    ) -> Result<Vec<inference::Tensor>, GuestError> {
-        let path = self.artifact_path(&model)?;
-        self.models
-            .run(&path, inputs)
-            .map_err(|message| GuestError {
+    ) -> wasmtime::Result<Result<Vec<inference::Tensor>, GuestError>> {
+        let path = match self.artifact_path(&model) {
+            Ok(path) => path,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.inference.run(&path, inputs).await {
+            Ok(Ok(outputs)) => Ok(Ok(outputs)),
+            Ok(Err(message)) => Ok(Err(GuestError {
                 kind: ErrorKind::Artifact,
-                message: format!("artifact `{model}`: {message}"),
-            })
+                message: format!("artifact `{}`: {message}", shorten(&model)),
+            })),
+            // The worker died or went over its memory: trap, so that the item fails with
+            // the host's own words rather than whatever the guest makes of an error.
+            Err(failure) => Err(wasmtime::Error::new(failure)),
+        }
     }
+}
+
+/// A name the guest chose, cut to a length fit for an error message.
+fn shorten(name: &str) -> String {
+    const MAX: usize = 128;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    let mut end = MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &name[..end], name.len())
 }
 
 impl HostState {
@@ -139,7 +211,8 @@ impl HostState {
             GuestError {
                 kind: ErrorKind::Artifact,
                 message: format!(
-                    "no artifact named `{name}` (the package has: {})",
+                    "no artifact named `{}` (the package has: {})",
+                    shorten(name),
                     known.join(", ")
                 ),
             }
@@ -156,7 +229,7 @@ impl host::Host for HostState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        tracing::debug!(target: "prelabel::guest", "[{level}] {message}");
+        tracing::debug!(target: "prelabel::guest", "[{level}] {}", shorten(&message));
         self.capture
             .append(format!("[{level}] {message}\n").as_bytes());
     }
@@ -165,8 +238,43 @@ impl host::Host for HostState {
         let path = self.artifact_path(&name)?;
         std::fs::read(&path).map_err(|e| GuestError {
             kind: ErrorKind::Artifact,
-            message: format!("artifact `{name}` ({}): {e}", path.display()),
+            message: format!("artifact `{}`: {e}", shorten(&name)),
         })
+    }
+}
+
+thread_local! {
+    /// The executor that drives this thread's guest calls. A current-thread runtime: a
+    /// call runs on the thread that makes it, as before, and only waits here when the guest
+    /// is parked in a host call.
+    static EXECUTOR: std::io::Result<tokio::runtime::Runtime> =
+        tokio::runtime::Builder::new_current_thread().enable_all().build();
+}
+
+/// Runs `future` to its end on this thread's executor, or gives up at `limit`.
+fn block_on<F: std::future::Future>(limit: Duration, future: F) -> Result<F::Output, Blocked> {
+    EXECUTOR.with(|executor| match executor {
+        Ok(executor) => executor
+            .block_on(async { tokio::time::timeout(limit, future).await })
+            .map_err(|_| Blocked::TimedOut),
+        Err(e) => Err(Blocked::NoExecutor(e.to_string())),
+    })
+}
+
+enum Blocked {
+    TimedOut,
+    NoExecutor(String),
+}
+
+impl Blocked {
+    fn into_error(self, phase: Phase, limit: Duration) -> ExecError {
+        match self {
+            Blocked::TimedOut => ExecError::Timeout { phase, limit },
+            Blocked::NoExecutor(e) => ExecError::Trap {
+                phase,
+                message: format!("cannot start the host's executor: {e}"),
+            },
+        }
     }
 }
 
@@ -183,7 +291,6 @@ impl Instance {
         engine: &Engine,
         pre: &DetectorPre<HostState>,
         artifacts: Artifacts,
-        models: Arc<NativeModels>,
         limits: Limits,
     ) -> Result<Self, ExecError> {
         let capture = Capture::new(limits.log_bytes);
@@ -195,34 +302,38 @@ impl Instance {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limiter = Limiter {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .build(),
-            refused: false,
-        };
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter,
+            limiter: Limiter {
+                cap: limits.memory_bytes,
+                used: 0,
+                refused: false,
+            },
             artifacts,
-            models,
+            inference: NativeInference::new(limits.allow_inference, limits.memory_bytes),
             capture,
+            deadline: deadline_after(limits.init_timeout),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        // Wasm that runs past the deadline traps at the next tick; before it, keep going.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        store.set_epoch_deadline(1);
         // Instantiation runs the guest's start code: bound it like init.
-        store.set_epoch_deadline(ticks(limits.init_timeout));
-        store.epoch_deadline_trap();
-        let bindings = pre.instantiate(&mut store).map_err(|e| {
-            classify(
-                &store,
-                e,
-                Phase::Instantiate,
-                limits.init_timeout,
-                limits.memory_bytes,
-            )
-        })?;
+        let limit = limits.init_timeout;
+        let instantiated = block_on(limit, pre.instantiate_async(&mut store));
+        let bindings = match instantiated {
+            Ok(Ok(bindings)) => bindings,
+            Ok(Err(e)) => return Err(classify(&store, e, Phase::Instantiate, limit)),
+            Err(blocked) => return Err(blocked.into_error(Phase::Instantiate, limit)),
+        };
         Ok(Self {
             store,
             bindings,
@@ -234,17 +345,29 @@ impl Instance {
     /// Calls the guest's `init` with the service's init inputs.
     pub fn init(&mut self, inputs: &[InitInput]) -> Result<(), ExecError> {
         let limit = self.limits.init_timeout;
-        self.call(Phase::Init, limit, |bindings, store| {
-            bindings.call_init(store, inputs)
-        })
+        if self.poisoned {
+            return Err(ExecError::Poisoned);
+        }
+        self.arm(limit);
+        let Self {
+            store, bindings, ..
+        } = self;
+        let outcome = block_on(limit, bindings.call_init(&mut *store, inputs));
+        self.finish(Phase::Init, limit, outcome)
     }
 
     /// Calls the guest's `detect` on one item.
     pub fn detect(&mut self, item: &Item) -> Result<Vec<Annotation>, ExecError> {
         let limit = self.limits.timeout;
-        self.call(Phase::Detect, limit, |bindings, store| {
-            bindings.call_detect(store, item)
-        })
+        if self.poisoned {
+            return Err(ExecError::Poisoned);
+        }
+        self.arm(limit);
+        let Self {
+            store, bindings, ..
+        } = self;
+        let outcome = block_on(limit, bindings.call_detect(&mut *store, item));
+        self.finish(Phase::Detect, limit, outcome)
     }
 
     /// Whether a trap (or timeout) made this instance unusable.
@@ -257,41 +380,45 @@ impl Instance {
         self.store.data().capture.take()
     }
 
-    fn call<R>(
+    /// Sets the deadline of the next call.
+    fn arm(&mut self, limit: Duration) {
+        self.store.data_mut().deadline = deadline_after(limit);
+        self.store.data_mut().limiter.refused = false;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn finish<R>(
         &mut self,
         phase: Phase,
         limit: Duration,
-        f: impl FnOnce(&Detector, &mut Store<HostState>) -> wasmtime::Result<Result<R, GuestError>>,
+        outcome: Result<wasmtime::Result<Result<R, GuestError>>, Blocked>,
     ) -> Result<R, ExecError> {
-        if self.poisoned {
-            return Err(ExecError::Poisoned);
-        }
-        self.store.set_epoch_deadline(ticks(limit));
-        self.store.data_mut().limiter.refused = false;
-        match f(&self.bindings, &mut self.store) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ExecError::Guest {
+        match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) => Err(ExecError::Guest {
                 phase,
                 kind: e.kind,
                 message: e.message,
             }),
-            Err(e) => {
+            Ok(Err(e)) => {
                 // A trapped component instance cannot be entered again.
                 self.poisoned = true;
-                Err(classify(
-                    &self.store,
-                    e,
-                    phase,
-                    limit,
-                    self.limits.memory_bytes,
-                ))
+                Err(classify(&self.store, e, phase, limit))
+            }
+            Err(blocked) => {
+                // The call was dropped mid-way: the instance is in no state to go on.
+                self.poisoned = true;
+                Err(blocked.into_error(phase, limit))
             }
         }
     }
 }
 
-fn ticks(limit: Duration) -> u64 {
-    (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+/// `limit` from now; a limit too large to represent is as good as none.
+fn deadline_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn classify(
@@ -299,9 +426,9 @@ fn classify(
     error: wasmtime::Error,
     phase: Phase,
     limit: Duration,
-    memory: usize,
 ) -> ExecError {
     let capture = &store.data().capture;
+    let memory = store.data().limiter.cap;
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return ExecError::Timeout { phase, limit };
     }
@@ -309,6 +436,20 @@ fn classify(
         return ExecError::MemoryLimit {
             phase,
             limit: memory,
+            what: None,
+        };
+    }
+    if let Some(failure) = error.downcast_ref::<InferenceFailure>() {
+        return match failure {
+            InferenceFailure::MemoryLimit => ExecError::MemoryLimit {
+                phase,
+                limit: memory,
+                what: Some("native inference"),
+            },
+            other => ExecError::Inference {
+                phase,
+                message: other.to_string(),
+            },
         };
     }
     // The short reason for the error, the full wasm backtrace for the logs.

@@ -24,7 +24,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 pub use bindings::{ErrorKind, GuestError, InitInput, Item, Value};
 pub use capture::Capture;
-pub use inference::NativeModels;
+pub use inference::{InferenceFailure, WORKER_ARG, worker_main};
 pub use instance::{ExecError, HostState, Instance, Phase};
 
 use bindings::{Detector, DetectorPre};
@@ -66,6 +66,9 @@ pub struct Limits {
     pub max_item_bytes: u64,
     /// A result with more annotations than this is rejected.
     pub max_annotations: usize,
+    /// A permission, not a limit: whether the guest may run ONNX artifacts natively (the
+    /// `inference` import), which is code outside the wasm sandbox.
+    pub allow_inference: bool,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             log_bytes: 1 << 20,
             max_item_bytes: 256 << 20,
             max_annotations: 10_000,
+            allow_inference: false,
         }
     }
 }
@@ -98,7 +102,6 @@ pub enum LoadError {
 /// The process's engine, linker and compiled-component cache.
 pub struct Runtime {
     engine: Engine,
-    models: Arc<NativeModels>,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -120,7 +123,9 @@ impl Runtime {
         let mut config = Config::new();
         // Detectors are components (WIT contract), not core modules.
         config.wasm_component_model(true);
-        // Timeouts: a guest that loops is interrupted at the next epoch past its deadline.
+        // Timeouts: a guest that loops is interrupted at the next epoch past its deadline;
+        // one parked in a host call (a WASI sleep, native inference) is dropped by the
+        // executor at the deadline, which needs async calls (see `instance`).
         config.epoch_interruption(true);
         // Inference is the hot path: let Cranelift optimise for speed.
         config.cranelift_opt_level(OptLevel::Speed);
@@ -128,7 +133,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         // WASI for std (stdout, clocks, random); what it grants is decided per store.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         Detector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
@@ -148,7 +153,6 @@ impl Runtime {
         };
         Ok(Self {
             engine,
-            models: Arc::default(),
             linker,
             cache_dir,
             ticker: Some((stop, ticker)),
@@ -264,13 +268,7 @@ impl Runtime {
         artifacts: Artifacts,
         limits: Limits,
     ) -> Result<Instance, ExecError> {
-        Instance::new(
-            &self.engine,
-            &loaded.pre,
-            artifacts,
-            self.models.clone(),
-            limits,
-        )
+        Instance::new(&self.engine, &loaded.pre, artifacts, limits)
     }
 }
 

@@ -13,8 +13,17 @@
 //! | `huge` | returns a 64 MiB label |
 //! | `nan`, `inf`, `inverted`, `confidence`, `outside` | returns a broken box |
 //! | `stdout` | writes 8 MiB to stdout, then one valid box |
+//! | `sleep` | sleeps for an hour (a WASI clock poll: no wasm runs meanwhile) |
+//! | `nap` | sleeps 10 ms per pixel of the image's width; labels the item `wWIDTH` |
+//! | `modelname` | returns a box whose model name is 100 MiB |
+//! | `artifactname` | asks the host for an artifact whose name is 100 MiB |
+//! | `nn_M` | runs artifact `M` with native inference on one 1-element tensor |
+//! | `nn3_M` | the same with three tensors |
+//! | `nnbig_M` | the same with one 512x512 tensor |
+//! | `nnlie_M` | claims a 2^32 x 2^32 tensor and sends one value |
 //!
-//! Init input `fail_init = true` makes `init` panic.
+//! Init inputs: `fail_init = true` makes `init` panic, `sleep_init = true` makes it sleep
+//! for an hour, `busy_init = true` makes it loop forever.
 
 use std::io::Write;
 
@@ -23,6 +32,8 @@ mod bindings {
     wit_bindgen::generate!({ world: "detector", path: "../../../wit" });
 }
 
+use bindings::prelabel::detector::host;
+use bindings::prelabel::detector::inference::{self, Tensor};
 use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
 
@@ -66,13 +77,42 @@ fn probe(name: &str, result: Result<String, String>) -> Annotation {
     )
 }
 
+/// Runs artifact `model` natively on `inputs`; the outcome as a label.
+fn infer(model: &str, inputs: Vec<Tensor>) -> Result<Vec<Annotation>, Error> {
+    let outputs = inference::run(model, &inputs)?;
+    let values: usize = outputs.iter().map(|t| t.data.len()).sum();
+    Ok(vec![label(
+        Geometry::Classification,
+        format!("{} outputs, {values} values", outputs.len()),
+        1.0,
+    )])
+}
+
+fn tensor(shape: Vec<u32>, values: usize) -> Tensor {
+    Tensor {
+        shape,
+        data: vec![1.0; values],
+    }
+}
+
 impl Guest for Hostile {
     fn init(inputs: Vec<InitInput>) -> Result<(), Error> {
-        if inputs
-            .iter()
-            .any(|i| i.name == "fail_init" && matches!(i.value, Value::Boolean(true)))
-        {
+        let set = |name: &str| {
+            inputs
+                .iter()
+                .any(|i| i.name == name && matches!(i.value, Value::Boolean(true)))
+        };
+        if set("fail_init") {
             panic!("init failed on purpose");
+        }
+        if set("sleep_init") {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+        if set("busy_init") {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
         Ok(())
     }
@@ -84,7 +124,47 @@ impl Guest for Hostile {
             .next()
             .unwrap_or_default()
             .to_string();
+        if let Some((how, model)) = kind.split_once('_') {
+            return match how {
+                "nn" => infer(model, vec![tensor(vec![1], 1)]),
+                "nn3" => infer(model, (0..3).map(|_| tensor(vec![1], 1)).collect()),
+                "nnbig" => infer(model, vec![tensor(vec![512, 512], 512 * 512)]),
+                "nnlie" => infer(model, vec![tensor(vec![u32::MAX, u32::MAX], 1)]),
+                other => Err(Error {
+                    kind: ErrorKind::InvalidItem,
+                    message: format!("no inference behaviour named `{other}`"),
+                }),
+            };
+        }
         Ok(match kind.as_str() {
+            "nap" => {
+                let width: u64 = item
+                    .metadata
+                    .split("\"width\":")
+                    .nth(1)
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    })
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(width * 10));
+                vec![label(Geometry::Classification, format!("w{width}"), 1.0)]
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
+            }
+            "modelname" => {
+                let mut a = bbox(1.0, 1.0, 5.0, 5.0, 0.9);
+                a.model.name = "m".repeat(100 << 20);
+                vec![a]
+            }
+            "artifactname" => {
+                host::artifact(&"a".repeat(100 << 20))?;
+                vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
+            }
             "ok" => vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)],
             "slow" => {
                 std::thread::sleep(std::time::Duration::from_millis(20));

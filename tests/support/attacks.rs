@@ -1,0 +1,273 @@
+//! Hostile inputs that the tests build themselves: ONNX graphs written to hurt the host's
+//! native inference, and components written in WAT that reach past one linear memory.
+
+use std::path::Path;
+
+use prost::Message;
+use tract_onnx::pb;
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+
+fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: FLOAT,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: format!("{op}_{output}"),
+        ..Default::default()
+    }
+}
+
+fn int64s(name: &str, values: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: INT64,
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>, input: &[i64]) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(pb::GraphProto {
+            name: "attack".into(),
+            node: nodes,
+            initializer,
+            input: vec![value_info("x", input)],
+            output: vec![pb::ValueInfoProto {
+                name: "y".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// `y = x`, x of shape [1]: a model that works.
+pub fn identity() -> Vec<u8> {
+    model(vec![node("Identity", &["x"], "y")], vec![], &[1])
+}
+
+/// A 16384 x 16384 float constant (1 GiB) that tract folds while optimising.
+pub fn constant_bomb() -> Vec<u8> {
+    model(
+        vec![
+            node("ConstantOfShape", &["shape"], "c"),
+            node("Add", &["x", "c"], "y"),
+        ],
+        vec![int64s("shape", &[16384, 16384])],
+        &[1],
+    )
+}
+
+/// x of shape [1] expanded to 2^31 x 2^31 at run time.
+pub fn expand_bomb() -> Vec<u8> {
+    model(
+        vec![node("Expand", &["x", "shape"], "y")],
+        vec![int64s("shape", &[1 << 31, 1 << 31])],
+        &[1],
+    )
+}
+
+/// x of shape [1] expanded to 8192 x 8192 (256 MiB): a legal result the size of the cap.
+pub fn wide() -> Vec<u8> {
+    model(
+        vec![node("Expand", &["x", "shape"], "y")],
+        vec![int64s("shape", &[8192, 8192])],
+        &[1],
+    )
+}
+
+/// A chain of 2000 512x512 matrix products: minutes of work for one call.
+pub fn slow() -> Vec<u8> {
+    let n = 2000;
+    let weights = pb::TensorProto {
+        name: "w".into(),
+        dims: vec![512, 512],
+        data_type: FLOAT,
+        raw_data: 0.001f32.to_le_bytes().repeat(512 * 512),
+        ..Default::default()
+    };
+    let nodes = (0..n)
+        .map(|i| {
+            let input = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("h{i}")
+            };
+            let output = if i == n - 1 {
+                "y".to_string()
+            } else {
+                format!("h{}", i + 1)
+            };
+            node("MatMul", &[&input, "w"], &output)
+        })
+        .collect();
+    model(nodes, vec![weights], &[512, 512])
+}
+
+/// A package folder for the hostile component with `artifacts` (name, bytes) beside it.
+pub fn hostile_with_artifacts(dir: &Path, artifacts: &[(&str, Vec<u8>)]) {
+    let source = super::hostile_guest();
+    let component = super::root().join("target/wasm32-wasip2/release/hostile_guest.wasm");
+    std::fs::copy(&component, dir.join("hostile.wasm")).expect("copy component");
+    let mut manifest = std::fs::read_to_string(source.join("prelabel.toml"))
+        .expect("manifest")
+        .replace(
+            "../../../target/wasm32-wasip2/release/hostile_guest.wasm",
+            "hostile.wasm",
+        );
+    for (name, bytes) in artifacts {
+        std::fs::write(dir.join(name), bytes).expect("write artifact");
+        manifest = manifest.replacen(
+            "[module]",
+            &format!("[[artifacts]]\nname = \"{name}\"\npath = \"{name}\"\n\n[module]"),
+            1,
+        );
+    }
+    std::fs::write(dir.join("prelabel.toml"), manifest).expect("write manifest");
+}
+
+/// The world's types, exported so that the lifted functions may use them.
+const WORLD_TYPES: &str = r#"
+  (type $value (variant (case "string" string) (case "float" f64) (case "integer" s64) (case "boolean" bool)))
+  (export $value-e "value" (type $value))
+  (type $init-input (record (field "name" string) (field "value" $value-e)))
+  (export $init-input-e "init-input" (type $init-input))
+  (type $error-kind (enum "invalid-input" "invalid-item" "artifact" "not-initialized" "internal"))
+  (export $error-kind-e "error-kind" (type $error-kind))
+  (type $error (record (field "kind" $error-kind-e) (field "message" string)))
+  (export $error-e "error" (type $error))
+  (type $item (record (field "id" string) (field "name" string) (field "mimetype" string) (field "metadata" string) (field "data" (list u8))))
+  (export $item-e "item" (type $item))
+  (type $bbox (record (field "left" f32) (field "top" f32) (field "right" f32) (field "bottom" f32)))
+  (export $bbox-e "bbox" (type $bbox))
+  (type $point (record (field "x" f32) (field "y" f32)))
+  (export $point-e "point" (type $point))
+  (type $geometry (variant (case "bbox" $bbox-e) (case "point" $point-e) (case "polygon" (list $point-e)) (case "classification")))
+  (export $geometry-e "geometry" (type $geometry))
+  (type $model-info (record (field "name" string) (field "version" string) (field "confidence" f32)))
+  (export $model-info-e "model-info" (type $model-info))
+  (type $annotation (record (field "geometry" $geometry-e) (field "label" string) (field "model" $model-info-e)))
+  (export $annotation-e "annotation" (type $annotation))
+  (func $init (param "inputs" (list $init-input-e)) (result (result (error $error-e)))
+    (canon lift (core func $i "init") (memory $i "memory") (realloc (func $i "realloc"))))
+  (export "init" (func $init))
+  (func $detect (param "item" $item-e) (result (result (list $annotation-e) (error $error-e)))
+    (canon lift (core func $i "detect") (memory $i "memory") (realloc (func $i "realloc"))))
+  (export "detect" (func $detect))
+"#;
+
+/// A component (no WASI, no imports) whose `detect` runs `attack` (core wasm instructions
+/// over the module's extra `declarations`) and then returns no annotations.
+fn component(declarations: &str, attack: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    {declarations}
+    (global $next (mut i32) (i32.const 1024))
+    ;; A bump allocator in the first memory, for the arguments the host passes.
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $ptr i32)
+      (local.set $ptr (global.get $next))
+      (global.set $next (i32.add (local.get $ptr)
+        (i32.and (i32.add (local.get 3) (i32.const 15)) (i32.const -16))))
+      (block $done
+        (loop $grow
+          (br_if $done (i32.le_u (global.get $next) (i32.mul (memory.size 0) (i32.const 65536))))
+          (br_if $done (i32.eq (memory.grow 0 (i32.const 16)) (i32.const -1)))
+          (br $grow)))
+      (local.get $ptr))
+    (func (export "init") (param i32 i32) (result i32)
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.const 0))
+    (func (export "detect") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+      {attack}
+      ;; ok, an empty list
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.store (i32.const 4) (i32.const 0))
+      (i32.store (i32.const 8) (i32.const 0))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  {WORLD_TYPES}
+)"#
+    );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("invalid WAT: {e}"))
+}
+
+/// Twelve more memories, each grown by 240 MiB and written to end to end.
+pub fn many_memories() -> Vec<u8> {
+    let count = 12;
+    let declarations: String = (1..=count).map(|i| format!("(memory $m{i} 1)\n")).collect();
+    let attack: String = (1..=count)
+        .map(|i| {
+            format!(
+                "(drop (memory.grow $m{i} (i32.const 3840)))
+                 (memory.fill $m{i} (i32.const 0) (i32.const 1) (i32.mul (memory.size $m{i}) (i32.const 65536)))\n"
+            )
+        })
+        .collect();
+    component(&declarations, &attack)
+}
+
+/// A table grown to 2^28 entries (2 GiB of host memory in wasmtime).
+pub fn huge_table() -> Vec<u8> {
+    component(
+        "(table $t 1 funcref)",
+        "(if (i32.eq (table.grow $t (ref.null func) (i32.const 0x10000000)) (i32.const -1))
+           (then unreachable))",
+    )
+}
+
+/// A package folder for a WAT-built component: one `detect` function, no init inputs.
+pub fn wat_package(dir: &Path, component: &[u8]) {
+    std::fs::write(dir.join("attack.wasm"), component).expect("write component");
+    std::fs::write(
+        dir.join("prelabel.toml"),
+        r#"name = "attack"
+version = "0.1.0"
+component = "attack.wasm"
+
+[module]
+name = "attack"
+
+[[module.functions]]
+name = "detect"
+inputs = [{ name = "item", type = "item" }]
+"#,
+    )
+    .expect("write manifest");
+}
