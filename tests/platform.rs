@@ -237,7 +237,8 @@ fn deploy_checks_init_inputs_and_settings() {
         s["settings"],
         serde_json::json!({
             "concurrency": 2, "timeout_ms": 5000, "max_attempts": 3, "memory_mb": 512,
-            "init_timeout_ms": 120000, "max_item_mb": 256, "max_annotations": 10000, "log_kb": 1024
+            "init_timeout_ms": 120000, "max_item_mb": 256, "max_annotations": 10000, "log_kb": 1024,
+            "allow_inference": false
         })
     );
     assert_eq!(s["init_inputs"]["camera"], "front");

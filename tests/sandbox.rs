@@ -1015,11 +1015,14 @@ fn an_item_that_keeps_stopping_the_host_fails_after_max_attempts() {
     std::fs::write(dir.path().join("sleep.png"), png(10, 10)).expect("write");
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
     // Each host dies (kill -9) while the item runs, as a native crash would.
+    let mut started = Value::Null;
     for round in 1..=2 {
         let mut serve = home.spawn(&["serve"]);
-        home.wait_for(30, "the execution to run", |all| {
-            status_count(all, "running") == 1
+        // Running, in this host: started anew (the row a killed host left says `running` too).
+        let all = home.wait_for(30, "the execution to run", |all| {
+            all[0]["status"] == "running" && all[0]["started_at"] != started
         });
+        started = all[0]["started_at"].clone();
         serve.kill().expect("kill -9");
         serve.wait().expect("reaped");
         let e = &home.executions()[0];
@@ -1122,7 +1125,12 @@ fn a_direct_execution_is_not_taken_for_interrupted_queue_work() {
     let out = home.run(&["work", "--until-idle"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = execute.wait_with_output().expect("execute ends");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the execution timed out: {}",
+        stderr(&out)
+    );
     let executions = home.executions();
     assert_eq!(executions.len(), 1, "{executions:#?}");
     let e = &executions[0];

@@ -686,17 +686,18 @@ impl Cli {
         // Ctrl-C: stop taking work, let running executions finish.
         ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
             .context("cannot install the Ctrl-C handler")?;
-        let summary = scheduler::run(&self.home, Arc::new(self.runtime()?), stop, until_idle)?;
-        if summary.requeued > 0 {
+        let interrupted = scheduler::run(&self.home, Arc::new(self.runtime()?), stop, until_idle)?;
+        if interrupted.requeued > 0 {
             eprintln!(
                 "re-queued {} executions interrupted by a stopped host",
-                summary.requeued
+                interrupted.requeued
             );
         }
-        if summary.failed > 0 {
+        if interrupted.failed > 0 {
             eprintln!(
-                "failed {} executions: the host had stopped during them more often than their max_attempts",
-                summary.failed
+                "failed {} executions: the host had stopped during them more often than their max_attempts \
+                 (or the process running them directly is gone)",
+                interrupted.failed
             );
         }
         Ok(ExitCode::SUCCESS)

@@ -63,16 +63,6 @@ struct Slot {
     instance: Option<Instance>,
 }
 
-/// What `run` did.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Summary {
-    /// Executions found `running` at start (left by a killed process) and re-queued.
-    pub requeued: usize,
-    /// Executions found `running` at start and failed: the host had stopped during them
-    /// more often than `max_attempts`, or the process of a direct execution is gone.
-    pub failed: usize,
-}
-
 /// Holds the home's scheduler lock for as long as it lives.
 pub struct HomeLock {
     _file: File,
@@ -103,31 +93,16 @@ pub fn lock_home(home: &Path) -> Result<HomeLock> {
 
 /// Runs until `stop` is set (then drains: running executions finish, no new ones start),
 /// or, with `until_idle`, until nothing is queued or running for an unpaused service.
+/// Returns what it found left `running` by stopped processes, and what it did with them.
 pub fn run(
     home: &Path,
     runtime: Arc<Runtime>,
     stop: Arc<AtomicBool>,
     until_idle: bool,
-) -> Result<Summary> {
+) -> Result<execution::Interrupted> {
     let _lock = lock_home(home)?;
     let mut store = Store::open(home)?;
     let interrupted = execution::requeue_interrupted(&mut store)?;
-    let summary = Summary {
-        requeued: interrupted.requeued,
-        failed: interrupted.failed,
-    };
-    if summary.failed > 0 {
-        tracing::warn!(
-            "failed {} executions that stopped hosts interrupted too often",
-            summary.failed
-        );
-    }
-    if summary.requeued > 0 {
-        tracing::warn!(
-            "re-queued {} executions interrupted by a stopped host",
-            summary.requeued
-        );
-    }
     let components = Arc::new(Components::default());
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -156,7 +131,7 @@ pub fn run(
     for (_, w) in workers {
         let _ = w.join();
     }
-    Ok(summary)
+    Ok(interrupted)
 }
 
 fn worker(
@@ -226,12 +201,10 @@ fn step(
         Ok(Err(e)) => format!("could not record the outcome: {e}"),
         Err(panic) => {
             *current = None;
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            format!("the host's worker panicked: {message}")
+            format!(
+                "the host's worker panicked: {}",
+                crate::error::panic_message(&*panic)
+            )
         }
     };
     tracing::error!("execution #{}: {cause}", claimed.id);

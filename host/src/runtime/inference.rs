@@ -248,14 +248,18 @@ pub fn worker_main(memory: &str) -> ExitCode {
         let mut plans = Plans::new(memory_bytes);
         while let Some(frame) = requests.next().await {
             let frame = frame?;
-            let response: Response =
-                match postcard::from_bytes::<Request>(&frame) {
-                    Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        plans.run(request)
-                    }))
-                    .unwrap_or_else(|panic| Err(format!("tract panicked: {}", panic_text(&panic)))),
-                    Err(e) => Err(format!("unreadable request: {e}")),
-                };
+            let response: Response = match postcard::from_bytes::<Request>(&frame) {
+                Ok(request) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plans.run(request)))
+                        .unwrap_or_else(|panic| {
+                            Err(format!(
+                                "tract panicked: {}",
+                                crate::error::panic_message(&*panic)
+                            ))
+                        })
+                }
+                Err(e) => Err(format!("unreadable request: {e}")),
+            };
             let reply = postcard::to_allocvec(&response)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             replies.send(Bytes::from(reply)).await?;
@@ -269,14 +273,6 @@ pub fn worker_main(memory: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Caps the process's heap (brk and private anonymous mappings, since Linux 4.7): an

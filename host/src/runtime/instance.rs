@@ -100,6 +100,9 @@ const MAX_MEMORIES: usize = 16;
 const MAX_TABLES: usize = 64;
 /// What wasmtime keeps per table element (a pointer), counted against the memory cap.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+/// Host-side WASI resources (streams, pollables) a guest may hold at once. Each costs host
+/// memory outside the guest's cap; a detector needs a handful (wasmtime's default: 10^6).
+const MAX_HOST_RESOURCES: usize = 10_000;
 
 /// One memory budget for the whole store: every linear memory and every table of every
 /// core instance counts against the same cap, so that several memories (multi-memory) or a
@@ -302,9 +305,11 @@ impl Instance {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         let state = HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter {
                 cap: limits.memory_bytes,
                 used: 0,
