@@ -344,6 +344,32 @@ impl Home {
     }
 }
 
+/// Waits (bounded) for a child to exit; panics naming `what` after `secs`.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    secs: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not exit within {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGINT (Ctrl-C) to a child and waits for it to exit, bounded.
+pub fn interrupt(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    wait_exit(child, secs, "a process sent Ctrl-C")
+}
+
 pub fn status_count(executions: &[serde_json::Value], status: &str) -> usize {
     executions.iter().filter(|e| e["status"] == status).count()
 }

@@ -350,28 +350,16 @@ impl Instance {
     /// Calls the guest's `init` with the service's init inputs.
     pub fn init(&mut self, inputs: &[InitInput]) -> Result<(), ExecError> {
         let limit = self.limits.init_timeout;
-        if self.poisoned {
-            return Err(ExecError::Poisoned);
-        }
-        self.arm(limit);
-        let Self {
-            store, bindings, ..
-        } = self;
-        let outcome = block_on(limit, bindings.call_init(&mut *store, inputs));
+        self.arm(limit)?;
+        let outcome = block_on(limit, self.bindings.call_init(&mut self.store, inputs));
         self.finish(Phase::Init, limit, outcome)
     }
 
     /// Calls the guest's `detect` on one item.
     pub fn detect(&mut self, item: &Item) -> Result<Vec<Annotation>, ExecError> {
         let limit = self.limits.timeout;
-        if self.poisoned {
-            return Err(ExecError::Poisoned);
-        }
-        self.arm(limit);
-        let Self {
-            store, bindings, ..
-        } = self;
-        let outcome = block_on(limit, bindings.call_detect(&mut *store, item));
+        self.arm(limit)?;
+        let outcome = block_on(limit, self.bindings.call_detect(&mut self.store, item));
         self.finish(Phase::Detect, limit, outcome)
     }
 
@@ -385,11 +373,15 @@ impl Instance {
         self.store.data().capture.take()
     }
 
-    /// Sets the deadline of the next call.
-    fn arm(&mut self, limit: Duration) {
+    /// Readies the next call: refused on a poisoned instance, else its deadline is set.
+    fn arm(&mut self, limit: Duration) -> Result<(), ExecError> {
+        if self.poisoned {
+            return Err(ExecError::Poisoned);
+        }
         self.store.data_mut().deadline = deadline_after(limit);
         self.store.data_mut().limiter.refused = false;
         self.store.set_epoch_deadline(1);
+        Ok(())
     }
 
     fn finish<R>(
