@@ -414,3 +414,87 @@ fn check_inputs(model: &InferenceModel, shapes: &[Vec<usize>]) -> Result<(), Str
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use tract_onnx::pb;
+
+    /// `y = x` for x of shape [n]: any length is a new shape, so a new plan.
+    fn identity_of_any_length(dir: &Path) -> PathBuf {
+        use pb::tensor_shape_proto::{Dimension, dimension};
+        let tensor = |name: &str| pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: 1,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: vec![Dimension {
+                            value: Some(dimension::Value::DimParam("n".into())),
+                            ..Default::default()
+                        }],
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(pb::GraphProto {
+                name: "identity".into(),
+                node: vec![pb::NodeProto {
+                    op_type: "Identity".into(),
+                    input: vec!["x".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                }],
+                input: vec![tensor("x")],
+                output: vec![tensor("y")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let path = dir.join("identity.onnx");
+        std::fs::write(&path, model.encode_to_vec()).expect("write model");
+        path
+    }
+
+    #[test]
+    fn plans_are_bounded_and_the_least_recently_used_goes_first() {
+        let dir = std::env::temp_dir().join(format!("prelabel-plans-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let model = identity_of_any_length(&dir);
+        let mut plans = Plans::new(1 << 20);
+        let run = |plans: &mut Plans, n: usize| {
+            let outputs = plans
+                .run(Request {
+                    model: model.clone(),
+                    inputs: vec![Tensor {
+                        shape: vec![n as u32],
+                        data: vec![1.0; n],
+                    }],
+                })
+                .expect("runs");
+            assert_eq!(outputs[0].data.len(), n);
+        };
+        // A guest that sends a new shape on every call keeps at most MAX_PLANS plans.
+        for n in 1..=20 {
+            run(&mut plans, n);
+            assert!(plans.plans.len() <= MAX_PLANS);
+        }
+        let kept =
+            |plans: &Plans| -> Vec<usize> { plans.plans.iter().map(|(k, _)| k.1[0][0]).collect() };
+        assert_eq!(kept(&plans), [17, 18, 19, 20]);
+        // Using one again makes it the most recent; the next new shape evicts the oldest.
+        run(&mut plans, 17);
+        run(&mut plans, 21);
+        assert_eq!(kept(&plans), [19, 20, 17, 21]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
