@@ -156,7 +156,9 @@ enum Exchange {
 impl Worker {
     fn spawn(memory_bytes: usize) -> Result<Self, InferenceFailure> {
         let exe = std::env::current_exe().map_err(|e| InferenceFailure::Spawn(e.to_string()))?;
+        // Nothing of the host's environment is the worker's business.
         let mut child = Command::new(exe)
+            .env_clear()
             .arg(WORKER_ARG)
             .arg(memory_bytes.to_string())
             .stdin(Stdio::piped())
