@@ -642,6 +642,8 @@ fn serve_drains_on_sigint_while_a_guest_sleeps() {
 /// The hostile package with attack models as artifacts, in a folder of its own.
 fn hostile_with_models() -> TempDir {
     let dir = tempdir();
+    // Not an artifact: a file the `external` model tries to read.
+    std::fs::write(dir.path().join("secret.bin"), 42f32.to_le_bytes()).expect("write");
     attacks::hostile_with_artifacts(
         dir.path(),
         &[
@@ -649,6 +651,7 @@ fn hostile_with_models() -> TempDir {
             ("constant", attacks::constant_bomb()),
             ("expand", attacks::expand_bomb()),
             ("wide", attacks::wide()),
+            ("external", attacks::external_data()),
             ("slow", attacks::slow()),
         ],
     );
@@ -712,6 +715,7 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         "nn_constant.png",
         "nn_expand.png",
         "nn_wide.png",
+        "nn_external.png",
         "nn3_identity.png",
         "nnlie_identity.png",
         "nnbig_identity.png",
@@ -754,6 +758,12 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
     assert_eq!(
         error("nn_wide.png"),
         "detect exceeded the memory limit of 256 MiB (native inference)"
+    );
+    // A model reads no file but itself (beside an artifact in the store lie other blobs).
+    assert!(
+        error("nn_external.png").contains("external data was detected"),
+        "{}",
+        error("nn_external.png")
     );
     assert!(
         error("nn3_identity.png").contains("the model has 1 input(s), got 3 tensor(s)"),

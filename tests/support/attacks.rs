@@ -101,6 +101,29 @@ pub fn expand_bomb() -> Vec<u8> {
     )
 }
 
+/// `y = x + w` where `w` is "external data": 4 bytes of `secret.bin`, a file beside the model
+/// that the package never declared (in the store: another blob).
+pub fn external_data() -> Vec<u8> {
+    let w = pb::TensorProto {
+        name: "w".into(),
+        dims: vec![1],
+        data_type: FLOAT,
+        data_location: Some(pb::tensor_proto::DataLocation::External as i32),
+        external_data: vec![
+            pb::StringStringEntryProto {
+                key: "location".into(),
+                value: "secret.bin".into(),
+            },
+            pb::StringStringEntryProto {
+                key: "length".into(),
+                value: "4".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    model(vec![node("Add", &["x", "w"], "y")], vec![w], &[1])
+}
+
 /// x of shape [1] expanded to 8192 x 8192 (256 MiB): a legal result the size of the cap.
 pub fn wide() -> Vec<u8> {
     model(

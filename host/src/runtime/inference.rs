@@ -363,8 +363,12 @@ impl Plans {
             self.plans.push(entry);
             return Ok(plan);
         }
+        // Read as bytes, not by path: a graph read by path may pull "external data" from files
+        // beside it, and beside an artifact in the store lie other blobs (other packages'
+        // artifacts, items). From bytes, external data is refused.
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut model = tract_onnx::onnx()
-            .model_for_path(path)
+            .model_for_read(&mut bytes.as_slice())
             .map_err(|e| format!("cannot load the ONNX model: {e:#}"))?;
         check_inputs(&model, shapes)?;
         for (i, shape) in shapes.iter().enumerate() {
