@@ -304,6 +304,8 @@ impl Instance {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            // Random bytes are made on the host before they are copied in: 1 MiB a call.
+            .max_random_size(1 << 20)
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HOST_RESOURCES);
