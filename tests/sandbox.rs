@@ -863,6 +863,14 @@ fn huge_names_from_the_guest_are_refused_and_cut_in_messages() {
         result["error"],
         "invalid result from the guest: annotation 0: model name must be at most 256 bytes, got 104857600 bytes"
     );
+    let (result, _) = detect_one(&hostile_guest(), "errmsg.png", &[]);
+    let error = result["error"].as_str().expect("error");
+    assert!(
+        error.ends_with("... (104857600 bytes)"),
+        "{}",
+        &error[error.len().saturating_sub(200)..]
+    );
+    assert!(error.len() < 5000, "the message is {} bytes", error.len());
     let (result, _) = detect_one(&hostile_guest(), "artifactname.png", &[]);
     let error = result["error"].as_str().expect("error");
     assert!(

@@ -196,16 +196,23 @@ impl inference::Host for HostState {
 
 /// A name the guest chose, cut to a length fit for an error message.
 fn shorten(name: &str) -> String {
-    const MAX: usize = 128;
-    if name.len() <= MAX {
-        return name.to_string();
+    cut(name, 128)
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
     }
-    let mut end = MAX;
-    while !name.is_char_boundary(end) {
+    let mut end = max;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} bytes)", &name[..end], name.len())
+    format!("{}... ({} bytes)", &text[..end], text.len())
 }
+
+/// The longest error message a guest's `error` keeps (it is stored and printed).
+const MAX_GUEST_MESSAGE: usize = 4096;
 
 impl HostState {
     fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
@@ -397,7 +404,7 @@ impl Instance {
             Ok(Ok(Err(e))) => Err(ExecError::Guest {
                 phase,
                 kind: e.kind,
-                message: e.message,
+                message: cut(&e.message, MAX_GUEST_MESSAGE),
             }),
             Ok(Err(e)) => {
                 // A trapped component instance cannot be entered again.

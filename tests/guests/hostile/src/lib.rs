@@ -17,6 +17,7 @@
 //! | `nap` | sleeps 10 ms per pixel of the image's width; labels the item `wWIDTH` |
 //! | `modelname` | returns a box whose model name is 100 MiB |
 //! | `artifactname` | asks the host for an artifact whose name is 100 MiB |
+//! | `errmsg` | returns an error whose message is 100 MiB |
 //! | `nn_M` | runs artifact `M` with native inference on one 1-element tensor |
 //! | `nn3_M` | the same with three tensors |
 //! | `nnbig_M` | the same with one 512x512 tensor |
@@ -160,6 +161,12 @@ impl Guest for Hostile {
                 let mut a = bbox(1.0, 1.0, 5.0, 5.0, 0.9);
                 a.model.name = "m".repeat(100 << 20);
                 vec![a]
+            }
+            "errmsg" => {
+                return Err(Error {
+                    kind: ErrorKind::Internal,
+                    message: "e".repeat(100 << 20),
+                });
             }
             "artifactname" => {
                 host::artifact(&"a".repeat(100 << 20))?;
