@@ -1181,6 +1181,42 @@ fn file_names_that_are_not_utf8_are_refused_not_merged() {
 }
 
 #[test]
+fn upload_follows_no_symbolic_link_out_of_the_folder_or_into_a_loop() {
+    let home = Home::new();
+    let outside = tempdir();
+    std::fs::write(outside.path().join("id_ed25519"), "PRIVATE KEY").expect("write");
+    let cases: [(&str, &std::path::Path); 2] = [
+        ("leak.png", &outside.path().join("id_ed25519")),
+        ("loop", std::path::Path::new(".")),
+    ];
+    for (link, target) in cases {
+        let dir = tempdir();
+        std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("write");
+        std::os::unix::fs::symlink(target, dir.path().join(link)).expect("symlink");
+        let err = home.fails(&["upload", path(dir.path()), "--dataset", "d"]);
+        assert!(
+            err.contains(link) && err.contains("is not followed"),
+            "{link}: {err}"
+        );
+        assert_eq!(
+            home.json(&["items", "list", "--json"]),
+            serde_json::json!([])
+        );
+    }
+    // A link to a file inside the folder is fine: it is one of the folder's files.
+    let dir = tempdir();
+    std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("write");
+    std::os::unix::fs::symlink("a.png", dir.path().join("b.png")).expect("symlink");
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    assert_eq!(
+        home.json(&["items", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
+
+#[test]
 fn concurrency_has_an_upper_bound() {
     let home = Home::new();
     home.ok(&["package", "push", path(&hostile_guest())]);

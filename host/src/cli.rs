@@ -796,28 +796,52 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 /// Files to upload with their item names: a file is named by its file name, files found in
 /// a folder by their path inside it (`sub/a.jpg`). Folders are walked recursively, in order.
+/// Inside a folder, a symbolic link is followed only to a file inside that folder: a link out
+/// of it (a dataset from elsewhere with `leak.jpg -> ~/.ssh/id_ed25519`) would hand a host
+/// file to every guest, and a link to a folder could loop. Either is refused, naming the link,
+/// before anything is stored.
 fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
-    fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
+    fn walk(dir: &Path, base: &Path, root: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
         for p in entries {
-            if p.is_dir() {
-                walk(&p, base, out)?;
-            } else if p.is_file() {
-                let name = item_name(p.strip_prefix(base).unwrap_or(&p).as_os_str(), &p)?
-                    .replace('\\', "/");
-                out.push((p, name));
+            let meta = std::fs::symlink_metadata(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            if meta.is_symlink() {
+                let target = p
+                    .canonicalize()
+                    .with_context(|| format!("{}: a symbolic link to nothing", p.display()))?;
+                if !target.starts_with(root) || !target.is_file() {
+                    bail!(
+                        "{}: a symbolic link to {} is not followed (only links to files inside {} are); \
+                         upload its target by name if you mean it (nothing was uploaded)",
+                        p.display(),
+                        target.display(),
+                        base.display()
+                    );
+                }
+            } else if meta.is_dir() {
+                walk(&p, base, root, out)?;
+                continue;
+            } else if !meta.is_file() {
+                continue;
             }
+            let name =
+                item_name(p.strip_prefix(base).unwrap_or(&p).as_os_str(), &p)?.replace('\\', "/");
+            out.push((p, name));
         }
         Ok(())
     }
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
-            walk(path, path, &mut out)?;
+            let root = path
+                .canonicalize()
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            walk(path, path, &root, &mut out)?;
         } else if path.is_file() {
             let name = item_name(path.file_name().unwrap_or(path.as_os_str()), path)?;
             out.push((path.clone(), name));
