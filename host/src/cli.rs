@@ -662,7 +662,8 @@ impl Cli {
                             e.status.as_str(),
                             e.attempts,
                             e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-                            e.error.unwrap_or_default()
+                            // Errors quote guests: no escape sequence reaches the terminal.
+                            e.error.unwrap_or_default().escape_debug()
                         );
                     }
                 }
