@@ -663,7 +663,7 @@ impl Cli {
                             e.attempts,
                             e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
                             // Errors quote guests: no escape sequence reaches the terminal.
-                            e.error.unwrap_or_default().escape_debug()
+                            printable(&e.error.unwrap_or_default())
                         );
                     }
                 }
@@ -786,6 +786,20 @@ fn to_coco(results: &[FileResult]) -> coco::Dataset {
         }
     }
     builder.finish()
+}
+
+/// Text for a table: control characters (escape sequences) shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
