@@ -791,13 +791,9 @@ fn to_coco(results: &[FileResult]) -> coco::Dataset {
 /// Text for a table: control characters (escape sequences) shown escaped.
 fn printable(text: &str) -> String {
     text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
         })
         .collect()
 }
