@@ -228,6 +228,12 @@ pub fn worker_main(memory: &str) -> ExitCode {
         eprintln!("usage: prelabel {WORKER_ARG} MEMORY_BYTES");
         return ExitCode::from(2);
     };
+    // A host killed mid-call (kill -9) must not leave its worker computing for hours.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG reads one integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     if let Err(e) = limit_heap(memory_bytes.saturating_add(WORKER_HEADROOM)) {
         eprintln!("cannot cap the worker's memory: {e}");
         return ExitCode::from(1);
