@@ -1,0 +1,36 @@
+//! `prelabel bench`: builds the components, then prints the performance table.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Repetitions per measure.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+}
+
+impl Args {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let runs = self.runs;
+        let workspace = prelabel::workspace::Workspace::find()?;
+        eprintln!("building the face-detector and no-op components...");
+        workspace.build_guest("face-detector")?;
+        workspace.build_guest("hostile-guest")?;
+        let options = prelabel::bench::Options {
+            face_detector: workspace.package_dir("face-detector"),
+            noop: workspace.root.join("tests/guests/hostile"),
+            image: workspace.samples_dir().join("skimage_rocket.jpg"),
+            samples: workspace.samples_dir(),
+            runs,
+            scratch: ctx.home.join("bench"),
+        };
+        eprintln!("measuring ({runs} runs each; this takes a minute)...");
+        let rows = prelabel::bench::run(&options)?;
+        print!("{}", prelabel::bench::render(&rows));
+        Ok(ExitCode::SUCCESS)
+    }
+}

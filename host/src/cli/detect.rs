@@ -1,0 +1,175 @@
+//! `prelabel detect`: a package run directly on files, without a store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::ValueEnum;
+
+use prelabel::coco;
+use prelabel::local::{FileResult, LocalRunner};
+use prelabel::package::Package;
+use prelabel::runtime::Limits;
+
+use super::Context;
+use super::package::RootArg;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The package directory (holding prelabel.toml).
+    package: PathBuf,
+    /// Image files, or directories of them.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Init input values, as declared in prelabel.toml (repeatable).
+    #[arg(long = "init", value_name = "KEY=VALUE")]
+    init: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    root: RootArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Prelabel's JSON: per image, its annotations, error and captured logs.
+    Json,
+    /// A COCO detection dataset.
+    Coco,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Seconds one detect call may take.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Seconds instantiation and init may take.
+    #[arg(long, value_name = "SECS")]
+    init_timeout: Option<f64>,
+    /// The guest's memory cap (all its memories and tables), in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mb: Option<usize>,
+    /// Let the guest run ONNX artifacts natively (the `inference` import).
+    #[arg(long)]
+    allow_inference: bool,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<Limits> {
+        let mut limits = Limits {
+            allow_inference: self.allow_inference,
+            ..Limits::default()
+        };
+        let seconds = |secs: f64, flag: &str| {
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{flag} must be a positive number of seconds, got {secs}"))
+        };
+        if let Some(secs) = self.timeout {
+            limits.timeout = seconds(secs, "--timeout")?;
+        }
+        if let Some(secs) = self.init_timeout {
+            limits.init_timeout = seconds(secs, "--init-timeout")?;
+        }
+        if let Some(mib) = self.memory_mb {
+            if mib == 0 {
+                bail!("--memory-mb must be positive");
+            }
+            limits.memory_bytes = mib.saturating_mul(1 << 20);
+        }
+        Ok(limits)
+    }
+}
+
+impl Args {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let limits = self.limits.limits()?;
+        let files = expand(&self.images)?;
+        let package = Package::load_within(&self.package, self.root.get())?;
+        let given = package.manifest.parse_init_args(&self.init)?;
+        let runtime = ctx.runtime()?;
+        let mut runner = LocalRunner::new(&runtime, &package, &given, limits)?;
+        let results = run_files(&mut runner, &files);
+        let mut stdout = std::io::stdout().lock();
+        match self.format {
+            Format::Json => serde_json::to_writer_pretty(&mut stdout, &results)?,
+            Format::Coco => serde_json::to_writer_pretty(&mut stdout, &to_coco(&results))?,
+        }
+        writeln!(stdout)?;
+        let failed: Vec<&FileResult> = results.iter().filter(|r| r.error.is_some()).collect();
+        for r in &failed {
+            eprintln!(
+                "error: {}: {}",
+                r.name,
+                r.error.as_deref().unwrap_or_default()
+            );
+        }
+        if failed.is_empty() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("{} of {} files failed", failed.len(), results.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Runs every file; a file that cannot be read is a failed result like any other.
+fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileResult> {
+    files
+        .iter()
+        .map(|path| {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            match std::fs::read(path) {
+                Ok(bytes) => runner.run(&name, bytes),
+                Err(e) => FileResult {
+                    name,
+                    mimetype: String::new(),
+                    width: None,
+                    height: None,
+                    annotations: Vec::new(),
+                    error: Some(format!("cannot read {}: {e}", path.display())),
+                    logs: String::new(),
+                    duration: Duration::ZERO,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The COCO dataset of the files that are images.
+fn to_coco(results: &[FileResult]) -> coco::Dataset {
+    let mut builder = coco::Builder::default();
+    for r in results {
+        if let (Some(w), Some(h)) = (r.width, r.height) {
+            builder.add_image(&r.name, w, h, &r.annotations);
+        }
+    }
+    builder.finish()
+}
+
+/// Files as given; directories become their files, sorted by name.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}

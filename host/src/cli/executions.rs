@@ -1,0 +1,104 @@
+//! `prelabel executions list | logs | rerun`, and `prelabel execute` (one item, now).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use prelabel::{execution, export, scheduler};
+
+use super::{Context, print_json, printable};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    List {
+        #[arg(long, value_enum)]
+        status: Option<execution::Status>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The captured logs of an execution (guest output, log calls, attempts).
+    Logs { id: i64 },
+    /// Queue again every execution with a status (default: failed and timed-out).
+    Rerun {
+        #[arg(long, value_enum)]
+        status: Option<execution::Status>,
+    },
+}
+
+impl Command {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let mut store = ctx.store()?;
+        match &self {
+            Command::List { status, json } => {
+                let all = execution::list(&store, *status)?;
+                if *json {
+                    print_json(&all)?;
+                } else {
+                    println!(
+                        "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  error",
+                        "id", "service", "item", "status", "attempts", "ms"
+                    );
+                    for e in all {
+                        println!(
+                            "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  {}",
+                            e.id,
+                            e.service,
+                            e.item,
+                            e.status.as_str(),
+                            e.attempts,
+                            e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                            // Errors quote guests: no escape sequence reaches the terminal.
+                            printable(&e.error.unwrap_or_default())
+                        );
+                    }
+                }
+            }
+            Command::Logs { id } => print!("{}", execution::get(&store, *id)?.logs),
+            Command::Rerun { status } => {
+                let rerun = execution::rerun(&mut store, *status)?;
+                println!(
+                    "queued {} executions again; skipped {} (already rerun, or a later execution exists)",
+                    rerun.queued.len(),
+                    rerun.skipped
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Execute {
+    service: String,
+    #[arg(long, default_value = "detect")]
+    function: String,
+    #[arg(long)]
+    item: i64,
+}
+
+impl Execute {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let runtime = ctx.runtime()?;
+        let e = scheduler::execute_now(
+            &ctx.home,
+            &runtime,
+            &self.service,
+            &self.function,
+            self.item,
+        )?;
+        let store = ctx.store()?;
+        let annotations: Vec<_> = export::item_annotations(&store, self.item)?
+            .into_iter()
+            .filter(|a| a.execution_id == e.id)
+            .collect();
+        print_json(
+            &serde_json::json!({"execution": e, "logs": e.logs, "annotations": annotations}),
+        )?;
+        Ok(if e.status == execution::Status::Success {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The `prelabel` command line: the top-level parser and a short dispatch. Each command group
+//! lives in a file of its own (`detect`, `package`, `service`, ...) as a clap `Args` or
+//! `Subcommand` with a `run` over the library, in the manner of cargo's `commands/*.rs`.
+
+mod annotations;
+mod bench;
+mod check;
+mod demo;
+mod detect;
+mod executions;
+mod items;
+mod package;
+mod schedule;
+mod service;
+mod trigger;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use prelabel::runtime::Runtime;
+use prelabel::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prelabel",
+    version,
+    about = "Pre-annotate images with detectors compiled to WebAssembly components"
+)]
+pub struct Cli {
+    /// Where Prelabel keeps its state (store, caches, demo output).
+    #[arg(
+        long,
+        global = true,
+        env = "PRELABEL_HOME",
+        default_value = ".prelabel"
+    )]
+    home: PathBuf,
+    /// Where compiled components are cached (default: HOME/cache/components).
+    #[arg(long, global = true, env = "PRELABEL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a package's detector on image files and print the annotations.
+    Detect(detect::Args),
+    /// The seed's whole flow on the sample photos: push, deploy, trigger, upload, work, export.
+    Demo(demo::Args),
+    /// Packages: push a directory as a new revision, list, show.
+    #[command(subcommand)]
+    Package(package::Command),
+    /// Services: deploy a package revision with init inputs and runtime settings.
+    #[command(subcommand)]
+    Service(service::Command),
+    /// Triggers: run a function when items are created or updated.
+    #[command(subcommand)]
+    Trigger(trigger::Command),
+    /// Upload files (folders recursively) as items of a dataset.
+    Upload(items::Upload),
+    /// Items of a dataset.
+    #[command(subcommand)]
+    Items(items::Command),
+    /// Executions: list, logs, rerun.
+    #[command(subcommand)]
+    Executions(executions::Command),
+    /// Run a service's function on an item now, wait, and print the result.
+    Execute(executions::Execute),
+    /// Stored annotations.
+    #[command(subcommand)]
+    Annotations(annotations::Command),
+    /// Run the scheduler until stopped (Ctrl-C finishes running executions, then exits).
+    Serve,
+    /// Check the store: SQLite's integrity check and that every blob is there.
+    Check,
+    /// Measure the detector in the sandbox vs natively, the host's overhead, component
+    /// loading, hot swap and throughput; prints a table.
+    Bench(bench::Args),
+    /// Run queued executions; with --until-idle, exit when none are left.
+    Work(schedule::Work),
+}
+
+/// What every command may need: the home and how to open its store and runtime.
+pub struct Context {
+    home: PathBuf,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Context {
+    fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.home)?)
+    }
+
+    /// One engine per process, with compiled components cached under HOME.
+    fn runtime(&self) -> Result<Runtime> {
+        let cache = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("cache/components"));
+        Ok(Runtime::new(Some(cache))?)
+    }
+}
+
+impl Cli {
+    pub fn run(self) -> Result<ExitCode> {
+        let ctx = Context {
+            home: self.home,
+            cache_dir: self.cache_dir,
+        };
+        match self.command {
+            Command::Detect(args) => args.run(&ctx),
+            Command::Demo(args) => args.run(&ctx),
+            Command::Package(command) => command.run(&ctx),
+            Command::Service(command) => command.run(&ctx),
+            Command::Trigger(command) => command.run(&ctx),
+            Command::Upload(args) => args.run(&ctx),
+            Command::Items(command) => command.run(&ctx),
+            Command::Executions(command) => command.run(&ctx),
+            Command::Execute(args) => args.run(&ctx),
+            Command::Annotations(command) => command.run(&ctx),
+            Command::Serve => schedule::run(&ctx, false),
+            Command::Check => check::run(&ctx),
+            Command::Bench(args) => args.run(&ctx),
+            Command::Work(args) => schedule::run(&ctx, args.until_idle),
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// Text for a table: control characters (escape sequences) shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

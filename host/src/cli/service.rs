@@ -1,0 +1,157 @@
+//! `prelabel service deploy | list | show | pause | resume | delete | rollback`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+
+use prelabel::service;
+
+use super::{Context, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a service, or update it (new revision, inputs, settings) without a restart.
+    Deploy {
+        /// The package to deploy.
+        package: String,
+        #[arg(long)]
+        name: String,
+        /// The package revision (default: the latest).
+        #[arg(long)]
+        revision: Option<i64>,
+        #[arg(long = "init", value_name = "KEY=VALUE")]
+        init: Vec<String>,
+        /// Executions at once (default 1: one at a time, in order).
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Seconds one execution may take (default 60).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Attempts before an execution is failed (default 1).
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// The guest's memory cap in MiB (default 1024).
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        /// Seconds init may take (default 120).
+        #[arg(long, value_name = "SECS")]
+        init_timeout: Option<f64>,
+        /// Larger items fail without running (default 256).
+        #[arg(long)]
+        max_item_mb: Option<u32>,
+        /// A result with more annotations fails (default 10000).
+        #[arg(long)]
+        max_annotations: Option<u32>,
+        /// Captured logs kept per call, in KiB (default 1024).
+        #[arg(long)]
+        log_kb: Option<u32>,
+        /// Let the guest run ONNX artifacts natively (the `inference` import): code outside
+        /// the wasm sandbox, in a worker process under the same memory cap and deadline.
+        /// Off by default; `--allow-inference=false` takes it back.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        allow_inference: Option<bool>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Go back to the previously deployed revision.
+    Rollback {
+        name: String,
+    },
+}
+
+impl Command {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let mut store = ctx.store()?;
+        let show = |s: &service::Service| -> Result<()> { print_json(s) };
+        match &self {
+            Command::Deploy {
+                package,
+                name,
+                revision,
+                init,
+                concurrency,
+                timeout,
+                max_attempts,
+                memory_mb,
+                init_timeout,
+                max_item_mb,
+                max_annotations,
+                log_kb,
+                allow_inference,
+            } => {
+                let seconds = |t: Option<f64>, flag: &str| {
+                    t.map(|t| {
+                        Duration::try_from_secs_f64(t)
+                            .with_context(|| format!("{flag} must be a number of seconds, got {t}"))
+                    })
+                    .transpose()
+                };
+                let request = service::Deploy {
+                    package: package.clone(),
+                    name: name.clone(),
+                    revision: *revision,
+                    init: init.clone(),
+                    concurrency: *concurrency,
+                    timeout: seconds(*timeout, "--timeout")?,
+                    init_timeout: seconds(*init_timeout, "--init-timeout")?,
+                    max_attempts: *max_attempts,
+                    memory_mb: *memory_mb,
+                    max_item_mb: *max_item_mb,
+                    max_annotations: *max_annotations,
+                    log_kb: *log_kb,
+                    allow_inference: *allow_inference,
+                };
+                let (s, created) = service::deploy(&mut store, &request)?;
+                println!(
+                    "{} service {} ({} revision {}, generation {})",
+                    if created { "created" } else { "updated" },
+                    s.name,
+                    s.package,
+                    s.revision,
+                    s.generation
+                );
+            }
+            Command::List => {
+                println!(
+                    "{:<24} {:<24} {:>8} {:>11} {:<7}",
+                    "service", "package", "revision", "concurrency", "state"
+                );
+                for s in service::list(&store)? {
+                    let state = if s.paused { "paused" } else { "active" };
+                    println!(
+                        "{:<24} {:<24} {:>8} {:>11} {:<7}",
+                        s.name, s.package, s.revision, s.settings.concurrency, state
+                    );
+                }
+            }
+            Command::Show { name } => show(&service::get(&store, name)?)?,
+            Command::Pause { name } => show(&service::set_paused(&mut store, name, true)?)?,
+            Command::Resume { name } => show(&service::set_paused(&mut store, name, false)?)?,
+            Command::Delete { name } => {
+                let canceled = service::delete(&mut store, name)?;
+                println!("deleted service {name} ({canceled} queued executions canceled)");
+            }
+            Command::Rollback { name } => {
+                let s = service::rollback(&mut store, name)?;
+                println!(
+                    "service {} now runs {} revision {} (generation {})",
+                    s.name, s.package, s.revision, s.generation
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

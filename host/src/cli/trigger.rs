@@ -1,0 +1,75 @@
+//! `prelabel trigger create | list | delete`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use prelabel::trigger;
+
+use super::{Context, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Create {
+        name: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long, default_value = "detect")]
+        function: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "created")]
+        actions: Vec<trigger::Action>,
+        /// Only items of this dataset (default: all).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// PATH=GLOB, PATH!=GLOB or PATH in A,B (repeatable, joined by AND).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        #[arg(long, value_enum, default_value = "once")]
+        mode: trigger::Mode,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+impl Command {
+    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+        let mut store = ctx.store()?;
+        match &self {
+            Command::Create {
+                name,
+                service,
+                function,
+                actions,
+                dataset,
+                filters,
+                mode,
+            } => {
+                let t = trigger::create(
+                    &mut store,
+                    &trigger::Create {
+                        name: name.clone(),
+                        service: service.clone(),
+                        function: function.clone(),
+                        actions: actions.clone(),
+                        dataset: dataset.clone(),
+                        filters: filters.clone(),
+                        mode: *mode,
+                    },
+                )?;
+                println!(
+                    "created trigger {} -> {}.{}",
+                    t.spec.name, t.spec.service, t.spec.function
+                );
+            }
+            Command::List => print_json(&trigger::list(&store)?)?,
+            Command::Delete { name } => {
+                trigger::delete(&mut store, name)?;
+                println!("deleted trigger {name}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
