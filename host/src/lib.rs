@@ -6,6 +6,7 @@
 //! [`service`]) → [`annotation`]s in the [`store`].
 
 pub mod annotation;
+pub mod attempt;
 pub mod bench;
 pub mod coco;
 pub mod error;

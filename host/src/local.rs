@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::annotation::{self, Annotation};
+use crate::annotation::Annotation;
+use crate::attempt;
 use crate::error::{Error, Result};
 use crate::item;
 use crate::manifest::InputValue;
@@ -95,56 +96,45 @@ impl<'r> LocalRunner<'r> {
         let mimetype = system["mimetype"].as_str().unwrap_or_default().to_string();
         let dimension = |key: &str| system[key].as_u64().map(|v| v as u32);
         let (width, height) = (dimension("width"), dimension("height"));
-        let size = width.zip(height);
-        let mut result = FileResult {
-            name: name.to_string(),
-            mimetype: mimetype.clone(),
-            width,
-            height,
-            annotations: Vec::new(),
-            error: None,
-            logs: std::mem::take(&mut self.init_logs),
-            duration: Duration::ZERO,
+        let mut logs = std::mem::take(&mut self.init_logs);
+        let function = attempt::Function {
+            runtime: self.runtime,
+            loaded: &self.loaded,
+            artifacts: self.artifacts.clone(),
+            limits: self.limits,
+            init: &self.init,
         };
-        let instance = match self.instance.take() {
-            Some(instance) => Ok(instance),
-            None => self.fresh_instance(),
+        let size = bytes.len() as u64;
+        let load = || {
+            Ok(Item {
+                id: name.to_string(),
+                name: name.to_string(),
+                mimetype: mimetype.clone(),
+                metadata: serde_json::json!({"system": system, "user": {}}).to_string(),
+                data: bytes,
+            })
         };
-        let mut instance = match instance {
-            Ok(instance) => instance,
-            Err(e) => {
-                result.error = Some(e.to_string());
-                result.logs.push_str(&std::mem::take(&mut self.init_logs));
-                result.duration = started.elapsed();
-                return result;
-            }
+        let result = attempt::run(
+            &function,
+            &mut self.instance,
+            size,
+            load,
+            width.zip(height),
+            &mut logs,
+        );
+        let (annotations, error) = match result {
+            Ok(annotations) => (annotations, None),
+            Err(failure) => (Vec::new(), Some(failure.to_string())),
         };
-        let metadata = serde_json::json!({"system": system, "user": {}});
-        let item = Item {
-            id: name.to_string(),
+        FileResult {
             name: name.to_string(),
             mimetype,
-            metadata: metadata.to_string(),
-            data: bytes,
-        };
-        if let Err(e) = item::check_size(item.data.len() as u64, self.limits.max_item_bytes) {
-            result.error = Some(e);
-            self.instance = Some(instance);
-            result.duration = started.elapsed();
-            return result;
+            width,
+            height,
+            annotations,
+            error,
+            logs,
+            duration: started.elapsed(),
         }
-        match instance.detect(&item) {
-            Ok(raw) => match annotation::from_guest(raw, size, self.limits.max_annotations) {
-                Ok(annotations) => result.annotations = annotations,
-                Err(e) => result.error = Some(format!("invalid result from the guest: {e}")),
-            },
-            Err(e) => result.error = Some(e.to_string()),
-        }
-        result.logs.push_str(&instance.take_logs());
-        if !instance.is_poisoned() {
-            self.instance = Some(instance);
-        }
-        result.duration = started.elapsed();
-        result
     }
 }

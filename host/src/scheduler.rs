@@ -17,11 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::annotation;
+use crate::attempt::{self, Failure};
 use crate::error::{Error, Result};
 use crate::execution::{self, Claimed, Outcome, Status};
 use crate::item;
 use crate::package::{self, Revision};
-use crate::runtime::{self, ErrorKind, ExecError, Instance, Loaded, Runtime};
+use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::service::{self, Service};
 use crate::store::Store;
 
@@ -261,55 +262,27 @@ fn run_claimed(
         }
     }
     let slot = current.as_mut().expect("set above");
-    let outcome = attempt(store, runtime, service, slot, claimed, &mut logs);
-    let digest = slot.loaded.digest.clone();
-    let retryable = |e: &ExecError| {
-        !matches!(
-            e,
-            ExecError::Guest {
-                kind: ErrorKind::InvalidItem | ErrorKind::InvalidInput,
-                ..
-            }
-        )
-    };
-    let outcome = match outcome {
+    let outcome = match attempt(store, runtime, service, slot, claimed, &mut logs) {
         Ok(annotations) => Outcome::Success(annotations),
-        Err(Failure::Exec(e)) => Outcome::Failed {
-            status: if matches!(e, ExecError::Timeout { .. }) {
-                Status::TimedOut
-            } else {
-                Status::Failed
-            },
-            retry: retryable(&e) && claimed.attempts < service.settings.max_attempts,
-            error: e.to_string(),
-        },
-        Err(Failure::Other(error)) => Outcome::Failed {
-            status: Status::Failed,
-            error,
-            retry: false,
-        },
+        Err(failure) => {
+            logs.push_str(&format!(
+                "[prelabel] attempt {} failed: {failure}\n",
+                claimed.attempts
+            ));
+            failure.into_outcome(claimed.attempts, service.settings.max_attempts)
+        }
     };
-    if let Outcome::Failed { error, .. } = &outcome {
-        logs.push_str(&format!(
-            "[prelabel] attempt {} failed: {error}\n",
-            claimed.attempts
-        ));
-    }
     execution::finish(
         store,
         claimed,
         &outcome,
         &logs,
         started.elapsed().as_millis() as u64,
-        &digest,
+        &slot.loaded.digest,
     )
 }
 
-enum Failure {
-    Exec(ExecError),
-    Other(String),
-}
-
+/// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).
 fn attempt(
     store: &Store,
     runtime: &Runtime,
@@ -320,42 +293,36 @@ fn attempt(
 ) -> Result<Vec<annotation::Annotation>, Failure> {
     let functions = &slot.revision.manifest.module.functions;
     if !functions.iter().any(|f| f.name == claimed.function) {
-        return Err(Failure::Other(format!(
+        return Err(Failure::Refused(format!(
             "package {} revision {} has no function `{}`",
             slot.revision.package, slot.revision.revision, claimed.function
         )));
     }
-    let item = item::get(store, claimed.item_id).map_err(|e| Failure::Other(e.to_string()))?;
-    let limits = service.settings.limits();
-    item::check_size(item.size, limits.max_item_bytes).map_err(Failure::Other)?;
-    let bytes = store
-        .read_blob(&item.digest)
-        .map_err(|e| Failure::Other(e.to_string()))?;
-    let mut instance = match slot.instance.take() {
-        Some(i) => i,
-        None => {
-            let artifacts = runtime::Artifacts::new(slot.revision.artifact_paths(store));
-            let (started, init_logs) =
-                runtime.start(&slot.loaded, artifacts, limits, &service.init_inputs);
-            logs.push_str(&init_logs);
-            started.map_err(Failure::Exec)?
-        }
+    let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
+    let function = attempt::Function {
+        runtime,
+        loaded: &slot.loaded,
+        artifacts: runtime::Artifacts::new(slot.revision.artifact_paths(store)),
+        limits: service.settings.limits(),
+        init: &service.init_inputs,
     };
-    let wit_item = runtime::Item {
-        id: item.id.to_string(),
-        name: item.name.clone(),
-        mimetype: item.mimetype.clone(),
-        metadata: item.metadata.to_string(),
-        data: bytes,
+    let load = || {
+        Ok(runtime::Item {
+            id: item.id.to_string(),
+            name: item.name.clone(),
+            mimetype: item.mimetype.clone(),
+            metadata: item.metadata.to_string(),
+            data: store.read_blob(&item.digest).map_err(|e| e.to_string())?,
+        })
     };
-    let result = instance.detect(&wit_item);
-    logs.push_str(&instance.take_logs());
-    if !instance.is_poisoned() {
-        slot.instance = Some(instance);
-    }
-    let raw = result.map_err(Failure::Exec)?;
-    annotation::from_guest(raw, item.size_px(), limits.max_annotations)
-        .map_err(|e| Failure::Other(format!("invalid result from the guest: {e}")))
+    attempt::run(
+        &function,
+        &mut slot.instance,
+        item.size,
+        load,
+        item.size_px(),
+        logs,
+    )
 }
 
 /// Runs a function on an item now, in this process (not through the queue), and returns the
