@@ -705,3 +705,49 @@ fn timeouts_fail_the_execution_after_its_attempts_and_the_service_carries_on() {
     home.ok(&["work", "--until-idle"]);
     assert_eq!(status_count(&home.executions(), "success"), 2);
 }
+
+#[test]
+fn stored_rows_are_read_strictly_and_missing_datasets_are_named() {
+    let home = Home::new();
+    for args in [
+        &[
+            "annotations",
+            "export",
+            "--dataset",
+            "nope",
+            "--format",
+            "coco",
+        ][..],
+        &["items", "list", "--dataset", "nope"][..],
+    ] {
+        let err = home.fails(args);
+        assert!(err.contains("no dataset named `nope`"), "{args:?}: {err}");
+    }
+    home.seed_flow(&[]);
+    let db = rusqlite::Connection::open(home.path().join("prelabel.db")).expect("open db");
+    let dir = tempdir();
+    std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("write");
+    // A stored filter that no longer parses is an error, not a trigger that matches more.
+    db.execute(
+        "UPDATE triggers SET filters = '[\"metadata.system.mimetype ~ image\"]'",
+        [],
+    )
+    .expect("corrupt the filter");
+    let err = home.fails(&["upload", path(dir.path()), "--dataset", "d"]);
+    assert!(err.contains("metadata.system.mimetype ~ image"), "{err}");
+    // A column that is not JSON names the column.
+    db.execute("UPDATE triggers SET filters = 'not json'", [])
+        .expect("corrupt");
+    let err = home.fails(&["trigger", "list"]);
+    assert!(
+        err.contains("stored column `filters` holds `not json`"),
+        "{err}"
+    );
+    let err = home.fails(&["upload", path(dir.path()), "--dataset", "d"]);
+    assert!(err.contains("stored column `filters`"), "{err}");
+    assert_eq!(
+        home.json(&["items", "list", "--json"]),
+        serde_json::json!([]),
+        "the failed uploads stored nothing"
+    );
+}

@@ -32,15 +32,17 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        match s {
+    /// A stored status, strictly: an unknown one is an error, never read as `failed`.
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
             "queued" => Status::Queued,
             "running" => Status::Running,
             "success" => Status::Success,
+            "failed" => Status::Failed,
             "timed-out" => Status::TimedOut,
             "canceled" => Status::Canceled,
-            _ => Status::Failed,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -79,7 +81,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         item_id: r.get(4)?,
         item: r.get(5)?,
         function: r.get(6)?,
-        status: Status::parse(&status),
+        status: Status::parse(&status)
+            .ok_or_else(|| crate::store::bad_column(r, 7, &status, "not an execution status"))?,
         attempts: r.get(8)?,
         revision_id: r.get(9)?,
         error: r.get(10)?,

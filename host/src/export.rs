@@ -54,11 +54,10 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
     )?;
     let annotations = stmt
         .query_map([item_id], |r| {
-            let geometry: String = r.get(1)?;
             Ok(Stored {
                 annotation: Annotation {
                     label: r.get(0)?,
-                    geometry: serde_json::from_str(&geometry).unwrap_or(Geometry::Classification),
+                    geometry: crate::store::json_column(r, 1)?,
                     model: ModelInfo {
                         name: r.get(2)?,
                         version: r.get(3)?,
@@ -77,6 +76,7 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
 }
 
 pub fn export(store: &Store, dataset: &str, format: Format) -> Result<Value> {
+    crate::item::dataset_id(store, dataset)?;
     let items = annotated_items(store, dataset)?;
     Ok(match format {
         Format::Coco => {

@@ -174,7 +174,6 @@ const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype,
    FROM items i JOIN datasets d ON d.id = i.dataset_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
-    let metadata: String = r.get(6)?;
     Ok(ItemRecord {
         id: r.get(0)?,
         dataset: r.get(1)?,
@@ -182,7 +181,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
         digest: r.get(3)?,
         size: r.get::<_, i64>(4)? as u64,
         mimetype: r.get(5)?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+        metadata: crate::store::json_column(r, 6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
     })
@@ -198,8 +197,26 @@ pub fn get(store: &Store, id: i64) -> Result<ItemRecord> {
     get_in(store.conn(), id)
 }
 
+/// A dataset's id; a dataset that does not exist is an error naming it.
+pub fn dataset_id(store: &Store, dataset: &str) -> Result<i64> {
+    store
+        .conn()
+        .query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no dataset named `{dataset}` (see: prelabel items list)"
+            ))
+        })
+}
+
 /// Items of a dataset (or of all datasets), by name.
 pub fn list(store: &Store, dataset: Option<&str>) -> Result<Vec<ItemRecord>> {
+    if let Some(dataset) = dataset {
+        dataset_id(store, dataset)?;
+    }
     let mut stmt = store.conn().prepare(&format!(
         "{SELECT} WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, i.name"
     ))?;

@@ -108,7 +108,6 @@ const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
-    let init: String = r.get(6)?;
     Ok(Service {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -116,7 +115,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
         revision: r.get(3)?,
         revision_id: r.get(4)?,
         previous_revision_id: r.get(5)?,
-        init_inputs: serde_json::from_str(&init).unwrap_or_default(),
+        init_inputs: crate::store::json_column(r, 6)?,
         settings: Settings {
             concurrency: r.get(7)?,
             timeout_ms: r.get(8)?,

@@ -46,6 +46,32 @@ pub enum StoreError {
     },
 }
 
+/// A JSON column, read strictly: text that does not parse is an error naming the column and
+/// the text, never a silent default (a dropped filter would make a trigger match more).
+pub fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| bad_column(row, index, &text, e))
+}
+
+/// A column whose text is not one of the values it may hold.
+pub fn bad_column(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    text: &str,
+    problem: impl std::fmt::Display,
+) -> rusqlite::Error {
+    let column = row.as_ref().column_name(index).unwrap_or("?").to_string();
+    let shown: String = text.chars().take(80).collect();
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("stored column `{column}` holds `{shown}`: {problem}").into(),
+    )
+}
+
 /// An open store. One per thread: SQLite connections are not shared.
 pub struct Store {
     home: PathBuf,

@@ -204,8 +204,6 @@ const SELECT: &str =
    FROM triggers t JOIN services s ON s.id = t.service_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
-    let actions: String = r.get(4)?;
-    let filters: String = r.get(6)?;
     let mode: String = r.get(7)?;
     Ok(Trigger {
         id: r.get(0)?,
@@ -213,13 +211,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
             name: r.get(1)?,
             service: r.get(2)?,
             function: r.get(3)?,
-            actions: serde_json::from_str(&actions).unwrap_or_default(),
+            actions: crate::store::json_column(r, 4)?,
             dataset: r.get(5)?,
-            filters: serde_json::from_str(&filters).unwrap_or_default(),
-            mode: if mode == "once" {
-                Mode::Once
-            } else {
-                Mode::Always
+            filters: crate::store::json_column(r, 6)?,
+            mode: match mode.as_str() {
+                "once" => Mode::Once,
+                "always" => Mode::Always,
+                other => return Err(crate::store::bad_column(r, 7, other, "not a trigger mode")),
             },
         },
         active: r.get(8)?,
@@ -275,13 +273,16 @@ pub fn on_item_event(
         ..
     } in triggers
     {
+        // A stored filter that does not parse is an error, never dropped: dropped, the
+        // trigger would match more than its owner asked for.
+        let filters = spec
+            .filters
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<Result<Vec<_>>>()?;
         if !spec.actions.contains(&action)
             || spec.dataset.as_deref().is_some_and(|d| d != dataset)
-            || !spec
-                .filters
-                .iter()
-                .filter_map(|f| Filter::parse(f).ok())
-                .all(|f| f.matches(doc))
+            || !filters.iter().all(|f| f.matches(doc))
         {
             continue;
         }
