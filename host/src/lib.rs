@@ -7,7 +7,6 @@
 
 pub mod annotation;
 pub mod attempt;
-pub mod bench;
 pub mod coco;
 pub mod error;
 pub mod execution;

@@ -1,4 +1,7 @@
-//! `prelabel bench`: builds the components, then prints the performance table.
+//! `prelabel bench`: builds the components, then prints the performance table. The
+//! measures live beside this file (`measure.rs`): the binary's, not the library's.
+
+mod measure;
 
 use std::process::ExitCode;
 
@@ -20,7 +23,7 @@ impl Args {
         eprintln!("building the face-detector and no-op components...");
         workspace.build_guest("face-detector")?;
         workspace.build_guest("hostile-guest")?;
-        let options = prelabel::bench::Options {
+        let options = measure::Options {
             face_detector: workspace.package_dir("face-detector"),
             noop: workspace.root.join("tests/guests/hostile"),
             image: workspace.samples_dir().join("skimage_rocket.jpg"),
@@ -29,8 +32,8 @@ impl Args {
             scratch: ctx.home.join("bench"),
         };
         eprintln!("measuring ({runs} runs each; this takes a minute)...");
-        let rows = prelabel::bench::run(&options)?;
-        print!("{}", prelabel::bench::render(&rows));
+        let rows = measure::run(&options)?;
+        print!("{}", measure::render(&rows));
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::package::{self, Package};
-use crate::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
-use crate::store::Store;
-use crate::{execution, item, scheduler, service, trigger};
+use prelabel::error::{Error, Result};
+use prelabel::package::{self, Package};
+use prelabel::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
+use prelabel::store::Store;
+use prelabel::{execution, item, scheduler, service, trigger};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// The bench's packages are the checkout's own: their files may come from its `target/`
 /// and `models/`.
 fn checkout() -> Option<PathBuf> {
-    crate::workspace::Workspace::find().ok().map(|w| w.root)
+    prelabel::workspace::Workspace::find().ok().map(|w| w.root)
 }
 
 fn load(dir: &Path) -> Result<Package> {
