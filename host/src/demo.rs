@@ -12,6 +12,7 @@ use image::{Rgb, RgbImage};
 
 use prelabel::annotation::Geometry;
 use prelabel::export::{self, Format};
+use prelabel::named::Named;
 use prelabel::runtime::Runtime;
 use prelabel::store::Store;
 use prelabel::workspace::Workspace;
@@ -121,7 +122,7 @@ pub fn run(runtime: Runtime, out: &Path) -> Result<()> {
             "{:<30} {:>10} {:<9} {:>6} {:>8}  {}",
             item.name,
             size,
-            last.map_or("skipped", |e| e.status.as_str()),
+            last.map_or("skipped", |e| e.status.name()),
             if last.is_some() {
                 annotations.len().to_string()
             } else {

@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use crate::annotation::Annotation;
 use crate::error::{Error, Result};
+use crate::named::Named;
 use crate::store::Store;
 
 /// `queued` → `running` → `success` | `failed` | `timed-out`; `canceled` when its service goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Queued,
@@ -20,31 +21,14 @@ pub enum Status {
     Canceled,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Success => "success",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed-out",
-            Status::Canceled => "canceled",
-        }
-    }
-
-    /// A stored status, strictly: an unknown one is an error, never read as `failed`.
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => Status::Queued,
-            "running" => Status::Running,
-            "success" => Status::Success,
-            "failed" => Status::Failed,
-            "timed-out" => Status::TimedOut,
-            "canceled" => Status::Canceled,
-            _ => return None,
-        })
-    }
-}
+crate::named::named!(Status {
+    Queued => "queued",
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+    TimedOut => "timed-out",
+    Canceled => "canceled",
+});
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
@@ -81,8 +65,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         item_id: r.get(4)?,
         item: r.get(5)?,
         function: r.get(6)?,
-        status: Status::parse(&status)
-            .ok_or_else(|| crate::store::bad_column(r, 7, &status, "not an execution status"))?,
+        status: status
+            .parse()
+            .map_err(|e| crate::store::bad_column(r, 7, &status, e))?,
         attempts: r.get(8)?,
         revision_id: r.get(9)?,
         error: r.get(10)?,
@@ -111,7 +96,7 @@ pub fn list(store: &Store, status: Option<Status>) -> Result<Vec<Execution>> {
         "{SELECT} WHERE ?1 IS NULL OR e.status = ?1 ORDER BY e.id"
     ))?;
     let rows = stmt
-        .query_map([status.map(Status::as_str)], from_row)?
+        .query_map([status.map(Status::name)], from_row)?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
@@ -142,7 +127,7 @@ pub struct Rerun {
 /// never multiply.
 pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
     let statuses: Vec<&str> = match status {
-        Some(s) => vec![s.as_str()],
+        Some(s) => vec![s.name()],
         None => vec!["failed", "timed-out"],
     };
     let tx = store.write()?;
@@ -443,7 +428,7 @@ pub fn finish(
             tx.execute(
                 "UPDATE executions SET status = ?2, error = ?3, logs = logs || ?4, duration_ms = ?5,
                         finished_at = CASE WHEN ?6 THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END WHERE id = ?1",
-                params![claimed.id, status.as_str(), error, logs, duration_ms as i64, finished],
+                params![claimed.id, status.name(), error, logs, duration_ms as i64, finished],
             )?;
         }
     }

@@ -10,15 +10,17 @@ use crate::error::Result;
 use crate::item::{self, ItemRecord};
 use crate::store::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
+/// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
+/// with provenance (service, execution, revision, component digest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// A COCO detection dataset (boxes).
     Coco,
-    /// The seed platform's JSON: per item, annotations with type, label, coordinates, metadata.user.model.
     Dataloop,
-    /// Prelabel's own JSON, with provenance (service, execution, revision, component digest).
     Json,
 }
+
+crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json" });
 
 /// An annotation with where it came from.
 #[derive(Debug, Clone, Serialize)]

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod item;
 pub mod local;
 pub mod manifest;
+pub mod named;
 pub mod package;
 pub mod runtime;
 pub mod scheduler;

@@ -15,33 +15,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::named::Named;
 use crate::service;
 use crate::store::Store;
 
 /// When a trigger fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Created,
     Updated,
 }
 
+crate::named::named!(Action { Created => "created", Updated => "updated" });
+
 /// `once`: at most one execution per item for this trigger; `always`: one per event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Once,
     Always,
 }
 
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Once => "once",
-            Mode::Always => "always",
-        }
-    }
-}
+crate::named::named!(Mode { Once => "once", Always => "always" });
 
 /// One parsed filter condition.
 #[derive(Debug, Clone)]
@@ -193,7 +189,7 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
             serde_json::to_string(&request.actions).expect("serializes"),
             request.dataset,
             serde_json::to_string(&request.filters).expect("serializes"),
-            request.mode.as_str(),
+            request.mode.name(),
         ],
     )?;
     get(store, &request.name)
@@ -214,11 +210,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
             actions: crate::store::json_column(r, 4)?,
             dataset: r.get(5)?,
             filters: crate::store::json_column(r, 6)?,
-            mode: match mode.as_str() {
-                "once" => Mode::Once,
-                "always" => Mode::Always,
-                other => return Err(crate::store::bad_column(r, 7, other, "not a trigger mode")),
-            },
+            mode: mode
+                .parse()
+                .map_err(|e| crate::store::bad_column(r, 7, &mode, e))?,
         },
         active: r.get(8)?,
     })

@@ -8,14 +8,14 @@ use clap::Subcommand;
 
 use prelabel::export;
 
-use super::Context;
+use super::{Context, named};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Export {
         #[arg(long)]
         dataset: String,
-        #[arg(long, value_enum, default_value = "json")]
+        #[arg(long, value_parser = named::<export::Format>(), default_value = "json")]
         format: export::Format,
         /// Write here instead of standard output.
         #[arg(long)]

@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+use prelabel::named::Named;
 use prelabel::{execution, export, scheduler};
 
-use super::{Context, print_json, printable};
+use super::{Context, named, print_json, printable};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     List {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = named::<execution::Status>())]
         status: Option<execution::Status>,
         #[arg(long)]
         json: bool,
@@ -21,7 +22,7 @@ pub enum Command {
     Logs { id: i64 },
     /// Queue again every execution with a status (default: failed and timed-out).
     Rerun {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = named::<execution::Status>())]
         status: Option<execution::Status>,
     },
 }
@@ -45,7 +46,7 @@ impl Command {
                             e.id,
                             e.service,
                             e.item,
-                            e.status.as_str(),
+                            e.status.name(),
                             e.attempts,
                             e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
                             // Errors quote guests: no escape sequence reaches the terminal.

@@ -131,6 +131,15 @@ impl Cli {
     }
 }
 
+/// A value parser from a library enum's table of names: the names are the possible values.
+fn named<T: prelabel::named::Named + Send + Sync + Clone>()
+-> impl clap::builder::TypedValueParser<Value = T> {
+    let names: Vec<&'static str> = T::NAMES.iter().map(|(_, name)| *name).collect();
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|s: String| prelabel::named::parse::<T>(&s))
+}
+
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, value)?;

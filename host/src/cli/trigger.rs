@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use prelabel::trigger;
 
-use super::{Context, print_json};
+use super::{Context, named, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -17,7 +17,7 @@ pub enum Command {
         service: String,
         #[arg(long, default_value = "detect")]
         function: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "created")]
+        #[arg(long, value_parser = named::<trigger::Action>(), value_delimiter = ',', default_value = "created")]
         actions: Vec<trigger::Action>,
         /// Only items of this dataset (default: all).
         #[arg(long)]
@@ -25,7 +25,7 @@ pub enum Command {
         /// PATH=GLOB, PATH!=GLOB or PATH in A,B (repeatable, joined by AND).
         #[arg(long = "filter")]
         filters: Vec<String>,
-        #[arg(long, value_enum, default_value = "once")]
+        #[arg(long, value_parser = named::<trigger::Mode>(), default_value = "once")]
         mode: trigger::Mode,
     },
     List,
