@@ -20,9 +20,14 @@ pub enum Error {
     Exec { package: String, error: ExecError },
     #[error(transparent)]
     Init(#[from] InitError),
-    /// A named thing does not exist; the message says what and how to list them.
-    #[error("{0}")]
-    NotFound(String),
+    /// A thing the user named does not exist: what kind, the name (or id) as given, and a
+    /// message that says how to find the ones that do.
+    #[error("{message}")]
+    NotFound {
+        kind: Kind,
+        name: String,
+        message: String,
+    },
     /// An argument that does not make sense; the message names it.
     #[error("{0}")]
     Invalid(String),
@@ -31,6 +36,28 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kinds of things a user names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Package,
+    Revision,
+    Service,
+    Trigger,
+    Dataset,
+    Item,
+    Execution,
+}
+
+impl Error {
+    pub fn not_found(kind: Kind, name: impl ToString, message: String) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.to_string(),
+            message,
+        }
+    }
+}
 
 /// The message of a caught panic, when it has one.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

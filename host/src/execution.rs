@@ -85,9 +85,11 @@ pub fn get(store: &Store, id: i64) -> Result<Execution> {
         .query_row(&format!("{SELECT} WHERE e.id = ?1"), [id], from_row)
         .optional()?
         .ok_or_else(|| {
-            Error::NotFound(format!(
-                "no execution with id {id} (see: prelabel executions list)"
-            ))
+            Error::not_found(
+                crate::error::Kind::Execution,
+                id,
+                format!("no execution with id {id} (see: prelabel executions list)"),
+            )
         })
 }
 

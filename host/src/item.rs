@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::store::Store;
 use crate::trigger::{self, Action};
 
@@ -190,7 +190,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
 fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
     conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
         .optional()?
-        .ok_or_else(|| Error::NotFound(format!("no item with id {id} (see: prelabel items list)")))
+        .ok_or_else(|| {
+            Error::not_found(
+                Kind::Item,
+                id,
+                format!("no item with id {id} (see: prelabel items list)"),
+            )
+        })
 }
 
 pub fn get(store: &Store, id: i64) -> Result<ItemRecord> {
@@ -206,9 +212,11 @@ pub fn dataset_id(store: &Store, dataset: &str) -> Result<i64> {
         })
         .optional()?
         .ok_or_else(|| {
-            Error::NotFound(format!(
-                "no dataset named `{dataset}` (see: prelabel items list)"
-            ))
+            Error::not_found(
+                Kind::Dataset,
+                dataset,
+                format!("no dataset named `{dataset}` (see: prelabel items list)"),
+            )
         })
 }
 

@@ -169,7 +169,7 @@ impl Files {
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::runtime::Runtime;
 use crate::store::Store;
 
@@ -304,12 +304,13 @@ pub fn revision(store: &Store, name: &str, revision: Option<i64>) -> Result<Revi
     let latest = all.last().map_or(0, |r| r.revision);
     match revision {
         None => Ok(all.into_iter().last().ok_or_else(|| no_package(name))?),
-        Some(n) => all
-            .into_iter()
-            .find(|r| r.revision == n)
-            .ok_or(Error::NotFound(format!(
-                "package `{name}` has no revision {n} (latest is {latest})"
-            ))),
+        Some(n) => all.into_iter().find(|r| r.revision == n).ok_or_else(|| {
+            Error::not_found(
+                Kind::Revision,
+                format!("{name} revision {n}"),
+                format!("package `{name}` has no revision {n} (latest is {latest})"),
+            )
+        }),
     }
 }
 
@@ -333,7 +334,9 @@ pub fn revision_by_id(store: &Store, id: i64) -> Result<Revision> {
         )
         .optional()?;
     let (package, revision, version, manifest, component_digest, created_at) =
-        row.ok_or_else(|| Error::NotFound(format!("no package revision #{id}")))?;
+        row.ok_or_else(|| {
+            Error::not_found(Kind::Revision, id, format!("no package revision #{id}"))
+        })?;
     let manifest: Manifest = serde_json::from_str(&manifest).map_err(|e| {
         Error::Package(PackageError::Manifest(ManifestError::Parse {
             path: PathBuf::from(format!("stored manifest of {package} revision {revision}")),
@@ -364,7 +367,9 @@ pub fn revision_by_id(store: &Store, id: i64) -> Result<Revision> {
 }
 
 fn no_package(name: &str) -> Error {
-    Error::NotFound(format!(
-        "no package named `{name}` (push it first: prelabel package push DIR)"
-    ))
+    Error::not_found(
+        Kind::Package,
+        name,
+        format!("no package named `{name}` (push it first: prelabel package push DIR)"),
+    )
 }

@@ -139,9 +139,11 @@ pub fn get(store: &Store, name: &str) -> Result<Service> {
         .query_row(&format!("{SELECT} WHERE s.name = ?1"), [name], from_row)
         .optional()?
         .ok_or_else(|| {
-            Error::NotFound(format!(
-                "no service named `{name}` (see: prelabel service list)"
-            ))
+            Error::not_found(
+                crate::error::Kind::Service,
+                name,
+                format!("no service named `{name}` (see: prelabel service list)"),
+            )
         })
 }
 
@@ -168,7 +170,7 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     let revision = package::revision(store, &request.package, request.revision)?;
     let existing = match get(store, &request.name) {
         Ok(s) => Some(s),
-        Err(Error::NotFound(_)) => None,
+        Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
     if let Some(s) = &existing

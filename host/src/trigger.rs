@@ -224,9 +224,11 @@ pub fn get(store: &Store, name: &str) -> Result<Trigger> {
         .query_row(&format!("{SELECT} WHERE t.name = ?1"), [name], from_row)
         .optional()?
         .ok_or_else(|| {
-            Error::NotFound(format!(
-                "no trigger named `{name}` (see: prelabel trigger list)"
-            ))
+            Error::not_found(
+                crate::error::Kind::Trigger,
+                name,
+                format!("no trigger named `{name}` (see: prelabel trigger list)"),
+            )
         })
 }
 
