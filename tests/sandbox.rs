@@ -759,27 +759,22 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         error("nn_wide.png"),
         "detect exceeded the memory limit of 256 MiB (native inference)"
     );
-    // A model reads no file but itself (beside an artifact in the store lie other blobs).
-    assert!(
-        error("nn_external.png").contains("external data was detected"),
-        "{}",
-        error("nn_external.png")
-    );
-    assert!(
-        error("nn3_identity.png").contains("the model has 1 input(s), got 3 tensor(s)"),
-        "{}",
-        error("nn3_identity.png")
-    );
-    assert!(
-        error("nnlie_identity.png").contains("is over the memory limit"),
-        "{}",
-        error("nnlie_identity.png")
-    );
-    assert!(
-        error("nnbig_identity.png").contains("the model declares rank 1, got shape [512, 512]"),
-        "{}",
-        error("nnbig_identity.png")
-    );
+    for (name, expected) in [
+        // A model reads no file but itself (beside an artifact in the store lie other blobs).
+        ("nn_external.png", "external data was detected"),
+        (
+            "nn3_identity.png",
+            "the model has 1 input(s), got 3 tensor(s)",
+        ),
+        ("nnlie_identity.png", "is over the memory limit"),
+        (
+            "nnbig_identity.png",
+            "the model declares rank 1, got shape [512, 512]",
+        ),
+    ] {
+        let e = error(name);
+        assert!(e.contains(expected), "{name}: {e}");
+    }
     assert_eq!(
         error("nn_identity.png"),
         "",
