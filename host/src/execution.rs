@@ -134,27 +134,23 @@ pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
     };
     let tx = store.write()?;
     let statuses = serde_json::to_string(&statuses).expect("serializes");
-    let (ids, matching): (Vec<i64>, usize) = {
+    // One pass: every execution with the status, and whether it is the latest of its
+    // (service, item, function); only the latest are rerun, the rest are counted.
+    let found: Vec<(i64, bool)> = {
         let mut stmt = tx.prepare(
-            "SELECT e.id FROM executions e JOIN services s ON s.id = e.service_id
+            "SELECT e.id, e.id = (SELECT MAX(l.id) FROM executions l
+                                   WHERE l.service_id = e.service_id AND l.item_id = e.item_id
+                                     AND l.function = e.function)
+               FROM executions e JOIN services s ON s.id = e.service_id
               WHERE e.status IN (SELECT value FROM json_each(?1))
-                AND e.id = (SELECT MAX(l.id) FROM executions l
-                             WHERE l.service_id = e.service_id AND l.item_id = e.item_id
-                               AND l.function = e.function)
               ORDER BY e.id",
         )?;
-        let ids = stmt
-            .query_map([&statuses], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let matching: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM executions e JOIN services s ON s.id = e.service_id
-              WHERE e.status IN (SELECT value FROM json_each(?1))",
-            [&statuses],
-            |r| r.get(0),
-        )?;
-        (ids, matching as usize)
+        stmt.query_map([&statuses], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
     };
-    let skipped = matching - ids.len();
+    let (latest, earlier): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, latest)| *latest);
+    let skipped = earlier.len();
+    let ids = latest.into_iter().map(|(id, _)| id);
     let mut new = Vec::new();
     for id in ids {
         tx.execute(
@@ -204,11 +200,7 @@ pub fn requeue_interrupted(store: &mut Store) -> Result<Interrupted> {
     };
     let mut failed = 0;
     for id in dead_direct {
-        failed += tx.execute(
-            "UPDATE executions SET status = 'failed', error = 'the process running this direct execution stopped',
-                    finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-            [id],
-        )?;
+        failed += fail_running(&tx, id, "the process running this direct execution stopped")?;
     }
     tx.execute(
         "UPDATE executions SET interrupted = interrupted + 1,
@@ -324,12 +316,17 @@ pub fn start_direct(
 /// Ends an execution whose outcome could not be recorded: `failed`, with the cause, and
 /// nothing else written (a smaller write than the outcome, which may still go through).
 pub fn abandon(store: &mut Store, id: i64, cause: &str) -> Result<()> {
-    store.conn().execute(
+    fail_running(store.conn(), id, cause)?;
+    Ok(())
+}
+
+/// Fails an execution that is still `running`, with `cause`; how many it failed (0 or 1).
+fn fail_running(conn: &rusqlite::Connection, id: i64, cause: &str) -> rusqlite::Result<usize> {
+    conn.execute(
         "UPDATE executions SET status = 'failed', error = ?2,
                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1 AND status = 'running'",
         params![id, cause],
-    )?;
-    Ok(())
+    )
 }
 
 /// How an attempt ended.
