@@ -33,7 +33,6 @@ pub struct FileResult {
 
 pub struct LocalRunner<'r> {
     runtime: &'r Runtime,
-    package: String,
     loaded: Loaded,
     artifacts: Artifacts,
     init: BTreeMap<String, InputValue>,
@@ -52,41 +51,30 @@ impl<'r> LocalRunner<'r> {
         given: &BTreeMap<String, InputValue>,
         limits: Limits,
     ) -> Result<Self> {
-        let name = package.manifest.name.clone();
         let init = package.manifest.resolve_init(given)?;
         let loaded = package.compile(runtime)?;
-        let mut runner = Self {
+        let artifacts = Artifacts::new(package.artifacts.clone());
+        // Started now, so that a package whose init fails says so before any file runs;
+        // after a trap, `attempt::run` starts the next one.
+        let (started, init_logs) = runtime.start(&loaded, artifacts.clone(), limits, &init);
+        let instance = started.map_err(|error| Error::Exec {
+            package: package.manifest.name.clone(),
+            error,
+        })?;
+        Ok(Self {
             runtime,
-            package: name,
             loaded,
-            artifacts: Artifacts::new(package.artifacts.clone()),
+            artifacts,
             init,
             limits,
-            instance: None,
-            init_logs: String::new(),
-        };
-        let instance = runner.fresh_instance()?;
-        runner.instance = Some(instance);
-        Ok(runner)
+            instance: Some(instance),
+            init_logs,
+        })
     }
 
     /// The digest of the component being run.
     pub fn component_digest(&self) -> &str {
         &self.loaded.digest
-    }
-
-    fn fresh_instance(&mut self) -> Result<Instance> {
-        let (started, logs) = self.runtime.start(
-            &self.loaded,
-            self.artifacts.clone(),
-            self.limits,
-            &self.init,
-        );
-        self.init_logs = logs;
-        started.map_err(|error| Error::Exec {
-            package: self.package.clone(),
-            error,
-        })
     }
 
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.
