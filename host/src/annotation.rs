@@ -65,44 +65,70 @@ impl Annotation {
         size: Option<(u32, u32)>,
     ) -> Result<Option<Self>, InvalidAnnotation> {
         let bad = |problem: String| InvalidAnnotation { index, problem };
-        if a.label.trim().is_empty() || a.label.len() > MAX_LABEL_LEN {
-            return Err(bad(format!(
-                "label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes",
-                a.label.len()
-            )));
-        }
-        for (what, text) in [
-            ("model name", &a.model.name),
-            ("model version", &a.model.version),
-        ] {
-            if text.len() > MAX_LABEL_LEN {
-                return Err(bad(format!(
-                    "{what} must be at most {MAX_LABEL_LEN} bytes, got {} bytes",
-                    text.len()
-                )));
-            }
-        }
+        check_texts(&a).map_err(bad)?;
         let confidence = a.model.confidence;
         if !(0.0..=1.0).contains(&confidence) {
             return Err(bad(format!("confidence {confidence} is not within 0..1")));
         }
-        let finite = |v: f32, what: &str| {
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(bad(format!("{what} is {v}")))
-            }
+        let Some(geometry) = Geometry::from_guest(&a.geometry, size).map_err(bad)? else {
+            return Ok(None);
         };
+        Ok(Some(Annotation {
+            label: a.label,
+            geometry,
+            model: ModelInfo {
+                name: a.model.name,
+                version: a.model.version,
+                confidence,
+            },
+        }))
+    }
+}
+
+/// The label is 1 to 256 bytes, the model's name and version at most 256.
+fn check_texts(a: &WitAnnotation) -> Result<(), String> {
+    if a.label.trim().is_empty() || a.label.len() > MAX_LABEL_LEN {
+        return Err(format!(
+            "label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes",
+            a.label.len()
+        ));
+    }
+    for (what, text) in [
+        ("model name", &a.model.name),
+        ("model version", &a.model.version),
+    ] {
+        if text.len() > MAX_LABEL_LEN {
+            return Err(format!(
+                "{what} must be at most {MAX_LABEL_LEN} bytes, got {} bytes",
+                text.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn finite(v: f32, what: &str) -> Result<f32, String> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{what} is {v}"))
+    }
+}
+
+impl Geometry {
+    /// A guest's geometry, checked (finite, not inverted, polygon size) and clipped to the
+    /// image; `None` for a box with under 1 px² left.
+    fn from_guest(g: &WitGeometry, size: Option<(u32, u32)>) -> Result<Option<Self>, String> {
         let (w, h) = size.map_or((f32::INFINITY, f32::INFINITY), |(w, h)| {
             (w as f32, h as f32)
         });
-        let point = |p: &WitPoint| -> Result<[f32; 2], InvalidAnnotation> {
+        let point = |p: &WitPoint| -> Result<[f32; 2], String> {
             Ok([
                 finite(p.x, "x")?.clamp(0.0, w),
                 finite(p.y, "y")?.clamp(0.0, h),
             ])
         };
-        let geometry = match &a.geometry {
+        Ok(Some(match g {
             WitGeometry::Bbox(b) => {
                 let (l, t, r, bo) = (
                     finite(b.left, "left")?,
@@ -111,9 +137,9 @@ impl Annotation {
                     finite(b.bottom, "bottom")?,
                 );
                 if r < l || bo < t {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "box is inverted: left {l}, top {t}, right {r}, bottom {bo}"
-                    )));
+                    ));
                 }
                 let (l, t, r, bo) = (
                     l.clamp(0.0, w),
@@ -137,25 +163,16 @@ impl Annotation {
             }
             WitGeometry::Polygon(points) => {
                 if points.len() < 3 || points.len() > MAX_POLYGON_POINTS {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "a polygon needs 3 to {MAX_POLYGON_POINTS} points, got {}",
                         points.len()
-                    )));
+                    ));
                 }
                 Geometry::Polygon {
                     points: points.iter().map(point).collect::<Result<_, _>>()?,
                 }
             }
             WitGeometry::Classification => Geometry::Classification,
-        };
-        Ok(Some(Annotation {
-            label: a.label,
-            geometry,
-            model: ModelInfo {
-                name: a.model.name,
-                version: a.model.version,
-                confidence,
-            },
         }))
     }
 }

@@ -16,7 +16,7 @@ use prelabel::named::Named;
 use prelabel::runtime::Runtime;
 use prelabel::store::Store;
 use prelabel::workspace::Workspace;
-use prelabel::{execution, item, package, scheduler, service, trigger};
+use prelabel::{execution, item, revision, scheduler, service, trigger};
 
 const PACKAGE: &str = "face-detector";
 const DATASET: &str = "samples";
@@ -34,7 +34,7 @@ pub fn run(runtime: Runtime, out: &Path) -> Result<()> {
     }
     let mut store = Store::open(&home)?;
 
-    let revision = package::push(
+    let revision = revision::push(
         &mut store,
         &runtime,
         &workspace.package_dir(PACKAGE),

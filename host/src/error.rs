@@ -1,4 +1,7 @@
-//! The platform's error: what a command on the store can fail with, each naming its cause.
+//! The platform's error: what an operation on the store can fail with, each variant carrying
+//! the data that names its cause (the CLI prints it, the HTTP API maps it to a status).
+
+use std::path::PathBuf;
 
 use crate::manifest::InitError;
 use crate::package::PackageError;
@@ -14,10 +17,18 @@ pub enum Error {
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error("{package}: {error}")]
-    Load { package: String, error: LoadError },
+    Load {
+        package: String,
+        #[source]
+        error: LoadError,
+    },
     /// Instantiating or initialising a guest failed.
     #[error("{package}: {error}")]
-    Exec { package: String, error: ExecError },
+    Exec {
+        package: String,
+        #[source]
+        error: ExecError,
+    },
     #[error(transparent)]
     Init(#[from] InitError),
     /// A thing the user named does not exist: what kind, the name (or id) as given, and a
@@ -28,11 +39,39 @@ pub enum Error {
         name: String,
         message: String,
     },
-    /// An argument that does not make sense; the message names it.
-    #[error("{0}")]
-    Invalid(String),
+    /// An argument out of its range: which one (its name as a flag, which is also the
+    /// API's field name with `-` for `_`) and why.
+    #[error("--{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("invalid filter `{filter}`: {message}")]
     Filter { filter: String, message: String },
+    /// A function the service's revision does not declare.
+    #[error(
+        "service `{service}` has no function `{function}` (package {package} revision {revision} declares: {})",
+        declared.join(", ")
+    )]
+    NoFunction {
+        service: String,
+        function: String,
+        package: String,
+        revision: i64,
+        declared: Vec<String>,
+    },
+    /// A name that is taken (a trigger), or a service asked to run another package.
+    #[error("{message}")]
+    Conflict { kind: Kind, name: String, message: String },
+    /// Another scheduler holds the home.
+    #[error(
+        "another `prelabel serve` or `prelabel work` is running on {} (one scheduler per home)",
+        home.display()
+    )]
+    HomeBusy { home: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -55,6 +94,21 @@ impl Error {
             kind,
             name: name.to_string(),
             message,
+        }
+    }
+
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// An I/O error on `path`, as a closure for `map_err`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }

@@ -1,13 +1,13 @@
 //! Executions: one run of a service's function on an item, from `queued` to an end state,
 //! with attempts, timings, the error and the guest's captured logs.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use crate::annotation::Annotation;
 use crate::error::{Error, Result};
 use crate::named::Named;
-use crate::store::Store;
+use crate::store::{NOW, Store};
 
 /// `queued` → `running` → `success` | `failed` | `timed-out`; `canceled` when its service goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,11 +209,11 @@ pub fn requeue_interrupted(store: &mut Store) -> Result<Interrupted> {
         [],
     )?;
     failed += tx.execute(
-        "UPDATE executions SET status = 'failed',
+        &format!("UPDATE executions SET status = 'failed',
                 error = 'host stopped during this execution ' || interrupted || ' times',
-                finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                finished_at = {NOW}
           WHERE status = 'running' AND direct = 0
-            AND interrupted > COALESCE((SELECT max_attempts FROM services s WHERE s.id = service_id), 0)",
+            AND interrupted > COALESCE((SELECT max_attempts FROM services s WHERE s.id = service_id), 0)"),
         [],
     )?;
     let requeued = tx.execute(
@@ -277,9 +277,9 @@ fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<
         .optional()?;
     if let Some(c) = &next {
         tx.execute(
-            "UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
+            &format!("UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
                     item_digest = (SELECT digest FROM items WHERE id = item_id),
-                    started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                    started_at = {NOW} WHERE id = ?1"),
             params![c.id, c.attempts, revision_id],
         )?;
     }
@@ -299,10 +299,10 @@ pub fn start_direct(
     // Marked direct, with this process's id: a scheduler never takes it for queue work
     // that a killed host left running, and fails it only if this process is gone.
     store.conn().execute(
-        "INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at,
+        &format!("INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at,
                                  direct, direct_pid, item_digest)
-         VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 1, ?6,
-                 (SELECT digest FROM items WHERE id = ?3))",
+         VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, {NOW}, 1, ?6,
+                 (SELECT digest FROM items WHERE id = ?3))"),
         params![service_id, service, item_id, function, revision_id, std::process::id()],
     )?;
     Ok(Claimed {
@@ -323,8 +323,8 @@ pub fn abandon(store: &mut Store, id: i64, cause: &str) -> Result<()> {
 /// Fails an execution that is still `running`, with `cause`; how many it failed (0 or 1).
 fn fail_running(conn: &rusqlite::Connection, id: i64, cause: &str) -> rusqlite::Result<usize> {
     conn.execute(
-        "UPDATE executions SET status = 'failed', error = ?2,
-                finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1 AND status = 'running'",
+        &format!("UPDATE executions SET status = 'failed', error = ?2,
+                finished_at = {NOW} WHERE id = ?1 AND status = 'running'"),
         params![id, cause],
     )
 }
@@ -352,25 +352,9 @@ pub fn finish(
     component_digest: &str,
 ) -> Result<()> {
     let tx = store.write()?;
-    let (service_id, service_name, revision_id): (i64, String, i64) = tx.query_row(
-        "SELECT service_id, service_name, revision_id FROM executions WHERE id = ?1",
-        [claimed.id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
     match outcome {
         Outcome::Success(annotations) => {
-            // With several executions of one item at once, an older one can end last. Its
-            // result is history, not the item's annotations: the bytes it ran on are no
-            // longer the item's, or a later execution already stored its own result.
-            let stale: bool = tx.query_row(
-                "SELECT e.item_digest IS NOT (SELECT digest FROM items WHERE id = e.item_id)
-                        OR EXISTS (SELECT 1 FROM executions l
-                                    WHERE l.service_id = e.service_id AND l.item_id = e.item_id
-                                      AND l.id > e.id AND l.status = 'success')
-                   FROM executions e WHERE e.id = ?1",
-                [claimed.id],
-                |r| r.get(0),
-            )?;
+            let stale = is_stale(&tx, claimed.id)?;
             let logs = if stale {
                 format!(
                     "{logs}[prelabel] the item changed or a later execution finished first: \
@@ -381,37 +365,14 @@ pub fn finish(
                 logs.to_string()
             };
             tx.execute(
-                "UPDATE executions SET status = 'success', error = NULL, logs = logs || ?2, duration_ms = ?3,
-                        finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                &format!(
+                    "UPDATE executions SET status = 'success', error = NULL, logs = logs || ?2, duration_ms = ?3,
+                            finished_at = {NOW} WHERE id = ?1"
+                ),
                 params![claimed.id, logs, duration_ms as i64],
             )?;
-            if stale {
-                tx.commit()?;
-                return Ok(());
-            }
-            tx.execute(
-                "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2",
-                params![claimed.item_id, service_id],
-            )?;
-            for a in annotations {
-                tx.execute(
-                    "INSERT INTO annotations (item_id, service_id, service_name, execution_id, revision_id, component_digest,
-                                              label, geometry, model_name, model_version, confidence)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
-                        claimed.item_id,
-                        service_id,
-                        service_name,
-                        claimed.id,
-                        revision_id,
-                        component_digest,
-                        a.label,
-                        serde_json::to_string(&a.geometry).expect("serializes"),
-                        a.model.name,
-                        a.model.version,
-                        f64::from(a.model.confidence),
-                    ],
-                )?;
+            if !stale {
+                replace_annotations(&tx, claimed, annotations, component_digest)?;
             }
         }
         Outcome::Failed {
@@ -425,12 +386,68 @@ pub fn finish(
                 (*status, true)
             };
             tx.execute(
-                "UPDATE executions SET status = ?2, error = ?3, logs = logs || ?4, duration_ms = ?5,
-                        finished_at = CASE WHEN ?6 THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END WHERE id = ?1",
+                &format!(
+                    "UPDATE executions SET status = ?2, error = ?3, logs = logs || ?4, duration_ms = ?5,
+                            finished_at = CASE WHEN ?6 THEN {NOW} END WHERE id = ?1"
+                ),
                 params![claimed.id, status.name(), error, logs, duration_ms as i64, finished],
             )?;
         }
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// With several executions of one item at once, an older one can end last. Its result is
+/// history, not the item's annotations: the bytes it ran on are no longer the item's, or a
+/// later execution already stored its own result.
+fn is_stale(tx: &Transaction<'_>, id: i64) -> Result<bool> {
+    Ok(tx.query_row(
+        "SELECT e.item_digest IS NOT (SELECT digest FROM items WHERE id = e.item_id)
+                OR EXISTS (SELECT 1 FROM executions l
+                            WHERE l.service_id = e.service_id AND l.item_id = e.item_id
+                              AND l.id > e.id AND l.status = 'success')
+           FROM executions e WHERE e.id = ?1",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The execution's annotations become the item's for its service, replacing earlier ones.
+fn replace_annotations(
+    tx: &Transaction<'_>,
+    claimed: &Claimed,
+    annotations: &[Annotation],
+    component_digest: &str,
+) -> Result<()> {
+    let (service_id, service_name, revision_id): (i64, String, i64) = tx.query_row(
+        "SELECT service_id, service_name, revision_id FROM executions WHERE id = ?1",
+        [claimed.id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    tx.execute(
+        "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2",
+        params![claimed.item_id, service_id],
+    )?;
+    for a in annotations {
+        tx.execute(
+            "INSERT INTO annotations (item_id, service_id, service_name, execution_id, revision_id, component_digest,
+                                      label, geometry, model_name, model_version, confidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                claimed.item_id,
+                service_id,
+                service_name,
+                claimed.id,
+                revision_id,
+                component_digest,
+                a.label,
+                serde_json::to_string(&a.geometry).expect("serializes"),
+                a.model.name,
+                a.model.version,
+                f64::from(a.model.confidence),
+            ],
+        )?;
+    }
     Ok(())
 }

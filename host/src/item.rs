@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Kind, Result};
-use crate::store::Store;
+use crate::store::{NOW, Store};
 use crate::trigger::{self, Action};
 
 /// The mimetype of `bytes`, from magic numbers; UTF-8 text is `text/plain`, anything else
@@ -106,7 +106,7 @@ pub fn upload(
     bytes: &[u8],
 ) -> Result<(ItemRecord, Change, usize)> {
     if dataset.trim().is_empty() {
-        return Err(Error::Invalid("--dataset must not be empty".into()));
+        return Err(Error::invalid("dataset", "must not be empty"));
     }
     // The blob first: an item row never points at bytes that are not on disk.
     let digest = crate::files::sha256_hex(bytes);
@@ -136,8 +136,8 @@ pub fn upload(
         Some((id, old)) if old == digest => (id, Change::Unchanged),
         Some((id, _)) => {
             tx.execute(
-                "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
-                        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                &format!("UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
+                        updated_at = {NOW} WHERE id = ?1"),
                 params![
                     id,
                     digest,

@@ -18,6 +18,7 @@ pub mod local;
 pub mod manifest;
 pub mod named;
 pub mod package;
+pub mod revision;
 pub mod runtime;
 pub mod scheduler;
 pub mod service;

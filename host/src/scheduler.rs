@@ -21,7 +21,7 @@ use crate::attempt::{self, Failure};
 use crate::error::{Error, Result};
 use crate::execution::{self, Claimed, Outcome, Status};
 use crate::item;
-use crate::package::{self, Revision};
+use crate::revision::{self, Revision};
 use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::service::{self, Service};
 use crate::store::Store;
@@ -70,25 +70,20 @@ pub struct HomeLock {
 }
 
 pub fn lock_home(home: &Path) -> Result<HomeLock> {
-    std::fs::create_dir_all(home)
-        .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", home.display())))?;
+    std::fs::create_dir_all(home).map_err(Error::io(home))?;
     let path = home.join("scheduler.lock");
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::Invalid(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(Error::io(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(HomeLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::Invalid(format!(
-            "another `prelabel serve` or `prelabel work` is running on {} (one scheduler per home)",
-            home.display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(Error::Invalid(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
+        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
+            home: home.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
     }
 }
 
@@ -232,7 +227,7 @@ fn run_claimed(
         *current = None;
     }
     if current.is_none() {
-        let slot = package::revision_by_id(store, service.revision_id).and_then(|revision| {
+        let slot = revision::revision_by_id(store, service.revision_id).and_then(|revision| {
             let loaded = components.get(store, runtime, &revision)?;
             Ok(Slot {
                 generation: service.generation,
@@ -336,7 +331,7 @@ pub fn execute_now(
 ) -> Result<execution::Execution> {
     let mut store = Store::open(home)?;
     let service = service::get(&store, service_name)?;
-    let revision = package::revision_by_id(&store, service.revision_id)?;
+    let revision = revision::revision_by_id(&store, service.revision_id)?;
     if !revision
         .manifest
         .module
@@ -344,11 +339,19 @@ pub fn execute_now(
         .iter()
         .any(|f| f.name == function)
     {
-        return Err(Error::Invalid(format!(
-            "service `{service_name}` has no function `{function}` (package {} revision {})",
-            revision.package, revision.revision
-        )));
-    }
+        return Err(Error::NoFunction {
+            service: service.name,
+            function: function.to_string(),
+            package: revision.package,
+            revision: revision.revision,
+            declared: revision
+                .manifest
+                .module
+                .functions
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+        });    }
     item::get(&store, item_id)?;
     let claimed = execution::start_direct(
         &mut store,

@@ -10,11 +10,11 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::manifest::InputValue;
-use crate::package::{self, Revision};
+use crate::revision::{self, Revision};
 use crate::runtime::Limits;
-use crate::store::Store;
+use crate::store::{NOW, Store};
 
 /// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
 /// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
@@ -89,8 +89,10 @@ pub struct Deploy {
     /// `key=value` pairs, typed by the manifest.
     pub init: Vec<String>,
     pub concurrency: Option<u32>,
-    pub timeout: Option<Duration>,
-    pub init_timeout: Option<Duration>,
+    /// Seconds.
+    pub timeout: Option<f64>,
+    /// Seconds.
+    pub init_timeout: Option<f64>,
     pub max_attempts: Option<u32>,
     pub memory_mb: Option<u32>,
     pub max_item_mb: Option<u32>,
@@ -140,7 +142,7 @@ pub fn get(store: &Store, name: &str) -> Result<Service> {
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
-                crate::error::Kind::Service,
+                Kind::Service,
                 name,
                 format!("no service named `{name}` (see: prelabel service list)"),
             )
@@ -165,9 +167,9 @@ pub fn list(store: &Store) -> Result<Vec<Service>> {
 /// Creates or updates a service. Returns it and whether it is new.
 pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     if request.name.trim().is_empty() {
-        return Err(Error::Invalid("--name must not be empty".into()));
+        return Err(Error::invalid("name", "must not be empty"));
     }
-    let revision = package::revision(store, &request.package, request.revision)?;
+    let revision = revision::revision(store, &request.package, request.revision)?;
     let existing = match get(store, &request.name) {
         Ok(s) => Some(s),
         Err(Error::NotFound { .. }) => None,
@@ -176,60 +178,84 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     if let Some(s) = &existing
         && s.package != request.package
     {
-        return Err(Error::Invalid(format!(
-            "service `{}` runs package `{}`, not `{}` (delete it first, or pick another --name)",
-            s.name, s.package, request.package
-        )));
+        return Err(Error::Conflict {
+            kind: Kind::Service,
+            name: s.name.clone(),
+            message: format!(
+                "service `{}` runs package `{}`, not `{}` (delete it first, or pick another --name)",
+                s.name, s.package, request.package
+            ),
+        });
     }
     let init = resolve_init(&revision, existing.as_ref(), &request.init)?;
-    let mut settings = existing.as_ref().map(|s| s.settings).unwrap_or_default();
-    if let Some(n) = request.concurrency {
-        settings.concurrency = positive(n, "--concurrency")?;
-        if n > MAX_CONCURRENCY {
-            return Err(Error::Invalid(format!(
-                "--concurrency must be at most {MAX_CONCURRENCY} (one worker thread and instance each), got {n}"
-            )));
+    let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
+    write(store, &request.name, existing.as_ref(), &revision, &init, &settings)?;
+    Ok((get(store, &request.name)?, existing.is_none()))
+}
+
+impl Deploy {
+    /// `current` with what this request changes, each value checked.
+    fn settings(&self, mut settings: Settings) -> Result<Settings> {
+        if let Some(n) = self.concurrency {
+            settings.concurrency = positive(n, "concurrency")?;
+            if n > MAX_CONCURRENCY {
+                return Err(Error::invalid(
+                    "concurrency",
+                    format!(
+                        "must be at most {MAX_CONCURRENCY} (one worker thread and instance each), got {n}"
+                    ),
+                ));
+            }
         }
+        if let Some(t) = self.timeout {
+            settings.timeout_ms = millis(t, "timeout")?;
+        }
+        if let Some(t) = self.init_timeout {
+            settings.init_timeout_ms = millis(t, "init-timeout")?;
+        }
+        for (value, field, setting) in [
+            (self.max_attempts, "max-attempts", &mut settings.max_attempts),
+            (self.memory_mb, "memory-mb", &mut settings.memory_mb),
+            (self.max_item_mb, "max-item-mb", &mut settings.max_item_mb),
+            (self.max_annotations, "max-annotations", &mut settings.max_annotations),
+            (self.log_kb, "log-kb", &mut settings.log_kb),
+        ] {
+            if let Some(n) = value {
+                *setting = positive(n, field)?;
+            }
+        }
+        if let Some(allow) = self.allow_inference {
+            settings.allow_inference = allow;
+        }
+        Ok(settings)
     }
-    if let Some(t) = request.timeout {
-        settings.timeout_ms = millis(t, "--timeout")?;
-    }
-    if let Some(t) = request.init_timeout {
-        settings.init_timeout_ms = millis(t, "--init-timeout")?;
-    }
-    if let Some(n) = request.max_attempts {
-        settings.max_attempts = positive(n, "--max-attempts")?;
-    }
-    if let Some(n) = request.memory_mb {
-        settings.memory_mb = positive(n, "--memory-mb")?;
-    }
-    if let Some(n) = request.max_item_mb {
-        settings.max_item_mb = positive(n, "--max-item-mb")?;
-    }
-    if let Some(n) = request.max_annotations {
-        settings.max_annotations = positive(n, "--max-annotations")?;
-    }
-    if let Some(n) = request.log_kb {
-        settings.log_kb = positive(n, "--log-kb")?;
-    }
-    if let Some(allow) = request.allow_inference {
-        settings.allow_inference = allow;
-    }
-    let init_json = serde_json::to_string(&init).expect("init values serialize");
+}
+
+/// Inserts the service, or updates it in place with a new generation (remembering the
+/// revision it ran before, for `rollback`).
+fn write(
+    store: &mut Store,
+    name: &str,
+    existing: Option<&Service>,
+    revision: &Revision,
+    init: &BTreeMap<String, InputValue>,
+    settings: &Settings,
+) -> Result<()> {
+    let init_json = serde_json::to_string(init).expect("init values serialize");
     let tx = store.write()?;
     let package_id: i64 = tx.query_row(
         "SELECT package_id FROM revisions WHERE id = ?1",
         [revision.id],
         |r| r.get(0),
     )?;
-    match &existing {
+    match existing {
         None => {
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
                                        init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
-                    request.name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
+                    name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
                     settings.allow_inference
                 ],
@@ -242,11 +268,13 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
                 s.previous_revision_id
             };
             tx.execute(
-                "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
-                        timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
-                        max_annotations = ?11, log_kb = ?12, allow_inference = ?13, generation = generation + 1,
-                        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                  WHERE id = ?1",
+                &format!(
+                    "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
+                            timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
+                            max_annotations = ?11, log_kb = ?12, allow_inference = ?13, generation = generation + 1,
+                            updated_at = {NOW}
+                      WHERE id = ?1"
+                ),
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
@@ -256,7 +284,7 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         }
     }
     tx.commit()?;
-    Ok((get(store, &request.name)?, existing.is_none()))
+    Ok(())
 }
 
 /// Init values for a deploy: the manifest's defaults, then the service's current values
@@ -282,17 +310,21 @@ fn resolve_init(
     Ok(manifest.resolve_init(&values)?)
 }
 
-fn millis(t: Duration, flag: &str) -> Result<u64> {
+/// Seconds as given (by a flag or a JSON number) to stored milliseconds.
+fn millis(seconds: f64, field: &'static str) -> Result<u64> {
+    let t = Duration::try_from_secs_f64(seconds).map_err(|_| {
+        Error::invalid(field, format!("must be a number of seconds, got {seconds}"))
+    })?;
     if t.is_zero() {
-        Err(Error::Invalid(format!("{flag} must be positive")))
+        Err(Error::invalid(field, "must be positive"))
     } else {
         Ok(t.as_millis().max(1) as u64)
     }
 }
 
-fn positive(n: u32, flag: &str) -> Result<u32> {
+fn positive(n: u32, field: &'static str) -> Result<u32> {
     if n == 0 {
-        Err(Error::Invalid(format!("{flag} must be at least 1")))
+        Err(Error::invalid(field, "must be at least 1"))
     } else {
         Ok(n)
     }
@@ -301,7 +333,7 @@ fn positive(n: u32, flag: &str) -> Result<u32> {
 pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Service> {
     let service = get(store, name)?;
     store.conn().execute(
-        "UPDATE services SET paused = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        &format!("UPDATE services SET paused = ?2, updated_at = {NOW} WHERE id = ?1"),
         params![service.id, paused],
     )?;
     get(store, name)
@@ -313,8 +345,8 @@ pub fn delete(store: &mut Store, name: &str) -> Result<usize> {
     let service = get(store, name)?;
     let tx = store.write()?;
     let canceled = tx.execute(
-        "UPDATE executions SET status = 'canceled', error = 'service deleted', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE service_id = ?1 AND status = 'queued'",
+        &format!("UPDATE executions SET status = 'canceled', error = 'service deleted', finished_at = {NOW}
+          WHERE service_id = ?1 AND status = 'queued'"),
         [service.id],
     )?;
     tx.execute("DELETE FROM triggers WHERE service_id = ?1", [service.id])?;
@@ -327,16 +359,18 @@ pub fn delete(store: &mut Store, name: &str) -> Result<usize> {
 /// rollback undoes the first).
 pub fn rollback(store: &mut Store, name: &str) -> Result<Service> {
     let service = get(store, name)?;
-    let previous = service.previous_revision_id.ok_or_else(|| {
-        Error::Invalid(format!(
-            "service `{name}` has no previous revision to roll back to"
-        ))
-    })?;
-    let revision = package::revision_by_id(store, previous)?;
+    let previous = service
+        .previous_revision_id
+        .ok_or_else(|| Error::Conflict {
+            kind: Kind::Service,
+            name: name.to_string(),
+            message: format!("service `{name}` has no previous revision to roll back to"),
+        })?;
+    let revision = revision::revision_by_id(store, previous)?;
     let init = resolve_init(&revision, Some(&service), &[])?;
     store.conn().execute(
-        "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        &format!("UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
+                updated_at = {NOW} WHERE id = ?1"),
         params![service.id, previous, service.revision_id, serde_json::to_string(&init).expect("init values serialize")],
     )?;
     get(store, name)

@@ -21,6 +21,10 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// How long a writer waits for another process's transaction before giving up.
+/// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
+/// schema's defaults write too, so stored times sort and compare as text).
+pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]

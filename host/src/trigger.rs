@@ -14,8 +14,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::named::Named;
+use crate::revision;
 use crate::service;
 use crate::store::Store;
 
@@ -137,10 +138,10 @@ pub struct Create {
 
 pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
     if request.name.trim().is_empty() {
-        return Err(Error::Invalid("the trigger name must not be empty".into()));
+        return Err(Error::invalid("name", "must not be empty"));
     }
     let service = service::get(store, &request.service)?;
-    let revision = crate::package::revision_by_id(store, service.revision_id)?;
+    let revision = revision::revision_by_id(store, service.revision_id)?;
     let functions: Vec<&str> = revision
         .manifest
         .module
@@ -149,18 +150,18 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
         .map(|f| f.name.as_str())
         .collect();
     if !functions.contains(&request.function.as_str()) {
-        return Err(Error::Invalid(format!(
-            "service `{}` has no function `{}` (package {} revision {} declares: {})",
-            service.name,
-            request.function,
-            revision.package,
-            revision.revision,
-            functions.join(", ")
-        )));
+        return Err(Error::NoFunction {
+            service: service.name,
+            function: request.function.clone(),
+            package: revision.package,
+            revision: revision.revision,
+            declared: functions.iter().map(|f| f.to_string()).collect(),
+        });
     }
     if request.actions.is_empty() {
-        return Err(Error::Invalid(
-            "--actions needs at least one of created, updated".into(),
+        return Err(Error::invalid(
+            "actions",
+            "needs at least one of created, updated",
         ));
     }
     for f in &request.filters {
@@ -175,10 +176,11 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
         )
         .optional()?;
     if exists.is_some() {
-        return Err(Error::Invalid(format!(
-            "a trigger named `{}` exists already",
-            request.name
-        )));
+        return Err(Error::Conflict {
+            kind: Kind::Trigger,
+            name: request.name.clone(),
+            message: format!("a trigger named `{}` exists already", request.name),
+        });
     }
     store.conn().execute(
         "INSERT INTO triggers (name, service_id, function, actions, dataset, filters, mode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -225,7 +227,7 @@ pub fn get(store: &Store, name: &str) -> Result<Trigger> {
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
-                crate::error::Kind::Trigger,
+                Kind::Trigger,
                 name,
                 format!("no trigger named `{name}` (see: prelabel trigger list)"),
             )

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use prelabel::package;
+use prelabel::revision;
 
 use super::Context;
 
@@ -46,7 +46,7 @@ impl Command {
         let mut store = ctx.store()?;
         match self {
             Command::Push { dir, root } => {
-                let r = package::push(&mut store, &ctx.runtime()?, &dir, root.get())?;
+                let r = revision::push(&mut store, &ctx.runtime()?, &dir, root.get())?;
                 println!(
                     "pushed {} revision {} (version {}, component sha256:{})",
                     r.package, r.revision, r.version, r.component_digest
@@ -60,7 +60,7 @@ impl Command {
                     "{:<24} {:>8}  {:<12} created",
                     "package", "revision", "version"
                 );
-                for r in package::list(&store)? {
+                for r in revision::list(&store)? {
                     println!(
                         "{:<24} {:>8}  {:<12} {}",
                         r.package, r.revision, r.version, r.created_at
@@ -68,7 +68,7 @@ impl Command {
                 }
             }
             Command::Show { name } => {
-                for r in package::revisions(&store, &name)? {
+                for r in revision::revisions(&store, &name)? {
                     println!(
                         "{} revision {} (version {}), {}",
                         r.package, r.revision, r.version, r.created_at

@@ -1,9 +1,8 @@
 //! `prelabel service deploy | list | show | pause | resume | delete | rollback`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Subcommand;
 
 use prelabel::service;
@@ -92,21 +91,14 @@ impl Command {
                 log_kb,
                 allow_inference,
             } => {
-                let seconds = |t: Option<f64>, flag: &str| {
-                    t.map(|t| {
-                        Duration::try_from_secs_f64(t)
-                            .with_context(|| format!("{flag} must be a number of seconds, got {t}"))
-                    })
-                    .transpose()
-                };
                 let request = service::Deploy {
                     package: package.clone(),
                     name: name.clone(),
                     revision: *revision,
                     init: init.clone(),
                     concurrency: *concurrency,
-                    timeout: seconds(*timeout, "--timeout")?,
-                    init_timeout: seconds(*init_timeout, "--init-timeout")?,
+                    timeout: *timeout,
+                    init_timeout: *init_timeout,
                     max_attempts: *max_attempts,
                     memory_mb: *memory_mb,
                     max_item_mb: *max_item_mb,

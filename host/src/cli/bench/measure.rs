@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use prelabel::error::{Error, Result};
-use prelabel::package::{self, Package};
+use anyhow::{Context as _, Result, anyhow};
+
+use prelabel::package::Package;
+use prelabel::revision;
 use prelabel::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
 use prelabel::store::Store;
 use prelabel::{execution, item, scheduler, service, trigger};
@@ -77,12 +79,8 @@ fn load(dir: &Path) -> Result<Package> {
     Ok(Package::load_within(dir, checkout().as_deref())?)
 }
 
-fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<package::Revision> {
-    package::push(store, runtime, dir, checkout().as_deref())
-}
-
-fn bench_error(message: impl Into<String>) -> Error {
-    Error::Invalid(message.into())
+fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<revision::Revision> {
+    Ok(revision::push(store, runtime, dir, checkout().as_deref())?)
 }
 
 fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
@@ -94,7 +92,7 @@ fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Ins
         ..Limits::default()
     };
     let (started, _) = runtime.start(loaded, artifacts, limits, &init);
-    started.map_err(|e| bench_error(e.to_string()))
+    Ok(started?)
 }
 
 fn item_of(name: &str, bytes: &[u8]) -> Item {
@@ -125,12 +123,12 @@ fn logged_stages(logs: &str) -> Vec<(String, Duration)> {
 pub fn run(options: &Options) -> Result<Vec<Row>> {
     let _ = std::fs::remove_dir_all(&options.scratch);
     std::fs::create_dir_all(&options.scratch)
-        .map_err(|e| bench_error(format!("{}: {e}", options.scratch.display())))?;
+        .with_context(|| options.scratch.display().to_string())?;
     let runs = options.runs.max(3);
     let mut rows = Vec::new();
     let faces = load(&options.face_detector)?;
     let image = std::fs::read(&options.image)
-        .map_err(|e| bench_error(format!("{}: {e}", options.image.display())))?;
+        .with_context(|| options.image.display().to_string())?;
     let image_name = options
         .image
         .file_name()
@@ -138,7 +136,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         .unwrap_or_default();
 
     // 4. Component load: compile, cached load, instantiate, init.
-    let uncached = Runtime::new(None).map_err(|e| bench_error(e.to_string()))?;
+    let uncached = Runtime::new(None)?;
     let (_, compile) = time(|| uncached.load(&faces.component));
     rows.push(stats(
         "load",
@@ -148,10 +146,10 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     ));
     drop(uncached);
     let runtime = Runtime::new(Some(options.scratch.join("cache")))
-        .map_err(|e| bench_error(e.to_string()))?;
+        ?;
     let loaded = runtime
         .load(&faces.component)
-        .map_err(|e| bench_error(e.to_string()))?;
+        ?;
     let cached: Vec<Duration> = (0..runs)
         .map(|_| time(|| runtime.load_with_digest(&faces.component, &loaded.digest)).1)
         .collect();
@@ -172,7 +170,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
             )
         });
         instantiate.push(t);
-        let mut i = i.map_err(|e| bench_error(e.to_string()))?;
+        let mut i = i?;
         let inputs = runtime::init_inputs(&faces.manifest.resolve_init(&BTreeMap::new())?);
         init.push(time(|| i.init(&inputs)).1);
     }
@@ -195,12 +193,12 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     let mut wasm_total = Vec::new();
     let mut wasm_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     wasm.detect(&probe)
-        .map_err(|e| bench_error(e.to_string()))?; // warm-up
+        ?; // warm-up
     wasm.take_logs();
     for _ in 0..runs {
         let item = item_of(&image_name, &image);
         let (r, t) = time(|| wasm.detect(&item));
-        r.map_err(|e| bench_error(e.to_string()))?;
+        r?;
         wasm_total.push(t);
         for (stage, d) in logged_stages(&wasm.take_logs()) {
             wasm_stages.entry(stage).or_default().push(d);
@@ -211,15 +209,15 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
             .artifacts
             .values()
             .next()
-            .ok_or_else(|| bench_error("face-detector has no artifact"))?,
+            .ok_or_else(|| anyhow!("face-detector has no artifact"))?,
     )
-    .map_err(|e| bench_error(e.to_string()))?;
-    let native = res10::Model::from_onnx(&model_bytes).map_err(|e| bench_error(e.to_string()))?;
+    ?;
+    let native = res10::Model::from_onnx(&model_bytes)?;
     let mut native_total = Vec::new();
     let mut native_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     for _ in 0..runs {
         let (r, t) = time(|| res10::detect_timed(&native, &image, res10::DEFAULT_MAX_PIXELS, 0.5));
-        let (_, timings) = r.map_err(|e| bench_error(e.to_string()))?;
+        let (_, timings) = r?;
         native_total.push(t);
         for (stage, d) in [
             ("decode", timings.decode),
@@ -244,7 +242,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     for _ in 0..runs {
         let item = item_of(&image_name, &image);
         let (r, t) = time(|| hosted.detect(&item));
-        r.map_err(|e| bench_error(e.to_string()))?;
+        r?;
         hosted_total.push(t);
         let stages = logged_stages(&hosted.take_logs());
         hosted_infer.extend(
@@ -312,7 +310,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     let noop = load(&options.noop)?;
     let noop_loaded = runtime
         .load(&noop.component)
-        .map_err(|e| bench_error(e.to_string()))?;
+        ?;
     let mut noop_instance = instance(&runtime, &noop_loaded, &noop)?;
     let tiny = item_of("ok.png", b"ok");
     let calls: Vec<Duration> = (0..runs * 20)
@@ -406,7 +404,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
 
 fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
     Ok(Arc::new(
-        Runtime::new(Some(scratch.join("cache"))).map_err(|e| bench_error(e.to_string()))?,
+        Runtime::new(Some(scratch.join("cache")))?,
     ))
 }
 
@@ -444,8 +442,8 @@ fn work(home: &Path, runtime: &Arc<Runtime>) -> Result<()> {
         runtime.clone(),
         Arc::new(AtomicBool::new(false)),
         true,
-    )
-    .map(|_| ())
+    )?;
+    Ok(())
 }
 
 fn platform_overhead(
@@ -471,7 +469,7 @@ fn platform_overhead(
 
 fn photos(samples: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
-        .map_err(|e| bench_error(format!("{}: {e}", samples.display())))?
+        .with_context(|| samples.display().to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
@@ -482,7 +480,7 @@ fn photos(samples: &Path) -> Result<Vec<(String, Vec<u8>)>> {
                 p.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                std::fs::read(&p).map_err(|e| bench_error(e.to_string()))?,
+                std::fs::read(&p)?,
             ))
         })
         .collect()
@@ -552,7 +550,7 @@ fn hot_swap(
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = worker.join();
-    swapped.ok_or_else(|| bench_error("no execution ran on the new revision"))
+    swapped.ok_or_else(|| anyhow!("no execution ran on the new revision"))
 }
 
 /// Runs the photos through one service in a child `prelabel work --until-idle` and returns
@@ -567,7 +565,7 @@ fn serve_rss_kib(
     for (name, bytes) in photos(samples)? {
         item::upload(&mut store, "d", &name, &bytes)?;
     }
-    let exe = std::env::current_exe().map_err(|e| bench_error(e.to_string()))?;
+    let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
         .args(["work", "--until-idle"])
         .env("PRELABEL_HOME", home)
@@ -576,7 +574,7 @@ fn serve_rss_kib(
             home.parent().unwrap_or(home).join("cache"),
         )
         .spawn()
-        .map_err(|e| bench_error(e.to_string()))?;
+        ?;
     // The child's own high-water mark, read until it exits (it only grows). getrusage of
     // children would count this process's memory too: a forked child starts as its copy.
     let status_file = format!("/proc/{}/status", child.id());
@@ -589,9 +587,9 @@ fn serve_rss_kib(
         {
             peak = Some(kib);
         }
-        if let Some(status) = child.try_wait().map_err(|e| bench_error(e.to_string()))? {
+        if let Some(status) = child.try_wait()? {
             if !status.success() {
-                return Err(bench_error(format!("prelabel work exited with {status}")));
+                return Err(anyhow!(format!("prelabel work exited with {status}")));
             }
             return Ok(peak);
         }
