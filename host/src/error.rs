@@ -31,6 +31,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Init(#[from] InitError),
+    /// The engine could not be set up (its compile cache, say).
+    #[error("cannot set up the runtime: {0}")]
+    Runtime(#[source] LoadError),
     /// A thing the user named does not exist: what kind, the name (or id) as given, and a
     /// message that says how to find the ones that do.
     #[error("{message}")]
@@ -59,7 +62,11 @@ pub enum Error {
     },
     /// A name that is taken (a trigger), or a service asked to run another package.
     #[error("{message}")]
-    Conflict { kind: Kind, name: String, message: String },
+    Conflict {
+        kind: Kind,
+        name: String,
+        message: String,
+    },
     /// Another scheduler holds the home.
     #[error(
         "another `prelabel serve` or `prelabel work` is running on {} (one scheduler per home)",

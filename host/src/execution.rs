@@ -56,7 +56,6 @@ const SELECT: &str = "SELECT e.id, e.service_name, e.service_id, e.trigger_id, e
    FROM executions e JOIN items i ON i.id = e.item_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
-    let status: String = r.get(7)?;
     Ok(Execution {
         id: r.get(0)?,
         service: r.get(1)?,
@@ -65,9 +64,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         item_id: r.get(4)?,
         item: r.get(5)?,
         function: r.get(6)?,
-        status: status
-            .parse()
-            .map_err(|e| crate::store::bad_column(r, 7, &status, e))?,
+        status: crate::store::column(r, 7)?,
         attempts: r.get(8)?,
         revision_id: r.get(9)?,
         error: r.get(10)?,
@@ -277,9 +274,11 @@ fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<
         .optional()?;
     if let Some(c) = &next {
         tx.execute(
-            &format!("UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
+            &format!(
+                "UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
                     item_digest = (SELECT digest FROM items WHERE id = item_id),
-                    started_at = {NOW} WHERE id = ?1"),
+                    started_at = {NOW} WHERE id = ?1"
+            ),
             params![c.id, c.attempts, revision_id],
         )?;
     }
@@ -323,8 +322,10 @@ pub fn abandon(store: &mut Store, id: i64, cause: &str) -> Result<()> {
 /// Fails an execution that is still `running`, with `cause`; how many it failed (0 or 1).
 fn fail_running(conn: &rusqlite::Connection, id: i64, cause: &str) -> rusqlite::Result<usize> {
     conn.execute(
-        &format!("UPDATE executions SET status = 'failed', error = ?2,
-                finished_at = {NOW} WHERE id = ?1 AND status = 'running'"),
+        &format!(
+            "UPDATE executions SET status = 'failed', error = ?2,
+                finished_at = {NOW} WHERE id = ?1 AND status = 'running'"
+        ),
         params![id, cause],
     )
 }
@@ -390,7 +391,7 @@ pub fn finish(
                     "UPDATE executions SET status = ?2, error = ?3, logs = logs || ?4, duration_ms = ?5,
                             finished_at = CASE WHEN ?6 THEN {NOW} END WHERE id = ?1"
                 ),
-                params![claimed.id, status.name(), error, logs, duration_ms as i64, finished],
+                params![claimed.id, status, error, logs, duration_ms as i64, finished],
             )?;
         }
     }

@@ -136,8 +136,10 @@ pub fn upload(
         Some((id, old)) if old == digest => (id, Change::Unchanged),
         Some((id, _)) => {
             tx.execute(
-                &format!("UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
-                        updated_at = {NOW} WHERE id = ?1"),
+                &format!(
+                    "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
+                        updated_at = {NOW} WHERE id = ?1"
+                ),
                 params![
                     id,
                     digest,

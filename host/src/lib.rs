@@ -17,6 +17,7 @@ pub mod item;
 pub mod local;
 pub mod manifest;
 pub mod named;
+pub mod ops;
 pub mod package;
 pub mod revision;
 pub mod runtime;

@@ -48,6 +48,20 @@ macro_rules! named {
                 $crate::named::parse(s)
             }
         }
+        // The store keeps the name: readable in the database, stable across versions.
+        impl rusqlite::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok($crate::named::Named::name(*self).into())
+            }
+        }
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                $crate::named::parse(value.as_str()?)
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
     };
 }
 pub(crate) use named;

@@ -351,7 +351,8 @@ pub fn execute_now(
                 .iter()
                 .map(|f| f.name.clone())
                 .collect(),
-        });    }
+        });
+    }
     item::get(&store, item_id)?;
     let claimed = execution::start_direct(
         &mut store,

@@ -189,7 +189,14 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     }
     let init = resolve_init(&revision, existing.as_ref(), &request.init)?;
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
-    write(store, &request.name, existing.as_ref(), &revision, &init, &settings)?;
+    write(
+        store,
+        &request.name,
+        existing.as_ref(),
+        &revision,
+        &init,
+        &settings,
+    )?;
     Ok((get(store, &request.name)?, existing.is_none()))
 }
 
@@ -214,10 +221,18 @@ impl Deploy {
             settings.init_timeout_ms = millis(t, "init-timeout")?;
         }
         for (value, field, setting) in [
-            (self.max_attempts, "max-attempts", &mut settings.max_attempts),
+            (
+                self.max_attempts,
+                "max-attempts",
+                &mut settings.max_attempts,
+            ),
             (self.memory_mb, "memory-mb", &mut settings.memory_mb),
             (self.max_item_mb, "max-item-mb", &mut settings.max_item_mb),
-            (self.max_annotations, "max-annotations", &mut settings.max_annotations),
+            (
+                self.max_annotations,
+                "max-annotations",
+                &mut settings.max_annotations,
+            ),
             (self.log_kb, "log-kb", &mut settings.log_kb),
         ] {
             if let Some(n) = value {

@@ -60,6 +60,22 @@ pub fn json_column<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| bad_column(row, index, &text, e))
 }
 
+/// A column read strictly (an enum kept by name, say): a value `T` does not accept is an
+/// error naming the column and the value, never a default.
+pub fn column<T: rusqlite::types::FromSql>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let value = row.get_ref(index)?;
+    T::column_result(value).map_err(|e| {
+        let text = match value {
+            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            other => format!("{other:?}"),
+        };
+        bad_column(row, index, &text, e)
+    })
+}
+
 /// A column whose text is not one of the values it may hold.
 pub fn bad_column(
     row: &rusqlite::Row<'_>,

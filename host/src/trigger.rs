@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
-use crate::named::Named;
 use crate::revision;
 use crate::service;
 use crate::store::Store;
@@ -191,7 +190,7 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
             serde_json::to_string(&request.actions).expect("serializes"),
             request.dataset,
             serde_json::to_string(&request.filters).expect("serializes"),
-            request.mode.name(),
+            request.mode,
         ],
     )?;
     get(store, &request.name)
@@ -202,7 +201,6 @@ const SELECT: &str =
    FROM triggers t JOIN services s ON s.id = t.service_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
-    let mode: String = r.get(7)?;
     Ok(Trigger {
         id: r.get(0)?,
         spec: Create {
@@ -212,9 +210,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
             actions: crate::store::json_column(r, 4)?,
             dataset: r.get(5)?,
             filters: crate::store::json_column(r, 6)?,
-            mode: mode
-                .parse()
-                .map_err(|e| crate::store::bad_column(r, 7, &mode, e))?,
+            mode: crate::store::column(r, 7)?,
         },
         active: r.get(8)?,
     })

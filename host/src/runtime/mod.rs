@@ -51,7 +51,7 @@ pub const WORLD: &str = "prelabel:detector/detector@0.1.0";
 /// How often the epoch ticks: the resolution of every timeout.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Per-instance limits. Defaults are documented in README ("Guarantees and limits").
+/// Per-instance limits. Defaults are documented in `docs/guarantees.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock limit of one `detect` call.

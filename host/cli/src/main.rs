@@ -1,7 +1,7 @@
-//! The `prelabel` command line: parse, set up logging, hand over to the library.
+//! The `prelabel` command: parse, set up logging, hand over to a command (`commands/`), each
+//! a thin door onto the library's operations (`prelabel::ops`).
 
-mod cli;
-mod demo;
+mod commands;
 
 use clap::Parser;
 
@@ -11,7 +11,7 @@ fn main() -> std::process::ExitCode {
     if args.nth(1).as_deref() == Some(prelabel::runtime::WORKER_ARG) {
         return prelabel::runtime::worker_main(&args.next().unwrap_or_default());
     }
-    let cli = cli::Cli::parse();
+    let cli = commands::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

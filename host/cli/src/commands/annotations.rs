@@ -8,7 +8,8 @@ use clap::Subcommand;
 
 use prelabel::export;
 
-use super::{Context, named};
+use super::named;
+use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -24,13 +25,13 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let Command::Export {
             dataset,
             format,
             output,
         } = self;
-        let value = export::export(&ctx.store()?, &dataset, format)?;
+        let value = home.export(&dataset, format)?;
         let text = serde_json::to_string_pretty(&value)?;
         match output {
             Some(path) => {

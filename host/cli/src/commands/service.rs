@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+use prelabel::ops::Deployed;
 use prelabel::service;
 
-use super::{Context, print_json};
+use super::print_json;
+use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -72,8 +74,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
-        let mut store = ctx.store()?;
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let show = |s: &service::Service| -> Result<()> { print_json(s) };
         match &self {
             Command::Deploy {
@@ -106,7 +107,10 @@ impl Command {
                     log_kb: *log_kb,
                     allow_inference: *allow_inference,
                 };
-                let (s, created) = service::deploy(&mut store, &request)?;
+                let Deployed {
+                    service: s,
+                    created,
+                } = home.deploy(&request)?;
                 println!(
                     "{} service {} ({} revision {}, generation {})",
                     if created { "created" } else { "updated" },
@@ -121,7 +125,7 @@ impl Command {
                     "{:<24} {:<24} {:>8} {:>11} {:<7}",
                     "service", "package", "revision", "concurrency", "state"
                 );
-                for s in service::list(&store)? {
+                for s in home.services()? {
                     let state = if s.paused { "paused" } else { "active" };
                     println!(
                         "{:<24} {:<24} {:>8} {:>11} {:<7}",
@@ -129,15 +133,18 @@ impl Command {
                     );
                 }
             }
-            Command::Show { name } => show(&service::get(&store, name)?)?,
-            Command::Pause { name } => show(&service::set_paused(&mut store, name, true)?)?,
-            Command::Resume { name } => show(&service::set_paused(&mut store, name, false)?)?,
+            Command::Show { name } => show(&home.service(name)?)?,
+            Command::Pause { name } => show(&home.set_paused(name, true)?)?,
+            Command::Resume { name } => show(&home.set_paused(name, false)?)?,
             Command::Delete { name } => {
-                let canceled = service::delete(&mut store, name)?;
-                println!("deleted service {name} ({canceled} queued executions canceled)");
+                let deleted = home.delete_service(name)?;
+                println!(
+                    "deleted service {name} ({} queued executions canceled)",
+                    deleted.canceled
+                );
             }
             Command::Rollback { name } => {
-                let s = service::rollback(&mut store, name)?;
+                let s = home.rollback(name)?;
                 println!(
                     "service {} now runs {} revision {} (generation {})",
                     s.name, s.package, s.revision, s.generation

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Once;
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 pub fn fixtures() -> PathBuf {

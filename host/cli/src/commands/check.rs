@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Context;
+use prelabel::ops::Home;
 
-pub fn run(ctx: &Context) -> Result<ExitCode> {
-    let problems = ctx.store()?.check()?;
+pub fn run(home: &Home) -> Result<ExitCode> {
+    let problems = home.check()?;
     for p in &problems {
         println!("{p}");
     }

@@ -7,7 +7,8 @@ use clap::Subcommand;
 
 use prelabel::trigger;
 
-use super::{Context, named, print_json};
+use super::{named, print_json};
+use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -35,8 +36,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
-        let mut store = ctx.store()?;
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         match &self {
             Command::Create {
                 name,
@@ -47,26 +47,23 @@ impl Command {
                 filters,
                 mode,
             } => {
-                let t = trigger::create(
-                    &mut store,
-                    &trigger::Create {
-                        name: name.clone(),
-                        service: service.clone(),
-                        function: function.clone(),
-                        actions: actions.clone(),
-                        dataset: dataset.clone(),
-                        filters: filters.clone(),
-                        mode: *mode,
-                    },
-                )?;
+                let t = home.create_trigger(&trigger::Create {
+                    name: name.clone(),
+                    service: service.clone(),
+                    function: function.clone(),
+                    actions: actions.clone(),
+                    dataset: dataset.clone(),
+                    filters: filters.clone(),
+                    mode: *mode,
+                })?;
                 println!(
                     "created trigger {} -> {}.{}",
                     t.spec.name, t.spec.service, t.spec.function
                 );
             }
-            Command::List => print_json(&trigger::list(&store)?)?,
+            Command::List => print_json(&home.triggers()?)?,
             Command::Delete { name } => {
-                trigger::delete(&mut store, name)?;
+                home.delete_trigger(name)?;
                 println!("deleted trigger {name}");
             }
         }

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use prelabel::revision;
-
-use super::Context;
+use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -42,11 +40,10 @@ impl RootArg {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
-        let mut store = ctx.store()?;
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         match self {
             Command::Push { dir, root } => {
-                let r = revision::push(&mut store, &ctx.runtime()?, &dir, root.get())?;
+                let r = home.push(&dir, root.get())?;
                 println!(
                     "pushed {} revision {} (version {}, component sha256:{})",
                     r.package, r.revision, r.version, r.component_digest
@@ -60,7 +57,7 @@ impl Command {
                     "{:<24} {:>8}  {:<12} created",
                     "package", "revision", "version"
                 );
-                for r in revision::list(&store)? {
+                for r in home.packages()? {
                     println!(
                         "{:<24} {:>8}  {:<12} {}",
                         r.package, r.revision, r.version, r.created_at
@@ -68,7 +65,7 @@ impl Command {
                 }
             }
             Command::Show { name } => {
-                for r in revision::revisions(&store, &name)? {
+                for r in home.revisions(&name)? {
                     println!(
                         "{} revision {} (version {}), {}",
                         r.package, r.revision, r.version, r.created_at

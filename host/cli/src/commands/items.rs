@@ -1,15 +1,15 @@
 //! `prelabel upload` and `prelabel items list`: files in, items out.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 
-use prelabel::item;
+use prelabel::ops::Uploads;
 
-use super::{Context, print_json};
+use super::print_json;
+use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Upload {
@@ -20,37 +20,38 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let (paths, dataset) = (self.paths, self.dataset);
-        let mut store = ctx.store()?;
         let files = collect_files(&paths)?;
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        let (mut counts, mut queued) = (BTreeMap::<&str, usize>::new(), 0);
+        let mut uploads = Uploads::default();
         for (path, name) in &files {
             bar.set_message(name.clone());
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let (_, change, q) = item::upload(&mut store, &dataset, name, &bytes)?;
-            *counts
-                .entry(match change {
-                    item::Change::Created => "created",
-                    item::Change::Updated => "updated",
-                    item::Change::Unchanged => "unchanged",
-                })
-                .or_default() += 1;
-            queued += q;
+            uploads.add(&home.upload(&dataset, name, &bytes)?);
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let counts = [
+            (uploads.created, "created"),
+            (uploads.unchanged, "unchanged"),
+            (uploads.updated, "updated"),
+        ];
+        let summary: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
         println!(
-            "uploaded {} files to {dataset}: {}; {queued} executions queued",
+            "uploaded {} files to {dataset}: {}; {} executions queued",
             files.len(),
-            summary.join(", ")
+            summary.join(", "),
+            uploads.queued
         );
         Ok(ExitCode::SUCCESS)
     }
@@ -67,9 +68,9 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let Command::List { dataset, json } = self;
-        let items = item::list(&ctx.store()?, dataset.as_deref())?;
+        let items = home.items(dataset.as_deref())?;
         if json {
             print_json(&items)?;
         } else {

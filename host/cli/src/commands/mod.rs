@@ -1,6 +1,7 @@
-//! The `prelabel` command line: the top-level parser and a short dispatch. Each command group
-//! lives in a file of its own (`detect`, `package`, `service`, ...) as a clap `Args` or
-//! `Subcommand` with a `run` over the library, in the manner of cargo's `commands/*.rs`.
+//! The top-level parser and a short dispatch. Each command group lives in a file of its own
+//! (`detect`, `package`, `service`, ...) as a clap `Args` or `Subcommand` with a `run` that
+//! calls the library's operations (`prelabel::ops::Home`) and formats what they return, in
+//! the manner of cargo's `commands/*.rs`.
 
 mod annotations;
 mod bench;
@@ -21,8 +22,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use prelabel::runtime::Runtime;
-use prelabel::store::Store;
+use prelabel::ops::Home;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,48 +85,24 @@ enum Command {
     Work(schedule::Work),
 }
 
-/// What every command may need: the home and how to open its store and runtime.
-pub struct Context {
-    home: PathBuf,
-    cache_dir: Option<PathBuf>,
-}
-
-impl Context {
-    fn store(&self) -> Result<Store> {
-        Ok(Store::open(&self.home)?)
-    }
-
-    /// One engine per process, with compiled components cached under HOME.
-    fn runtime(&self) -> Result<Runtime> {
-        let cache = self
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| self.home.join("cache/components"));
-        Ok(Runtime::new(Some(cache))?)
-    }
-}
-
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
-        let ctx = Context {
-            home: self.home,
-            cache_dir: self.cache_dir,
-        };
+        let home = Home::new(self.home, self.cache_dir);
         match self.command {
-            Command::Detect(args) => args.run(&ctx),
-            Command::Demo(args) => args.run(&ctx),
-            Command::Package(command) => command.run(&ctx),
-            Command::Service(command) => command.run(&ctx),
-            Command::Trigger(command) => command.run(&ctx),
-            Command::Upload(args) => args.run(&ctx),
-            Command::Items(command) => command.run(&ctx),
-            Command::Executions(command) => command.run(&ctx),
-            Command::Execute(args) => args.run(&ctx),
-            Command::Annotations(command) => command.run(&ctx),
-            Command::Serve => schedule::run(&ctx, false),
-            Command::Check => check::run(&ctx),
-            Command::Bench(args) => args.run(&ctx),
-            Command::Work(args) => schedule::run(&ctx, args.until_idle),
+            Command::Detect(args) => args.run(&home),
+            Command::Demo(args) => args.run(&home),
+            Command::Package(command) => command.run(&home),
+            Command::Service(command) => command.run(&home),
+            Command::Trigger(command) => command.run(&home),
+            Command::Upload(args) => args.run(&home),
+            Command::Items(command) => command.run(&home),
+            Command::Executions(command) => command.run(&home),
+            Command::Execute(args) => args.run(&home),
+            Command::Annotations(command) => command.run(&home),
+            Command::Serve => schedule::run(&home, false),
+            Command::Check => check::run(&home),
+            Command::Bench(args) => args.run(&home),
+            Command::Work(args) => schedule::run(&home, args.until_idle),
         }
     }
 }

@@ -1,10 +1,8 @@
 //! `prelabel detect` and `prelabel demo` end to end: the real face-detector component in the
 //! real host, on the sample photos, against the seed's OpenCV output.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn detect_json(args: &[&str]) -> (std::process::Output, Value) {
     let home = tempdir();

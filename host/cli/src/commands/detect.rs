@@ -13,8 +13,8 @@ use prelabel::local::{FileResult, LocalRunner};
 use prelabel::package::Package;
 use prelabel::runtime::Limits;
 
-use super::Context;
 use super::package::RootArg;
+use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -87,12 +87,12 @@ impl LimitArgs {
 }
 
 impl Args {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let limits = self.limits.limits()?;
         let files = expand(&self.images)?;
         let package = Package::load_within(&self.package, self.root.get())?;
         let given = package.manifest.parse_init_args(&self.init)?;
-        let runtime = ctx.runtime()?;
+        let runtime = home.runtime()?;
         let mut runner = LocalRunner::new(&runtime, &package, &given, limits)?;
         let results = run_files(&mut runner, &files);
         let mut stdout = std::io::stdout().lock();

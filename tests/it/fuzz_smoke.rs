@@ -2,8 +2,6 @@
 //! filters, images) fed to the same entry points as the cargo-fuzz targets in `tests/fuzz`.
 //! Longer runs: `cargo +nightly fuzz run --fuzz-dir tests/fuzz manifest|filter|image`.
 
-use std::path::Path;
-
 /// xorshift64*: a fixed sequence, so a failure here reproduces.
 struct Rng(u64);
 
@@ -57,9 +55,7 @@ fn run(seeds: &[Vec<u8>], iterations: usize, target: fn(&[u8])) {
 }
 
 fn fixture_files(dir: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(dir);
+    let dir = crate::support::fixtures().join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures")
         .filter_map(|e| e.ok())

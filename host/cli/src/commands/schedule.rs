@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 
-use prelabel::scheduler;
-
-use super::Context;
+use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Work {
@@ -16,13 +14,13 @@ pub struct Work {
     pub until_idle: bool,
 }
 
-pub fn run(ctx: &Context, until_idle: bool) -> Result<ExitCode> {
+pub fn run(home: &Home, until_idle: bool) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // Ctrl-C: stop taking work, let running executions finish.
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
-    let interrupted = scheduler::run(&ctx.home, Arc::new(ctx.runtime()?), stop, until_idle)?;
+    let interrupted = home.serve(stop, until_idle)?;
     if interrupted.requeued > 0 {
         eprintln!(
             "re-queued {} executions interrupted by a stopped host",

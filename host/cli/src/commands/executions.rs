@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+use prelabel::execution;
 use prelabel::named::Named;
-use prelabel::{execution, export, scheduler};
 
-use super::{Context, named, print_json, printable};
+use super::{named, print_json, printable};
+use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -28,11 +29,10 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
-        let mut store = ctx.store()?;
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         match &self {
             Command::List { status, json } => {
-                let all = execution::list(&store, *status)?;
+                let all = home.executions(*status)?;
                 if *json {
                     print_json(&all)?;
                 } else {
@@ -55,9 +55,9 @@ impl Command {
                     }
                 }
             }
-            Command::Logs { id } => print!("{}", execution::get(&store, *id)?.logs),
+            Command::Logs { id } => print!("{}", home.execution(*id)?.logs),
             Command::Rerun { status } => {
-                let rerun = execution::rerun(&mut store, *status)?;
+                let rerun = home.rerun(*status)?;
                 println!(
                     "queued {} executions again; skipped {} (already rerun, or a later execution exists)",
                     rerun.queued.len(),
@@ -79,23 +79,14 @@ pub struct Execute {
 }
 
 impl Execute {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
-        let runtime = ctx.runtime()?;
-        let e = scheduler::execute_now(
-            &ctx.home,
-            &runtime,
-            &self.service,
-            &self.function,
-            self.item,
-        )?;
-        let store = ctx.store()?;
-        let annotations: Vec<_> = export::item_annotations(&store, self.item)?
-            .into_iter()
-            .filter(|a| a.execution_id == e.id)
-            .collect();
-        print_json(
-            &serde_json::json!({"execution": e, "logs": e.logs, "annotations": annotations}),
-        )?;
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let executed = home.execute(&self.service, &self.function, self.item)?;
+        let e = &executed.execution;
+        print_json(&serde_json::json!({
+            "execution": e,
+            "logs": e.logs,
+            "annotations": executed.annotations
+        }))?;
         Ok(if e.status == execution::Status::Success {
             ExitCode::SUCCESS
         } else {

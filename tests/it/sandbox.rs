@@ -2,10 +2,8 @@
 //! (`tests/guests/hostile`): every execution ends with the right status and an error naming
 //! the cause, the next item still runs, and nothing of the host is reachable.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Uploads one 10x10 PNG per name and runs the queue; returns executions by item name.
 fn run_items(home: &Home, names: &[&str]) -> std::collections::BTreeMap<String, Value> {

@@ -1,10 +1,8 @@
 //! The platform end to end through the real binary: packages, services, triggers, uploads,
 //! executions, the scheduler (serve / work), exports, and what survives a killed host.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn images() -> std::path::PathBuf {
     fixtures().join("images")

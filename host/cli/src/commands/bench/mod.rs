@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Context;
+use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self, ctx: &Context) -> Result<ExitCode> {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
         let runs = self.runs;
         let workspace = prelabel::workspace::Workspace::find()?;
         eprintln!("building the face-detector and no-op components...");
@@ -29,7 +29,7 @@ impl Args {
             image: workspace.samples_dir().join("skimage_rocket.jpg"),
             samples: workspace.samples_dir(),
             runs,
-            scratch: ctx.home.join("bench"),
+            scratch: home.dir().join("bench"),
         };
         eprintln!("measuring ({runs} runs each; this takes a minute)...");
         let rows = measure::run(&options)?;

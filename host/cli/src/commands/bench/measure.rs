@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 
+use prelabel::ops::Home;
 use prelabel::package::Package;
-use prelabel::revision;
 use prelabel::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
-use prelabel::store::Store;
-use prelabel::{execution, item, scheduler, service, trigger};
+use prelabel::{execution, item, service, trigger};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -79,10 +78,6 @@ fn load(dir: &Path) -> Result<Package> {
     Ok(Package::load_within(dir, checkout().as_deref())?)
 }
 
-fn push(store: &mut Store, runtime: &Runtime, dir: &Path) -> Result<revision::Revision> {
-    Ok(revision::push(store, runtime, dir, checkout().as_deref())?)
-}
-
 fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
     let init = package.manifest.resolve_init(&BTreeMap::new())?;
     let artifacts = Artifacts::new(package.artifacts.clone());
@@ -120,22 +115,25 @@ fn logged_stages(logs: &str) -> Vec<(String, Duration)> {
         .unwrap_or_default()
 }
 
+/// Every measure, in the table's order.
 pub fn run(options: &Options) -> Result<Vec<Row>> {
     let _ = std::fs::remove_dir_all(&options.scratch);
     std::fs::create_dir_all(&options.scratch)
         .with_context(|| options.scratch.display().to_string())?;
     let runs = options.runs.max(3);
-    let mut rows = Vec::new();
     let faces = load(&options.face_detector)?;
-    let image = std::fs::read(&options.image)
-        .with_context(|| options.image.display().to_string())?;
-    let image_name = options
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let mut rows = Vec::new();
+    let runtime = load_rows(&mut rows, &faces, &options.scratch, runs)?;
+    detect_rows(&mut rows, &runtime, &faces, &options.image, runs)?;
+    host_rows(&mut rows, &runtime, options, runs)?;
+    platform_rows(&mut rows, options)?;
+    memory_rows(&mut rows, options)?;
+    Ok(rows)
+}
 
-    // 4. Component load: compile, cached load, instantiate, init.
+/// Component load: compile, cached load, instantiate, init. Returns the runtime with the
+/// face detector compiled and cached.
+fn load_rows(rows: &mut Vec<Row>, faces: &Package, scratch: &Path, runs: usize) -> Result<Runtime> {
     let uncached = Runtime::new(None)?;
     let (_, compile) = time(|| uncached.load(&faces.component));
     rows.push(stats(
@@ -145,11 +143,8 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         format!("{:.1} MB of wasm", faces.component.len() as f64 / 1e6),
     ));
     drop(uncached);
-    let runtime = Runtime::new(Some(options.scratch.join("cache")))
-        ?;
-    let loaded = runtime
-        .load(&faces.component)
-        ?;
+    let runtime = Runtime::new(Some(scratch.join("cache")))?;
+    let loaded = runtime.load(&faces.component)?;
     let cached: Vec<Duration> = (0..runs)
         .map(|_| time(|| runtime.load_with_digest(&faces.component, &loaded.digest)).1)
         .collect();
@@ -186,91 +181,116 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         init,
         "artifact read + tract optimise",
     ));
+    Ok(runtime)
+}
 
-    // 1 and 2. Detect latency, wasm vs native, and its stages.
-    let mut wasm = instance(&runtime, &loaded, &faces)?;
-    let probe = item_of(&image_name, &image);
-    let mut wasm_total = Vec::new();
-    let mut wasm_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
-    wasm.detect(&probe)
-        ?; // warm-up
-    wasm.take_logs();
-    for _ in 0..runs {
-        let item = item_of(&image_name, &image);
-        let (r, t) = time(|| wasm.detect(&item));
-        r?;
-        wasm_total.push(t);
-        for (stage, d) in logged_stages(&wasm.take_logs()) {
-            wasm_stages.entry(stage).or_default().push(d);
+/// Times of whole detect calls, and of each stage inside them.
+#[derive(Default)]
+struct Samples {
+    total: Vec<Duration>,
+    stages: BTreeMap<String, Vec<Duration>>,
+}
+
+impl Samples {
+    fn add(&mut self, total: Duration, stages: impl IntoIterator<Item = (String, Duration)>) {
+        self.total.push(total);
+        for (stage, d) in stages {
+            self.stages.entry(stage).or_default().push(d);
         }
     }
-    let model_bytes = std::fs::read(
-        faces
-            .artifacts
-            .values()
-            .next()
-            .ok_or_else(|| anyhow!("face-detector has no artifact"))?,
-    )
-    ?;
-    let native = res10::Model::from_onnx(&model_bytes)?;
-    let mut native_total = Vec::new();
-    let mut native_stages: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+
+    fn stage(&mut self, stage: &str) -> Vec<Duration> {
+        self.stages.remove(stage).unwrap_or_default()
+    }
+}
+
+/// Detect calls on an instance (after one to warm up), with the stages the guest logs.
+fn in_guest(instance: &mut Instance, item: &Item, runs: usize) -> Result<Samples> {
+    instance.detect(item)?;
+    instance.take_logs();
+    let mut samples = Samples::default();
     for _ in 0..runs {
-        let (r, t) = time(|| res10::detect_timed(&native, &image, res10::DEFAULT_MAX_PIXELS, 0.5));
+        let (r, t) = time(|| instance.detect(item));
+        r?;
+        samples.add(t, logged_stages(&instance.take_logs()));
+    }
+    Ok(samples)
+}
+
+/// The same library natively, with its own stage timings.
+fn native(faces: &Package, image: &[u8], runs: usize) -> Result<Samples> {
+    let model = faces
+        .artifacts
+        .values()
+        .next()
+        .ok_or_else(|| anyhow!("face-detector has no artifact"))?;
+    let native = res10::Model::from_onnx(&std::fs::read(model)?)?;
+    let mut samples = Samples::default();
+    for _ in 0..runs {
+        let (r, t) = time(|| res10::detect_timed(&native, image, res10::DEFAULT_MAX_PIXELS, 0.5));
         let (_, timings) = r?;
-        native_total.push(t);
-        for (stage, d) in [
+        let stages = [
             ("decode", timings.decode),
             ("preprocess", timings.preprocess),
             ("infer", timings.infer),
             ("postprocess", timings.postprocess),
-        ] {
-            native_stages.entry(stage.to_string()).or_default().push(d);
-        }
+        ];
+        samples.add(t, stages.map(|(stage, d)| (stage.to_string(), d)));
     }
-    drop(wasm);
-    // The opt-in path: the same component, with the network run by the host.
-    let mut hosted_package = faces.clone();
-    for input in &mut hosted_package.manifest.module.init_inputs {
+    Ok(samples)
+}
+
+/// The opt-in path: the same component, with the network run by the host.
+fn host_inference(faces: &Package) -> Package {
+    let mut package = faces.clone();
+    for input in &mut package.manifest.module.init_inputs {
         if input.name == "inference" {
             input.default = Some(toml::Value::String("host".into()));
         }
     }
-    let mut hosted = instance(&runtime, &loaded, &hosted_package)?;
-    let mut hosted_total = Vec::new();
-    let mut hosted_infer = Vec::new();
-    for _ in 0..runs {
-        let item = item_of(&image_name, &image);
-        let (r, t) = time(|| hosted.detect(&item));
-        r?;
-        hosted_total.push(t);
-        let stages = logged_stages(&hosted.take_logs());
-        hosted_infer.extend(
-            stages
-                .into_iter()
-                .filter(|(k, _)| k == "infer")
-                .map(|(_, d)| d),
-        );
-    }
-    drop(hosted);
+    package
+}
+
+/// Detect latency, wasm vs native (and wasm with host inference), and their stages.
+fn detect_rows(
+    rows: &mut Vec<Row>,
+    runtime: &Runtime,
+    faces: &Package,
+    image_path: &Path,
+    runs: usize,
+) -> Result<()> {
+    let loaded = runtime.load(&faces.component)?;
+    let image = std::fs::read(image_path).with_context(|| image_path.display().to_string())?;
+    let name = image_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let item = item_of(&name, &image);
+    let mut wasm = in_guest(&mut instance(runtime, &loaded, faces)?, &item, runs)?;
+    let mut native = native(faces, &image, runs)?;
+    let mut hosted = in_guest(
+        &mut instance(runtime, &loaded, &host_inference(faces))?,
+        &item,
+        runs,
+    )?;
     let wasm_row = stats(
         "detect",
-        &format!("detect {image_name} in the sandbox (wasm)"),
-        wasm_total,
+        &format!("detect {name} in the sandbox (wasm)"),
+        std::mem::take(&mut wasm.total),
         "decode to boxes, one thread",
     );
     let native_row = stats(
         "detect",
-        &format!("detect {image_name} natively (same library)"),
-        native_total,
+        &format!("detect {name} natively (same library)"),
+        std::mem::take(&mut native.total),
         "",
     );
     let ratio = wasm_row.median.as_secs_f64() / native_row.median.as_secs_f64().max(1e-9);
     rows.push(wasm_row);
     rows.push(stats(
         "detect",
-        &format!("detect {image_name}, wasm + host inference"),
-        hosted_total,
+        &format!("detect {name}, wasm + host inference"),
+        std::mem::take(&mut hosted.total),
         "opt-in: init input inference = host",
     ));
     rows.push(Row {
@@ -286,32 +306,32 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         rows.push(stats(
             "stages",
             &format!("{stage} (wasm)"),
-            wasm_stages.remove(stage).unwrap_or_default(),
+            wasm.stage(stage),
             note,
         ));
         rows.push(stats(
             "stages",
             &format!("{stage} (native)"),
-            native_stages.remove(stage).unwrap_or_default(),
+            native.stage(stage),
             "",
         ));
         if stage == "infer" {
-            let infer = std::mem::take(&mut hosted_infer);
             rows.push(stats(
                 "stages",
                 "infer (host, for wasm)",
-                infer,
+                hosted.stage(stage),
                 "the inference import",
             ));
         }
     }
+    Ok(())
+}
 
-    // 3. Host overhead: a no-op guest, through the instance and through the whole queue.
+/// Host overhead: a no-op guest, through the instance and through the whole queue.
+fn host_rows(rows: &mut Vec<Row>, runtime: &Runtime, options: &Options, runs: usize) -> Result<()> {
     let noop = load(&options.noop)?;
-    let noop_loaded = runtime
-        .load(&noop.component)
-        ?;
-    let mut noop_instance = instance(&runtime, &noop_loaded, &noop)?;
+    let noop_loaded = runtime.load(&noop.component)?;
+    let mut noop_instance = instance(runtime, &noop_loaded, &noop)?;
     let tiny = item_of("ok.png", b"ok");
     let calls: Vec<Duration> = (0..runs * 20)
         .map(|_| time(|| noop_instance.detect(&tiny)).1)
@@ -335,8 +355,11 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
         vec![per_execution],
         format!("mean of {n}: claim, call, check, durable commit"),
     ));
+    Ok(())
+}
 
-    // 5. Hot swap and 6. end-to-end throughput.
+/// Hot swap, and end-to-end throughput at concurrency 1 and 2.
+fn platform_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
     let shared = runtime_arc(&options.scratch)?;
     rows.push(stats(
         "platform",
@@ -368,9 +391,14 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Peak memory of a `prelabel work` process, and of this one.
+fn memory_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
     if let Some(rss) = serve_rss_kib(
         &options.scratch.join("rss-home"),
-        &shared,
+        &runtime_arc(&options.scratch)?,
         &options.face_detector,
         &options.samples,
     )? {
@@ -399,70 +427,57 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
             ),
         });
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
-    Ok(Arc::new(
-        Runtime::new(Some(scratch.join("cache")))?,
-    ))
+    Ok(Arc::new(Runtime::new(Some(scratch.join("cache")))?))
 }
 
 /// A fresh home with `package` pushed, deployed as `svc` and triggered on every item.
-fn platform(home: &Path, runtime: &Runtime, package_dir: &Path, concurrency: u32) -> Result<Store> {
-    let mut store = Store::open(home)?;
-    let revision = push(&mut store, runtime, package_dir)?;
-    service::deploy(
-        &mut store,
-        &service::Deploy {
-            package: revision.package.clone(),
-            name: "svc".into(),
-            concurrency: Some(concurrency),
-            ..Default::default()
-        },
-    )?;
-    trigger::create(
-        &mut store,
-        &trigger::Create {
-            name: "all".into(),
-            service: "svc".into(),
-            function: "detect".into(),
-            actions: vec![trigger::Action::Created],
-            dataset: None,
-            filters: Vec::new(),
-            mode: trigger::Mode::Always,
-        },
-    )?;
-    Ok(store)
+fn platform(
+    dir: &Path,
+    runtime: &Arc<Runtime>,
+    package_dir: &Path,
+    concurrency: u32,
+) -> Result<Home> {
+    let home = Home::with_runtime(dir, runtime.clone());
+    let revision = home.push(package_dir, checkout().as_deref())?;
+    home.deploy(&service::Deploy {
+        package: revision.package.clone(),
+        name: "svc".into(),
+        concurrency: Some(concurrency),
+        ..Default::default()
+    })?;
+    home.create_trigger(&trigger::Create {
+        name: "all".into(),
+        service: "svc".into(),
+        function: "detect".into(),
+        actions: vec![trigger::Action::Created],
+        dataset: None,
+        filters: Vec::new(),
+        mode: trigger::Mode::Always,
+    })?;
+    Ok(home)
 }
 
-fn work(home: &Path, runtime: &Arc<Runtime>) -> Result<()> {
-    scheduler::run(
-        home,
-        runtime.clone(),
-        Arc::new(AtomicBool::new(false)),
-        true,
-    )?;
+fn work(home: &Home) -> Result<()> {
+    home.serve(Arc::new(AtomicBool::new(false)), true)?;
     Ok(())
 }
 
 fn platform_overhead(
-    home: &Path,
+    dir: &Path,
     runtime: &Arc<Runtime>,
     noop: &Path,
     n: usize,
 ) -> Result<Duration> {
-    let mut store = platform(home, runtime, noop, 1)?;
+    let home = platform(dir, runtime, noop, 1)?;
     for i in 0..n {
-        item::upload(
-            &mut store,
-            "d",
-            &format!("ok-{i}.png"),
-            format!("ok {i}").as_bytes(),
-        )?;
+        home.upload("d", &format!("ok-{i}.png"), format!("ok {i}").as_bytes())?;
     }
     // Queued to done: claim, instance (initialised once), call, checks, commit.
-    let (result, elapsed) = time(|| work(home, runtime));
+    let (result, elapsed) = time(|| work(&home));
     result?;
     Ok(elapsed / n as u32)
 }
@@ -480,26 +495,40 @@ fn photos(samples: &Path) -> Result<Vec<(String, Vec<u8>)>> {
                 p.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                std::fs::read(&p)?,
+                std::fs::read(&p).with_context(|| p.display().to_string())?,
             ))
         })
         .collect()
 }
 
+/// A fresh platform with the photos uploaded (and queued).
+fn loaded_platform(
+    dir: &Path,
+    runtime: &Arc<Runtime>,
+    package_dir: &Path,
+    samples: &Path,
+) -> Result<Home> {
+    let home = platform(dir, runtime, package_dir, 1)?;
+    for (name, bytes) in photos(samples)? {
+        home.upload("d", &name, &bytes)?;
+    }
+    Ok(home)
+}
+
 fn end_to_end(
-    home: &Path,
+    dir: &Path,
     runtime: &Arc<Runtime>,
     package_dir: &Path,
     samples: &Path,
     concurrency: u32,
 ) -> Result<(usize, Duration)> {
-    let mut store = platform(home, runtime, package_dir, concurrency)?;
+    let home = platform(dir, runtime, package_dir, concurrency)?;
     let photos = photos(samples)?;
     let (result, elapsed) = time(|| -> Result<()> {
         for (name, bytes) in &photos {
-            item::upload(&mut store, "d", name, bytes)?;
+            home.upload("d", name, bytes)?;
         }
-        work(home, runtime)
+        work(&home)
     });
     result?;
     Ok((photos.len(), elapsed))
@@ -508,39 +537,35 @@ fn end_to_end(
 /// Deploys a new revision once the first execution is done, then measures until an
 /// execution has started on it.
 fn hot_swap(
-    home: &Path,
+    dir: &Path,
     runtime: &Arc<Runtime>,
     package_dir: &Path,
     samples: &Path,
 ) -> Result<Duration> {
-    let mut store = platform(home, runtime, package_dir, 1)?;
-    for (name, bytes) in photos(samples)? {
-        item::upload(&mut store, "d", &name, &bytes)?;
-    }
-    let stop = Arc::new(AtomicBool::new(false));
+    let home = Arc::new(loaded_platform(dir, runtime, package_dir, samples)?);
     let worker = {
-        let (home, runtime, stop) = (home.to_path_buf(), runtime.clone(), stop.clone());
-        std::thread::spawn(move || scheduler::run(&home, runtime, stop, true))
+        let home = home.clone();
+        std::thread::spawn(move || work(&home))
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while execution::list(&store, Some(execution::Status::Success))?.is_empty()
+    while home
+        .executions(Some(execution::Status::Success))?
+        .is_empty()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let revision = push(&mut store, runtime, package_dir)?;
+    let revision = home.push(package_dir, checkout().as_deref())?;
     let deployed = Instant::now();
-    service::deploy(
-        &mut store,
-        &service::Deploy {
-            package: revision.package.clone(),
-            name: "svc".into(),
-            ..Default::default()
-        },
-    )?;
+    home.deploy(&service::Deploy {
+        package: revision.package.clone(),
+        name: "svc".into(),
+        ..Default::default()
+    })?;
     let mut swapped = None;
     while Instant::now() < deadline {
-        let on_new = execution::list(&store, None)?
+        let on_new = home
+            .executions(None)?
             .iter()
             .any(|e| e.revision_id == Some(revision.id) && e.started_at.is_some());
         if on_new {
@@ -561,10 +586,7 @@ fn serve_rss_kib(
     package_dir: &Path,
     samples: &Path,
 ) -> Result<Option<u64>> {
-    let mut store = platform(home, runtime, package_dir, 1)?;
-    for (name, bytes) in photos(samples)? {
-        item::upload(&mut store, "d", &name, &bytes)?;
-    }
+    loaded_platform(home, runtime, package_dir, samples)?;
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
         .args(["work", "--until-idle"])
@@ -573,8 +595,7 @@ fn serve_rss_kib(
             "PRELABEL_CACHE_DIR",
             home.parent().unwrap_or(home).join("cache"),
         )
-        .spawn()
-        ?;
+        .spawn()?;
     // The child's own high-water mark, read until it exits (it only grows). getrusage of
     // children would count this process's memory too: a forked child starts as its copy.
     let status_file = format!("/proc/{}/status", child.id());

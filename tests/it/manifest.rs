@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use prelabel::manifest::{InitError, InputType, InputValue, Manifest};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/manifests")
+    crate::support::fixtures().join("manifests")
 }
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {

@@ -1,0 +1,236 @@
+//! `prelabel demo`: the seed tutorial's whole flow on the sample photos, on one machine.
+//! Push the face-detector package, deploy it as a service, create a trigger for images,
+//! upload the photos (and one text file the filter skips), run the queue until idle, then
+//! print what was found, draw the boxes and export the annotations.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use image::{Rgb, RgbImage};
+
+use prelabel::annotation::Geometry;
+use prelabel::execution::Execution;
+use prelabel::export::{Format, Stored};
+use prelabel::item::ItemRecord;
+use prelabel::named::Named;
+use prelabel::ops::Home;
+use prelabel::workspace::Workspace;
+use prelabel::{service, trigger};
+
+const PACKAGE: &str = "face-detector";
+const DATASET: &str = "samples";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write the annotated photos and the exports (default: HOME/demo).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let out = self.out.unwrap_or_else(|| home.dir().join("demo"));
+        let workspace = Workspace::find()?;
+        eprintln!("[1/7] building the {PACKAGE} component (wasm32-wasip2)");
+        workspace.build_guest(PACKAGE)?;
+        // A fresh store each time, so every run shows the whole flow; the compile cache is
+        // the user's home's, so a second run does not compile again.
+        let demo = out.join("home");
+        if demo.exists() {
+            std::fs::remove_dir_all(&demo)
+                .with_context(|| format!("cannot reset {}", demo.display()))?;
+        }
+        let demo = Home::new(demo, Some(home.cache_dir().to_path_buf()));
+        set_up(&demo, &workspace)?;
+        upload(&demo, &workspace)?;
+        eprintln!("[6/7] running the queue until idle");
+        demo.serve(Arc::new(AtomicBool::new(false)), true)?;
+        report(&demo, &out)?;
+        export(&demo, &out)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Steps 2 to 4: push the package, deploy it, trigger it on images.
+fn set_up(home: &Home, workspace: &Workspace) -> Result<()> {
+    let revision = home.push(&workspace.package_dir(PACKAGE), Some(&workspace.root))?;
+    eprintln!(
+        "[2/7] pushed package {} revision {} (component sha256:{:.12})",
+        revision.package, revision.revision, revision.component_digest
+    );
+    let deployed = home.deploy(&service::Deploy {
+        package: PACKAGE.into(),
+        name: PACKAGE.into(),
+        init: vec!["min_confidence=0.5".into()],
+        concurrency: Some(1),
+        ..Default::default()
+    })?;
+    eprintln!(
+        "[3/7] deployed service {} (concurrency {}, min_confidence 0.5)",
+        deployed.service.name, deployed.service.settings.concurrency
+    );
+    home.create_trigger(&trigger::Create {
+        name: PACKAGE.into(),
+        service: PACKAGE.into(),
+        function: "detect".into(),
+        actions: vec![trigger::Action::Created],
+        dataset: None,
+        filters: vec!["metadata.system.mimetype=image/*".into()],
+        mode: trigger::Mode::Once,
+    })?;
+    eprintln!(
+        "[4/7] created trigger {PACKAGE}: on created items with metadata.system.mimetype=image/*"
+    );
+    Ok(())
+}
+
+/// Step 5: the sample photos, and a text file that no trigger matches.
+fn upload(home: &Home, workspace: &Workspace) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace.samples_dir())
+        .context("the sample photos (tests/fixtures/images)")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    files.push(workspace.root.join("tests/fixtures/PROVENANCE.md"));
+    let mut queued = 0;
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        queued += home.upload(DATASET, &name, &bytes)?.queued;
+    }
+    eprintln!(
+        "[5/7] uploaded {} files to dataset {DATASET}: {queued} executions queued (the text file matched no trigger)",
+        files.len()
+    );
+    Ok(())
+}
+
+/// A line per item (faces, time, confidences), and each annotated photo drawn with its boxes.
+fn report(home: &Home, out: &Path) -> Result<()> {
+    println!(
+        "{:<30} {:>10} {:<9} {:>6} {:>8}  confidences",
+        "item", "size", "execution", "faces", "ms"
+    );
+    let executions = home.executions(None)?;
+    for (item, annotations) in home.annotated_items(DATASET)? {
+        let last = executions.iter().rev().find(|e| e.item_id == item.id);
+        println!("{}", line(&item, last, &annotations));
+        if last.is_some() {
+            let (_, bytes) = home.item_bytes(item.id)?;
+            draw(
+                &bytes,
+                &annotations,
+                &out.join(format!("{}.png", stem(&item.name))),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn line(item: &ItemRecord, last: Option<&Execution>, annotations: &[Stored]) -> String {
+    let size = item
+        .size_px()
+        .map(|(w, h)| format!("{w}x{h}"))
+        .unwrap_or_else(|| "-".into());
+    let confidences: Vec<String> = annotations
+        .iter()
+        .map(|a| format!("{:.3}", a.annotation.model.confidence))
+        .collect();
+    format!(
+        "{:<30} {:>10} {:<9} {:>6} {:>8}  {}",
+        item.name,
+        size,
+        last.map_or("skipped", |e| e.status.name()),
+        if last.is_some() {
+            annotations.len().to_string()
+        } else {
+            "-".into()
+        },
+        last.and_then(|e| e.duration_ms)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        last.and_then(|e| e.error.clone())
+            .unwrap_or_else(|| confidences.join(" "))
+    )
+}
+
+/// Step 7: the dataset's annotations as COCO and as the seed's JSON, and where to look.
+fn export(home: &Home, out: &Path) -> Result<()> {
+    eprintln!("[7/7] exporting annotations");
+    for (format, file) in [
+        (Format::Coco, "annotations.coco.json"),
+        (Format::Dataloop, "annotations.dataloop.json"),
+    ] {
+        let path = out.join(file);
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&home.export(DATASET, format)?)?,
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("\nPhotos with boxes:  {}", out.display());
+    println!(
+        "COCO annotations:   {}",
+        out.join("annotations.coco.json").display()
+    );
+    println!(
+        "Seed-format JSON:   {}",
+        out.join("annotations.dataloop.json").display()
+    );
+    println!(
+        "The store:          {} (try: prelabel --home {} executions list)",
+        home.dir().display(),
+        home.dir().display()
+    );
+    Ok(())
+}
+
+fn stem(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+/// Writes the image with a green outline around each box.
+fn draw(bytes: &[u8], annotations: &[Stored], target: &Path) -> Result<()> {
+    let mut img = image::load_from_memory(bytes)
+        .context("cannot decode an annotated item")?
+        .into_rgb8();
+    let thickness = (img.width().max(img.height()) / 300).max(2);
+    for a in annotations {
+        if let Geometry::Box {
+            left,
+            top,
+            right,
+            bottom,
+        } = a.annotation.geometry
+        {
+            outline(
+                &mut img,
+                [left, top, right, bottom],
+                thickness,
+                Rgb([0, 230, 64]),
+            );
+        }
+    }
+    img.save(target)
+        .with_context(|| format!("cannot write {}", target.display()))
+}
+
+fn outline(img: &mut RgbImage, b: [f32; 4], thickness: u32, color: Rgb<u8>) {
+    let (w, h) = img.dimensions();
+    let [l, t, r, bo] = b.map(|v| v.max(0.0) as u32);
+    let (r, bo) = (r.min(w.saturating_sub(1)), bo.min(h.saturating_sub(1)));
+    for y in t..=bo {
+        for x in l..=r {
+            if x < l + thickness || x + thickness > r || y < t + thickness || y + thickness > bo {
+                img.put_pixel(x, y, color);
+            }
+        }
+    }
+}

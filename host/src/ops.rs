@@ -1,0 +1,287 @@
+//! The operations: one method per user action on a home (push a package, deploy, create a
+//! trigger, upload, rerun, execute, export, ...), taking typed arguments and returning typed,
+//! serialisable results. The CLI formats them and the HTTP API serialises them; neither
+//! holds logic of its own, the way cargo's commands are thin doors over `cargo::ops`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::execution::{self, Execution, Interrupted, Rerun, Status};
+use crate::export::{self, Stored};
+use crate::item::{self, Change, ItemRecord};
+use crate::revision::{self, Revision};
+use crate::runtime::Runtime;
+use crate::scheduler;
+use crate::service::{self, Deploy, Service};
+use crate::store::Store;
+use crate::trigger::{self, Create, Trigger};
+
+/// A home (a store, its blobs and compile cache) and the operations on it. The store is
+/// opened on first use and shared by the operations (behind a lock: one writer at a time is
+/// what SQLite allows anyway); the runtime (one wasmtime engine) is created on first use.
+pub struct Home {
+    dir: PathBuf,
+    cache_dir: PathBuf,
+    store: Mutex<Option<Store>>,
+    runtime: OnceLock<Arc<Runtime>>,
+}
+
+/// What `deploy` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    pub service: Service,
+    /// A new service, rather than an update of one.
+    pub created: bool,
+}
+
+/// What deleting a service did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deleted {
+    pub service: String,
+    /// Its queued executions, canceled.
+    pub canceled: usize,
+}
+
+/// What an upload did to one item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uploaded {
+    pub item: ItemRecord,
+    pub change: Change,
+    /// Executions its triggers queued.
+    pub queued: usize,
+}
+
+/// Uploads of many files, counted.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Uploads {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub queued: usize,
+}
+
+impl Uploads {
+    pub fn add(&mut self, uploaded: &Uploaded) {
+        *match uploaded.change {
+            Change::Created => &mut self.created,
+            Change::Updated => &mut self.updated,
+            Change::Unchanged => &mut self.unchanged,
+        } += 1;
+        self.queued += uploaded.queued;
+    }
+}
+
+/// A function run on an item now, with what it stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Executed {
+    pub execution: Execution,
+    /// The annotations this execution stored on the item (none unless it succeeded).
+    pub annotations: Vec<Stored>,
+}
+
+impl Home {
+    /// `cache_dir`: where compiled components are cached (default `dir/cache/components`).
+    pub fn new(dir: impl Into<PathBuf>, cache_dir: Option<PathBuf>) -> Self {
+        let dir = dir.into();
+        let cache_dir = cache_dir.unwrap_or_else(|| dir.join("cache/components"));
+        Self {
+            dir,
+            cache_dir,
+            store: Mutex::new(None),
+            runtime: OnceLock::new(),
+        }
+    }
+
+    /// A home whose operations use `runtime` (one engine shared by several homes).
+    pub fn with_runtime(dir: impl Into<PathBuf>, runtime: Arc<Runtime>) -> Self {
+        let home = Self::new(dir, None);
+        let _ = home.runtime.set(runtime);
+        home
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// The store, opened (and migrated) on first use.
+    pub fn store(&self) -> Result<StoreGuard<'_>> {
+        // A panic while the store was held cannot leave it half-written: every write is
+        // one transaction, rolled back when dropped.
+        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(Store::open(&self.dir)?);
+        }
+        Ok(StoreGuard(guard))
+    }
+
+    /// The runtime: one engine per home in this process, compiled components cached.
+    pub fn runtime(&self) -> Result<Arc<Runtime>> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime.clone());
+        }
+        let runtime = Arc::new(Runtime::new(Some(self.cache_dir.clone())).map_err(Error::Runtime)?);
+        Ok(self.runtime.get_or_init(|| runtime).clone())
+    }
+
+    // Packages.
+
+    /// Checks a package folder and stores it as its next revision. `root`: a wider folder
+    /// its paths may reach into (see `Package::load_within`).
+    pub fn push(&self, dir: &Path, root: Option<&Path>) -> Result<Revision> {
+        let runtime = self.runtime()?;
+        revision::push(&mut *self.store()?, &runtime, dir, root)
+    }
+
+    /// Each package with its latest revision.
+    pub fn packages(&self) -> Result<Vec<Revision>> {
+        revision::list(&*self.store()?)
+    }
+
+    pub fn revisions(&self, package: &str) -> Result<Vec<Revision>> {
+        revision::revisions(&*self.store()?, package)
+    }
+
+    // Services.
+
+    pub fn deploy(&self, request: &Deploy) -> Result<Deployed> {
+        let (service, created) = service::deploy(&mut *self.store()?, request)?;
+        Ok(Deployed { service, created })
+    }
+
+    pub fn services(&self) -> Result<Vec<Service>> {
+        service::list(&*self.store()?)
+    }
+
+    pub fn service(&self, name: &str) -> Result<Service> {
+        service::get(&*self.store()?, name)
+    }
+
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<Service> {
+        service::set_paused(&mut *self.store()?, name, paused)
+    }
+
+    pub fn delete_service(&self, name: &str) -> Result<Deleted> {
+        let canceled = service::delete(&mut *self.store()?, name)?;
+        Ok(Deleted {
+            service: name.to_string(),
+            canceled,
+        })
+    }
+
+    pub fn rollback(&self, name: &str) -> Result<Service> {
+        service::rollback(&mut *self.store()?, name)
+    }
+
+    // Triggers.
+
+    pub fn create_trigger(&self, request: &Create) -> Result<Trigger> {
+        trigger::create(&mut *self.store()?, request)
+    }
+
+    pub fn triggers(&self) -> Result<Vec<Trigger>> {
+        trigger::list(&*self.store()?)
+    }
+
+    pub fn delete_trigger(&self, name: &str) -> Result<()> {
+        trigger::delete(&mut *self.store()?, name)
+    }
+
+    // Items and annotations.
+
+    /// Stores `bytes` as item `name` of `dataset` and fires the triggers that match.
+    pub fn upload(&self, dataset: &str, name: &str, bytes: &[u8]) -> Result<Uploaded> {
+        let (item, change, queued) = item::upload(&mut *self.store()?, dataset, name, bytes)?;
+        Ok(Uploaded {
+            item,
+            change,
+            queued,
+        })
+    }
+
+    pub fn items(&self, dataset: Option<&str>) -> Result<Vec<ItemRecord>> {
+        item::list(&*self.store()?, dataset)
+    }
+
+    /// An item and its original bytes.
+    pub fn item_bytes(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
+        let store = self.store()?;
+        let item = item::get(&store, id)?;
+        let bytes = store.read_blob(&item.digest)?;
+        Ok((item, bytes))
+    }
+
+    /// Every item of a dataset with its stored annotations, by item name.
+    pub fn annotated_items(&self, dataset: &str) -> Result<Vec<(ItemRecord, Vec<Stored>)>> {
+        export::annotated_items(&*self.store()?, dataset)
+    }
+
+    /// A dataset's annotations in an export format.
+    pub fn export(&self, dataset: &str, format: export::Format) -> Result<Value> {
+        export::export(&*self.store()?, dataset, format)
+    }
+
+    // Executions.
+
+    pub fn executions(&self, status: Option<Status>) -> Result<Vec<Execution>> {
+        execution::list(&*self.store()?, status)
+    }
+
+    pub fn execution(&self, id: i64) -> Result<Execution> {
+        execution::get(&*self.store()?, id)
+    }
+
+    pub fn rerun(&self, status: Option<Status>) -> Result<Rerun> {
+        execution::rerun(&mut *self.store()?, status)
+    }
+
+    /// Runs a service's function on an item now, in this process, and returns the finished
+    /// execution with the annotations it stored.
+    pub fn execute(&self, service: &str, function: &str, item: i64) -> Result<Executed> {
+        let runtime = self.runtime()?;
+        let execution = scheduler::execute_now(&self.dir, &runtime, service, function, item)?;
+        let annotations = export::item_annotations(&*self.store()?, item)?
+            .into_iter()
+            .filter(|a| a.execution_id == execution.id)
+            .collect();
+        Ok(Executed {
+            execution,
+            annotations,
+        })
+    }
+
+    /// Runs the scheduler until `stop` is set or, with `until_idle`, until nothing is left
+    /// to do. Returns what it found left running by stopped processes.
+    pub fn serve(&self, stop: Arc<AtomicBool>, until_idle: bool) -> Result<Interrupted> {
+        scheduler::run(&self.dir, self.runtime()?, stop, until_idle)
+    }
+
+    /// SQLite's integrity check and every blob on disk: the problems found.
+    pub fn check(&self) -> Result<Vec<String>> {
+        Ok(self.store()?.check()?)
+    }
+}
+
+/// The home's store, held for one operation.
+pub struct StoreGuard<'h>(MutexGuard<'h, Option<Store>>);
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0.as_ref().expect("opened before the guard is made")
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.0.as_mut().expect("opened before the guard is made")
+    }
+}

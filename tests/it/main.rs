@@ -1,0 +1,10 @@
+//! The integration tests: one binary (one link of wasmtime and tract on a two-core machine,
+//! not one per file), a module per area, each driving the real `prelabel` binary.
+
+mod support;
+
+mod detect;
+mod fuzz_smoke;
+mod manifest;
+mod platform;
+mod sandbox;
