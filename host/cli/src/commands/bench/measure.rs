@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 
+use prelabel::local::{FileResult, LocalRunner};
+use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
 use prelabel::package::Package;
-use prelabel::runtime::{self, Artifacts, Instance, Item, Limits, Loaded, Runtime};
-use prelabel::{execution, item, service, trigger};
+use prelabel::runtime::{self, Artifacts, Limits, Runtime};
+use prelabel::{execution, service, trigger};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -78,25 +80,35 @@ fn load(dir: &Path) -> Result<Package> {
     Ok(Package::load_within(dir, checkout().as_deref())?)
 }
 
-fn instance(runtime: &Runtime, loaded: &Loaded, package: &Package) -> Result<Instance> {
-    let init = package.manifest.resolve_init(&BTreeMap::new())?;
-    let artifacts = Artifacts::new(package.artifacts.clone());
-    // Our own package: native inference is granted, as a deployer would for it.
+/// A package run on files through the per-item pipeline that `prelabel detect` and the
+/// scheduler use (`attempt::run`: size check, instance, detect, logs, the result's checks).
+/// Our own package: native inference is granted, as a deployer would for it.
+fn runner<'r>(
+    runtime: &'r Runtime,
+    package: &Package,
+    given: &[(&str, InputValue)],
+) -> Result<LocalRunner<'r>> {
     let limits = Limits {
         allow_inference: true,
         ..Limits::default()
     };
-    let (started, _) = runtime.start(loaded, artifacts, limits, &init);
-    Ok(started?)
+    let given = given
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    Ok(LocalRunner::new(runtime, package, &given, limits)?)
 }
 
-fn item_of(name: &str, bytes: &[u8]) -> Item {
-    Item {
-        id: name.into(),
-        name: name.into(),
-        mimetype: item::sniff_mimetype(bytes),
-        metadata: "{}".into(),
-        data: bytes.to_vec(),
+/// One file through the runner, timed; a file that fails stops the bench.
+fn run_file(
+    runner: &mut LocalRunner<'_>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(FileResult, Duration)> {
+    let (result, t) = time(|| runner.run(name, bytes.to_vec()));
+    match &result.error {
+        Some(error) => Err(anyhow!("{name}: {error}")),
+        None => Ok((result, t)),
     }
 }
 
@@ -204,15 +216,18 @@ impl Samples {
     }
 }
 
-/// Detect calls on an instance (after one to warm up), with the stages the guest logs.
-fn in_guest(instance: &mut Instance, item: &Item, runs: usize) -> Result<Samples> {
-    instance.detect(item)?;
-    instance.take_logs();
+/// Detect calls (after one to warm up), with the stages the guest logs.
+fn in_guest(
+    runner: &mut LocalRunner<'_>,
+    name: &str,
+    image: &[u8],
+    runs: usize,
+) -> Result<Samples> {
+    run_file(runner, name, image)?;
     let mut samples = Samples::default();
     for _ in 0..runs {
-        let (r, t) = time(|| instance.detect(item));
-        r?;
-        samples.add(t, logged_stages(&instance.take_logs()));
+        let (result, t) = run_file(runner, name, image)?;
+        samples.add(t, logged_stages(&result.logs));
     }
     Ok(samples)
 }
@@ -240,17 +255,6 @@ fn native(faces: &Package, image: &[u8], runs: usize) -> Result<Samples> {
     Ok(samples)
 }
 
-/// The opt-in path: the same component, with the network run by the host.
-fn host_inference(faces: &Package) -> Package {
-    let mut package = faces.clone();
-    for input in &mut package.manifest.module.init_inputs {
-        if input.name == "inference" {
-            input.default = Some(toml::Value::String("host".into()));
-        }
-    }
-    package
-}
-
 /// Detect latency, wasm vs native (and wasm with host inference), and their stages.
 fn detect_rows(
     rows: &mut Vec<Row>,
@@ -259,20 +263,16 @@ fn detect_rows(
     image_path: &Path,
     runs: usize,
 ) -> Result<()> {
-    let loaded = runtime.load(&faces.component)?;
     let image = std::fs::read(image_path).with_context(|| image_path.display().to_string())?;
     let name = image_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let item = item_of(&name, &image);
-    let mut wasm = in_guest(&mut instance(runtime, &loaded, faces)?, &item, runs)?;
+    let mut wasm = in_guest(&mut runner(runtime, faces, &[])?, &name, &image, runs)?;
     let mut native = native(faces, &image, runs)?;
-    let mut hosted = in_guest(
-        &mut instance(runtime, &loaded, &host_inference(faces))?,
-        &item,
-        runs,
-    )?;
+    // The opt-in path: the same component, with the network run by the host.
+    let host = [("inference", InputValue::String("host".into()))];
+    let mut hosted = in_guest(&mut runner(runtime, faces, &host)?, &name, &image, runs)?;
     let wasm_row = stats(
         "detect",
         &format!("detect {name} in the sandbox (wasm)"),
@@ -330,12 +330,10 @@ fn detect_rows(
 /// Host overhead: a no-op guest, through the instance and through the whole queue.
 fn host_rows(rows: &mut Vec<Row>, runtime: &Runtime, options: &Options, runs: usize) -> Result<()> {
     let noop = load(&options.noop)?;
-    let noop_loaded = runtime.load(&noop.component)?;
-    let mut noop_instance = instance(runtime, &noop_loaded, &noop)?;
-    let tiny = item_of("ok.png", b"ok");
-    let calls: Vec<Duration> = (0..runs * 20)
-        .map(|_| time(|| noop_instance.detect(&tiny)).1)
-        .collect();
+    let mut noop = runner(runtime, &noop, &[])?;
+    let calls = (0..runs * 20)
+        .map(|_| Ok(run_file(&mut noop, "ok.png", b"ok")?.1))
+        .collect::<Result<Vec<Duration>>>()?;
     rows.push(stats(
         "host",
         "call a no-op guest (lower, call, lift, check)",
