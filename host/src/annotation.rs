@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::bindings::Annotation as WitAnnotation;
 use crate::runtime::bindings::{Geometry as WitGeometry, Point as WitPoint};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Annotation {
     pub label: String,
     pub geometry: Geometry,
     pub model: ModelInfo,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Geometry {
     Box {
@@ -33,7 +33,7 @@ pub enum Geometry {
     Classification,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,

@@ -5,12 +5,12 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use crate::annotation::Annotation;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::named::Named;
 use crate::store::{NOW, Store};
 
 /// `queued` → `running` → `success` | `failed` | `timed-out`; `canceled` when its service goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Queued,
@@ -30,7 +30,7 @@ crate::named::named!(Status {
     Canceled => "canceled",
 });
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Execution {
     pub id: i64,
     pub service: String,
@@ -48,6 +48,7 @@ pub struct Execution {
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub logs: String,
 }
 
@@ -83,7 +84,7 @@ pub fn get(store: &Store, id: i64) -> Result<Execution> {
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
-                crate::error::Kind::Execution,
+                Kind::Execution,
                 id,
                 format!("no execution with id {id} (see: prelabel executions list)"),
             )
@@ -100,6 +101,79 @@ pub fn list(store: &Store, status: Option<Status>) -> Result<Vec<Execution>> {
     Ok(rows)
 }
 
+/// Which executions to list; `None` matches any.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub service: Option<String>,
+    pub item: Option<i64>,
+    pub dataset: Option<String>,
+}
+
+/// A page of the executions that match, newest first, and how many match in all.
+pub fn page(
+    store: &Store,
+    filter: &Filter,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<Execution>, u64)> {
+    if let Some(dataset) = &filter.dataset {
+        crate::item::dataset_id(store, dataset)?;
+    }
+    let condition = "(?1 IS NULL OR e.status = ?1) AND (?2 IS NULL OR e.service_name = ?2)
+        AND (?3 IS NULL OR e.item_id = ?3)
+        AND (?4 IS NULL OR i.dataset_id = (SELECT id FROM datasets WHERE name = ?4))";
+    let args = params![filter.status, filter.service, filter.item, filter.dataset];
+    let total: i64 = store.conn().query_row(
+        &format!(
+            "SELECT COUNT(*) FROM executions e JOIN items i ON i.id = e.item_id WHERE {condition}"
+        ),
+        args,
+        |r| r.get(0),
+    )?;
+    let mut stmt = store.conn().prepare(&format!(
+        "{SELECT} WHERE {condition} ORDER BY e.id DESC LIMIT ?5 OFFSET ?6"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.status,
+                filter.service,
+                filter.item,
+                filter.dataset,
+                limit.min(i64::MAX as u64) as i64,
+                offset.min(i64::MAX as u64) as i64
+            ],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((rows, total as u64))
+}
+
+/// Cancels a queued execution. One that is not queued (running, finished) is left as it is,
+/// and saying so is an error naming its status.
+pub fn cancel(store: &mut Store, id: i64) -> Result<Execution> {
+    let changed = store.conn().execute(
+        &format!(
+            "UPDATE executions SET status = 'canceled', error = 'canceled', finished_at = {NOW}
+              WHERE id = ?1 AND status = 'queued'"
+        ),
+        [id],
+    )?;
+    let execution = get(store, id)?;
+    if changed == 0 {
+        return Err(Error::Conflict {
+            kind: Kind::Execution,
+            name: id.to_string(),
+            message: format!(
+                "execution {id} is {}, not queued: only a queued execution can be canceled",
+                execution.status.name()
+            ),
+        });
+    }
+    Ok(execution)
+}
+
 /// How many executions are queued or running for services that are not paused.
 pub fn pending(store: &Store) -> Result<i64> {
     Ok(store.conn().query_row(
@@ -111,7 +185,7 @@ pub fn pending(store: &Store) -> Result<i64> {
 }
 
 /// What `rerun` did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Rerun {
     /// The new executions, queued.
     pub queued: Vec<i64>,

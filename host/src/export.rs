@@ -23,7 +23,7 @@ pub enum Format {
 crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json" });
 
 /// An annotation with where it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stored {
     #[serde(flatten)]
     pub annotation: Annotation,

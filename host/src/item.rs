@@ -62,7 +62,7 @@ pub fn system_metadata(name: &str, bytes: &[u8], digest: &str) -> Value {
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemRecord {
     pub id: i64,
     pub dataset: String,
@@ -70,6 +70,7 @@ pub struct ItemRecord {
     pub digest: String,
     pub size: u64,
     pub mimetype: String,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: String,
     pub updated_at: String,
@@ -88,7 +89,7 @@ impl ItemRecord {
 }
 
 /// What an upload did to one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Created,
@@ -220,6 +221,32 @@ pub fn dataset_id(store: &Store, dataset: &str) -> Result<i64> {
                 format!("no dataset named `{dataset}` (see: prelabel items list)"),
             )
         })
+}
+
+/// A dataset and how many items it holds.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Dataset {
+    pub name: String,
+    pub items: u64,
+    pub created_at: String,
+}
+
+/// Every dataset, by name.
+pub fn datasets(store: &Store) -> Result<Vec<Dataset>> {
+    let mut stmt = store.conn().prepare(
+        "SELECT d.name, (SELECT COUNT(*) FROM items i WHERE i.dataset_id = d.id), d.created_at
+           FROM datasets d ORDER BY d.name",
+    )?;
+    let datasets = stmt
+        .query_map([], |r| {
+            Ok(Dataset {
+                name: r.get(0)?,
+                items: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(datasets)
 }
 
 /// Items of a dataset (or of all datasets), by name.

@@ -6,9 +6,11 @@
 //! [`service`]) → [`annotation`]s in the [`store`].
 
 pub mod annotation;
+pub mod api;
 pub mod attempt;
 pub mod coco;
 pub mod error;
+pub mod event;
 pub mod execution;
 pub mod export;
 pub mod files;

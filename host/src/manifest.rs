@@ -106,7 +106,7 @@ impl fmt::Display for InputType {
 }
 
 /// A typed init input value.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum InputValue {
     Boolean(bool),

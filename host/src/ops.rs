@@ -11,12 +11,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::export::{self, Stored};
-use crate::item::{self, Change, ItemRecord};
+use crate::item::{self, Change, Dataset, ItemRecord};
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
-use crate::scheduler;
+use crate::scheduler::{self, HomeLock};
 use crate::service::{self, Deploy, Service};
 use crate::store::Store;
 use crate::trigger::{self, Create, Trigger};
@@ -32,7 +33,7 @@ pub struct Home {
 }
 
 /// What `deploy` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     pub service: Service,
     /// A new service, rather than an update of one.
@@ -40,7 +41,7 @@ pub struct Deployed {
 }
 
 /// What deleting a service did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub service: String,
     /// Its queued executions, canceled.
@@ -48,7 +49,7 @@ pub struct Deleted {
 }
 
 /// What an upload did to one item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Uploaded {
     pub item: ItemRecord,
     pub change: Change,
@@ -77,7 +78,7 @@ impl Uploads {
 }
 
 /// A function run on an item now, with what it stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Executed {
     pub execution: Execution,
     /// The annotations this execution stored on the item (none unless it succeeded).
@@ -211,6 +212,21 @@ impl Home {
         item::list(&*self.store()?, dataset)
     }
 
+    pub fn datasets(&self) -> Result<Vec<Dataset>> {
+        item::datasets(&*self.store()?)
+    }
+
+    pub fn item(&self, id: i64) -> Result<ItemRecord> {
+        item::get(&*self.store()?, id)
+    }
+
+    /// An item's stored annotations, with where each came from.
+    pub fn item_annotations(&self, id: i64) -> Result<Vec<Stored>> {
+        let store = self.store()?;
+        item::get(&store, id)?;
+        export::item_annotations(&store, id)
+    }
+
     /// An item and its original bytes.
     pub fn item_bytes(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
         let store = self.store()?;
@@ -239,6 +255,35 @@ impl Home {
         execution::get(&*self.store()?, id)
     }
 
+    /// A page of the executions that match, newest first, and how many match in all.
+    pub fn execution_page(
+        &self,
+        filter: &execution::Filter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Execution>, u64)> {
+        execution::page(&*self.store()?, filter, offset, limit)
+    }
+
+    /// Cancels a queued execution.
+    pub fn cancel(&self, id: i64) -> Result<Execution> {
+        execution::cancel(&mut *self.store()?, id)
+    }
+
+    /// Changes after event `after` (see [`crate::event`]).
+    pub fn events_since(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
+        event::since(&*self.store()?, after, limit)
+    }
+
+    /// The latest event's id: where a new reader of changes starts.
+    pub fn latest_event(&self) -> Result<i64> {
+        event::latest(&*self.store()?)
+    }
+
+    pub fn prune_events(&self) -> Result<usize> {
+        event::prune(&*self.store()?)
+    }
+
     pub fn rerun(&self, status: Option<Status>) -> Result<Rerun> {
         execution::rerun(&mut *self.store()?, status)
     }
@@ -261,7 +306,22 @@ impl Home {
     /// Runs the scheduler until `stop` is set or, with `until_idle`, until nothing is left
     /// to do. Returns what it found left running by stopped processes.
     pub fn serve(&self, stop: Arc<AtomicBool>, until_idle: bool) -> Result<Interrupted> {
-        scheduler::run(&self.dir, self.runtime()?, stop, until_idle)
+        self.schedule(self.lock()?, stop, until_idle)
+    }
+
+    /// The home's scheduler lock: one scheduler per home.
+    pub fn lock(&self) -> Result<HomeLock> {
+        scheduler::lock_home(&self.dir)
+    }
+
+    /// [`Home::serve`] with the lock already taken.
+    pub fn schedule(
+        &self,
+        lock: HomeLock,
+        stop: Arc<AtomicBool>,
+        until_idle: bool,
+    ) -> Result<Interrupted> {
+        scheduler::run_locked(lock, &self.dir, self.runtime()?, stop, until_idle)
     }
 
     /// SQLite's integrity check and every blob on disk: the problems found.

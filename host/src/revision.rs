@@ -14,7 +14,7 @@ use crate::runtime::Runtime;
 use crate::store::Store;
 
 /// A pushed revision of a package.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Revision {
     pub id: i64,
     pub package: String,
@@ -22,9 +22,11 @@ pub struct Revision {
     pub version: String,
     pub component_digest: String,
     /// Artifact name → (digest, size).
+    #[schema(value_type = Object)]
     pub artifacts: BTreeMap<String, (String, u64)>,
     pub created_at: String,
     #[serde(skip)]
+    #[schema(ignore)]
     pub manifest: Manifest,
 }
 

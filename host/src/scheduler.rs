@@ -96,7 +96,18 @@ pub fn run(
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
-    let _lock = lock_home(home)?;
+    run_locked(lock_home(home)?, home, runtime, stop, until_idle)
+}
+
+/// [`run`], with the home's lock already taken (so that a server can refuse to start before
+/// it listens).
+pub fn run_locked(
+    _lock: HomeLock,
+    home: &Path,
+    runtime: Arc<Runtime>,
+    stop: Arc<AtomicBool>,
+    until_idle: bool,
+) -> Result<execution::Interrupted> {
     let mut store = Store::open(home)?;
     let interrupted = execution::requeue_interrupted(&mut store)?;
     let components = Arc::new(Components::default());

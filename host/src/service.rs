@@ -19,7 +19,7 @@ use crate::store::{NOW, Store};
 /// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
 /// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
 /// annotations per result, 1 MiB of logs per call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Settings {
     pub concurrency: u32,
     pub timeout_ms: u64,
@@ -64,7 +64,7 @@ impl Settings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Service {
     pub id: i64,
     pub name: String,

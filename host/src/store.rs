@@ -18,13 +18,14 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 const MIGRATIONS: &[&str] = &[
     include_str!("store/001_initial.sql"),
     include_str!("store/002_sandbox.sql"),
+    include_str!("store/003_events.sql"),
 ];
 
-/// How long a writer waits for another process's transaction before giving up.
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
 /// schema's defaults write too, so stored times sort and compare as text).
 pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
+/// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]

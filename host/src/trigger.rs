@@ -20,7 +20,7 @@ use crate::service;
 use crate::store::Store;
 
 /// When a trigger fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Created,
@@ -30,7 +30,7 @@ pub enum Action {
 crate::named::named!(Action { Created => "created", Updated => "updated" });
 
 /// `once`: at most one execution per item for this trigger; `always`: one per event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Once,
@@ -115,7 +115,7 @@ impl Filter {
 }
 
 /// A stored trigger: what was asked for at creation, and its state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Trigger {
     pub id: i64,
     #[serde(flatten)]
@@ -124,15 +124,38 @@ pub struct Trigger {
 }
 
 /// What `trigger create` asks for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Create {
     pub name: String,
     pub service: String,
+    /// Default `detect`.
+    #[serde(default = "default_function")]
     pub function: String,
+    /// Default `[created]`.
+    #[serde(default = "default_actions")]
     pub actions: Vec<Action>,
+    /// Only items of this dataset (default: all).
+    #[serde(default)]
     pub dataset: Option<String>,
+    /// `PATH=GLOB`, `PATH!=GLOB` or `PATH in A,B`, joined by AND.
+    #[serde(default)]
     pub filters: Vec<String>,
+    /// Default `once`.
+    #[serde(default = "default_mode")]
     pub mode: Mode,
+}
+
+fn default_function() -> String {
+    "detect".into()
+}
+
+fn default_actions() -> Vec<Action> {
+    vec![Action::Created]
+}
+
+fn default_mode() -> Mode {
+    Mode::Once
 }
 
 pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod detect;
 mod fuzz_smoke;
 mod manifest;

@@ -89,7 +89,9 @@ pub fn command(home: &Path) -> Command {
     command
         .env("PRELABEL_HOME", home)
         .env("PRELABEL_CACHE_DIR", cache_dir())
-        .env("PRELABEL_PACKAGE_ROOT", root());
+        .env("PRELABEL_PACKAGE_ROOT", root())
+        // `prelabel serve` listens on a free port: many run at once.
+        .env("PRELABEL_ADDR", "127.0.0.1:0");
     command
 }
 

@@ -74,8 +74,9 @@ enum Command {
     /// Stored annotations.
     #[command(subcommand)]
     Annotations(annotations::Command),
-    /// Run the scheduler until stopped (Ctrl-C finishes running executions, then exits).
-    Serve,
+    /// Run the scheduler and the HTTP API until stopped (Ctrl-C finishes running
+    /// executions, then exits).
+    Serve(schedule::Serve),
     /// Check the store: SQLite's integrity check and that every blob is there.
     Check,
     /// Measure the detector in the sandbox vs natively, the host's overhead, component
@@ -99,10 +100,10 @@ impl Cli {
             Command::Executions(command) => command.run(&home),
             Command::Execute(args) => args.run(&home),
             Command::Annotations(command) => command.run(&home),
-            Command::Serve => schedule::run(&home, false),
+            Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
             Command::Bench(args) => args.run(&home),
-            Command::Work(args) => schedule::run(&home, args.until_idle),
+            Command::Work(args) => args.run(&home),
         }
     }
 }

@@ -1,11 +1,15 @@
-//! `prelabel serve` and `prelabel work`: the scheduler, until Ctrl-C or until idle.
+//! `prelabel serve` (the scheduler and the HTTP API, until Ctrl-C) and `prelabel work` (the
+//! scheduler alone, until Ctrl-C or until idle).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 
+use prelabel::api;
+use prelabel::execution::Interrupted;
 use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
@@ -14,13 +18,67 @@ pub struct Work {
     pub until_idle: bool,
 }
 
-pub fn run(home: &Home, until_idle: bool) -> Result<ExitCode> {
+#[derive(Debug, clap::Args)]
+pub struct Serve {
+    /// Where the HTTP API listens. Anything but loopback needs --token.
+    #[arg(long, env = "PRELABEL_ADDR", default_value = "127.0.0.1:8700")]
+    addr: SocketAddr,
+    /// A token every request must carry (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "PRELABEL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The largest request (an upload) the API accepts, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    max_upload_mb: usize,
+}
+
+impl Work {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let stop = stop_on_ctrl_c()?;
+        report(home.serve(stop, self.until_idle)?);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Serve {
+    pub fn run(self, home: Home) -> Result<ExitCode> {
+        let options = api::Options {
+            addr: self.addr,
+            token: self.token,
+            max_body: self.max_upload_mb.saturating_mul(1 << 20),
+        };
+        // Refuse before anything starts: the token rule, then one scheduler per home.
+        options.check()?;
+        let lock = home.lock()?;
+        let stop = stop_on_ctrl_c()?;
+        let home = Arc::new(home);
+        let scheduler = {
+            let (home, stop) = (home.clone(), stop.clone());
+            std::thread::spawn(move || home.schedule(lock, stop, false))
+        };
+        let served = api::serve_blocking(home, options, stop.clone(), |addr| {
+            eprintln!("listening on http://{addr}/ (the API is under /api)");
+        });
+        // The server stops on Ctrl-C, or failed to start: either way the scheduler drains.
+        stop.store(true, Ordering::Relaxed);
+        let interrupted = scheduler
+            .join()
+            .map_err(|_| anyhow::anyhow!("the scheduler panicked"))??;
+        served?;
+        report(interrupted);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A flag set by Ctrl-C: stop taking work, let running executions finish.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // Ctrl-C: stop taking work, let running executions finish.
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
-    let interrupted = home.serve(stop, until_idle)?;
+    Ok(stop)
+}
+
+fn report(interrupted: Interrupted) {
     if interrupted.requeued > 0 {
         eprintln!(
             "re-queued {} executions interrupted by a stopped host",
@@ -34,5 +92,4 @@ pub fn run(home: &Home, until_idle: bool) -> Result<ExitCode> {
             interrupted.failed
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

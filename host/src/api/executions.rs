@@ -1,0 +1,123 @@
+//! Executions: list (filters, paging), one, its logs, rerun, cancel a queued one.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Body, Path, Query};
+use super::{ApiError, AppState};
+use crate::execution::{Execution, Filter, Rerun, Status};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/executions", get(list))
+        .route("/executions/rerun", post(rerun))
+        .route("/executions/{id}", get(show))
+        .route("/executions/{id}/logs", get(logs))
+        .route("/executions/{id}/cancel", post(cancel))
+}
+
+/// A page of executions, newest first, and how many match in all.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    pub executions: Vec<Execution>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only executions with this status.
+    #[param(value_type = Option<String>)]
+    status: Option<Status>,
+    /// Only this service's.
+    service: Option<String>,
+    /// Only this item's.
+    item: Option<i64>,
+    /// Only items of this dataset.
+    dataset: Option<String>,
+    #[serde(default)]
+    offset: u64,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/executions", tag = "executions", params(ListQuery),
+    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page>, ApiError> {
+    let limit = query.limit.unwrap_or(100).min(1000);
+    let filter = Filter {
+        status: query.status,
+        service: query.service,
+        item: query.item,
+        dataset: query.dataset,
+    };
+    let offset = query.offset;
+    let (executions, total) = state
+        .run(move |home| home.execution_page(&filter, offset, limit))
+        .await?;
+    Ok(Json(Page {
+        executions,
+        total,
+        offset,
+        limit,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+    params(("id" = i64, Path, description = "the execution")),
+    responses((status = 200, body = Execution), (status = 404, body = super::error::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Execution>, ApiError> {
+    Ok(Json(state.run(move |home| home.execution(id)).await?))
+}
+
+/// What the guest printed and logged, and the host's notes on each attempt.
+#[utoipa::path(get, path = "/api/executions/{id}/logs", tag = "executions",
+    params(("id" = i64, Path, description = "the execution")),
+    responses((status = 200, body = String, content_type = "text/plain"),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn logs(State(state): State<AppState>, Path(id): Path<i64>) -> Result<String, ApiError> {
+    Ok(state.run(move |home| home.execution(id)).await?.logs)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// Rerun executions with this status (default: failed and timed-out).
+    #[schema(value_type = Option<String>)]
+    pub status: Option<Status>,
+}
+
+/// Queues the latest execution of each (service, item, function) with the status again.
+#[utoipa::path(post, path = "/api/executions/rerun", tag = "executions", request_body = RerunRequest,
+    responses((status = 200, body = Rerun), (status = 400, body = super::error::ErrorBody)))]
+pub async fn rerun(
+    State(state): State<AppState>,
+    Body(request): Body<RerunRequest>,
+) -> Result<Json<Rerun>, ApiError> {
+    Ok(Json(
+        state.run(move |home| home.rerun(request.status)).await?,
+    ))
+}
+
+/// Cancels a queued execution (one already running finishes).
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = i64, Path, description = "the execution")),
+    responses((status = 200, body = Execution), (status = 404, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Execution>, ApiError> {
+    Ok(Json(state.run(move |home| home.cancel(id)).await?))
+}

@@ -1,0 +1,189 @@
+//! Datasets and items: list, upload (multipart; fires triggers exactly like `prelabel
+//! upload`), an item's metadata, its original bytes, and its annotations.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body as ResponseBody;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::extract::{Path, Query};
+use super::{ApiError, AppState};
+use crate::export::Stored;
+use crate::item::{Dataset, ItemRecord};
+use crate::ops::Uploaded;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/datasets", get(datasets))
+        // The upload counts its own bytes (see `read_files`).
+        .route(
+            "/datasets/{dataset}/items",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/items", get(items))
+        .route("/items/{id}", get(item))
+        .route("/items/{id}/data", get(data))
+        .route("/items/{id}/annotations", get(annotations))
+}
+
+/// Every dataset, with how many items it holds.
+#[utoipa::path(get, path = "/api/datasets", tag = "items",
+    responses((status = 200, body = Vec<Dataset>)))]
+pub async fn datasets(State(state): State<AppState>) -> Result<Json<Vec<Dataset>>, ApiError> {
+    Ok(Json(state.run(|home| home.datasets()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsQuery {
+    /// Only this dataset's items.
+    dataset: Option<String>,
+}
+
+/// Items, by dataset and name.
+#[utoipa::path(get, path = "/api/items", tag = "items", params(ItemsQuery),
+    responses((status = 200, body = Vec<ItemRecord>), (status = 404, body = super::error::ErrorBody)))]
+pub async fn items(
+    State(state): State<AppState>,
+    Query(query): Query<ItemsQuery>,
+) -> Result<Json<Vec<ItemRecord>>, ApiError> {
+    Ok(Json(
+        state
+            .run(move |home| home.items(query.dataset.as_deref()))
+            .await?,
+    ))
+}
+
+/// Uploads files (multipart form, one part per file, named by its file name) as items of
+/// the dataset; the dataset is created by its first upload. Every part is read and checked
+/// before anything is stored.
+#[utoipa::path(post, path = "/api/datasets/{dataset}/items", tag = "items",
+    params(("dataset" = String, Path, description = "the dataset")),
+    request_body(content_type = "multipart/form-data", description = "one part per file"),
+    responses((status = 200, body = Vec<Uploaded>), (status = 400, body = super::error::ErrorBody),
+              (status = 413, body = super::error::ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(dataset): Path<String>,
+    multipart: Multipart,
+) -> Result<Json<Vec<Uploaded>>, ApiError> {
+    let files = read_files(multipart, state.max_body).await?;
+    let uploaded = state
+        .run(move |home| {
+            files
+                .iter()
+                .map(|(name, bytes)| home.upload(&dataset, name, bytes))
+                .collect()
+        })
+        .await?;
+    Ok(Json(uploaded))
+}
+
+/// Every part of an upload, read whole before anything is stored. A request that is refused
+/// (over `limit`, a part without a file name) is still read to its end, up to four times the
+/// limit, so that the client, still sending, gets the answer instead of a reset connection.
+async fn read_files(
+    mut multipart: Multipart,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let broken =
+        |e: axum::extract::multipart::MultipartError| ApiError::new(e.status(), e.body_text());
+    let (mut files, mut total, mut refused) = (Vec::new(), 0usize, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(broken)? {
+        let name = field
+            .file_name()
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_string);
+        if name.is_none() && refused.is_none() {
+            refused = Some(ApiError::bad_request(
+                "every part needs a file name (Content-Disposition filename); nothing was stored",
+            ));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            total = total.saturating_add(chunk.len());
+            if total > limit {
+                refused = Some(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the upload is over the limit of {limit} bytes (--max-upload-mb); nothing was stored"
+                    ),
+                ));
+                if total > limit.saturating_mul(4) {
+                    return Err(refused.unwrap_or_else(|| ApiError::bad_request("refused")));
+                }
+            } else if refused.is_none() {
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+        if let (Some(name), None) = (name, &refused) {
+            files.push((name, bytes));
+        }
+    }
+    match refused {
+        Some(error) => Err(error),
+        None if files.is_empty() => Err(ApiError::bad_request("no file in the upload")),
+        None => Ok(files),
+    }
+}
+
+/// An item and its metadata.
+#[utoipa::path(get, path = "/api/items/{id}", tag = "items",
+    params(("id" = i64, Path, description = "the item")),
+    responses((status = 200, body = ItemRecord), (status = 404, body = super::error::ErrorBody)))]
+pub async fn item(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ItemRecord>, ApiError> {
+    Ok(Json(state.run(move |home| home.item(id)).await?))
+}
+
+/// The item's original bytes. Images are served as what they are; anything else as an
+/// attachment of no type, so that an uploaded page or script never runs in this origin.
+#[utoipa::path(get, path = "/api/items/{id}/data", tag = "items",
+    params(("id" = i64, Path, description = "the item")),
+    responses((status = 200, description = "the bytes"), (status = 404, body = super::error::ErrorBody)))]
+pub async fn data(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (item, bytes) = state.run(move |home| home.item_bytes(id)).await?;
+    let image = item.mimetype.starts_with("image/") && item.mimetype != "image/svg+xml";
+    let mimetype = if image {
+        item.mimetype.clone()
+    } else {
+        "application/octet-stream".to_string()
+    };
+    let disposition = if image { "inline" } else { "attachment" };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, mimetype),
+            (header::CONTENT_DISPOSITION, disposition.to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox".to_string(),
+            ),
+        ],
+        ResponseBody::from(bytes),
+    )
+        .into_response())
+}
+
+/// The item's stored annotations, with the service, revision and component that made each.
+#[utoipa::path(get, path = "/api/items/{id}/annotations", tag = "items",
+    params(("id" = i64, Path, description = "the item")),
+    responses((status = 200, body = Vec<Stored>), (status = 404, body = super::error::ErrorBody)))]
+pub async fn annotations(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<Stored>>, ApiError> {
+    Ok(Json(
+        state.run(move |home| home.item_annotations(id)).await?,
+    ))
+}

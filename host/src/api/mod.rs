@@ -1,0 +1,215 @@
+//! The HTTP API: JSON over the same operations as the CLI (`ops::Home`), served by
+//! `prelabel serve` beside the scheduler. Routes are grouped by concept (`items`, `services`,
+//! ...); each handler parses the request, runs one operation off the async threads, and
+//! returns its typed result as JSON. Errors are `{"error": "..."}` with the status that fits
+//! (`error.rs`); the OpenAPI document is generated from the handlers (`openapi.rs`).
+
+mod error;
+mod events;
+mod executions;
+mod extract;
+mod items;
+mod openapi;
+mod packages;
+mod services;
+mod triggers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use error::ApiError;
+
+use crate::ops::Home;
+
+/// Where and how the API listens.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    /// Required on every request when set (`Authorization: Bearer TOKEN`); required to listen
+    /// on anything but loopback.
+    pub token: Option<String>,
+    /// The largest request body (an upload), in bytes; larger ones are refused with 413.
+    pub max_body: usize,
+}
+
+/// Why the API does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {addr} without a token: anyone who can reach it could upload, deploy \
+         and run detectors. Set --token (or PRELABEL_TOKEN), or listen on loopback (127.0.0.1)"
+    )]
+    NoToken { addr: SocketAddr },
+    #[error("the token must not be empty")]
+    EmptyToken,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Options {
+    /// The token rule: a token is required off loopback, and an empty one is no token.
+    pub fn check(&self) -> Result<(), ServeError> {
+        match &self.token {
+            Some(token) if token.is_empty() => Err(ServeError::EmptyToken),
+            None if !self.addr.ip().is_loopback() => Err(ServeError::NoToken { addr: self.addr }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub home: Arc<Home>,
+    /// The sha256 of the token: compared in constant time, and the same length whatever was
+    /// sent.
+    token: Option<[u8; 32]>,
+    /// Set when the server stops: long-lived responses (event streams) end.
+    pub stop: Arc<AtomicBool>,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+}
+
+impl AppState {
+    /// Runs an operation on the home on the blocking pool: the store and the runtime block.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Home) -> crate::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let home = self.home.clone();
+        tokio::task::spawn_blocking(move || op(&home))
+            .await
+            .map_err(|e| ApiError::internal(format!("the operation panicked: {e}")))?
+            .map_err(ApiError::from)
+    }
+}
+
+/// The API's routes, all under `/api`.
+pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Router {
+    let state = AppState {
+        home,
+        token: options.token.as_deref().map(|t| Sha256::digest(t).into()),
+        stop,
+        max_body: options.max_body,
+    };
+    let api = Router::new()
+        .merge(items::routes())
+        .merge(services::routes())
+        .merge(triggers::routes())
+        .merge(executions::routes())
+        .merge(packages::routes())
+        .merge(events::routes())
+        .merge(openapi::routes());
+    Router::new()
+        .nest("/api", api)
+        .fallback(|| async { ApiError::not_found_route() })
+        .layer(DefaultBodyLimit::max(options.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .with_state(state)
+}
+
+/// Every request carries the token when one is set: `Authorization: Bearer TOKEN`, or (for
+/// the browser's EventSource, which cannot set headers) a `token` query parameter.
+async fn authorize(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = state.token else {
+        return Ok(next.run(request).await);
+    };
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let query = request.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let given = header.or(query).unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    if bool::from(digest.ct_eq(&expected)) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Serves the API until `stop` is set, then finishes the requests in flight. `ready` is told
+/// the address actually bound (port 0 picks a free one).
+pub async fn serve(
+    home: Arc<Home>,
+    options: Options,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    options.check()?;
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: options.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    ready(addr);
+    let app = router(home.clone(), &options, stop.clone());
+    let pruner = tokio::spawn(prune_events(home));
+    let stopped = async move {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(ServeError::Serve);
+    pruner.abort();
+    served
+}
+
+/// [`serve`] on an async runtime of its own, for a synchronous caller.
+pub fn serve_blocking(
+    home: Arc<Home>,
+    options: Options,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Serve)?
+        .block_on(serve(home, options, stop, ready))
+}
+
+/// Keeps the events table bounded while the server runs.
+async fn prune_events(home: Arc<Home>) {
+    loop {
+        let home = home.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || home.prune_events()).await {
+            tracing::warn!("cannot prune events: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}

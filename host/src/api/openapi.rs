@@ -1,0 +1,58 @@
+//! The OpenAPI document, generated from the handlers' annotations and the types they return.
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+
+use super::{AppState, events, executions, items, packages, services, triggers};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Prelabel",
+        description = "Pre-annotation functions (WebAssembly components) on a local store: items, \
+                       services, triggers, executions and their annotations. Every request carries \
+                       `Authorization: Bearer TOKEN` when the server has a token. Errors are \
+                       `{\"error\": \"...\"}` (with `field` when one request field is at fault)."
+    ),
+    paths(
+        items::datasets,
+        items::items,
+        items::upload,
+        items::item,
+        items::data,
+        items::annotations,
+        services::list,
+        services::show,
+        services::deploy,
+        services::pause,
+        services::resume,
+        services::rollback,
+        services::delete,
+        triggers::list,
+        triggers::create,
+        triggers::delete,
+        executions::list,
+        executions::show,
+        executions::logs,
+        executions::rerun,
+        executions::cancel,
+        packages::list,
+        packages::revisions,
+        events::events,
+        document,
+    )
+)]
+struct ApiDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(document))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "the OpenAPI document")))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

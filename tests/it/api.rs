@@ -1,0 +1,665 @@
+//! The HTTP API of `prelabel serve`, through a real server on a free loopback port: every
+//! endpoint group, its errors as JSON with the right status, the token rule, live events from
+//! other processes, and the hostile side (oversized, malformed and unexpected requests store
+//! nothing; uploaded non-images are never served as something a browser runs).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder, Response, multipart};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A running `prelabel serve` and a client for it; stopped with Ctrl-C when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    token: Option<String>,
+    client: Client,
+}
+
+impl Server {
+    fn start(home: &Home, args: &[&str]) -> Server {
+        let mut child = command(home.path())
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prelabel serve starts");
+        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        let base = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("read stderr") == 0 {
+                panic!("prelabel serve exited before listening:\n{seen}");
+            }
+            seen.push_str(&line);
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let url = rest.split_whitespace().next().expect("an address");
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep reading, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let token = args
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| args[i + 1].to_string());
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            base,
+            token,
+            client,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn with_token(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.with_token(self.client.get(self.url(path)))
+            .send()
+            .expect("GET")
+    }
+
+    fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let request = self.client.request(method, self.url(path));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        self.with_token(request).send().expect("request")
+    }
+
+    /// A JSON answer with the expected status.
+    fn json(&self, response: Response, status: StatusCode) -> Value {
+        let got = response.status();
+        let text = response.text().expect("body");
+        assert_eq!(got, status, "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn ok(&self, path: &str) -> Value {
+        self.json(self.get(path), StatusCode::OK)
+    }
+
+    fn upload(&self, dataset: &str, files: &[(&str, Vec<u8>)]) -> Response {
+        let mut form = multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        self.with_token(
+            self.client
+                .post(self.url(&format!("/api/datasets/{dataset}/items")))
+                .multipart(form),
+        )
+        .send()
+        .expect("upload")
+    }
+
+    /// Polls until `done` holds for the execution list, bounded.
+    fn wait_executions(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let page = self.ok(&format!("/api/executions{query}"));
+            let all = page["executions"].as_array().expect("a list").clone();
+            if done(&all) {
+                return all;
+            }
+            assert!(Instant::now() < deadline, "timed out: {page:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        interrupt(&mut self.child, 60);
+    }
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("images").join(name)).expect("a sample photo")
+}
+
+fn error_of(response: Response, status: StatusCode) -> String {
+    let got = response.status();
+    let text = response.text().expect("body");
+    assert_eq!(got, status, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("a JSON error");
+    body["error"]
+        .as_str()
+        .expect("an error message")
+        .to_string()
+}
+
+#[test]
+fn the_seed_flow_over_http_uploads_runs_and_serves_the_boxes() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let server = Server::start(&home, &[]);
+
+    let uploaded = server.json(
+        server.upload(
+            "photos",
+            &[
+                ("grace.jpg", photo("matplotlib_grace_hopper.jpg")),
+                ("mosaic.png", photo("mosaic_2x2.png")),
+                ("notes.txt", b"not an image\n".to_vec()),
+            ],
+        ),
+        StatusCode::OK,
+    );
+    let uploaded = uploaded.as_array().expect("one result per file");
+    assert_eq!(uploaded.len(), 3);
+    assert_eq!(uploaded[0]["change"], "created");
+    assert_eq!(
+        uploaded[0]["queued"], 1,
+        "the trigger fired like on `upload`"
+    );
+    assert_eq!(uploaded[2]["queued"], 0, "the filter skips text");
+    let mosaic = uploaded[1]["item"]["id"].as_i64().expect("an id");
+
+    let all = server.wait_executions("?dataset=photos", |all| {
+        all.len() == 2 && status_count(all, "success") == 2
+    });
+    assert_eq!(all.len(), 2);
+    let boxes = server.ok(&format!("/api/items/{mosaic}/annotations"));
+    assert_eq!(boxes.as_array().map(Vec::len), Some(3), "{boxes:#}");
+    assert_eq!(boxes[0]["service"], "face-detector");
+    assert_eq!(boxes[0]["geometry"]["type"], "box");
+
+    let item = server.ok(&format!("/api/items/{mosaic}"));
+    assert_eq!(item["metadata"]["system"]["mimetype"], "image/png");
+    let data = server.get(&format!("/api/items/{mosaic}/data"));
+    assert_eq!(data.status(), StatusCode::OK);
+    assert_eq!(data.headers()["content-type"], "image/png");
+    assert_eq!(
+        data.bytes().expect("bytes").to_vec(),
+        photo("mosaic_2x2.png")
+    );
+
+    let datasets = server.ok("/api/datasets");
+    assert_eq!(
+        datasets,
+        json!([{"name": "photos", "items": 3, "created_at": datasets[0]["created_at"]}])
+    );
+    assert_eq!(
+        server
+            .ok("/api/items?dataset=photos")
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    // The CLI sees what the API stored.
+    let exported = home.export("photos");
+    assert_eq!(exported.as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn services_triggers_packages_and_executions_have_endpoints() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    let server = Server::start(&home, &[]);
+
+    let packages = server.ok("/api/packages");
+    assert_eq!(packages[0]["package"], "face-detector");
+    let revisions = server.ok("/api/packages/face-detector/revisions");
+    assert_eq!(revisions[0]["revision"], 1);
+
+    let deployed = server.json(
+        server.send(
+            reqwest::Method::PUT,
+            "/api/services/faces",
+            Some(json!({"package": "face-detector", "init": {"min_confidence": 0.6}, "concurrency": 1})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(deployed["created"], true);
+    assert_eq!(deployed["service"]["init_inputs"]["min_confidence"], 0.6);
+    let updated = server.json(
+        server.send(
+            reqwest::Method::PUT,
+            "/api/services/faces",
+            Some(json!({"package": "face-detector", "timeout": 30})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(updated["created"], false);
+    assert_eq!(updated["service"]["settings"]["timeout_ms"], 30000);
+    assert_eq!(
+        updated["service"]["init_inputs"]["min_confidence"], 0.6,
+        "kept"
+    );
+    assert_eq!(server.ok("/api/services").as_array().map(Vec::len), Some(1));
+    assert_eq!(server.ok("/api/services/faces")["generation"], 2);
+
+    let trigger = server.json(
+        server.send(
+            reqwest::Method::POST,
+            "/api/triggers",
+            Some(json!({"name": "all", "service": "faces", "filters": ["metadata.system.mimetype=image/*"]})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(trigger["function"], "detect");
+    assert_eq!(trigger["mode"], "once");
+    assert_eq!(server.ok("/api/triggers").as_array().map(Vec::len), Some(1));
+
+    // Paused: uploads queue and wait, and a queued execution can be canceled (once).
+    let paused = server.json(
+        server.send(reqwest::Method::POST, "/api/services/faces/pause", None),
+        StatusCode::OK,
+    );
+    assert_eq!(paused["paused"], true);
+    server.json(
+        server.upload(
+            "d",
+            &[
+                ("a.png", photo("skimage_astronaut.png")),
+                ("b.png", photo("skimage_camera.png")),
+            ],
+        ),
+        StatusCode::OK,
+    );
+    let queued = server.ok("/api/executions?status=queued");
+    assert_eq!(queued["total"], 2);
+    let first = queued["executions"][1]["id"].as_i64().expect("an id");
+    let canceled = server.json(
+        server.send(
+            reqwest::Method::POST,
+            &format!("/api/executions/{first}/cancel"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(canceled["status"], "canceled");
+    let again = error_of(
+        server.send(
+            reqwest::Method::POST,
+            &format!("/api/executions/{first}/cancel"),
+            None,
+        ),
+        StatusCode::CONFLICT,
+    );
+    assert!(again.contains("is canceled, not queued"), "{again}");
+    let page = server.ok("/api/executions?limit=1&offset=1");
+    assert_eq!(
+        (
+            page["total"].as_i64(),
+            page["executions"].as_array().map(Vec::len)
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(page["executions"][0]["id"], first, "newest first");
+
+    server.json(
+        server.send(reqwest::Method::POST, "/api/services/faces/resume", None),
+        StatusCode::OK,
+    );
+    server.wait_executions("?service=faces&status=success", |all| all.len() == 1);
+    let logs = server.get(&format!("/api/executions/{}", first + 1));
+    assert_eq!(logs.status(), StatusCode::OK);
+    let text = server
+        .get(&format!("/api/executions/{}/logs", first + 1))
+        .text()
+        .expect("logs");
+    assert!(text.contains("stage_us"), "the guest's log lines: {text}");
+
+    // Rerun the canceled one, by status.
+    let rerun = server.json(
+        server.send(
+            reqwest::Method::POST,
+            "/api/executions/rerun",
+            Some(json!({"status": "canceled"})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(rerun["queued"].as_array().map(Vec::len), Some(1));
+    server.wait_executions("?service=faces&status=success", |all| all.len() == 2);
+
+    // A new revision, then rollback to the first.
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    server.json(
+        server.send(
+            reqwest::Method::PUT,
+            "/api/services/faces",
+            Some(json!({"package": "face-detector"})),
+        ),
+        StatusCode::OK,
+    );
+    let back = server.json(
+        server.send(reqwest::Method::POST, "/api/services/faces/rollback", None),
+        StatusCode::OK,
+    );
+    assert_eq!(back["revision"], 1);
+
+    let deleted = server.json(
+        server.send(reqwest::Method::DELETE, "/api/triggers/all", None),
+        StatusCode::OK,
+    );
+    assert_eq!(deleted["trigger"], "all");
+    let gone = server.json(
+        server.send(reqwest::Method::DELETE, "/api/services/faces", None),
+        StatusCode::OK,
+    );
+    assert_eq!(gone["service"], "faces");
+    assert_eq!(server.ok("/api/services"), json!([]));
+}
+
+#[test]
+fn errors_are_json_with_the_status_that_fits_and_store_nothing() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let server = Server::start(&home, &["--max-upload-mb", "1"]);
+
+    let missing = error_of(server.get("/api/services/nope"), StatusCode::NOT_FOUND);
+    assert!(missing.contains("no service named `nope`"), "{missing}");
+    let missing = error_of(server.get("/api/items/999"), StatusCode::NOT_FOUND);
+    assert!(missing.contains("999"), "{missing}");
+    let missing = error_of(
+        server.get("/api/executions?dataset=nope"),
+        StatusCode::NOT_FOUND,
+    );
+    assert!(missing.contains("no dataset named `nope`"), "{missing}");
+    error_of(server.get("/api/nothing-here"), StatusCode::NOT_FOUND);
+
+    // A bad field is a 400 that names it, and changes nothing.
+    let response = server.send(
+        reqwest::Method::PUT,
+        "/api/services/face-detector",
+        Some(json!({"package": "face-detector", "concurrency": 0})),
+    );
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().expect("JSON");
+    assert_eq!(body["field"], "concurrency", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--concurrency must be at least 1")
+    );
+    assert_eq!(
+        server.ok("/api/services/face-detector")["generation"],
+        1,
+        "nothing changed"
+    );
+    for body in [
+        json!({"package": "face-detector", "concurency": 2}),
+        json!({"package": "face-detector", "timeout": -1}),
+        json!({"package": "face-detector", "init": {"min_confidence": "high"}}),
+        json!({"package": "face-detector", "init": {"nope": 1}}),
+        json!({"package": 7}),
+    ] {
+        let error = error_of(
+            server.send(
+                reqwest::Method::PUT,
+                "/api/services/face-detector",
+                Some(body.clone()),
+            ),
+            StatusCode::BAD_REQUEST,
+        );
+        assert!(!error.is_empty(), "{body}");
+    }
+    let malformed = server
+        .with_token(server.client.put(server.url("/api/services/x")))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .expect("send");
+    error_of(malformed, StatusCode::BAD_REQUEST);
+    let bad_filter = error_of(
+        server.send(
+            reqwest::Method::POST,
+            "/api/triggers",
+            Some(json!({"name": "t", "service": "face-detector", "filters": ["no operator"]})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(bad_filter.contains("no operator"), "{bad_filter}");
+    error_of(
+        server.get("/api/executions?status=sleeping"),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(
+        server.get("/api/executions?limit=-1"),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(server.get("/api/items/abc"), StatusCode::BAD_REQUEST);
+    let taken = error_of(
+        server.send(
+            reqwest::Method::POST,
+            "/api/triggers",
+            Some(json!({"name": "faces", "service": "face-detector"})),
+        ),
+        StatusCode::CONFLICT,
+    );
+    assert!(taken.contains("exists already"), "{taken}");
+
+    // Over the upload limit: 413, and nothing stored.
+    let big = vec![7u8; 2 << 20];
+    error_of(
+        server.upload("d", &[("big.bin", big)]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    // A part without a file name: 400, and the good part before it is not stored either.
+    let form = multipart::Form::new()
+        .part(
+            "file",
+            multipart::Part::bytes(photo("skimage_camera.png")).file_name("ok.png"),
+        )
+        .part("file", multipart::Part::bytes(b"x".to_vec()));
+    let nameless = server
+        .with_token(
+            server
+                .client
+                .post(server.url("/api/datasets/d/items"))
+                .multipart(form),
+        )
+        .send()
+        .expect("send");
+    error_of(nameless, StatusCode::BAD_REQUEST);
+    error_of(
+        server.upload(" ", &[("ok.png", photo("skimage_camera.png"))]),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(server.ok("/api/datasets"), json!([]), "nothing was stored");
+    assert_eq!(server.ok("/api/executions")["total"], 0);
+}
+
+#[test]
+fn uploaded_non_images_are_served_as_inert_attachments() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let page = b"<html><script>alert(1)</script></html>".to_vec();
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
+    let uploaded = server.json(
+        server.upload("d", &[("x.html", page.clone()), ("y.svg", svg)]),
+        StatusCode::OK,
+    );
+    for u in uploaded.as_array().expect("a list") {
+        let id = u["item"]["id"].as_i64().expect("an id");
+        let data = server.get(&format!("/api/items/{id}/data"));
+        let headers = data.headers().clone();
+        assert_eq!(headers["content-type"], "application/octet-stream", "{u}");
+        assert_eq!(headers["content-disposition"], "attachment");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap_or_default()
+                .contains("sandbox")
+        );
+    }
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_checked_on_every_request() {
+    let home = Home::new();
+    let refused = command(home.path())
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env_remove("PRELABEL_TOKEN")
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without a token"),
+        "{err}"
+    );
+
+    let server = Server::start(&home, &["--addr", "0.0.0.0:0", "--token", "s3cret"]);
+    let port = server.base.rsplit(':').next().expect("a port").to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = Client::new();
+    for path in [
+        "/api/services",
+        "/api/openapi.json",
+        "/api/events",
+        "/nothing",
+    ] {
+        let none = client.get(format!("{base}{path}")).send().expect("send");
+        assert_eq!(none.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let wrong = client
+            .get(format!("{base}{path}"))
+            .bearer_auth("s3cre")
+            .send()
+            .expect("send");
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = wrong.json().expect("a JSON error");
+        assert!(body["error"].as_str().unwrap_or_default().contains("token"));
+    }
+    assert_eq!(server.ok("/api/services"), json!([]));
+    let by_query = client
+        .get(format!("{base}/api/services?token=s3cret"))
+        .send()
+        .expect("send");
+    assert_eq!(by_query.status(), StatusCode::OK);
+    let upload = client
+        .post(format!("{base}/api/datasets/d/items"))
+        .multipart(multipart::Form::new().part(
+            "file",
+            multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+        ))
+        .send()
+        .expect("send");
+    assert_eq!(upload.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.ok("/api/datasets"),
+        json!([]),
+        "an unauthorised upload stores nothing"
+    );
+}
+
+#[test]
+fn the_event_stream_reports_changes_made_by_other_processes() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let server = Server::start(&home, &[]);
+    let stream = server
+        .with_token(server.client.get(server.url("/api/events")))
+        .send()
+        .expect("events");
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/event-stream")
+    );
+    // Another process uploads (the CLI), the server's scheduler runs it.
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images/skimage_astronaut.png")),
+        "--dataset",
+        "d",
+    ]);
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(stream).lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let line = lines
+            .next()
+            .expect("the stream stays open")
+            .expect("a line");
+        if let Some(event) = line.strip_prefix("event: ") {
+            seen.push(event.to_string());
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let event: Value = serde_json::from_str(data).expect("JSON data");
+            assert!(event["id"].as_i64().is_some() && event["entity_id"].as_i64().is_some());
+        }
+        if seen.iter().any(|e| e == "annotations") {
+            break;
+        }
+    }
+    for kind in ["item", "execution", "annotations"] {
+        assert!(
+            seen.iter().any(|e| e == kind),
+            "no {kind} event in {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_every_endpoint() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let doc = server.ok("/api/openapi.json");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.")
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/api/datasets",
+        "/api/datasets/{dataset}/items",
+        "/api/items",
+        "/api/items/{id}",
+        "/api/items/{id}/data",
+        "/api/items/{id}/annotations",
+        "/api/services",
+        "/api/services/{name}",
+        "/api/services/{name}/pause",
+        "/api/services/{name}/resume",
+        "/api/services/{name}/rollback",
+        "/api/triggers",
+        "/api/triggers/{name}",
+        "/api/executions",
+        "/api/executions/rerun",
+        "/api/executions/{id}",
+        "/api/executions/{id}/logs",
+        "/api/executions/{id}/cancel",
+        "/api/packages",
+        "/api/packages/{name}/revisions",
+        "/api/events",
+        "/api/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    assert!(
+        doc["components"]["schemas"]["Execution"].is_object(),
+        "schemas are generated"
+    );
+}
