@@ -40,6 +40,116 @@ pub struct ModelInfo {
     pub confidence: f32,
 }
 
+/// Where a person's review of an annotation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Review {
+    /// Not looked at yet: what a service's run stores.
+    Pending,
+    Accepted,
+    Rejected,
+    /// Relabelled, moved or resized by a person.
+    Edited,
+    /// Drawn by a person.
+    Manual,
+}
+
+crate::named::named!(Review {
+    Pending => "pending",
+    Accepted => "accepted",
+    Rejected => "rejected",
+    Edited => "edited",
+    Manual => "manual",
+});
+
+impl Review {
+    /// What a person kept: accepted, edited or drawn (what `--accepted-only` exports).
+    pub fn kept(self) -> bool {
+        matches!(self, Review::Accepted | Review::Edited | Review::Manual)
+    }
+}
+
+impl Geometry {
+    /// Intersection over union of two boxes; `None` unless both are boxes.
+    pub fn iou(&self, other: &Geometry) -> Option<f32> {
+        let (
+            Geometry::Box {
+                left: l1,
+                top: t1,
+                right: r1,
+                bottom: b1,
+            },
+            Geometry::Box {
+                left: l2,
+                top: t2,
+                right: r2,
+                bottom: b2,
+            },
+        ) = (self, other)
+        else {
+            return None;
+        };
+        let w = (r1.min(*r2) - l1.max(*l2)).max(0.0);
+        let h = (b1.min(*b2) - t1.max(*t2)).max(0.0);
+        let inter = w * h;
+        let union = (r1 - l1) * (b1 - t1) + (r2 - l2) * (b2 - t2) - inter;
+        Some(if union > 0.0 { inter / union } else { 0.0 })
+    }
+
+    /// A geometry a person gave: finite, not inverted, a polygon of 3 to 10,000 points.
+    pub fn check(&self) -> Result<(), String> {
+        let finite = |v: f32, what: &str| finite(v, what).map(|_| ());
+        match self {
+            Geometry::Box {
+                left,
+                top,
+                right,
+                bottom,
+            } => {
+                for (v, what) in [
+                    (left, "left"),
+                    (top, "top"),
+                    (right, "right"),
+                    (bottom, "bottom"),
+                ] {
+                    finite(*v, what)?;
+                }
+                if right < left || bottom < top {
+                    return Err(format!(
+                        "box is inverted: left {left}, top {top}, right {right}, bottom {bottom}"
+                    ));
+                }
+                Ok(())
+            }
+            Geometry::Point { x, y } => finite(*x, "x").and(finite(*y, "y")),
+            Geometry::Polygon { points } => {
+                if points.len() < 3 || points.len() > MAX_POLYGON_POINTS {
+                    return Err(format!(
+                        "a polygon needs 3 to {MAX_POLYGON_POINTS} points, got {}",
+                        points.len()
+                    ));
+                }
+                points
+                    .iter()
+                    .try_for_each(|[x, y]| finite(*x, "x").and(finite(*y, "y")))
+            }
+            Geometry::Classification => Ok(()),
+        }
+    }
+}
+
+/// A label a person gave: 1 to 256 bytes, not blank.
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.trim().is_empty() || label.len() > MAX_LABEL_LEN {
+        Err(format!(
+            "label must be 1 to {MAX_LABEL_LEN} bytes, got {} bytes",
+            label.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// The longest label accepted from a guest; model names and versions likewise.
 pub const MAX_LABEL_LEN: usize = 256;
 /// The most points a polygon may have.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::annotation::{Annotation, Geometry};
+use crate::annotation::{Annotation, Geometry, Review};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Dataset {
@@ -53,6 +53,15 @@ pub struct CocoAnnotation {
     pub area: f32,
     pub iscrowd: u8,
     pub score: f32,
+    /// Stored annotations carry their review state (`{"review": "accepted"}`), as CVAT
+    /// carries attributes; `detect` output has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Attributes>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attributes {
+    pub review: Review,
 }
 
 /// Builds a dataset image by image. Only boxes are exported: COCO detection has no
@@ -71,6 +80,19 @@ impl Builder {
         height: u32,
         annotations: &[Annotation],
     ) {
+        let unreviewed: Vec<(&Annotation, Option<Review>)> =
+            annotations.iter().map(|a| (a, None)).collect();
+        self.add_reviewed(file_name, width, height, &unreviewed);
+    }
+
+    /// [`Builder::add_image`] for stored annotations, each with its review state.
+    pub fn add_reviewed(
+        &mut self,
+        file_name: &str,
+        width: u32,
+        height: u32,
+        annotations: &[(&Annotation, Option<Review>)],
+    ) {
         let image_id = self.dataset.images.len() as u64 + 1;
         self.dataset.images.push(Image {
             id: image_id,
@@ -78,7 +100,7 @@ impl Builder {
             width,
             height,
         });
-        for a in annotations {
+        for (a, review) in annotations {
             let Geometry::Box {
                 left,
                 top,
@@ -105,6 +127,7 @@ impl Builder {
                 area: w * h,
                 iscrowd: 0,
                 score: a.model.confidence,
+                attributes: review.map(|review| Attributes { review }),
             });
         }
     }

@@ -93,6 +93,7 @@ pub enum Kind {
     Dataset,
     Item,
     Execution,
+    Annotation,
 }
 
 impl Error {

@@ -500,11 +500,13 @@ fn replace_annotations(
         [claimed.id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    // Reviewed annotations are a person's: a run replaces only the pending ones, and leaves out
+    // new boxes that a reviewed one already covers.
     tx.execute(
-        "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2",
+        "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2 AND review = 'pending'",
         params![claimed.item_id, service_id],
     )?;
-    for a in annotations {
+    for a in &crate::review::unreviewed(tx, claimed.item_id, annotations)? {
         tx.execute(
             "INSERT INTO annotations (item_id, service_id, service_name, execution_id, revision_id, component_digest,
                                       label, geometry, model_name, model_version, confidence)

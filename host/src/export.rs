@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::annotation::{Annotation, Geometry, ModelInfo};
+use crate::annotation::{Annotation, Geometry, ModelInfo, Review};
 use crate::coco;
 use crate::error::Result;
 use crate::item::{self, ItemRecord};
@@ -13,7 +13,8 @@ use crate::store::Store;
 /// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
 /// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
 /// with provenance (service, execution, revision, component digest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Coco,
     Dataloop,
@@ -22,16 +23,22 @@ pub enum Format {
 
 crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json" });
 
-/// An annotation with where it came from.
+/// An annotation with where it came from and its review.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stored {
+    pub id: i64,
     #[serde(flatten)]
     pub annotation: Annotation,
-    pub service: String,
-    pub execution_id: i64,
-    pub package: String,
-    pub revision: i64,
-    pub component_digest: String,
+    /// The service, execution, package revision and component that made it; all `None` for
+    /// one a person drew.
+    pub service: Option<String>,
+    pub execution_id: Option<i64>,
+    pub package: Option<String>,
+    pub revision: Option<i64>,
+    pub component_digest: Option<String>,
+    pub review: Review,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
 }
 
 /// Every item of the dataset with its stored annotations, by item name.
@@ -50,9 +57,9 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
     // Cached by SQLite: preparing it once per item costs nothing after the first.
     let mut stmt = store.conn().prepare_cached(
         "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
-                p.name, r.revision, a.component_digest
-           FROM annotations a JOIN revisions r ON r.id = a.revision_id JOIN packages p ON p.id = r.package_id
-          WHERE a.item_id = ?1 ORDER BY a.service_name, a.id",
+                p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at
+           FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
+          WHERE a.item_id = ?1 ORDER BY a.service_name IS NULL, a.service_name, a.id",
     )?;
     let annotations = stmt
         .query_map([item_id], |r| {
@@ -71,23 +78,36 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
                 package: r.get(7)?,
                 revision: r.get(8)?,
                 component_digest: r.get(9)?,
+                id: r.get(10)?,
+                review: crate::store::column(r, 11)?,
+                reviewed_by: r.get(12)?,
+                reviewed_at: r.get(13)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(annotations)
 }
 
-pub fn export(store: &Store, dataset: &str, format: Format) -> Result<Value> {
+/// A dataset's annotations; every one carries its review state, and with `kept_only` only
+/// those a person accepted, edited or drew are exported.
+pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> Result<Value> {
     crate::item::dataset_id(store, dataset)?;
-    let items = annotated_items(store, dataset)?;
+    let mut items = annotated_items(store, dataset)?;
+    if kept_only {
+        for (_, stored) in &mut items {
+            stored.retain(|s| s.review.kept());
+        }
+    }
     Ok(match format {
         Format::Coco => {
             let mut builder = coco::Builder::default();
             for (item, stored) in &items {
                 if let Some((w, h)) = item.size_px() {
-                    let annotations: Vec<Annotation> =
-                        stored.iter().map(|s| s.annotation.clone()).collect();
-                    builder.add_image(&item.name, w, h, &annotations);
+                    let annotations: Vec<(&Annotation, Option<Review>)> = stored
+                        .iter()
+                        .map(|s| (&s.annotation, Some(s.review)))
+                        .collect();
+                    builder.add_reviewed(&item.name, w, h, &annotations);
                 }
             }
             serde_json::to_value(builder.finish()).expect("serializes")
@@ -129,7 +149,8 @@ fn dataloop_item(item: &ItemRecord, stored: &[Stored]) -> Value {
                 "label": a.label,
                 "coordinates": coordinates,
                 "metadata": {
-                    "system": {"automated": true, "service": s.service, "executionId": s.execution_id},
+                    "system": {"automated": s.service.is_some(), "service": s.service, "executionId": s.execution_id,
+                               "review": s.review, "reviewedBy": s.reviewed_by},
                     "user": {"model": {"name": a.model.name, "version": a.model.version, "confidence": a.model.confidence}},
                 },
             })

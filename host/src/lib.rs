@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod named;
 pub mod ops;
 pub mod package;
+pub mod review;
 pub mod revision;
 pub mod runtime;
 pub mod scheduler;

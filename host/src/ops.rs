@@ -15,6 +15,7 @@ use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::export::{self, Stored};
 use crate::item::{self, Change, Dataset, ItemRecord};
+use crate::review;
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, HomeLock};
@@ -240,9 +241,20 @@ impl Home {
         export::annotated_items(&*self.store()?, dataset)
     }
 
-    /// A dataset's annotations in an export format.
-    pub fn export(&self, dataset: &str, format: export::Format) -> Result<Value> {
-        export::export(&*self.store()?, dataset, format)
+    /// A dataset's annotations in an export format; with `kept_only`, only those a person
+    /// accepted, edited or drew.
+    pub fn export(&self, dataset: &str, format: export::Format, kept_only: bool) -> Result<Value> {
+        export::export(&*self.store()?, dataset, format, kept_only)
+    }
+
+    /// A person's review of an annotation: accept, reject, relabel, move or resize.
+    pub fn review(&self, id: i64, change: &review::Change) -> Result<Stored> {
+        review::review(&mut *self.store()?, id, change)
+    }
+
+    /// An annotation a person drew on an item.
+    pub fn add_annotation(&self, item: i64, manual: &review::Manual) -> Result<Stored> {
+        review::add(&mut *self.store()?, item, manual)
     }
 
     // Executions.
@@ -295,7 +307,7 @@ impl Home {
         let execution = scheduler::execute_now(&self.dir, &runtime, service, function, item)?;
         let annotations = export::item_annotations(&*self.store()?, item)?
             .into_iter()
-            .filter(|a| a.execution_id == execution.id)
+            .filter(|a| a.execution_id == Some(execution.id))
             .collect();
         Ok(Executed {
             execution,

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/001_initial.sql"),
     include_str!("store/002_sandbox.sql"),
     include_str!("store/003_events.sql"),
+    include_str!("store/004_review.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
@@ -258,5 +259,52 @@ impl Store {
         self.conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before review existed (schema 3) opens with its annotations intact,
+    /// pending review, provenance kept.
+    #[test]
+    fn annotations_from_before_review_survive_the_table_rebuild() {
+        let home = std::env::temp_dir().join(format!("prelabel-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).expect("a temp dir");
+        {
+            let conn = Connection::open(home.join("prelabel.db")).expect("open");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("old migration");
+            }
+            conn.pragma_update(None, "user_version", 3)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO packages (id, name) VALUES (1, 'p');
+                 INSERT INTO revisions (id, package_id, revision, version, manifest, component_digest)
+                      VALUES (1, 1, 1, '0.1.0', '{}', 'c0ffee');
+                 INSERT INTO datasets (id, name) VALUES (1, 'd');
+                 INSERT INTO items (id, dataset_id, name, digest, size, mimetype, metadata)
+                      VALUES (1, 1, 'a.png', 'ab', 2, 'image/png', '{}');
+                 INSERT INTO executions (id, service_id, service_name, item_id, function, status)
+                      VALUES (1, 1, 's', 1, 'detect', 'success');
+                 INSERT INTO annotations (item_id, service_id, service_name, execution_id, revision_id,
+                                          component_digest, label, geometry, model_name, model_version, confidence)
+                      VALUES (1, 1, 's', 1, 1, 'c0ffee', 'face',
+                              '{\"type\":\"box\",\"left\":1,\"top\":2,\"right\":3,\"bottom\":4}', 'res10', '1', 0.9);",
+            )
+            .expect("old rows");
+        }
+        let store = Store::open(&home).expect("migrates");
+        let stored = crate::export::item_annotations(&store, 1).expect("reads");
+        assert_eq!(stored.len(), 1);
+        let a = &stored[0];
+        assert_eq!(a.review, crate::annotation::Review::Pending);
+        assert_eq!(a.service.as_deref(), Some("s"));
+        assert_eq!(a.package.as_deref(), Some("p"));
+        assert_eq!(a.execution_id, Some(1));
+        assert_eq!(a.annotation.label, "face");
+        let _ = std::fs::remove_dir_all(&home);
     }
 }

@@ -663,3 +663,171 @@ fn the_openapi_document_lists_every_endpoint() {
         "schemas are generated"
     );
 }
+
+#[test]
+fn reviews_are_kept_across_reruns_and_exports_carry_them() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let server = Server::start(&home, &[]);
+    let uploaded = server.json(
+        server.upload("d", &[("mosaic.png", photo("mosaic_2x2.png"))]),
+        StatusCode::OK,
+    );
+    let item = uploaded[0]["item"]["id"].as_i64().expect("an id");
+    server.wait_executions("?status=success", |all| all.len() == 1);
+    let boxes = server.ok(&format!("/api/items/{item}/annotations"));
+    let boxes = boxes.as_array().expect("a list").clone();
+    assert_eq!(boxes.len(), 3);
+    assert!(boxes.iter().all(|b| b["review"] == "pending"));
+    let id = |i: usize| boxes[i]["id"].as_i64().expect("an id");
+    let patch = |id: i64, body: Value| {
+        server.send(
+            reqwest::Method::PATCH,
+            &format!("/api/annotations/{id}"),
+            Some(body),
+        )
+    };
+
+    let rejected = server.json(
+        patch(id(0), json!({"state": "rejected", "by": "ana"})),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (
+            rejected["review"].as_str(),
+            rejected["reviewed_by"].as_str()
+        ),
+        (Some("rejected"), Some("ana"))
+    );
+    assert!(rejected["reviewed_at"].is_string());
+    let mut moved = boxes[1]["geometry"].clone();
+    for side in ["left", "right"] {
+        moved[side] = json!(moved[side].as_f64().expect("a number") + 3.0);
+    }
+    let edited = server.json(
+        patch(id(1), json!({"geometry": moved, "label": "person"})),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (edited["review"].as_str(), edited["label"].as_str()),
+        (Some("edited"), Some("person"))
+    );
+    assert_eq!(edited["geometry"], moved);
+    let drawn = server.json(
+        server.send(
+            reqwest::Method::POST,
+            &format!("/api/items/{item}/annotations"),
+            Some(json!({"label": "logo", "geometry": {"type": "box", "left": 1, "top": 1, "right": 20, "bottom": 12}, "by": "ana"})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (drawn["review"].as_str(), drawn["service"].clone()),
+        (Some("manual"), Value::Null)
+    );
+
+    // Bad reviews name the field and change nothing.
+    for (body, field) in [
+        (json!({"state": "edited"}), "state"),
+        (json!({}), "state"),
+        (
+            json!({"geometry": {"type": "box", "left": 5, "top": 5, "right": 1, "bottom": 9}}),
+            "geometry",
+        ),
+        (json!({"label": " "}), "label"),
+    ] {
+        let response = patch(id(2), body.clone());
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = response.json().expect("JSON");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    error_of(
+        patch(99_999, json!({"state": "accepted"})),
+        StatusCode::NOT_FOUND,
+    );
+    error_of(
+        patch(id(2), json!({"state": "accepted", "colour": "red"})),
+        StatusCode::BAD_REQUEST,
+    );
+
+    // The service runs on the item again: the pending box is replaced, the reviewed ones and
+    // the drawn one stay, and the boxes a reviewer already decided about do not come back.
+    home.ok(&["execute", "face-detector", "--item", &item.to_string()]);
+    let after = server.ok(&format!("/api/items/{item}/annotations"));
+    let mut states: Vec<&str> = after
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| a["review"].as_str().unwrap_or("?"))
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        ["edited", "manual", "pending", "rejected"],
+        "{after:#}"
+    );
+    assert!(
+        after
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|a| a["id"] != id(2)),
+        "the pending one was replaced"
+    );
+
+    let all = server.ok("/api/datasets/d/export");
+    let exported = all[0]["annotations"].as_array().expect("annotations");
+    assert_eq!(exported.len(), 4);
+    let kept = server.ok("/api/datasets/d/export?accepted_only=true");
+    let mut kept: Vec<&str> = kept[0]["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| a["review"].as_str().unwrap_or("?"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["edited", "manual"]);
+    let coco = server.ok("/api/datasets/d/export?format=coco&accepted_only=true");
+    let reviews: Vec<&str> = coco["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .map(|a| a["attributes"]["review"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(reviews.len(), 2, "{coco:#}");
+    let seed = home.json(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "d",
+        "--format",
+        "dataloop",
+    ]);
+    let rejected_in_seed = seed[0]["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .filter(|a| a["metadata"]["system"]["review"] == "rejected")
+        .count();
+    assert_eq!(
+        rejected_in_seed, 1,
+        "the seed's format carries the state too"
+    );
+    // And the CLI reviews the same way.
+    home.ok(&[
+        "annotations",
+        "review",
+        &drawn["id"].to_string(),
+        "--accept",
+        "--by",
+        "bo",
+    ]);
+    let listed = home.json(&["annotations", "list", "--item", &item.to_string()]);
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|a| a["review"] == "manual" && a["reviewed_by"] == "bo")
+    );
+}

@@ -7,14 +7,16 @@ use axum::body::Body as ResponseBody;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use serde::Deserialize;
 
-use super::extract::{Path, Query};
+use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
+use crate::export::Format;
 use crate::export::Stored;
 use crate::item::{Dataset, ItemRecord};
 use crate::ops::Uploaded;
+use crate::review::{Change, Manual};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,7 +29,9 @@ pub fn routes() -> Router<AppState> {
         .route("/items", get(items))
         .route("/items/{id}", get(item))
         .route("/items/{id}/data", get(data))
-        .route("/items/{id}/annotations", get(annotations))
+        .route("/items/{id}/annotations", get(annotations).post(add))
+        .route("/annotations/{id}", patch(review))
+        .route("/datasets/{dataset}/export", get(export))
 }
 
 /// Every dataset, with how many items it holds.
@@ -185,5 +189,65 @@ pub async fn annotations(
 ) -> Result<Json<Vec<Stored>>, ApiError> {
     Ok(Json(
         state.run(move |home| home.item_annotations(id)).await?,
+    ))
+}
+
+/// A person's review of an annotation: `{"state": "accepted"}`, `{"state": "rejected"}`, or a
+/// new `label` and/or `geometry` (which makes it `edited`); `by` names the reviewer. A later
+/// run of the service never replaces or deletes a reviewed annotation.
+#[utoipa::path(patch, path = "/api/annotations/{id}", tag = "items",
+    params(("id" = i64, Path, description = "the annotation")), request_body = Change,
+    responses((status = 200, body = Stored), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn review(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Body(change): Body<Change>,
+) -> Result<Json<Stored>, ApiError> {
+    Ok(Json(state.run(move |home| home.review(id, &change)).await?))
+}
+
+/// Draws an annotation no service made (`manual`).
+#[utoipa::path(post, path = "/api/items/{id}/annotations", tag = "items",
+    params(("id" = i64, Path, description = "the item")), request_body = Manual,
+    responses((status = 200, body = Stored), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn add(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Body(manual): Body<Manual>,
+) -> Result<Json<Stored>, ApiError> {
+    Ok(Json(
+        state
+            .run(move |home| home.add_annotation(id, &manual))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `coco`, `dataloop` (the seed platform's JSON) or `json` (default).
+    #[param(value_type = Option<String>)]
+    format: Option<Format>,
+    /// Only annotations a person accepted, edited or drew.
+    #[serde(default)]
+    accepted_only: bool,
+}
+
+/// A dataset's annotations, each with its review state, as `prelabel annotations export`.
+#[utoipa::path(get, path = "/api/datasets/{dataset}/export", tag = "items",
+    params(("dataset" = String, Path, description = "the dataset"), ExportQuery),
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    Path(dataset): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let format = query.format.unwrap_or(Format::Json);
+    Ok(Json(
+        state
+            .run(move |home| home.export(&dataset, format, query.accepted_only))
+            .await?,
     ))
 }

@@ -171,7 +171,7 @@ fn export(home: &Home, out: &Path) -> Result<()> {
         let path = out.join(file);
         std::fs::write(
             &path,
-            serde_json::to_vec_pretty(&home.export(DATASET, format)?)?,
+            serde_json::to_vec_pretty(&home.export(DATASET, format, false)?)?,
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
