@@ -94,6 +94,7 @@ pub enum Kind {
     Item,
     Execution,
     Annotation,
+    Batch,
 }
 
 impl Error {

@@ -8,6 +8,7 @@
 pub mod annotation;
 pub mod api;
 pub mod attempt;
+pub mod batch;
 pub mod coco;
 pub mod error;
 pub mod event;
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod service;
 pub mod store;
+pub mod thumbnail;
 pub mod trigger;
 pub mod workspace;
 

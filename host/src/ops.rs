@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::batch::{self, Batch};
 use crate::error::{Error, Result};
 use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
@@ -236,6 +237,13 @@ impl Home {
         Ok((item, bytes))
     }
 
+    /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::thumbnail`]).
+    pub fn thumbnail(&self, id: i64, side: u32) -> Result<Vec<u8>> {
+        let store = self.store()?;
+        let item = item::get(&store, id)?;
+        crate::thumbnail::get(&store, &item, side)
+    }
+
     /// Every item of a dataset with its stored annotations, by item name.
     pub fn annotated_items(&self, dataset: &str) -> Result<Vec<(ItemRecord, Vec<Stored>)>> {
         export::annotated_items(&*self.store()?, dataset)
@@ -275,6 +283,16 @@ impl Home {
         limit: u64,
     ) -> Result<(Vec<Execution>, u64)> {
         execution::page(&*self.store()?, filter, offset, limit)
+    }
+
+    /// Queues a service's function on every item of a dataset that matches the filters.
+    pub fn batch(&self, request: &batch::Request) -> Result<Batch> {
+        batch::queue(&mut *self.store()?, request)
+    }
+
+    /// A batch and its progress.
+    pub fn batch_progress(&self, id: i64) -> Result<Batch> {
+        batch::get(&*self.store()?, id)
     }
 
     /// Cancels a queued execution.

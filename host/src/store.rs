@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/002_sandbox.sql"),
     include_str!("store/003_events.sql"),
     include_str!("store/004_review.sql"),
+    include_str!("store/005_batches.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

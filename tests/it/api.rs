@@ -651,6 +651,10 @@ fn the_openapi_document_lists_every_endpoint() {
         "/api/executions/{id}",
         "/api/executions/{id}/logs",
         "/api/executions/{id}/cancel",
+        "/api/batches",
+        "/api/batches/{id}",
+        "/api/annotations/{id}",
+        "/api/datasets/{dataset}/export",
         "/api/packages",
         "/api/packages/{name}/revisions",
         "/api/events",
@@ -829,5 +833,150 @@ fn reviews_are_kept_across_reruns_and_exports_carry_them() {
             .expect("a list")
             .iter()
             .any(|a| a["review"] == "manual" && a["reviewed_by"] == "bo")
+    );
+}
+
+#[test]
+fn a_batch_queues_every_matching_item_in_one_go_and_reports_progress() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    let server = Server::start(&home, &[]);
+    let files = [
+        ("a.png", photo("skimage_astronaut.png")),
+        ("b.png", photo("skimage_camera.png")),
+        ("c.jpg", photo("skimage_rocket.jpg")),
+        ("notes.txt", b"text\n".to_vec()),
+    ];
+    let uploaded = server.json(server.upload("d", &files), StatusCode::OK);
+    assert!(
+        uploaded
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|u| u["queued"] == 0),
+        "no trigger"
+    );
+
+    // Refused requests queue nothing.
+    let post = |body: Value| server.send(reqwest::Method::POST, "/api/batches", Some(body));
+    let bad = error_of(
+        post(json!({"service": "faces", "dataset": "d", "filters": ["nonsense"]})),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(bad.contains("nonsense"), "{bad}");
+    error_of(
+        post(json!({"service": "faces", "dataset": "nope"})),
+        StatusCode::NOT_FOUND,
+    );
+    error_of(
+        post(json!({"service": "nope", "dataset": "d"})),
+        StatusCode::NOT_FOUND,
+    );
+    error_of(
+        post(json!({"service": "faces", "dataset": "d", "function": "segment"})),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(server.ok("/api/executions")["total"], 0);
+
+    let batch = server.json(
+        post(json!({"service": "faces", "dataset": "d", "filters": ["metadata.system.mimetype=image/*", "name!=c.*"]})),
+        StatusCode::OK,
+    );
+    assert_eq!(batch["total"], 2, "{batch:#}");
+    let id = batch["id"].as_i64().expect("an id");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let progress = server.ok(&format!("/api/batches/{id}"));
+        if progress["done"] == true {
+            break progress;
+        }
+        assert!(Instant::now() < deadline, "{progress:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["statuses"], json!({"success": 2}));
+    error_of(server.get("/api/batches/999"), StatusCode::NOT_FOUND);
+
+    // The CLI queues the same way.
+    let cli = home.json(&[
+        "execute",
+        "faces",
+        "--dataset",
+        "d",
+        "--filter",
+        "name in c.jpg,notes.txt",
+    ]);
+    assert_eq!(cli["total"], 2);
+}
+
+#[test]
+fn the_ui_is_served_with_a_strict_policy_and_thumbnails_are_made_once() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let page = server.get("/");
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        policy.contains("default-src 'none'") && policy.contains("script-src 'self'"),
+        "{policy}"
+    );
+    assert!(page.text().expect("html").contains("/ui/app.js"));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let file = server.get(path);
+        assert_eq!(file.status(), StatusCode::OK, "{path}");
+        assert!(
+            file.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with(kind)
+        );
+    }
+
+    let original = photo("mosaic_2x2.png");
+    let uploaded = server.json(
+        server.upload(
+            "d",
+            &[("m.png", original.clone()), ("t.txt", b"text".to_vec())],
+        ),
+        StatusCode::OK,
+    );
+    let (image, text) = (
+        uploaded[0]["item"]["id"].as_i64().expect("id"),
+        uploaded[1]["item"]["id"].as_i64().expect("id"),
+    );
+    let small = server.get(&format!("/api/items/{image}/thumbnail"));
+    assert_eq!(small.status(), StatusCode::OK);
+    assert_eq!(small.headers()["content-type"], "image/jpeg");
+    let small = small.bytes().expect("bytes");
+    assert!(
+        small.len() < original.len() / 4,
+        "{} bytes from {}",
+        small.len(),
+        original.len()
+    );
+    let cached = std::fs::read_dir(home.path().join("cache/thumbnails"))
+        .expect("the cache")
+        .count();
+    assert_eq!(cached, 1, "made once, kept");
+    assert_eq!(
+        server
+            .get(&format!("/api/items/{image}/thumbnail"))
+            .bytes()
+            .expect("bytes"),
+        small
+    );
+    error_of(
+        server.get(&format!("/api/items/{image}/thumbnail?size=99999")),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(
+        server.get(&format!("/api/items/{text}/thumbnail")),
+        StatusCode::BAD_REQUEST,
     );
 }

@@ -31,9 +31,6 @@ pub fn routes() -> Router<AppState> {
 pub struct EventsQuery {
     /// Start after this event id (default: now; `Last-Event-ID` when the browser reconnects).
     after: Option<i64>,
-    /// The token, for clients that cannot set headers (EventSource).
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 /// A stream of `item`, `execution` and `annotations` events (`text/event-stream`); the data is

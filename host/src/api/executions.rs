@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
+use crate::batch::{Batch, Request};
 use crate::execution::{Execution, Filter, Rerun, Status};
 
 pub fn routes() -> Router<AppState> {
@@ -17,6 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}", get(show))
         .route("/executions/{id}/logs", get(logs))
         .route("/executions/{id}/cancel", post(cancel))
+        .route("/batches", post(batch))
+        .route("/batches/{id}", get(progress))
 }
 
 /// A page of executions, newest first, and how many match in all.
@@ -120,4 +123,27 @@ pub async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<Execution>, ApiError> {
     Ok(Json(state.run(move |home| home.cancel(id)).await?))
+}
+
+/// Queues a service's function on every item of a dataset that matches the filters, in one
+/// transaction; the answer says how many, and `GET /api/batches/{id}` how far they got.
+#[utoipa::path(post, path = "/api/batches", tag = "executions", request_body = Request,
+    responses((status = 200, body = Batch), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    Body(request): Body<Request>,
+) -> Result<Json<Batch>, ApiError> {
+    Ok(Json(state.run(move |home| home.batch(&request)).await?))
+}
+
+/// A batch: its executions by status, and whether it is done.
+#[utoipa::path(get, path = "/api/batches/{id}", tag = "executions",
+    params(("id" = i64, Path, description = "the batch")),
+    responses((status = 200, body = Batch), (status = 404, body = super::error::ErrorBody)))]
+pub async fn progress(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Batch>, ApiError> {
+    Ok(Json(state.run(move |home| home.batch_progress(id)).await?))
 }

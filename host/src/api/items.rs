@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/items", get(items))
         .route("/items/{id}", get(item))
         .route("/items/{id}/data", get(data))
+        .route("/items/{id}/thumbnail", get(thumbnail))
         .route("/items/{id}/annotations", get(annotations).post(add))
         .route("/annotations/{id}", patch(review))
         .route("/datasets/{dataset}/export", get(export))
@@ -250,4 +251,37 @@ pub async fn export(
             .run(move |home| home.export(&dataset, format, query.accepted_only))
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailQuery {
+    /// The longer side: 320 (default, the grid) or 1600 (the item view).
+    size: Option<u32>,
+    /// Anything, to tell the browser's cache that the item changed (the UI sends its digest).
+    #[allow(dead_code)]
+    v: Option<String>,
+}
+
+/// A JPEG of the item's image, its longer side at most `size`; made once and cached.
+#[utoipa::path(get, path = "/api/items/{id}/thumbnail", tag = "items",
+    params(("id" = i64, Path, description = "the item"), ThumbnailQuery),
+    responses((status = 200, description = "a JPEG", content_type = "image/jpeg"),
+              (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<ThumbnailQuery>,
+) -> Result<Response, ApiError> {
+    let side = query.size.unwrap_or(crate::thumbnail::SIDES[0]);
+    let jpeg = state.run(move |home| home.thumbnail(id, side)).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        ResponseBody::from(jpeg),
+    )
+        .into_response())
 }

@@ -13,6 +13,7 @@ mod openapi;
 mod packages;
 mod services;
 mod triggers;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(openapi::routes());
     Router::new()
         .nest("/api", api)
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found_route() })
         .layer(DefaultBodyLimit::max(options.max_body))
         .layer(axum::middleware::from_fn_with_state(
@@ -126,34 +128,72 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .with_state(state)
 }
 
-/// Every request carries the token when one is set: `Authorization: Bearer TOKEN`, or (for
-/// the browser's EventSource, which cannot set headers) a `token` query parameter.
+/// The cookie the web UI keeps the token in, so that images and the event stream (which
+/// cannot set headers) carry it too.
+pub const TOKEN_COOKIE: &str = "prelabel_token";
+
+/// Every request carries the token when one is set: `Authorization: Bearer TOKEN`, the
+/// `prelabel_token` cookie, or a `token` query parameter. The parameter is taken off the URI
+/// before the handlers see it (their queries stay strict).
 async fn authorize(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let query = take_token_param(&mut request);
     let Some(expected) = state.token else {
         return Ok(next.run(request).await);
     };
-    let header = request
-        .headers()
+    let headers = request.headers();
+    let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let query = request.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
-    let given = header.or(query).unwrap_or_default();
+    let cookie = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+        .map(str::to_string);
+    let given = header.or(cookie).or(query).unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
     if bool::from(digest.ct_eq(&expected)) {
         Ok(next.run(request).await)
     } else {
         Err(ApiError::unauthorized())
     }
+}
+
+/// Removes a `token` query parameter from the request's URI and returns its value.
+fn take_token_param(request: &mut Request) -> Option<String> {
+    let query = request.uri().query()?;
+    let mut token = None;
+    let rest: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter_map(|(k, v)| {
+            if k == "token" {
+                token = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    token.as_ref()?;
+    let mut uri = request.uri().path().to_string();
+    if !rest.is_empty() {
+        uri.push('?');
+        uri.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(rest)
+                .finish(),
+        );
+    }
+    if let Ok(uri) = uri.parse() {
+        *request.uri_mut() = uri;
+    }
+    token
 }
 
 /// Serves the API until `stop` is set, then finishes the requests in flight. `ready` is told

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use prelabel::execution;
 use prelabel::named::Named;
+use prelabel::{batch, execution};
 
 use super::{named, print_json, printable};
 use prelabel::ops::Home;
@@ -74,13 +74,36 @@ pub struct Execute {
     service: String,
     #[arg(long, default_value = "detect")]
     function: String,
+    /// Run on this item now, in this process, and print the result.
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    item: Option<i64>,
+    /// Queue on every item of this dataset (that matches every --filter), in one transaction,
+    /// for the scheduler (`serve` or `work`) to run.
     #[arg(long)]
-    item: i64,
+    dataset: Option<String>,
+    /// PATH=GLOB, PATH!=GLOB or PATH in A,B (repeatable, joined by AND), as for triggers.
+    #[arg(long = "filter", requires = "dataset")]
+    filters: Vec<String>,
 }
 
 impl Execute {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
-        let executed = home.execute(&self.service, &self.function, self.item)?;
+        let Some(item) = self.item else {
+            let batch = home.batch(&batch::Request {
+                service: self.service,
+                function: self.function,
+                dataset: self.dataset.unwrap_or_default(),
+                filters: self.filters,
+            })?;
+            print_json(&batch)?;
+            eprintln!(
+                "queued {} executions as batch {} (progress: GET /api/batches/{}; a running \
+                 `prelabel serve` or `prelabel work` runs them)",
+                batch.total, batch.id, batch.id
+            );
+            return Ok(ExitCode::SUCCESS);
+        };
+        let executed = home.execute(&self.service, &self.function, item)?;
         let e = &executed.execution;
         print_json(&serde_json::json!({
             "execution": e,

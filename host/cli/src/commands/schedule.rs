@@ -29,6 +29,9 @@ pub struct Serve {
     /// The largest request (an upload) the API accepts, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     max_upload_mb: usize,
+    /// Print the review UI's address (with the token, if any) and open it in a browser.
+    #[arg(long)]
+    open: bool,
 }
 
 impl Work {
@@ -55,8 +58,12 @@ impl Serve {
             let (home, stop) = (home.clone(), stop.clone());
             std::thread::spawn(move || home.schedule(lock, stop, false))
         };
+        let (open, token) = (self.open, options.token.clone());
         let served = api::serve_blocking(home, options, stop.clone(), |addr| {
             eprintln!("listening on http://{addr}/ (the API is under /api)");
+            if open {
+                open_ui(addr, token.as_deref());
+            }
         });
         // The server stops on Ctrl-C, or failed to start: either way the scheduler drains.
         stop.store(true, Ordering::Relaxed);
@@ -66,6 +73,30 @@ impl Serve {
         served?;
         report(interrupted);
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Prints the UI's address and asks the desktop to open it (where there is one).
+fn open_ui(addr: SocketAddr, token: Option<&str>) {
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let url = match token {
+        Some(token) => format!("http://{host}/?token={token}"),
+        None => format!("http://{host}/"),
+    };
+    println!("the review UI: {url}");
+    for opener in ["xdg-open", "open"] {
+        let spawned = std::process::Command::new(opener)
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if spawned.is_ok() {
+            break;
+        }
     }
 }
 

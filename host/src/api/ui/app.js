@@ -1,0 +1,396 @@
+// Prelabel's review UI: plain DOM over the JSON API (docs/api.md), no framework, no build
+// step. Views are chosen by the URL's hash; live updates come from /api/events and redraw
+// the current view.
+"use strict";
+
+// A token in the page's URL (`prelabel serve --open` prints one) goes into a cookie, so that
+// images and the event stream carry it too, and leaves the address bar.
+(function keepToken() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  if (token) {
+    document.cookie = `prelabel_token=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+    history.replaceState(null, "", location.pathname + location.hash);
+  }
+})();
+
+const view = document.getElementById("view");
+let current = null; // { render(), key(event) } of the view on screen
+
+async function api(path, options = {}) {
+  const init = { ...options, headers: { ...(options.headers || {}) } };
+  if (init.body !== undefined && typeof init.body !== "string" && !(init.body instanceof FormData)) {
+    init.body = JSON.stringify(init.body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch("/api" + path, init);
+  const text = await response.text();
+  const body = text && (response.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text;
+  if (!response.ok) throw new Error((body && body.error) || response.statusText);
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v; // CSSOM: allowed by the page's CSP
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return node;
+}
+
+function svgEl(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function toast(message, error = false) {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  t.className = error ? "error" : "";
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (t.hidden = true), 3000);
+}
+
+async function guarded(action) {
+  try { await action(); } catch (e) { toast(e.message, true); }
+}
+
+const size = (item) => {
+  const s = item.metadata && item.metadata.system;
+  return s && s.width && s.height ? [s.width, s.height] : null;
+};
+const thumb = (item, side) => `/api/items/${item.id}/thumbnail?size=${side}&v=${item.digest}`;
+const confidence = (a) => (a.model && typeof a.model.confidence === "number" ? a.model.confidence : 1);
+
+// Boxes drawn over an image in the image's own pixels (the SVG's viewBox is the original size).
+function overlay(item, annotations, options = {}) {
+  const [w, h] = size(item) || [1, 1];
+  const svg = svgEl("svg", { class: "boxes", viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none" });
+  annotations.forEach((a, index) => {
+    const g = a.geometry;
+    if (g.type !== "box") return;
+    const rect = svgEl("rect", {
+      x: g.left, y: g.top, width: Math.max(g.right - g.left, 1), height: Math.max(g.bottom - g.top, 1),
+      class: a.review + (options.selected === index ? " selected" : ""), "data-index": index,
+    });
+    svg.append(rect);
+    if (options.labels) {
+      const text = svgEl("text", { x: g.left + 3, y: Math.max(g.top - 4, 12) });
+      text.textContent = `${a.label} ${confidence(a).toFixed(2)}`;
+      svg.append(text);
+    }
+  });
+  return svg;
+}
+
+// Datasets ----------------------------------------------------------------------------------
+
+async function datasetsView() {
+  const datasets = await api("/datasets");
+  view.replaceChildren(
+    el("h1", {}, "Datasets"),
+    datasets.length
+      ? el("div", { class: "cards" }, datasets.map((d) =>
+          el("div", { class: "card", onclick: () => (location.hash = `#/dataset/${encodeURIComponent(d.name)}`) },
+            el("strong", {}, d.name), el("div", {}, `${d.items} items`))))
+      : el("p", {}, "No datasets yet: upload with `prelabel upload FILES --dataset D` or below."),
+    uploadForm(),
+  );
+}
+
+function uploadForm(dataset) {
+  const files = el("input", { type: "file", multiple: true, accept: "image/*" });
+  const name = el("input", { placeholder: "dataset", value: dataset || "" });
+  return el("form", { class: "inline", id: "upload", onsubmit: (e) => {
+    e.preventDefault();
+    guarded(async () => {
+      const form = new FormData();
+      for (const f of files.files) form.append("file", f, f.name);
+      const done = await api(`/datasets/${encodeURIComponent(name.value)}/items`, { method: "POST", body: form });
+      toast(`uploaded ${done.length} files; ${done.reduce((n, u) => n + u.queued, 0)} executions queued`);
+      files.value = "";
+      render();
+    });
+  } }, "Upload:", files, name, el("button", { type: "submit" }, "Upload"));
+}
+
+const filters = { label: "", min: 0, max: 1, review: "", sort: "confidence" };
+
+async function datasetView(dataset) {
+  const items = await api(`/datasets/${encodeURIComponent(dataset)}/export?format=json`);
+  const labels = [...new Set(items.flatMap((i) => i.annotations.map((a) => a.label)))].sort();
+  const shown = items
+    .map(({ item, annotations }) => ({
+      item,
+      annotations: annotations.filter((a) =>
+        (!filters.label || a.label === filters.label) &&
+        confidence(a) >= filters.min && confidence(a) <= filters.max &&
+        (!filters.review || a.review === filters.review)),
+      all: annotations,
+    }))
+    .filter((i) => !(filters.label || filters.review || filters.min > 0 || filters.max < 1) || i.annotations.length);
+  const lowest = (i) => Math.min(...i.annotations.map(confidence), 2);
+  shown.sort(filters.sort === "confidence" ? (a, b) => lowest(a) - lowest(b) : (a, b) => a.item.name.localeCompare(b.item.name));
+  sessionStorage.setItem("order", JSON.stringify(shown.map((i) => i.item.id)));
+  const set = (key) => (e) => { filters[key] = e.target.type === "number" ? Number(e.target.value) : e.target.value; render(); };
+  view.replaceChildren(
+    el("h1", {}, `Dataset ${dataset}`),
+    el("div", { class: "toolbar" },
+      el("label", {}, "Label ", el("select", { onchange: set("label") }, el("option", { value: "" }, "any"),
+        labels.map((l) => el("option", { value: l, selected: l === filters.label }, l)))),
+      el("label", {}, "Confidence ", el("input", { type: "number", step: "0.05", min: 0, max: 1, value: filters.min, onchange: set("min"), style: "width:5em" }),
+        " to ", el("input", { type: "number", step: "0.05", min: 0, max: 1, value: filters.max, onchange: set("max"), style: "width:5em" })),
+      el("label", {}, "Review ", el("select", { onchange: set("review") }, el("option", { value: "" }, "any"),
+        ["pending", "accepted", "rejected", "edited", "manual"].map((r) => el("option", { value: r, selected: r === filters.review }, r)))),
+      el("label", {}, "Sort ", el("select", { onchange: set("sort") },
+        el("option", { value: "confidence", selected: filters.sort === "confidence" }, "lowest confidence first"),
+        el("option", { value: "name", selected: filters.sort === "name" }, "name"))),
+      el("span", {}, `${shown.length} of ${items.length} items`)),
+    el("div", { class: "grid", id: "grid" }, shown.map(({ item, annotations, all }) => {
+      const image = size(item);
+      return el("div", { class: "tile", "data-item": item.id, onclick: () => (location.hash = `#/item/${item.id}`) },
+        el("div", { class: "frame" },
+          image ? el("img", { src: thumb(item, 320), alt: item.name, loading: "lazy" }) : el("div", { class: "meta" }, item.mimetype),
+          image ? overlay(item, annotations) : ""),
+        el("div", { class: "meta" }, el("span", {}, item.name),
+          el("span", { class: "count" }, `${annotations.length}/${all.length} · ${annotations.length ? lowest({ annotations }).toFixed(2) : "-"}`)));
+    })),
+    uploadForm(dataset),
+  );
+}
+
+// Item --------------------------------------------------------------------------------------
+
+const undo = [];
+let selected = null;
+
+async function itemView(id) {
+  const [item, annotations, executions] = await Promise.all([
+    api(`/items/${id}`), api(`/items/${id}/annotations`), api(`/executions?item=${id}&limit=20`),
+  ]);
+  if (selected !== null && selected >= annotations.length) selected = null;
+  const order = JSON.parse(sessionStorage.getItem("order") || "[]");
+  const at = order.indexOf(Number(id));
+  const go = (step) => { const next = order[at + step]; if (next !== undefined) { selected = null; location.hash = `#/item/${next}`; } };
+  const review = (index, change) => guarded(async () => {
+    const a = annotations[index];
+    undo.push({ id: a.id, before: { state: a.review === "edited" || a.review === "manual" ? undefined : a.review, label: a.label, geometry: a.geometry } });
+    await api(`/annotations/${a.id}`, { method: "PATCH", body: { ...change, by: "web" } });
+    render();
+  });
+  const image = el("img", { src: thumb(item, 1600), alt: item.name, draggable: "false" });
+  const svg = overlay(item, annotations, { selected, labels: true });
+  const stage = el("div", { class: "stage", id: "stage" }, image, svg);
+  editing(stage, svg, item, annotations, review, id);
+  const a = selected !== null ? annotations[selected] : null;
+  view.replaceChildren(
+    el("h1", {}, el("a", { href: `#/dataset/${encodeURIComponent(item.dataset)}` }, item.dataset), ` / ${item.name}`),
+    el("div", { class: "item" }, stage,
+      el("div", { class: "side" },
+        el("div", { class: "toolbar" },
+          el("button", { onclick: () => go(-1), disabled: at <= 0 }, "◀ prev"),
+          el("button", { onclick: () => go(1), disabled: at < 0 || at >= order.length - 1 }, "next ▶"),
+          el("button", { id: "accept-all", onclick: () => guarded(async () => {
+            for (const b of annotations.filter((b) => b.review === "pending")) await api(`/annotations/${b.id}`, { method: "PATCH", body: { state: "accepted", by: "web" } });
+            render();
+          }) }, "Accept all")),
+        el("ul", { id: "annotations" }, annotations.map((b, i) =>
+          el("li", { class: `${b.review}${i === selected ? " selected" : ""}`, onclick: () => { selected = i; render(); } },
+            `${b.label} ${confidence(b).toFixed(2)} · ${b.review}`))),
+        a ? el("div", { id: "provenance" },
+          el("div", { class: "toolbar" },
+            el("button", { id: "accept", onclick: () => review(selected, { state: "accepted" }) }, "Accept (a)"),
+            el("button", { id: "reject", onclick: () => review(selected, { state: "rejected" }) }, "Reject (r)"),
+            el("button", { onclick: () => { const label = prompt("Label", a.label); if (label) review(selected, { label }); } }, "Relabel (l)")),
+          el("table", {}, [
+            ["service", a.service || "drawn by a person"], ["package", a.package ? `${a.package} revision ${a.revision}` : "-"],
+            ["component", a.component_digest ? a.component_digest.slice(0, 16) + "…" : "-"],
+            ["model", a.model.name ? `${a.model.name} ${a.model.version}` : "-"], ["execution", a.execution_id ?? "-"],
+            ["review", `${a.review}${a.reviewed_by ? ` by ${a.reviewed_by}` : ""}`],
+          ].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))))) : "",
+        el("p", { class: "keys" }, "Keys: ←/→ or j/k item · Tab box · a accept · r or Delete reject · A accept all · l relabel · z undo · drag a box to move it, its corner to resize · shift-drag to draw"),
+        el("h3", {}, "Executions"),
+        el("table", {}, executions.executions.map((e) => el("tr", {},
+          el("td", {}, e.service), el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.duration_ms ?? ""))))),
+    ),
+  );
+  current.key = (e) => {
+    if (e.target.tagName === "INPUT") return;
+    const keys = {
+      ArrowLeft: () => go(-1), k: () => go(-1), ArrowRight: () => go(1), j: () => go(1),
+      a: () => selected !== null && review(selected, { state: "accepted" }),
+      r: () => selected !== null && review(selected, { state: "rejected" }),
+      Delete: () => selected !== null && review(selected, { state: "rejected" }),
+      A: () => document.getElementById("accept-all").click(),
+      l: () => selected !== null && document.querySelector("#provenance button:nth-child(3)").click(),
+      Tab: () => { selected = annotations.length ? ((selected ?? -1) + 1) % annotations.length : null; render(); },
+      z: () => { const last = undo.pop(); if (last) guarded(async () => { await api(`/annotations/${last.id}`, { method: "PATCH", body: { ...last.before, by: "web" } }); render(); }); },
+    };
+    if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+  };
+}
+
+// Move and resize the selected box; shift-drag draws a new one.
+function editing(stage, svg, item, annotations, review, id) {
+  const [w, h] = size(item) || [1, 1];
+  const point = (e) => {
+    const r = svg.getBoundingClientRect();
+    return [((e.clientX - r.left) / r.width) * w, ((e.clientY - r.top) / r.height) * h];
+  };
+  if (selected !== null && annotations[selected].geometry.type === "box") {
+    const g = annotations[selected].geometry;
+    svg.append(svgEl("rect", { class: "handle", x: g.right - 6, y: g.bottom - 6, width: 12, height: 12, "data-handle": "1" }));
+  }
+  let drag = null;
+  svg.addEventListener("mousedown", (e) => {
+    const [x, y] = point(e);
+    const index = e.target.getAttribute("data-index");
+    if (e.shiftKey || index === null && !e.target.getAttribute("data-handle")) {
+      if (!e.shiftKey) { selected = null; render(); return; }
+      drag = { mode: "draw", from: [x, y] };
+    } else if (e.target.getAttribute("data-handle")) {
+      drag = { mode: "resize", from: [x, y], geometry: { ...annotations[selected].geometry } };
+    } else {
+      selected = Number(index);
+      drag = { mode: "move", from: [x, y], geometry: { ...annotations[selected].geometry }, moved: false };
+    }
+    e.preventDefault();
+  });
+  window.onmousemove = (e) => {
+    if (!drag) return;
+    const [x, y] = point(e);
+    const [dx, dy] = [x - drag.from[0], y - drag.from[1]];
+    const rect = drag.mode === "draw" ? (drag.rect ||= svg.appendChild(svgEl("rect", { class: "manual" })))
+      : svg.querySelector(`rect[data-index="${selected}"]`);
+    if (!rect) return;
+    let g;
+    if (drag.mode === "move") g = { left: drag.geometry.left + dx, top: drag.geometry.top + dy, right: drag.geometry.right + dx, bottom: drag.geometry.bottom + dy };
+    else if (drag.mode === "resize") g = { ...drag.geometry, right: Math.max(drag.geometry.left + 2, drag.geometry.right + dx), bottom: Math.max(drag.geometry.top + 2, drag.geometry.bottom + dy) };
+    else g = { left: Math.min(drag.from[0], x), top: Math.min(drag.from[1], y), right: Math.max(drag.from[0], x), bottom: Math.max(drag.from[1], y) };
+    drag.moved = drag.moved || Math.abs(dx) + Math.abs(dy) > 2;
+    drag.result = g;
+    rect.setAttribute("x", g.left); rect.setAttribute("y", g.top);
+    rect.setAttribute("width", Math.max(g.right - g.left, 1)); rect.setAttribute("height", Math.max(g.bottom - g.top, 1));
+  };
+  window.onmouseup = () => {
+    if (!drag) return;
+    const d = drag;
+    drag = null;
+    const clamp = (g) => ({ type: "box", left: Math.max(0, g.left), top: Math.max(0, g.top), right: Math.min(w, g.right), bottom: Math.min(h, g.bottom) });
+    if (d.mode === "draw" && d.result && d.moved) {
+      const label = prompt("Label of the new box", annotations[0] ? annotations[0].label : "face");
+      if (!label) return render();
+      guarded(async () => { await api(`/items/${id}/annotations`, { method: "POST", body: { label, geometry: clamp(d.result), by: "web" } }); render(); });
+    } else if (d.result && d.moved) {
+      review(selected, { geometry: clamp(d.result) });
+    } else {
+      render();
+    }
+  };
+}
+
+// Executions, services, triggers ------------------------------------------------------------
+
+async function executionsView() {
+  const page = await api("/executions?limit=200");
+  view.replaceChildren(
+    el("h1", {}, `Executions (${page.total})`),
+    el("div", { class: "toolbar" }, el("button", { onclick: () => guarded(async () => {
+      const r = await api("/executions/rerun", { method: "POST", body: {} });
+      toast(`queued ${r.queued.length} again; skipped ${r.skipped}`); render();
+    }) }, "Rerun failed")),
+    el("table", { id: "executions" },
+      el("tr", {}, ["id", "service", "item", "status", "attempts", "ms", "error", ""].map((h) => el("th", {}, h))),
+      page.executions.map((e) => el("tr", {},
+        el("td", {}, e.id), el("td", {}, e.service), el("td", {}, el("a", { href: `#/item/${e.item_id}` }, e.item)),
+        el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.attempts), el("td", {}, e.duration_ms ?? ""),
+        el("td", { class: "error" }, e.error || ""),
+        el("td", {}, el("button", { onclick: () => guarded(async () => {
+          const logs = await api(`/executions/${e.id}/logs`);
+          view.append(el("h3", {}, `Logs of execution ${e.id}`), el("pre", {}, logs || "(none)"));
+        }) }, "logs"))))),
+  );
+}
+
+async function servicesView() {
+  const services = await api("/services");
+  const post = (path) => guarded(async () => { await api(path, { method: "POST" }); render(); });
+  const pkg = el("input", { placeholder: "package" }), name = el("input", { placeholder: "service name" });
+  const init = el("input", { placeholder: '{"min_confidence": 0.5}', style: "width:16em" });
+  view.replaceChildren(
+    el("h1", {}, "Services"),
+    el("table", {},
+      el("tr", {}, ["service", "package", "revision", "init inputs", "settings", "state", ""].map((h) => el("th", {}, h))),
+      services.map((s) => el("tr", {},
+        el("td", {}, s.name), el("td", {}, s.package), el("td", {}, s.revision),
+        el("td", {}, JSON.stringify(s.init_inputs)),
+        el("td", {}, `concurrency ${s.settings.concurrency}, timeout ${s.settings.timeout_ms / 1000} s, ${s.settings.memory_mb} MiB`),
+        el("td", {}, s.paused ? "paused" : "active"),
+        el("td", {},
+          el("button", { onclick: () => post(`/services/${s.name}/${s.paused ? "resume" : "pause"}`) }, s.paused ? "resume" : "pause"),
+          el("button", { onclick: () => post(`/services/${s.name}/rollback`) }, "rollback"))))),
+    el("form", { class: "inline", onsubmit: (e) => { e.preventDefault(); guarded(async () => {
+      const d = await api(`/services/${encodeURIComponent(name.value)}`, { method: "PUT", body: { package: pkg.value, init: init.value ? JSON.parse(init.value) : {} } });
+      toast(`${d.created ? "created" : "updated"} ${d.service.name}: revision ${d.service.revision}`); render();
+    }); } }, "Deploy the latest revision:", pkg, name, init, el("button", { type: "submit" }, "Deploy")),
+  );
+}
+
+async function triggersView() {
+  const triggers = await api("/triggers");
+  const name = el("input", { placeholder: "name" }), service = el("input", { placeholder: "service" });
+  const filter = el("input", { placeholder: "metadata.system.mimetype=image/*", style: "width:18em" });
+  view.replaceChildren(
+    el("h1", {}, "Triggers"),
+    el("table", {},
+      el("tr", {}, ["name", "service", "function", "actions", "dataset", "filters", "mode", ""].map((h) => el("th", {}, h))),
+      triggers.map((t) => el("tr", {},
+        el("td", {}, t.name), el("td", {}, t.service), el("td", {}, t.function), el("td", {}, t.actions.join(", ")),
+        el("td", {}, t.dataset || "any"), el("td", {}, t.filters.join(" AND ")), el("td", {}, t.mode),
+        el("td", {}, el("button", { onclick: () => guarded(async () => { await api(`/triggers/${t.name}`, { method: "DELETE" }); render(); }) }, "delete"))))),
+    el("form", { class: "inline", onsubmit: (e) => { e.preventDefault(); guarded(async () => {
+      await api("/triggers", { method: "POST", body: { name: name.value, service: service.value, filters: filter.value ? [filter.value] : [] } });
+      render();
+    }); } }, "New trigger:", name, service, filter, el("button", { type: "submit" }, "Create")),
+  );
+}
+
+// Routing and live updates -------------------------------------------------------------------
+
+function route() {
+  const [, page, arg] = location.hash.split("/");
+  const name = arg && decodeURIComponent(arg);
+  const views = {
+    dataset: () => datasetView(name), item: () => itemView(name), executions: executionsView,
+    services: servicesView, triggers: triggersView,
+  };
+  document.querySelectorAll("nav a").forEach((a) =>
+    a.classList.toggle("active", a.dataset.nav === (views[page] && page !== "dataset" && page !== "item" ? page : "datasets")));
+  return views[page] || datasetsView;
+}
+
+function render() {
+  const show = route();
+  current = { key: null };
+  return guarded(show);
+}
+
+window.addEventListener("hashchange", () => { selected = null; render(); });
+document.addEventListener("keydown", (e) => current && current.key && current.key(e));
+
+(function live() {
+  const events = new EventSource("/api/events");
+  const dot = document.getElementById("live");
+  let timer = null;
+  events.onopen = () => dot.classList.add("on");
+  events.onerror = () => dot.classList.remove("on");
+  const redraw = () => { clearTimeout(timer); timer = setTimeout(render, 300); };
+  for (const kind of ["item", "execution", "annotations"]) events.addEventListener(kind, redraw);
+})();
+
+render();
