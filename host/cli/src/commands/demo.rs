@@ -189,6 +189,10 @@ fn export(home: &Home, out: &Path) -> Result<()> {
         home.dir().display(),
         home.dir().display()
     );
+    println!(
+        "Review the boxes:   prelabel --home {} serve --open   (then http://127.0.0.1:8700/)",
+        home.dir().display()
+    );
     Ok(())
 }
 

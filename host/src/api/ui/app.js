@@ -168,6 +168,7 @@ async function datasetView(dataset) {
 
 const undo = [];
 let selected = null;
+let dragging = false; // a live redraw waits until the mouse lets go
 
 async function itemView(id) {
   const [item, annotations, executions] = await Promise.all([
@@ -179,7 +180,10 @@ async function itemView(id) {
   const go = (step) => { const next = order[at + step]; if (next !== undefined) { selected = null; location.hash = `#/item/${next}`; } };
   const review = (index, change) => guarded(async () => {
     const a = annotations[index];
-    undo.push({ id: a.id, before: { state: a.review === "edited" || a.review === "manual" ? undefined : a.review, label: a.label, geometry: a.geometry } });
+    // Undo puts back what the change replaced: the state, or (after an edit, or for a box a
+    // person made) the label and geometry.
+    const person = a.review === "edited" || a.review === "manual";
+    undo.push({ id: a.id, before: change.state && !person ? { state: a.review } : { label: a.label, geometry: a.geometry } });
     await api(`/annotations/${a.id}`, { method: "PATCH", body: { ...change, by: "web" } });
     render();
   });
@@ -259,6 +263,7 @@ function editing(stage, svg, item, annotations, review, id) {
       selected = Number(index);
       drag = { mode: "move", from: [x, y], geometry: { ...annotations[selected].geometry }, moved: false };
     }
+    dragging = true;
     e.preventDefault();
   });
   window.onmousemove = (e) => {
@@ -281,6 +286,7 @@ function editing(stage, svg, item, annotations, review, id) {
     if (!drag) return;
     const d = drag;
     drag = null;
+    dragging = false;
     const clamp = (g) => ({ type: "box", left: Math.max(0, g.left), top: Math.max(0, g.top), right: Math.min(w, g.right), bottom: Math.min(h, g.bottom) });
     if (d.mode === "draw" && d.result && d.moved) {
       const label = prompt("Label of the new box", annotations[0] ? annotations[0].label : "face");
@@ -389,7 +395,7 @@ document.addEventListener("keydown", (e) => current && current.key && current.ke
   let timer = null;
   events.onopen = () => dot.classList.add("on");
   events.onerror = () => dot.classList.remove("on");
-  const redraw = () => { clearTimeout(timer); timer = setTimeout(render, 300); };
+  const redraw = () => { clearTimeout(timer); timer = setTimeout(() => (dragging ? redraw() : render()), 300); };
   for (const kind of ["item", "execution", "annotations"]) events.addEventListener(kind, redraw);
 })();
 
