@@ -58,28 +58,8 @@ pub fn queue(store: &mut Store, request: &Request) -> Result<Batch> {
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>>>()?;
     let service = service::get(store, &request.service)?;
-    let declared = revision::revision_by_id(store, service.revision_id)?;
-    if !declared
-        .manifest
-        .module
-        .functions
-        .iter()
-        .any(|f| f.name == request.function)
-    {
-        return Err(Error::NoFunction {
-            service: service.name,
-            function: request.function.clone(),
-            package: declared.package,
-            revision: declared.revision,
-            declared: declared
-                .manifest
-                .module
-                .functions
-                .iter()
-                .map(|f| f.name.clone())
-                .collect(),
-        });
-    }
+    let current = revision::revision_by_id(store, service.revision_id)?;
+    current.check_function(&service.name, &request.function)?;
     let items: Vec<i64> = item::list(store, Some(&request.dataset))?
         .into_iter()
         .filter(|i| filters.iter().all(|f| f.matches(&i.document())))

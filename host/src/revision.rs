@@ -31,6 +31,28 @@ pub struct Revision {
 }
 
 impl Revision {
+    /// An error naming what it declares, unless this revision declares `function` (for
+    /// service `service`, whose revision it is).
+    pub fn check_function(&self, service: &str, function: &str) -> Result<()> {
+        let declared: Vec<String> = self
+            .manifest
+            .module
+            .functions
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        if declared.iter().any(|f| f == function) {
+            return Ok(());
+        }
+        Err(Error::NoFunction {
+            service: service.to_string(),
+            function: function.to_string(),
+            package: self.package.clone(),
+            revision: self.revision,
+            declared,
+        })
+    }
+
     /// Artifact name → blob path, for the runtime.
     pub fn artifact_paths(&self, store: &Store) -> BTreeMap<String, PathBuf> {
         self.artifacts

@@ -343,27 +343,7 @@ pub fn execute_now(
     let mut store = Store::open(home)?;
     let service = service::get(&store, service_name)?;
     let revision = revision::revision_by_id(&store, service.revision_id)?;
-    if !revision
-        .manifest
-        .module
-        .functions
-        .iter()
-        .any(|f| f.name == function)
-    {
-        return Err(Error::NoFunction {
-            service: service.name,
-            function: function.to_string(),
-            package: revision.package,
-            revision: revision.revision,
-            declared: revision
-                .manifest
-                .module
-                .functions
-                .iter()
-                .map(|f| f.name.clone())
-                .collect(),
-        });
-    }
+    revision.check_function(&service.name, function)?;
     item::get(&store, item_id)?;
     let claimed = execution::start_direct(
         &mut store,

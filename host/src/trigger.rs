@@ -164,22 +164,7 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
     }
     let service = service::get(store, &request.service)?;
     let revision = revision::revision_by_id(store, service.revision_id)?;
-    let functions: Vec<&str> = revision
-        .manifest
-        .module
-        .functions
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    if !functions.contains(&request.function.as_str()) {
-        return Err(Error::NoFunction {
-            service: service.name,
-            function: request.function.clone(),
-            package: revision.package,
-            revision: revision.revision,
-            declared: functions.iter().map(|f| f.to_string()).collect(),
-        });
-    }
+    revision.check_function(&service.name, &request.function)?;
     if request.actions.is_empty() {
         return Err(Error::invalid(
             "actions",
