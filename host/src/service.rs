@@ -81,12 +81,20 @@ pub struct Service {
 }
 
 /// What `service deploy` asks for. `None` keeps the current value (or the default).
-#[derive(Debug, Clone, Default)]
+/// The HTTP API reads it as the body of `PUT /api/services/{name}`: the name comes from the
+/// path, and `init` is an object of values by name.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Deploy {
+    /// The package to deploy.
     pub package: String,
+    #[serde(skip)]
     pub name: String,
+    /// The package revision (default: the latest).
     pub revision: Option<i64>,
-    /// `key=value` pairs, typed by the manifest.
+    /// `key=value` pairs, typed by the manifest (in JSON, an object of values by name).
+    #[serde(default, deserialize_with = "init_object")]
+    #[schema(value_type = Object)]
     pub init: Vec<String>,
     pub concurrency: Option<u32>,
     /// Seconds.
@@ -99,6 +107,24 @@ pub struct Deploy {
     pub max_annotations: Option<u32>,
     pub log_kb: Option<u32>,
     pub allow_inference: Option<bool>,
+}
+
+/// Init values given as a JSON object (`{"min_confidence": 0.6}`), as the `key=value` pairs
+/// the command line gives: the manifest types both the same way.
+fn init_object<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(s) => Ok(format!("{key}={s}")),
+            serde_json::Value::Number(n) => Ok(format!("{key}={n}")),
+            serde_json::Value::Bool(b) => Ok(format!("{key}={b}")),
+            _ => Err(D::Error::custom(format!(
+                "init input `{key}` must be a string, a number or a boolean"
+            ))),
+        })
+        .collect()
 }
 
 /// Executions of one service at once: each is a thread with its own instance (and memory cap).

@@ -1,13 +1,9 @@
 //! Services: list, show, deploy (create or update, live), pause, resume, rollback, delete.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
@@ -39,80 +35,19 @@ pub async fn show(
     Ok(Json(state.run(move |home| home.service(&name)).await?))
 }
 
-/// What `PUT /api/services/{name}` asks for: like `prelabel service deploy`. Fields left out
-/// keep the service's current value (or the default, for a new service).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    /// The package to deploy.
-    pub package: String,
-    /// Its revision (default: the latest).
-    pub revision: Option<i64>,
-    /// Init input values by name, typed as the package declares them.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub init: BTreeMap<String, Value>,
-    pub concurrency: Option<u32>,
-    /// Seconds.
-    pub timeout: Option<f64>,
-    /// Seconds.
-    pub init_timeout: Option<f64>,
-    pub max_attempts: Option<u32>,
-    pub memory_mb: Option<u32>,
-    pub max_item_mb: Option<u32>,
-    pub max_annotations: Option<u32>,
-    pub log_kb: Option<u32>,
-    pub allow_inference: Option<bool>,
-}
-
-impl DeployRequest {
-    fn into_deploy(self, name: String) -> Result<Deploy, ApiError> {
-        let init = self
-            .init
-            .into_iter()
-            .map(|(key, value)| match value {
-                Value::String(s) => Ok(format!("{key}={s}")),
-                Value::Number(n) => Ok(format!("{key}={n}")),
-                Value::Bool(b) => Ok(format!("{key}={b}")),
-                _ => Err(ApiError {
-                    field: Some("init".into()),
-                    ..ApiError::bad_request(format!(
-                        "init input `{key}` must be a string, a number or a boolean"
-                    ))
-                }),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Deploy {
-            package: self.package,
-            name,
-            revision: self.revision,
-            init,
-            concurrency: self.concurrency,
-            timeout: self.timeout,
-            init_timeout: self.init_timeout,
-            max_attempts: self.max_attempts,
-            memory_mb: self.memory_mb,
-            max_item_mb: self.max_item_mb,
-            max_annotations: self.max_annotations,
-            log_kb: self.log_kb,
-            allow_inference: self.allow_inference,
-        })
-    }
-}
-
 /// Creates the service or updates it live (a new revision, inputs or settings): running
 /// executions finish, the next ones run on the new revision.
 #[utoipa::path(put, path = "/api/services/{name}", tag = "services",
     params(("name" = String, Path, description = "the service")),
-    request_body = DeployRequest,
+    request_body = Deploy,
     responses((status = 200, body = Deployed), (status = 400, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Body(request): Body<DeployRequest>,
+    Body(deploy): Body<Deploy>,
 ) -> Result<Json<Deployed>, ApiError> {
-    let deploy = request.into_deploy(name)?;
+    let deploy = Deploy { name, ..deploy };
     Ok(Json(state.run(move |home| home.deploy(&deploy)).await?))
 }
 
