@@ -154,16 +154,16 @@ fn item_of(store: &Store, id: i64) -> Result<i64> {
             r.get(0)
         })
         .optional()?
-        .ok_or_else(|| {
-            Error::not_found(Kind::Annotation, id, format!("no annotation with id {id}"))
-        })
+        .ok_or_else(|| no_annotation(id))
 }
 
 fn stored(store: &Store, item_id: i64, id: i64) -> Result<Stored> {
     export::item_annotations(store, item_id)?
         .into_iter()
         .find(|a| a.id == id)
-        .ok_or_else(|| {
-            Error::not_found(Kind::Annotation, id, format!("no annotation with id {id}"))
-        })
+        .ok_or_else(|| no_annotation(id))
+}
+
+fn no_annotation(id: i64) -> Error {
+    Error::not_found(Kind::Annotation, id, format!("no annotation with id {id}"))
 }

@@ -97,42 +97,46 @@ async fn read_files(
 ) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
     let broken =
         |e: axum::extract::multipart::MultipartError| ApiError::new(e.status(), e.body_text());
-    let (mut files, mut total, mut refused) = (Vec::new(), 0usize, None);
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is over the limit of {limit} bytes (--max-upload-mb); nothing was stored"
+            ),
+        )
+    };
+    let (mut files, mut total, mut nameless) = (Vec::new(), 0usize, false);
     while let Some(mut field) = multipart.next_field().await.map_err(broken)? {
         let name = field
             .file_name()
             .filter(|n| !n.trim().is_empty())
             .map(str::to_string);
-        if name.is_none() && refused.is_none() {
-            refused = Some(ApiError::bad_request(
-                "every part needs a file name (Content-Disposition filename); nothing was stored",
-            ));
-        }
+        nameless |= name.is_none();
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(broken)? {
             total = total.saturating_add(chunk.len());
-            if total > limit {
-                refused = Some(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the upload is over the limit of {limit} bytes (--max-upload-mb); nothing was stored"
-                    ),
-                ));
-                if total > limit.saturating_mul(4) {
-                    return Err(refused.unwrap_or_else(|| ApiError::bad_request("refused")));
-                }
-            } else if refused.is_none() {
+            if total > limit.saturating_mul(4) {
+                return Err(too_large());
+            }
+            // Once refused, the rest is read only to be dropped.
+            if total <= limit && !nameless {
                 bytes.extend_from_slice(&chunk);
             }
         }
-        if let (Some(name), None) = (name, &refused) {
+        if let Some(name) = name.filter(|_| total <= limit && !nameless) {
             files.push((name, bytes));
         }
     }
-    match refused {
-        Some(error) => Err(error),
-        None if files.is_empty() => Err(ApiError::bad_request("no file in the upload")),
-        None => Ok(files),
+    if total > limit {
+        Err(too_large())
+    } else if nameless {
+        Err(ApiError::bad_request(
+            "every part needs a file name (Content-Disposition filename); nothing was stored",
+        ))
+    } else if files.is_empty() {
+        Err(ApiError::bad_request("no file in the upload"))
+    } else {
+        Ok(files)
     }
 }
 
