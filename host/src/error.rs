@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::manifest::InitError;
 use crate::package::PackageError;
+use crate::package::archive::ArchiveError;
 use crate::runtime::{ExecError, LoadError};
 use crate::store::StoreError;
 
@@ -16,6 +17,8 @@ pub enum Error {
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
     Package(#[from] PackageError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     #[error("{package}: {error}")]
     Load {
         package: String,

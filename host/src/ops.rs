@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::export::{self, Stored};
+use crate::files::Scratch;
 use crate::item::{self, Change, Dataset, ItemRecord};
+use crate::package::{Package, archive};
 use crate::review;
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
@@ -40,6 +42,15 @@ pub struct Deployed {
     pub service: Service,
     /// A new service, rather than an update of one.
     pub created: bool,
+}
+
+/// A package written as one archive.
+#[derive(Debug, Clone, Serialize)]
+pub struct Packed {
+    pub package: String,
+    pub version: String,
+    pub path: PathBuf,
+    pub bytes: u64,
 }
 
 /// What deleting a service did.
@@ -142,6 +153,37 @@ impl Home {
     pub fn push(&self, dir: &Path, root: Option<&Path>) -> Result<Revision> {
         let runtime = self.runtime()?;
         revision::push(&mut *self.store()?, &runtime, dir, root)
+    }
+
+    /// Pushes a package sent as one file (see [`archive::pack`]): unpacked into a fresh
+    /// folder under HOME/tmp with at most `limit` bytes, read with the package folder's rule
+    /// (its files inside it), removed afterwards whatever happened.
+    pub fn push_archive(&self, bytes: &[u8], limit: u64) -> Result<Revision> {
+        let tmp = self.dir.join("tmp");
+        let scratch = Scratch::new(&tmp, "package").map_err(Error::io(&tmp))?;
+        let dir = archive::unpack(bytes, scratch.path(), limit)?;
+        self.push(&dir, None)
+    }
+
+    /// Writes the package in `dir` as one `.tar.gz` (at `out`, or NAME-VERSION.tar.gz in the
+    /// current folder), after checking that its component loads.
+    pub fn pack(&self, dir: &Path, root: Option<&Path>, out: Option<&Path>) -> Result<Packed> {
+        let package = Package::load_within(dir, root)?;
+        package.compile(&*self.runtime()?)?;
+        let (name, version) = (&package.manifest.name, &package.manifest.version);
+        let path = out.map_or_else(
+            || PathBuf::from(format!("{name}-{version}.tar.gz")),
+            Path::to_path_buf,
+        );
+        let mut bytes = Vec::new();
+        archive::pack(&package, &mut bytes)?;
+        crate::files::write_atomically(&path, &bytes).map_err(Error::io(&path))?;
+        Ok(Packed {
+            package: name.clone(),
+            version: version.clone(),
+            path,
+            bytes: bytes.len() as u64,
+        })
     }
 
     /// Each package with its latest revision.

@@ -1,6 +1,8 @@
 //! A package directory: `prelabel.toml`, the component it names and its artifacts,
 //! resolved to files that exist, and checked against what the component exports.
 
+pub mod archive;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -4,153 +4,15 @@
 //! nothing; uploaded non-images are never served as something a browser runs).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder, Response, multipart};
+use reqwest::blocking::{Client, Response, multipart};
 use serde_json::{Value, json};
 
+use crate::support::server::*;
 use crate::support::*;
-
-/// A running `prelabel serve` and a client for it; stopped with Ctrl-C when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    token: Option<String>,
-    client: Client,
-}
-
-impl Server {
-    fn start(home: &Home, args: &[&str]) -> Server {
-        let mut child = command(home.path())
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("prelabel serve starts");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        let base = loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).expect("read stderr") == 0 {
-                panic!("prelabel serve exited before listening:\n{seen}");
-            }
-            seen.push_str(&line);
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                let url = rest.split_whitespace().next().expect("an address");
-                break url.trim_end_matches('/').to_string();
-            }
-        };
-        // Keep reading, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let token = args
-            .iter()
-            .position(|a| *a == "--token")
-            .map(|i| args[i + 1].to_string());
-        let client = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
-        Server {
-            child,
-            base,
-            token,
-            client,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn with_token(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        self.with_token(self.client.get(self.url(path)))
-            .send()
-            .expect("GET")
-    }
-
-    fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
-        let request = self.client.request(method, self.url(path));
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        self.with_token(request).send().expect("request")
-    }
-
-    /// A JSON answer with the expected status.
-    fn json(&self, response: Response, status: StatusCode) -> Value {
-        let got = response.status();
-        let text = response.text().expect("body");
-        assert_eq!(got, status, "{text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    }
-
-    fn ok(&self, path: &str) -> Value {
-        self.json(self.get(path), StatusCode::OK)
-    }
-
-    fn upload(&self, dataset: &str, files: &[(&str, Vec<u8>)]) -> Response {
-        let mut form = multipart::Form::new();
-        for (name, bytes) in files {
-            form = form.part(
-                "file",
-                multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
-            );
-        }
-        self.with_token(
-            self.client
-                .post(self.url(&format!("/api/datasets/{dataset}/items")))
-                .multipart(form),
-        )
-        .send()
-        .expect("upload")
-    }
-
-    /// Polls until `done` holds for the execution list, bounded.
-    fn wait_executions(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let page = self.ok(&format!("/api/executions{query}"));
-            let all = page["executions"].as_array().expect("a list").clone();
-            if done(&all) {
-                return all;
-            }
-            assert!(Instant::now() < deadline, "timed out: {page:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        interrupt(&mut self.child, 60);
-    }
-}
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join("images").join(name)).expect("a sample photo")
-}
-
-fn error_of(response: Response, status: StatusCode) -> String {
-    let got = response.status();
-    let text = response.text().expect("body");
-    assert_eq!(got, status, "{text}");
-    let body: Value = serde_json::from_str(&text).expect("a JSON error");
-    body["error"]
-        .as_str()
-        .expect("an error message")
-        .to_string()
-}
 
 #[test]
 fn the_seed_flow_over_http_uploads_runs_and_serves_the_boxes() {
@@ -979,4 +841,155 @@ fn the_ui_is_served_with_a_strict_policy_and_thumbnails_are_made_once() {
         server.get(&format!("/api/items/{text}/thumbnail")),
         StatusCode::BAD_REQUEST,
     );
+}
+
+/// A tar whose entries have raw names and types, written past tar::Builder's own checks (it
+/// refuses `..`; an attacker's tool would not).
+fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        let bytes = name.as_bytes();
+        header.as_gnu_mut().expect("gnu").name[..bytes.len()].copy_from_slice(bytes);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(*kind);
+        if *kind == tar::EntryType::Symlink {
+            header.set_link_name("/etc/passwd").expect("a link name");
+        }
+        header.set_cksum();
+        tar.append(&header, *data).expect("append");
+    }
+    tar.into_inner().expect("a tar")
+}
+
+fn push_package(server: &Server, body: Vec<u8>) -> Response {
+    server
+        .with_token(server.client.post(server.url("/api/packages")).body(body))
+        .send()
+        .expect("POST /api/packages")
+}
+
+#[test]
+fn a_package_pushed_as_one_file_over_http_is_checked_like_a_folder() {
+    let home = Home::new();
+    let packed = home.path().join("face-detector.tar.gz");
+    let said = home.ok(&[
+        "package",
+        "pack",
+        path(&face_detector()),
+        "-o",
+        path(&packed),
+    ]);
+    assert!(said.contains("packed face-detector 0.1.0"), "{said}");
+    let server = Server::start(&home, &["--max-upload-mb", "64"]);
+
+    let archive = std::fs::read(&packed).expect("the archive");
+    let revision = server.json(push_package(&server, archive.clone()), StatusCode::CREATED);
+    assert_eq!(revision["package"], "face-detector");
+    assert_eq!(revision["revision"], 1);
+    // The same files as a push of the folder: the same digests.
+    let folder = Home::new();
+    folder.ok(&["package", "push", path(&face_detector())]);
+    let shown = folder.ok(&["package", "show", "face-detector"]);
+    let component = revision["component_digest"].as_str().expect("a digest");
+    assert!(
+        shown.contains(&format!("component sha256:{component}")),
+        "{shown}"
+    );
+    let artifact = &revision["artifacts"]["res10_300x300_ssd.onnx"][0];
+    let artifact = artifact.as_str().expect("a digest");
+    assert!(shown.contains(&format!("sha256:{artifact}")), "{shown}");
+
+    // Hostile archives: each refused with a 4xx naming the entry, nothing stored, nothing
+    // written outside the scratch folder, and the scratch folder gone.
+    let manifest = b"name = 'evil'\nversion = '1'\ncomponent = 'c.wasm'\n\
+        [[artifacts]]\nname = 'key'\npath = '../../../../../../../../../../../../../../etc/passwd'\n\
+        [module]\nname = 'x'\n[[module.functions]]\nname = 'detect'\n";
+    // 300 MiB of zeros in a 300 KiB gzip, past four times the 64 MiB limit once unpacked.
+    let bomb = {
+        use std::io::Write;
+        let mut header = tar::Header::new_gnu();
+        header.set_path("big").expect("a name");
+        header.set_size(300 << 20);
+        header.set_cksum();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(header.as_bytes()).expect("gzip");
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            gz.write_all(&zeros).expect("gzip");
+        }
+        gz.finish().expect("gzip")
+    };
+    let regular = tar::EntryType::Regular;
+    for (body, status, says) in [
+        (
+            raw_tar(&[("../escape.txt", regular, b"x")]),
+            StatusCode::BAD_REQUEST,
+            "`../escape.txt` leads outside",
+        ),
+        (
+            raw_tar(&[("/tmp/escape.txt", regular, b"x")]),
+            StatusCode::BAD_REQUEST,
+            "leads outside",
+        ),
+        (
+            raw_tar(&[("prelabel.toml", tar::EntryType::Symlink, b"")]),
+            StatusCode::BAD_REQUEST,
+            "`prelabel.toml` is a link",
+        ),
+        (
+            raw_tar(&[("dev", tar::EntryType::Block, b"")]),
+            StatusCode::BAD_REQUEST,
+            "not a regular file",
+        ),
+        (
+            raw_tar(&[
+                ("prelabel.toml", regular, manifest),
+                ("c.wasm", regular, b"\0asm"),
+            ]),
+            StatusCode::BAD_REQUEST,
+            "leads outside the package folder",
+        ),
+        (
+            raw_tar(&[("readme.txt", regular, b"no manifest")]),
+            StatusCode::BAD_REQUEST,
+            "no prelabel.toml",
+        ),
+        (bomb, StatusCode::PAYLOAD_TOO_LARGE, "unpacks to more than"),
+        (
+            b"just some text, not an archive".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "not a readable tar",
+        ),
+    ] {
+        let error = error_of(push_package(&server, body), status);
+        assert!(error.contains(says), "{says}: {error}");
+    }
+    let error = error_of(
+        push_package(&server, vec![7; 65 << 20]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert!(!error.is_empty());
+
+    let packages = server.ok("/api/packages");
+    assert_eq!(packages.as_array().map(Vec::len), Some(1), "{packages:#}");
+    assert_eq!(
+        server
+            .ok("/api/packages/face-detector/revisions")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(!home.path().join("tmp/escape.txt").exists());
+    assert!(!Path::new("/tmp/escape.txt").exists());
+    let left: Vec<_> = std::fs::read_dir(home.path().join("tmp"))
+        .expect("tmp")
+        .collect();
+    assert!(left.is_empty(), "scratch folders left behind: {left:?}");
+
+    // The CLI pushes the same file into another home.
+    let other = Home::new();
+    let said = other.ok(&["package", "push", path(&packed)]);
+    assert!(said.contains("pushed face-detector revision 1"), "{said}");
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod browser;
 mod detect;
 mod fuzz_smoke;
 mod manifest;

@@ -2,6 +2,7 @@
 //! a thin door onto the library's operations (`prelabel::ops`).
 
 mod commands;
+mod overlay;
 
 use clap::Parser;
 

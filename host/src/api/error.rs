@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::package::archive::ArchiveError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -60,6 +61,9 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let status = match &error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Archive(ArchiveError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Archive(ArchiveError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Archive(_) => StatusCode::BAD_REQUEST,
             Error::Invalid { .. }
             | Error::Filter { .. }
             | Error::Init(_)

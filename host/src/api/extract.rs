@@ -1,9 +1,10 @@
 //! Request extractors whose rejections are API errors: a body, query or path that does not
 //! parse is a 400 (413 over the size limit) with the JSON error body, naming what was wrong.
 
-use axum::extract::FromRequest;
+use axum::body::Bytes;
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 
 use super::ApiError;
@@ -12,6 +13,17 @@ use super::ApiError;
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Body<T>(pub T);
+
+/// A raw request body (an uploaded package).
+pub struct Raw(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Raw(Bytes::from_request(request, state).await?))
+    }
+}
 
 /// Query parameters.
 #[derive(FromRequestParts)]
@@ -32,6 +44,13 @@ impl From<JsonRejection> for ApiError {
             status => status,
         };
         ApiError::new(status, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// Over the size limit is 413, with the JSON error body.
+    fn from(rejection: BytesRejection) -> Self {
+        ApiError::new(rejection.status(), rejection.body_text())
     }
 }
 

@@ -45,6 +45,7 @@ use super::{AppState, events, executions, items, packages, services, triggers};
         executions::batch,
         executions::progress,
         packages::list,
+        packages::push,
         packages::revisions,
         events::events,
         document,

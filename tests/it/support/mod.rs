@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod attacks;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
-use image::{Rgb, RgbImage};
 
-use prelabel::annotation::Geometry;
 use prelabel::execution::Execution;
 use prelabel::export::{Format, Stored};
 use prelabel::item::ItemRecord;
@@ -200,41 +198,12 @@ fn stem(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(s, _)| s)
 }
 
-/// Writes the image with a green outline around each box.
+/// Writes the image with each box outlined and tagged with its label and confidence.
 fn draw(bytes: &[u8], annotations: &[Stored], target: &Path) -> Result<()> {
     let mut img = image::load_from_memory(bytes)
         .context("cannot decode an annotated item")?
         .into_rgb8();
-    let thickness = (img.width().max(img.height()) / 300).max(2);
-    for a in annotations {
-        if let Geometry::Box {
-            left,
-            top,
-            right,
-            bottom,
-        } = a.annotation.geometry
-        {
-            outline(
-                &mut img,
-                [left, top, right, bottom],
-                thickness,
-                Rgb([0, 230, 64]),
-            );
-        }
-    }
+    crate::overlay::draw(&mut img, annotations);
     img.save(target)
         .with_context(|| format!("cannot write {}", target.display()))
-}
-
-fn outline(img: &mut RgbImage, b: [f32; 4], thickness: u32, color: Rgb<u8>) {
-    let (w, h) = img.dimensions();
-    let [l, t, r, bo] = b.map(|v| v.max(0.0) as u32);
-    let (r, bo) = (r.min(w.saturating_sub(1)), bo.min(h.saturating_sub(1)));
-    for y in t..=bo {
-        for x in l..=r {
-            if x < l + thickness || x + thickness > r || y < t + thickness || y + thickness > bo {
-                img.put_pixel(x, y, color);
-            }
-        }
-    }
 }

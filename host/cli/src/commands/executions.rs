@@ -13,9 +13,12 @@ use prelabel::ops::Home;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Every execution: service, item, status, attempts, duration, error.
     List {
+        /// Only executions with this status.
         #[arg(long, value_parser = named::<execution::Status>())]
         status: Option<execution::Status>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

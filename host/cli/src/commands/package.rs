@@ -1,26 +1,39 @@
-//! `prelabel package push | list | show`: packages and their revisions.
+//! `prelabel package push | pack | list | show`: packages and their revisions.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use prelabel::ops::Home;
 
+/// A local archive is the user's own file: bounded only against a runaway decompression.
+const LOCAL_ARCHIVE_LIMIT: u64 = 16 << 30;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check and store a package directory as a new revision.
+    /// Check and store a package as a new revision.
     Push {
+        /// A package folder, or a `.tar.gz` written by `package pack`.
         dir: PathBuf,
         #[command(flatten)]
         root: RootArg,
     },
+    /// Write a package as one self-contained `.tar.gz`, to push it to another home
+    /// (`POST /api/packages`, or `package push FILE`).
+    Pack {
+        dir: PathBuf,
+        /// The archive to write (default: NAME-VERSION.tar.gz here).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Every package with its latest revision.
     List,
     /// Revisions of a package, with digests.
-    Show {
-        name: String,
-    },
+    Show { name: String },
 }
 
 /// Where a package's files may come from, beyond its own folder.
@@ -43,7 +56,13 @@ impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         match self {
             Command::Push { dir, root } => {
-                let r = home.push(&dir, root.get())?;
+                let r = if dir.is_file() {
+                    let bytes = std::fs::read(&dir)
+                        .with_context(|| format!("cannot read {}", dir.display()))?;
+                    home.push_archive(&bytes, LOCAL_ARCHIVE_LIMIT)?
+                } else {
+                    home.push(&dir, root.get())?
+                };
                 println!(
                     "pushed {} revision {} (version {}, component sha256:{})",
                     r.package, r.revision, r.version, r.component_digest
@@ -51,6 +70,16 @@ impl Command {
                 for (name, (digest, size)) in &r.artifacts {
                     println!("  artifact {name}: sha256:{digest} ({size} bytes)");
                 }
+            }
+            Command::Pack { dir, out, root } => {
+                let packed = home.pack(&dir, root.get(), out.as_deref())?;
+                println!(
+                    "packed {} {} into {} ({} bytes)",
+                    packed.package,
+                    packed.version,
+                    packed.path.display(),
+                    packed.bytes
+                );
             }
             Command::List => {
                 println!(

@@ -54,23 +54,19 @@ pub enum Command {
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         allow_inference: Option<bool>,
     },
+    /// Every service with its revision, state and settings.
     List,
-    Show {
-        name: String,
-    },
-    Pause {
-        name: String,
-    },
-    Resume {
-        name: String,
-    },
-    Delete {
-        name: String,
-    },
+    /// One service: revision, init inputs, runtime settings.
+    Show { name: String },
+    /// Stop starting executions (they stay queued; running ones finish).
+    Pause { name: String },
+    /// Start executions again.
+    Resume { name: String },
+    /// Delete a service and its triggers (its queued executions are canceled; finished ones
+    /// and their annotations stay).
+    Delete { name: String },
     /// Go back to the previously deployed revision.
-    Rollback {
-        name: String,
-    },
+    Rollback { name: String },
 }
 
 impl Command {

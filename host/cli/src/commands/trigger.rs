@@ -29,10 +29,10 @@ pub enum Command {
         #[arg(long, value_parser = named::<trigger::Mode>(), default_value = "once")]
         mode: trigger::Mode,
     },
+    /// Every trigger with its service, actions, filters and mode.
     List,
-    Delete {
-        name: String,
-    },
+    /// Delete a trigger (executions it queued stay).
+    Delete { name: String },
 }
 
 impl Command {

@@ -219,7 +219,7 @@ async function itemView(id) {
           ].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))))) : "",
         el("p", { class: "keys" }, "Keys: ←/→ or j/k item · Tab box · a accept · r or Delete reject · A accept all · l relabel · z undo · drag a box to move it, its corner to resize · shift-drag to draw"),
         el("h3", {}, "Executions"),
-        el("table", {}, executions.executions.map((e) => el("tr", {},
+        el("table", { id: "executions" }, executions.executions.map((e) => el("tr", {},
           el("td", {}, e.service), el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.duration_ms ?? ""))))),
     ),
   );

@@ -1,0 +1,151 @@
+//! A running `prelabel serve` on a free loopback port and a blocking client for it: the API
+//! tests and the browser test both drive the real server through it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder, Response, multipart};
+use serde_json::Value;
+
+use super::*;
+
+/// A running `prelabel serve` and a client for it; stopped with Ctrl-C when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub token: Option<String>,
+    pub client: Client,
+}
+
+impl Server {
+    pub fn start(home: &Home, args: &[&str]) -> Server {
+        let mut child = command(home.path())
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prelabel serve starts");
+        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        let base = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("read stderr") == 0 {
+                panic!("prelabel serve exited before listening:\n{seen}");
+            }
+            seen.push_str(&line);
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let url = rest.split_whitespace().next().expect("an address");
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep reading, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let token = args
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| args[i + 1].to_string());
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            base,
+            token,
+            client,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn with_token(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.with_token(self.client.get(self.url(path)))
+            .send()
+            .expect("GET")
+    }
+
+    pub fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let request = self.client.request(method, self.url(path));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        self.with_token(request).send().expect("request")
+    }
+
+    /// A JSON answer with the expected status.
+    pub fn json(&self, response: Response, status: StatusCode) -> Value {
+        let got = response.status();
+        let text = response.text().expect("body");
+        assert_eq!(got, status, "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    pub fn ok(&self, path: &str) -> Value {
+        self.json(self.get(path), StatusCode::OK)
+    }
+
+    pub fn upload(&self, dataset: &str, files: &[(&str, Vec<u8>)]) -> Response {
+        let mut form = multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        self.with_token(
+            self.client
+                .post(self.url(&format!("/api/datasets/{dataset}/items")))
+                .multipart(form),
+        )
+        .send()
+        .expect("upload")
+    }
+
+    /// Polls until `done` holds for the execution list, bounded.
+    pub fn wait_executions(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let page = self.ok(&format!("/api/executions{query}"));
+            let all = page["executions"].as_array().expect("a list").clone();
+            if done(&all) {
+                return all;
+            }
+            assert!(Instant::now() < deadline, "timed out: {page:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        interrupt(&mut self.child, 60);
+    }
+}
+
+pub fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("images").join(name)).expect("a sample photo")
+}
+
+pub fn error_of(response: Response, status: StatusCode) -> String {
+    let got = response.status();
+    let text = response.text().expect("body");
+    assert_eq!(got, status, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("a JSON error");
+    body["error"]
+        .as_str()
+        .expect("an error message")
+        .to_string()
+}
