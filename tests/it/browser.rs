@@ -244,6 +244,12 @@ fn a_reviewer_uploads_watches_rejects_and_moves_boxes_in_a_real_browser() {
             .await
             .expect("script");
         assert_eq!(states, json!(["rejected", "edited", "pending"]));
+        // Keys: `a` accepts the selected box, `z` undoes that.
+        click(c, "#annotations li:nth-child(3)").await;
+        press(c, 'a').await;
+        until(c, "accepted by key", "return document.querySelector('#annotations li:nth-child(3)').classList.contains('accepted')").await;
+        press(c, 'z').await;
+        until(c, "undone by key", "return document.querySelector('#annotations li:nth-child(3)').classList.contains('pending')").await;
         click(c, "#annotations li:nth-child(2)").await;
         c.wait()
             .for_element(Locator::Css("#provenance"))
@@ -405,6 +411,13 @@ async fn click(c: &Client, css: &str) {
         assert!(Instant::now() < deadline, "cannot click {css}: {error}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Types a key into the page (the body is always keyboard-interactable; the page listens on
+/// the document).
+async fn press(c: &Client, key: char) {
+    let body = c.find(Locator::Css("body")).await.expect("the body");
+    body.send_keys(&key.to_string()).await.expect("a key press");
 }
 
 /// Every overlay of boxes covers its image exactly: box coordinates are the image's pixels.
