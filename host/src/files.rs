@@ -44,6 +44,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
+/// A fresh folder, removed with everything in it when dropped: where an uploaded package is
+/// unpacked before it is read.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// Creates `parent/PREFIX-PID-N`, which did not exist before.
+    pub fn new(parent: &Path, prefix: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(parent)?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("{prefix}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,32 +99,5 @@ mod tests {
         let leftovers = std::fs::read_dir(&dir).expect("dir").count();
         assert_eq!(leftovers, 1, "temporary files left behind");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// A fresh folder, removed with everything in it when dropped: where an uploaded package is
-/// unpacked before it is read.
-pub struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    /// Creates `parent/PREFIX-PID-N`, which did not exist before.
-    pub fn new(parent: &Path, prefix: &str) -> std::io::Result<Self> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(parent)?;
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!("{prefix}-{}-{n}", std::process::id()));
-        std::fs::create_dir(&dir)?;
-        Ok(Self(dir))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
