@@ -70,6 +70,18 @@ pub enum Error {
         name: String,
         message: String,
     },
+    /// An execution another tool waits on ended otherwise than in success.
+    #[error("execution {execution} ended {}: {error}", crate::named::Named::name(*status))]
+    Failed {
+        execution: i64,
+        status: crate::execution::Status,
+        error: String,
+    },
+    /// An execution another tool waits on is still queued or running.
+    #[error(
+        "execution {execution} has not ended after {secs} s; it stays queued, and its annotations will be stored"
+    )]
+    Pending { execution: i64, secs: u64 },
     /// Another scheduler holds the home.
     #[error(
         "another `prelabel serve` or `prelabel work` is running on {} (one scheduler per home)",

@@ -1,5 +1,5 @@
 //! `annotations export`: a dataset's stored annotations as a COCO detection dataset, as the
-//! seed platform's annotation JSON, or as Prelabel's own JSON.
+//! seed platform's annotation JSON, as Prelabel's own JSON, or as CVAT's XML.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -12,16 +12,46 @@ use crate::store::Store;
 
 /// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
 /// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
-/// with provenance (service, execution, revision, component digest).
+/// with provenance (service, execution, revision, component digest); `cvat`: CVAT for images
+/// 1.1 XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Coco,
     Dataloop,
     Json,
+    Cvat,
 }
 
-crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json" });
+crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json", Cvat => "cvat" });
+
+/// An export: JSON, or for CVAT, XML.
+#[derive(Debug, Clone)]
+pub enum Exported {
+    Json(Value),
+    Xml(String),
+}
+
+impl Exported {
+    /// The file's bytes (JSON pretty-printed), ending with a newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Exported::Json(value) => {
+                let mut bytes = serde_json::to_vec_pretty(value).expect("serializes");
+                bytes.push(b'\n');
+                bytes
+            }
+            Exported::Xml(text) => text.clone().into_bytes(),
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Exported::Json(_) => "application/json",
+            Exported::Xml(_) => "application/xml; charset=utf-8",
+        }
+    }
+}
 
 /// An annotation with where it came from and its review.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -90,7 +120,7 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
 
 /// A dataset's annotations; every one carries its review state, and with `kept_only` only
 /// those a person accepted, edited or drew are exported.
-pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> Result<Value> {
+pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> Result<Exported> {
     crate::item::dataset_id(store, dataset)?;
     let mut items = annotated_items(store, dataset)?;
     if kept_only {
@@ -98,7 +128,8 @@ pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> 
             stored.retain(|s| s.review.kept());
         }
     }
-    Ok(match format {
+    Ok(Exported::Json(match format {
+        Format::Cvat => return Ok(Exported::Xml(crate::cvat::document(&items))),
         Format::Coco => {
             let mut builder = coco::Builder::default();
             for (item, stored) in &items {
@@ -124,7 +155,7 @@ pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> 
                 .map(|(item, stored)| json!({"item": item, "annotations": stored}))
                 .collect(),
         ),
-    })
+    }))
 }
 
 /// One item in the seed platform's annotation format.

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::batch::{self, Batch};
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::export::{self, Stored};
 use crate::files::Scratch;
 use crate::item::{self, Change, Dataset, ItemRecord};
 use crate::package::{Package, archive};
+use crate::predict;
 use crate::review;
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
@@ -42,6 +43,25 @@ pub struct Deployed {
     pub service: Service,
     /// A new service, rather than an update of one.
     pub created: bool,
+}
+
+/// What another tool asks a service for (see [`Home::predict`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Prediction<'a> {
+    pub service: &'a str,
+    pub function: &'a str,
+    pub dataset: &'a str,
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A prediction's answer: the item, the execution that answered, the item's boxes from the
+/// service that a person did not reject.
+#[derive(Debug, Clone)]
+pub struct Predicted {
+    pub item: ItemRecord,
+    pub execution: Execution,
+    pub annotations: Vec<Stored>,
 }
 
 /// A package written as one archive.
@@ -293,7 +313,12 @@ impl Home {
 
     /// A dataset's annotations in an export format; with `kept_only`, only those a person
     /// accepted, edited or drew.
-    pub fn export(&self, dataset: &str, format: export::Format, kept_only: bool) -> Result<Value> {
+    pub fn export(
+        &self,
+        dataset: &str,
+        format: export::Format,
+        kept_only: bool,
+    ) -> Result<export::Exported> {
         export::export(&*self.store()?, dataset, format, kept_only)
     }
 
@@ -330,6 +355,32 @@ impl Home {
     /// Queues a service's function on every item of a dataset that matches the filters.
     pub fn batch(&self, request: &batch::Request) -> Result<Batch> {
         batch::queue(&mut *self.store()?, request)
+    }
+
+    /// A prediction another tool waits on (see [`predict`]): `bytes` stored as item `name` of
+    /// `dataset`, the service's `function` run on it through the queue (the scheduler of
+    /// `serve` runs it), its boxes once it ends, or an error after `wait`.
+    pub fn predict(&self, request: &Prediction<'_>, wait: Duration) -> Result<Predicted> {
+        let uploaded = self.upload(request.dataset, request.name, request.bytes)?;
+        let item = uploaded.item;
+        let id = predict::queue(
+            &mut *self.store()?,
+            request.service,
+            request.function,
+            &item,
+        )?;
+        let execution = predict::wait(|| execution::get(&*self.store()?, id), wait)?;
+        let annotations = predict::answer(self.item_annotations(item.id)?, request.service);
+        Ok(Predicted {
+            item,
+            execution,
+            annotations,
+        })
+    }
+
+    /// The labels a service gives (see [`predict::labels`]).
+    pub fn labels(&self, service: &Service) -> Result<Vec<String>> {
+        predict::labels(&*self.store()?, service)
     }
 
     /// A batch and its progress.

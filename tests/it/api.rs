@@ -416,6 +416,21 @@ fn a_token_is_required_off_loopback_and_checked_on_every_request() {
         .send()
         .expect("send");
     assert_eq!(by_query.status(), StatusCode::OK);
+    // A token given in a URL (`http://TOKEN@host/`, for tools configured with a URL only)
+    // arrives as Basic credentials: the user name, or the password without one.
+    for (user, password, status) in [
+        ("s3cret", None, StatusCode::OK),
+        ("", Some("s3cret"), StatusCode::OK),
+        ("s3cre", None, StatusCode::UNAUTHORIZED),
+        ("someone", Some("s3cret"), StatusCode::UNAUTHORIZED),
+    ] {
+        let basic = client
+            .get(format!("{base}/api/services"))
+            .basic_auth(user, password)
+            .send()
+            .expect("send");
+        assert_eq!(basic.status(), status, "{user}:{password:?}");
+    }
     let upload = client
         .post(format!("{base}/api/datasets/d/items"))
         .multipart(multipart::Form::new().part(
@@ -520,10 +535,14 @@ fn the_openapi_document_lists_every_endpoint() {
         "/api/packages",
         "/api/packages/{name}/revisions",
         "/api/events",
+        "/api/functions",
+        "/api/functions/{name}",
+        "/api/function_invocations",
         "/api/openapi.json",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
+    assert!(paths["/api/packages"]["post"].is_object(), "a push is documented");
     assert!(
         doc["components"]["schemas"]["Execution"].is_object(),
         "schemas are generated"

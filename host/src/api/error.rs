@@ -34,6 +34,12 @@ impl ApiError {
         }
     }
 
+    /// Names the request field at fault.
+    pub fn field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
@@ -70,6 +76,9 @@ impl From<Error> for ApiError {
             | Error::Package(_)
             | Error::NoFunction { .. } => StatusCode::BAD_REQUEST,
             Error::Conflict { .. } | Error::HomeBusy { .. } => StatusCode::CONFLICT,
+            // The function could not make boxes of this input; or not in time.
+            Error::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Pending { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Store(_)
             | Error::Sql(_)
             | Error::Load { .. }

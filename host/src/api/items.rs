@@ -232,7 +232,8 @@ pub async fn add(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// `coco`, `dataloop` (the seed platform's JSON) or `json` (default).
+    /// `coco`, `dataloop` (the seed platform's JSON), `cvat` (CVAT for images 1.1 XML) or
+    /// `json` (default).
     #[param(value_type = Option<String>)]
     format: Option<Format>,
     /// Only annotations a person accepted, edited or drew.
@@ -248,13 +249,16 @@ pub async fn export(
     State(state): State<AppState>,
     Path(dataset): Path<String>,
     Query(query): Query<ExportQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let format = query.format.unwrap_or(Format::Json);
-    Ok(Json(
-        state
-            .run(move |home| home.export(&dataset, format, query.accepted_only))
-            .await?,
-    ))
+    let exported = state
+        .run(move |home| home.export(&dataset, format, query.accepted_only))
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, exported.content_type())],
+        exported.to_bytes(),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -4,6 +4,7 @@
 //! returns its typed result as JSON. Errors are `{"error": "..."}` with the status that fits
 //! (`error.rs`); the OpenAPI document is generated from the handlers (`openapi.rs`).
 
+mod cvat;
 mod error;
 mod events;
 mod executions;
@@ -24,6 +25,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -115,6 +117,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(executions::routes())
         .merge(packages::routes())
         .merge(events::routes())
+        .merge(cvat::routes())
         .merge(openapi::routes());
     Router::new()
         .nest("/api", api)
@@ -132,8 +135,9 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
 /// cannot set headers) carry it too.
 pub const TOKEN_COOKIE: &str = "prelabel_token";
 
-/// Every request carries the token when one is set: `Authorization: Bearer TOKEN`, the
-/// `prelabel_token` cookie, or a `token` query parameter. The parameter is taken off the URI
+/// Every request carries the token when one is set: `Authorization: Bearer TOKEN` (or Basic
+/// credentials, see [`credentials`]), the `prelabel_token` cookie, or a `token` query
+/// parameter. The parameter is taken off the URI
 /// before the handlers see it (their queries stay strict).
 async fn authorize(
     State(state): State<AppState>,
@@ -148,8 +152,7 @@ async fn authorize(
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+        .and_then(credentials);
     let cookie = headers
         .get_all(axum::http::header::COOKIE)
         .iter()
@@ -164,6 +167,25 @@ async fn authorize(
     } else {
         Err(ApiError::unauthorized())
     }
+}
+
+/// The token in an `Authorization` header: `Bearer TOKEN`, or Basic credentials whose user
+/// name (or, without one, password) is the token. Tools that are given only a URL (CVAT's
+/// Nuclio host, an ML backend's address) take it as `http://TOKEN@host:port/`, which HTTP
+/// clients send as Basic credentials.
+fn credentials(header: &str) -> Option<String> {
+    if let Some(token) = header.strip_prefix("Bearer ") {
+        return Some(token.to_string());
+    }
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (user, password) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some(if user.is_empty() { password } else { user })
 }
 
 /// Removes a `token` query parameter from the request's URI and returns its value.

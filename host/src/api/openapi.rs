@@ -5,7 +5,7 @@ use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
 
-use super::{AppState, events, executions, items, packages, services, triggers};
+use super::{AppState, cvat, events, executions, items, packages, services, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +48,9 @@ use super::{AppState, events, executions, items, packages, services, triggers};
         packages::push,
         packages::revisions,
         events::events,
+        cvat::list,
+        cvat::show,
+        cvat::invoke,
         document,
     )
 )]

@@ -51,9 +51,12 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// A dataset's annotations, each with its review state.
     Export {
         #[arg(long)]
         dataset: String,
+        /// `json` (Prelabel's, with provenance), `coco`, `dataloop` (the seed platform's) or
+        /// `cvat` (CVAT for images 1.1 XML).
         #[arg(long, value_parser = named::<export::Format>(), default_value = "json")]
         format: export::Format,
         /// Only annotations a person accepted, edited or drew.
@@ -112,15 +115,14 @@ impl Command {
                 accepted_only,
                 output,
             } => {
-                let value = home.export(&dataset, format, accepted_only)?;
-                let text = serde_json::to_string_pretty(&value)?;
+                let bytes = home.export(&dataset, format, accepted_only)?.to_bytes();
                 match output {
                     Some(path) => {
-                        std::fs::write(&path, text + "\n")
+                        std::fs::write(&path, bytes)
                             .with_context(|| format!("cannot write {}", path.display()))?;
                         eprintln!("wrote {}", path.display());
                     }
-                    None => println!("{text}"),
+                    None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
                 }
             }
         }

@@ -165,13 +165,11 @@ fn export(home: &Home, out: &Path) -> Result<()> {
     for (format, file) in [
         (Format::Coco, "annotations.coco.json"),
         (Format::Dataloop, "annotations.dataloop.json"),
+        (Format::Cvat, "annotations.cvat.xml"),
     ] {
         let path = out.join(file);
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&home.export(DATASET, format, false)?)?,
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, home.export(DATASET, format, false)?.to_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("\nPhotos with boxes:  {}", out.display());
     println!(
@@ -181,6 +179,10 @@ fn export(home: &Home, out: &Path) -> Result<()> {
     println!(
         "Seed-format JSON:   {}",
         out.join("annotations.dataloop.json").display()
+    );
+    println!(
+        "CVAT XML:           {}",
+        out.join("annotations.cvat.xml").display()
     );
     println!(
         "The store:          {} (try: prelabel --home {} executions list)",
