@@ -30,6 +30,9 @@ pub enum Failure {
     /// The host refused the item before the guest saw it, or the result after.
     #[error("{0}")]
     Refused(String),
+    /// A linked item's bytes could not be downloaded (`download failed: URL: cause`).
+    #[error("{0}")]
+    Download(String),
 }
 
 impl Failure {
@@ -49,7 +52,7 @@ impl Failure {
                 kind: ErrorKind::InvalidItem | ErrorKind::InvalidInput,
                 ..
             }) => false,
-            Failure::Exec(_) => true,
+            Failure::Exec(_) | Failure::Download(_) => true,
             Failure::Refused(_) => false,
         }
     }
@@ -65,19 +68,26 @@ impl Failure {
 }
 
 /// Runs `detect` on the item `load` gives, on `instance` (started when there is none; kept
-/// when it survives). `size` is checked before the item's bytes are loaded. What the guest
+/// when it survives). `size`, when known, is checked before the item's bytes are loaded, and
+/// the bytes' size after. What the guest
 /// printed and logged, init included, is appended to `logs`.
 pub fn run(
     function: &Function<'_>,
     instance: &mut Option<Instance>,
-    size: u64,
-    load: impl FnOnce() -> Result<Item, String>,
+    size: Option<u64>,
+    load: impl FnOnce() -> Result<Item, Failure>,
     size_px: Option<(u32, u32)>,
     logs: &mut String,
 ) -> Result<Vec<Annotation>, Failure> {
     let limits = function.limits;
-    item::check_size(size, limits.max_item_bytes).map_err(Failure::Refused)?;
-    let item = load().map_err(Failure::Refused)?;
+    if let Some(size) = size {
+        item::check_size(size, limits.max_item_bytes).map_err(Failure::Refused)?;
+    }
+    let item = load()?;
+    // A linked item's size is known once it is downloaded (within the limit, but maybe empty).
+    item::check_size(item.data.len() as u64, limits.max_item_bytes).map_err(Failure::Refused)?;
+    // A linked item's size is known once it is downloaded.
+    let size_px = size_px.or_else(|| item::image_size(&item.data));
     let mut live = match instance.take() {
         Some(live) => live,
         None => {

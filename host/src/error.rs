@@ -70,6 +70,13 @@ pub enum Error {
         name: String,
         message: String,
     },
+    /// A linked item's bytes could not be downloaded.
+    #[error("download failed: {url}: {source}")]
+    Download {
+        url: String,
+        #[source]
+        source: crate::download::DownloadError,
+    },
     /// An execution another tool waits on ended otherwise than in success.
     #[error("execution {execution} ended {}: {error}", crate::named::Named::name(*status))]
     Failed {

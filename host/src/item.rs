@@ -67,6 +67,8 @@ pub struct ItemRecord {
     pub id: i64,
     pub dataset: String,
     pub name: String,
+    /// The blob's sha256; for a linked item, '' until its first download (or the sha256 the
+    /// link gave).
     pub digest: String,
     pub size: u64,
     pub mimetype: String,
@@ -74,6 +76,9 @@ pub struct ItemRecord {
     pub metadata: Value,
     pub created_at: String,
     pub updated_at: String,
+    /// Where a linked item's bytes come from (`prelabel link`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl ItemRecord {
@@ -138,7 +143,7 @@ pub fn upload(
         Some((id, _)) => {
             tx.execute(
                 &format!(
-                    "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5,
+                    "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5, url = NULL,
                         updated_at = {NOW} WHERE id = ?1"
                 ),
                 params![
@@ -173,7 +178,8 @@ pub fn upload(
     Ok((item, change, queued))
 }
 
-const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype, i.metadata, i.created_at, i.updated_at
+const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype, i.metadata, i.created_at, i.updated_at,
+        i.url
    FROM items i JOIN datasets d ON d.id = i.dataset_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
@@ -187,10 +193,11 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
         metadata: crate::store::json_column(r, 6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        url: r.get(9)?,
     })
 }
 
-fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
+pub(crate) fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
     conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
         .optional()?
         .ok_or_else(|| {

@@ -105,7 +105,7 @@ impl<'r> LocalRunner<'r> {
         let result = attempt::run(
             &function,
             &mut self.instance,
-            size,
+            Some(size),
             load,
             width.zip(height),
             &mut logs,

@@ -17,6 +17,7 @@ use crate::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::export::{self, Stored};
 use crate::files::Scratch;
 use crate::item::{self, Change, Dataset, ItemRecord};
+use crate::link::{self, Link};
 use crate::package::{Package, archive};
 use crate::predict;
 use crate::review;
@@ -291,19 +292,58 @@ impl Home {
         export::item_annotations(&store, id)
     }
 
-    /// An item and its original bytes.
+    /// An item and its original bytes (a linked item's downloaded first, see [`Home::fetch`]).
     pub fn item_bytes(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
-        let store = self.store()?;
-        let item = item::get(&store, id)?;
-        let bytes = store.read_blob(&item.digest)?;
+        let item = self.item(id)?;
+        if item.url.is_some() {
+            return self.fetched(id);
+        }
+        let bytes = self.store()?.read_blob(&item.digest)?;
         Ok((item, bytes))
+    }
+
+    /// Downloads a linked item's bytes unless the store has them (within the default item
+    /// size limit and a minute), and returns the item as it is then.
+    pub fn fetch(&self, id: i64) -> Result<ItemRecord> {
+        Ok(self.fetched(id)?.0)
+    }
+
+    fn fetched(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
+        // A connection of its own: a download must not hold the home's for a minute.
+        let store = Store::open(&self.dir)?;
+        let item = item::get(&store, id)?;
+        let limits = crate::runtime::Limits::default();
+        let bytes = link::bytes(&store, &item, limits.max_item_bytes, limits.timeout)?;
+        Ok((item::get(&store, id)?, bytes))
+    }
+
+    /// Links items to URLs (see [`crate::link`]); `allow_private` lets the dataset's
+    /// downloads reach loopback and private addresses.
+    pub fn link(
+        &self,
+        dataset: &str,
+        links: &[Link],
+        allow_private: bool,
+    ) -> Result<Vec<Uploaded>> {
+        let linked = link::link(&mut *self.store()?, dataset, links, allow_private)?;
+        Ok(linked
+            .into_iter()
+            .map(|(item, change, queued)| Uploaded {
+                item,
+                change,
+                queued,
+            })
+            .collect())
     }
 
     /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::thumbnail`]).
     pub fn thumbnail(&self, id: i64, side: u32) -> Result<Vec<u8>> {
-        let store = self.store()?;
-        let item = item::get(&store, id)?;
-        crate::thumbnail::get(&store, &item, side)
+        let item = self.item(id)?;
+        let item = match item.url {
+            Some(_) => self.fetch(id)?,
+            None => item,
+        };
+        crate::thumbnail::get(&*self.store()?, &item, side)
     }
 
     /// Every item of a dataset with its stored annotations, by item name.

@@ -21,6 +21,7 @@ use crate::attempt::{self, Failure};
 use crate::error::{Error, Result};
 use crate::execution::{self, Claimed, Outcome, Status};
 use crate::item;
+use crate::link;
 use crate::revision::{self, Revision};
 use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::service::{self, Service};
@@ -305,26 +306,38 @@ fn attempt(
         )));
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
+    let limits = service.settings.limits();
     let function = attempt::Function {
         runtime,
         loaded: &slot.loaded,
         artifacts: runtime::Artifacts::new(slot.revision.artifact_paths(store)),
-        limits: service.settings.limits(),
+        limits,
         init: &service.init_inputs,
     };
     let load = || {
+        // A linked item is downloaded within the item size limit and the call's timeout.
+        let data = link::bytes(store, &item, limits.max_item_bytes, limits.timeout).map_err(
+            |e| match e {
+                Error::Download { .. } => Failure::Download(e.to_string()),
+                e => Failure::Refused(e.to_string()),
+            },
+        )?;
+        // Read again: a download records what the bytes are.
+        let item = item::get(store, item.id).map_err(|e| Failure::Refused(e.to_string()))?;
         Ok(runtime::Item {
             id: item.id.to_string(),
             name: item.name.clone(),
             mimetype: item.mimetype.clone(),
             metadata: item.metadata.to_string(),
-            data: store.read_blob(&item.digest).map_err(|e| e.to_string())?,
+            data,
         })
     };
+    // A linked item's size is checked once its bytes are there (while downloading, and after).
+    let size = item.url.is_none().then_some(item.size);
     attempt::run(
         &function,
         &mut slot.instance,
-        item.size,
+        size,
         load,
         item.size_px(),
         logs,

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/003_events.sql"),
     include_str!("store/004_review.sql"),
     include_str!("store/005_batches.sql"),
+    include_str!("store/006_links.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
@@ -238,7 +239,7 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT 'item ' || id, digest FROM items
+                    "SELECT 'item ' || id, digest FROM items WHERE url IS NULL
                      UNION ALL SELECT 'component of revision #' || id, component_digest FROM revisions
                      UNION ALL SELECT 'artifact ' || name || ' of revision #' || revision_id, digest FROM revision_artifacts",
                 )

@@ -542,7 +542,10 @@ fn the_openapi_document_lists_every_endpoint() {
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
-    assert!(paths["/api/packages"]["post"].is_object(), "a push is documented");
+    assert!(
+        paths["/api/packages"]["post"].is_object(),
+        "a push is documented"
+    );
     assert!(
         doc["components"]["schemas"]["Execution"].is_object(),
         "schemas are generated"

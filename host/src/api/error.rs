@@ -79,6 +79,7 @@ impl From<Error> for ApiError {
             // The function could not make boxes of this input; or not in time.
             Error::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Pending { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Download { .. } => StatusCode::BAD_GATEWAY,
             Error::Store(_)
             | Error::Sql(_)
             | Error::Load { .. }

@@ -1,4 +1,4 @@
-//! `prelabel upload` and `prelabel items list`: files in, items out.
+//! `prelabel upload`, `prelabel link` and `prelabel items list`: files and URLs in, items out.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,22 +37,98 @@ impl Upload {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let counts = [
-            (uploads.created, "created"),
-            (uploads.unchanged, "unchanged"),
-            (uploads.updated, "updated"),
-        ];
-        let summary: Vec<String> = counts
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| format!("{n} {what}"))
-            .collect();
         println!(
-            "uploaded {} files to {dataset}: {}; {} executions queued",
+            "uploaded {} files to {dataset}: {}",
             files.len(),
-            summary.join(", "),
-            uploads.queued
+            summary(&uploads)
         );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `3 created, 1 unchanged; 3 executions queued`.
+fn summary(uploads: &Uploads) -> String {
+    let counts = [
+        (uploads.created, "created"),
+        (uploads.unchanged, "unchanged"),
+        (uploads.updated, "updated"),
+    ];
+    let summary: Vec<String> = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    format!(
+        "{}; {} executions queued",
+        summary.join(", "),
+        uploads.queued
+    )
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Link {
+    /// http(s) URLs; each item is named after its URL's last path segment.
+    #[arg(required_unless_present = "from")]
+    urls: Vec<String>,
+    /// A file of links: one URL per line, or a JSON list of `{url, name?, metadata?, sha256?}`.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    #[arg(long)]
+    dataset: String,
+    /// Download every linked item now (with a progress bar), not when an execution needs it.
+    #[arg(long)]
+    fetch: bool,
+    /// Let this dataset's downloads reach loopback, private and link-local addresses (a
+    /// server on this machine or the local network). Off by default: a link must not reach
+    /// the machine's own services.
+    #[arg(long)]
+    allow_private: bool,
+}
+
+impl Link {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let mut links: Vec<prelabel::link::Link> = self
+            .urls
+            .iter()
+            .map(|u| prelabel::link::Link::new(u))
+            .collect();
+        if let Some(file) = &self.from {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            links.extend(prelabel::link::parse_list(&text)?);
+        }
+        let linked = home.link(&self.dataset, &links, self.allow_private)?;
+        let mut uploads = Uploads::default();
+        for item in &linked {
+            uploads.add(item);
+        }
+        println!(
+            "linked {} URLs to {}: {}",
+            linked.len(),
+            self.dataset,
+            summary(&uploads)
+        );
+        if self.fetch {
+            let bar = indicatif::ProgressBar::new(linked.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let mut failed = 0;
+            for item in &linked {
+                bar.set_message(item.item.name.clone());
+                if let Err(e) = home.fetch(item.item.id) {
+                    bar.println(format!("{}: {e}", item.item.name));
+                    failed += 1;
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            println!("fetched {} of {}", linked.len() - failed, linked.len());
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

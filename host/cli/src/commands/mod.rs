@@ -63,6 +63,8 @@ enum Command {
     Trigger(trigger::Command),
     /// Upload files (folders recursively) as items of a dataset.
     Upload(items::Upload),
+    /// Link items to http(s) URLs; the host downloads them when an execution needs them.
+    Link(items::Link),
     /// Items of a dataset.
     #[command(subcommand)]
     Items(items::Command),
@@ -96,6 +98,7 @@ impl Cli {
             Command::Service(command) => command.run(&home),
             Command::Trigger(command) => command.run(&home),
             Command::Upload(args) => args.run(&home),
+            Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),
             Command::Executions(command) => command.run(&home),
             Command::Execute(args) => args.run(&home),

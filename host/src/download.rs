@@ -1,0 +1,404 @@
+//! The host's downloads: the bytes of a linked item, fetched from its `http(s)` URL when an
+//! execution needs them. A URL is input like any other: only `http` and `https`, at most 5
+//! redirects (each checked again), no loopback, private or link-local address after DNS
+//! resolution unless the dataset allows them (SSRF: a link must not reach the machine's own
+//! services or the local network), the size limit enforced while streaming, timeouts, and
+//! retries with backoff on 5xx answers and timeouts. No proxy from the environment: a proxy
+//! would resolve names where these checks cannot see.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::redirect;
+
+/// At most this many redirects are followed.
+pub const MAX_REDIRECTS: usize = 5;
+/// Tries per download: the first and two retries (after 0.5 s and 1 s).
+const TRIES: u32 = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a download failed; the message names the URL's problem, the execution's error adds
+/// `download failed: <url>: `.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("only http and https URLs are fetched, not `{scheme}`")]
+    Scheme { scheme: String },
+    #[error("`{url}` is not a URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error(
+        "{address} is a {kind} address; the dataset does not allow private addresses (`prelabel link --allow-private`)"
+    )]
+    Private { address: IpAddr, kind: &'static str },
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    Redirects,
+    #[error("the server answered {status}")]
+    Status { status: u16 },
+    #[error("larger than the item size limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the body's sha256 is {got}, the item's is {want}: the content changed")]
+    Changed { got: String, want: String },
+    #[error("timed out after {secs} s")]
+    Timeout { secs: u64 },
+    #[error("{0}")]
+    Http(String),
+}
+
+impl DownloadError {
+    /// Whether another try could end otherwise (a 5xx answer, a timeout, a dropped
+    /// connection), not for a refusal or a 4xx.
+    fn transient(&self) -> bool {
+        match self {
+            DownloadError::Status { status } => *status >= 500,
+            DownloadError::Timeout { .. } | DownloadError::Http(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a download may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest body, in bytes (the service's item size limit).
+    pub max_bytes: u64,
+    /// Loopback, private and link-local addresses may be reached (a dataset linked with
+    /// `--allow-private`, for local setups and tests).
+    pub allow_private: bool,
+    /// The whole download, retries included.
+    pub deadline: Duration,
+}
+
+/// Downloads `url` within `limits`: its body. Each try may take what is left of the deadline.
+pub fn fetch(url: &str, limits: &Limits) -> Result<Vec<u8>, DownloadError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::Url {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    check_url(&parsed, limits.allow_private)?;
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let left = limits.deadline.saturating_sub(started.elapsed());
+        let result = fetch_once(client(limits.allow_private), parsed.clone(), limits, left);
+        match result {
+            Err(e) if e.transient() && tries < TRIES && left > backoff => {
+                tracing::info!("download of {url} failed ({e}); trying again in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn fetch_once(
+    client: &Client,
+    url: reqwest::Url,
+    limits: &Limits,
+    time: Duration,
+) -> Result<Vec<u8>, DownloadError> {
+    let secs = time.as_secs();
+    let timeout = |e: &reqwest::Error| e.is_timeout();
+    let response = client.get(url).timeout(time).send().map_err(|e| {
+        if timeout(&e) {
+            DownloadError::Timeout { secs }
+        } else {
+            http_error(e)
+        }
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(DownloadError::Status {
+            status: status.as_u16(),
+        });
+    }
+    let limit = limits.max_bytes;
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(DownloadError::TooLarge { limit });
+    }
+    // Counted while streaming: a server may send more than it announced, or nothing at all.
+    let mut body = Vec::new();
+    let read = response
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body);
+    if let Err(e) = read {
+        return Err(
+            match e.get_ref().and_then(|e| e.downcast_ref::<reqwest::Error>()) {
+                Some(inner) if timeout(inner) => DownloadError::Timeout { secs },
+                _ if e.kind() == std::io::ErrorKind::TimedOut => DownloadError::Timeout { secs },
+                _ => DownloadError::Http(format!("reading the body: {e}")),
+            },
+        );
+    }
+    if body.len() as u64 > limit {
+        return Err(DownloadError::TooLarge { limit });
+    }
+    Ok(body)
+}
+
+/// A client error with its causes (reqwest's own message names only the outermost).
+fn http_error(error: reqwest::Error) -> DownloadError {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if let Some(refusal) = cause.downcast_ref::<Refused>() {
+            return refusal.0.clone().into();
+        }
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    DownloadError::Http(text)
+}
+
+/// One client per policy, made once: the resolver and the redirect rule carry the policy.
+fn client(allow_private: bool) -> &'static Client {
+    static PUBLIC: OnceLock<Client> = OnceLock::new();
+    static PRIVATE: OnceLock<Client> = OnceLock::new();
+    let cell = if allow_private { &PRIVATE } else { &PUBLIC };
+    cell.get_or_init(|| {
+        // reqwest is built without a default TLS provider: ring, installed once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::builder()
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .dns_resolver(Arc::new(Resolver { allow_private }))
+            .redirect(redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(Refused(RefusalKind::Redirects));
+                }
+                match check_url(attempt.url(), allow_private) {
+                    Ok(()) => attempt.follow(),
+                    Err(e) => attempt.error(Refused(e.into())),
+                }
+            }))
+            .user_agent(concat!("prelabel/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!("cannot build the download client: {e}; using the default one");
+                Client::new()
+            })
+    })
+}
+
+/// Scheme, and for an address written in the URL (no name to resolve), the address rule.
+fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), DownloadError> {
+    match url.scheme() {
+        "http" | "https" => {}
+        scheme => {
+            return Err(DownloadError::Scheme {
+                scheme: scheme.to_string(),
+            });
+        }
+    }
+    let address = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+        None => {
+            return Err(DownloadError::Url {
+                url: url.to_string(),
+                reason: "no host".into(),
+            });
+        }
+    };
+    match address {
+        Some(address) if !allow_private => check_address(address),
+        _ => Ok(()),
+    }
+}
+
+/// An error for an address that is not public: loopback, private, link-local, ...
+fn check_address(address: IpAddr) -> Result<(), DownloadError> {
+    match kind(address) {
+        Some(kind) => Err(DownloadError::Private { address, kind }),
+        None => Ok(()),
+    }
+}
+
+/// What an address is when it is not a public unicast one.
+pub fn kind(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            if ip.is_loopback() {
+                Some("loopback")
+            } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some("private")
+            } else if ip.is_link_local() {
+                Some("link-local")
+            } else if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || a == 0 {
+                Some("non-unicast")
+            } else if ip.is_documentation() || a >= 240 {
+                Some("reserved")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(ip) => {
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return kind(IpAddr::V4(v4));
+            }
+            let first = ip.segments()[0];
+            if ip.is_loopback() {
+                Some("loopback")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if first & 0xffc0 == 0xfe80 || first & 0xffc0 == 0xfec0 {
+                Some("link-local")
+            } else if ip.is_unspecified() || ip.is_multicast() {
+                Some("non-unicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// A refusal raised inside the client (resolver, redirect rule), found again in the error's
+/// causes so that its message reaches the execution unchanged.
+#[derive(Debug, Clone)]
+struct Refused(RefusalKind);
+
+#[derive(Debug, Clone)]
+enum RefusalKind {
+    Redirects,
+    Private { address: IpAddr, kind: &'static str },
+    Scheme(String),
+    Other(String),
+}
+
+impl From<DownloadError> for RefusalKind {
+    fn from(error: DownloadError) -> Self {
+        match error {
+            DownloadError::Private { address, kind } => RefusalKind::Private { address, kind },
+            DownloadError::Scheme { scheme } => RefusalKind::Scheme(scheme),
+            DownloadError::Redirects => RefusalKind::Redirects,
+            other => RefusalKind::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<RefusalKind> for DownloadError {
+    fn from(kind: RefusalKind) -> Self {
+        match kind {
+            RefusalKind::Redirects => DownloadError::Redirects,
+            RefusalKind::Private { address, kind } => DownloadError::Private { address, kind },
+            RefusalKind::Scheme(scheme) => DownloadError::Scheme { scheme },
+            RefusalKind::Other(text) => DownloadError::Http(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", DownloadError::from(self.0.clone()))
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The system's resolver, keeping only public addresses unless private ones are allowed: a
+/// name that resolves to the machine itself or its network is refused after resolution, so a
+/// DNS name cannot smuggle in what an address in the URL could not.
+struct Resolver {
+    allow_private: bool,
+}
+
+impl Resolve for Resolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let kept: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match (allow_private, kind(a.ip())) {
+                    (false, Some(kind)) => {
+                        refused = Some(RefusalKind::Private {
+                            address: a.ip(),
+                            kind,
+                        });
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            match (kept.is_empty(), refused) {
+                (true, Some(refusal)) => Err(Box::new(Refused(refusal)) as _),
+                _ => Ok(Box::new(kept.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_that_are_not_public_are_named() {
+        for (address, want) in [
+            ("127.0.0.1", Some("loopback")),
+            ("10.1.2.3", Some("private")),
+            ("172.16.0.1", Some("private")),
+            ("192.168.1.1", Some("private")),
+            ("100.64.0.1", Some("private")),
+            ("169.254.169.254", Some("link-local")),
+            ("0.0.0.0", Some("non-unicast")),
+            ("224.0.0.1", Some("non-unicast")),
+            ("::1", Some("loopback")),
+            ("fd00::1", Some("private")),
+            ("fe80::1", Some("link-local")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("93.184.216.34", None),
+            ("2606:2800:220:1:248:1893:25c8:1946", None),
+        ] {
+            let ip: IpAddr = address.parse().expect("an address");
+            assert_eq!(kind(ip), want, "{address}");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_before_any_connection() {
+        let check = |url: &str| check_url(&reqwest::Url::parse(url).expect("a URL"), false);
+        assert!(matches!(
+            check("file:///etc/passwd"),
+            Err(DownloadError::Scheme { .. })
+        ));
+        assert!(matches!(
+            check("ftp://example.com/a.jpg"),
+            Err(DownloadError::Scheme { .. })
+        ));
+        assert!(matches!(
+            check("http://127.0.0.1:8700/api"),
+            Err(DownloadError::Private { .. })
+        ));
+        assert!(matches!(
+            check("http://[::1]/"),
+            Err(DownloadError::Private { .. })
+        ));
+        assert!(matches!(
+            check("http://169.254.169.254/latest/meta-data/"),
+            Err(DownloadError::Private {
+                kind: "link-local",
+                ..
+            })
+        ));
+        assert!(check("https://example.com/a.jpg").is_ok());
+        let allowed = check_url(
+            &reqwest::Url::parse("http://127.0.0.1/").expect("a URL"),
+            true,
+        );
+        assert!(allowed.is_ok());
+    }
+}

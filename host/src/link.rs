@@ -1,0 +1,339 @@
+//! Linked items: items that point at an `http(s)` URL instead of bytes someone uploaded
+//! (`prelabel link`). Linking stores the item and fires its triggers like an upload, with the
+//! mimetype its URL's extension suggests; the host downloads the bytes when an execution (or a
+//! thumbnail, or `--fetch`) first needs them ([`bytes`]), checks them against the digest the
+//! link gave, keeps them in the blob store and records what they are.
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::download::{self, DownloadError};
+use crate::error::{Error, Result};
+use crate::item::{self, Change, ItemRecord};
+use crate::store::{NOW, Store};
+use crate::trigger::{self, Action};
+
+/// One link: a URL, and optionally the item's name (default: the URL's last path segment),
+/// user metadata and the sha256 the bytes must have.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl Link {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            name: None,
+            metadata: None,
+            sha256: None,
+        }
+    }
+}
+
+/// The links in a file: a JSON list of `{url, name?, metadata?, sha256?}`, or one URL per line
+/// (blank lines and `#` comments skipped).
+pub fn parse_list(text: &str) -> Result<Vec<Link>> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text)
+            .map_err(|e| Error::invalid("from", format!("is not a JSON list of links: {e}")));
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Link::new)
+        .collect())
+}
+
+/// A link checked: its URL parsed, its name, and the mimetype its extension suggests.
+struct Checked {
+    url: String,
+    name: String,
+    mimetype: &'static str,
+    metadata: Value,
+    sha256: String,
+}
+
+fn check(link: &Link) -> Result<Checked> {
+    let invalid = |reason: String| Error::invalid("url", format!("`{}` {reason}", link.url));
+    let url = reqwest::Url::parse(&link.url).map_err(|e| invalid(format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("is not an http or https URL".into()));
+    }
+    let last = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            form_urlencoded::parse(format!("n={s}").as_bytes())
+                .next()
+                .map_or(s.to_string(), |(_, v)| v.into_owned())
+        });
+    let name = match (&link.name, last) {
+        (Some(name), _) if !name.trim().is_empty() => name.clone(),
+        (Some(_), _) => return Err(Error::invalid("name", "must not be empty")),
+        (None, Some(last)) => last,
+        (None, None) => {
+            return Err(invalid(
+                "has no file name: give one (`name` in a JSON list)".into(),
+            ));
+        }
+    };
+    let sha256 = match &link.sha256 {
+        Some(d) if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            d.to_ascii_lowercase()
+        }
+        Some(d) => {
+            return Err(Error::invalid(
+                "sha256",
+                format!("`{d}` is not 64 hex digits"),
+            ));
+        }
+        None => String::new(),
+    };
+    let metadata = match &link.metadata {
+        None => json!({}),
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(_) => return Err(Error::invalid("metadata", "must be an object")),
+    };
+    let mimetype = mimetype_of(&name);
+    Ok(Checked {
+        url: url.to_string(),
+        name,
+        mimetype,
+        metadata,
+        sha256,
+    })
+}
+
+/// What a name's extension suggests, until the bytes say.
+fn mimetype_of(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("bmp") => "image/bmp",
+        Some("tif" | "tiff") => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Stores `links` as items of `dataset`, all or none: a new name is created, a known name
+/// with another URL or digest updated, the same link again unchanged. Triggers fire as for
+/// an upload. `allow_private` lets the dataset's downloads reach private addresses.
+pub fn link(
+    store: &mut Store,
+    dataset: &str,
+    links: &[Link],
+    allow_private: bool,
+) -> Result<Vec<(ItemRecord, Change, usize)>> {
+    if dataset.trim().is_empty() {
+        return Err(Error::invalid("dataset", "must not be empty"));
+    }
+    let checked = links.iter().map(check).collect::<Result<Vec<_>>>()?;
+    for (i, a) in checked.iter().enumerate() {
+        if let Some(b) = checked[..i].iter().find(|b| b.name == a.name) {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "`{}` is the name of both {} and {}: give names (a JSON list with `name`)",
+                    a.name, b.url, a.url
+                ),
+            ));
+        }
+    }
+    let tx = store.write()?;
+    tx.execute(
+        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
+        [dataset],
+    )?;
+    if allow_private {
+        tx.execute(
+            "UPDATE datasets SET allow_private = 1 WHERE name = ?1",
+            [dataset],
+        )?;
+    }
+    let dataset_id: i64 =
+        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
+            r.get(0)
+        })?;
+    let mut done = Vec::new();
+    for c in checked {
+        let metadata = json!({
+            "system": {"name": c.name, "mimetype": c.mimetype, "url": c.url},
+            "user": c.metadata,
+        });
+        let existing: Option<(i64, Option<String>, String, String)> = tx
+            .query_row(
+                "SELECT id, url, digest, metadata FROM items WHERE dataset_id = ?1 AND name = ?2",
+                params![dataset_id, c.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let same = |url: &Option<String>, digest: &str, old: &str| {
+            url.as_deref() == Some(c.url.as_str())
+                && (c.sha256.is_empty() || c.sha256 == digest)
+                && serde_json::from_str::<Value>(old).is_ok_and(|m| m["user"] == metadata["user"])
+        };
+        let (id, change) = match existing {
+            Some((id, url, digest, old)) if same(&url, &digest, &old) => (id, Change::Unchanged),
+            Some((id, ..)) => {
+                tx.execute(
+                    &format!(
+                        "UPDATE items SET url = ?2, digest = ?3, size = 0, mimetype = ?4, metadata = ?5,
+                            updated_at = {NOW} WHERE id = ?1"
+                    ),
+                    params![id, c.url, c.sha256, c.mimetype, metadata.to_string()],
+                )?;
+                (id, Change::Updated)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO items (dataset_id, name, url, digest, size, mimetype, metadata)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                    params![
+                        dataset_id,
+                        c.name,
+                        c.url,
+                        c.sha256,
+                        c.mimetype,
+                        metadata.to_string()
+                    ],
+                )?;
+                (tx.last_insert_rowid(), Change::Created)
+            }
+        };
+        let record = item::get_in(&tx, id)?;
+        let queued = match change {
+            Change::Created => {
+                trigger::on_item_event(&tx, id, dataset, Action::Created, &record.document())?
+            }
+            Change::Updated => {
+                trigger::on_item_event(&tx, id, dataset, Action::Updated, &record.document())?
+            }
+            Change::Unchanged => 0,
+        };
+        done.push((record, change, queued));
+    }
+    tx.commit()?;
+    Ok(done)
+}
+
+/// An item's bytes: its blob when the store has it, else (a linked item) downloaded within
+/// `max_bytes` and `deadline`, checked against the digest the item has, stored, and the item
+/// updated with what they are (digest, size, mimetype, width and height).
+pub fn bytes(
+    store: &Store,
+    item: &ItemRecord,
+    max_bytes: u64,
+    deadline: Duration,
+) -> Result<Vec<u8>> {
+    let Some(url) = &item.url else {
+        return Ok(store.read_blob(&item.digest)?);
+    };
+    if !item.digest.is_empty() && store.blob_path(&item.digest).is_file() {
+        return Ok(store.read_blob(&item.digest)?);
+    }
+    let failed = |source: DownloadError| Error::Download {
+        url: url.clone(),
+        source,
+    };
+    let allow_private: bool = store.conn().query_row(
+        "SELECT allow_private FROM datasets WHERE name = ?1",
+        [&item.dataset],
+        |r| r.get(0),
+    )?;
+    let limits = download::Limits {
+        max_bytes,
+        allow_private,
+        deadline,
+    };
+    let body = download::fetch(url, &limits).map_err(failed)?;
+    let digest = crate::files::sha256_hex(&body);
+    if !item.digest.is_empty() && item.digest != digest {
+        return Err(failed(DownloadError::Changed {
+            got: digest,
+            want: item.digest.clone(),
+        }));
+    }
+    store.put_blob_as(&body, &digest)?;
+    let mut system = item::system_metadata(&item.name, &body, &digest);
+    system["url"] = json!(url);
+    let metadata = json!({"system": system, "user": item.metadata["user"]});
+    // Only if the item still points at this URL: a link changed meanwhile keeps its own.
+    store.conn().execute(
+        &format!(
+            "UPDATE items SET digest = ?3, size = ?4, mimetype = ?5, metadata = ?6, updated_at = {NOW}
+              WHERE id = ?1 AND url = ?2"
+        ),
+        params![
+            item.id,
+            url,
+            digest,
+            body.len() as i64,
+            metadata["system"]["mimetype"].as_str().unwrap_or_default(),
+            metadata.to_string()
+        ],
+    )?;
+    // Executions that started before the item had bytes run on these: they are not stale.
+    store.conn().execute(
+        "UPDATE executions SET item_digest = ?2
+          WHERE item_id = ?1 AND status = 'running' AND item_digest = ''",
+        params![item.id, digest],
+    )?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_json_or_lines_and_names_come_from_the_url() {
+        let lines =
+            parse_list("# photos\nhttps://a.example/x/one.jpg\n\n  https://a.example/two.PNG  \n")
+                .expect("lines");
+        assert_eq!(
+            lines,
+            [
+                Link::new("https://a.example/x/one.jpg"),
+                Link::new("https://a.example/two.PNG")
+            ]
+        );
+        let json = parse_list(
+            r#"[{"url": "https://a.example/?id=3", "name": "three.jpg", "metadata": {"k": 1}}]"#,
+        )
+        .expect("json");
+        assert_eq!(json[0].name.as_deref(), Some("three.jpg"));
+        assert!(parse_list(r#"[{"url": "https://a.example/a.jpg", "size": 3}]"#).is_err());
+
+        let checked = check(&Link::new("https://a.example/some%20photo.JPG")).expect("a link");
+        assert_eq!(checked.name, "some photo.JPG");
+        assert_eq!(checked.mimetype, "image/jpeg");
+        for (url, says) in [
+            ("ftp://a.example/a.jpg", "not an http or https URL"),
+            ("not a url", "is not a URL"),
+            ("https://a.example/", "has no file name"),
+        ] {
+            let error = check(&Link::new(url)).err().expect(url).to_string();
+            assert!(error.contains(says), "{url}: {error}");
+        }
+        let mut bad = Link::new("https://a.example/a.jpg");
+        bad.sha256 = Some("abc".into());
+        assert!(check(&bad).is_err());
+    }
+}

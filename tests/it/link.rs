@@ -1,0 +1,301 @@
+//! Linked items and the host's downloads, against a local HTTP server the test starts: a
+//! linked photo is downloaded when its execution runs and gets the seed's boxes; a slow server,
+//! an oversize body, too many redirects, a redirect to another scheme, a 404, a body that is
+//! not the one the link promised, a flaky server and addresses the dataset may not reach each
+//! end as the named outcome, and nothing is half-stored.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::support::*;
+
+/// A server on a free loopback port, in a thread of its own, until the test ends.
+struct Remote {
+    addr: SocketAddr,
+    /// Requests per path, for the retry test.
+    hits: Arc<Hits>,
+}
+
+#[derive(Default)]
+struct Hits {
+    flaky: AtomicUsize,
+    changing: AtomicUsize,
+}
+
+impl Remote {
+    fn start() -> Remote {
+        let hits = Arc::new(Hits::default());
+        let app = Router::new()
+            .route("/photos/{name}", get(photo))
+            .route("/slow.jpg", get(slow))
+            .route("/big.jpg", get(big))
+            .route("/hop/{n}/{name}", get(hop))
+            .route(
+                "/to-ftp.jpg",
+                get(|| async { Redirect::temporary("ftp://127.0.0.1/a.jpg") }),
+            )
+            .route("/flaky.png", get(flaky))
+            .route("/changing.png", get(changing))
+            .with_state(hits.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = listener.local_addr().expect("an address");
+        listener.set_nonblocking(true).expect("non-blocking");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                axum::serve(listener, app).await.expect("serves");
+            });
+        });
+        Remote { addr, hits }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+async fn photo(Path(name): Path<String>) -> Response {
+    match std::fs::read(fixtures().join("images").join(&name)) {
+        Ok(bytes) => bytes.into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Answers only after the service's timeout.
+async fn slow() -> Response {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    photo(Path("mosaic_2x2.png".into())).await
+}
+
+/// 3 MiB without a Content-Length, for a limit of 1 MiB: refused while streaming.
+async fn big() -> Response {
+    let chunks = (0..48).map(|_| Ok::<_, std::io::Error>(vec![0u8; 64 << 10]));
+    Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+}
+
+/// `/hop/N/NAME` redirects to `/hop/N-1/NAME`; `/hop/0/NAME` is the photo.
+async fn hop(Path((n, name)): Path<(u32, String)>) -> Response {
+    match n {
+        0 => photo(Path(name)).await,
+        n => Redirect::temporary(&format!("/hop/{}/{name}", n - 1)).into_response(),
+    }
+}
+
+/// 503 the first time, a photo (under the 1 MiB limit) after.
+async fn flaky(State(hits): State<Arc<Hits>>) -> Response {
+    match hits.flaky.fetch_add(1, Ordering::SeqCst) {
+        0 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        _ => photo(Path("matplotlib_grace_hopper.jpg".into())).await,
+    }
+}
+
+/// Another photo than the one the link's sha256 names.
+async fn changing(State(hits): State<Arc<Hits>>) -> Response {
+    hits.changing.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CONTENT_TYPE, "image/png")],
+        std::fs::read(fixtures().join("images/skimage_astronaut.png")).expect("a photo"),
+    )
+        .into_response()
+}
+
+fn execution_of<'a>(executions: &'a [Value], item: &str) -> &'a Value {
+    executions
+        .iter()
+        .rev()
+        .find(|e| e["item"] == item)
+        .unwrap_or_else(|| panic!("no execution of {item}: {executions:#?}"))
+}
+
+#[test]
+fn linked_photos_are_downloaded_when_their_execution_runs() {
+    let remote = Remote::start();
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let said = home.ok(&[
+        "link",
+        &remote.url("/photos/mosaic_2x2.png"),
+        &remote.url("/hop/5/matplotlib_grace_hopper.jpg"),
+        "--dataset",
+        "web",
+        "--allow-private",
+    ]);
+    assert!(
+        said.contains("linked 2 URLs to web: 2 created; 2 executions queued"),
+        "{said}"
+    );
+    let items = home.json(&["items", "list", "--dataset", "web", "--json"]);
+    let mosaic = &items.as_array().expect("a list")[1];
+    assert_eq!(mosaic["name"], "mosaic_2x2.png", "{items:#}");
+    assert_eq!(mosaic["digest"], "", "nothing is downloaded at link time");
+    assert_eq!(
+        mosaic["mimetype"], "image/png",
+        "from the extension, for the trigger"
+    );
+
+    home.ok(&["work", "--until-idle"]);
+    let executions = home.executions();
+    assert_eq!(status_count(&executions, "success"), 2, "{executions:#?}");
+    let export = home.export("web");
+    for entry in export.as_array().expect("a list") {
+        let name = entry["item"]["name"].as_str().expect("a name");
+        assert_matches_seed(name, &boxes(entry));
+        let width = entry["item"]["metadata"]["system"]["width"].as_u64();
+        assert!(
+            width.is_some_and(|w| w > 0),
+            "recorded after the download: {entry:#}"
+        );
+    }
+    assert!(home.ok(&["check"]).contains("ok"));
+}
+
+#[test]
+fn downloads_that_go_wrong_end_as_named_failures_and_store_nothing() {
+    let remote = Remote::start();
+    let home = Home::new();
+    home.seed_flow(&[]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "face-detector",
+        "--timeout",
+        "3",
+        "--max-item-mb",
+        "1",
+        "--max-attempts",
+        "1",
+    ]);
+    let changed = serde_json::json!([{
+        "url": remote.url("/changing.png"),
+        "name": "changing.png",
+        "sha256": hex::encode(sha2::Sha256::digest(photo_bytes("mosaic_2x2.png"))),
+    }]);
+    let list = home.path().join("links.json");
+    std::fs::write(&list, changed.to_string()).expect("a list");
+    home.ok(&[
+        "link",
+        &remote.url("/slow.jpg"),
+        &remote.url("/big.jpg"),
+        &remote.url("/hop/6/skimage_rocket.jpg"),
+        &remote.url("/to-ftp.jpg"),
+        &remote.url("/photos/missing.jpg"),
+        &remote.url("/flaky.png"),
+        "--from",
+        path(&list),
+        "--dataset",
+        "web",
+        "--allow-private",
+    ]);
+    // No `--allow-private`: the same server is out of reach, by address and by name.
+    let port = remote.addr.port();
+    home.ok(&[
+        "link",
+        &format!("http://127.0.0.1:{port}/photos/mosaic_2x2.png"),
+        &format!("http://localhost:{port}/photos/skimage_astronaut.png"),
+        "--dataset",
+        "public",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+    let executions = home.executions();
+    for (item, status, says) in [
+        ("slow.jpg", "failed", "timed out after"),
+        (
+            "big.jpg",
+            "failed",
+            "larger than the item size limit of 1048576 bytes",
+        ),
+        ("skimage_rocket.jpg", "failed", "more than 5 redirects"),
+        (
+            "to-ftp.jpg",
+            "failed",
+            "only http and https URLs are fetched, not `ftp`",
+        ),
+        ("missing.jpg", "failed", "the server answered 404"),
+        ("changing.png", "failed", "the content changed"),
+        (
+            "mosaic_2x2.png",
+            "failed",
+            "127.0.0.1 is a loopback address",
+        ),
+        ("skimage_astronaut.png", "failed", "is a loopback address"),
+        ("flaky.png", "success", ""),
+    ] {
+        let execution = execution_of(&executions, item);
+        assert_eq!(execution["status"], status, "{item}: {execution:#}");
+        let error = execution["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{item}: {error}");
+        if status == "failed" {
+            assert!(
+                error.starts_with("download failed: http://"),
+                "{item}: {error}"
+            );
+        }
+    }
+    assert_eq!(
+        remote.hits.flaky.load(Ordering::SeqCst),
+        2,
+        "a 503 is tried again"
+    );
+    // Nothing half-stored: failed items have no digest, their bytes are not in the store.
+    let items = home.json(&["items", "list", "--json"]);
+    for item in items.as_array().expect("a list") {
+        let fetched = item["name"] == "flaky.png";
+        let digest = item["digest"].as_str().expect("a digest");
+        if item["name"] == "changing.png" {
+            assert_eq!(digest.len(), 64, "the promised digest stays");
+        } else {
+            assert_eq!(digest.is_empty(), !fetched, "{item:#}");
+        }
+    }
+    assert!(home.ok(&["check"]).contains("ok"));
+    // A failed download is rerun like any failure.
+    home.ok(&["executions", "rerun"]);
+    assert_eq!(status_count(&home.executions(), "queued"), 8);
+}
+
+fn photo_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("images").join(name)).expect("a photo")
+}
+
+#[test]
+fn links_are_checked_before_anything_is_stored() {
+    let home = Home::new();
+    for (args, says) in [
+        (vec!["ftp://example.com/a.jpg"], "not an http or https URL"),
+        (vec!["https://example.com/"], "has no file name"),
+        (
+            vec![
+                "https://a.example.com/x/photo.jpg",
+                "https://b.example.com/y/photo.jpg",
+            ],
+            "`photo.jpg` is the name of both",
+        ),
+    ] {
+        let mut all = vec!["link"];
+        all.extend(args);
+        all.extend(["--dataset", "web"]);
+        let error = home.fails(&all);
+        assert!(error.contains(says), "{error}");
+    }
+    assert!(
+        home.ok(&["items", "list"]).lines().count() <= 1,
+        "nothing stored"
+    );
+}
