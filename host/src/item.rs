@@ -123,14 +123,7 @@ pub fn upload(
         .unwrap_or_default()
         .to_string();
     let tx = store.write()?;
-    tx.execute(
-        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
-        [dataset],
-    )?;
-    let dataset_id: i64 =
-        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
-            r.get(0)
-        })?;
+    let dataset_id = create_dataset(&tx, dataset)?;
     let existing: Option<(i64, String)> = tx
         .query_row(
             "SELECT id, digest FROM items WHERE dataset_id = ?1 AND name = ?2",
@@ -164,18 +157,40 @@ pub fn upload(
             (tx.last_insert_rowid(), Change::Created)
         }
     };
-    let item = get_in(&tx, id)?;
-    let queued = match change {
-        Change::Created => {
-            trigger::on_item_event(&tx, id, dataset, Action::Created, &item.document())?
-        }
-        Change::Updated => {
-            trigger::on_item_event(&tx, id, dataset, Action::Updated, &item.document())?
-        }
-        Change::Unchanged => 0,
-    };
+    let (item, queued) = changed(&tx, id, dataset, change)?;
     tx.commit()?;
     Ok((item, change, queued))
+}
+
+/// The dataset's id, created if it is new (inside the caller's transaction).
+pub(crate) fn create_dataset(tx: &rusqlite::Transaction<'_>, dataset: &str) -> Result<i64> {
+    tx.execute(
+        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
+        [dataset],
+    )?;
+    Ok(
+        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// An item just written: the record, and how many executions its triggers queued (none when
+/// nothing changed), inside the transaction that wrote it.
+pub(crate) fn changed(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    dataset: &str,
+    change: Change,
+) -> Result<(ItemRecord, usize)> {
+    let item = get_in(tx, id)?;
+    let action = match change {
+        Change::Created => Action::Created,
+        Change::Updated => Action::Updated,
+        Change::Unchanged => return Ok((item, 0)),
+    };
+    let queued = trigger::on_item_event(tx, id, dataset, action, &item.document())?;
+    Ok((item, queued))
 }
 
 const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype, i.metadata, i.created_at, i.updated_at,
@@ -197,7 +212,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
     })
 }
 
-pub(crate) fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
+fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
     conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
         .optional()?
         .ok_or_else(|| {

@@ -14,7 +14,6 @@ use crate::download::{self, DownloadError};
 use crate::error::{Error, Result};
 use crate::item::{self, Change, ItemRecord};
 use crate::store::{NOW, Store};
-use crate::trigger::{self, Action};
 
 /// One link: a URL, and optionally the item's name (default: the URL's last path segment),
 /// user metadata and the sha256 the bytes must have.
@@ -157,20 +156,13 @@ pub fn link(
         }
     }
     let tx = store.write()?;
-    tx.execute(
-        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
-        [dataset],
-    )?;
+    let dataset_id = item::create_dataset(&tx, dataset)?;
     if allow_private {
         tx.execute(
-            "UPDATE datasets SET allow_private = 1 WHERE name = ?1",
-            [dataset],
+            "UPDATE datasets SET allow_private = 1 WHERE id = ?1",
+            [dataset_id],
         )?;
     }
-    let dataset_id: i64 =
-        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
-            r.get(0)
-        })?;
     let mut done = Vec::new();
     for c in checked {
         let metadata = json!({
@@ -217,16 +209,7 @@ pub fn link(
                 (tx.last_insert_rowid(), Change::Created)
             }
         };
-        let record = item::get_in(&tx, id)?;
-        let queued = match change {
-            Change::Created => {
-                trigger::on_item_event(&tx, id, dataset, Action::Created, &record.document())?
-            }
-            Change::Updated => {
-                trigger::on_item_event(&tx, id, dataset, Action::Updated, &record.document())?
-            }
-            Change::Unchanged => 0,
-        };
+        let (record, queued) = item::changed(&tx, id, dataset, change)?;
         done.push((record, change, queued));
     }
     tx.commit()?;

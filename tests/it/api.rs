@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response, multipart};
+use reqwest::blocking::{Response, multipart};
 use serde_json::{Value, json};
 
 use crate::support::server::*;
@@ -392,7 +392,7 @@ fn a_token_is_required_off_loopback_and_checked_on_every_request() {
     let server = Server::start(&home, &["--addr", "0.0.0.0:0", "--token", "s3cret"]);
     let port = server.base.rsplit(':').next().expect("a port").to_string();
     let base = format!("http://127.0.0.1:{port}");
-    let client = Client::new();
+    let client = client_builder().build().expect("a client");
     for path in [
         "/api/services",
         "/api/openapi.json",

@@ -144,19 +144,16 @@ fn cvat_lists_services_as_detectors_and_gets_their_boxes() {
     assert_matches_seed("matplotlib_grace_hopper.jpg", &rectangles(&shapes));
 
     // What CVAT can get wrong, and what the detector cannot do, each named.
-    let error = error_of(
-        invoke(
-            &server,
-            Some("nope"),
-            json!({"image": base64_of("mosaic_2x2.png")}),
-        ),
+    let refusal = |function, image: String, status| {
+        error_of(invoke(&server, function, json!({ "image": image })), status)
+    };
+    let error = refusal(
+        Some("nope"),
+        base64_of("mosaic_2x2.png"),
         StatusCode::NOT_FOUND,
     );
     assert!(error.contains("no service named `nope`"), "{error}");
-    let error = error_of(
-        invoke(&server, None, json!({"image": base64_of("mosaic_2x2.png")})),
-        StatusCode::BAD_REQUEST,
-    );
+    let error = refusal(None, base64_of("mosaic_2x2.png"), StatusCode::BAD_REQUEST);
     assert!(error.contains("x-nuclio-function-name"), "{error}");
     let response = invoke(
         &server,
@@ -167,18 +164,16 @@ fn cvat_lists_services_as_detectors_and_gets_their_boxes() {
     let body: Value = response.json().expect("JSON");
     assert_eq!(body["field"], "image", "{body}");
     let text = base64::engine::general_purpose::STANDARD.encode(b"not an image at all\n");
-    let error = error_of(
-        invoke(&server, Some("face-detector"), json!({"image": text})),
+    let error = refusal(
+        Some("face-detector"),
+        text,
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(error.contains("ended failed"), "{error}");
     home.ok(&["service", "pause", "face-detector"]);
-    let error = error_of(
-        invoke(
-            &server,
-            Some("face-detector"),
-            json!({"image": base64_of("skimage_astronaut.png")}),
-        ),
+    let error = refusal(
+        Some("face-detector"),
+        base64_of("skimage_astronaut.png"),
         StatusCode::CONFLICT,
     );
     assert!(error.contains("paused"), "{error}");

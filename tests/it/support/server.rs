@@ -47,7 +47,7 @@ impl Server {
             .iter()
             .position(|a| *a == "--token")
             .map(|i| args[i + 1].to_string());
-        let client = Client::builder()
+        let client = client_builder()
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
@@ -127,6 +127,13 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A client builder. reqwest is built with rustls and no default crypto provider (the host's
+/// downloads install ring), so the tests install it too before their first client.
+pub fn client_builder() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
 }
 
 impl Drop for Server {
