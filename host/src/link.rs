@@ -75,10 +75,11 @@ fn check(link: &Link) -> Result<Checked> {
         .path_segments()
         .and_then(|mut s| s.next_back())
         .filter(|s| !s.is_empty())
+        // Percent-decoded as a path is (a `+` stays a `+`).
         .map(|s| {
-            form_urlencoded::parse(format!("n={s}").as_bytes())
-                .next()
-                .map_or(s.to_string(), |(_, v)| v.into_owned())
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         });
     let name = match (&link.name, last) {
         (Some(name), _) if !name.trim().is_empty() => name.clone(),
@@ -304,8 +305,8 @@ mod tests {
         assert_eq!(json[0].name.as_deref(), Some("three.jpg"));
         assert!(parse_list(r#"[{"url": "https://a.example/a.jpg", "size": 3}]"#).is_err());
 
-        let checked = check(&Link::new("https://a.example/some%20photo.JPG")).expect("a link");
-        assert_eq!(checked.name, "some photo.JPG");
+        let checked = check(&Link::new("https://a.example/some%20photo+1.JPG")).expect("a link");
+        assert_eq!(checked.name, "some photo+1.JPG");
         assert_eq!(checked.mimetype, "image/jpeg");
         for (url, says) in [
             ("ftp://a.example/a.jpg", "not an http or https URL"),

@@ -512,6 +512,7 @@ fn the_openapi_document_lists_every_endpoint() {
     for path in [
         "/api/datasets",
         "/api/datasets/{dataset}/items",
+        "/api/datasets/{dataset}/links",
         "/api/items",
         "/api/items/{id}",
         "/api/items/{id}/data",

@@ -18,6 +18,7 @@ use axum::routing::get;
 use serde_json::Value;
 use sha2::Digest;
 
+use crate::support::server::Server;
 use crate::support::*;
 
 /// A server on a free loopback port, in a thread of its own, until the test ends.
@@ -162,6 +163,43 @@ fn linked_photos_are_downloaded_when_their_execution_runs() {
         );
     }
     assert!(home.ok(&["check"]).contains("ok"));
+
+    // The API links too (all or none), and serves a linked item's bytes, downloading them.
+    let server = Server::start(&home, &[]);
+    let refused = server.send(
+        reqwest::Method::POST,
+        "/api/datasets/api/links",
+        Some(serde_json::json!({"links": [
+            {"url": remote.url("/photos/skimage_astronaut.png")},
+            {"url": "gopher://example.com/a.png"},
+        ]})),
+    );
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(
+        server
+            .ok("/api/datasets")
+            .as_array()
+            .is_some_and(|d| d.len() == 1),
+        "nothing stored"
+    );
+    let linked = server.json(
+        server.send(
+            reqwest::Method::POST,
+            "/api/datasets/api/links",
+            Some(
+                serde_json::json!({"links": [{"url": remote.url("/photos/skimage_astronaut.png")}],
+                                    "allow_private": true}),
+            ),
+        ),
+        reqwest::StatusCode::OK,
+    );
+    let id = linked[0]["item"]["id"].as_i64().expect("an id");
+    let data = server.get(&format!("/api/items/{id}/data"));
+    assert_eq!(data.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        data.bytes().expect("bytes").to_vec(),
+        photo_bytes("skimage_astronaut.png")
+    );
 }
 
 #[test]

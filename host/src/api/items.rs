@@ -15,6 +15,7 @@ use super::{ApiError, AppState};
 use crate::export::Format;
 use crate::export::Stored;
 use crate::item::{Dataset, ItemRecord};
+use crate::link::Link;
 use crate::ops::Uploaded;
 use crate::review::{Change, Manual};
 
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
             "/datasets/{dataset}/items",
             post(upload).layer(DefaultBodyLimit::disable()),
         )
+        .route("/datasets/{dataset}/links", post(link))
         .route("/items", get(items))
         .route("/items/{id}", get(item))
         .route("/items/{id}/data", get(data))
@@ -86,6 +88,33 @@ pub async fn upload(
         })
         .await?;
     Ok(Json(uploaded))
+}
+
+/// What `POST /api/datasets/{dataset}/links` takes: `prelabel link`'s arguments.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    links: Vec<Link>,
+    /// Let the dataset's downloads reach loopback and private addresses.
+    #[serde(default)]
+    allow_private: bool,
+}
+
+/// Links items of the dataset to http(s) URLs, as `prelabel link`: all or none, triggers
+/// fired as for an upload; the bytes are downloaded when an execution needs them.
+#[utoipa::path(post, path = "/api/datasets/{dataset}/links", tag = "items",
+    params(("dataset" = String, Path, description = "the dataset")),
+    request_body = LinkRequest,
+    responses((status = 200, body = Vec<Uploaded>), (status = 400, body = super::error::ErrorBody)))]
+pub async fn link(
+    State(state): State<AppState>,
+    Path(dataset): Path<String>,
+    Body(request): Body<LinkRequest>,
+) -> Result<Json<Vec<Uploaded>>, ApiError> {
+    let linked = state
+        .run(move |home| home.link(&dataset, &request.links, request.allow_private))
+        .await?;
+    Ok(Json(linked))
 }
 
 /// Every part of an upload, read whole before anything is stored. A request that is refused

@@ -20,6 +20,7 @@ use super::{AppState, cvat, events, executions, items, packages, services, trigg
         items::datasets,
         items::items,
         items::upload,
+        items::link,
         items::item,
         items::data,
         items::thumbnail,
