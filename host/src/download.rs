@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a download failed; the message names the URL's problem, the execution's error adds
 /// `download failed: <url>: `.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DownloadError {
     #[error("only http and https URLs are fetched, not `{scheme}`")]
     Scheme { scheme: String },
@@ -84,7 +84,7 @@ pub fn fetch(url: &str, limits: &Limits) -> Result<Vec<u8>, DownloadError> {
     loop {
         tries += 1;
         let left = limits.deadline.saturating_sub(started.elapsed());
-        let result = fetch_once(client(limits.allow_private), parsed.clone(), limits, left);
+        let result = fetch_once(client(limits.allow_private)?, parsed.clone(), limits, left);
         match result {
             Err(e) if e.transient() && tries < TRIES && left > backoff => {
                 tracing::info!("download of {url} failed ({e}); trying again in {backoff:?}");
@@ -148,7 +148,7 @@ fn http_error(error: reqwest::Error) -> DownloadError {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if let Some(refusal) = cause.downcast_ref::<Refused>() {
-            return refusal.0.clone().into();
+            return refusal.0.clone();
         }
         if !text.contains(&cause_text) {
             text = format!("{text}: {cause_text}");
@@ -158,10 +158,11 @@ fn http_error(error: reqwest::Error) -> DownloadError {
     DownloadError::Http(text)
 }
 
-/// One client per policy, made once: the resolver and the redirect rule carry the policy.
-fn client(allow_private: bool) -> &'static Client {
-    static PUBLIC: OnceLock<Client> = OnceLock::new();
-    static PRIVATE: OnceLock<Client> = OnceLock::new();
+/// One client per policy, made once: the resolver and the redirect rule carry the policy. A
+/// client that cannot be built fails every download (a default client would skip the checks).
+fn client(allow_private: bool) -> Result<&'static Client, DownloadError> {
+    static PUBLIC: OnceLock<Result<Client, String>> = OnceLock::new();
+    static PRIVATE: OnceLock<Result<Client, String>> = OnceLock::new();
     let cell = if allow_private { &PRIVATE } else { &PUBLIC };
     cell.get_or_init(|| {
         // reqwest is built without a default TLS provider: ring, installed once per process.
@@ -172,20 +173,19 @@ fn client(allow_private: bool) -> &'static Client {
             .dns_resolver(Arc::new(Resolver { allow_private }))
             .redirect(redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() > MAX_REDIRECTS {
-                    return attempt.error(Refused(RefusalKind::Redirects));
+                    return attempt.error(Refused(DownloadError::Redirects));
                 }
                 match check_url(attempt.url(), allow_private) {
                     Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(Refused(e.into())),
+                    Err(e) => attempt.error(Refused(e)),
                 }
             }))
             .user_agent(concat!("prelabel/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_else(|e| {
-                tracing::error!("cannot build the download client: {e}; using the default one");
-                Client::new()
-            })
+            .map_err(|e| e.to_string())
     })
+    .as_ref()
+    .map_err(|e| DownloadError::Http(format!("cannot build the download client: {e}")))
 }
 
 /// Scheme, and for an address written in the URL (no name to resolve), the address rule.
@@ -263,47 +263,10 @@ pub fn kind(address: IpAddr) -> Option<&'static str> {
 }
 
 /// A refusal raised inside the client (resolver, redirect rule), found again in the error's
-/// causes so that its message reaches the execution unchanged.
-#[derive(Debug, Clone)]
-struct Refused(RefusalKind);
-
-#[derive(Debug, Clone)]
-enum RefusalKind {
-    Redirects,
-    Private { address: IpAddr, kind: &'static str },
-    Scheme(String),
-    Other(String),
-}
-
-impl From<DownloadError> for RefusalKind {
-    fn from(error: DownloadError) -> Self {
-        match error {
-            DownloadError::Private { address, kind } => RefusalKind::Private { address, kind },
-            DownloadError::Scheme { scheme } => RefusalKind::Scheme(scheme),
-            DownloadError::Redirects => RefusalKind::Redirects,
-            other => RefusalKind::Other(other.to_string()),
-        }
-    }
-}
-
-impl From<RefusalKind> for DownloadError {
-    fn from(kind: RefusalKind) -> Self {
-        match kind {
-            RefusalKind::Redirects => DownloadError::Redirects,
-            RefusalKind::Private { address, kind } => DownloadError::Private { address, kind },
-            RefusalKind::Scheme(scheme) => DownloadError::Scheme { scheme },
-            RefusalKind::Other(text) => DownloadError::Http(text),
-        }
-    }
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", DownloadError::from(self.0.clone()))
-    }
-}
-
-impl std::error::Error for Refused {}
+/// causes so that it reaches the execution unchanged.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct Refused(DownloadError);
 
 /// The system's resolver, keeping only public addresses unless private ones are allowed: a
 /// name that resolves to the machine itself or its network is refused after resolution, so a
@@ -324,7 +287,7 @@ impl Resolve for Resolver {
                 .into_iter()
                 .filter(|a| match (allow_private, kind(a.ip())) {
                     (false, Some(kind)) => {
-                        refused = Some(RefusalKind::Private {
+                        refused = Some(DownloadError::Private {
                             address: a.ip(),
                             kind,
                         });

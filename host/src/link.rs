@@ -120,16 +120,9 @@ fn check(link: &Link) -> Result<Checked> {
 
 /// What a name's extension suggests, until the bytes say.
 fn mimetype_of(name: &str) -> &'static str {
-    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match extension.as_deref() {
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("png") => "image/png",
-        Some("gif") => "image/gif",
-        Some("webp") => "image/webp",
-        Some("bmp") => "image/bmp",
-        Some("tif" | "tiff") => "image/tiff",
-        _ => "application/octet-stream",
-    }
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
 }
 
 /// Stores `links` as items of `dataset`, all or none: a new name is created, a known name
@@ -217,6 +210,12 @@ pub fn link(
     Ok(done)
 }
 
+/// Whether the item's bytes must be downloaded first: a linked item whose blob the store does
+/// not have (yet, or any more).
+pub fn needs_download(store: &Store, item: &ItemRecord) -> bool {
+    item.url.is_some() && (item.digest.is_empty() || !store.blob_path(&item.digest).is_file())
+}
+
 /// An item's bytes: its blob when the store has it, else (a linked item) downloaded within
 /// `max_bytes` and `deadline`, checked against the digest the item has, stored, and the item
 /// updated with what they are (digest, size, mimetype, width and height).
@@ -226,12 +225,10 @@ pub fn bytes(
     max_bytes: u64,
     deadline: Duration,
 ) -> Result<Vec<u8>> {
-    let Some(url) = &item.url else {
-        return Ok(store.read_blob(&item.digest)?);
+    let url = match &item.url {
+        Some(url) if needs_download(store, item) => url,
+        _ => return Ok(store.read_blob(&item.digest)?),
     };
-    if !item.digest.is_empty() && store.blob_path(&item.digest).is_file() {
-        return Ok(store.read_blob(&item.digest)?);
-    }
     let failed = |source: DownloadError| Error::Download {
         url: url.clone(),
         source,

@@ -294,18 +294,29 @@ impl Home {
 
     /// An item and its original bytes (a linked item's downloaded first, see [`Home::fetch`]).
     pub fn item_bytes(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
-        let item = self.item(id)?;
-        if item.url.is_some() {
+        let (item, download) = self.item_to_read(id)?;
+        if download {
             return self.fetched(id);
         }
         let bytes = self.store()?.read_blob(&item.digest)?;
         Ok((item, bytes))
     }
 
+    /// The item, and whether its bytes must be downloaded before they can be read.
+    fn item_to_read(&self, id: i64) -> Result<(ItemRecord, bool)> {
+        let store = self.store()?;
+        let item = item::get(&store, id)?;
+        let download = link::needs_download(&store, &item);
+        Ok((item, download))
+    }
+
     /// Downloads a linked item's bytes unless the store has them (within the default item
     /// size limit and a minute), and returns the item as it is then.
     pub fn fetch(&self, id: i64) -> Result<ItemRecord> {
-        Ok(self.fetched(id)?.0)
+        match self.item_to_read(id)? {
+            (item, false) => Ok(item),
+            (_, true) => Ok(self.fetched(id)?.0),
+        }
     }
 
     fn fetched(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
@@ -338,11 +349,8 @@ impl Home {
 
     /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::thumbnail`]).
     pub fn thumbnail(&self, id: i64, side: u32) -> Result<Vec<u8>> {
-        let item = self.item(id)?;
-        let item = match item.url {
-            Some(_) => self.fetch(id)?,
-            None => item,
-        };
+        // Downloaded only when the store lacks the bytes: a cached thumbnail reads nothing else.
+        let item = self.fetch(id)?;
         crate::thumbnail::get(&*self.store()?, &item, side)
     }
 

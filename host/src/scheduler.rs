@@ -322,8 +322,14 @@ fn attempt(
                 e => Failure::Refused(e.to_string()),
             },
         )?;
-        // Read again: a download records what the bytes are.
-        let item = item::get(store, item.id).map_err(|e| Failure::Refused(e.to_string()))?;
+        // A linked item is read again: its download recorded what the bytes are.
+        let downloaded;
+        let item = if item.url.is_some() {
+            downloaded = item::get(store, item.id).map_err(|e| Failure::Refused(e.to_string()))?;
+            &downloaded
+        } else {
+            &item
+        };
         Ok(runtime::Item {
             id: item.id.to_string(),
             name: item.name.clone(),

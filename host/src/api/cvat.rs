@@ -173,14 +173,7 @@ pub async fn invoke(
 /// answered from the store the second time), with the extension of what the bytes are.
 fn item_name(bytes: &[u8]) -> String {
     let digest = crate::files::sha256_hex(bytes);
-    let extension = match crate::item::sniff_mimetype(bytes).as_str() {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        "image/bmp" => "bmp",
-        "image/tiff" => "tiff",
-        _ => "bin",
-    };
+    // The magic numbers the item's mimetype is sniffed from (`item::sniff_mimetype`).
+    let extension = infer::get(bytes).map_or("bin", |kind| kind.extension());
     format!("{}.{extension}", &digest[..16])
 }
