@@ -4,7 +4,9 @@
 //! resolution unless the dataset allows them (SSRF: a link must not reach the machine's own
 //! services or the local network), the size limit enforced while streaming, timeouts, and
 //! retries with backoff on 5xx answers and timeouts. No proxy from the environment: a proxy
-//! would resolve names where these checks cannot see.
+//! would resolve names where these checks cannot see. Headers that carry a secret (a
+//! [`Grant`]) go to one origin only: redirects are followed here, hop by hop, so a redirect
+//! to another host never receives them.
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::HeaderMap;
 use reqwest::redirect;
 
 /// At most this many redirects are followed.
@@ -23,14 +26,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a download failed; the message names the URL's problem, the execution's error adds
 /// `download failed: <url>: `.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DownloadError {
     #[error("only http and https URLs are fetched, not `{scheme}`")]
     Scheme { scheme: String },
     #[error("`{url}` is not a URL: {reason}")]
     Url { url: String, reason: String },
     #[error(
-        "{address} is a {kind} address; the dataset does not allow private addresses (`prelabel link --allow-private`)"
+        "{address} is a {kind} address, reached only when the dataset allows private addresses (`prelabel link --allow-private`)"
     )]
     Private { address: IpAddr, kind: &'static str },
     #[error("more than {MAX_REDIRECTS} redirects")]
@@ -43,6 +46,13 @@ pub enum DownloadError {
     Changed { got: String, want: String },
     #[error("timed out after {secs} s")]
     Timeout { secs: u64 },
+    #[error("redirected to {to}: {error}")]
+    Redirected {
+        to: String,
+        error: Box<DownloadError>,
+    },
+    #[error("the redirect has no usable Location: {0}")]
+    Location(String),
     #[error("{0}")]
     Http(String),
 }
@@ -54,6 +64,7 @@ impl DownloadError {
         match self {
             DownloadError::Status { status } => *status >= 500,
             DownloadError::Timeout { .. } | DownloadError::Http(_) => true,
+            DownloadError::Redirected { error, .. } => error.transient(),
             _ => false,
         }
     }
@@ -71,20 +82,47 @@ pub struct Limits {
     pub deadline: Duration,
 }
 
-/// Downloads `url` within `limits`: its body. Each try may take what is left of the deadline.
-pub fn fetch(url: &str, limits: &Limits) -> Result<Vec<u8>, DownloadError> {
+/// Headers for one origin (a token for a server the user named), sent to that origin only,
+/// and whether that origin may be a private address although the download's others may not
+/// (Label Studio on the user's own machine).
+#[derive(Clone)]
+pub struct Grant {
+    pub origin: url::Origin,
+    pub headers: HeaderMap,
+    pub trusted: bool,
+}
+
+impl std::fmt::Debug for Grant {
+    // The headers are secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("origin", &self.origin.ascii_serialization())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("trusted", &self.trusted)
+            .finish()
+    }
+}
+
+impl Grant {
+    fn covers(&self, url: &reqwest::Url) -> bool {
+        url.origin() == self.origin
+    }
+}
+
+/// Downloads `url` within `limits`, with `grant`'s headers for its origin: the body. Each try
+/// may take what is left of the deadline.
+pub fn fetch(url: &str, limits: &Limits, grant: Option<&Grant>) -> Result<Vec<u8>, DownloadError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::Url {
         url: url.to_string(),
         reason: e.to_string(),
     })?;
-    check_url(&parsed, limits.allow_private)?;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(500);
     let mut tries = 0;
     loop {
         tries += 1;
         let left = limits.deadline.saturating_sub(started.elapsed());
-        let result = fetch_once(client(limits.allow_private)?, parsed.clone(), limits, left);
+        let result = follow(parsed.clone(), limits, grant, left);
         match result {
             Err(e) if e.transient() && tries < TRIES && left > backoff => {
                 tracing::info!("download of {url} failed ({e}); trying again in {backoff:?}");
@@ -96,15 +134,61 @@ pub fn fetch(url: &str, limits: &Limits) -> Result<Vec<u8>, DownloadError> {
     }
 }
 
-fn fetch_once(
-    client: &Client,
-    url: reqwest::Url,
+/// One try: the request, and each redirect checked and sent again with the headers only
+/// while the origin is the grant's.
+fn follow(
+    mut url: reqwest::Url,
     limits: &Limits,
+    grant: Option<&Grant>,
     time: Duration,
 ) -> Result<Vec<u8>, DownloadError> {
+    let started = Instant::now();
+    for hop in 0..=MAX_REDIRECTS {
+        let granted = grant.filter(|g| g.covers(&url));
+        let allow_private = limits.allow_private || granted.is_some_and(|g| g.trusted);
+        let left = time.saturating_sub(started.elapsed());
+        let fetched = check_url(&url, allow_private).and_then(|()| {
+            let request = client(allow_private)?.get(url.clone()).timeout(left);
+            let request = match granted {
+                Some(g) => request.headers(g.headers.clone()),
+                None => request,
+            };
+            fetch_once(request, limits, left)
+        });
+        // After a redirect, the error names where it led.
+        let fetched = fetched.map_err(|error| match hop {
+            0 => error,
+            _ => DownloadError::Redirected {
+                to: url.to_string(),
+                error: Box::new(error),
+            },
+        })?;
+        match fetched {
+            Fetched::Body(body) => return Ok(body),
+            Fetched::Redirect(location) => {
+                url = url
+                    .join(&location)
+                    .map_err(|e| DownloadError::Location(format!("`{location}`: {e}")))?;
+            }
+        }
+    }
+    Err(DownloadError::Redirects)
+}
+
+/// What one request gave.
+enum Fetched {
+    Body(Vec<u8>),
+    Redirect(String),
+}
+
+fn fetch_once(
+    request: reqwest::blocking::RequestBuilder,
+    limits: &Limits,
+    time: Duration,
+) -> Result<Fetched, DownloadError> {
     let secs = time.as_secs();
     let timeout = |e: &reqwest::Error| e.is_timeout();
-    let response = client.get(url).timeout(time).send().map_err(|e| {
+    let response = request.send().map_err(|e| {
         if timeout(&e) {
             DownloadError::Timeout { secs }
         } else {
@@ -112,6 +196,16 @@ fn fetch_once(
         }
     })?;
     let status = response.status();
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .ok_or_else(|| DownloadError::Location(format!("a {status} without one")))?;
+        let location = location
+            .to_str()
+            .map_err(|_| DownloadError::Location("not text".into()))?;
+        return Ok(Fetched::Redirect(location.to_string()));
+    }
     if !status.is_success() {
         return Err(DownloadError::Status {
             status: status.as_u16(),
@@ -138,7 +232,7 @@ fn fetch_once(
     if body.len() as u64 > limit {
         return Err(DownloadError::TooLarge { limit });
     }
-    Ok(body)
+    Ok(Fetched::Body(body))
 }
 
 /// A client error with its causes (reqwest's own message names only the outermost).
@@ -158,8 +252,9 @@ fn http_error(error: reqwest::Error) -> DownloadError {
     DownloadError::Http(text)
 }
 
-/// One client per policy, made once: the resolver and the redirect rule carry the policy. A
-/// client that cannot be built fails every download (a default client would skip the checks).
+/// One client per address policy, made once: the resolver carries the policy; redirects are
+/// not followed by the client but by [`follow`]. A client that cannot be built fails every
+/// download (a default client would skip the checks).
 fn client(allow_private: bool) -> Result<&'static Client, DownloadError> {
     static PUBLIC: OnceLock<Result<Client, String>> = OnceLock::new();
     static PRIVATE: OnceLock<Result<Client, String>> = OnceLock::new();
@@ -171,15 +266,7 @@ fn client(allow_private: bool) -> Result<&'static Client, DownloadError> {
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .dns_resolver(Arc::new(Resolver { allow_private }))
-            .redirect(redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() > MAX_REDIRECTS {
-                    return attempt.error(Refused(DownloadError::Redirects));
-                }
-                match check_url(attempt.url(), allow_private) {
-                    Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(Refused(e)),
-                }
-            }))
+            .redirect(redirect::Policy::none())
             .user_agent(concat!("prelabel/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())
@@ -262,7 +349,7 @@ pub fn kind(address: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// A refusal raised inside the client (resolver, redirect rule), found again in the error's
+/// A refusal raised inside the client (its resolver), found again in the error's
 /// causes so that it reaches the execution unchanged.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -363,5 +450,88 @@ mod tests {
             true,
         );
         assert!(allowed.is_ok());
+    }
+
+    /// A server on a free loopback port: `/to/{url}` redirects there, `/who` answers the
+    /// Authorization header it got (or `none`).
+    fn server() -> SocketAddr {
+        use axum::extract::Path;
+        use axum::http::HeaderMap;
+        use axum::response::Redirect;
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/to/{*url}",
+                get(|Path(url): Path<String>| async move { Redirect::temporary(&url) }),
+            )
+            .route(
+                "/who",
+                get(|headers: HeaderMap| async move {
+                    headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_string()
+                }),
+            );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        listener.set_nonblocking(true).expect("non-blocking");
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listens");
+                    axum::serve(listener, app).await.expect("serves");
+                });
+        });
+        addr
+    }
+
+    #[test]
+    fn a_grant_goes_to_its_origin_only_and_trusts_no_other() {
+        let (a, b) = (server(), server());
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Token secret".parse().expect("a value"));
+        let grant = Grant {
+            origin: reqwest::Url::parse(&format!("http://{a}/"))
+                .expect("a URL")
+                .origin(),
+            headers,
+            trusted: true,
+        };
+        let limits = |allow_private| Limits {
+            max_bytes: 1 << 20,
+            allow_private,
+            deadline: Duration::from_secs(20),
+        };
+        let text = |url: String, allow_private| {
+            fetch(&url, &limits(allow_private), Some(&grant))
+                .map(|body| String::from_utf8(body).expect("text"))
+        };
+        // Its own origin gets the header, loopback and all: it is trusted.
+        assert_eq!(
+            text(format!("http://{a}/who"), false).as_deref(),
+            Ok("Token secret")
+        );
+        assert_eq!(
+            text(format!("http://{a}/to/http://{a}/who"), false).as_deref(),
+            Ok("Token secret")
+        );
+        // Another origin, even by a redirect from the granted one, gets nothing...
+        assert_eq!(
+            text(format!("http://{a}/to/http://{b}/who"), true).as_deref(),
+            Ok("none")
+        );
+        assert_eq!(text(format!("http://{b}/who"), true).as_deref(), Ok("none"));
+        // ...and the trust does not follow the redirect to a loopback address.
+        let refused = text(format!("http://{a}/to/http://{b}/who"), false);
+        assert!(
+            matches!(&refused, Err(DownloadError::Redirected { error, .. })
+                if matches!(**error, DownloadError::Private { kind: "loopback", .. })),
+            "{refused:?}"
+        );
     }
 }

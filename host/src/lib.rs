@@ -19,6 +19,7 @@ pub mod export;
 pub mod files;
 pub mod fuzzing;
 pub mod item;
+pub mod labelstudio;
 pub mod link;
 pub mod local;
 pub mod manifest;

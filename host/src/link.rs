@@ -243,7 +243,7 @@ pub fn bytes(
         allow_private,
         deadline,
     };
-    let body = download::fetch(url, &limits).map_err(failed)?;
+    let body = download::fetch(url, &limits, None).map_err(failed)?;
     let digest = crate::files::sha256_hex(&body);
     if !item.digest.is_empty() && item.digest != digest {
         return Err(failed(DownloadError::Changed {

@@ -426,6 +426,27 @@ impl Home {
         })
     }
 
+    /// An image another tool names by URL (a Label Studio task's), downloaded within the
+    /// service's item size limit and call timeout, with `grant`'s headers for its origin.
+    /// Not stored: [`Home::predict`] stores it.
+    pub fn download(
+        &self,
+        service: &str,
+        url: &str,
+        grant: Option<&crate::download::Grant>,
+    ) -> Result<Vec<u8>> {
+        let limits = self.service(service)?.settings.limits();
+        let limits = crate::download::Limits {
+            max_bytes: limits.max_item_bytes,
+            allow_private: false,
+            deadline: limits.timeout,
+        };
+        crate::download::fetch(url, &limits, grant).map_err(|source| Error::Download {
+            url: url.to_string(),
+            source,
+        })
+    }
+
     /// The labels a service gives (see [`predict::labels`]).
     pub fn labels(&self, service: &Service) -> Result<Vec<String>> {
         predict::labels(&*self.store()?, service)

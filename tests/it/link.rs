@@ -49,19 +49,7 @@ impl Remote {
             .route("/flaky.png", get(flaky))
             .route("/changing.png", get(changing))
             .with_state(hits.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let addr = listener.local_addr().expect("an address");
-        listener.set_nonblocking(true).expect("non-blocking");
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                axum::serve(listener, app).await.expect("serves");
-            });
-        });
+        let addr = crate::support::server::serve_app(app);
         Remote { addr, hits }
     }
 

@@ -8,6 +8,7 @@ mod browser;
 mod cvat;
 mod detect;
 mod fuzz_smoke;
+mod labelstudio;
 mod link;
 mod manifest;
 mod platform;

@@ -10,6 +10,7 @@ mod events;
 mod executions;
 mod extract;
 mod items;
+mod labelstudio;
 mod openapi;
 mod packages;
 mod services;
@@ -42,6 +43,9 @@ pub struct Options {
     pub token: Option<String>,
     /// The largest request body (an upload), in bytes; larger ones are refused with 413.
     pub max_body: usize,
+    /// The Label Studio whose tasks' images the ML backend routes fetch (`/data/upload/...`
+    /// paths are resolved against it, its token sent to it alone).
+    pub label_studio: Option<crate::labelstudio::Server>,
 }
 
 /// Why the API does not start.
@@ -86,6 +90,7 @@ pub struct AppState {
     pub stop: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub max_body: usize,
+    pub label_studio: Option<crate::labelstudio::Server>,
 }
 
 impl AppState {
@@ -109,6 +114,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         token: options.token.as_deref().map(|t| Sha256::digest(t).into()),
         stop,
         max_body: options.max_body,
+        label_studio: options.label_studio.clone(),
     };
     let api = Router::new()
         .merge(items::routes())
@@ -121,6 +127,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(openapi::routes());
     Router::new()
         .nest("/api", api)
+        .nest("/label-studio", labelstudio::routes())
         .merge(ui::routes())
         .fallback(|| async { ApiError::not_found_route() })
         .layer(DefaultBodyLimit::max(options.max_body))

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
 
-use super::{AppState, cvat, events, executions, items, packages, services, triggers};
+use super::{AppState, cvat, events, executions, items, labelstudio, packages, services, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,6 +52,11 @@ use super::{AppState, cvat, events, executions, items, packages, services, trigg
         cvat::list,
         cvat::show,
         cvat::invoke,
+        labelstudio::health,
+        labelstudio::setup,
+        labelstudio::predict,
+        labelstudio::webhook,
+        labelstudio::versions,
         document,
     )
 )]

@@ -129,6 +129,25 @@ impl Server {
     }
 }
 
+/// Serves `app` on a free loopback port, in a thread of its own, until the test ends: a
+/// stand-in for a remote server.
+pub fn serve_app(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("an address");
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            axum::serve(listener, app).await.expect("serves");
+        });
+    });
+    addr
+}
+
 /// A client builder. reqwest is built with rustls and no default crypto provider (the host's
 /// downloads install ring), so the tests install it too before their first client.
 pub fn client_builder() -> reqwest::blocking::ClientBuilder {

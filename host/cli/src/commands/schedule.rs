@@ -32,6 +32,13 @@ pub struct Serve {
     /// Print the review UI's address (with the token, if any) and open it in a browser.
     #[arg(long)]
     open: bool,
+    /// The Label Studio that tasks sent to `/label-studio/<service>` come from: its
+    /// `/data/upload/...` images are fetched from it, with --label-studio-api-key.
+    #[arg(long, env = "LABEL_STUDIO_URL", value_name = "URL")]
+    label_studio_url: Option<String>,
+    /// Label Studio's API token (its legacy token: Account & Settings), sent to it alone.
+    #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true)]
+    label_studio_api_key: Option<String>,
 }
 
 impl Work {
@@ -44,10 +51,17 @@ impl Work {
 
 impl Serve {
     pub fn run(self, home: Home) -> Result<ExitCode> {
+        let label_studio = self
+            .label_studio_url
+            .filter(|url| !url.is_empty())
+            .map(|url| prelabel::labelstudio::Server::new(&url, self.label_studio_api_key))
+            .transpose()
+            .context("--label-studio-url (LABEL_STUDIO_URL)")?;
         let options = api::Options {
             addr: self.addr,
             token: self.token,
             max_body: self.max_upload_mb.saturating_mul(1 << 20),
+            label_studio,
         };
         // Refuse before anything starts: the token rule, then one scheduler per home.
         options.check()?;

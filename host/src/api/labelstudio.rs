@@ -1,0 +1,221 @@
+//! Label Studio's ML backend protocol, one backend per service at
+//! `/label-studio/<service>`: the URL a user pastes into a project's model settings. Label
+//! Studio checks `health`, sends its label config to `setup`, and posts tasks to `predict`;
+//! each task's image is downloaded (from Label Studio itself with its token, or from where
+//! the task points), stored as an item of dataset `label-studio-<project>`, and run through
+//! the queue like any other, so the service's concurrency and limits hold and the UI,
+//! exports and reruns see it. A task that cannot be answered is answered with its error; the
+//! others are answered all the same.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, Path};
+use super::{ApiError, AppState};
+use crate::labelstudio::{self, Config};
+use crate::ops::Prediction;
+
+/// How long one task waits for its execution: below Label Studio's own predict timeout.
+const WAIT: Duration = Duration::from_secs(90);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{service}/health", get(health))
+        .route("/{service}/setup", post(setup))
+        .route("/{service}/predict", post(predict))
+        .route("/{service}/webhook", post(webhook))
+        .route("/{service}/versions", get(versions))
+}
+
+/// Up when the service exists and is not paused.
+#[utoipa::path(get, path = "/label-studio/{service}/health", tag = "label-studio",
+    params(("service" = String, Path, description = "the service")),
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
+pub async fn health(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.run(move |home| home.service(&service)).await?;
+    Ok(Json(json!({
+        "status": if service.paused { "PAUSED" } else { "UP" },
+        "model_class": "prelabel",
+        "service": service.name,
+    })))
+}
+
+/// What Label Studio sends to `setup`: the project and its label config.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Setup {
+    /// `<project id>.<created timestamp>`.
+    #[serde(default)]
+    project: String,
+    /// The project's label config (XML).
+    schema: String,
+}
+
+/// Checks that the project's label config can take the service's boxes (a RectangleLabels
+/// control on an Image, and a label for each label the service gives) and answers the
+/// model version, `package@revision`.
+#[utoipa::path(post, path = "/label-studio/{service}/setup", tag = "label-studio",
+    params(("service" = String, Path, description = "the service")),
+    request_body = Setup,
+    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn setup(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    Body(setup): Body<Setup>,
+) -> Result<Json<Value>, ApiError> {
+    let config = Config::parse(&setup.schema)
+        .map_err(|e| ApiError::bad_request(e.to_string()).field("schema"))?;
+    let (service, labels) = state
+        .run(move |home| {
+            let service = home.service(&service)?;
+            let labels = home.labels(&service)?;
+            Ok((service, labels))
+        })
+        .await?;
+    for label in &labels {
+        config
+            .map(label)
+            .map_err(|e| ApiError::bad_request(e.to_string()).field("schema"))?;
+    }
+    tracing::info!(
+        "Label Studio project {} set up for service {}",
+        setup.project,
+        service.name
+    );
+    Ok(Json(json!({
+        "model_version": labelstudio::model_version(&service.package, service.revision),
+    })))
+}
+
+/// What Label Studio sends to `predict`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Predict {
+    /// Tasks: `{"id", "data": {"image": URL}}`, in the order the results are answered.
+    tasks: Vec<Value>,
+    #[serde(default)]
+    project: String,
+    /// The project's label config (XML).
+    label_config: String,
+}
+
+/// One prediction per task, in order: `{"result": [rectanglelabels...], "score",
+/// "model_version"}`, or `{"task", "error"}` for a task that could not be answered (Label
+/// Studio logs it and stores the others).
+#[utoipa::path(post, path = "/label-studio/{service}/predict", tag = "label-studio",
+    params(("service" = String, Path, description = "the service")),
+    request_body = Predict,
+    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn predict(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    Body(request): Body<Predict>,
+) -> Result<Json<Value>, ApiError> {
+    let config = Config::parse(&request.label_config)
+        .map_err(|e| ApiError::bad_request(e.to_string()).field("label_config"))?;
+    let name = service.clone();
+    let service = state.run(move |home| home.service(&name)).await?;
+    let model_version = labelstudio::model_version(&service.package, service.revision);
+    let dataset = labelstudio::dataset(&request.project);
+    // Every task at once: downloads overlap, and the queue runs them as the service's
+    // concurrency allows.
+    let mut running = tokio::task::JoinSet::new();
+    for (index, task) in request.tasks.into_iter().enumerate() {
+        let (state, config, dataset) = (state.clone(), config.clone(), dataset.clone());
+        let (service, model_version) = (service.name.clone(), model_version.clone());
+        running.spawn(async move {
+            let id = task.get("id").and_then(Value::as_i64);
+            let answer = answer(&state, &service, &config, &dataset, &task)
+                .await
+                .map(|results| {
+                    json!({
+                        "score": labelstudio::score(&results),
+                        "result": results,
+                        "model_version": model_version,
+                    })
+                })
+                .unwrap_or_else(|error| {
+                    tracing::warn!("Label Studio task {id:?} not answered: {error}");
+                    json!({"task": id, "error": error})
+                });
+            (index, answer)
+        });
+    }
+    let mut results = vec![Value::Null; running.len()];
+    while let Some(joined) = running.join_next().await {
+        let (index, answer) =
+            joined.map_err(|e| ApiError::internal(format!("a task's answer panicked: {e}")))?;
+        results[index] = answer;
+    }
+    Ok(Json(
+        json!({ "results": results, "model_version": model_version }),
+    ))
+}
+
+/// One task's results, or what kept it from being answered.
+async fn answer(
+    state: &AppState,
+    service: &str,
+    config: &Config,
+    dataset: &str,
+    task: &Value,
+) -> Result<Vec<Value>, String> {
+    let data = task.get("data").unwrap_or(&Value::Null);
+    let (url, grant) = labelstudio::image_url(data, &config.data_key, state.label_studio.as_ref())
+        .map_err(|e| e.to_string())?;
+    let name = labelstudio::item_name(task.get("id").and_then(Value::as_i64), &url);
+    let (service, dataset) = (service.to_string(), dataset.to_string());
+    let predicted = state
+        .run(move |home| {
+            let bytes = home.download(&service, url.as_str(), grant.as_ref())?;
+            let request = Prediction {
+                service: &service,
+                function: "detect",
+                dataset: &dataset,
+                name: &name,
+                bytes: &bytes,
+            };
+            home.predict(&request, WAIT)
+        })
+        .await
+        .map_err(|e| e.message)?;
+    let (width, height) = predicted
+        .item
+        .size_px()
+        .ok_or_else(|| format!("item `{}` has no image size", predicted.item.name))?;
+    config
+        .results(&predicted.annotations, width, height)
+        .map_err(|e| e.to_string())
+}
+
+/// Label Studio's events (annotations created, training started): acknowledged. Prelabel
+/// does not train; reviews made in Label Studio stay there.
+#[utoipa::path(post, path = "/label-studio/{service}/webhook", tag = "label-studio",
+    params(("service" = String, Path, description = "the service")),
+    responses((status = 200, body = Object)))]
+pub async fn webhook(Path(service): Path<String>) -> Json<Value> {
+    Json(json!({"status": "ok", "service": service}))
+}
+
+/// The model versions a project may pick from: the service's current one.
+#[utoipa::path(get, path = "/label-studio/{service}/versions", tag = "label-studio",
+    params(("service" = String, Path, description = "the service")),
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.run(move |home| home.service(&service)).await?;
+    Ok(Json(json!({
+        "versions": [labelstudio::model_version(&service.package, service.revision)],
+    })))
+}

@@ -1,0 +1,515 @@
+//! Prelabel as Label Studio's ML backend. First against a stand-in for Label Studio's file
+//! server (its uploads need its token), playing Label Studio's side of the protocol: what
+//! each request can get wrong is named, task by task. Then end to end against a **real Label
+//! Studio** from PyPI in a virtualenv this test makes (once per target directory): a project
+//! with a RectangleLabels config, photos imported, Prelabel connected as its model, and the
+//! predictions Label Studio stored match what `prelabel detect` gives for the same photos.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode as AxumStatus, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, multipart};
+use serde_json::{Value, json};
+
+use crate::support::server::*;
+use crate::support::*;
+
+/// The version the notes in `../shared/notes/label-studio.md` were taken with.
+const LABEL_STUDIO: &str = "label-studio==1.23.2";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+const PHOTOS: [&str; 3] = [
+    "mosaic_2x2.png",
+    "matplotlib_grace_hopper.jpg",
+    "skimage_astronaut.png",
+];
+
+fn config(labels: &str) -> String {
+    format!(
+        r#"<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">{labels}</RectangleLabels></View>"#
+    )
+}
+
+/// A stand-in for Label Studio's upload server: `/data/upload/1/<photo>` with its token only
+/// (counting refusals), `/data/upload/1/away.png` redirecting to another origin.
+fn fake_label_studio(away: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let refused = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route(
+            "/data/upload/1/away.png",
+            get(move || async move { Redirect::temporary(&away) }),
+        )
+        .route("/data/upload/1/{name}", get(upload))
+        .with_state(refused.clone());
+    (serve_app(app), refused)
+}
+
+async fn upload(
+    State(refused): State<Arc<AtomicUsize>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&format!("Token {TOKEN}"))
+    {
+        refused.fetch_add(1, Ordering::Relaxed);
+        return (AxumStatus::UNAUTHORIZED, "no token").into_response();
+    }
+    match std::fs::read(fixtures().join("images").join(&name)) {
+        Ok(bytes) => bytes.into_response(),
+        Err(_) => (AxumStatus::OK, "not an image\n").into_response(),
+    }
+}
+
+/// A box in pixels from a Label Studio result (percent of the original size).
+fn pixels(result: &Value) -> ([f32; 4], f32) {
+    let v = &result["value"];
+    let (w, h) = (
+        result["original_width"].as_f64().expect("original_width"),
+        result["original_height"].as_f64().expect("original_height"),
+    );
+    let f = |k: &str| v[k].as_f64().expect("a number");
+    let (x, y) = (f("x") * w / 100.0, f("y") * h / 100.0);
+    let b = [
+        x,
+        y,
+        x + f("width") * w / 100.0,
+        y + f("height") * h / 100.0,
+    ];
+    (
+        b.map(|c| c as f32),
+        result["score"].as_f64().expect("score") as f32,
+    )
+}
+
+#[test]
+fn the_ml_backend_answers_each_task_or_names_what_kept_it() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    let (fake, refused) = fake_label_studio("http://127.0.0.1:9/elsewhere.png".into());
+    let base = format!("http://{fake}");
+    let server = Server::start(
+        &home,
+        &["--label-studio-url", &base, "--label-studio-api-key", TOKEN],
+    );
+    let post = |path: &str, body: Value| {
+        server.send(
+            reqwest::Method::POST,
+            &format!("/label-studio/faces/{path}"),
+            Some(body),
+        )
+    };
+
+    let health = server.ok("/label-studio/faces/health");
+    assert_eq!(health["status"], "UP");
+    assert!(server.get("/label-studio/nope/health").status() == StatusCode::NOT_FOUND);
+    let setup = server.json(
+        post(
+            "setup",
+            json!({"project": "1.1700000000", "schema": config(r#"<Label value="Face"/>"#)}),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(setup["model_version"], "face-detector@1");
+    let error = error_of(
+        post(
+            "setup",
+            json!({"project": "1.1", "schema": "<View><Image name=\"image\" value=\"$image\"/></View>"}),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(error.contains("no RectangleLabels control"), "{error}");
+    let two = config(r#"<Label value="Car"/><Label value="Dog"/>"#);
+    let error = error_of(
+        post("setup", json!({"project": "1.1", "schema": &two})),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(
+        error.contains("`face` is none of the project's labels (Car, Dog)"),
+        "{error}"
+    );
+
+    let mapped = config(r#"<Label value="Car"/><Label value="Person" predicted_values="face"/>"#);
+    let tasks = json!([
+        {"id": 11, "data": {"image": "/data/upload/1/mosaic_2x2.png"}},
+        {"id": 12, "data": {"text": "no image here"}},
+        {"id": 13, "data": {"image": "/data/upload/1/away.png"}},
+        {"id": 14, "data": {"image": "/data/upload/1/notes.txt"}},
+        {"id": 15, "data": {"image": "http://169.254.169.254/latest/meta-data/"}},
+        {"id": 16, "data": {"image": format!("{base}/data/upload/1/matplotlib_grace_hopper.jpg")}},
+    ]);
+    let answer = server.json(
+        post(
+            "predict",
+            json!({"tasks": tasks, "project": "1.1700000000", "label_config": mapped, "params": {}}),
+        ),
+        StatusCode::OK,
+    );
+    let results = answer["results"].as_array().expect("results");
+    assert_eq!(results.len(), 6, "one per task, in order: {answer:#}");
+    for (i, photo) in [(0, "mosaic_2x2.png"), (5, "matplotlib_grace_hopper.jpg")] {
+        let result = &results[i];
+        assert_eq!(result["model_version"], "face-detector@1");
+        let boxes: Vec<_> = result["result"]
+            .as_array()
+            .expect("a result")
+            .iter()
+            .inspect(|r| {
+                assert_eq!(r["type"], "rectanglelabels");
+                assert_eq!(r["from_name"], "label");
+                assert_eq!(r["to_name"], "image");
+                assert_eq!(r["value"]["rectanglelabels"], json!(["Person"]));
+            })
+            .map(pixels)
+            .collect();
+        assert_matches_seed(photo, &boxes);
+    }
+    let error = |i: usize| {
+        let r = &results[i];
+        assert!(r.get("result").is_none(), "{r}");
+        r["error"].as_str().expect("an error").to_string()
+    };
+    assert!(error(1).contains("no `image` in its data"), "{}", error(1));
+    assert!(
+        error(2).contains("http://127.0.0.1:9/elsewhere.png") && error(2).contains("loopback"),
+        "the token's trust ends at Label Studio's origin: {}",
+        error(2)
+    );
+    assert!(error(3).contains("ended failed"), "{}", error(3));
+    assert!(error(4).contains("link-local"), "{}", error(4));
+    assert_eq!(
+        refused.load(Ordering::Relaxed),
+        0,
+        "the token went with every upload"
+    );
+
+    // Stored like any other items, in the project's dataset.
+    let items = server.ok("/api/items?dataset=label-studio-1");
+    let mut names: Vec<&str> = items
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "task-11-mosaic_2x2.png",
+            "task-14-notes.txt",
+            "task-16-matplotlib_grace_hopper.jpg"
+        ]
+    );
+
+    // Without Label Studio's address, its paths cannot be fetched: named.
+    drop(server);
+    let server = Server::start(&home, &[]);
+    let answer = server.json(
+        server.send(
+            reqwest::Method::POST,
+            "/label-studio/faces/predict",
+            Some(json!({"tasks": [tasks[0]], "project": "1.1", "label_config": mapped})),
+        ),
+        StatusCode::OK,
+    );
+    let error = answer["results"][0]["error"].as_str().expect("an error");
+    assert!(error.contains("LABEL_STUDIO_URL"), "{error}");
+}
+
+/// A real Label Studio on a free loopback port, stopped (with its workers) when dropped.
+struct LabelStudio {
+    child: Child,
+    base: String,
+    client: Client,
+    _data: TempDir,
+}
+
+impl LabelStudio {
+    fn start() -> LabelStudio {
+        let venv = venv();
+        let data = tempdir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(data.path().join("label-studio.log")).expect("a log");
+        let mut command = Command::new(venv.join("bin/label-studio"));
+        command
+            .args(["start", "--no-browser", "--internal-host", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .env("LABEL_STUDIO_BASE_DATA_DIR", data.path())
+            .env("LABEL_STUDIO_USERNAME", "test@example.com")
+            .env("LABEL_STUDIO_PASSWORD", "prelabel-test-password")
+            .env("LABEL_STUDIO_USER_TOKEN", TOKEN)
+            .env("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "true")
+            .env("ML_BLOCK_LOCAL_IP", "false")
+            .env("SSRF_PROTECTION_ENABLED", "false")
+            .env("ML_TIMEOUT_PREDICT", "180")
+            .env_remove("HOST")
+            .env_remove("PORT")
+            .env_remove("DATABASE_NAME")
+            .env_remove("DJANGO_DB")
+            .stdout(log.try_clone().expect("a log"))
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().expect("label-studio starts");
+        let studio = LabelStudio {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: client_builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .expect("a client"),
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let up = studio
+                .client
+                .get(format!("{}/health", studio.base))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return studio;
+            }
+            let log = std::fs::read_to_string(studio._data.path().join("label-studio.log"))
+                .unwrap_or_default();
+            assert!(
+                Instant::now() < deadline,
+                "Label Studio did not answer within 300 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("Token {TOKEN}"))
+    }
+
+    fn json(&self, request: reqwest::blocking::RequestBuilder) -> Value {
+        let response = request.send().expect("Label Studio answers");
+        let status = response.status();
+        let text = response.text().expect("a body");
+        assert!(status.is_success(), "{status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+}
+
+impl Drop for LabelStudio {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        if wait_exit_quietly(&mut self.child, 20).is_none() {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_exit_quietly(child: &mut Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// A virtualenv with Label Studio, made once per target directory (about two minutes and
+/// 1 GB from PyPI); Debian's `python3-venv` is installed first when `venv` is missing.
+fn venv() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("label-studio-venv");
+    let stamp = venv.join(format!("installed-{LABEL_STUDIO}"));
+    if stamp.exists() {
+        return venv;
+    }
+    let run = |what: &str, command: &mut Command| {
+        let out = command.output();
+        let ok = out.as_ref().is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{what} failed: {}",
+            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_else(|e| e.to_string())
+        );
+    };
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        run(
+            "installing Debian's python3-venv (run as root, or install it yourself)",
+            Command::new("sh").args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq --no-install-recommends python3-venv",
+            ]),
+        );
+        let _ = std::fs::remove_dir_all(&venv);
+        run(
+            "python3 -m venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        );
+    }
+    run(
+        &format!("pip install {LABEL_STUDIO}"),
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            LABEL_STUDIO,
+        ]),
+    );
+    std::fs::write(&stamp, "").expect("the stamp");
+    venv
+}
+
+#[test]
+fn a_real_label_studio_stores_prelabel_predictions() {
+    let studio = LabelStudio::start();
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    let server = Server::start(
+        &home,
+        &[
+            "--label-studio-url",
+            &studio.base,
+            "--label-studio-api-key",
+            TOKEN,
+        ],
+    );
+
+    // A project for faces, and the photos imported so that Label Studio serves them itself
+    // (one multipart field per file: a repeated name imports only the last).
+    let project = studio.json(
+        studio
+            .request(reqwest::Method::POST, "/api/projects")
+            .json(&json!({"title": "faces", "label_config": config(r#"<Label value="Face" predicted_values="face"/><Label value="Other"/>"#)})),
+    );
+    let id = project["id"].as_i64().expect("a project id");
+    let mut form = multipart::Form::new();
+    for (i, name) in PHOTOS.iter().enumerate() {
+        form = form.part(
+            format!("file{i}"),
+            multipart::Part::bytes(photo(name)).file_name(name.to_string()),
+        );
+    }
+    studio.json(
+        studio
+            .request(reqwest::Method::POST, &format!("/api/projects/{id}/import"))
+            .multipart(form),
+    );
+    // And a task whose image Prelabel must not fetch: its error is Label Studio's to log,
+    // the others are stored all the same.
+    studio.json(
+        studio
+            .request(reqwest::Method::POST, &format!("/api/projects/{id}/import"))
+            .json(&json!([{"image": "http://169.254.169.254/latest/meta-data/"}])),
+    );
+
+    // Connect Prelabel as the project's model: Label Studio checks health and setup.
+    let backend = studio.json(studio.request(reqwest::Method::POST, "/api/ml").json(
+        &json!({"url": server.url("/label-studio/faces"), "project": id, "title": "prelabel"}),
+    ));
+    assert_eq!(backend["state"], "CO", "connected: {backend:#}");
+
+    // Ask for predictions on every task, then read back what Label Studio stored.
+    studio.json(
+        studio
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/dm/actions?id=retrieve_tasks_predictions&project={id}"),
+            )
+            .json(&json!({"selectedItems": {"all": true, "excluded": []}})),
+    );
+    let tasks = studio.json(studio.request(
+        reqwest::Method::GET,
+        &format!("/api/tasks?project={id}&page_size=100"),
+    ));
+    let predictions = studio.json(studio.request(
+        reqwest::Method::GET,
+        &format!("/api/predictions?project={id}"),
+    ));
+    let predictions = predictions.as_array().expect("a list");
+    assert_eq!(
+        predictions.len(),
+        PHOTOS.len(),
+        "one per photo, none for the refused task: {predictions:#?}"
+    );
+
+    // What `prelabel detect` gives for the same photos.
+    let detect_home = tempdir();
+    let photos: Vec<PathBuf> = PHOTOS
+        .iter()
+        .map(|p| fixtures().join("images").join(p))
+        .collect();
+    let package = face_detector();
+    let mut args = vec!["detect", path(&package)];
+    args.extend(photos.iter().map(|p| path(p)));
+    let out = prelabel(detect_home.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let detected: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+
+    for prediction in predictions {
+        assert_eq!(prediction["model_version"], "face-detector@1");
+        let task = tasks["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["id"] == prediction["task"])
+            .expect("the prediction's task");
+        let image = task["data"]["image"].as_str().expect("an image URL");
+        let photo = PHOTOS
+            .iter()
+            .find(|p| image.ends_with(&format!("-{p}")))
+            .unwrap_or_else(|| panic!("a task for one of the photos: {image}"));
+        let want = boxes(
+            detected
+                .as_array()
+                .expect("results")
+                .iter()
+                .find(|r| r["name"] == *photo)
+                .expect("detect's result"),
+        );
+        let results = prediction["result"].as_array().expect("a result");
+        assert_eq!(results.len(), want.len(), "{photo}: {prediction:#}");
+        for (got, want) in results.iter().map(pixels).zip(&want) {
+            for (g, w) in got.0.iter().zip(&want.0) {
+                assert!((g - w).abs() < 0.01, "{photo}: {got:?} vs {want:?}");
+            }
+            assert!(
+                (got.1 - want.1).abs() < 1e-4,
+                "{photo}: {got:?} vs {want:?}"
+            );
+        }
+        for r in results {
+            assert_eq!(r["value"]["rectanglelabels"], json!(["Face"]));
+        }
+    }
+    // Label Studio's images are Prelabel items of the project's dataset, reviewable there.
+    let items = server.ok(&format!("/api/items?dataset=label-studio-{id}"));
+    assert_eq!(
+        items.as_array().map(Vec::len),
+        Some(PHOTOS.len()),
+        "{items:#}"
+    );
+}
