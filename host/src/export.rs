@@ -13,7 +13,7 @@ use crate::store::Store;
 /// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
 /// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
 /// with provenance (service, execution, revision, component digest); `cvat`: CVAT for images
-/// 1.1 XML.
+/// 1.1 XML; `labelstudio`: a tasks file Label Studio imports, with the boxes as predictions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -21,9 +21,16 @@ pub enum Format {
     Dataloop,
     Json,
     Cvat,
+    Labelstudio,
 }
 
-crate::named::named!(Format { Coco => "coco", Dataloop => "dataloop", Json => "json", Cvat => "cvat" });
+crate::named::named!(Format {
+    Coco => "coco",
+    Dataloop => "dataloop",
+    Json => "json",
+    Cvat => "cvat",
+    Labelstudio => "labelstudio",
+});
 
 /// An export: JSON, or for CVAT, XML.
 #[derive(Debug, Clone)]
@@ -130,6 +137,7 @@ pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> 
     }
     Ok(Exported::Json(match format {
         Format::Cvat => return Ok(Exported::Xml(crate::cvat::document(&items))),
+        Format::Labelstudio => crate::labelstudio::tasks(&items),
         Format::Coco => {
             let mut builder = coco::Builder::default();
             for (item, stored) in &items {

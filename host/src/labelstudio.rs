@@ -400,9 +400,12 @@ pub fn model_version(package: &str, revision: i64) -> String {
     format!("{package}@{revision}")
 }
 
-/// The tasks file Label Studio imports: per item, its image (a linked item's URL, else
-/// `image_root` + the item's name) and, per service, one prediction with the boxes it kept.
-pub fn tasks(items: &[(ItemRecord, Vec<Stored>)], image_root: &str) -> Value {
+/// The tasks file Label Studio imports: per item, its image and, per service (and one for
+/// boxes people drew), a prediction with the item's boxes. The image is a linked item's URL,
+/// else the path Label Studio serves local files under (`/data/local-files/?d=<dataset>/<name>`:
+/// start it with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and
+/// `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` at the folder holding the dataset's folder).
+pub fn tasks(items: &[(ItemRecord, Vec<Stored>)]) -> Value {
     let config = Config {
         from_name: "label".into(),
         to_name: "image".into(),
@@ -415,7 +418,11 @@ pub fn tasks(items: &[(ItemRecord, Vec<Stored>)], image_root: &str) -> Value {
             let image = item
                 .url
                 .clone()
-                .unwrap_or_else(|| format!("{image_root}{}", item.name));
+                .unwrap_or_else(|| {
+                    let path = format!("{}/{}", item.dataset, item.name);
+                    let path: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+                    format!("/data/local-files/?d={path}")
+                });
             let (width, height) = item.size_px().unwrap_or((0, 0));
             let mut by_source: Vec<(String, Vec<Stored>)> = Vec::new();
             for s in stored {
