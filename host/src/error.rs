@@ -117,6 +117,7 @@ pub enum Kind {
     Execution,
     Annotation,
     Batch,
+    Secret,
 }
 
 impl Error {

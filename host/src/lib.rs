@@ -31,6 +31,7 @@ pub mod review;
 pub mod revision;
 pub mod runtime;
 pub mod scheduler;
+pub mod secret;
 pub mod service;
 pub mod store;
 pub mod thumbnail;

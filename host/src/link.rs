@@ -4,6 +4,7 @@
 //! thumbnail, or `--fetch`) first needs them ([`bytes`]), checks them against the digest the
 //! link gave, keeps them in the blob store and records what they are.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use crate::download::{self, DownloadError};
 use crate::error::{Error, Result};
 use crate::item::{self, Change, ItemRecord};
+use crate::secret;
 use crate::store::{NOW, Store};
 
 /// One link: a URL, and optionally the item's name (default: the URL's last path segment),
@@ -125,18 +127,30 @@ fn mimetype_of(name: &str) -> &'static str {
         .unwrap_or("application/octet-stream")
 }
 
+/// What a dataset's downloads may do, beyond the defaults; given with a link, it stays with
+/// the dataset (private addresses once allowed stay allowed; headers are added).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Let the dataset's downloads reach loopback and private addresses.
+    pub allow_private: bool,
+    /// Headers sent with the dataset's downloads (to each item's own origin), each the value
+    /// of a named secret: header name → secret name.
+    pub headers: BTreeMap<String, String>,
+}
+
 /// Stores `links` as items of `dataset`, all or none: a new name is created, a known name
 /// with another URL or digest updated, the same link again unchanged. Triggers fire as for
-/// an upload. `allow_private` lets the dataset's downloads reach private addresses.
+/// an upload. `access` is recorded on the dataset.
 pub fn link(
     store: &mut Store,
     dataset: &str,
     links: &[Link],
-    allow_private: bool,
+    access: &Access,
 ) -> Result<Vec<(ItemRecord, Change, usize)>> {
     if dataset.trim().is_empty() {
         return Err(Error::invalid("dataset", "must not be empty"));
     }
+    secret::check_headers(store, &access.headers)?;
     let checked = links.iter().map(check).collect::<Result<Vec<_>>>()?;
     for (i, a) in checked.iter().enumerate() {
         if let Some(b) = checked[..i].iter().find(|b| b.name == a.name) {
@@ -151,10 +165,23 @@ pub fn link(
     }
     let tx = store.write()?;
     let dataset_id = item::create_dataset(&tx, dataset)?;
-    if allow_private {
+    if access.allow_private {
         tx.execute(
             "UPDATE datasets SET allow_private = 1 WHERE id = ?1",
             [dataset_id],
+        )?;
+    }
+    if !access.headers.is_empty() {
+        let old: String = tx.query_row(
+            "SELECT headers FROM datasets WHERE id = ?1",
+            [dataset_id],
+            |r| r.get(0),
+        )?;
+        let mut headers = secret::parse_headers(&old);
+        headers.extend(access.headers.clone());
+        tx.execute(
+            "UPDATE datasets SET headers = ?2 WHERE id = ?1",
+            params![dataset_id, json!(headers).to_string()],
         )?;
     }
     let mut done = Vec::new();
@@ -233,17 +260,27 @@ pub fn bytes(
         url: url.clone(),
         source,
     };
-    let allow_private: bool = store.conn().query_row(
-        "SELECT allow_private FROM datasets WHERE name = ?1",
+    let (allow_private, headers): (bool, String) = store.conn().query_row(
+        "SELECT allow_private, headers FROM datasets WHERE name = ?1",
         [&item.dataset],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let limits = download::Limits {
         max_bytes,
         allow_private,
         deadline,
     };
-    let body = download::fetch(url, &limits, None).map_err(failed)?;
+    // The dataset's headers go to the item's own origin; a redirect elsewhere goes without.
+    let headers = secret::parse_headers(&headers);
+    let grant = match reqwest::Url::parse(url) {
+        Ok(parsed) if !headers.is_empty() => Some(download::Grant {
+            origin: parsed.origin(),
+            headers: secret::headers(store, &headers)?,
+            trusted: false,
+        }),
+        _ => None,
+    };
+    let body = download::fetch(url, &limits, grant.as_ref()).map_err(failed)?;
     let digest = crate::files::sha256_hex(&body);
     if !item.digest.is_empty() && item.digest != digest {
         return Err(failed(DownloadError::Changed {

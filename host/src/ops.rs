@@ -24,6 +24,7 @@ use crate::review;
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, HomeLock};
+use crate::secret::{self, Secret};
 use crate::service::{self, Deploy, Service};
 use crate::store::Store;
 use crate::trigger::{self, Create, Trigger};
@@ -328,15 +329,15 @@ impl Home {
         Ok((item::get(&store, id)?, bytes))
     }
 
-    /// Links items to URLs (see [`crate::link`]); `allow_private` lets the dataset's
-    /// downloads reach loopback and private addresses.
+    /// Links items to URLs (see [`crate::link`]); `access` stays with the dataset (private
+    /// addresses, headers from secrets).
     pub fn link(
         &self,
         dataset: &str,
         links: &[Link],
-        allow_private: bool,
+        access: &link::Access,
     ) -> Result<Vec<Uploaded>> {
-        let linked = link::link(&mut *self.store()?, dataset, links, allow_private)?;
+        let linked = link::link(&mut *self.store()?, dataset, links, access)?;
         Ok(linked
             .into_iter()
             .map(|(item, change, queued)| Uploaded {
@@ -345,6 +346,20 @@ impl Home {
                 queued,
             })
             .collect())
+    }
+
+    // Secrets.
+
+    pub fn set_secret(&self, name: &str, value: &str) -> Result<Secret> {
+        secret::set(&mut *self.store()?, name, value)
+    }
+
+    pub fn secrets(&self) -> Result<Vec<Secret>> {
+        secret::list(&*self.store()?)
+    }
+
+    pub fn delete_secret(&self, name: &str) -> Result<()> {
+        secret::delete(&mut *self.store()?, name)
     }
 
     /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::thumbnail`]).

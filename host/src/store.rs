@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/004_review.sql"),
     include_str!("store/005_batches.sql"),
     include_str!("store/006_links.sql"),
+    include_str!("store/007_secrets.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

@@ -325,3 +325,170 @@ fn links_are_checked_before_anything_is_stored() {
         "nothing stored"
     );
 }
+
+const SECRET: &str = "Bearer s3cr3t-d0wnl0ad-t0ken";
+
+/// A host that serves `/private/NAME` only with [`SECRET`] as the Authorization header, and
+/// whose `/away/NAME` redirects to `elsewhere`; and that other host, which records the
+/// Authorization header each request brought (`none` without one).
+fn private_hosts() -> (String, String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let elsewhere = crate::support::server::serve_app(Router::new().route(
+        "/seen/{name}",
+        get(
+            move |Path(name): Path<String>, headers: axum::http::HeaderMap| {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string();
+                record.lock().expect("a lock").push(auth);
+                photo(Path(name))
+            },
+        ),
+    ));
+    let elsewhere = format!("http://{elsewhere}");
+    let to = elsewhere.clone();
+    let private = crate::support::server::serve_app(
+        Router::new()
+            .route(
+                "/private/{name}",
+                get(
+                    |Path(name): Path<String>, headers: axum::http::HeaderMap| async move {
+                        match headers
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            Some(SECRET) => photo(Path(name)).await,
+                            _ => StatusCode::UNAUTHORIZED.into_response(),
+                        }
+                    },
+                ),
+            )
+            .route(
+                "/away/{name}",
+                get(move |Path(name): Path<String>| async move {
+                    Redirect::temporary(&format!("{to}/seen/{name}"))
+                }),
+            ),
+    );
+    (format!("http://{private}"), elsewhere, seen)
+}
+
+fn set_secret(home: &Home, name: &str, value: &str) {
+    use std::io::Write;
+    let mut child = command(home.path())
+        .args(["secret", "set", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prelabel runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{value}").expect("the value is written");
+    drop(stdin);
+    let out = child.wait_with_output().expect("prelabel ends");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(value) && !stderr(&out).contains(value));
+}
+
+#[test]
+fn a_dataset_sends_its_secret_header_to_its_own_host_and_nowhere_else() {
+    let (private, _elsewhere, seen) = private_hosts();
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let mosaic = format!("{private}/private/mosaic_2x2.png");
+    let away = format!("{private}/away/matplotlib_grace_hopper.jpg");
+    let link = |urls: &[&str]| {
+        let mut args = vec!["link", "--dataset", "web", "--allow-private"];
+        args.extend(["--header", "Authorization=web-token"]);
+        args.extend(urls);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = link(&[&mosaic]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // A header naming a secret that does not exist is refused before anything is stored.
+    let error = home.fails(&args);
+    assert!(error.contains("no secret named `web-token`"), "{error}");
+    let error = home.fails(&[
+        "link",
+        "--dataset",
+        "web",
+        "--header",
+        "Bad Header=x",
+        &mosaic,
+    ]);
+    assert!(
+        error.contains("`Bad Header` is not a header name"),
+        "{error}"
+    );
+    assert_eq!(
+        home.json(&["items", "list", "--json"]),
+        serde_json::json!([])
+    );
+
+    set_secret(&home, "web-token", SECRET);
+    let args = link(&[&mosaic, &away]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    home.ok(&args);
+    let worked = home.run(&["work", "--until-idle"]);
+    let executions = home.executions();
+    assert_eq!(status_count(&executions, "success"), 2, "{executions:#?}");
+    for entry in home.export("web").as_array().expect("a list") {
+        let name = entry["item"]["name"].as_str().expect("a name");
+        assert_matches_seed(name, &boxes(entry));
+    }
+    assert_eq!(
+        *seen.lock().expect("a lock"),
+        ["none"],
+        "the redirect to another host went without the header"
+    );
+
+    // The value is read when a download is made: a wrong one is the server's 401.
+    set_secret(&home, "web-token", "Bearer wrong");
+    let args = link(&[&format!("{private}/private/skimage_astronaut.png")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    home.ok(&args);
+    home.ok(&["work", "--until-idle"]);
+    let failed = execution_of(&home.executions(), "skimage_astronaut.png").clone();
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("answered 401")),
+        "{failed:#}"
+    );
+
+    // A secret in use is not deleted; and its value is in nothing Prelabel prints.
+    let error = home.fails(&["secret", "delete", "web-token"]);
+    assert!(error.contains("dataset(s) web"), "{error}");
+    let secrets = home.json(&["secret", "list"]);
+    assert_eq!(secrets[0]["name"], "web-token");
+    assert_eq!(secrets[0]["used_by"], serde_json::json!(["web"]));
+    let mut printed = vec![stdout(&worked), stderr(&worked), secrets.to_string()];
+    printed.push(home.json(&["items", "list", "--json"]).to_string());
+    printed.push(home.json(&["executions", "list", "--json"]).to_string());
+    for format in ["json", "coco", "dataloop", "cvat", "labelstudio"] {
+        printed.push(home.ok(&[
+            "annotations",
+            "export",
+            "--dataset",
+            "web",
+            "--format",
+            format,
+        ]));
+    }
+    for execution in home.executions() {
+        let id = execution["id"].to_string();
+        printed.push(home.ok(&["executions", "logs", &id]));
+    }
+    let secret_part = SECRET.trim_start_matches("Bearer ");
+    for text in printed {
+        assert!(
+            !text.contains(secret_part),
+            "the secret was printed: {text}"
+        );
+    }
+}

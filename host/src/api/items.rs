@@ -98,6 +98,9 @@ pub struct LinkRequest {
     /// Let the dataset's downloads reach loopback and private addresses.
     #[serde(default)]
     allow_private: bool,
+    /// Headers for the dataset's downloads: header name → the secret whose value it sends.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Links items of the dataset to http(s) URLs, as `prelabel link`: all or none, triggers
@@ -112,7 +115,13 @@ pub async fn link(
     Body(request): Body<LinkRequest>,
 ) -> Result<Json<Vec<Uploaded>>, ApiError> {
     let linked = state
-        .run(move |home| home.link(&dataset, &request.links, request.allow_private))
+        .run(move |home| {
+            let access = crate::link::Access {
+                allow_private: request.allow_private,
+                headers: request.headers,
+            };
+            home.link(&dataset, &request.links, &access)
+        })
         .await?;
     Ok(Json(linked))
 }

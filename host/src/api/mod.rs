@@ -13,6 +13,7 @@ mod items;
 mod labelstudio;
 mod openapi;
 mod packages;
+mod secrets;
 mod services;
 mod triggers;
 mod ui;
@@ -122,6 +123,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(triggers::routes())
         .merge(executions::routes())
         .merge(packages::routes())
+        .merge(secrets::routes())
         .merge(events::routes())
         .merge(cvat::routes())
         .merge(openapi::routes());

@@ -5,7 +5,9 @@ use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
 
-use super::{AppState, cvat, events, executions, items, labelstudio, packages, services, triggers};
+use super::{
+    AppState, cvat, events, executions, items, labelstudio, packages, secrets, services, triggers,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +50,9 @@ use super::{AppState, cvat, events, executions, items, labelstudio, packages, se
         packages::list,
         packages::push,
         packages::revisions,
+        secrets::list,
+        secrets::set,
+        secrets::delete,
         events::events,
         cvat::list,
         cvat::show,

@@ -83,6 +83,10 @@ pub struct Link {
     /// the machine's own services.
     #[arg(long)]
     allow_private: bool,
+    /// HEADER=SECRET: send this header, with the named secret's value (`prelabel secret
+    /// set`), with the dataset's downloads, to each item's own host only (repeatable).
+    #[arg(long = "header", value_name = "HEADER=SECRET")]
+    headers: Vec<String>,
 }
 
 impl Link {
@@ -97,7 +101,20 @@ impl Link {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             links.extend(prelabel::link::parse_list(&text)?);
         }
-        let linked = home.link(&self.dataset, &links, self.allow_private)?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(h, s)| (h.trim().to_string(), s.trim().to_string()))
+                    .with_context(|| format!("--header `{pair}` is not HEADER=SECRET"))
+            })
+            .collect::<Result<_>>()?;
+        let access = prelabel::link::Access {
+            allow_private: self.allow_private,
+            headers,
+        };
+        let linked = home.link(&self.dataset, &links, &access)?;
         let mut uploads = Uploads::default();
         for item in &linked {
             uploads.add(item);

@@ -12,6 +12,7 @@ mod executions;
 mod items;
 mod package;
 mod schedule;
+mod secret;
 mod service;
 mod trigger;
 
@@ -68,6 +69,9 @@ enum Command {
     /// Items of a dataset.
     #[command(subcommand)]
     Items(items::Command),
+    /// Secrets: named values (API tokens) that a dataset's downloads send as headers.
+    #[command(subcommand)]
+    Secret(secret::Command),
     /// Executions: list, logs, rerun.
     #[command(subcommand)]
     Executions(executions::Command),
@@ -100,6 +104,7 @@ impl Cli {
             Command::Upload(args) => args.run(&home),
             Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),
+            Command::Secret(command) => command.run(&home),
             Command::Executions(command) => command.run(&home),
             Command::Execute(args) => args.run(&home),
             Command::Annotations(command) => command.run(&home),

@@ -1,0 +1,175 @@
+//! Named secrets: values (an API token) that downloads send as headers, stored in a table of
+//! their own and referred to by name. Listing shows names and times, never values; a
+//! dataset's headers name the secret (`Authorization` → `photos-token`), so the value is read
+//! only when a request is made, and changing it changes every download that uses it.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::error::{Error, Kind, Result};
+use crate::store::{NOW, Store};
+
+/// A secret as listed: its name and when it was set, not its value.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Secret {
+    pub name: String,
+    /// The datasets whose downloads send it.
+    pub used_by: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Secret names are shell- and URL-friendly: letters, digits, `-`, `_`, `.`, 1-64 of them.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!("`{name}` is not a secret name: 1-64 letters, digits, `-`, `_` or `.`"),
+        ))
+    }
+}
+
+/// Sets a secret's value (a new one, or a new value for it). The value must be a valid
+/// header value: no control characters such as newlines.
+pub fn set(store: &mut Store, name: &str, value: &str) -> Result<Secret> {
+    check_name(name)?;
+    if value.is_empty() || HeaderValue::from_str(value).is_err() {
+        return Err(Error::invalid(
+            "value",
+            "must be non-empty text without control characters (it is sent as a header)",
+        ));
+    }
+    store.conn().execute(
+        &format!(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = {NOW}"
+        ),
+        params![name, value],
+    )?;
+    get(store, name)
+}
+
+/// Every secret, by name (without values).
+pub fn list(store: &Store) -> Result<Vec<Secret>> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT name FROM secrets ORDER BY name")?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    names.iter().map(|name| get(store, name)).collect()
+}
+
+fn not_found(name: &str) -> Error {
+    Error::not_found(
+        Kind::Secret,
+        name,
+        format!("no secret named `{name}` (set it with `prelabel secret set {name}`)"),
+    )
+}
+
+/// One secret (without its value).
+pub fn get(store: &Store, name: &str) -> Result<Secret> {
+    let found: Option<(String, String)> = store
+        .conn()
+        .query_row(
+            "SELECT created_at, updated_at FROM secrets WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (created_at, updated_at) = found.ok_or_else(|| not_found(name))?;
+    let used_by = datasets_using(store, name)?;
+    Ok(Secret {
+        name: name.to_string(),
+        used_by,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Deletes a secret that no dataset uses.
+pub fn delete(store: &mut Store, name: &str) -> Result<()> {
+    let secret = get(store, name)?;
+    if !secret.used_by.is_empty() {
+        return Err(Error::Conflict {
+            kind: Kind::Secret,
+            name: name.to_string(),
+            message: format!(
+                "secret `{name}` is sent by the downloads of dataset(s) {}: link them without it first",
+                secret.used_by.join(", ")
+            ),
+        });
+    }
+    store
+        .conn()
+        .execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// The datasets whose headers name a secret.
+fn datasets_using(store: &Store, name: &str) -> Result<Vec<String>> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT name, headers FROM datasets ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, headers)| parse_headers(headers).values().any(|s| s == name))
+        .map(|(dataset, _)| dataset)
+        .collect())
+}
+
+/// A dataset's headers column: header name → secret name.
+pub fn parse_headers(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Checks `HEADER=SECRET` pairs: a header name that is one, a secret that exists.
+pub fn check_headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<()> {
+    for (header, secret) in headers {
+        if HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(Error::invalid(
+                "header",
+                format!("`{header}` is not a header name"),
+            ));
+        }
+        get(store, secret)?;
+    }
+    Ok(())
+}
+
+/// The headers to send: each named secret's value, marked sensitive (never printed by the
+/// client's debug output). A secret deleted since is an error naming it.
+pub fn headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (header, secret) in headers {
+        let value: Option<String> = store
+            .conn()
+            .query_row("SELECT value FROM secrets WHERE name = ?1", [secret], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let value = value.ok_or_else(|| not_found(secret))?;
+        let name = HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| Error::invalid("header", format!("`{header}` is not a header name")))?;
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            Error::invalid("value", format!("secret `{secret}` is no header value"))
+        })?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
