@@ -7,6 +7,7 @@
 //! exports and reruns see it. A task that cannot be answered is answered with its error; the
 //! others are answered all the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -15,6 +16,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
@@ -23,6 +25,9 @@ use crate::ops::Prediction;
 
 /// How long one task waits for its execution: below Label Studio's own predict timeout.
 const WAIT: Duration = Duration::from_secs(90);
+/// Downloads at once per predict request: a project's thousand tasks must not open a
+/// thousand connections to Label Studio.
+const DOWNLOADS: usize = 8;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -126,15 +131,17 @@ pub async fn predict(
     let service = state.run(move |home| home.service(&name)).await?;
     let model_version = labelstudio::model_version(&service.package, service.revision);
     let dataset = labelstudio::dataset(&request.project);
-    // Every task at once: downloads overlap, and the queue runs them as the service's
-    // concurrency allows.
+    // Every task at once: downloads overlap (a few at a time), and the queue runs them as
+    // the service's concurrency allows.
+    let downloads = Arc::new(Semaphore::new(DOWNLOADS));
     let mut running = tokio::task::JoinSet::new();
     for (index, task) in request.tasks.into_iter().enumerate() {
         let (state, config, dataset) = (state.clone(), config.clone(), dataset.clone());
         let (service, model_version) = (service.name.clone(), model_version.clone());
+        let downloads = downloads.clone();
         running.spawn(async move {
             let id = task.get("id").and_then(Value::as_i64);
-            let answer = answer(&state, &service, &config, &dataset, &task)
+            let answer = answer(&state, &downloads, &service, &config, &dataset, &task)
                 .await
                 .map(|results| {
                     json!({
@@ -164,6 +171,7 @@ pub async fn predict(
 /// One task's results, or what kept it from being answered.
 async fn answer(
     state: &AppState,
+    downloads: &Semaphore,
     service: &str,
     config: &Config,
     dataset: &str,
@@ -174,9 +182,18 @@ async fn answer(
         .map_err(|e| e.to_string())?;
     let name = labelstudio::item_name(task.get("id").and_then(Value::as_i64), &url);
     let (service, dataset) = (service.to_string(), dataset.to_string());
+    let permit = downloads
+        .acquire()
+        .await
+        .map_err(|e| format!("the downloads stopped: {e}"))?;
+    let named = service.clone();
+    let bytes = state
+        .run(move |home| home.download(&named, url.as_str(), grant.as_ref()))
+        .await
+        .map_err(|e| e.message)?;
+    drop(permit);
     let predicted = state
         .run(move |home| {
-            let bytes = home.download(&service, url.as_str(), grant.as_ref())?;
             let request = Prediction {
                 service: &service,
                 function: "detect",
