@@ -379,15 +379,8 @@ pub fn dataset(project: &str) -> String {
 
 /// A task's item name: `task-<id>-<the URL's file name>`, readable and one per task.
 pub fn item_name(task: Option<i64>, url: &Url) -> String {
-    let file = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .replace(['/', '\\'], "_")
-        })
+    let file = crate::link::file_name(url)
+        .map(|name| name.replace(['/', '\\'], "_"))
         .unwrap_or_else(|| "image".into());
     match task {
         Some(id) => format!("task-{id}-{file}"),

@@ -67,23 +67,26 @@ struct Checked {
     sha256: String,
 }
 
+/// A URL's last path segment, percent-decoded as a path is (a `+` stays a `+`): the name of
+/// what it points at.
+pub fn file_name(url: &reqwest::Url) -> Option<String> {
+    url.path_segments()
+        .and_then(|mut s| s.next_back())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+}
+
 fn check(link: &Link) -> Result<Checked> {
     let invalid = |reason: String| Error::invalid("url", format!("`{}` {reason}", link.url));
     let url = reqwest::Url::parse(&link.url).map_err(|e| invalid(format!("is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("is not an http or https URL".into()));
     }
-    let last = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .filter(|s| !s.is_empty())
-        // Percent-decoded as a path is (a `+` stays a `+`).
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        });
-    let name = match (&link.name, last) {
+    let name = match (&link.name, file_name(&url)) {
         (Some(name), _) if !name.trim().is_empty() => name.clone(),
         (Some(_), _) => return Err(Error::invalid("name", "must not be empty")),
         (None, Some(last)) => last,
