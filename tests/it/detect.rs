@@ -93,6 +93,32 @@ fn coco_output_is_a_detection_dataset() {
 }
 
 #[test]
+fn jobs_run_files_at_once_and_keep_input_order() {
+    let package = face_detector();
+    let images = fixtures().join("images");
+    let run = |jobs: &str| {
+        let (out, json) = detect_json(&["detect", path(&package), path(&images), "--jobs", jobs]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json.as_array()
+            .expect("one result per image")
+            .iter()
+            .map(|r| (r["name"].as_str().expect("a name").to_string(), boxes(r)))
+            .collect::<Vec<_>>()
+    };
+    let one = run("1");
+    let three = run("3");
+    let names: Vec<&str> = one.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "input order: a folder's files by name");
+    assert_eq!(one, three, "the same boxes, in the same order, whatever the jobs");
+    let home = tempdir();
+    let out = prelabel(home.path(), &["detect", path(&package), path(&images), "--jobs", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--jobs must be at least 1"), "{}", stderr(&out));
+}
+
+#[test]
 fn init_inputs_are_typed_and_honoured() {
     let package = face_detector();
     let image = fixtures().join("images/mosaic_row.png");
@@ -443,6 +469,8 @@ fn bench_prints_its_table() {
         "natively (same library)",
         "infer (wasm)",
         "infer (native)",
+        "decode (wasm, host inference)",
+        "infer (wasm, host inference)",
         "queue to done",
         "hot swap",
         "end to end, concurrency 2",
@@ -451,4 +479,8 @@ fn bench_prints_its_table() {
         assert!(table.contains(row), "no `{row}` row in:\n{table}");
     }
     assert!(table.contains("sandbox cost: wasm / native = "), "{table}");
+    assert!(
+        table.lines().next().is_some_and(|l| l.starts_with("cpu: ")),
+        "the CPU it ran on, first: {table}"
+    );
 }

@@ -9,6 +9,7 @@ pub mod bindings;
 mod capture;
 mod inference;
 mod instance;
+pub mod vector_state;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};

@@ -28,6 +28,10 @@ pub struct Args {
     init: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Files run at once, each job with an instance of its own (initialised once, about
+    /// 85 MB for the face detector). Default: every core. Results stay in input order.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -93,8 +97,15 @@ impl Args {
         let package = Package::load_within(&self.package, self.root.get())?;
         let given = package.manifest.parse_init_args(&self.init)?;
         let runtime = home.runtime()?;
-        let mut runner = LocalRunner::new(&runtime, &package, &given, limits)?;
-        let results = run_files(&mut runner, &files);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = match self.jobs {
+            Some(0) => bail!("--jobs must be at least 1"),
+            Some(n) => n,
+            None => cores,
+        }
+        .min(files.len().max(1));
+        let new_runner = || LocalRunner::new(&runtime, &package, &given, limits);
+        let results = run_files(new_runner, jobs, &files)?;
         let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json => serde_json::to_writer_pretty(&mut stdout, &results)?,
@@ -118,30 +129,62 @@ impl Args {
     }
 }
 
-/// Runs every file; a file that cannot be read is a failed result like any other.
-fn run_files(runner: &mut LocalRunner<'_>, files: &[PathBuf]) -> Vec<FileResult> {
-    files
-        .iter()
-        .map(|path| {
-            let name = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            match std::fs::read(path) {
-                Ok(bytes) => runner.run(&name, bytes),
-                Err(e) => FileResult {
-                    name,
-                    mimetype: String::new(),
-                    width: None,
-                    height: None,
-                    annotations: Vec::new(),
-                    error: Some(format!("cannot read {}: {e}", path.display())),
-                    logs: String::new(),
-                    duration: Duration::ZERO,
-                },
-            }
-        })
-        .collect()
+/// Runs every file on `jobs` threads, each with a runner of its own taking the next file;
+/// a file that cannot be read is a failed result like any other. Results in input order.
+fn run_files<'r>(
+    new_runner: impl Fn() -> prelabel::Result<LocalRunner<'r>> + Sync,
+    jobs: usize,
+    files: &[PathBuf],
+) -> Result<Vec<FileResult>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let ran = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| -> prelabel::Result<Vec<(usize, FileResult)>> {
+                    let mut runner = new_runner()?;
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, run_file(&mut runner, path)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a detect job panicked")))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut results: Vec<Option<FileResult>> = (0..files.len()).map(|_| None).collect();
+    for job in ran {
+        for (i, result) in job? {
+            results[i] = Some(result);
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+fn run_file(runner: &mut LocalRunner<'_>, path: &std::path::Path) -> FileResult {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match std::fs::read(path) {
+        Ok(bytes) => runner.run(&name, bytes),
+        Err(e) => FileResult {
+            name,
+            mimetype: String::new(),
+            width: None,
+            height: None,
+            annotations: Vec::new(),
+            error: Some(format!("cannot read {}: {e}", path.display())),
+            logs: String::new(),
+            duration: Duration::ZERO,
+        },
+    }
 }
 
 /// The COCO dataset of the files that are images.

@@ -315,14 +315,14 @@ fn detect_rows(
             native.stage(stage),
             "",
         ));
-        if stage == "infer" {
-            rows.push(stats(
-                "stages",
-                "infer (host, for wasm)",
-                hosted.stage(stage),
-                "the inference import",
-            ));
-        }
+        // The guest's own stages too: native code on the call path must not slow them
+        // (see `runtime::vector_state`).
+        rows.push(stats(
+            "stages",
+            &format!("{stage} (wasm, host inference)"),
+            hosted.stage(stage),
+            if stage == "infer" { "the inference import" } else { "" },
+        ));
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ impl Args {
         };
         eprintln!("measuring ({runs} runs each; this takes a minute)...");
         let rows = measure::run(&options)?;
+        // Tables from different machines are not comparable: say which this is.
+        println!("cpu: {}", prelabel::runtime::vector_state::cpu());
         print!("{}", measure::render(&rows));
         Ok(ExitCode::SUCCESS)
     }
