@@ -111,11 +111,21 @@ fn jobs_run_files_at_once_and_keep_input_order() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "input order: a folder's files by name");
-    assert_eq!(one, three, "the same boxes, in the same order, whatever the jobs");
+    assert_eq!(
+        one, three,
+        "the same boxes, in the same order, whatever the jobs"
+    );
     let home = tempdir();
-    let out = prelabel(home.path(), &["detect", path(&package), path(&images), "--jobs", "0"]);
+    let out = prelabel(
+        home.path(),
+        &["detect", path(&package), path(&images), "--jobs", "0"],
+    );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--jobs must be at least 1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--jobs must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -258,13 +258,20 @@ pub fn worker_main(memory: &str) -> ExitCode {
             let frame = frame?;
             let response: Response = match postcard::from_bytes::<Request>(&frame) {
                 Ok(request) => {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plans.run(request)))
-                        .unwrap_or_else(|panic| {
-                            Err(format!(
-                                "tract panicked: {}",
-                                crate::error::panic_message(&*panic)
-                            ))
-                        })
+                    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        plans.run(request)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(format!(
+                            "tract panicked: {}",
+                            crate::error::panic_message(&*panic)
+                        ))
+                    });
+                    // tract's AVX kernels leave the upper state dirty (measured with
+                    // `vector_state::dirty` after every run on an Intel Xeon); the worker's
+                    // own code (the reply, the next request) is SSE.
+                    super::vector_state::clear();
+                    response
                 }
                 Err(e) => Err(format!("unreadable request: {e}")),
             };

@@ -1,11 +1,13 @@
-//! The x86 AVX upper state, around native code on a wasm call path. Native code that uses
-//! 256- or 512-bit registers (tract's kernels, glibc's string functions on some CPUs) may
-//! return with the upper halves of the vector registers "dirty"; Cranelift's code for wasm
-//! SIMD uses legacy SSE encodings, and on many Intel cores every such instruction then pays a
-//! transition penalty (or a false dependency on the upper halves) until something clears the
-//! state. Measured on an Intel Xeon with AVX-512: a guest's own stages ran ten times slower after
-//! native inference until the import cleared it. [`clear`] is that `vzeroupper`; [`dirty`]
-//! reads the processor's own record (XINUSE) for tests and the bench.
+//! The x86 AVX upper state, around native code. Native code that uses 256- or 512-bit
+//! registers (tract's kernels) may return with the upper halves of the vector registers
+//! "dirty"; code compiled for SSE (Cranelift's code for wasm SIMD, and Rust built for the
+//! baseline x86-64) then pays a transition penalty or a false dependency on many Intel cores
+//! until something clears the state. A review on an Intel Xeon with AVX-512 saw a guest's
+//! stages run ten times slower after in-process native inference. Measured here with
+//! [`dirty`]: the inference worker (a process of its own) is dirty after every tract run and
+//! clears it; the host's wasm thread is clean when the inference import returns, so the guest
+//! is not exposed. [`clear`] is `vzeroupper`; [`dirty`] reads the processor's own record
+//! (XINUSE) for tests and diagnosis; [`cpu`] names the CPU for the bench.
 
 /// Clears the upper halves of the vector registers (`vzeroupper`) where the CPU has AVX;
 /// nothing elsewhere. Cheap: a few cycles.
@@ -30,7 +32,9 @@ unsafe fn zero_upper() {
 pub fn dirty() -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !std::arch::is_x86_feature_detected!("avx") || !std::arch::is_x86_feature_detected!("xsave") {
+        if !std::arch::is_x86_feature_detected!("avx")
+            || !std::arch::is_x86_feature_detected!("xsave")
+        {
             return None;
         }
         // CPUID.(EAX=0DH, ECX=1):EAX bit 2: XGETBV with ECX = 1 is supported.
@@ -56,8 +60,11 @@ pub fn cpu() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string()))
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, m)| m.trim().to_string())
+            })
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     #[cfg(target_arch = "x86_64")]

@@ -155,7 +155,10 @@ fn run_files<'r>(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a detect job panicked")))
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a detect job panicked"))
+            })
             .collect::<Result<Vec<_>>>()
     })?;
     let mut results: Vec<Option<FileResult>> = (0..files.len()).map(|_| None).collect();

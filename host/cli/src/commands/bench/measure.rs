@@ -321,7 +321,11 @@ fn detect_rows(
             "stages",
             &format!("{stage} (wasm, host inference)"),
             hosted.stage(stage),
-            if stage == "infer" { "the inference import" } else { "" },
+            if stage == "infer" {
+                "the inference import"
+            } else {
+                ""
+            },
         ));
     }
     Ok(())
