@@ -63,7 +63,10 @@ fn set_up(home: &Home, workspace: &Workspace) -> Result<()> {
         package: PACKAGE.into(),
         name: PACKAGE.into(),
         init: vec!["min_confidence=0.5".into()],
-        concurrency: Some(1),
+        // Every core: one initialised instance per core works through the photos.
+        concurrency: Some(
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(64)) as u32,
+        ),
         ..Default::default()
     })?;
     eprintln!(
