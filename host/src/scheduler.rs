@@ -7,6 +7,11 @@
 //! fails that execution only (retried up to `max_attempts`) and the next one gets a fresh
 //! instance. One scheduler runs per home (a lock file); on start it re-queues what a killed
 //! process left `running`.
+//!
+//! Idle, it costs next to nothing: the scheduler's loop reads SQLite's `data_version` (which
+//! changes when any other connection, of this process or another, commits) every 100 ms and
+//! wakes the idle workers only then ([`Wake`]); a worker does not open a write transaction to
+//! find that nothing is queued.
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
@@ -27,8 +32,46 @@ use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::service::{self, Service};
 use crate::store::Store;
 
-/// How often idle workers and the scheduler look for new work.
+/// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
+/// How long an idle worker sleeps when nothing wakes it: a bound, not the way it finds work.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Tells idle workers that the store changed: a count of changes seen by the scheduler's
+/// loop, and a condition variable. A worker notes the count before it looks for work and, if
+/// it found none, waits for the count to move, so a change between its look and its wait is
+/// never missed.
+#[derive(Default)]
+struct Wake {
+    changes: Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Wake {
+    fn seen(&self) -> u64 {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the count is no longer `seen`, or `timeout`.
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(changes, timeout, |now| *now == seen);
+    }
+}
+
+/// SQLite's count of commits by other connections to the database.
+fn data_version(store: &Store) -> Result<i64> {
+    Ok(store
+        .conn()
+        .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+}
 
 /// Compiled components by revision id, shared by every worker of the process.
 #[derive(Default)]
@@ -112,30 +155,45 @@ pub fn run_locked(
     let mut store = Store::open(home)?;
     let interrupted = execution::requeue_interrupted(&mut store)?;
     let components = Arc::new(Components::default());
+    let wake = Arc::new(Wake::default());
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
+    let mut version = data_version(&store)?;
+    let mut changed = true;
     while !stop.load(Ordering::Relaxed) {
+        let running = workers.len();
         workers.retain(|_, w| !w.is_finished());
-        for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
-            for slot in 0..service.settings.concurrency {
-                workers.entry((service.id, slot)).or_insert_with(|| {
-                    let (home, runtime, components, stop) = (
-                        home.to_path_buf(),
-                        runtime.clone(),
-                        components.clone(),
-                        stop.clone(),
-                    );
-                    std::thread::spawn(move || {
-                        worker(home, runtime, components, service.id, slot, stop)
-                    })
-                });
+        // Services are read again only when the store changed or a worker ended.
+        if changed || workers.len() < running {
+            for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
+                for slot in 0..service.settings.concurrency {
+                    workers.entry((service.id, slot)).or_insert_with(|| {
+                        let (home, runtime, components, stop, wake) = (
+                            home.to_path_buf(),
+                            runtime.clone(),
+                            components.clone(),
+                            stop.clone(),
+                            wake.clone(),
+                        );
+                        std::thread::spawn(move || {
+                            worker(home, runtime, components, wake, service.id, slot, stop)
+                        })
+                    });
+                }
+            }
+            if until_idle && execution::pending(&store)? == 0 {
+                break;
             }
         }
-        if until_idle && execution::pending(&store)? == 0 {
-            break;
-        }
         std::thread::sleep(POLL);
+        let now = data_version(&store)?;
+        changed = now != version;
+        if changed {
+            version = now;
+            wake.bump();
+        }
     }
     stop.store(true, Ordering::Relaxed);
+    wake.bump();
     for (_, w) in workers {
         let _ = w.join();
     }
@@ -146,6 +204,7 @@ fn worker(
     home: PathBuf,
     runtime: Arc<Runtime>,
     components: Arc<Components>,
+    wake: Arc<Wake>,
     service_id: i64,
     slot: u32,
     stop: Arc<AtomicBool>,
@@ -156,6 +215,7 @@ fn worker(
     };
     let mut current: Option<Slot> = None;
     while !stop.load(Ordering::Relaxed) {
+        let seen = wake.seen();
         match step(
             &mut store,
             &runtime,
@@ -165,7 +225,7 @@ fn worker(
             &mut current,
         ) {
             Ok(Step::Ran) => {}
-            Ok(Step::Idle) => std::thread::sleep(POLL),
+            Ok(Step::Idle) => wake.wait(seen, IDLE),
             Ok(Step::Exit) => return,
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
