@@ -484,6 +484,8 @@ fn bench_prints_its_table() {
         "queue to done",
         "hot swap",
         "end to end, concurrency 2",
+        "CPU of an idle `prelabel work`",
+        "upload -> execution claimed",
         "peak RSS of `prelabel work`",
     ] {
         assert!(table.contains(row), "no `{row}` row in:\n{table}");

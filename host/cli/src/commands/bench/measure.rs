@@ -139,6 +139,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     detect_rows(&mut rows, &runtime, &faces, &options.image, runs)?;
     host_rows(&mut rows, &runtime, options, runs)?;
     platform_rows(&mut rows, options)?;
+    idle_rows(&mut rows, options)?;
     memory_rows(&mut rows, options)?;
     Ok(rows)
 }
@@ -394,6 +395,94 @@ fn platform_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// An idle `prelabel work` with 4 services at concurrency 4 (the no-op guest): its CPU time
+/// over 5 s, then how long an upload waits until a worker has claimed its execution.
+fn idle_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
+    let dir = options.scratch.join("idle-home");
+    let home = platform(&dir, &runtime_arc(&options.scratch)?, &options.noop, 4)?;
+    let package = home.service("svc")?.package;
+    for i in 1..4 {
+        home.deploy(&service::Deploy {
+            package: package.clone(),
+            name: format!("svc{i}"),
+            concurrency: Some(4),
+            ..Default::default()
+        })?;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("work")
+        .env("PRELABEL_HOME", &dir)
+        .env("PRELABEL_CACHE_DIR", options.scratch.join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let measured = (|| -> Result<(Duration, Vec<Duration>)> {
+        std::thread::sleep(Duration::from_secs(2));
+        let window = Duration::from_secs(5);
+        let before = cpu_ticks(child.id())?;
+        std::thread::sleep(window);
+        let ticks = cpu_ticks(child.id())? - before;
+        // SAFETY: sysconf reads a constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cpu = Duration::from_secs_f64(ticks as f64 / per_second);
+        let mut waits = Vec::new();
+        for k in 0..10 {
+            let started = Instant::now();
+            home.upload(
+                "d",
+                &format!("wake-{k}.png"),
+                format!("wake {k}").as_bytes(),
+            )?;
+            while !home.executions(Some(execution::Status::Queued))?.is_empty() {
+                if started.elapsed() > Duration::from_secs(30) {
+                    return Err(anyhow!("an execution was not claimed within 30 s"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            waits.push(started.elapsed());
+        }
+        Ok((cpu, waits))
+    })();
+    // SAFETY: kill sends SIGINT to the child we started; Ctrl-C stops it cleanly.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let _ = child.wait();
+    let (cpu, waits) = measured?;
+    rows.push(stats(
+        "idle",
+        "CPU of an idle `prelabel work`, 4 services x 4",
+        vec![cpu],
+        format!(
+            "over 5 s: {:.2}% of a core",
+            cpu.as_secs_f64() / 5.0 * 100.0
+        ),
+    ));
+    rows.push(stats(
+        "idle",
+        "upload -> execution claimed, idle workers",
+        waits,
+        "another process's commit wakes them",
+    ));
+    Ok(())
+}
+
+/// The user and system CPU ticks a process has used (Linux).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, in parentheses): utime and
+    // stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| anyhow!("/proc/{pid}/stat has no field {i}"))
+    };
+    Ok(field(11)? + field(12)?)
 }
 
 /// Peak memory of a `prelabel work` process, and of this one.
