@@ -175,12 +175,11 @@ pub fn link(
         )?;
     }
     if !access.headers.is_empty() {
-        let old: String = tx.query_row(
+        let mut headers: BTreeMap<String, String> = tx.query_row(
             "SELECT headers FROM datasets WHERE id = ?1",
             [dataset_id],
-            |r| r.get(0),
+            |r| crate::store::json_column(r, 0),
         )?;
-        let mut headers = secret::parse_headers(&old);
         headers.extend(access.headers.clone());
         tx.execute(
             "UPDATE datasets SET headers = ?2 WHERE id = ?1",
@@ -263,10 +262,10 @@ pub fn bytes(
         url: url.clone(),
         source,
     };
-    let (allow_private, headers): (bool, String) = store.conn().query_row(
+    let (allow_private, headers): (bool, BTreeMap<String, String>) = store.conn().query_row(
         "SELECT allow_private, headers FROM datasets WHERE name = ?1",
         [&item.dataset],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)),
     )?;
     let limits = download::Limits {
         max_bytes,
@@ -274,7 +273,6 @@ pub fn bytes(
         deadline,
     };
     // The dataset's headers go to the item's own origin; a redirect elsewhere goes without.
-    let headers = secret::parse_headers(&headers);
     let grant = match reqwest::Url::parse(url) {
         Ok(parsed) if !headers.is_empty() => Some(download::Grant {
             origin: parsed.origin(),

@@ -63,11 +63,20 @@ pub fn set(store: &mut Store, name: &str, value: &str) -> Result<Secret> {
 pub fn list(store: &Store) -> Result<Vec<Secret>> {
     let mut stmt = store
         .conn()
-        .prepare("SELECT name FROM secrets ORDER BY name")?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    names.iter().map(|name| get(store, name)).collect()
+        .prepare("SELECT name, created_at, updated_at FROM secrets ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+    let datasets = dataset_headers(store)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, created_at, updated_at)| Secret {
+            used_by: using(&datasets, &name),
+            name,
+            created_at,
+            updated_at,
+        })
+        .collect())
 }
 
 fn not_found(name: &str) -> Error {
@@ -89,10 +98,9 @@ pub fn get(store: &Store, name: &str) -> Result<Secret> {
         )
         .optional()?;
     let (created_at, updated_at) = found.ok_or_else(|| not_found(name))?;
-    let used_by = datasets_using(store, name)?;
     Ok(Secret {
         name: name.to_string(),
-        used_by,
+        used_by: using(&dataset_headers(store)?, name),
         created_at,
         updated_at,
     })
@@ -117,35 +125,36 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The datasets whose headers name a secret.
-fn datasets_using(store: &Store, name: &str) -> Result<Vec<String>> {
+/// Every dataset's headers (header name → secret name), read strictly.
+fn dataset_headers(store: &Store) -> Result<Vec<(String, BTreeMap<String, String>)>> {
     let mut stmt = store
         .conn()
         .prepare("SELECT name, headers FROM datasets ORDER BY name")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .query_map([], |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows
-        .into_iter()
-        .filter(|(_, headers)| parse_headers(headers).values().any(|s| s == name))
-        .map(|(dataset, _)| dataset)
-        .collect())
+    Ok(rows)
 }
 
-/// A dataset's headers column: header name → secret name.
-pub fn parse_headers(text: &str) -> BTreeMap<String, String> {
-    serde_json::from_str(text).unwrap_or_default()
+/// The datasets whose headers name `secret`.
+fn using(datasets: &[(String, BTreeMap<String, String>)], secret: &str) -> Vec<String> {
+    datasets
+        .iter()
+        .filter(|(_, headers)| headers.values().any(|s| s == secret))
+        .map(|(dataset, _)| dataset.clone())
+        .collect()
+}
+
+/// A header name, checked.
+fn header_name(header: &str) -> Result<HeaderName> {
+    HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| Error::invalid("header", format!("`{header}` is not a header name")))
 }
 
 /// Checks `HEADER=SECRET` pairs: a header name that is one, a secret that exists.
 pub fn check_headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<()> {
     for (header, secret) in headers {
-        if HeaderName::from_bytes(header.as_bytes()).is_err() {
-            return Err(Error::invalid(
-                "header",
-                format!("`{header}` is not a header name"),
-            ));
-        }
+        header_name(header)?;
         get(store, secret)?;
     }
     Ok(())
@@ -163,8 +172,7 @@ pub fn headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<Head
             })
             .optional()?;
         let value = value.ok_or_else(|| not_found(secret))?;
-        let name = HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| Error::invalid("header", format!("`{header}` is not a header name")))?;
+        let name = header_name(header)?;
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
             Error::invalid("value", format!("secret `{secret}` is no header value"))
         })?;
