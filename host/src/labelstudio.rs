@@ -185,16 +185,17 @@ impl Config {
         let mut results = Vec::new();
         for stored in boxes {
             let label = self.map(&stored.annotation.label)?;
-            results.extend(rectangle(self, stored, label, width, height));
+            let names = (self.from_name.as_str(), self.to_name.as_str());
+            results.extend(rectangle(names, stored, label, width, height));
         }
         Ok(results)
     }
 }
 
-/// A box as a rectangle-labels result in percent of the image, with its confidence as
-/// `score`; `None` for points and other shapes.
+/// A box as a rectangle-labels result of the control and image `(from_name, to_name)`, in
+/// percent of the image, with its confidence as `score`; `None` for points and other shapes.
 fn rectangle(
-    config: &Config,
+    (from_name, to_name): (&str, &str),
     stored: &Stored,
     label: &str,
     width: u32,
@@ -213,8 +214,8 @@ fn rectangle(
     let percent = |v: f32, of: f64| round(f64::from(v) / of * 100.0);
     Some(json!({
         "id": format!("prelabel-{}", stored.id),
-        "from_name": config.from_name,
-        "to_name": config.to_name,
+        "from_name": from_name,
+        "to_name": to_name,
         "type": "rectanglelabels",
         "original_width": width,
         "original_height": height,
@@ -397,14 +398,9 @@ pub fn model_version(package: &str, revision: i64) -> String {
 /// boxes people drew), a prediction with the item's boxes. The image is a linked item's URL,
 /// else the path Label Studio serves local files under (`/data/local-files/?d=<dataset>/<name>`:
 /// start it with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and
-/// `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` at the folder holding the dataset's folder).
+/// `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` at the folder holding the dataset's folder). Boxes
+/// go to control `label` on image `image`, the names of the config the README shows.
 pub fn tasks(items: &[(ItemRecord, Vec<Stored>)]) -> Value {
-    let config = Config {
-        from_name: "label".into(),
-        to_name: "image".into(),
-        data_key: "image".into(),
-        labels: Vec::new(),
-    };
     let tasks: Vec<Value> = items
         .iter()
         .map(|(item, stored)| {
@@ -435,7 +431,7 @@ pub fn tasks(items: &[(ItemRecord, Vec<Stored>)]) -> Value {
                     let results: Vec<Value> = boxes
                         .iter()
                         .filter_map(|b| {
-                            rectangle(&config, b, &b.annotation.label, width, height)
+                            rectangle(("label", "image"), b, &b.annotation.label, width, height)
                         })
                         .collect();
                     json!({"model_version": version, "score": score(&results), "result": results})
