@@ -309,25 +309,17 @@ impl LabelStudio {
 }
 
 impl Drop for LabelStudio {
+    /// Label Studio and the workers it started (its process group): asked, then told.
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        if wait_exit_quietly(&mut self.child, 20).is_none() {
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let group = -(self.child.id() as libc::pid_t);
+        // SAFETY: signals the process group of our own child.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        if exited_within(&mut self.child, 20).is_none() {
+            // SAFETY: as above.
+            unsafe { libc::kill(group, libc::SIGKILL) };
             let _ = self.child.wait();
         }
     }
-}
-
-fn wait_exit_quietly(child: &mut Child, secs: u64) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
 }
 
 /// A virtualenv with Label Studio, made once per target directory (about two minutes and
