@@ -717,7 +717,11 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         "nn3_identity.png",
         "nnlie_identity.png",
         "nnbig_identity.png",
+        "nngpu_identity.png",
+        "nntf_identity.png",
         "nn_identity.png",
+        "nnbytes_identity.png",
+        "legacy_identity.png",
     ];
     let mut args = vec!["detect".to_string(), path(package.path()).to_string()];
     for name in names {
@@ -762,22 +766,37 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         ("nn_external.png", "external data was detected"),
         (
             "nn3_identity.png",
-            "the model has 1 input(s), got 3 tensor(s)",
+            "ErrorCode::InvalidArgument: the model has no input named `1` (it has: x)",
         ),
-        ("nnlie_identity.png", "is over the memory limit"),
+        (
+            "nnlie_identity.png",
+            "ErrorCode::InvalidArgument: input `0`: shape [4294967295, 4294967295] of F32 needs more than 2^64 bytes, got 4",
+        ),
         (
             "nnbig_identity.png",
             "the model declares rank 1, got shape [512, 512]",
+        ),
+        (
+            "nngpu_identity.png",
+            "ErrorCode::UnsupportedOperation: this host runs models on the CPU, not the GPU",
+        ),
+        (
+            "nntf_identity.png",
+            "ErrorCode::InvalidEncoding: this host runs ONNX models (with tract), not TensorFlow",
         ),
     ] {
         let e = error(name);
         assert!(e.contains(expected), "{name}: {e}");
     }
-    assert_eq!(
-        error("nn_identity.png"),
-        "",
-        "a good call after the bombs still works"
-    );
+    // Good calls after the bombs still work: wasi-nn by name and from bytes, and the
+    // `inference` import of components built before wasi-nn.
+    for name in [
+        "nn_identity.png",
+        "nnbytes_identity.png",
+        "legacy_identity.png",
+    ] {
+        assert_eq!(error(name), "", "{name}");
+    }
     let cap = 256u64 << 20;
     let margin = 160u64 << 20;
     eprintln!("peak RSS of the host and its workers: {} MiB", peak >> 20);
@@ -785,6 +804,28 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         peak < cap + margin,
         "peak RSS {} MiB is over the cap (256 MiB) plus the margin (160 MiB)",
         peak >> 20
+    );
+}
+
+#[test]
+fn what_the_host_holds_for_wasi_nn_counts_against_the_cap() {
+    let package = hostile_with_models();
+    // Tensors the guest keeps: their bytes are the host's memory, under the guest's cap.
+    let (flood, _) = detect_one(
+        package.path(),
+        "nnflood.png",
+        &["--allow-inference", "--memory-mb", "64"],
+    );
+    assert_eq!(
+        flood["error"], "detect exceeded the memory limit of 64 MiB (native inference)",
+        "{flood:#}"
+    );
+    // Empty tensors cost no bytes, but each handle is host memory: the table is bounded.
+    let (handles, _) = detect_one(package.path(), "nnhandles.png", &["--allow-inference"]);
+    let error = handles["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("guest trapped in detect") && error.contains("resource"),
+        "{handles:#}"
     );
 }
 

@@ -6,41 +6,56 @@ use std::sync::OnceLock;
 // The generated glue lowers `item` into many parameters.
 #[allow(clippy::too_many_arguments)]
 mod bindings {
-    wit_bindgen::generate!({ world: "detector", path: "../../wit" });
+    wit_bindgen::generate!({ world: "detector", path: "../../wit", generate_all });
 }
 
 use bindings::prelabel::detector::host::{self, Level};
-use bindings::prelabel::detector::inference;
 use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
+use bindings::wasi::nn::graph;
+use bindings::wasi::nn::inference::GraphExecutionContext;
+use bindings::wasi::nn::tensor::{Tensor, TensorType};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
 
 /// Who runs the network.
 enum Engine {
     /// tract, inside this component (the portable default).
     Guest(res10::Model),
-    /// The host, natively, through the `inference` import (opt-in: `inference = "host"`).
-    Host { artifact: String },
+    /// The host, natively, through wasi-nn (opt-in: `inference = "host"`).
+    Host(GraphExecutionContext),
 }
+
+/// The model's input, as its ONNX file names it (models/PROVENANCE.md).
+const INPUT: &str = "data";
 
 impl Engine {
     fn infer(&self, blob: res10::Tensor) -> Result<res10::RawOutput, res10::Error> {
         match self {
             Engine::Guest(model) => model.infer(blob),
-            Engine::Host { artifact } => {
+            Engine::Host(context) => {
                 let failed = |e: String| res10::Error::Inference(format!("host inference: {e}"));
-                let data: Vec<f32> = blob
+                let data: Vec<u8> = blob
                     .to_plain_array_view::<f32>()
                     .map_err(|e| failed(e.to_string()))?
                     .iter()
-                    .copied()
+                    .flat_map(|v| v.to_le_bytes())
                     .collect();
-                let shape = blob.shape().iter().map(|&d| d as u32).collect();
-                let outputs = inference::run(artifact, &[inference::Tensor { shape, data }])
-                    .map_err(|e| failed(e.message))?;
+                let dimensions: Vec<u32> = blob.shape().iter().map(|&d| d as u32).collect();
+                let input = Tensor::new(&dimensions, TensorType::Fp32, &data);
+                let outputs = context
+                    .compute(vec![(INPUT.to_string(), input)])
+                    .map_err(|e| failed(e.data()))?;
                 res10::RawOutput::from_tensors(
                     outputs
                         .into_iter()
-                        .map(|t| (t.shape.into_iter().map(|d| d as usize).collect(), t.data))
+                        .map(|(_, t)| {
+                            let shape = t.dimensions().into_iter().map(|d| d as usize).collect();
+                            let values = t
+                                .data()
+                                .chunks_exact(4)
+                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                                .collect();
+                            (shape, values)
+                        })
                         .collect(),
                 )
             }
@@ -127,9 +142,17 @@ impl Guest for FaceDetector {
                     Level::Info,
                     &format!("model {model_filename} runs on the host"),
                 );
-                let engine = Engine::Host {
-                    artifact: model_filename.clone(),
+                let on_host = |e: String| {
+                    error(
+                        ErrorKind::Artifact,
+                        format!("artifact `{model_filename}`: {e}"),
+                    )
                 };
+                let graph = graph::load_by_name(&model_filename).map_err(|e| on_host(e.data()))?;
+                let context = graph
+                    .init_execution_context()
+                    .map_err(|e| on_host(e.data()))?;
+                let engine = Engine::Host(context);
                 // A first run loads the model on the host now, not on the first item.
                 let side = res10::INPUT_SIZE as usize;
                 let zeros = res10::Tensor::zero::<f32>(&[1, 3, side, side])

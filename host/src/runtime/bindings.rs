@@ -1,12 +1,25 @@
-//! Host-side bindings of the `prelabel:detector` world (`wit/detector.wit`).
+//! Host-side bindings of the `prelabel:detector` world (`wit/detector.wit`), as the host
+//! links it: with wasi-nn (`wit/deps/wasi-nn`) and the older `inference` interface.
 
 wasmtime::component::bindgen!({
-    world: "detector",
+    world: "host-links",
     path: "../wit",
     // Calls into the guest are async so that a deadline can end one that is parked in a
     // host call; native inference is awaited (it runs in a worker process) and may trap.
-    imports: { "prelabel:detector/inference.run": async | trappable },
+    imports: {
+        "prelabel:detector/inference.run": async | trappable,
+        "wasi:nn/graph.load": async | trappable,
+        "wasi:nn/graph.load-by-name": async | trappable,
+        "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
+        "wasi:nn": trappable,
+    },
     exports: { default: async },
+    with: {
+        "wasi:nn/graph.graph": super::nn::Graph,
+        "wasi:nn/tensor.tensor": super::nn::Tensor,
+        "wasi:nn/inference.graph-execution-context": super::nn::ExecutionContext,
+        "wasi:nn/errors.error": super::nn::Error,
+    },
 });
 
 pub use self::prelabel::detector::host::Level;

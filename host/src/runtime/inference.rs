@@ -1,6 +1,6 @@
-//! The `inference` import: the host runs an ONNX artifact natively for a guest that opts in
-//! (wasi-nn style), so the guest keeps its pre- and post-processing while the network gets
-//! the host CPU's full speed.
+//! Native inference: the host runs an ONNX model for a guest that opts in (through wasi-nn,
+//! `nn.rs`, or the older `inference` import), so the guest keeps its pre- and
+//! post-processing while the network gets the host CPU's full speed.
 //!
 //! Native code is outside the wasm sandbox, and a model file is input like any other: a
 //! malicious graph can ask tract for terabytes, panic it, or run for hours. So native
@@ -8,11 +8,14 @@
 //! **worker process** of its own, one per instance: its heap is capped by `RLIMIT_DATA` at
 //! the service's memory cap, a panic becomes that call's error, a crash or an allocation
 //! failure kills only the worker, and a call that outlives the deadline is abandoned by
-//! killing it. Plans are optimised once per model and input shapes and kept (a few, least
+//! killing it. The host remembers where each loaded graph came from, so a new worker loads
+//! it again. Plans are optimised once per graph and input shapes and kept (a few, least
 //! recently used first out) for the instance's next items.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,16 +28,16 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
-use super::bindings::prelabel::detector::inference::Tensor as WitTensor;
-
 /// The hidden first argument that turns the `prelabel` binary into an inference worker.
 pub const WORKER_ARG: &str = "__inference-worker";
 
 /// What the worker may use beyond the cap: its own code's data, stacks and tract's
 /// bookkeeping.
 const WORKER_HEADROOM: usize = 64 << 20;
-/// Optimised plans a worker keeps (each distinct input shape makes one).
+/// Optimised plans a worker keeps (each graph and distinct input shape makes one).
 const MAX_PLANS: usize = 4;
+/// Graphs an instance may hold loaded at once (a detector needs one or two).
+pub const MAX_GRAPHS: usize = 8;
 /// What is kept of a dead worker's stderr for the error message.
 const STDERR_TAIL: usize = 2048;
 
@@ -52,20 +55,169 @@ pub enum InferenceFailure {
     Protocol(String),
 }
 
-/// A dense f32 tensor, as it crosses the pipe.
+/// The element types native inference computes with (wasi-nn's, but BF16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Element {
+    F16,
+    F32,
+    F64,
+    U8,
+    I32,
+    I64,
+}
+
+impl Element {
+    pub fn size(self) -> usize {
+        match self {
+            Element::U8 => 1,
+            Element::F16 => 2,
+            Element::F32 | Element::I32 => 4,
+            Element::F64 | Element::I64 => 8,
+        }
+    }
+
+    fn datum(self) -> DatumType {
+        match self {
+            Element::F16 => DatumType::F16,
+            Element::F32 => DatumType::F32,
+            Element::F64 => DatumType::F64,
+            Element::U8 => DatumType::U8,
+            Element::I32 => DatumType::I32,
+            Element::I64 => DatumType::I64,
+        }
+    }
+
+    fn of(datum: DatumType) -> Option<Self> {
+        Some(match datum {
+            DatumType::F16 => Element::F16,
+            DatumType::F32 => Element::F32,
+            DatumType::F64 => Element::F64,
+            DatumType::U8 => Element::U8,
+            DatumType::I32 => Element::I32,
+            DatumType::I64 => Element::I64,
+            _ => return None,
+        })
+    }
+}
+
+/// A dense tensor: row-major elements, little-endian bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tensor {
+    pub element: Element,
+    pub shape: Vec<u32>,
+    pub data: Vec<u8>,
+}
+
+impl Tensor {
+    /// The number of elements, if it is representable and the bytes hold exactly that many.
+    pub fn check(&self) -> Result<usize, String> {
+        let elements = self
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+            .ok_or_else(|| format!("shape {:?} has too many elements", self.shape))?;
+        let bytes = elements.checked_mul(self.element.size());
+        if bytes != Some(self.data.len()) {
+            return Err(format!(
+                "shape {:?} of {:?} needs {} bytes, got {}",
+                self.shape,
+                self.element,
+                bytes.map_or("more than 2^64".to_string(), |b| b.to_string()),
+                self.data.len()
+            ));
+        }
+        Ok(elements)
+    }
+
+    pub fn from_f32(shape: Vec<u32>, values: &[f32]) -> Self {
+        Tensor {
+            element: Element::F32,
+            shape,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
+        if self.element != Element::F32 {
+            return Err(format!("an output is {:?}, not F32", self.element));
+        }
+        Ok(self
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+/// Where a graph comes from: a package artifact (read by the worker) or bytes the guest
+/// passed.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum Source {
+    Artifact(PathBuf),
+    Bytes(#[serde(with = "shared_bytes")] Arc<Vec<u8>>),
+}
+
+/// Model bytes the host shares between its graphs and sends to a worker as they are.
+mod shared_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, to: S) -> Result<S::Ok, S::Error> {
+        to.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Arc<Vec<u8>>, D::Error> {
+        Vec::<u8>::deserialize(from).map(Arc::new)
+    }
+}
+
+impl Source {
+    /// What tells two sources apart: the path, or the bytes' digest.
+    fn key(&self) -> String {
+        match self {
+            Source::Artifact(path) => format!("artifact:{}", path.display()),
+            Source::Bytes(bytes) => format!("bytes:{}", crate::files::sha256_hex(bytes)),
+        }
+    }
+
+    /// Bytes of this source the host holds in memory.
+    pub fn held(&self) -> usize {
+        match self {
+            Source::Artifact(_) => 0,
+            Source::Bytes(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// A loaded graph's inputs and outputs, by name, in the model's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Signature {
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// A graph as the host tracks it (the worker knows it by `id`).
+pub type GraphId = u32;
+
 #[derive(Serialize, Deserialize)]
-struct Tensor {
-    shape: Vec<u32>,
-    data: Vec<f32>,
+enum Request {
+    /// Read a model and keep it as `graph`; answers its signature.
+    Load { graph: GraphId, source: Source },
+    /// Runs `graph` on `inputs`, given in the model's input order.
+    Run { graph: GraphId, inputs: Vec<Tensor> },
+    /// Forget graphs the instance let go of (sent ahead of the next request).
+    Forget { graphs: Vec<GraphId> },
 }
 
 #[derive(Serialize, Deserialize)]
-struct Request {
-    model: PathBuf,
-    inputs: Vec<Tensor>,
+enum Answer {
+    Loaded(Signature),
+    Outputs(Vec<Tensor>),
+    Forgotten,
 }
 
-type Response = Result<Vec<Tensor>, String>;
+type Response = Result<Answer, String>;
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -74,18 +226,41 @@ fn codec(max_frame: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// The host side, one per instance: whether inference is granted, and its worker.
+/// What the guest is told when native inference is not granted.
+pub const NOT_GRANTED: &str = "native inference is not granted to this service \
+    (deploy it with `--allow-inference`, or pass that flag to `prelabel detect`)";
+
+/// The host side, one per instance: whether inference is granted, the graphs the instance
+/// loaded, and its worker.
 pub struct NativeInference {
     granted: bool,
     memory_bytes: usize,
     worker: Option<Worker>,
+    graphs: HashMap<GraphId, Held>,
+    by_source: HashMap<String, GraphId>,
+    next: GraphId,
+    /// Graphs let go of that the current worker still keeps.
+    forgotten: Vec<GraphId>,
+}
+
+struct Held {
+    source: Source,
+    key: String,
+    signature: Signature,
+    /// Graph and execution-context handles that use it.
+    users: usize,
 }
 
 struct Worker {
     child: Child,
     requests: FramedWrite<ChildStdin, LengthDelimitedCodec>,
     replies: FramedRead<ChildStdout, LengthDelimitedCodec>,
+    loaded: HashSet<GraphId>,
 }
+
+/// The outer `Err` is a failure of the worker (the call must end); the inner one is the
+/// model's error, for the guest.
+pub type Outcome<T> = Result<Result<T, String>, InferenceFailure>;
 
 impl NativeInference {
     pub fn new(granted: bool, memory_bytes: usize) -> Self {
@@ -93,56 +268,170 @@ impl NativeInference {
             granted,
             memory_bytes,
             worker: None,
+            graphs: HashMap::new(),
+            by_source: HashMap::new(),
+            next: 0,
+            forgotten: Vec::new(),
         }
     }
 
-    /// Runs the ONNX model in `path` on `inputs`. The outer `Err` is a failure of the
-    /// worker (the call must end); the inner one is the model's error for the guest.
-    pub async fn run(
+    pub fn granted(&self) -> bool {
+        self.granted
+    }
+
+    /// Whether `source` is loaded already or there is room for one more graph.
+    pub fn can_load(&self, source: &Source) -> bool {
+        self.graphs.len() < MAX_GRAPHS || self.by_source.contains_key(&source.key())
+    }
+
+    /// Loads a graph (once per source: loading the same model again shares it) and takes
+    /// one use of it; [`NativeInference::release`] gives it back.
+    pub async fn load(&mut self, source: Source) -> Outcome<(GraphId, Signature)> {
+        if !self.granted {
+            return Ok(Err(NOT_GRANTED.into()));
+        }
+        let key = source.key();
+        if let Some(&id) = self.by_source.get(&key)
+            && let Some(held) = self.graphs.get_mut(&id)
+        {
+            held.users += 1;
+            return Ok(Ok((id, held.signature.clone())));
+        }
+        if self.graphs.len() >= MAX_GRAPHS {
+            return Ok(Err(format!(
+                "at most {MAX_GRAPHS} graphs may be loaded at once; drop one first"
+            )));
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        let signature = match self.load_in_worker(id, &source).await? {
+            Ok(signature) => signature,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.by_source.insert(key.clone(), id);
+        self.graphs.insert(
+            id,
+            Held {
+                source,
+                key,
+                signature: signature.clone(),
+                users: 1,
+            },
+        );
+        Ok(Ok((id, signature)))
+    }
+
+    /// One more user of a loaded graph (an execution context).
+    pub fn acquire(&mut self, id: GraphId) {
+        if let Some(held) = self.graphs.get_mut(&id) {
+            held.users += 1;
+        }
+    }
+
+    /// Gives back one use of a graph; the last one lets the worker forget it. Returns the
+    /// bytes the host no longer holds for it.
+    pub fn release(&mut self, id: GraphId) -> usize {
+        let Some(held) = self.graphs.get_mut(&id) else {
+            return 0;
+        };
+        held.users = held.users.saturating_sub(1);
+        if held.users > 0 {
+            return 0;
+        }
+        let Some(held) = self.graphs.remove(&id) else {
+            return 0;
+        };
+        self.by_source.remove(&held.key);
+        if let Some(worker) = &mut self.worker
+            && worker.loaded.remove(&id)
+        {
+            self.forgotten.push(id);
+        }
+        held.source.held()
+    }
+
+    /// Runs a loaded graph on `inputs`, given in the model's input order.
+    pub async fn run(&mut self, id: GraphId, inputs: Vec<Tensor>) -> Outcome<Vec<Tensor>> {
+        let Some(held) = self.graphs.get(&id) else {
+            return Ok(Err("that graph is no longer loaded".into()));
+        };
+        let source = held.source.clone();
+        let loaded = self.worker.as_ref().is_some_and(|w| w.loaded.contains(&id));
+        if !loaded && let Err(e) = self.load_in_worker(id, &source).await? {
+            return Ok(Err(e));
+        }
+        match self.exchange(Request::Run { graph: id, inputs }).await? {
+            Ok(Answer::Outputs(outputs)) => Ok(Ok(outputs)),
+            Ok(_) => Err(InferenceFailure::Protocol("not outputs".into())),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// The older `inference` import: runs artifact `path` on f32 tensors. The graph stays
+    /// loaded for the instance's next calls.
+    pub async fn run_artifact(
         &mut self,
         path: &Path,
-        inputs: Vec<WitTensor>,
-    ) -> Result<Result<Vec<WitTensor>, String>, InferenceFailure> {
-        if !self.granted {
-            return Ok(Err("native inference is not granted to this service \
-                 (deploy it with `--allow-inference`, or pass that flag to `prelabel detect`)"
-                .into()));
+        inputs: Vec<(Vec<u32>, Vec<f32>)>,
+    ) -> Outcome<Vec<(Vec<u32>, Vec<f32>)>> {
+        let source = Source::Artifact(path.to_path_buf());
+        let id = match self.by_source.get(&source.key()) {
+            Some(&id) => id,
+            None => match self.load(source).await? {
+                Ok((id, _)) => id,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let inputs = inputs
+            .into_iter()
+            .map(|(shape, data)| Tensor::from_f32(shape, &data))
+            .collect();
+        Ok(match self.run(id, inputs).await? {
+            Ok(outputs) => outputs
+                .into_iter()
+                .map(|t| Ok((t.shape.clone(), t.to_f32()?)))
+                .collect(),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn load_in_worker(&mut self, id: GraphId, source: &Source) -> Outcome<Signature> {
+        let request = Request::Load {
+            graph: id,
+            source: source.clone(),
+        };
+        match self.exchange(request).await? {
+            Ok(Answer::Loaded(signature)) => {
+                if let Some(worker) = &mut self.worker {
+                    worker.loaded.insert(id);
+                }
+                Ok(Ok(signature))
+            }
+            Ok(_) => Err(InferenceFailure::Protocol("not a signature".into())),
+            Err(e) => Ok(Err(e)),
         }
+    }
+
+    /// Sends one request (after the graphs to forget, if any) and reads its answer.
+    async fn exchange(&mut self, request: Request) -> Result<Response, InferenceFailure> {
         // Taken out for the call: if the call is abandoned (its deadline passed), the
         // worker is dropped with it, and killed.
         let mut worker = match self.worker.take() {
             Some(worker) => worker,
-            None => Worker::spawn(self.memory_bytes)?,
+            None => {
+                // A new worker knows no graph: nothing to forget.
+                self.forgotten.clear();
+                Worker::spawn(self.memory_bytes)?
+            }
         };
-        let request = Request {
-            model: path.to_path_buf(),
-            inputs: inputs
-                .into_iter()
-                .map(|t| Tensor {
-                    shape: t.shape,
-                    data: t.data,
-                })
-                .collect(),
-        };
-        let request = postcard::to_allocvec(&request)
-            .map_err(|e| InferenceFailure::Protocol(e.to_string()))?;
-        let reply = match worker.call(request.into()).await {
-            Ok(reply) => reply,
-            Err(Exchange::TooLarge) => return Err(InferenceFailure::MemoryLimit),
-            Err(Exchange::Broken) => return Err(worker.post_mortem().await),
-        };
-        let response: Response =
-            postcard::from_bytes(&reply).map_err(|e| InferenceFailure::Protocol(e.to_string()))?;
+        if !self.forgotten.is_empty() {
+            let graphs = std::mem::take(&mut self.forgotten);
+            let forgot = worker.exchange(&Request::Forget { graphs }).await?;
+            forgot.map_err(InferenceFailure::Protocol)?;
+        }
+        let response = worker.exchange(&request).await?;
         self.worker = Some(worker);
-        Ok(response.map(|outputs| {
-            outputs
-                .into_iter()
-                .map(|t| WitTensor {
-                    shape: t.shape,
-                    data: t.data,
-                })
-                .collect()
-        }))
+        Ok(response)
     }
 }
 
@@ -175,7 +464,20 @@ impl Worker {
             requests: FramedWrite::new(stdin, codec(usize::MAX)),
             // A reply is copied into the guest's memory: it cannot be larger than the cap.
             replies: FramedRead::new(stdout, codec(memory_bytes)),
+            loaded: HashSet::new(),
         })
+    }
+
+    /// One request and its answer; a dead or lying worker is the failure it is.
+    async fn exchange(&mut self, request: &Request) -> Result<Response, InferenceFailure> {
+        let request = postcard::to_allocvec(request)
+            .map_err(|e| InferenceFailure::Protocol(e.to_string()))?;
+        let reply = match self.call(request.into()).await {
+            Ok(reply) => reply,
+            Err(Exchange::TooLarge) => return Err(InferenceFailure::MemoryLimit),
+            Err(Exchange::Broken) => return Err(self.post_mortem().await),
+        };
+        postcard::from_bytes(&reply).map_err(|e| InferenceFailure::Protocol(e.to_string()))
     }
 
     async fn call(&mut self, request: Bytes) -> Result<bytes::BytesMut, Exchange> {
@@ -191,7 +493,7 @@ impl Worker {
     }
 
     /// Why the worker died: an allocation over its cap, or a crash with what it printed.
-    async fn post_mortem(mut self) -> InferenceFailure {
+    async fn post_mortem(&mut self) -> InferenceFailure {
         let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
             Ok(Ok(status)) => status.to_string(),
             _ => "did not exit".to_string(),
@@ -253,13 +555,13 @@ pub fn worker_main(memory: &str) -> ExitCode {
     let served = executor.block_on(async {
         let mut requests = FramedRead::new(tokio::io::stdin(), codec(usize::MAX));
         let mut replies = FramedWrite::new(tokio::io::stdout(), codec(usize::MAX));
-        let mut plans = Plans::new(memory_bytes);
+        let mut graphs = Graphs::new(memory_bytes);
         while let Some(frame) = requests.next().await {
             let frame = frame?;
             let response: Response = match postcard::from_bytes::<Request>(&frame) {
                 Ok(request) => {
                     let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        plans.run(request)
+                        graphs.serve(request)
                     }))
                     .unwrap_or_else(|panic| {
                         Err(format!(
@@ -306,87 +608,128 @@ fn limit_heap(bytes: usize) -> std::io::Result<()> {
 }
 
 type Plan = Arc<TypedRunnableModel>;
-/// A plan is specific to a model file and the shapes of its inputs.
-type PlanKey = (PathBuf, Vec<Vec<usize>>);
+/// A plan is specific to a graph and the shapes and types of its inputs.
+type PlanKey = (GraphId, Vec<(Element, Vec<usize>)>);
 
-/// The worker's plans, most recently used last.
-struct Plans {
+/// The worker's graphs, and its plans, most recently used last.
+struct Graphs {
     memory_bytes: usize,
+    graphs: HashMap<GraphId, InferenceModel>,
     plans: Vec<(PlanKey, Plan)>,
 }
 
-impl Plans {
+impl Graphs {
     fn new(memory_bytes: usize) -> Self {
         Self {
             memory_bytes,
+            graphs: HashMap::new(),
             plans: Vec::new(),
         }
     }
 
-    fn run(&mut self, request: Request) -> Response {
-        let shapes: Vec<Vec<usize>> = request
-            .inputs
+    fn serve(&mut self, request: Request) -> Response {
+        match request {
+            Request::Load { graph, source } => self.load(graph, source).map(Answer::Loaded),
+            Request::Run { graph, inputs } => self.run(graph, inputs).map(Answer::Outputs),
+            Request::Forget { graphs } => {
+                for graph in graphs {
+                    self.graphs.remove(&graph);
+                    self.plans.retain(|((g, _), _)| *g != graph);
+                }
+                Ok(Answer::Forgotten)
+            }
+        }
+    }
+
+    fn load(&mut self, graph: GraphId, source: Source) -> Result<Signature, String> {
+        // Read as bytes, not by path: a graph read by path may pull "external data" from files
+        // beside it, and beside an artifact in the store lie other blobs (other packages'
+        // artifacts, items). From bytes, external data is refused.
+        let bytes = match source {
+            Source::Artifact(path) => {
+                std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            Source::Bytes(bytes) => Arc::unwrap_or_clone(bytes),
+        };
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .map_err(|e| format!("cannot load the ONNX model: {e:#}"))?;
+        let name = |outlet: &OutletId| {
+            model
+                .outlet_label(*outlet)
+                .unwrap_or(&model.node(outlet.node).name)
+                .to_string()
+        };
+        let signature = Signature {
+            inputs: model
+                .input_outlets()
+                .map_err(|e| format!("{e:#}"))?
+                .iter()
+                .map(|o| model.node(o.node).name.clone())
+                .collect(),
+            outputs: model
+                .output_outlets()
+                .map_err(|e| format!("{e:#}"))?
+                .iter()
+                .map(name)
+                .collect(),
+        };
+        self.graphs.insert(graph, model);
+        Ok(signature)
+    }
+
+    fn run(&mut self, graph: GraphId, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        let shapes: Vec<(Element, Vec<usize>)> = inputs
             .iter()
-            .map(|t| t.shape.iter().map(|&d| d as usize).collect())
+            .map(|t| (t.element, t.shape.iter().map(|&d| d as usize).collect()))
             .collect();
         let mut tensors = TVec::new();
-        for (i, (input, shape)) in request.inputs.into_iter().zip(&shapes).enumerate() {
-            let elements = shape
-                .iter()
-                .try_fold(1usize, |n, &d| n.checked_mul(d))
-                .filter(|&n| n.saturating_mul(4) <= self.memory_bytes)
-                .ok_or_else(|| format!("input {i}: shape {shape:?} is over the memory limit"))?;
-            if elements != input.data.len() {
+        for (i, (input, (_, shape))) in inputs.into_iter().zip(&shapes).enumerate() {
+            let elements = input.check().map_err(|e| format!("input {i}: {e}"))?;
+            if elements.saturating_mul(input.element.size()) > self.memory_bytes {
                 return Err(format!(
-                    "input {i}: shape {shape:?} needs {elements} values, got {}",
-                    input.data.len()
+                    "input {i}: shape {shape:?} is over the memory limit"
                 ));
             }
-            let array = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), input.data)
-                .map_err(|e| format!("input {i}: {e}"))?;
-            tensors.push(array.into_tensor().into());
+            tensors.push(
+                to_tract(&input, shape)
+                    .map_err(|e| format!("input {i}: {e}"))?
+                    .into(),
+            );
         }
-        let plan = self.plan(&request.model, &shapes)?;
+        let plan = self.plan(graph, &shapes)?;
         let outputs = plan.run(tensors).map_err(|e| format!("{e:#}"))?;
         let mut total = 0usize;
         outputs
             .iter()
             .enumerate()
             .map(|(i, o)| {
-                let view = o
-                    .to_plain_array_view::<f32>()
-                    .map_err(|e| format!("output {i}: {e:#}"))?;
-                total = total.saturating_add(view.len().saturating_mul(4));
+                total = total.saturating_add(o.len().saturating_mul(o.datum_type().size_of()));
                 if total > self.memory_bytes {
                     return Err(format!("output {i}: the outputs are over the memory limit"));
                 }
-                Ok(Tensor {
-                    shape: view.shape().iter().map(|&d| d as u32).collect(),
-                    data: view.iter().copied().collect(),
-                })
+                from_tract(o).map_err(|e| format!("output {i}: {e}"))
             })
             .collect()
     }
 
-    fn plan(&mut self, path: &Path, shapes: &[Vec<usize>]) -> Result<Plan, String> {
-        let key = (path.to_path_buf(), shapes.to_vec());
+    fn plan(&mut self, graph: GraphId, shapes: &[(Element, Vec<usize>)]) -> Result<Plan, String> {
+        let key = (graph, shapes.to_vec());
         if let Some(at) = self.plans.iter().position(|(k, _)| *k == key) {
             let entry = self.plans.remove(at);
             let plan = entry.1.clone();
             self.plans.push(entry);
             return Ok(plan);
         }
-        // Read as bytes, not by path: a graph read by path may pull "external data" from files
-        // beside it, and beside an artifact in the store lie other blobs (other packages'
-        // artifacts, items). From bytes, external data is refused.
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut bytes.as_slice())
-            .map_err(|e| format!("cannot load the ONNX model: {e:#}"))?;
+        let mut model = self
+            .graphs
+            .get(&graph)
+            .ok_or("that graph is not loaded")?
+            .clone();
         check_inputs(&model, shapes)?;
-        for (i, shape) in shapes.iter().enumerate() {
+        for (i, (element, shape)) in shapes.iter().enumerate() {
             model = model
-                .with_input_fact(i, f32::fact(shape).into())
+                .with_input_fact(i, InferenceFact::dt_shape(element.datum(), shape))
                 .map_err(|e| format!("{e:#}"))?;
         }
         let plan = model
@@ -401,8 +744,68 @@ impl Plans {
     }
 }
 
+/// A checked tensor as tract's, element by element from little-endian bytes.
+fn to_tract(tensor: &Tensor, shape: &[usize]) -> TractResult<tract_onnx::prelude::Tensor> {
+    fn build<T: Datum + Copy, const N: usize>(
+        shape: &[usize],
+        data: &[u8],
+        from: fn([u8; N]) -> T,
+    ) -> TractResult<tract_onnx::prelude::Tensor> {
+        let values: Vec<T> = data
+            .chunks_exact(N)
+            .map(|c| {
+                let mut bytes = [0u8; N];
+                bytes.copy_from_slice(c);
+                from(bytes)
+            })
+            .collect();
+        tract_onnx::prelude::Tensor::from_shape(shape, &values)
+    }
+    let data = &tensor.data;
+    match tensor.element {
+        Element::F16 => build(shape, data, |b| f16::from_bits(u16::from_le_bytes(b))),
+        Element::F32 => build(shape, data, f32::from_le_bytes),
+        Element::F64 => build(shape, data, f64::from_le_bytes),
+        Element::U8 => build(shape, data, u8::from_le_bytes),
+        Element::I32 => build(shape, data, i32::from_le_bytes),
+        Element::I64 => build(shape, data, i64::from_le_bytes),
+    }
+}
+
+/// A tract output as a tensor of little-endian bytes.
+fn from_tract(tensor: &tract_onnx::prelude::Tensor) -> Result<Tensor, String> {
+    fn bytes<T: Datum + Copy, const N: usize>(
+        tensor: &tract_onnx::prelude::Tensor,
+        to: fn(T) -> [u8; N],
+    ) -> Result<Vec<u8>, String> {
+        let view = tensor
+            .to_plain_array_view::<T>()
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(view.iter().flat_map(|&v| to(v)).collect())
+    }
+    let element = Element::of(tensor.datum_type()).ok_or_else(|| {
+        format!(
+            "its type {:?} has no wasi-nn tensor type",
+            tensor.datum_type()
+        )
+    })?;
+    let data = match element {
+        Element::F16 => bytes(tensor, |v: f16| v.to_bits().to_le_bytes())?,
+        Element::F32 => bytes(tensor, f32::to_le_bytes)?,
+        Element::F64 => bytes(tensor, f64::to_le_bytes)?,
+        Element::U8 => bytes(tensor, u8::to_le_bytes)?,
+        Element::I32 => bytes(tensor, i32::to_le_bytes)?,
+        Element::I64 => bytes(tensor, i64::to_le_bytes)?,
+    };
+    Ok(Tensor {
+        element,
+        shape: tensor.shape().iter().map(|&d| d as u32).collect(),
+        data,
+    })
+}
+
 /// The inputs match what the model declares: their number, ranks and fixed dimensions.
-fn check_inputs(model: &InferenceModel, shapes: &[Vec<usize>]) -> Result<(), String> {
+fn check_inputs(model: &InferenceModel, shapes: &[(Element, Vec<usize>)]) -> Result<(), String> {
     let declared = model.inputs.len();
     if shapes.len() != declared {
         return Err(format!(
@@ -410,7 +813,7 @@ fn check_inputs(model: &InferenceModel, shapes: &[Vec<usize>]) -> Result<(), Str
             shapes.len()
         ));
     }
-    for (i, shape) in shapes.iter().enumerate() {
+    for (i, (_, shape)) in shapes.iter().enumerate() {
         let fact = model
             .input_fact(i)
             .map_err(|e| format!("input {i}: {e:#}"))?;
@@ -489,26 +892,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("prelabel-plans-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let model = identity_of_any_length(&dir);
-        let mut plans = Plans::new(1 << 20);
-        let run = |plans: &mut Plans, n: usize| {
+        let mut plans = Graphs::new(1 << 20);
+        plans.load(7, Source::Artifact(model)).expect("loads");
+        let run = |plans: &mut Graphs, n: usize| {
             let outputs = plans
-                .run(Request {
-                    model: model.clone(),
-                    inputs: vec![Tensor {
-                        shape: vec![n as u32],
-                        data: vec![1.0; n],
-                    }],
-                })
+                .run(7, vec![Tensor::from_f32(vec![n as u32], &vec![1.0; n])])
                 .expect("runs");
-            assert_eq!(outputs[0].data.len(), n);
+            assert_eq!(outputs[0].to_f32().expect("f32"), vec![1.0; n]);
         };
         // A guest that sends a new shape on every call keeps at most MAX_PLANS plans.
         for n in 1..=20 {
             run(&mut plans, n);
             assert!(plans.plans.len() <= MAX_PLANS);
         }
-        let kept =
-            |plans: &Plans| -> Vec<usize> { plans.plans.iter().map(|(k, _)| k.1[0][0]).collect() };
+        let kept = |plans: &Graphs| -> Vec<usize> {
+            plans.plans.iter().map(|(k, _)| k.1[0].1[0]).collect()
+        };
         assert_eq!(kept(&plans), [17, 18, 19, 20]);
         // Using one again makes it the most recent; the next new shape evicts the oldest.
         run(&mut plans, 17);

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::prelabel::detector::{host, inference, types};
 use super::bindings::{
-    Annotation, Detector, DetectorPre, ErrorKind, GuestError, InitInput, Item, Level,
+    Annotation, ErrorKind, GuestError, HostLinks, HostLinksPre, InitInput, Item, Level,
 };
 use super::inference::{InferenceFailure, NativeInference};
 use super::{Artifacts, Capture, Limits};
@@ -83,10 +83,12 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 /// The data of a store: WASI state, the limiter, artifacts and captured output.
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limiter: Limiter,
     artifacts: Artifacts,
-    inference: NativeInference,
+    pub(super) inference: NativeInference,
+    /// What the host holds for the guest's wasi-nn tensors and graphs.
+    pub(super) nn_held: super::nn::Held,
     capture: Capture,
     /// When the current call must end; checked by the epoch callback.
     deadline: Instant,
@@ -181,8 +183,12 @@ impl inference::Host for HostState {
             Ok(path) => path,
             Err(e) => return Ok(Err(e)),
         };
-        match self.inference.run(&path, inputs).await {
-            Ok(Ok(outputs)) => Ok(Ok(outputs)),
+        let inputs = inputs.into_iter().map(|t| (t.shape, t.data)).collect();
+        match self.inference.run_artifact(&path, inputs).await {
+            Ok(Ok(outputs)) => Ok(Ok(outputs
+                .into_iter()
+                .map(|(shape, data)| inference::Tensor { shape, data })
+                .collect())),
             Ok(Err(message)) => Ok(Err(GuestError {
                 kind: ErrorKind::Artifact,
                 message: format!("artifact `{}`: {message}", shorten(&model)),
@@ -195,7 +201,7 @@ impl inference::Host for HostState {
 }
 
 /// A name the guest chose, cut to a length fit for an error message.
-fn shorten(name: &str) -> String {
+pub(super) fn shorten(name: &str) -> String {
     cut(name, 128)
 }
 
@@ -215,7 +221,12 @@ fn cut(text: &str, max: usize) -> String {
 const MAX_GUEST_MESSAGE: usize = 4096;
 
 impl HostState {
-    fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
+    /// The instance's memory cap, which also bounds what the host holds for it.
+    pub(super) fn limiter_cap(&self) -> usize {
+        self.limiter.cap
+    }
+
+    pub(super) fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
         self.artifacts.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
             GuestError {
@@ -291,7 +302,7 @@ impl Blocked {
 /// A live instance. Create it, call [`Instance::init`] once, then [`Instance::detect`] per item.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: Detector,
+    bindings: HostLinks,
     limits: Limits,
     poisoned: bool,
 }
@@ -299,7 +310,7 @@ pub struct Instance {
 impl Instance {
     pub(super) fn new(
         engine: &Engine,
-        pre: &DetectorPre<HostState>,
+        pre: &HostLinksPre<HostState>,
         artifacts: Artifacts,
         limits: Limits,
     ) -> Result<Self, ExecError> {
@@ -326,6 +337,7 @@ impl Instance {
             },
             artifacts,
             inference: NativeInference::new(limits.allow_inference, limits.memory_bytes),
+            nn_held: Default::default(),
             capture,
             deadline: deadline_after(limits.init_timeout),
         };

@@ -9,6 +9,7 @@ pub mod bindings;
 mod capture;
 mod inference;
 mod instance;
+mod nn;
 pub mod vector_state;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ pub use capture::Capture;
 pub use inference::{InferenceFailure, WORKER_ARG, worker_main};
 pub use instance::{ExecError, HostState, Instance, Phase};
 
-use bindings::{Detector, DetectorPre};
+use bindings::{HostLinks, HostLinksPre};
 
 /// The WIT form of resolved init inputs.
 pub fn init_inputs(values: &BTreeMap<String, InputValue>) -> Vec<InitInput> {
@@ -115,7 +116,7 @@ pub struct Loaded {
     pub digest: String,
     /// The functions the component exports.
     pub exports: Vec<String>,
-    pre: DetectorPre<HostState>,
+    pre: HostLinksPre<HostState>,
 }
 
 impl Runtime {
@@ -136,7 +137,7 @@ impl Runtime {
         // WASI for std (stdout, clocks, random); what it grants is decided per store.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
-        Detector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+        HostLinks::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -191,7 +192,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre =
-            DetectorPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+            HostLinksPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         Ok(Loaded {
             digest,
             exports,

@@ -18,10 +18,15 @@
 //! | `modelname` | returns a box whose model name is 100 MiB |
 //! | `artifactname` | asks the host for an artifact whose name is 100 MiB |
 //! | `errmsg` | returns an error whose message is 100 MiB |
-//! | `nn_M` | runs artifact `M` with native inference on one 1-element tensor |
+//! | `nn_M` | runs artifact `M` with wasi-nn (`load-by-name`) on one 1-element tensor |
 //! | `nn3_M` | the same with three tensors |
 //! | `nnbig_M` | the same with one 512x512 tensor |
 //! | `nnlie_M` | claims a 2^32 x 2^32 tensor and sends one value |
+//! | `nnbytes_M` | loads artifact `M`'s bytes with wasi-nn `load`, then as `nn_M` |
+//! | `nngpu_M`, `nntf_M` | asks `load` for a GPU, or for a TensorFlow model |
+//! | `legacy_M` | runs artifact `M` through the older `inference` import |
+//! | `nnflood` | makes 1 MiB wasi-nn tensors, keeping every one, forever |
+//! | `nnhandles` | makes empty wasi-nn tensors, keeping every one, forever |
 //!
 //! Init inputs: `fail_init = true` makes `init` panic, `sleep_init = true` makes it sleep
 //! for an hour, `busy_init = true` makes it loop forever.
@@ -30,12 +35,16 @@ use std::io::Write;
 
 #[allow(clippy::too_many_arguments)]
 mod bindings {
-    wit_bindgen::generate!({ world: "detector", path: "../../../wit" });
+    // The world the host links, so that one component tries both native inference paths:
+    // wasi-nn, and the `inference` import of components built before it.
+    wit_bindgen::generate!({ world: "host-links", path: "../../../wit", generate_all });
 }
 
 use bindings::prelabel::detector::host;
-use bindings::prelabel::detector::inference::{self, Tensor};
+use bindings::prelabel::detector::inference;
 use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
+use bindings::wasi::nn::graph::{self, ExecutionTarget, Graph, GraphEncoding};
+use bindings::wasi::nn::tensor::{Tensor, TensorType};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
 
 struct Hostile;
@@ -78,9 +87,42 @@ fn probe(name: &str, result: Result<String, String>) -> Annotation {
     )
 }
 
-/// Runs artifact `model` natively on `inputs`; the outcome as a label.
-fn infer(model: &str, inputs: Vec<Tensor>) -> Result<Vec<Annotation>, Error> {
-    let outputs = inference::run(model, &inputs)?;
+/// A wasi-nn error as the guest's.
+fn nn_error(e: bindings::wasi::nn::errors::Error) -> Error {
+    Error {
+        kind: ErrorKind::Artifact,
+        message: format!("{:?}: {}", e.code(), e.data()),
+    }
+}
+
+/// Runs `graph` on f32 tensors of `shapes` (named by index), `values` ones each; the
+/// outcome as a label.
+fn infer(graph: Graph, shapes: &[(Vec<u32>, usize)]) -> Result<Vec<Annotation>, Error> {
+    let context = graph.init_execution_context().map_err(nn_error)?;
+    let inputs = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (shape, values))| {
+            let data: Vec<u8> = (0..*values).flat_map(|_| 1f32.to_le_bytes()).collect();
+            (i.to_string(), Tensor::new(shape, TensorType::Fp32, &data))
+        })
+        .collect();
+    let outputs = context.compute(inputs).map_err(nn_error)?;
+    let values: usize = outputs.iter().map(|(_, t)| t.data().len() / 4).sum();
+    Ok(vec![label(
+        Geometry::Classification,
+        format!("{} outputs, {values} values", outputs.len()),
+        1.0,
+    )])
+}
+
+/// The same through the older `inference` import.
+fn legacy(model: &str) -> Result<Vec<Annotation>, Error> {
+    let one = inference::Tensor {
+        shape: vec![1],
+        data: vec![1.0],
+    };
+    let outputs = inference::run(model, &[one])?;
     let values: usize = outputs.iter().map(|t| t.data.len()).sum();
     Ok(vec![label(
         Geometry::Classification,
@@ -89,11 +131,14 @@ fn infer(model: &str, inputs: Vec<Tensor>) -> Result<Vec<Annotation>, Error> {
     )])
 }
 
-fn tensor(shape: Vec<u32>, values: usize) -> Tensor {
-    Tensor {
-        shape,
-        data: vec![1.0; values],
-    }
+/// Loads artifact `model`'s bytes with wasi-nn's `load`.
+fn load_bytes(
+    model: &str,
+    encoding: GraphEncoding,
+    target: ExecutionTarget,
+) -> Result<Graph, Error> {
+    let bytes = host::artifact(model)?;
+    graph::load(&[bytes], encoding, target).map_err(nn_error)
 }
 
 impl Guest for Hostile {
@@ -126,11 +171,22 @@ impl Guest for Hostile {
             .unwrap_or_default()
             .to_string();
         if let Some((how, model)) = kind.split_once('_') {
+            let by_name = || graph::load_by_name(model).map_err(nn_error);
             return match how {
-                "nn" => infer(model, vec![tensor(vec![1], 1)]),
-                "nn3" => infer(model, (0..3).map(|_| tensor(vec![1], 1)).collect()),
-                "nnbig" => infer(model, vec![tensor(vec![512, 512], 512 * 512)]),
-                "nnlie" => infer(model, vec![tensor(vec![u32::MAX, u32::MAX], 1)]),
+                "nn" => infer(by_name()?, &[(vec![1], 1)]),
+                "nn3" => infer(by_name()?, &[(vec![1], 1), (vec![1], 1), (vec![1], 1)]),
+                "nnbig" => infer(by_name()?, &[(vec![512, 512], 512 * 512)]),
+                "nnlie" => infer(by_name()?, &[(vec![u32::MAX, u32::MAX], 1)]),
+                "nnbytes" => {
+                    let graph = load_bytes(model, GraphEncoding::Onnx, ExecutionTarget::Cpu)?;
+                    infer(graph, &[(vec![1], 1)])
+                }
+                "nngpu" => {
+                    load_bytes(model, GraphEncoding::Onnx, ExecutionTarget::Gpu).map(|_| vec![])
+                }
+                "nntf" => load_bytes(model, GraphEncoding::Tensorflow, ExecutionTarget::Cpu)
+                    .map(|_| vec![]),
+                "legacy" => legacy(model),
                 other => Err(Error {
                     kind: ErrorKind::InvalidItem,
                     message: format!("no inference behaviour named `{other}`"),
@@ -173,6 +229,19 @@ impl Guest for Hostile {
                 vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
             }
             "ok" => vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)],
+            "nnflood" => {
+                let megabyte = vec![0u8; 1 << 20];
+                let mut kept = Vec::new();
+                loop {
+                    kept.push(Tensor::new(&[1 << 18], TensorType::Fp32, &megabyte));
+                }
+            }
+            "nnhandles" => {
+                let mut kept = Vec::new();
+                loop {
+                    kept.push(Tensor::new(&[0], TensorType::Fp32, &[]));
+                }
+            }
             "slow" => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]

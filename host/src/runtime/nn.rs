@@ -1,0 +1,375 @@
+//! wasi-nn (`wasi:nn@0.2.0-rc-2024-10-28`) for guests: graphs, tensors and execution
+//! contexts as host resources, computed by the instance's inference worker
+//! (`inference.rs`), so every limit of native inference holds on this path too.
+//!
+//! - A permission: without `--allow-inference`, `load` and `load-by-name` answer
+//!   `security`, and nothing else can be reached without a graph.
+//! - `load-by-name` takes one of the package's artifacts; `load` takes ONNX bytes (one
+//!   builder), on the CPU.
+//! - What the host holds for the guest (tensor bytes, model bytes passed to `load`) counts
+//!   against the instance's memory cap; past it the call traps as the memory limit. Handles
+//!   count against the instance's resource table bound, graphs against [`MAX_GRAPHS`].
+//! - `compute` matches inputs by name (or index, as wasmtime's own backends do), answers
+//!   every output named, and runs under the call's deadline.
+
+use wasmtime::component::Resource;
+
+use super::bindings::wasi::nn::errors::ErrorCode;
+use super::bindings::wasi::nn::graph::{ExecutionTarget, GraphEncoding};
+use super::bindings::wasi::nn::tensor::TensorType;
+use super::bindings::wasi::nn::{errors, graph, inference, tensor};
+use super::inference::{
+    Element, GraphId, InferenceFailure, MAX_GRAPHS, Outcome, Signature, Source,
+};
+use super::instance::HostState;
+
+/// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
+pub struct Graph {
+    id: GraphId,
+    signature: Signature,
+    /// Model bytes the host holds for it (passed to `load`), counted against the cap.
+    held: usize,
+}
+
+/// A graph ready to compute (it holds its own use of the graph).
+pub struct ExecutionContext {
+    id: GraphId,
+    signature: Signature,
+}
+
+/// A tensor, held by the host for the guest.
+pub struct Tensor {
+    dimensions: Vec<u32>,
+    ty: TensorType,
+    data: Vec<u8>,
+}
+
+/// wasi-nn's error: a code, and what happened in words.
+pub struct Error {
+    code: ErrorCode,
+    data: String,
+}
+
+/// Bytes the host holds for the guest's wasi-nn handles, under the memory cap.
+#[derive(Default)]
+pub struct Held {
+    bytes: usize,
+}
+
+impl Held {
+    fn take(&mut self, bytes: usize, cap: usize) -> wasmtime::Result<()> {
+        let total = self.bytes.saturating_add(bytes);
+        if total > cap {
+            return Err(wasmtime::Error::new(InferenceFailure::MemoryLimit));
+        }
+        self.bytes = total;
+        Ok(())
+    }
+
+    fn give(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+type Answer<T> = wasmtime::Result<Result<Resource<T>, Resource<Error>>>;
+
+impl HostState {
+    fn nn_error<T>(
+        &mut self,
+        code: ErrorCode,
+        data: impl Into<String>,
+    ) -> wasmtime::Result<Result<T, Resource<Error>>> {
+        let data: String = data.into();
+        tracing::debug!(target: "prelabel::guest", "wasi-nn: {data}");
+        Ok(Err(self.table.push(Error { code, data })?))
+    }
+
+    /// A worker's outcome as the guest sees it: a model's error is the guest's to handle,
+    /// a worker's failure ends the call.
+    fn nn_outcome<T>(
+        outcome: Outcome<T>,
+        code: ErrorCode,
+    ) -> wasmtime::Result<Result<T, (ErrorCode, String)>> {
+        match outcome {
+            Ok(Ok(value)) => Ok(Ok(value)),
+            Ok(Err(message)) => Ok(Err((code, message))),
+            Err(failure) => Err(wasmtime::Error::new(failure)),
+        }
+    }
+
+    async fn nn_load(&mut self, source: Source) -> Answer<Graph> {
+        if !self.inference.granted() {
+            return self.nn_error(ErrorCode::Security, super::inference::NOT_GRANTED);
+        }
+        if !self.inference.can_load(&source) {
+            return self.nn_error(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_GRAPHS} graphs may be loaded at once; drop one first"),
+            );
+        }
+        let held = source.held();
+        self.nn_held.take(held, self.limiter_cap())?;
+        let outcome = self.inference.load(source).await;
+        match Self::nn_outcome(outcome, ErrorCode::InvalidEncoding)? {
+            Ok((id, signature)) => Ok(Ok(self.table.push(Graph {
+                id,
+                signature,
+                held,
+            })?)),
+            Err((code, message)) => {
+                self.nn_held.give(held);
+                self.nn_error(code, message)
+            }
+        }
+    }
+}
+
+impl graph::Host for HostState {
+    async fn load(
+        &mut self,
+        builders: Vec<Vec<u8>>,
+        encoding: GraphEncoding,
+        target: ExecutionTarget,
+    ) -> Answer<Graph> {
+        if !matches!(encoding, GraphEncoding::Onnx | GraphEncoding::Autodetect) {
+            return self.nn_error(
+                ErrorCode::InvalidEncoding,
+                format!(
+                    "this host runs ONNX models (with tract), not {}",
+                    encoding_name(encoding)
+                ),
+            );
+        }
+        if target != ExecutionTarget::Cpu {
+            return self.nn_error(
+                ErrorCode::UnsupportedOperation,
+                format!(
+                    "this host runs models on the CPU, not the {}",
+                    if target == ExecutionTarget::Gpu {
+                        "GPU"
+                    } else {
+                        "TPU"
+                    }
+                ),
+            );
+        }
+        let [model]: [Vec<u8>; 1] = match builders.try_into() {
+            Ok(one) => one,
+            Err(builders) => {
+                return self.nn_error(
+                    ErrorCode::InvalidArgument,
+                    format!("an ONNX model is one builder, got {}", builders.len()),
+                );
+            }
+        };
+        self.nn_load(Source::Bytes(std::sync::Arc::new(model)))
+            .await
+    }
+
+    async fn load_by_name(&mut self, name: String) -> Answer<Graph> {
+        match self.artifact_path(&name) {
+            Ok(path) => self.nn_load(Source::Artifact(path)).await,
+            Err(e) => self.nn_error(ErrorCode::NotFound, e.message),
+        }
+    }
+}
+
+impl graph::HostGraph for HostState {
+    fn init_execution_context(&mut self, graph: Resource<Graph>) -> Answer<ExecutionContext> {
+        let graph = self.table.get(&graph)?;
+        let context = ExecutionContext {
+            id: graph.id,
+            signature: graph.signature.clone(),
+        };
+        self.inference.acquire(context.id);
+        Ok(Ok(self.table.push(context)?))
+    }
+
+    fn drop(&mut self, graph: Resource<Graph>) -> wasmtime::Result<()> {
+        let graph = self.table.delete(graph)?;
+        self.inference.release(graph.id);
+        self.nn_held.give(graph.held);
+        Ok(())
+    }
+}
+
+impl inference::Host for HostState {}
+
+impl inference::HostGraphExecutionContext for HostState {
+    async fn compute(
+        &mut self,
+        context: Resource<ExecutionContext>,
+        inputs: Vec<(String, Resource<Tensor>)>,
+    ) -> wasmtime::Result<Result<Vec<(String, Resource<Tensor>)>, Resource<Error>>> {
+        let (id, signature) = {
+            let context = self.table.get(&context)?;
+            (context.id, context.signature.clone())
+        };
+        // The guest gave its tensors away: take them off the table (and the budget) first.
+        let mut given = Vec::with_capacity(inputs.len());
+        for (name, tensor) in inputs {
+            let tensor = self.table.delete(tensor)?;
+            self.nn_held.give(tensor.data.len());
+            given.push((name, tensor));
+        }
+        let ordered = match order_inputs(&signature, given) {
+            Ok(ordered) => ordered,
+            Err(message) => return self.nn_error(ErrorCode::InvalidArgument, message),
+        };
+        let outcome = self.inference.run(id, ordered).await;
+        let outputs = match Self::nn_outcome(outcome, ErrorCode::RuntimeError)? {
+            Ok(outputs) => outputs,
+            Err((code, message)) => return self.nn_error(code, message),
+        };
+        let cap = self.limiter_cap();
+        let mut named = Vec::with_capacity(outputs.len());
+        for (at, output) in outputs.into_iter().enumerate() {
+            let name = signature
+                .outputs
+                .get(at)
+                .cloned()
+                .unwrap_or_else(|| at.to_string());
+            self.nn_held.take(output.data.len(), cap)?;
+            let tensor = Tensor {
+                dimensions: output.shape,
+                ty: tensor_type(output.element),
+                data: output.data,
+            };
+            named.push((name, self.table.push(tensor)?));
+        }
+        Ok(Ok(named))
+    }
+
+    fn drop(&mut self, context: Resource<ExecutionContext>) -> wasmtime::Result<()> {
+        let context = self.table.delete(context)?;
+        self.inference.release(context.id);
+        Ok(())
+    }
+}
+
+/// The guest's named tensors in the model's input order; every input once.
+fn order_inputs(
+    signature: &Signature,
+    given: Vec<(String, Tensor)>,
+) -> Result<Vec<super::inference::Tensor>, String> {
+    let mut slots: Vec<Option<super::inference::Tensor>> = vec![None; signature.inputs.len()];
+    for (name, tensor) in given {
+        let at = signature
+            .inputs
+            .iter()
+            .position(|n| *n == name)
+            .or_else(|| name.parse::<usize>().ok().filter(|&i| i < slots.len()))
+            .ok_or_else(|| {
+                format!(
+                    "the model has no input named `{}` (it has: {})",
+                    super::instance::shorten(&name),
+                    signature.inputs.join(", ")
+                )
+            })?;
+        let element = element(tensor.ty)
+            .ok_or_else(|| format!("input `{name}`: BF16 tensors are not supported"))?;
+        let tensor = super::inference::Tensor {
+            element,
+            shape: tensor.dimensions,
+            data: tensor.data,
+        };
+        tensor.check().map_err(|e| format!("input `{name}`: {e}"))?;
+        if slots[at].replace(tensor).is_some() {
+            return Err(format!("input `{}` given twice", signature.inputs[at]));
+        }
+    }
+    slots
+        .into_iter()
+        .zip(&signature.inputs)
+        .map(|(slot, name)| slot.ok_or_else(|| format!("input `{name}` is missing")))
+        .collect()
+}
+
+fn encoding_name(encoding: GraphEncoding) -> &'static str {
+    match encoding {
+        GraphEncoding::Openvino => "OpenVINO",
+        GraphEncoding::Onnx => "ONNX",
+        GraphEncoding::Tensorflow => "TensorFlow",
+        GraphEncoding::Pytorch => "PyTorch",
+        GraphEncoding::Tensorflowlite => "TensorFlow Lite",
+        GraphEncoding::Ggml => "GGML",
+        GraphEncoding::Autodetect => "autodetect",
+    }
+}
+
+fn element(ty: TensorType) -> Option<Element> {
+    Some(match ty {
+        TensorType::Fp16 => Element::F16,
+        TensorType::Fp32 => Element::F32,
+        TensorType::Fp64 => Element::F64,
+        TensorType::U8 => Element::U8,
+        TensorType::I32 => Element::I32,
+        TensorType::I64 => Element::I64,
+        TensorType::Bf16 => return None,
+    })
+}
+
+fn tensor_type(element: Element) -> TensorType {
+    match element {
+        Element::F16 => TensorType::Fp16,
+        Element::F32 => TensorType::Fp32,
+        Element::F64 => TensorType::Fp64,
+        Element::U8 => TensorType::U8,
+        Element::I32 => TensorType::I32,
+        Element::I64 => TensorType::I64,
+    }
+}
+
+impl tensor::Host for HostState {}
+
+impl tensor::HostTensor for HostState {
+    fn new(
+        &mut self,
+        dimensions: Vec<u32>,
+        ty: TensorType,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Resource<Tensor>> {
+        let cap = self.limiter_cap();
+        self.nn_held.take(data.len(), cap)?;
+        Ok(self.table.push(Tensor {
+            dimensions,
+            ty,
+            data,
+        })?)
+    }
+
+    fn dimensions(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.table.get(&tensor)?.dimensions.clone())
+    }
+
+    fn ty(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<TensorType> {
+        Ok(self.table.get(&tensor)?.ty)
+    }
+
+    fn data(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&tensor)?.data.clone())
+    }
+
+    fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
+        let tensor = self.table.delete(tensor)?;
+        self.nn_held.give(tensor.data.len());
+        Ok(())
+    }
+}
+
+impl errors::Host for HostState {}
+
+impl errors::HostError for HostState {
+    fn code(&mut self, error: Resource<Error>) -> wasmtime::Result<ErrorCode> {
+        Ok(self.table.get(&error)?.code)
+    }
+
+    fn data(&mut self, error: Resource<Error>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&error)?.data.clone())
+    }
+
+    fn drop(&mut self, error: Resource<Error>) -> wasmtime::Result<()> {
+        self.table.delete(error)?;
+        Ok(())
+    }
+}
