@@ -484,6 +484,8 @@ fn bench_prints_its_table() {
         "queue to done",
         "hot swap",
         "end to end, concurrency 2",
+        "prelabel detect, in the sandbox, 1 job(s), whole process",
+        "prelabel detect, host inference, 1 job(s), whole process",
         "CPU of an idle `prelabel work`",
         "upload -> execution claimed",
         "peak RSS of `prelabel work`",

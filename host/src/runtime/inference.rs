@@ -893,7 +893,12 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let model = identity_of_any_length(&dir);
         let mut plans = Graphs::new(1 << 20);
-        plans.load(7, Source::Artifact(model)).expect("loads");
+        let signature = plans.load(7, Source::Artifact(model)).expect("loads");
+        // The names wasi-nn's `compute` matches inputs by and answers outputs with.
+        assert_eq!(
+            (signature.inputs, signature.outputs),
+            (vec!["x".into()], vec!["y".into()])
+        );
         let run = |plans: &mut Graphs, n: usize| {
             let outputs = plans
                 .run(7, vec![Tensor::from_f32(vec![n as u32], &vec![1.0; n])])

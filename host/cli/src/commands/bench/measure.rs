@@ -139,6 +139,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     detect_rows(&mut rows, &runtime, &faces, &options.image, runs)?;
     host_rows(&mut rows, &runtime, options, runs)?;
     platform_rows(&mut rows, options)?;
+    jobs_rows(&mut rows, options)?;
     idle_rows(&mut rows, options)?;
     memory_rows(&mut rows, options)?;
     Ok(rows)
@@ -393,6 +394,65 @@ fn platform_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
                 items as f64 / elapsed.as_secs_f64()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `prelabel detect` on the sample photos as a whole process (start, load, init, every
+/// photo), at 1..=cores jobs, in the sandbox and with host inference: what a user waits for.
+fn jobs_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
+    let exe = std::env::current_exe().context("this binary")?;
+    let root = options
+        .face_detector
+        .parent()
+        .and_then(Path::parent)
+        .context("the workspace of the face detector")?;
+    let photos = std::fs::read_dir(&options.samples)?.count();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (what, extra) in [
+        ("in the sandbox", &[][..]),
+        (
+            "host inference",
+            &["--allow-inference", "--init", "inference=host"][..],
+        ),
+    ] {
+        for jobs in 1..=cores {
+            let run = || -> Result<Duration> {
+                let started = Instant::now();
+                let out = std::process::Command::new(&exe)
+                    .args(["detect", "--home"])
+                    .arg(options.scratch.join("detect-home"))
+                    .arg("--cache-dir")
+                    .arg(options.scratch.join("cache"))
+                    .arg("--root")
+                    .arg(root)
+                    .arg("--jobs")
+                    .arg(jobs.to_string())
+                    .args(extra)
+                    .arg(&options.face_detector)
+                    .arg(&options.samples)
+                    .output()?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "prelabel detect failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Ok(started.elapsed())
+            };
+            let samples = (0..3).map(|_| run()).collect::<Result<Vec<_>>>()?;
+            let mut sorted = samples.clone();
+            sorted.sort();
+            let median = sorted[sorted.len() / 2];
+            rows.push(stats(
+                "jobs",
+                &format!("prelabel detect, {what}, {jobs} job(s), whole process"),
+                samples,
+                format!(
+                    "{:.1} items/s over {photos} photos",
+                    photos as f64 / median.as_secs_f64()
+                ),
+            ));
+        }
     }
     Ok(())
 }
