@@ -37,7 +37,7 @@ const WORKER_HEADROOM: usize = 64 << 20;
 /// Optimised plans a worker keeps (each graph and distinct input shape makes one).
 const MAX_PLANS: usize = 4;
 /// Graphs an instance may hold loaded at once (a detector needs one or two).
-pub const MAX_GRAPHS: usize = 8;
+const MAX_GRAPHS: usize = 8;
 /// What is kept of a dead worker's stderr for the error message.
 const STDERR_TAIL: usize = 2048;
 
@@ -226,9 +226,19 @@ fn codec(max_frame: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// What the guest is told when native inference is not granted.
-pub const NOT_GRANTED: &str = "native inference is not granted to this service \
-    (deploy it with `--allow-inference`, or pass that flag to `prelabel detect`)";
+/// Why a graph was not loaded: refused before its model was read, or the model's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error(
+        "native inference is not granted to this service \
+         (deploy it with `--allow-inference`, or pass that flag to `prelabel detect`)"
+    )]
+    NotGranted,
+    #[error("at most {MAX_GRAPHS} graphs may be loaded at once; drop one first")]
+    TooMany,
+    #[error("{0}")]
+    Model(String),
+}
 
 /// The host side, one per instance: whether inference is granted, the graphs the instance
 /// loaded, and its worker.
@@ -275,20 +285,14 @@ impl NativeInference {
         }
     }
 
-    pub fn granted(&self) -> bool {
-        self.granted
-    }
-
-    /// Whether `source` is loaded already or there is room for one more graph.
-    pub fn can_load(&self, source: &Source) -> bool {
-        self.graphs.len() < MAX_GRAPHS || self.by_source.contains_key(&source.key())
-    }
-
     /// Loads a graph (once per source: loading the same model again shares it) and takes
     /// one use of it; [`NativeInference::release`] gives it back.
-    pub async fn load(&mut self, source: Source) -> Outcome<(GraphId, Signature)> {
+    pub async fn load(
+        &mut self,
+        source: Source,
+    ) -> Result<Result<(GraphId, Signature), Refused>, InferenceFailure> {
         if !self.granted {
-            return Ok(Err(NOT_GRANTED.into()));
+            return Ok(Err(Refused::NotGranted));
         }
         let key = source.key();
         if let Some(&id) = self.by_source.get(&key)
@@ -298,15 +302,13 @@ impl NativeInference {
             return Ok(Ok((id, held.signature.clone())));
         }
         if self.graphs.len() >= MAX_GRAPHS {
-            return Ok(Err(format!(
-                "at most {MAX_GRAPHS} graphs may be loaded at once; drop one first"
-            )));
+            return Ok(Err(Refused::TooMany));
         }
         let id = self.next;
         self.next = self.next.wrapping_add(1);
         let signature = match self.load_in_worker(id, &source).await? {
             Ok(signature) => signature,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(Refused::Model(e))),
         };
         self.by_source.insert(key.clone(), id);
         self.graphs.insert(
@@ -328,26 +330,23 @@ impl NativeInference {
         }
     }
 
-    /// Gives back one use of a graph; the last one lets the worker forget it. Returns the
-    /// bytes the host no longer holds for it.
-    pub fn release(&mut self, id: GraphId) -> usize {
+    /// Gives back one use of a graph; the last one lets the worker forget it.
+    pub fn release(&mut self, id: GraphId) {
         let Some(held) = self.graphs.get_mut(&id) else {
-            return 0;
+            return;
         };
         held.users = held.users.saturating_sub(1);
         if held.users > 0 {
-            return 0;
+            return;
         }
-        let Some(held) = self.graphs.remove(&id) else {
-            return 0;
-        };
-        self.by_source.remove(&held.key);
+        if let Some(held) = self.graphs.remove(&id) {
+            self.by_source.remove(&held.key);
+        }
         if let Some(worker) = &mut self.worker
             && worker.loaded.remove(&id)
         {
             self.forgotten.push(id);
         }
-        held.source.held()
     }
 
     /// Runs a loaded graph on `inputs`, given in the model's input order.
@@ -379,7 +378,7 @@ impl NativeInference {
             Some(&id) => id,
             None => match self.load(source).await? {
                 Ok((id, _)) => id,
-                Err(e) => return Ok(Err(e)),
+                Err(refused) => return Ok(Err(refused.to_string())),
             },
         };
         let inputs = inputs
@@ -759,7 +758,8 @@ fn to_tract(tensor: &Tensor, shape: &[usize]) -> TractResult<tract_onnx::prelude
                 from(bytes)
             })
             .collect();
-        tract_onnx::prelude::Tensor::from_shape(shape, &values)
+        // The values become the tensor's storage as they are, not a second copy.
+        Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tensor())
     }
     let data = &tensor.data;
     match tensor.element {

@@ -8,7 +8,7 @@
 //!   builder), on the CPU.
 //! - What the host holds for the guest (tensor bytes, model bytes passed to `load`) counts
 //!   against the instance's memory cap; past it the call traps as the memory limit. Handles
-//!   count against the instance's resource table bound, graphs against [`MAX_GRAPHS`].
+//!   count against the instance's resource table bound, and at most 8 graphs are loaded at once.
 //! - `compute` matches inputs by name (or index, as wasmtime's own backends do), answers
 //!   every output named, and runs under the call's deadline.
 
@@ -18,9 +18,7 @@ use super::bindings::wasi::nn::errors::ErrorCode;
 use super::bindings::wasi::nn::graph::{ExecutionTarget, GraphEncoding};
 use super::bindings::wasi::nn::tensor::TensorType;
 use super::bindings::wasi::nn::{errors, graph, inference, tensor};
-use super::inference::{
-    Element, GraphId, InferenceFailure, MAX_GRAPHS, Outcome, Signature, Source,
-};
+use super::inference::{Element, GraphId, InferenceFailure, Refused, Signature, Source};
 use super::instance::HostState;
 
 /// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
@@ -84,43 +82,30 @@ impl HostState {
         Ok(Err(self.table.push(Error { code, data })?))
     }
 
-    /// A worker's outcome as the guest sees it: a model's error is the guest's to handle,
-    /// a worker's failure ends the call.
-    fn nn_outcome<T>(
-        outcome: Outcome<T>,
-        code: ErrorCode,
-    ) -> wasmtime::Result<Result<T, (ErrorCode, String)>> {
-        match outcome {
-            Ok(Ok(value)) => Ok(Ok(value)),
-            Ok(Err(message)) => Ok(Err((code, message))),
-            Err(failure) => Err(wasmtime::Error::new(failure)),
-        }
-    }
-
+    /// Loads a graph; a refusal or the model's error is the guest's to handle, a worker's
+    /// failure (or model bytes over the cap) ends the call.
     async fn nn_load(&mut self, source: Source) -> Answer<Graph> {
-        if !self.inference.granted() {
-            return self.nn_error(ErrorCode::Security, super::inference::NOT_GRANTED);
-        }
-        if !self.inference.can_load(&source) {
-            return self.nn_error(
-                ErrorCode::TooLarge,
-                format!("at most {MAX_GRAPHS} graphs may be loaded at once; drop one first"),
-            );
-        }
         let held = source.held();
-        self.nn_held.take(held, self.limiter_cap())?;
-        let outcome = self.inference.load(source).await;
-        match Self::nn_outcome(outcome, ErrorCode::InvalidEncoding)? {
-            Ok((id, signature)) => Ok(Ok(self.table.push(Graph {
-                id,
-                signature,
-                held,
-            })?)),
-            Err((code, message)) => {
-                self.nn_held.give(held);
-                self.nn_error(code, message)
+        let (id, signature) = match self.inference.load(source).await? {
+            Ok(loaded) => loaded,
+            Err(refused) => {
+                let code = match refused {
+                    Refused::NotGranted => ErrorCode::Security,
+                    Refused::TooMany => ErrorCode::TooLarge,
+                    Refused::Model(_) => ErrorCode::InvalidEncoding,
+                };
+                return self.nn_error(code, refused.to_string());
             }
+        };
+        if let Err(over) = self.nn_held.take(held, self.limiter_cap()) {
+            self.inference.release(id);
+            return Err(over);
         }
+        Ok(Ok(self.table.push(Graph {
+            id,
+            signature,
+            held,
+        })?))
     }
 }
 
@@ -216,10 +201,9 @@ impl inference::HostGraphExecutionContext for HostState {
             Ok(ordered) => ordered,
             Err(message) => return self.nn_error(ErrorCode::InvalidArgument, message),
         };
-        let outcome = self.inference.run(id, ordered).await;
-        let outputs = match Self::nn_outcome(outcome, ErrorCode::RuntimeError)? {
+        let outputs = match self.inference.run(id, ordered).await? {
             Ok(outputs) => outputs,
-            Err((code, message)) => return self.nn_error(code, message),
+            Err(message) => return self.nn_error(ErrorCode::RuntimeError, message),
         };
         let cap = self.limiter_cap();
         let mut named = Vec::with_capacity(outputs.len());
