@@ -440,18 +440,13 @@ fn jobs_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
                 Ok(started.elapsed())
             };
             let samples = (0..3).map(|_| run()).collect::<Result<Vec<_>>>()?;
-            let mut sorted = samples.clone();
-            sorted.sort();
-            let median = sorted[sorted.len() / 2];
-            rows.push(stats(
-                "jobs",
-                &format!("prelabel detect, {what}, {jobs} job(s), whole process"),
-                samples,
-                format!(
-                    "{:.1} items/s over {photos} photos",
-                    photos as f64 / median.as_secs_f64()
-                ),
-            ));
+            let name = format!("prelabel detect, {what}, {jobs} job(s), whole process");
+            let mut row = stats("jobs", &name, samples, "");
+            row.note = format!(
+                "{:.1} items/s over {photos} photos",
+                photos as f64 / row.median.as_secs_f64()
+            );
+            rows.push(row);
         }
     }
     Ok(())
