@@ -108,12 +108,17 @@ fn infer(graph: Graph, shapes: &[(Vec<u32>, usize)]) -> Result<Vec<Annotation>, 
         })
         .collect();
     let outputs = context.compute(inputs).map_err(nn_error)?;
-    let values: usize = outputs.iter().map(|(_, t)| t.data().len() / 4).sum();
-    Ok(vec![label(
+    let values = outputs.iter().map(|(_, t)| t.data().len() / 4).sum();
+    Ok(counted(outputs.len(), values))
+}
+
+/// What an inference answered, as a label.
+fn counted(outputs: usize, values: usize) -> Vec<Annotation> {
+    vec![label(
         Geometry::Classification,
-        format!("{} outputs, {values} values", outputs.len()),
+        format!("{outputs} outputs, {values} values"),
         1.0,
-    )])
+    )]
 }
 
 /// The same through the older `inference` import.
@@ -123,12 +128,8 @@ fn legacy(model: &str) -> Result<Vec<Annotation>, Error> {
         data: vec![1.0],
     };
     let outputs = inference::run(model, &[one])?;
-    let values: usize = outputs.iter().map(|t| t.data.len()).sum();
-    Ok(vec![label(
-        Geometry::Classification,
-        format!("{} outputs, {values} values", outputs.len()),
-        1.0,
-    )])
+    let values = outputs.iter().map(|t| t.data.len()).sum();
+    Ok(counted(outputs.len(), values))
 }
 
 /// Loads artifact `model`'s bytes with wasi-nn's `load`.
