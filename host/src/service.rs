@@ -201,19 +201,11 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    if let Some(s) = &existing
-        && s.package != request.package
-    {
-        return Err(Error::Conflict {
-            kind: Kind::Service,
-            name: s.name.clone(),
-            message: format!(
-                "service `{}` runs package `{}`, not `{}` (delete it first, or pick another --name)",
-                s.name, s.package, request.package
-            ),
-        });
-    }
-    let init = resolve_init(&revision, existing.as_ref(), &request.init)?;
+    let carried = match &existing {
+        Some(s) => carried_init(store, s, &revision)?,
+        None => BTreeMap::new(),
+    };
+    let init = resolve_init(&revision, &carried, &request.init)?;
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
     write(
         store,
@@ -312,14 +304,14 @@ fn write(
                 &format!(
                     "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
                             timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
-                            max_annotations = ?11, log_kb = ?12, allow_inference = ?13, generation = generation + 1,
-                            updated_at = {NOW}
+                            max_annotations = ?11, log_kb = ?12, allow_inference = ?13, package_id = ?14,
+                            generation = generation + 1, updated_at = {NOW}
                       WHERE id = ?1"
                 ),
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference
+                    settings.allow_inference, package_id
                 ],
             )?;
         }
@@ -328,23 +320,55 @@ fn write(
     Ok(())
 }
 
-/// Init values for a deploy: the manifest's defaults, then the service's current values
-/// that the revision still declares, then the ones given now; all checked against the types.
+/// The service's init values that a deploy (or rollback) of `to` starts from. A service may
+/// switch packages (a hot swap to another detector): then only what the deployer chose for
+/// the old package carries over, not its defaults (its `model_filename` is not the new one's).
+fn carried_init(
+    store: &Store,
+    service: &Service,
+    to: &Revision,
+) -> Result<BTreeMap<String, InputValue>> {
+    if service.package == to.package {
+        return Ok(service.init_inputs.clone());
+    }
+    let defaults = revision::revision_by_id(store, service.revision_id)?
+        .manifest
+        .defaults();
+    Ok(service
+        .init_inputs
+        .iter()
+        .filter(|(name, value)| defaults.get(*name) != Some(*value))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect())
+}
+
+/// The init values `service` would run `revision` with if it were deployed now with `given`
+/// (what `compare` runs a candidate with).
+pub fn init_for(
+    store: &Store,
+    service: &Service,
+    revision: &Revision,
+    given: &[String],
+) -> Result<BTreeMap<String, InputValue>> {
+    resolve_init(revision, &carried_init(store, service, revision)?, given)
+}
+
+/// Init values for a deploy: the manifest's defaults, then the `carried` values (the
+/// service's current ones) that the revision still declares, then the ones given now; all
+/// checked against the types.
 fn resolve_init(
     revision: &Revision,
-    existing: Option<&Service>,
+    carried: &BTreeMap<String, InputValue>,
     given: &[String],
 ) -> Result<BTreeMap<String, InputValue>> {
     let manifest = &revision.manifest;
     let declared = |name: &str| manifest.module.init_inputs.iter().find(|i| i.name == name);
     let mut values: BTreeMap<String, InputValue> = BTreeMap::new();
-    if let Some(s) = existing {
-        for (name, value) in &s.init_inputs {
-            if let Some(decl) = declared(name)
-                && let Ok(v) = decl.ty.accept(value)
-            {
-                values.insert(name.clone(), v);
-            }
+    for (name, value) in carried {
+        if let Some(decl) = declared(name)
+            && let Ok(v) = decl.ty.accept(value)
+        {
+            values.insert(name.clone(), v);
         }
     }
     values.extend(manifest.parse_init_args(given)?);
@@ -408,10 +432,10 @@ pub fn rollback(store: &mut Store, name: &str) -> Result<Service> {
             message: format!("service `{name}` has no previous revision to roll back to"),
         })?;
     let revision = revision::revision_by_id(store, previous)?;
-    let init = resolve_init(&revision, Some(&service), &[])?;
+    let init = resolve_init(&revision, &carried_init(store, &service, &revision)?, &[])?;
     store.conn().execute(
         &format!("UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
-                updated_at = {NOW} WHERE id = ?1"),
+                package_id = (SELECT package_id FROM revisions WHERE id = ?2), updated_at = {NOW} WHERE id = ?1"),
         params![service.id, previous, service.revision_id, serde_json::to_string(&init).expect("init values serialize")],
     )?;
     get(store, name)

@@ -29,7 +29,7 @@ pub fn get(store: &Store, item: &ItemRecord, side: u32) -> Result<Vec<u8>> {
         return Ok(bytes);
     }
     let original = store.read_blob(&item.digest)?;
-    let rgb = res10::decode(&original, res10::DEFAULT_MAX_PIXELS).map_err(|e| {
+    let rgb = vision::decode(&original, vision::DEFAULT_MAX_PIXELS).map_err(|e| {
         Error::invalid(
             "item",
             format!("item {} is not an image it can show: {e}", item.id),

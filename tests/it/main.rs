@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod browser;
+mod centerface;
 mod cvat;
 mod detect;
 mod fuzz_smoke;

@@ -3,56 +3,29 @@
 //!
 //! This crate does no I/O and knows nothing of WebAssembly: the `face-detector` component
 //! wraps it, and it also builds natively, which is the baseline benchmarks compare against.
-//! Each stage is public so that it can be tested and timed alone:
+//! Decoding, the resize and NMS are the shared [`vision`] crate's. Each stage is public so that
+//! it can be tested and timed alone:
 //! [`decode`] → [`preprocess`] → [`Model::infer`] → [`detection_output`] → [`to_detections`].
 
-mod decode;
 mod model;
 mod nms;
-mod resize;
 
-pub use decode::{DEFAULT_MAX_PIXELS, decode};
 pub use model::{INPUT_SIZE, Model, RawOutput, preprocess};
 pub use nms::{Candidate, DetectionOutputParams, detection_output};
-pub use resize::resize_linear;
 pub use tract_onnx::prelude::Tensor;
+pub use vision::{DEFAULT_MAX_PIXELS, Detection, decode, resize_linear};
 
 use std::time::{Duration, Instant};
 
 /// What can go wrong while detecting. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {max_pixels}")]
-    TooLarge {
-        width: u32,
-        height: u32,
-        pixels: u64,
-        max_pixels: u64,
-    },
-    #[error("image has no pixels ({width}x{height})")]
-    Empty { width: u32, height: u32 },
-    #[error("cannot decode image: {0}")]
-    Decode(String),
+    #[error(transparent)]
+    Image(#[from] vision::Error),
     #[error("cannot load the ONNX model: {0}")]
     Model(String),
     #[error("inference failed: {0}")]
     Inference(String),
-}
-
-/// A face, in pixels of the original image, clipped to it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Detection {
-    pub left: f32,
-    pub top: f32,
-    pub right: f32,
-    pub bottom: f32,
-    pub confidence: f32,
-}
-
-impl Detection {
-    pub fn area(&self) -> f32 {
-        (self.right - self.left).max(0.0) * (self.bottom - self.top).max(0.0)
-    }
 }
 
 /// Turns the kept candidates into boxes on a `width` x `height` image, as the seed does
@@ -67,14 +40,16 @@ pub fn to_detections(
     let (w, h) = (width as f32, height as f32);
     kept.iter()
         .filter(|c| c.score > min_confidence)
-        .map(|c| Detection {
-            left: (c.bbox[0] * w).clamp(0.0, w),
-            top: (c.bbox[1] * h).clamp(0.0, h),
-            right: (c.bbox[2] * w).clamp(0.0, w),
-            bottom: (c.bbox[3] * h).clamp(0.0, h),
-            confidence: c.score,
+        .filter_map(|c| {
+            Detection {
+                left: c.bbox[0] * w,
+                top: c.bbox[1] * h,
+                right: c.bbox[2] * w,
+                bottom: c.bbox[3] * h,
+                confidence: c.score,
+            }
+            .clipped(width, height)
         })
-        .filter(|d| d.area() >= 1.0)
         .collect()
 }
 

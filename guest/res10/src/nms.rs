@@ -1,5 +1,6 @@
 //! The post-processing of Caffe's `DetectionOutput` layer, as the res10 prototxt configures it
-//! and OpenCV's dnn module runs it: score threshold, top-k, greedy NMS, keep-top-k.
+//! and OpenCV's dnn module runs it: score threshold, top-k, greedy NMS (the shared
+//! [`vision::greedy_nms`]), keep-top-k.
 
 /// A box that survived NMS: normalised (x1, y1, x2, y2) and its face score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,35 +34,6 @@ impl Default for DetectionOutputParams {
     }
 }
 
-/// IoU of two normalised boxes as Caffe's `JaccardOverlap` computes it: no +1 on sizes,
-/// disjoint or inverted boxes overlap 0.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    if b[0] > a[2] || b[2] < a[0] || b[1] > a[3] || b[3] < a[1] {
-        return 0.0;
-    }
-    let inter = [
-        a[0].max(b[0]),
-        a[1].max(b[1]),
-        a[2].min(b[2]),
-        a[3].min(b[3]),
-    ];
-    let inter_size = size(&inter);
-    let union = size(a) + size(b) - inter_size;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter_size / union
-    }
-}
-
-fn size(b: &[f32; 4]) -> f32 {
-    if b[2] < b[0] || b[3] < b[1] {
-        0.0
-    } else {
-        (b[2] - b[0]) * (b[3] - b[1])
-    }
-}
-
 /// Runs `DetectionOutput` on decoded boxes and their scores; returns the kept boxes,
 /// best score first.
 pub fn detection_output(
@@ -76,39 +48,21 @@ pub fn detection_output(
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     order.truncate(params.top_k);
 
-    let mut kept: Vec<Candidate> = Vec::new();
-    for i in order {
-        if kept
-            .iter()
-            .all(|k| iou(&boxes[i], &k.bbox) <= params.nms_threshold)
-        {
-            kept.push(Candidate {
-                index: i,
-                bbox: boxes[i],
-                score: scores[i],
-            });
-        }
-    }
-    // Kept boxes are already in descending score order, so keep-top-k is a truncation.
-    kept.truncate(params.keep_top_k);
-    kept
+    // Kept boxes come out in descending score order, so keep-top-k is a truncation.
+    vision::greedy_nms(boxes, order, params.nms_threshold)
+        .into_iter()
+        .take(params.keep_top_k)
+        .map(|i| Candidate {
+            index: i,
+            bbox: boxes[i],
+            score: scores[i],
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iou_of_known_boxes() {
-        let a = [0.0, 0.0, 0.5, 0.5];
-        assert_eq!(iou(&a, &a), 1.0);
-        assert_eq!(iou(&a, &[0.6, 0.6, 0.9, 0.9]), 0.0);
-        // Half overlapping horizontally: inter 0.25*0.5, union 2*0.25 - 0.125.
-        let b = [0.25, 0.0, 0.75, 0.5];
-        assert!((iou(&a, &b) - 0.125 / 0.375).abs() < 1e-6);
-        // Inverted boxes have no area.
-        assert_eq!(iou(&[0.5, 0.5, 0.1, 0.1], &a), 0.0);
-    }
 
     #[test]
     fn suppresses_overlaps_above_the_threshold_and_keeps_the_best() {

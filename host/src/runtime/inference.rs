@@ -25,8 +25,6 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::Factoid;
-use tract_onnx::tract_hir::internal::DimLike;
 
 /// The hidden first argument that turns the `prelabel` binary into an inference worker.
 pub const WORKER_ARG: &str = "__inference-worker";
@@ -804,7 +802,11 @@ fn from_tract(tensor: &tract_onnx::prelude::Tensor) -> Result<Tensor, String> {
     })
 }
 
-/// The inputs match what the model declares: their number, ranks and fixed dimensions.
+/// The inputs match what the model declares: their number and ranks. Declared dimensions are
+/// not enforced: exporters often write the shape of the example they traced (CenterFace
+/// declares [10, 3, 32, 32] and runs on any [1, 3, H, W]), and tract derives every shape from
+/// the input it is given; an input the network cannot take fails the plan's optimisation with
+/// tract's message, and what a plan allocates is bounded by the worker's memory limit.
 fn check_inputs(model: &InferenceModel, shapes: &[(Element, Vec<usize>)]) -> Result<(), String> {
     let declared = model.inputs.len();
     if shapes.len() != declared {
@@ -817,21 +819,11 @@ fn check_inputs(model: &InferenceModel, shapes: &[(Element, Vec<usize>)]) -> Res
         let fact = model
             .input_fact(i)
             .map_err(|e| format!("input {i}: {e:#}"))?;
-        let dims: Vec<_> = fact.shape.dims().collect();
-        if !fact.shape.is_open() && dims.len() != shape.len() {
+        let rank = fact.shape.dims().count();
+        if !fact.shape.is_open() && rank != shape.len() {
             return Err(format!(
-                "input {i}: the model declares rank {}, got shape {shape:?}",
-                dims.len()
+                "input {i}: the model declares rank {rank}, got shape {shape:?}"
             ));
-        }
-        for (axis, (dim, &got)) in dims.iter().zip(shape).enumerate() {
-            if let Some(want) = dim.concretize().and_then(|d| d.to_usize().ok())
-                && want != got
-            {
-                return Err(format!(
-                    "input {i}: axis {axis} must be {want}, got shape {shape:?}"
-                ));
-            }
         }
     }
     Ok(())

@@ -30,27 +30,42 @@ fn cache_dir() -> PathBuf {
 /// Builds the face-detector component (once per test binary) and warms the compile cache.
 pub fn face_detector() -> PathBuf {
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        prelabel::workspace::Workspace::find()
-            .expect("source checkout")
-            .build_guest("face-detector")
-            .expect("face-detector builds");
-        let home = tempdir();
-        let out = prelabel(
-            home.path(),
-            &[
-                "detect",
-                path(&face_detector_dir()),
-                path(&fixtures().join("images/skimage_astronaut.png")),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "warm-up detect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    BUILD.call_once(|| build_and_warm("face-detector", &face_detector_dir()));
     face_detector_dir()
+}
+
+pub fn centerface_dir() -> PathBuf {
+    root().join("guest/centerface")
+}
+
+/// Builds the CenterFace component (once per test binary) and warms the compile cache.
+pub fn centerface() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| build_and_warm("centerface", &centerface_dir()));
+    centerface_dir()
+}
+
+/// Builds a guest package's component and runs it once, so that its compiled form is in the
+/// shared cache before tests run it side by side.
+fn build_and_warm(package: &str, dir: &Path) {
+    prelabel::workspace::Workspace::find()
+        .expect("source checkout")
+        .build_guest(package)
+        .unwrap_or_else(|e| panic!("{package} builds: {e}"));
+    let home = tempdir();
+    let out = prelabel(
+        home.path(),
+        &[
+            "detect",
+            path(dir),
+            path(&fixtures().join("images/skimage_camera.png")),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "warm-up detect of {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A directory under cargo's target tmp dir, removed when dropped.
@@ -158,8 +173,14 @@ pub struct Reference {
 
 /// The seed's OpenCV detections for an image, after Prelabel's clip-and-drop policy.
 pub fn reference(image: &str) -> Vec<Reference> {
+    reference_in("res10_opencv", image)
+}
+
+/// A reference pipeline's detections (`tests/fixtures/reference/FOLDER`) for an image, after
+/// Prelabel's clip-and-drop policy.
+pub fn reference_in(folder: &str, image: &str) -> Vec<Reference> {
     let stem = image.rsplit_once('.').map_or(image, |(s, _)| s);
-    let path = fixtures().join(format!("reference/res10_opencv/{stem}.json"));
+    let path = fixtures().join(format!("reference/{folder}/{stem}.json"));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("reference")).expect("json");
     let (w, h) = (
@@ -201,10 +222,15 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// Asserts that detections match the seed: same count, each IoU >= 0.95 with its
 /// reference (matched greedily by IoU) and confidence within 0.02.
 pub fn assert_matches_seed(image: &str, got: &[([f32; 4], f32)]) {
-    let want = reference(image);
+    assert_matches(image, got, &reference(image), 0.95);
+}
+
+/// Asserts that detections match `want`: same count, each IoU >= `min_iou` with its reference
+/// (matched greedily by IoU) and confidence within 0.02.
+pub fn assert_matches(image: &str, got: &[([f32; 4], f32)], want: &[Reference], min_iou: f32) {
     assert_eq!(got.len(), want.len(), "{image}: got {got:?}, want {want:?}");
     let mut used = vec![false; got.len()];
-    for r in &want {
+    for r in want {
         let (best, score) = got
             .iter()
             .enumerate()
@@ -214,7 +240,7 @@ pub fn assert_matches_seed(image: &str, got: &[([f32; 4], f32)]) {
             .expect("a detection left to match");
         used[best] = true;
         assert!(
-            score >= 0.95,
+            score >= min_iou,
             "{image}: best IoU {score} for reference {r:?} (got {got:?})"
         );
         let confidence = got[best].1;

