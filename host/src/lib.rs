@@ -10,6 +10,7 @@ pub mod api;
 pub mod attempt;
 pub mod batch;
 pub mod coco;
+pub mod compare;
 pub mod cvat;
 pub mod download;
 pub mod error;

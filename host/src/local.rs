@@ -1,5 +1,5 @@
-//! Runs a package directly on files, without a store: what `prelabel detect` and the demo
-//! do, and what module authors use to try a detector. One instance is initialised once and
+//! Runs a package directly on files, storing nothing: what `prelabel detect`, the demo and
+//! `prelabel compare` do, and what module authors use to try a detector. One instance is initialised once and
 //! reused; if the guest traps, a fresh instance is initialised for the next file.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::item;
 use crate::manifest::InputValue;
 use crate::package::Package;
+use crate::revision::Revision;
 use crate::runtime::{Artifacts, Instance, Item, Limits, Loaded, Runtime};
+use crate::store::Store;
 
 /// The outcome for one file.
 #[derive(Debug, Clone, Serialize)]
@@ -54,11 +56,49 @@ impl<'r> LocalRunner<'r> {
         let init = package.manifest.resolve_init(given)?;
         let loaded = package.compile(runtime)?;
         let artifacts = Artifacts::new(package.artifacts.clone());
+        Self::start(
+            runtime,
+            loaded,
+            artifacts,
+            init,
+            limits,
+            &package.manifest.name,
+        )
+    }
+
+    /// The same for a pushed revision, with resolved init values (what `compare` runs).
+    pub fn for_revision(
+        runtime: &'r Runtime,
+        store: &Store,
+        revision: &Revision,
+        init: &BTreeMap<String, InputValue>,
+        limits: Limits,
+    ) -> Result<Self> {
+        let name = format!("{} revision {}", revision.package, revision.revision);
+        let bytes = store.read_blob(&revision.component_digest)?;
+        let loaded = runtime
+            .load_with_digest(&bytes, &revision.component_digest)
+            .map_err(|error| Error::Load {
+                package: name.clone(),
+                error,
+            })?;
+        let artifacts = Artifacts::new(revision.artifact_paths(store));
+        Self::start(runtime, loaded, artifacts, init.clone(), limits, &name)
+    }
+
+    fn start(
+        runtime: &'r Runtime,
+        loaded: Loaded,
+        artifacts: Artifacts,
+        init: BTreeMap<String, InputValue>,
+        limits: Limits,
+        package: &str,
+    ) -> Result<Self> {
         // Started now, so that a package whose init fails says so before any file runs;
         // after a trap, `attempt::run` starts the next one.
         let (started, init_logs) = runtime.start(&loaded, artifacts.clone(), limits, &init);
         let instance = started.map_err(|error| Error::Exec {
-            package: package.manifest.name.clone(),
+            package: package.to_string(),
             error,
         })?;
         Ok(Self {
@@ -75,6 +115,20 @@ impl<'r> LocalRunner<'r> {
     /// The digest of the component being run.
     pub fn component_digest(&self) -> &str {
         &self.loaded.digest
+    }
+
+    /// A file that could not be read, as a failed result.
+    pub fn failed(&self, name: &str, error: String) -> FileResult {
+        FileResult {
+            name: name.to_string(),
+            mimetype: String::new(),
+            width: None,
+            height: None,
+            annotations: Vec::new(),
+            error: Some(error),
+            logs: String::new(),
+            duration: Duration::ZERO,
+        }
     }
 
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.

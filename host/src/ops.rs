@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::batch::{self, Batch};
+use crate::compare;
 use crate::error::{Error, Result};
 use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
@@ -383,6 +384,18 @@ impl Home {
         kept_only: bool,
     ) -> Result<export::Exported> {
         export::export(&*self.store()?, dataset, format, kept_only)
+    }
+
+    /// A candidate package revision run on a dataset beside a service's annotations, storing
+    /// nothing (see [`compare`](crate::compare)).
+    pub fn compare(&self, request: &compare::Request) -> Result<compare::Comparison> {
+        let runtime = self.runtime()?;
+        compare::compare(&*self.store()?, &runtime, request)
+    }
+
+    /// A comparison as one self-contained HTML page of overlays.
+    pub fn compare_html(&self, comparison: &compare::Comparison) -> Result<String> {
+        compare::html(&*self.store()?, comparison)
     }
 
     /// A person's review of an annotation: accept, reject, relabel, move or resize.

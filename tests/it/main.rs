@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod browser;
 mod centerface;
+mod compare;
 mod cvat;
 mod detect;
 mod fuzz_smoke;

@@ -6,6 +6,7 @@
 mod annotations;
 mod bench;
 mod check;
+mod compare;
 mod demo;
 mod detect;
 mod executions;
@@ -85,6 +86,8 @@ enum Command {
     Serve(schedule::Serve),
     /// Check the store: SQLite's integrity check and that every blob is there.
     Check,
+    /// Run a candidate package on a dataset beside a service's annotations, storing nothing.
+    Compare(compare::Args),
     /// Measure the detector in the sandbox vs natively, the host's overhead, component
     /// loading, hot swap and throughput; prints a table.
     Bench(bench::Args),
@@ -110,6 +113,7 @@ impl Cli {
             Command::Annotations(command) => command.run(&home),
             Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
+            Command::Compare(args) => args.run(&home),
             Command::Bench(args) => args.run(&home),
             Command::Work(args) => args.run(&home),
         }
