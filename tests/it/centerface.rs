@@ -220,3 +220,42 @@ fn swapping_a_busy_service_from_res10_to_centerface_loses_nothing() {
     assert!(shown.contains("res10_300x300_ssd.onnx"), "{shown}");
     assert!(!shown.contains("centerface.onnx"), "{shown}");
 }
+
+#[test]
+fn the_same_revision_on_the_same_bytes_gives_byte_identical_annotations() {
+    let images = fixtures().join("images");
+    let (city, mosaic) = (
+        images.join("deface_city.jpg"),
+        images.join("mosaic_2x2.png"),
+    );
+    for (package, init) in [
+        (face_detector(), "min_confidence=0.5"),
+        (centerface(), "landmarks=true"),
+    ] {
+        // Two processes; in each, the city twice, on two instances (one per job).
+        let run = || -> Vec<String> {
+            detect(&[
+                "detect",
+                "--jobs",
+                "2",
+                "--init",
+                init,
+                path(&package),
+                path(&city),
+                path(&mosaic),
+                path(&city),
+            ])
+            .iter()
+            .map(|r| serde_json::to_string(&r["annotations"]).expect("annotations"))
+            .collect()
+        };
+        let (first, second) = (run(), run());
+        assert_eq!(first, second, "{}: two processes", package.display());
+        assert_eq!(first[0], first[2], "{}: two instances", package.display());
+        assert!(
+            first[1].len() > 100,
+            "both find the mosaic's faces: {}",
+            first[1]
+        );
+    }
+}
