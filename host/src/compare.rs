@@ -229,13 +229,15 @@ fn boxes(annotations: &[Annotation]) -> Vec<(String, Box4)> {
         .collect()
 }
 
-fn iou(a: &Box4, b: &Box4) -> f32 {
-    let w = (a.right.min(b.right) - a.left.max(b.left)).max(0.0);
-    let h = (a.bottom.min(b.bottom) - a.top.max(b.top)).max(0.0);
-    let inter = w * h;
-    let area = |b: &Box4| (b.right - b.left).max(0.0) * (b.bottom - b.top).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
+impl Box4 {
+    fn geometry(&self) -> Geometry {
+        Geometry::Box {
+            left: self.left,
+            top: self.top,
+            right: self.right,
+            bottom: self.bottom,
+        }
+    }
 }
 
 /// Pairs boxes greedily, the most overlapping pair first, each box at most once, same label,
@@ -249,7 +251,7 @@ fn match_boxes(
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
     for (i, (label_a, a)) in current.iter().enumerate() {
         for (j, (label_b, b)) in candidate.iter().enumerate() {
-            let overlap = iou(a, b);
+            let overlap = a.geometry().iou(&b.geometry()).unwrap_or(0.0);
             if label_a == label_b && overlap >= threshold {
                 pairs.push((overlap, i, j));
             }

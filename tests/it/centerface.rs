@@ -163,23 +163,7 @@ fn swapping_a_busy_service_from_res10_to_centerface_loses_nothing() {
     serve.kill().expect("stop serve");
     let _ = serve.wait();
 
-    let revisions: Vec<i64> = all
-        .iter()
-        .map(|e| e["revision_id"].as_i64().expect("revision"))
-        .collect();
-    let switch = revisions
-        .iter()
-        .position(|&r| r != revisions[0])
-        .expect("later executions ran on the new revision");
-    assert!(
-        revisions[switch..].iter().all(|&r| r != revisions[0]),
-        "once switched, nothing ran on the old revision: {revisions:?}"
-    );
-    let items: std::collections::BTreeSet<i64> = all
-        .iter()
-        .map(|e| e["item_id"].as_i64().expect("item"))
-        .collect();
-    assert_eq!(items.len(), 30, "every item ran exactly once");
+    assert_switched_once(&all, 30);
 
     // Each annotation names the package and revision that made it, and its boxes are that
     // detector's.

@@ -510,25 +510,7 @@ fn deploying_while_busy_loses_nothing_and_switches_revision_between_executions()
     serve.kill().expect("stop serve");
     let _ = serve.wait();
 
-    let revisions: Vec<i64> = all
-        .iter()
-        .map(|e| e["revision_id"].as_i64().expect("revision"))
-        .collect();
-    let first = revisions[0];
-    assert!(
-        revisions.iter().any(|&r| r != first),
-        "later executions ran on the new revision: {revisions:?}"
-    );
-    let switch = revisions.iter().position(|&r| r != first).expect("switch");
-    assert!(
-        revisions[switch..].iter().all(|&r| r != first),
-        "once switched, nothing ran on the old revision: {revisions:?}"
-    );
-    let items: std::collections::BTreeSet<i64> = all
-        .iter()
-        .map(|e| e["item_id"].as_i64().expect("item"))
-        .collect();
-    assert_eq!(items.len(), 30, "every item ran exactly once");
+    assert_switched_once(&all, 30);
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! of 32, the network's stride-4 maps decoded into boxes and five landmarks, greedy NMS at 0.3.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
-use vision::{Detection, RgbImage};
+use vision::{Detection, Laps, RgbImage, Timings};
 
 use crate::Error;
 
@@ -233,15 +232,6 @@ impl Default for Params {
     }
 }
 
-/// How long each stage of one detection took.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub decode: Duration,
-    pub preprocess: Duration,
-    pub infer: Duration,
-    pub postprocess: Duration,
-}
-
 /// The whole pipeline for encoded image bytes, with inference done by `infer` (this crate's
 /// [`Model`] or another engine, such as the host's), timing each stage.
 pub fn detect_with(
@@ -250,22 +240,17 @@ pub fn detect_with(
     infer: impl FnOnce(Tensor) -> Result<Maps, Error>,
 ) -> Result<(Vec<Face>, Timings), Error> {
     let mut t = Timings::default();
-    let mut lap = Instant::now();
-    let mut stage = |slot: &mut Duration| {
-        let now = Instant::now();
-        *slot = now - lap;
-        lap = now;
-    };
+    let mut laps = Laps::start();
     let image = vision::decode(bytes, params.max_pixels)?;
-    stage(&mut t.decode);
+    laps.lap(&mut t.decode);
     let input = input_size(image.width(), image.height(), params.max_side);
     let blob = preprocess(&image, input.0, input.1);
-    stage(&mut t.preprocess);
+    laps.lap(&mut t.preprocess);
     let maps = infer(blob)?;
-    stage(&mut t.infer);
+    laps.lap(&mut t.infer);
     let faces = maps.decode(params.min_confidence, input.0, input.1);
     let faces = to_image(faces, input, image.width(), image.height());
-    stage(&mut t.postprocess);
+    laps.lap(&mut t.postprocess);
     Ok((faces, t))
 }
 

@@ -8,10 +8,11 @@ mod detector;
 mod component;
 
 pub use detector::{
-    ALIGN, DEFAULT_MAX_SIDE, Face, INPUT, LANDMARKS, Maps, Model, OUTPUTS, Params, Timings,
-    detect_with, input_size, preprocess, to_image,
+    ALIGN, DEFAULT_MAX_SIDE, Face, INPUT, LANDMARKS, Maps, Model, OUTPUTS, Params, detect_with,
+    input_size, preprocess, to_image,
 };
 pub use tract_onnx::prelude::Tensor;
+pub use vision::Timings;
 
 /// What can go wrong while detecting. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,9 @@ mod nms;
 pub use model::{INPUT_SIZE, Model, RawOutput, preprocess};
 pub use nms::{Candidate, DetectionOutputParams, detection_output};
 pub use tract_onnx::prelude::Tensor;
-pub use vision::{DEFAULT_MAX_PIXELS, Detection, decode, resize_linear};
+pub use vision::{DEFAULT_MAX_PIXELS, Detection, Timings, decode, resize_linear};
 
-use std::time::{Duration, Instant};
+use vision::Laps;
 
 /// What can go wrong while detecting. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]
@@ -53,17 +53,6 @@ pub fn to_detections(
         .collect()
 }
 
-/// How long each stage of one detection took.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub decode: Duration,
-    /// Resize to 300x300 and build the blob.
-    pub preprocess: Duration,
-    pub infer: Duration,
-    /// `DetectionOutput` (NMS) and scaling to pixels.
-    pub postprocess: Duration,
-}
-
 /// The whole pipeline for encoded image bytes (PNG, JPEG, GIF, BMP, WebP).
 pub fn detect(
     model: &Model,
@@ -93,20 +82,15 @@ pub fn detect_with(
     infer: impl FnOnce(Tensor) -> Result<RawOutput, Error>,
 ) -> Result<(Vec<Detection>, Timings), Error> {
     let mut t = Timings::default();
-    let mut lap = Instant::now();
-    let mut stage = |slot: &mut Duration| {
-        let now = Instant::now();
-        *slot = now - lap;
-        lap = now;
-    };
+    let mut laps = Laps::start();
     let image = decode(bytes, max_pixels)?;
-    stage(&mut t.decode);
+    laps.lap(&mut t.decode);
     let blob = preprocess(&image);
-    stage(&mut t.preprocess);
+    laps.lap(&mut t.preprocess);
     let raw = infer(blob)?;
-    stage(&mut t.infer);
+    laps.lap(&mut t.infer);
     let kept = detection_output(&raw.boxes, &raw.scores, &DetectionOutputParams::default());
     let detections = to_detections(&kept, image.width(), image.height(), min_confidence);
-    stage(&mut t.postprocess);
+    laps.lap(&mut t.postprocess);
     Ok((detections, t))
 }

@@ -12,6 +12,34 @@ pub use image::RgbImage;
 pub use nms::{greedy_nms, iou};
 pub use resize::resize_linear;
 
+use std::time::{Duration, Instant};
+
+/// How long each stage of one detection took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub decode: Duration,
+    /// Resize to the network's input and build the blob.
+    pub preprocess: Duration,
+    pub infer: Duration,
+    /// The network's outputs to boxes (NMS, scaling to pixels).
+    pub postprocess: Duration,
+}
+
+/// Times consecutive stages: each [`Laps::lap`] records the time since the previous one.
+pub struct Laps(Instant);
+
+impl Laps {
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    pub fn lap(&mut self, slot: &mut Duration) {
+        let now = Instant::now();
+        *slot = now - self.0;
+        self.0 = now;
+    }
+}
+
 /// What can go wrong with an item's image. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

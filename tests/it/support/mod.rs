@@ -406,6 +406,29 @@ pub fn interrupt(child: &mut std::process::Child, secs: u64) -> std::process::Ex
     wait_exit(child, secs, "a process sent Ctrl-C")
 }
 
+/// Asserts that executions (in queue order) switched revision once, from the first, and that
+/// every item ran exactly once: what a deploy while busy must leave.
+pub fn assert_switched_once(all: &[serde_json::Value], items: usize) {
+    let revisions: Vec<i64> = all
+        .iter()
+        .map(|e| e["revision_id"].as_i64().expect("revision"))
+        .collect();
+    let switch = revisions
+        .iter()
+        .position(|&r| r != revisions[0])
+        .unwrap_or_else(|| panic!("later executions ran on the new revision: {revisions:?}"));
+    assert!(
+        revisions[switch..].iter().all(|&r| r != revisions[0]),
+        "once switched, nothing ran on the old revision: {revisions:?}"
+    );
+    let ran: std::collections::BTreeSet<i64> = all
+        .iter()
+        .map(|e| e["item_id"].as_i64().expect("item"))
+        .collect();
+    assert_eq!(ran.len(), items, "every item ran exactly once");
+    assert_eq!(all.len(), items, "every item ran exactly once");
+}
+
 pub fn status_count(executions: &[serde_json::Value], status: &str) -> usize {
     executions.iter().filter(|e| e["status"] == status).count()
 }
