@@ -25,7 +25,7 @@ impl Default for Info {
     fn default() -> Self {
         Self {
             description: "Pre-annotations by Prelabel".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::HOST_VERSION.into(),
         }
     }
 }
@@ -59,9 +59,13 @@ pub struct CocoAnnotation {
     pub attributes: Option<Attributes>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Attributes {
     pub review: Review,
+    /// What made the annotation (package, revision, component and artifact digests, init
+    /// values, host version), as Prelabel's JSON export has it; none for a person's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prelabel: Option<serde_json::Value>,
 }
 
 /// Builds a dataset image by image. Only boxes are exported: COCO detection has no
@@ -80,18 +84,18 @@ impl Builder {
         height: u32,
         annotations: &[Annotation],
     ) {
-        let unreviewed: Vec<(&Annotation, Option<Review>)> =
+        let unreviewed: Vec<(&Annotation, Option<Attributes>)> =
             annotations.iter().map(|a| (a, None)).collect();
         self.add_reviewed(file_name, width, height, &unreviewed);
     }
 
-    /// [`Builder::add_image`] for stored annotations, each with its review state.
+    /// [`Builder::add_image`] for stored annotations, each with its review state and provenance.
     pub fn add_reviewed(
         &mut self,
         file_name: &str,
         width: u32,
         height: u32,
-        annotations: &[(&Annotation, Option<Review>)],
+        annotations: &[(&Annotation, Option<Attributes>)],
     ) {
         let image_id = self.dataset.images.len() as u64 + 1;
         self.dataset.images.push(Image {
@@ -100,7 +104,7 @@ impl Builder {
             width,
             height,
         });
-        for (a, review) in annotations {
+        for (a, attributes) in annotations {
             let Geometry::Box {
                 left,
                 top,
@@ -127,7 +131,7 @@ impl Builder {
                 area: w * h,
                 iscrowd: 0,
                 score: a.model.confidence,
-                attributes: review.map(|review| Attributes { review }),
+                attributes: attributes.clone(),
             });
         }
     }

@@ -1,11 +1,15 @@
 //! Executions: one run of a service's function on an item, from `queued` to an end state,
 //! with attempts, timings, the error and the guest's captured logs.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::annotation::Annotation;
 use crate::error::{Error, Kind, Result};
+use crate::manifest::InputValue;
 use crate::named::Named;
 use crate::store::{NOW, Store};
 
@@ -47,13 +51,23 @@ pub struct Execution {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
+    /// The init values its instance ran with (none before provenance was recorded).
+    #[schema(value_type = Option<Object>)]
+    pub init_inputs: Option<Value>,
+    /// The `prelabel` version that ran it.
+    pub host_version: Option<String>,
     #[serde(skip)]
     #[schema(ignore)]
     pub logs: String,
+    /// The annotations exactly as the attempt returned them, for `replay`.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub result: Option<String>,
 }
 
 const SELECT: &str = "SELECT e.id, e.service_name, e.service_id, e.trigger_id, e.item_id, i.name, e.function, e.status,
-        e.attempts, e.revision_id, e.error, e.queued_at, e.started_at, e.finished_at, e.duration_ms, e.logs
+        e.attempts, e.revision_id, e.error, e.queued_at, e.started_at, e.finished_at, e.duration_ms, e.logs,
+        e.init_inputs, e.host_version, e.result
    FROM executions e JOIN items i ON i.id = e.item_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
@@ -74,6 +88,11 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         finished_at: r.get(13)?,
         duration_ms: r.get::<_, Option<i64>>(14)?.map(|d| d as u64),
         logs: r.get(15)?,
+        init_inputs: r
+            .get::<_, Option<String>>(16)?
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        host_version: r.get(17)?,
+        result: r.get(18)?,
     })
 }
 
@@ -416,17 +435,40 @@ pub enum Outcome {
     },
 }
 
-/// Records an attempt's end in one transaction: the execution's status, logs and timing,
-/// and on success the annotations, replacing this service's earlier ones on the item.
+/// What an attempt ran: the component and the init values of its instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran<'a> {
+    pub component_digest: &'a str,
+    /// `None` when no instance was started (the revision could not be loaded).
+    pub init_inputs: Option<&'a BTreeMap<String, InputValue>>,
+}
+
+/// Records an attempt's end in one transaction: the execution's status, logs and timing, what
+/// it ran with (provenance), and on success the annotations, replacing this service's earlier
+/// ones on the item.
 pub fn finish(
     store: &mut Store,
     claimed: &Claimed,
     outcome: &Outcome,
     logs: &str,
     duration_ms: u64,
-    component_digest: &str,
+    ran: Ran<'_>,
 ) -> Result<()> {
     let tx = store.write()?;
+    let init_json = ran
+        .init_inputs
+        .map(|init| serde_json::to_string(init).expect("init values serialize"));
+    let result = match outcome {
+        Outcome::Success(annotations) => {
+            Some(serde_json::to_string(annotations).expect("annotations serialize"))
+        }
+        Outcome::Failed { .. } => None,
+    };
+    tx.execute(
+        "UPDATE executions SET init_inputs = ?2, host_version = ?3, result = ?4 WHERE id = ?1",
+        params![claimed.id, init_json, crate::HOST_VERSION, result],
+    )?;
+    let component_digest = ran.component_digest;
     match outcome {
         Outcome::Success(annotations) => {
             let stale = is_stale(&tx, claimed.id)?;

@@ -1,6 +1,8 @@
 //! `annotations export`: a dataset's stored annotations as a COCO detection dataset, as the
 //! seed platform's annotation JSON, as Prelabel's own JSON, or as CVAT's XML.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -73,9 +75,42 @@ pub struct Stored {
     pub package: Option<String>,
     pub revision: Option<i64>,
     pub component_digest: Option<String>,
+    /// The revision's artifacts (name → sha256), the init values and the host version its
+    /// execution ran with: with the component digest, what `prelabel replay` runs again. The
+    /// last two are absent for executions recorded before provenance was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub artifacts: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub init_inputs: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_version: Option<String>,
     pub review: Review,
     pub reviewed_by: Option<String>,
     pub reviewed_at: Option<String>,
+}
+
+impl Stored {
+    /// Its review and, for a service's annotation, its provenance, as COCO attributes.
+    fn coco_attributes(&self) -> coco::Attributes {
+        let prelabel = self.execution_id.map(|execution| {
+            json!({
+                "service": self.service,
+                "execution_id": execution,
+                "package": self.package,
+                "revision": self.revision,
+                "component_digest": self.component_digest,
+                "artifacts": self.artifacts,
+                "init_inputs": self.init_inputs,
+                "host_version": self.host_version,
+            })
+        });
+        coco::Attributes {
+            review: self.review,
+            prelabel,
+        }
+    }
 }
 
 /// Every item of the dataset with its stored annotations, by item name.
@@ -94,8 +129,12 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
     // Cached by SQLite: preparing it once per item costs nothing after the first.
     let mut stmt = store.conn().prepare_cached(
         "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
-                p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at
+                p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at,
+                CASE WHEN a.revision_id IS NOT NULL THEN
+                    (SELECT json_group_object(ra.name, ra.digest) FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
+                e.init_inputs, e.host_version
            FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
+                LEFT JOIN executions e ON e.id = a.execution_id
           WHERE a.item_id = ?1 ORDER BY a.service_name IS NULL, a.service_name, a.id",
     )?;
     let annotations = stmt
@@ -119,6 +158,13 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
                 review: crate::store::column(r, 11)?,
                 reviewed_by: r.get(12)?,
                 reviewed_at: r.get(13)?,
+                artifacts: r
+                    .get::<_, Option<String>>(14)?
+                    .and_then(|json| serde_json::from_str(&json).ok()),
+                init_inputs: r
+                    .get::<_, Option<String>>(15)?
+                    .and_then(|json| serde_json::from_str(&json).ok()),
+                host_version: r.get(16)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -142,9 +188,9 @@ pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> 
             let mut builder = coco::Builder::default();
             for (item, stored) in &items {
                 if let Some((w, h)) = item.size_px() {
-                    let annotations: Vec<(&Annotation, Option<Review>)> = stored
+                    let annotations: Vec<(&Annotation, Option<coco::Attributes>)> = stored
                         .iter()
-                        .map(|s| (&s.annotation, Some(s.review)))
+                        .map(|s| (&s.annotation, Some(s.coco_attributes())))
                         .collect();
                     builder.add_reviewed(&item.name, w, h, &annotations);
                 }

@@ -28,6 +28,7 @@ pub mod named;
 pub mod ops;
 pub mod package;
 pub mod predict;
+pub mod replay;
 pub mod review;
 pub mod revision;
 pub mod runtime;
@@ -40,3 +41,6 @@ pub mod trigger;
 pub mod workspace;
 
 pub use error::{Error, Result};
+
+/// This host's version, recorded with every execution (provenance) and in exports.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -133,11 +133,26 @@ impl<'r> LocalRunner<'r> {
 
     /// Runs `detect` on one file's bytes. Failures are part of the result, never a panic.
     pub fn run(&mut self, name: &str, bytes: Vec<u8>) -> FileResult {
-        let started = Instant::now();
         let system = item::system_metadata(name, &bytes, &crate::files::sha256_hex(&bytes));
         let mimetype = system["mimetype"].as_str().unwrap_or_default().to_string();
-        let dimension = |key: &str| system[key].as_u64().map(|v| v as u32);
+        let item = Item {
+            id: name.to_string(),
+            name: name.to_string(),
+            mimetype,
+            metadata: serde_json::json!({"system": system, "user": {}}).to_string(),
+            data: bytes,
+        };
+        self.run_item(item)
+    }
+
+    /// Runs `detect` on an item as given (what `replay` passes: the stored item's id, name and
+    /// metadata, as the scheduler did).
+    pub fn run_item(&mut self, item: Item) -> FileResult {
+        let started = Instant::now();
+        let metadata: serde_json::Value = serde_json::from_str(&item.metadata).unwrap_or_default();
+        let dimension = |key: &str| metadata["system"][key].as_u64().map(|v| v as u32);
         let (width, height) = (dimension("width"), dimension("height"));
+        let (name, mimetype) = (item.name.clone(), item.mimetype.clone());
         let mut logs = std::mem::take(&mut self.init_logs);
         let function = attempt::Function {
             runtime: self.runtime,
@@ -146,21 +161,12 @@ impl<'r> LocalRunner<'r> {
             limits: self.limits,
             init: &self.init,
         };
-        let size = bytes.len() as u64;
-        let load = || {
-            Ok(Item {
-                id: name.to_string(),
-                name: name.to_string(),
-                mimetype: mimetype.clone(),
-                metadata: serde_json::json!({"system": system, "user": {}}).to_string(),
-                data: bytes,
-            })
-        };
+        let size = item.data.len() as u64;
         let result = attempt::run(
             &function,
             &mut self.instance,
             Some(size),
-            load,
+            || Ok(item),
             width.zip(height),
             &mut logs,
         );
@@ -169,7 +175,7 @@ impl<'r> LocalRunner<'r> {
             Err(failure) => (Vec::new(), Some(failure.to_string())),
         };
         FileResult {
-            name: name.to_string(),
+            name,
             mimetype,
             width,
             height,

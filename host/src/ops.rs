@@ -21,6 +21,7 @@ use crate::item::{self, Change, Dataset, ItemRecord};
 use crate::link::{self, Link};
 use crate::package::{Package, archive};
 use crate::predict;
+use crate::replay;
 use crate::review;
 use crate::revision::{self, Revision};
 use crate::runtime::Runtime;
@@ -521,6 +522,13 @@ impl Home {
             execution,
             annotations,
         })
+    }
+
+    /// Runs exactly what an execution ran again, storing nothing, and says whether its
+    /// annotations are byte-identical to the recorded ones (see [`replay`](crate::replay)).
+    pub fn replay(&self, execution: i64) -> Result<replay::Replay> {
+        let runtime = self.runtime()?;
+        replay::replay(&*self.store()?, &runtime, execution)
     }
 
     /// Runs the scheduler until `stop` is set or, with `until_idle`, until nothing is left

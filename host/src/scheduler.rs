@@ -317,13 +317,17 @@ fn run_claimed(
                     error: e.to_string(),
                     retry: false,
                 };
+                let ran = execution::Ran {
+                    component_digest: "",
+                    init_inputs: None,
+                };
                 return execution::finish(
                     store,
                     claimed,
                     &outcome,
                     "",
                     started.elapsed().as_millis() as u64,
-                    "",
+                    ran,
                 );
             }
         }
@@ -345,7 +349,10 @@ fn run_claimed(
         &outcome,
         &logs,
         started.elapsed().as_millis() as u64,
-        &slot.loaded.digest,
+        execution::Ran {
+            component_digest: &slot.loaded.digest,
+            init_inputs: Some(&service.init_inputs),
+        },
     )
 }
 

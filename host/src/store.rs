@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/005_batches.sql"),
     include_str!("store/006_links.sql"),
     include_str!("store/007_secrets.sql"),
+    include_str!("store/008_provenance.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
@@ -308,6 +309,13 @@ mod tests {
         assert_eq!(a.package.as_deref(), Some("p"));
         assert_eq!(a.execution_id, Some(1));
         assert_eq!(a.annotation.label, "face");
+        // From before provenance (migration 8): no init values or host version, and the
+        // revision's artifacts (none here) still read.
+        assert_eq!(a.init_inputs, None);
+        assert_eq!(a.host_version, None);
+        assert_eq!(a.artifacts, Some(Default::default()));
+        let execution = crate::execution::get(&store, 1).expect("old execution reads");
+        assert_eq!((execution.init_inputs, execution.result), (None, None));
         let _ = std::fs::remove_dir_all(&home);
     }
 }

@@ -14,4 +14,5 @@ mod labelstudio;
 mod link;
 mod manifest;
 mod platform;
+mod provenance;
 mod sandbox;

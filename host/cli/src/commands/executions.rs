@@ -120,3 +120,36 @@ impl Execute {
         })
     }
 }
+
+/// Run exactly what an execution ran (component, artifacts, init values, the item's bytes)
+/// again, storing nothing, and say whether the annotations are byte-identical.
+#[derive(Debug, clap::Args)]
+pub struct Replay {
+    execution: i64,
+}
+
+impl Replay {
+    pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let replay = home.replay(self.execution)?;
+        print_json(&replay)?;
+        eprintln!(
+            "execution {} on {} ({}): {}",
+            replay.execution_id,
+            replay.item,
+            replay.revision,
+            match (&replay.error, replay.identical) {
+                (Some(error), _) => format!("the replay failed: {error}"),
+                (None, true) => format!("identical ({} annotations)", replay.recorded),
+                (None, false) => format!(
+                    "different: {} annotations recorded, {} now",
+                    replay.recorded, replay.replayed
+                ),
+            }
+        );
+        Ok(if replay.identical {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}

@@ -78,6 +78,8 @@ enum Command {
     Executions(executions::Command),
     /// Run a service's function on an item now, wait, and print the result.
     Execute(executions::Execute),
+    /// Run what an execution ran again, storing nothing: are the annotations byte-identical?
+    Replay(executions::Replay),
     /// Stored annotations.
     #[command(subcommand)]
     Annotations(annotations::Command),
@@ -110,6 +112,7 @@ impl Cli {
             Command::Secret(command) => command.run(&home),
             Command::Executions(command) => command.run(&home),
             Command::Execute(args) => args.run(&home),
+            Command::Replay(args) => args.run(&home),
             Command::Annotations(command) => command.run(&home),
             Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
