@@ -74,16 +74,16 @@ impl<'r> LocalRunner<'r> {
         init: &BTreeMap<String, InputValue>,
         limits: Limits,
     ) -> Result<Self> {
-        let name = format!("{} revision {}", revision.package, revision.revision);
-        let bytes = store.read_blob(&revision.component_digest)?;
-        let loaded = runtime
-            .load_with_digest(&bytes, &revision.component_digest)
-            .map_err(|error| Error::Load {
-                package: name.clone(),
-                error,
-            })?;
+        let loaded = revision.load(store, runtime)?;
         let artifacts = Artifacts::new(revision.artifact_paths(store));
-        Self::start(runtime, loaded, artifacts, init.clone(), limits, &name)
+        Self::start(
+            runtime,
+            loaded,
+            artifacts,
+            init.clone(),
+            limits,
+            &revision.label(),
+        )
     }
 
     fn start(

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Kind, Result};
 use crate::manifest::{Manifest, ManifestError};
 use crate::package::{Package, PackageError};
-use crate::runtime::Runtime;
+use crate::runtime::{Loaded, Runtime};
 use crate::store::Store;
 
 /// A pushed revision of a package.
@@ -51,6 +51,23 @@ impl Revision {
             revision: self.revision,
             declared,
         })
+    }
+
+    /// `package revision N`, as messages name it.
+    pub fn label(&self) -> String {
+        format!("{} revision {}", self.package, self.revision)
+    }
+
+    /// Its component from the store, compiled (or from the runtime's cache) and checked
+    /// against the world.
+    pub fn load(&self, store: &Store, runtime: &Runtime) -> Result<Loaded> {
+        let bytes = store.read_blob(&self.component_digest)?;
+        runtime
+            .load_with_digest(&bytes, &self.component_digest)
+            .map_err(|error| Error::Load {
+                package: self.label(),
+                error,
+            })
     }
 
     /// Artifact name → blob path, for the runtime.

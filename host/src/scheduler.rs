@@ -84,13 +84,7 @@ impl Components {
         if let Some(l) = self.lock().get(&revision.id) {
             return Ok(l.clone());
         }
-        let bytes = store.read_blob(&revision.component_digest)?;
-        let loaded = runtime
-            .load_with_digest(&bytes, &revision.component_digest)
-            .map_err(|error| Error::Load {
-                package: format!("{} revision {}", revision.package, revision.revision),
-                error,
-            })?;
+        let loaded = revision.load(store, runtime)?;
         self.lock().insert(revision.id, loaded.clone());
         Ok(loaded)
     }
