@@ -201,11 +201,10 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         Err(Error::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let carried = match &existing {
-        Some(s) => carried_init(store, s, &revision)?,
-        None => BTreeMap::new(),
+    let init = match &existing {
+        Some(s) => init_for(store, s, &revision, &request.init)?,
+        None => resolve_init(&revision, &BTreeMap::new(), &request.init)?,
     };
-    let init = resolve_init(&revision, &carried, &request.init)?;
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
     write(
         store,
@@ -343,7 +342,7 @@ fn carried_init(
 }
 
 /// The init values `service` would run `revision` with if it were deployed now with `given`
-/// (what `compare` runs a candidate with).
+/// (what a deploy, a rollback and `compare` run it with).
 pub fn init_for(
     store: &Store,
     service: &Service,
@@ -432,7 +431,7 @@ pub fn rollback(store: &mut Store, name: &str) -> Result<Service> {
             message: format!("service `{name}` has no previous revision to roll back to"),
         })?;
     let revision = revision::revision_by_id(store, previous)?;
-    let init = resolve_init(&revision, &carried_init(store, &service, &revision)?, &[])?;
+    let init = init_for(store, &service, &revision, &[])?;
     store.conn().execute(
         &format!("UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
                 package_id = (SELECT package_id FROM revisions WHERE id = ?2), updated_at = {NOW} WHERE id = ?1"),
