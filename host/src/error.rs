@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::evaluate::GroundTruthError;
 use crate::manifest::InitError;
 use crate::package::PackageError;
 use crate::package::archive::ArchiveError;
@@ -34,6 +35,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error(transparent)]
+    GroundTruth(#[from] GroundTruthError),
     /// The engine could not be set up (its compile cache, say).
     #[error("cannot set up the runtime: {0}")]
     Runtime(#[source] LoadError),

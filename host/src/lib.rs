@@ -14,6 +14,7 @@ pub mod compare;
 pub mod cvat;
 pub mod download;
 pub mod error;
+pub mod evaluate;
 pub mod event;
 pub mod execution;
 pub mod export;

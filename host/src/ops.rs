@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::batch::{self, Batch};
 use crate::compare;
 use crate::error::{Error, Result};
+use crate::evaluate;
 use crate::event::{self, Event};
 use crate::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::export::{self, Stored};
@@ -392,6 +393,12 @@ impl Home {
     pub fn compare(&self, request: &compare::Request) -> Result<compare::Comparison> {
         let runtime = self.runtime()?;
         compare::compare(&*self.store()?, &runtime, request)
+    }
+
+    /// A service's boxes on a dataset scored against ground truth (see
+    /// [`evaluate`](crate::evaluate)).
+    pub fn evaluate(&self, request: &evaluate::Request) -> Result<evaluate::Evaluation> {
+        evaluate::evaluate(&*self.store()?, request)
     }
 
     /// A comparison as one self-contained HTML page of overlays.

@@ -323,55 +323,9 @@ impl Drop for LabelStudio {
 }
 
 /// A virtualenv with Label Studio, made once per target directory (about two minutes and
-/// 1 GB from PyPI); Debian's `python3-venv` is installed first when `venv` is missing.
+/// 1 GB from PyPI).
 fn venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("label-studio-venv");
-    let stamp = venv.join(format!("installed-{LABEL_STUDIO}"));
-    if stamp.exists() {
-        return venv;
-    }
-    let run = |what: &str, command: &mut Command| {
-        let out = command.output();
-        let ok = out.as_ref().is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "{what} failed: {}",
-            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_else(|e| e.to_string())
-        );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !made {
-        run(
-            "installing Debian's python3-venv (run as root, or install it yourself)",
-            Command::new("sh").args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-                 apt-get install -y -qq --no-install-recommends python3-venv",
-            ]),
-        );
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            "python3 -m venv",
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        );
-    }
-    run(
-        &format!("pip install {LABEL_STUDIO}"),
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            LABEL_STUDIO,
-        ]),
-    );
-    std::fs::write(&stamp, "").expect("the stamp");
-    venv
+    crate::support::venv("label-studio-venv", &[LABEL_STUDIO])
 }
 
 #[test]

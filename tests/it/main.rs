@@ -9,6 +9,7 @@ mod centerface;
 mod compare;
 mod cvat;
 mod detect;
+mod evaluate;
 mod fuzz_smoke;
 mod labelstudio;
 mod link;

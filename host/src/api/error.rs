@@ -73,6 +73,7 @@ impl From<Error> for ApiError {
             Error::Invalid { .. }
             | Error::Filter { .. }
             | Error::Init(_)
+            | Error::GroundTruth(_)
             | Error::Package(_)
             | Error::NoFunction { .. } => StatusCode::BAD_REQUEST,
             Error::Conflict { .. } | Error::HomeBusy { .. } => StatusCode::CONFLICT,

@@ -493,3 +493,56 @@ pub fn boxes(entry: &serde_json::Value) -> Vec<([f32; 4], f32)> {
         })
         .collect()
 }
+
+/// A Python virtualenv under the target directory with `requirements` installed from PyPI,
+/// made once (a stamp names what it holds); Debian's `python3-venv` is installed first when
+/// `venv` is missing, so that a clean machine needs no step by hand.
+pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
+    // Tests run in parallel: one makes a venv while the others wait for it.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let stamp = venv.join(format!("installed-{}", requirements.join(" ")));
+    if stamp.exists() {
+        return venv;
+    }
+    let run = |what: &str, command: &mut Command| {
+        let out = command.output();
+        let ok = out.as_ref().is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{what} failed: {}",
+            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_else(|e| e.to_string())
+        );
+    };
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        run(
+            "installing Debian's python3-venv (run as root, or install it yourself)",
+            Command::new("sh").args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq --no-install-recommends python3-venv",
+            ]),
+        );
+        let _ = std::fs::remove_dir_all(&venv);
+        run(
+            "python3 -m venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        );
+    }
+    run(
+        &format!("pip install {}", requirements.join(" ")),
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(requirements),
+    );
+    std::fs::write(&stamp, "").expect("the stamp");
+    venv
+}

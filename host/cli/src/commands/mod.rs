@@ -9,6 +9,7 @@ mod check;
 mod compare;
 mod demo;
 mod detect;
+mod evaluate;
 mod executions;
 mod items;
 mod package;
@@ -90,6 +91,8 @@ enum Command {
     Check,
     /// Run a candidate package on a dataset beside a service's annotations, storing nothing.
     Compare(compare::Args),
+    /// Score a service's annotations on a dataset against COCO ground truth (mAP, P/R).
+    Evaluate(evaluate::Args),
     /// Measure the detector in the sandbox vs natively, the host's overhead, component
     /// loading, hot swap and throughput; prints a table.
     Bench(bench::Args),
@@ -117,6 +120,7 @@ impl Cli {
             Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
             Command::Compare(args) => args.run(&home),
+            Command::Evaluate(args) => args.run(&home),
             Command::Bench(args) => args.run(&home),
             Command::Work(args) => args.run(&home),
         }
