@@ -18,23 +18,36 @@ use crate::runtime::Runtime;
 use crate::service;
 use crate::store::Store;
 
-/// What to compare.
-#[derive(Debug, Clone)]
+/// What to compare. In JSON (the API's body) the service is the URL's and `init` is an object
+/// of values by name, as for a deploy.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     pub dataset: String,
     /// The service whose stored annotations are the current ones.
+    #[serde(skip)]
     pub service: String,
     /// The candidate: a pushed package, at a revision (default: its latest).
     pub package: String,
     pub revision: Option<i64>,
     /// Init values for the candidate (`key=value`), over what the service would carry to it.
+    #[serde(default, deserialize_with = "crate::service::init_object")]
+    #[schema(value_type = Object)]
     pub init: Vec<String>,
     /// Boxes overlapping at least this much (and with the same label) are the same object.
+    #[serde(default = "default_iou")]
     pub iou: f32,
 }
 
+/// Pascal VOC's and COCO's AP50 threshold.
+pub const DEFAULT_IOU: f32 = 0.5;
+
+fn default_iou() -> f32 {
+    DEFAULT_IOU
+}
+
 /// A box, its label and confidence.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Box4 {
     pub left: f32,
     pub top: f32,
@@ -44,7 +57,7 @@ pub struct Box4 {
 }
 
 /// A box both sets have.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Matched {
     pub label: String,
     pub current: Box4,
@@ -55,7 +68,7 @@ pub struct Matched {
 }
 
 /// A box only one set has.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Unmatched {
     pub label: String,
     #[serde(flatten)]
@@ -63,7 +76,7 @@ pub struct Unmatched {
 }
 
 /// One item, both ways.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemComparison {
     pub item_id: i64,
     pub name: String,
@@ -84,7 +97,7 @@ pub struct ItemComparison {
 }
 
 /// Precision and recall of the candidate against a reference set of boxes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Score {
     pub precision: f64,
     pub recall: f64,
@@ -93,7 +106,7 @@ pub struct Score {
 }
 
 /// The whole comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     pub dataset: String,
     pub service: String,
@@ -106,7 +119,7 @@ pub struct Comparison {
     pub summary: Summary,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub items: usize,
     pub failed: usize,

@@ -392,7 +392,10 @@ impl Home {
     /// nothing (see [`compare`](crate::compare)).
     pub fn compare(&self, request: &compare::Request) -> Result<compare::Comparison> {
         let runtime = self.runtime()?;
-        compare::compare(&*self.store()?, &runtime, request)
+        // A connection of its own: the candidate runs for seconds per item, and the home's
+        // (shared by the API's requests and the CLI's steps) must not wait on it. The
+        // comparison only reads, and SQLite's WAL lets it read beside the writers.
+        compare::compare(&Store::open(&self.dir)?, &runtime, request)
     }
 
     /// A service's boxes on a dataset scored against ground truth (see

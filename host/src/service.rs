@@ -111,7 +111,9 @@ pub struct Deploy {
 
 /// Init values given as a JSON object (`{"min_confidence": 0.6}`), as the `key=value` pairs
 /// the command line gives: the manifest types both the same way.
-fn init_object<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn init_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     use serde::Deserialize as _;
     use serde::de::Error as _;
     BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?

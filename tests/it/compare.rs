@@ -196,3 +196,155 @@ fn bad_requests_are_named() {
     ]);
     assert!(err.contains("nope"), "{err}");
 }
+
+/// The comparison without its timings, which differ run to run.
+fn untimed(mut comparison: Value) -> Value {
+    for item in comparison["items"].as_array_mut().into_iter().flatten() {
+        item["current_ms"] = Value::Null;
+        item["candidate_ms"] = Value::Null;
+    }
+    comparison["summary"]["current_ms_mean"] = Value::Null;
+    comparison["summary"]["candidate_ms_mean"] = Value::Null;
+    comparison
+}
+
+#[test]
+fn the_same_comparison_over_http_while_the_api_keeps_answering() {
+    use crate::support::server::*;
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    let home = annotated_home();
+    let cli = compare(&home, "centerface");
+    let server = std::sync::Arc::new(Server::start(&home, &[]));
+    let running = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let response = server.send(
+                reqwest::Method::POST,
+                "/api/services/face-detector/compare",
+                Some(json!({"dataset": "d", "package": "centerface"})),
+            );
+            server.json(response, StatusCode::OK)
+        })
+    };
+    // CenterFace takes seconds on the ten photos; the home is not held meanwhile. Were it
+    // held, the GET would answer only when the comparison ends, and that thread would have
+    // its answer within the next 300 ms.
+    let pause = std::time::Duration::from_millis(300);
+    std::thread::sleep(pause);
+    let datasets = server.ok("/api/datasets");
+    assert_eq!(datasets[0]["name"], "d");
+    std::thread::sleep(pause);
+    assert!(
+        !running.is_finished(),
+        "the API answered only after the comparison"
+    );
+    let http = running.join().expect("the comparison");
+    assert_eq!(untimed(http), untimed(cli));
+
+    // The overlay page, and init values as an object, as for a deploy.
+    let page = server.with_token(
+        server
+            .client
+            .post(server.url("/api/services/face-detector/compare?format=html"))
+            .json(&json!({"dataset": "d", "package": "centerface", "init": {"min_confidence": 0.9}, "iou": 0.3})),
+    );
+    let page = page.send().expect("the page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/html"))
+    );
+    assert_eq!(page.text().expect("a page").matches("<figure>").count(), 10);
+
+    for (path, body, status, says) in [
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "centerface", "iou": 0}),
+            StatusCode::BAD_REQUEST,
+            "got 0",
+        ),
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "centerface", "iou": "half"}),
+            StatusCode::BAD_REQUEST,
+            "iou",
+        ),
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "centerface", "against": "x"}),
+            StatusCode::BAD_REQUEST,
+            "unknown field `against`",
+        ),
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "centerface", "init": {"landmarks": [1]}}),
+            StatusCode::BAD_REQUEST,
+            "init input `landmarks`",
+        ),
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "centerface", "revision": 9}),
+            StatusCode::NOT_FOUND,
+            "no revision 9",
+        ),
+        (
+            "/api/services/face-detector/compare",
+            json!({"dataset": "d", "package": "nothing"}),
+            StatusCode::NOT_FOUND,
+            "nothing",
+        ),
+        (
+            "/api/services/ghost/compare",
+            json!({"dataset": "d", "package": "centerface"}),
+            StatusCode::NOT_FOUND,
+            "ghost",
+        ),
+        (
+            "/api/services/face-detector/compare?format=pdf",
+            json!({"dataset": "d", "package": "centerface"}),
+            StatusCode::BAD_REQUEST,
+            "format must be json or html",
+        ),
+    ] {
+        let error = error_of(server.send(reqwest::Method::POST, path, Some(body)), status);
+        assert!(error.contains(says), "{path}: {says}: {error}");
+    }
+
+    // Evaluation too: the ground truth is the body.
+    let truth = fixtures().join("ground_truth/faces.json");
+    let evaluated = home.json(&[
+        "evaluate",
+        "--dataset",
+        "d",
+        "--ground-truth",
+        path(&truth),
+        "--json",
+    ]);
+    let post = |query: &str, body: Vec<u8>| {
+        server
+            .with_token(
+                server
+                    .client
+                    .post(server.url(&format!("/api/datasets/d/evaluate{query}")))
+                    .body(body),
+            )
+            .send()
+            .expect("POST evaluate")
+    };
+    let bytes = std::fs::read(&truth).expect("the ground truth");
+    assert_eq!(
+        server.json(post("", bytes.clone()), StatusCode::OK),
+        evaluated
+    );
+    let error = error_of(post("", b"[]".to_vec()), StatusCode::BAD_REQUEST);
+    assert!(error.contains("not a COCO detection file"), "{error}");
+    let error = error_of(post("?service=ghost", bytes), StatusCode::NOT_FOUND);
+    assert!(error.contains("ghost"), "{error}");
+
+    let document = server.ok("/api/openapi.json");
+    assert!(document["paths"]["/api/services/{name}/compare"]["post"].is_object());
+    assert!(document["paths"]["/api/datasets/{dataset}/evaluate"]["post"].is_object());
+}

@@ -5,7 +5,7 @@
 //! with a RectangleLabels config, photos imported, Prelabel connected as its model, and the
 //! predictions Label Studio stored match what `prelabel detect` gives for the same photos.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

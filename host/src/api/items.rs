@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::Deserialize;
 
-use super::extract::{Body, Path, Query};
+use super::extract::{Body, Path, Query, Raw};
 use super::{ApiError, AppState};
 use crate::export::Format;
 use crate::export::Stored;
@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/items/{id}/annotations", get(annotations).post(add))
         .route("/annotations/{id}", patch(review))
         .route("/datasets/{dataset}/export", get(export))
+        .route("/datasets/{dataset}/evaluate", post(evaluate))
 }
 
 /// Every dataset, with how many items it holds.
@@ -330,4 +331,33 @@ pub async fn thumbnail(
         ResponseBody::from(jpeg),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateQuery {
+    /// Whose boxes (default: the one service that annotated the dataset).
+    service: Option<String>,
+}
+
+/// Scores a service's stored boxes on the dataset against the COCO ground-truth file in the
+/// body, with COCOeval's definitions (as `prelabel evaluate`).
+#[utoipa::path(post, path = "/api/datasets/{dataset}/evaluate", tag = "items",
+    params(("dataset" = String, Path, description = "the dataset"), EvaluateQuery),
+    request_body(content = Object, description = "a COCO ground-truth file"),
+    responses((status = 200, body = crate::evaluate::Evaluation), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    Path(dataset): Path<String>,
+    Query(query): Query<EvaluateQuery>,
+    Raw(body): Raw,
+) -> Result<Json<crate::evaluate::Evaluation>, ApiError> {
+    let ground_truth = crate::evaluate::GroundTruth::parse(&body).map_err(crate::Error::from)?;
+    let request = crate::evaluate::Request {
+        dataset,
+        service: query.service,
+        ground_truth,
+    };
+    Ok(Json(state.run(move |home| home.evaluate(&request)).await?))
 }

@@ -3,10 +3,13 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
+use crate::compare::{Comparison, Request as CompareRequest};
 use crate::ops::{Deleted, Deployed};
 use crate::service::{Deploy, Service};
 
@@ -17,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/services/{name}/pause", post(pause))
         .route("/services/{name}/resume", post(resume))
         .route("/services/{name}/rollback", post(rollback))
+        .route("/services/{name}/compare", post(compare))
 }
 
 #[utoipa::path(get, path = "/api/services", tag = "services",
@@ -99,4 +103,49 @@ pub async fn delete(
     Ok(Json(
         state.run(move |home| home.delete_service(&name)).await?,
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CompareQuery {
+    /// `json` (default), or `html`: one self-contained page of overlays.
+    format: Option<String>,
+}
+
+/// Runs a candidate package revision on a dataset's items beside the service's stored
+/// annotations, storing nothing, and answers what a switch would change: per item the boxes
+/// matched, added and removed, confidence shifts and times, and a summary (as `prelabel
+/// compare`). The answer comes when every item has run; other requests are served meanwhile.
+#[utoipa::path(post, path = "/api/services/{name}/compare", tag = "services",
+    params(("name" = String, Path, description = "the service"), CompareQuery),
+    request_body = CompareRequest,
+    responses((status = 200, body = Comparison, description = "the comparison, or with `format=html` a page"),
+              (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn compare(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<CompareQuery>,
+    Body(request): Body<CompareRequest>,
+) -> Result<Response, ApiError> {
+    let html = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format must be json or html, got `{other}`"
+            )));
+        }
+    };
+    let request = CompareRequest {
+        service: name,
+        ..request
+    };
+    let comparison = state.run(move |home| home.compare(&request)).await?;
+    if !html {
+        return Ok(Json(comparison).into_response());
+    }
+    let page = state
+        .run(move |home| home.compare_html(&comparison))
+        .await?;
+    Ok(Html(page).into_response())
 }

@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, value_name = "KEY=VALUE")]
     init: Vec<String>,
     /// Boxes with the same label overlapping at least this much are the same object.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = compare::DEFAULT_IOU)]
     iou: f32,
     /// Write a page of overlays (both sets of boxes on each image, differences marked).
     #[arg(long, value_name = "FILE")]
