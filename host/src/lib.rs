@@ -39,6 +39,7 @@ pub mod service;
 pub mod store;
 pub mod thumbnail;
 pub mod trigger;
+pub mod watch;
 pub mod workspace;
 
 pub use error::{Error, Result};

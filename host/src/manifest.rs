@@ -27,6 +27,11 @@ pub struct Manifest {
     /// Files the component can ask for by name (model weights).
     #[serde(default)]
     pub artifacts: Vec<ArtifactDecl>,
+    /// How `prelabel watch` rebuilds the component: a program and its arguments (no shell),
+    /// run in the manifest's folder. Without it a folder with a `Cargo.toml` is built with
+    /// `cargo build --release --target wasm32-wasip2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Vec<String>>,
     pub module: Module,
 }
 
@@ -253,6 +258,16 @@ impl Manifest {
             return Err(invalid(
                 "component".into(),
                 "must be the path of a .wasm component".into(),
+            ));
+        }
+        if let Some(build) = &self.build
+            && build
+                .first()
+                .is_none_or(|program| program.trim().is_empty())
+        {
+            return Err(invalid(
+                "build".into(),
+                "must name a program to run, then its arguments: [\"make\", \"component\"]".into(),
             ));
         }
         unique(

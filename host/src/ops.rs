@@ -31,6 +31,7 @@ use crate::secret::{self, Secret};
 use crate::service::{self, Deploy, Service};
 use crate::store::Store;
 use crate::trigger::{self, Create, Trigger};
+use crate::watch::{NotBuilt, Pass, Watch};
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is
 /// opened on first use and shared by the operations (behind a lock: one writer at a time is
@@ -245,6 +246,70 @@ impl Home {
             service: name.to_string(),
             canceled,
         })
+    }
+
+    /// One pass of `prelabel watch`: build, and unless the result is what the service runs,
+    /// push it and deploy it live. What the user got wrong (a failing build, a refused
+    /// package or deploy) is a [`Pass`] that keeps the service as it is, not an error.
+    pub fn watch_pass(&self, watch: &Watch) -> Result<Pass> {
+        let serving = match self.service(&watch.service) {
+            Ok(service) => Some(service),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let label = serving
+            .as_ref()
+            .map(|s| format!("{} revision {}", s.package, s.revision));
+        let refused = |error: String| Pass::Refused {
+            error,
+            serving: label.clone(),
+        };
+        let built = match watch.build() {
+            Ok(built) => built,
+            Err(NotBuilt::Failed { command, status }) => {
+                return Ok(Pass::BuildFailed {
+                    command,
+                    status,
+                    serving: label,
+                });
+            }
+            Err(e) => return Ok(refused(e.to_string())),
+        };
+        let package = match watch.package() {
+            Ok(package) => package,
+            Err(e) => return Ok(refused(e.to_string())),
+        };
+        if let Some(service) = &serving {
+            let current =
+                revision::revision(&*self.store()?, &service.package, Some(service.revision))?;
+            if crate::watch::same(&package, &current) {
+                return Ok(Pass::Unchanged {
+                    serving: current.label(),
+                    built,
+                });
+            }
+        }
+        let revision = match self.push(&watch.dir, watch.root.as_deref()) {
+            Ok(revision) => revision,
+            Err(e) => return Ok(refused(e.to_string())),
+        };
+        let deploy = Deploy {
+            package: revision.package.clone(),
+            name: watch.service.clone(),
+            revision: Some(revision.revision),
+            ..Deploy::default()
+        };
+        match self.deploy(&deploy) {
+            Ok(_) => Ok(Pass::Deployed {
+                revision: Box::new(revision),
+                was: label,
+                built,
+            }),
+            Err(e) => Ok(refused(format!(
+                "{} was pushed but not deployed: {e}",
+                revision.label()
+            ))),
+        }
     }
 
     pub fn rollback(&self, name: &str) -> Result<Service> {

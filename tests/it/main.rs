@@ -17,3 +17,4 @@ mod manifest;
 mod platform;
 mod provenance;
 mod sandbox;
+mod watch;

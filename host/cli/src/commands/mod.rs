@@ -17,6 +17,7 @@ mod schedule;
 mod secret;
 mod service;
 mod trigger;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -98,6 +99,8 @@ enum Command {
     Bench(bench::Args),
     /// Run queued executions; with --until-idle, exit when none are left.
     Work(schedule::Work),
+    /// Rebuild, push and deploy a package folder to a service whenever its files change.
+    Watch(watch::Args),
 }
 
 impl Cli {
@@ -123,6 +126,7 @@ impl Cli {
             Command::Evaluate(args) => args.run(&home),
             Command::Bench(args) => args.run(&home),
             Command::Work(args) => args.run(&home),
+            Command::Watch(args) => args.run(&home),
         }
     }
 }
