@@ -27,6 +27,7 @@ pub mod local;
 pub mod manifest;
 pub mod named;
 pub mod ops;
+pub mod outbound;
 pub mod package;
 pub mod predict;
 pub mod replay;

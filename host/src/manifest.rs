@@ -49,6 +49,10 @@ pub struct Module {
     pub name: String,
     #[serde(default)]
     pub init_inputs: Vec<InitInputDecl>,
+    /// The hosts the component may call over `wasi:http` (`https://api.example.com`,
+    /// `http://127.0.0.1:9000`); none by default. See [`crate::outbound`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
     pub functions: Vec<FunctionDecl>,
 }
 
@@ -282,6 +286,12 @@ impl Manifest {
                     "must not be empty".into(),
                 ));
             }
+        }
+        if let Err(e) = crate::outbound::AllowedHosts::parse(&self.module.allowed_outbound_hosts) {
+            return Err(invalid(
+                "module.allowed_outbound_hosts".into(),
+                e.to_string(),
+            ));
         }
         unique(
             self.module.init_inputs.iter().map(|i| i.name.as_str()),

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
 use crate::manifest::InputValue;
+use crate::outbound::AllowedHosts;
 use crate::revision::{self, Revision};
 use crate::runtime::Limits;
 use crate::store::{NOW, Store};
@@ -77,6 +78,13 @@ pub struct Service {
     pub paused: bool,
     /// Bumped by every deploy and rollback: instances of an older generation are replaced.
     pub generation: i64,
+    /// The hosts its guest may call over `wasi:http`: the package's `allowed_outbound_hosts`,
+    /// or the narrower list its deployer gave (`--allow-host`). Empty: no network.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The deployer's list as given, to carry to another revision (`None`: the package's).
+    #[serde(skip)]
+    #[schema(ignore)]
+    narrowed: Option<AllowedHosts>,
     pub updated_at: String,
 }
 
@@ -107,6 +115,9 @@ pub struct Deploy {
     pub max_annotations: Option<u32>,
     pub log_kb: Option<u32>,
     pub allow_inference: Option<bool>,
+    /// Narrows the package's `allowed_outbound_hosts` to these (each must be one of them);
+    /// `None` keeps the service's list.
+    pub allow_host: Option<Vec<String>>,
 }
 
 /// Init values given as a JSON object (`{"min_confidence": 0.6}`), as the `key=value` pairs
@@ -134,11 +145,18 @@ pub const MAX_CONCURRENCY: u32 = 64;
 
 const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
-        s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference
+        s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference,
+        s.allowed_outbound_hosts, json_extract(r.manifest, '$.module.allowed_outbound_hosts')
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
-    Ok(Service {
+    // Outbound hosts, the deployer's and the package's: anything unreadable allows nothing.
+    let hosts = |column: usize| -> rusqlite::Result<Option<AllowedHosts>> {
+        Ok(r.get::<_, Option<String>>(column)?
+            .map(|json| serde_json::from_str(&json).unwrap_or_default()))
+    };
+    let (narrowed, package) = (hosts(19)?, hosts(20)?.unwrap_or_default());
+    let mut service = Service {
         id: r.get(0)?,
         name: r.get(1)?,
         package: r.get(2)?,
@@ -160,7 +178,33 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
         paused: r.get(11)?,
         generation: r.get(12)?,
         updated_at: r.get(13)?,
-    })
+        allowed_outbound_hosts: Vec::new(),
+        narrowed,
+    };
+    service.allowed_outbound_hosts = service.allowed_within(&package).entries();
+    Ok(service)
+}
+
+impl Service {
+    /// The hosts its guest may call now.
+    pub fn outbound(&self) -> AllowedHosts {
+        AllowedHosts::parse(&self.allowed_outbound_hosts).unwrap_or_default()
+    }
+
+    /// The hosts it would call running `revision` (deployed, or compared): the deployer's
+    /// narrowed list where that revision's package still declares it, or the package's list.
+    pub fn outbound_for(&self, revision: &Revision) -> AllowedHosts {
+        let package = AllowedHosts::parse(&revision.manifest.module.allowed_outbound_hosts)
+            .unwrap_or_default();
+        self.allowed_within(&package)
+    }
+
+    fn allowed_within(&self, package: &AllowedHosts) -> AllowedHosts {
+        match &self.narrowed {
+            None => package.clone(),
+            Some(narrowed) => narrowed.within(package),
+        }
+    }
 }
 
 pub fn get(store: &Store, name: &str) -> Result<Service> {
@@ -208,6 +252,17 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         None => resolve_init(&revision, &BTreeMap::new(), &request.init)?,
     };
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
+    let narrowed = match &request.allow_host {
+        Some(given) => {
+            let package = AllowedHosts::parse(&revision.manifest.module.allowed_outbound_hosts)
+                .map_err(|e| Error::invalid("allow-host", e.to_string()))?;
+            let narrowed = package
+                .narrowed_to(given)
+                .map_err(|e| Error::invalid("allow-host", e.to_string()))?;
+            Some(serde_json::to_string(&narrowed).expect("a list serializes"))
+        }
+        None => None,
+    };
     write(
         store,
         &request.name,
@@ -215,6 +270,7 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         &revision,
         &init,
         &settings,
+        narrowed.as_deref(),
     )?;
     Ok((get(store, &request.name)?, existing.is_none()))
 }
@@ -266,7 +322,8 @@ impl Deploy {
 }
 
 /// Inserts the service, or updates it in place with a new generation (remembering the
-/// revision it ran before, for `rollback`).
+/// revision it ran before, for `rollback`). `narrowed`: the deployer's outbound hosts (JSON),
+/// or `None` to keep the service's (a new one: the package's).
 fn write(
     store: &mut Store,
     name: &str,
@@ -274,6 +331,7 @@ fn write(
     revision: &Revision,
     init: &BTreeMap<String, InputValue>,
     settings: &Settings,
+    narrowed: Option<&str>,
 ) -> Result<()> {
     let init_json = serde_json::to_string(init).expect("init values serialize");
     let tx = store.write()?;
@@ -286,12 +344,12 @@ fn write(
         None => {
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
-                                       init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                       init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference
+                    settings.allow_inference, narrowed
                 ],
             )?;
         }
@@ -306,13 +364,14 @@ fn write(
                     "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
                             timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
                             max_annotations = ?11, log_kb = ?12, allow_inference = ?13, package_id = ?14,
+                            allowed_outbound_hosts = COALESCE(?15, allowed_outbound_hosts),
                             generation = generation + 1, updated_at = {NOW}
                       WHERE id = ?1"
                 ),
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference, package_id
+                    settings.allow_inference, package_id, narrowed
                 ],
             )?;
         }

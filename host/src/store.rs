@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/006_links.sql"),
     include_str!("store/007_secrets.sql"),
     include_str!("store/008_provenance.sql"),
+    include_str!("store/009_outbound.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

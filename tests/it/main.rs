@@ -14,6 +14,7 @@ mod fuzz_smoke;
 mod labelstudio;
 mod link;
 mod manifest;
+mod outbound;
 mod platform;
 mod provenance;
 mod sandbox;

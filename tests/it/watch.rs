@@ -12,21 +12,10 @@ use crate::support::*;
 /// The face detector's package with its component and model inside the folder, built by
 /// `sh build.sh`.
 fn package(dir: &Path) {
+    face_detector_package(dir, |manifest| {
+        manifest.replacen("\n[", "\nbuild = [\"sh\", \"build.sh\"]\n\n[", 1)
+    });
     std::fs::create_dir_all(dir.join("src")).expect("a folder");
-    std::fs::copy(
-        root().join("models/res10_300x300_ssd.onnx"),
-        dir.join("model.onnx"),
-    )
-    .expect("the model");
-    let manifest = std::fs::read_to_string(face_detector_dir().join("prelabel.toml"))
-        .expect("the manifest")
-        .replace(
-            "../../target/wasm32-wasip2/release/face_detector.wasm",
-            "out/component.wasm",
-        )
-        .replace("../../models/res10_300x300_ssd.onnx", "model.onnx")
-        .replacen("\n[", "\nbuild = [\"sh\", \"build.sh\"]\n\n[", 1);
-    std::fs::write(dir.join("prelabel.toml"), manifest).expect("the manifest");
     builds(dir, good_build());
     std::fs::write(dir.join("src/detector.rs"), "// v1\n").expect("a source");
 }

@@ -546,3 +546,28 @@ pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
     std::fs::write(&stamp, "").expect("the stamp");
     venv
 }
+
+/// The face detector's package as a self-contained folder at `dir` (its component at
+/// `out/component.wasm` and its model beside the manifest), the manifest passed through `edit`.
+pub fn face_detector_package(dir: &Path, edit: impl Fn(String) -> String) {
+    face_detector();
+    std::fs::create_dir_all(dir.join("out")).expect("a folder");
+    std::fs::copy(
+        root().join("target/wasm32-wasip2/release/face_detector.wasm"),
+        dir.join("out/component.wasm"),
+    )
+    .expect("the component");
+    std::fs::copy(
+        root().join("models/res10_300x300_ssd.onnx"),
+        dir.join("model.onnx"),
+    )
+    .expect("the model");
+    let manifest = std::fs::read_to_string(face_detector_dir().join("prelabel.toml"))
+        .expect("the manifest")
+        .replace(
+            "../../target/wasm32-wasip2/release/face_detector.wasm",
+            "out/component.wasm",
+        )
+        .replace("../../models/res10_300x300_ssd.onnx", "model.onnx");
+    std::fs::write(dir.join("prelabel.toml"), edit(manifest)).expect("the manifest");
+}

@@ -53,6 +53,11 @@ pub enum Command {
         /// Off by default; `--allow-inference=false` takes it back.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         allow_inference: Option<bool>,
+        /// Let the guest call only these of the package's `allowed_outbound_hosts`
+        /// (`https://api.example.com`; repeatable): a deploy narrows the list, never widens
+        /// it. Without it the service keeps its list (a new one: the package's).
+        #[arg(long = "allow-host", value_name = "ORIGIN")]
+        allow_host: Vec<String>,
     },
     /// Every service with its revision, state and settings.
     List,
@@ -87,6 +92,7 @@ impl Command {
                 max_annotations,
                 log_kb,
                 allow_inference,
+                allow_host,
             } => {
                 let request = service::Deploy {
                     package: package.clone(),
@@ -102,6 +108,7 @@ impl Command {
                     max_annotations: *max_annotations,
                     log_kb: *log_kb,
                     allow_inference: *allow_inference,
+                    allow_host: (!allow_host.is_empty()).then(|| allow_host.clone()),
                 };
                 let Deployed {
                     service: s,
