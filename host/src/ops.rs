@@ -289,7 +289,10 @@ impl Home {
                 });
             }
         }
-        let revision = match self.push(&watch.dir, watch.root.as_deref()) {
+        // The package as read above: the folder is not read a second time.
+        let runtime = self.runtime()?;
+        let pushed = revision::push_package(&mut *self.store()?, &runtime, &package);
+        let revision = match pushed {
             Ok(revision) => revision,
             Err(e) => return Ok(refused(e.to_string())),
         };

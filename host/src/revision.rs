@@ -88,7 +88,11 @@ pub fn push(
     dir: &Path,
     root: Option<&Path>,
 ) -> Result<Revision> {
-    let package = Package::load_within(dir, root)?;
+    push_package(store, runtime, &Package::load_within(dir, root)?)
+}
+
+/// [`push`] for a package already read from its folder.
+pub fn push_package(store: &mut Store, runtime: &Runtime, package: &Package) -> Result<Revision> {
     let name = package.manifest.name.clone();
     package.compile(runtime)?;
 
