@@ -9,14 +9,15 @@ use crate::annotation::{self, Annotation};
 use crate::execution::{Outcome, Status};
 use crate::item;
 use crate::manifest::InputValue;
-use crate::runtime::{Artifacts, ErrorKind, ExecError, Instance, Item, Limits, Loaded, Runtime};
+use crate::runtime::{ErrorKind, ExecError, Grants, Instance, Item, Limits, Loaded, Runtime};
 
-/// What an instance is started from: a loaded component, its artifacts, the service's limits
+/// What an instance is started from: a loaded component, its grants (artifacts, outbound
+/// hosts), the service's limits
 /// and init inputs.
 pub struct Function<'a> {
     pub runtime: &'a Runtime,
     pub loaded: &'a Loaded,
-    pub artifacts: Artifacts,
+    pub grants: Grants,
     pub limits: Limits,
     pub init: &'a BTreeMap<String, InputValue>,
 }
@@ -93,7 +94,7 @@ pub fn run(
         None => {
             let (started, init_logs) = function.runtime.start(
                 function.loaded,
-                function.artifacts.clone(),
+                function.grants.clone(),
                 limits,
                 function.init,
             );

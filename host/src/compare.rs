@@ -148,7 +148,9 @@ pub fn compare(store: &Store, runtime: &Runtime, request: &Request) -> Result<Co
     let candidate = revision::revision(store, &request.package, request.revision)?;
     let init = service::init_for(store, &service, &candidate, &request.init)?;
     let limits = service.settings.limits();
-    let mut runner = LocalRunner::for_revision(runtime, store, &candidate, &init, limits)?;
+    let outbound = service.outbound_for(&candidate);
+    let mut runner =
+        LocalRunner::for_revision(runtime, store, &candidate, &init, limits, outbound)?;
     let items = item::list(store, Some(&request.dataset))?;
     let mut compared = Vec::with_capacity(items.len());
     for item in &items {

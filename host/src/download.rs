@@ -265,7 +265,7 @@ fn client(allow_private: bool) -> Result<&'static Client, DownloadError> {
         Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
-            .dns_resolver(Arc::new(Resolver { allow_private }))
+            .dns_resolver(resolver(allow_private))
             .redirect(redirect::Policy::none())
             .user_agent(concat!("prelabel/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -353,13 +353,18 @@ pub fn kind(address: IpAddr) -> Option<&'static str> {
 /// causes so that it reaches the execution unchanged.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-struct Refused(DownloadError);
+pub(crate) struct Refused(pub(crate) DownloadError);
 
 /// The system's resolver, keeping only public addresses unless private ones are allowed: a
 /// name that resolves to the machine itself or its network is refused after resolution, so a
 /// DNS name cannot smuggle in what an address in the URL could not.
-struct Resolver {
+pub(crate) struct Resolver {
     allow_private: bool,
+}
+
+/// The resolver for one address policy (also what a guest's outbound requests resolve with).
+pub(crate) fn resolver(allow_private: bool) -> Arc<Resolver> {
+    Arc::new(Resolver { allow_private })
 }
 
 impl Resolve for Resolver {

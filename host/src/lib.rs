@@ -30,6 +30,7 @@ pub mod ops;
 pub mod outbound;
 pub mod package;
 pub mod predict;
+pub mod remote;
 pub mod replay;
 pub mod review;
 pub mod revision;

@@ -12,9 +12,10 @@ use crate::attempt;
 use crate::error::{Error, Result};
 use crate::item;
 use crate::manifest::InputValue;
+use crate::outbound::AllowedHosts;
 use crate::package::Package;
 use crate::revision::Revision;
-use crate::runtime::{Artifacts, Instance, Item, Limits, Loaded, Runtime};
+use crate::runtime::{Grants, Instance, Item, Limits, Loaded, Runtime};
 use crate::store::Store;
 
 /// The outcome for one file.
@@ -36,7 +37,7 @@ pub struct FileResult {
 pub struct LocalRunner<'r> {
     runtime: &'r Runtime,
     loaded: Loaded,
-    artifacts: Artifacts,
+    grants: Grants,
     init: BTreeMap<String, InputValue>,
     limits: Limits,
     instance: Option<Instance>,
@@ -55,48 +56,47 @@ impl<'r> LocalRunner<'r> {
     ) -> Result<Self> {
         let init = package.manifest.resolve_init(given)?;
         let loaded = package.compile(runtime)?;
-        let artifacts = Artifacts::new(package.artifacts.clone());
+        // The hosts the package declares, as a service deployed from it would have.
+        let outbound = AllowedHosts::parse(&package.manifest.module.allowed_outbound_hosts)
+            .map_err(|e| Error::invalid("allowed-outbound-hosts", e.to_string()))?;
+        let grants = Grants::artifacts(package.artifacts.clone()).with_outbound(outbound);
         Self::start(
             runtime,
             loaded,
-            artifacts,
+            grants,
             init,
             limits,
             &package.manifest.name,
         )
     }
 
-    /// The same for a pushed revision, with resolved init values (what `compare` runs).
+    /// The same for a pushed revision, with resolved init values and the hosts it may call
+    /// (what `compare` and `replay` run).
     pub fn for_revision(
         runtime: &'r Runtime,
         store: &Store,
         revision: &Revision,
         init: &BTreeMap<String, InputValue>,
         limits: Limits,
+        outbound: AllowedHosts,
     ) -> Result<Self> {
         let loaded = revision.load(store, runtime)?;
-        let artifacts = Artifacts::new(revision.artifact_paths(store));
-        Self::start(
-            runtime,
-            loaded,
-            artifacts,
-            init.clone(),
-            limits,
-            &revision.label(),
-        )
+        let init = crate::secret::reveal(store, &revision.manifest, init)?;
+        let grants = Grants::artifacts(revision.artifact_paths(store)).with_outbound(outbound);
+        Self::start(runtime, loaded, grants, init, limits, &revision.label())
     }
 
     fn start(
         runtime: &'r Runtime,
         loaded: Loaded,
-        artifacts: Artifacts,
+        grants: Grants,
         init: BTreeMap<String, InputValue>,
         limits: Limits,
         package: &str,
     ) -> Result<Self> {
         // Started now, so that a package whose init fails says so before any file runs;
         // after a trap, `attempt::run` starts the next one.
-        let (started, init_logs) = runtime.start(&loaded, artifacts.clone(), limits, &init);
+        let (started, init_logs) = runtime.start(&loaded, grants.clone(), limits, &init);
         let instance = started.map_err(|error| Error::Exec {
             package: package.to_string(),
             error,
@@ -104,12 +104,17 @@ impl<'r> LocalRunner<'r> {
         Ok(Self {
             runtime,
             loaded,
-            artifacts,
+            grants,
             init,
             limits,
             instance: Some(instance),
             init_logs,
         })
+    }
+
+    /// The limits each call runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The digest of the component being run.
@@ -157,7 +162,7 @@ impl<'r> LocalRunner<'r> {
         let function = attempt::Function {
             runtime: self.runtime,
             loaded: &self.loaded,
-            artifacts: self.artifacts.clone(),
+            grants: self.grants.clone(),
             limits: self.limits,
             init: &self.init,
         };

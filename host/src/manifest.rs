@@ -66,6 +66,10 @@ pub struct InitInputDecl {
     pub default: Option<toml::Value>,
     #[serde(default)]
     pub description: String,
+    /// A secret (an API key): its value at deploy names a secret stored with `prelabel
+    /// secret set`, and only `init` sees what that secret holds (`secret.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -299,6 +303,12 @@ impl Manifest {
             &invalid,
         )?;
         for input in &self.module.init_inputs {
+            if input.secret && (input.ty != InputType::String || input.default.is_some()) {
+                return Err(invalid(
+                    format!("module.init_inputs.{}", input.name),
+                    "a secret is a string without a default (a default would be in the package for anyone to read)".into(),
+                ));
+            }
             if let Some(default) = &input.default {
                 let field = format!("module.init_inputs.{}.default", input.name);
                 let value = InputValue::from_toml(default).ok_or_else(|| {
@@ -328,6 +338,11 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+
+    /// The init inputs declared secret.
+    pub fn secrets(&self) -> impl Iterator<Item = &InitInputDecl> {
+        self.module.init_inputs.iter().filter(|i| i.secret)
     }
 
     /// The declared default of every init input that has one.

@@ -3,6 +3,7 @@
 //! serialisable results. The CLI formats them and the HTTP API serialises them; neither
 //! holds logic of its own, the way cargo's commands are thin doors over `cargo::ops`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -20,6 +21,7 @@ use crate::export::{self, Stored};
 use crate::files::Scratch;
 use crate::item::{self, Change, Dataset, ItemRecord};
 use crate::link::{self, Link};
+use crate::manifest::InputValue;
 use crate::package::{Package, archive};
 use crate::predict;
 use crate::replay;
@@ -427,6 +429,21 @@ impl Home {
 
     pub fn secrets(&self) -> Result<Vec<Secret>> {
         secret::list(&*self.store()?)
+    }
+
+    /// A package's init values as its instance receives them when it runs outside a service
+    /// (`prelabel detect`): each secret input names a secret of this home, read now.
+    pub fn reveal(
+        &self,
+        manifest: &crate::manifest::Manifest,
+        init: BTreeMap<String, InputValue>,
+    ) -> Result<BTreeMap<String, InputValue>> {
+        if manifest.secrets().next().is_none() {
+            return Ok(init);
+        }
+        let store = self.store()?;
+        secret::check_init(&store, manifest, &init)?;
+        secret::reveal(&store, manifest, &init)
     }
 
     pub fn delete_secret(&self, name: &str) -> Result<()> {

@@ -80,11 +80,12 @@ pub fn replay(store: &Store, runtime: &Runtime, id: i64) -> Result<Replay> {
     let data = store.read_blob(&digest)?;
     // Limits do not change what a detector returns, only whether it is allowed to finish:
     // the service's when it still exists, the defaults when it was deleted.
-    let limits = match service::get(store, &execution.service) {
-        Ok(s) => s.settings.limits(),
-        Err(_) => service::Settings::default().limits(),
+    // The hosts: what the service allows that revision now (none when it was deleted).
+    let (limits, outbound) = match service::get(store, &execution.service) {
+        Ok(s) => (s.settings.limits(), s.outbound_for(&revision)),
+        Err(_) => (service::Settings::default().limits(), Default::default()),
     };
-    let mut runner = LocalRunner::for_revision(runtime, store, &revision, &init, limits)?;
+    let mut runner = LocalRunner::for_revision(runtime, store, &revision, &init, limits, outbound)?;
     let result = runner.run_item(Item {
         id: record.id.to_string(),
         name: record.name.clone(),

@@ -368,12 +368,16 @@ fn attempt(
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
     let limits = service.settings.limits();
+    // Secret inputs are read now, for `init` only: the execution records their names.
+    let init = crate::secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
+        .map_err(|e| Failure::Refused(e.to_string()))?;
     let function = attempt::Function {
         runtime,
         loaded: &slot.loaded,
-        artifacts: runtime::Artifacts::new(slot.revision.artifact_paths(store)),
+        grants: runtime::Grants::artifacts(slot.revision.artifact_paths(store))
+            .with_outbound(service.outbound()),
         limits,
-        init: &service.init_inputs,
+        init: &init,
     };
     let load = || {
         // A linked item is downloaded within the item size limit and the call's timeout.

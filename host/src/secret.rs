@@ -2,6 +2,9 @@
 //! their own and referred to by name. Listing shows names and times, never values; a
 //! dataset's headers name the secret (`Authorization` → `photos-token`), so the value is read
 //! only when a request is made, and changing it changes every download that uses it.
+//! A package's secret init inputs (`secret = true`, an API key) work the same way: the
+//! deployer gives the secret's name (`--init api_key=remote-key`), the service stores the
+//! name, and the value is read only to hand it to `init` ([`reveal`]).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
+use crate::manifest::{InputValue, Manifest};
 use crate::store::{NOW, Store};
 
 /// A secret as listed: its name and when it was set, not its value.
@@ -160,18 +164,64 @@ pub fn check_headers(store: &Store, headers: &BTreeMap<String, String>) -> Resul
     Ok(())
 }
 
+/// A secret's value, read when a request or an instance needs it.
+fn value(store: &Store, name: &str) -> Result<String> {
+    let value: Option<String> = store
+        .conn()
+        .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    value.ok_or_else(|| not_found(name))
+}
+
+/// Checks that every secret init input of `manifest` names a stored secret. The message
+/// never repeats the value given: a deployer who typed the key itself must not see it echoed.
+pub fn check_init(
+    store: &Store,
+    manifest: &Manifest,
+    init: &BTreeMap<String, InputValue>,
+) -> Result<()> {
+    for input in manifest.secrets() {
+        let named = match init.get(&input.name) {
+            Some(InputValue::String(name)) => check_name(name).is_ok() && get(store, name).is_ok(),
+            _ => false,
+        };
+        if !named {
+            return Err(Error::invalid(
+                "init",
+                format!(
+                    "init input `{0}` is secret: give the name of a stored secret                      (`prelabel secret set NAME`, then `--init {0}=NAME`); what was given names none",
+                    input.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `init` as an instance receives it: each secret input's value is the value of the secret
+/// it names. A secret deleted since is an error naming it.
+pub fn reveal(
+    store: &Store,
+    manifest: &Manifest,
+    init: &BTreeMap<String, InputValue>,
+) -> Result<BTreeMap<String, InputValue>> {
+    let mut revealed = init.clone();
+    for input in manifest.secrets() {
+        if let Some(InputValue::String(name)) = init.get(&input.name) {
+            revealed.insert(input.name.clone(), InputValue::String(value(store, name)?));
+        }
+    }
+    Ok(revealed)
+}
+
 /// The headers to send: each named secret's value, marked sensitive (never printed by the
 /// client's debug output). A secret deleted since is an error naming it.
 pub fn headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for (header, secret) in headers {
-        let value: Option<String> = store
-            .conn()
-            .query_row("SELECT value FROM secrets WHERE name = ?1", [secret], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let value = value.ok_or_else(|| not_found(secret))?;
+        let value = value(store, secret)?;
         let name = header_name(header)?;
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
             Error::invalid("value", format!("secret `{secret}` is no header value"))

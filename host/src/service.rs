@@ -249,7 +249,7 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     };
     let init = match &existing {
         Some(s) => init_for(store, s, &revision, &request.init)?,
-        None => resolve_init(&revision, &BTreeMap::new(), &request.init)?,
+        None => resolve_init(store, &revision, &BTreeMap::new(), &request.init)?,
     };
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
     let narrowed = match &request.allow_host {
@@ -410,13 +410,19 @@ pub fn init_for(
     revision: &Revision,
     given: &[String],
 ) -> Result<BTreeMap<String, InputValue>> {
-    resolve_init(revision, &carried_init(store, service, revision)?, given)
+    resolve_init(
+        store,
+        revision,
+        &carried_init(store, service, revision)?,
+        given,
+    )
 }
 
 /// Init values for a deploy: the manifest's defaults, then the `carried` values (the
 /// service's current ones) that the revision still declares, then the ones given now; all
-/// checked against the types.
+/// checked against the types, and each secret input naming a stored secret.
 fn resolve_init(
+    store: &Store,
     revision: &Revision,
     carried: &BTreeMap<String, InputValue>,
     given: &[String],
@@ -432,7 +438,9 @@ fn resolve_init(
         }
     }
     values.extend(manifest.parse_init_args(given)?);
-    Ok(manifest.resolve_init(&values)?)
+    let init = manifest.resolve_init(&values)?;
+    crate::secret::check_init(store, manifest, &init)?;
+    Ok(init)
 }
 
 /// Seconds as given (by a flag or a JSON number) to stored milliseconds.

@@ -17,5 +17,6 @@ mod manifest;
 mod outbound;
 mod platform;
 mod provenance;
+mod remote;
 mod sandbox;
 mod watch;

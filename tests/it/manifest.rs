@@ -82,9 +82,14 @@ fn init_values_are_resolved_against_declarations() {
             "api_label=face".into(),
             "min_confidence=0.25".into(),
             "debug=true".into(),
+            "api_key=remote-key".into(),
         ])
         .expect("parses");
     let values = m.resolve_init(&given).expect("resolves");
+    // A secret input's value is the name of a stored secret, read only for `init`.
+    let secrets: Vec<&str> = m.secrets().map(|i| i.name.as_str()).collect();
+    assert_eq!(secrets, ["api_key"]);
+    assert_eq!(values["api_key"], InputValue::String("remote-key".into()));
     assert_eq!(values["min_confidence"], InputValue::Float(0.25));
     assert_eq!(values["max_faces"], InputValue::Integer(50));
     assert_eq!(values["debug"], InputValue::Boolean(true));

@@ -2,7 +2,7 @@
 //! pushed, narrowed (never widened) by `service deploy --allow-host`, shown by `service show`,
 //! carried by later deploys only where the new revision still allows them.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -157,4 +157,304 @@ fn a_package_whose_hosts_are_not_origins_is_refused_when_pushed() {
         error.contains("`module.allowed_outbound_hosts`: `https://api.example.com/v1/detect`: an allowed host is a scheme, a host and a port"),
         "{error}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests: the hostile guest calls a server the test starts, through wasi:http.
+
+/// A remote server on loopback: `/ok` (5 bytes), `/hop` (a redirect to `/ok`), `/slow` (after
+/// 30 s), `/big` (20 MiB), `/redirect` (to the same server by another name, `localhost`),
+/// `/drop` (a few bytes, then the connection is cut). Counts the requests it gets.
+struct Remote {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Remote {
+    fn start() -> Remote {
+        use axum::body::Body;
+        use axum::http::{HeaderMap, header};
+        use axum::response::{IntoResponse, Redirect};
+        use axum::routing::get;
+        use std::sync::atomic::Ordering;
+
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new()
+            .route("/ok", get(|| async { "hello" }))
+            .route("/hop", get(|| async { Redirect::temporary("/ok") }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/big",
+                get(|| async {
+                    let chunks = (0..320).map(|_| Ok::<_, std::io::Error>(vec![7u8; 64 << 10]));
+                    Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/redirect",
+                get(|headers: HeaderMap| async move {
+                    let host = headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .replace("127.0.0.1", "localhost");
+                    Redirect::temporary(&format!("http://{host}/ok"))
+                }),
+            )
+            .route(
+                "/drop",
+                get(|| async {
+                    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+                        Ok(b"partial".to_vec()),
+                        Err(std::io::Error::other("cut on purpose")),
+                    ];
+                    Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    next.run(request)
+                },
+            ));
+        let addr = crate::support::server::serve_app(app);
+        Remote { addr, hits }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The hostile guest allowed to call `remote`, deployed as `service` with its requests sent
+/// to `base`; a trigger runs it on every item of dataset `service`.
+fn deploy_caller(home: &Home, remote: &Remote, service: &str, base: &str) {
+    let dir = home.path().join(format!("pkg-{service}"));
+    std::fs::create_dir_all(&dir).expect("package folder");
+    crate::support::attacks::hostile_package(&dir, &[], &[&remote.origin()]);
+    home.ok(&["package", "push", path(&dir)]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        service,
+        "--timeout",
+        "2",
+        "--memory-mb",
+        "256",
+        "--init",
+        &format!("http_base={base}"),
+    ]);
+    home.ok(&[
+        "trigger",
+        "create",
+        service,
+        "--service",
+        service,
+        "--dataset",
+        service,
+    ]);
+}
+
+/// Uploads one 10x10 PNG per name to dataset `dataset`, runs the queue, and returns the
+/// executions of those items by name.
+fn run(home: &Home, dataset: &str, names: &[&str]) -> std::collections::BTreeMap<String, Value> {
+    let dir = tempdir();
+    for name in names {
+        std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", dataset]);
+    home.ok(&["work", "--until-idle"]);
+    home.executions()
+        .into_iter()
+        .filter(|e| names.contains(&e["item"].as_str().unwrap_or_default()))
+        .map(|e| (e["item"].as_str().expect("item").to_string(), e))
+        .collect()
+}
+
+fn logs(home: &Home, execution: &Value) -> String {
+    home.ok(&["executions", "logs", &execution["id"].to_string()])
+}
+
+#[test]
+fn an_allowed_request_is_answered_and_every_other_ends_as_its_named_outcome() {
+    let remote = Remote::start();
+    let origin = remote.origin();
+    let home = Home::new();
+    deploy_caller(&home, &remote, "calls", &origin);
+    let by_item = run(
+        &home,
+        "calls",
+        &[
+            "http-ok.png",
+            "http-hop.png",
+            "http-slow.png",
+            "http-big.png",
+            "http-redirect.png",
+            "http-drop.png",
+            "httpmany.png",
+        ],
+    );
+    let e = |name: &str| by_item[name].clone();
+
+    // Allowed: answered, and the answer stored as the item's annotation.
+    assert_eq!(
+        e("http-ok.png")["status"],
+        "success",
+        "{:#}",
+        e("http-ok.png")
+    );
+    assert_eq!(
+        e("http-hop.png")["status"],
+        "success",
+        "a redirect to an allowed place"
+    );
+    let labels: Vec<Value> = home
+        .export("calls")
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| {
+            ["http-ok.png", "http-hop.png"]
+                .contains(&i["item"]["name"].as_str().unwrap_or_default())
+        })
+        .map(|i| i["annotations"][0]["label"].clone())
+        .collect();
+    assert_eq!(labels, [json!("200 5"), json!("200 5")]);
+    // Logged as method, origin, status, bytes, time: never the path.
+    let log = logs(&home, &e("http-ok.png"));
+    assert!(
+        log.contains(&format!("[http] GET {origin} 200 5 bytes ")),
+        "{log}"
+    );
+    assert!(!log.contains("/ok"), "{log}");
+    let log = logs(&home, &e("http-hop.png"));
+    assert!(
+        log.contains(&format!("[http] GET {origin} 307 0 bytes ")),
+        "{log}"
+    );
+
+    // A slow server: the call's deadline ends it.
+    assert_eq!(e("http-slow.png")["status"], "timed-out");
+    assert_eq!(
+        e("http-slow.png")["error"],
+        "detect timed out after 2s (limit)"
+    );
+
+    // An answer over 16 MiB: cut, and said so.
+    assert_eq!(e("http-big.png")["status"], "failed");
+    let error = e("http-big.png")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("body size exceeds limit: 16777216 bytes"),
+        "{error}"
+    );
+    let log = logs(&home, &e("http-big.png"));
+    assert!(
+        log.contains("over the limit of 16777216 bytes: cut"),
+        "{log}"
+    );
+
+    // A redirect to a host the service may not call: refused before it leaves.
+    let error = e("http-redirect.png")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let port = remote.addr.port();
+    assert!(
+        error.contains(&format!(
+            "GET http://localhost:{port} refused: http://localhost:{port} is not allowed: the service may call only {origin}"
+        )),
+        "{error}"
+    );
+
+    // A server that cuts the connection mid-answer.
+    assert_eq!(e("http-drop.png")["status"], "failed");
+    let error = e("http-drop.png")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("ConnectionTerminated"), "{error}");
+
+    // At most 16 requests in one call.
+    let error = e("httpmany.png")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("request 17: "), "{error}");
+    assert!(
+        error.contains("more than 16 requests in one call"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_host_the_service_may_not_call_gets_no_request_at_all() {
+    let remote = Remote::start();
+    let home = Home::new();
+    // Allowed: 127.0.0.1:PORT. Asked: the same server by another name.
+    let other = format!("http://localhost:{}", remote.addr.port());
+    deploy_caller(&home, &remote, "elsewhere", &other);
+    // A package that declares no host: its guest may call nothing.
+    home.ok(&["package", "push", path(&hostile_guest())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "offline",
+        "--init",
+        &format!("http_base={}", remote.origin()),
+    ]);
+    home.ok(&[
+        "trigger",
+        "create",
+        "offline",
+        "--service",
+        "offline",
+        "--dataset",
+        "offline",
+    ]);
+    let elsewhere = &run(&home, "elsewhere", &["http-ok.png"])["http-ok.png"];
+    let offline = &run(&home, "offline", &["http-ok.png"])["http-ok.png"];
+    for (e, rule) in [
+        (
+            elsewhere,
+            format!(
+                "{other} is not allowed: the service may call only {}",
+                remote.origin()
+            ),
+        ),
+        (
+            offline,
+            format!(
+                "{} is not allowed: this service may call no host",
+                remote.origin()
+            ),
+        ),
+    ] {
+        assert_eq!(e["status"], "failed", "{e:#}");
+        let error = e["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&rule), "{error}");
+        let log = logs(&home, e);
+        assert!(
+            log.contains("[http] GET ") && log.contains(" refused: "),
+            "{log}"
+        );
+    }
+    assert_eq!(remote.hits(), 0, "a refused request reached the server");
 }

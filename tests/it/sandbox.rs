@@ -136,13 +136,18 @@ fn the_guest_cannot_reach_host_files_env_args_or_network() {
         .iter()
         .map(|a| a["label"].as_str().expect("label").to_string())
         .collect();
-    assert_eq!(labels.len(), 8, "{labels:?}");
+    assert_eq!(labels.len(), 9, "{labels:?}");
     for label in &labels {
         assert!(
             label.contains(":denied:"),
             "the sandbox let this through: {label}"
         );
     }
+    let http = labels
+        .iter()
+        .find(|l| l.starts_with("http GET"))
+        .expect("http probe");
+    assert!(http.contains("may call no host"), "{http}");
     assert!(
         !std::path::Path::new("/tmp/prelabel-escape").exists(),
         "the guest wrote a host file"

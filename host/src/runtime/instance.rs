@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::prelabel::detector::{host, inference, types};
 use super::bindings::{
     Annotation, ErrorKind, GuestError, HostLinks, HostLinksPre, InitInput, Item, Level,
 };
+use super::http::Outbound;
 use super::inference::{InferenceFailure, NativeInference};
-use super::{Artifacts, Capture, Limits};
+use super::{Artifacts, Capture, Grants, Limits};
 
 /// Which guest call an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +88,9 @@ pub struct HostState {
     pub(super) table: ResourceTable,
     limiter: Limiter,
     artifacts: Artifacts,
+    /// wasi:http's state, and the rule its requests are held to.
+    http: WasiHttpCtx,
+    outbound: Outbound,
     pub(super) inference: NativeInference,
     /// What the host holds for the guest's wasi-nn tensors and graphs.
     pub(super) nn_held: super::nn::Held,
@@ -159,6 +164,16 @@ impl ResourceLimiter for Limiter {
     }
     fn tables(&self) -> usize {
         MAX_TABLES
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
     }
 }
 
@@ -311,7 +326,7 @@ impl Instance {
     pub(super) fn new(
         engine: &Engine,
         pre: &HostLinksPre<HostState>,
-        artifacts: Artifacts,
+        grants: Grants,
         limits: Limits,
     ) -> Result<Self, ExecError> {
         let capture = Capture::new(limits.log_bytes);
@@ -335,7 +350,9 @@ impl Instance {
                 used: 0,
                 refused: false,
             },
-            artifacts,
+            artifacts: grants.artifacts,
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(grants.outbound, capture.clone(), limits.max_item_bytes),
             inference: NativeInference::new(limits.allow_inference, limits.memory_bytes),
             nn_held: Default::default(),
             capture,
@@ -401,6 +418,7 @@ impl Instance {
         }
         self.store.data_mut().deadline = deadline_after(limit);
         self.store.data_mut().limiter.refused = false;
+        self.store.data_mut().outbound.new_call();
         self.store.set_epoch_deadline(1);
         Ok(())
     }

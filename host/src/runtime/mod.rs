@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod capture;
+mod http;
 mod inference;
 mod instance;
 mod nn;
@@ -21,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::manifest::InputValue;
+use crate::outbound::AllowedHosts;
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, OptLevel};
 
@@ -90,6 +92,32 @@ impl Default for Limits {
 /// Artifacts a guest may ask for, by name, and where their bytes are.
 pub type Artifacts = Arc<BTreeMap<String, PathBuf>>;
 
+/// What a guest may reach beyond its sandbox: artifacts by name, and the hosts it may call
+/// over `wasi:http` (none unless its service allows some).
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub artifacts: Artifacts,
+    pub outbound: Arc<AllowedHosts>,
+}
+
+impl Grants {
+    /// Artifacts, and no network.
+    pub fn artifacts(artifacts: BTreeMap<String, PathBuf>) -> Self {
+        Self {
+            artifacts: Arc::new(artifacts),
+            outbound: Arc::default(),
+        }
+    }
+
+    /// These grants with the hosts `outbound` allows.
+    pub fn with_outbound(self, outbound: AllowedHosts) -> Self {
+        Self {
+            outbound: Arc::new(outbound),
+            ..self
+        }
+    }
+}
+
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -138,6 +166,10 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         HostLinks::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        // wasi:http for every component; each request is held to its service's allowed
+        // hosts (`http.rs`), so one with none may link it and call nothing.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -250,11 +282,11 @@ impl Runtime {
     pub fn start(
         &self,
         loaded: &Loaded,
-        artifacts: Artifacts,
+        grants: Grants,
         limits: Limits,
         inputs: &BTreeMap<String, InputValue>,
     ) -> (Result<Instance, ExecError>, String) {
-        let mut instance = match self.instantiate(loaded, artifacts, limits) {
+        let mut instance = match self.instantiate(loaded, grants, limits) {
             Ok(instance) => instance,
             Err(e) => return (Err(e), String::new()),
         };
@@ -267,10 +299,10 @@ impl Runtime {
     pub fn instantiate(
         &self,
         loaded: &Loaded,
-        artifacts: Artifacts,
+        grants: Grants,
         limits: Limits,
     ) -> Result<Instance, ExecError> {
-        Instance::new(&self.engine, &loaded.pre, artifacts, limits)
+        Instance::new(&self.engine, &loaded.pre, grants, limits)
     }
 }
 

@@ -163,6 +163,11 @@ pub fn slow() -> Vec<u8> {
 
 /// A package folder for the hostile component with `artifacts` (name, bytes) beside it.
 pub fn hostile_with_artifacts(dir: &Path, artifacts: &[(&str, Vec<u8>)]) {
+    hostile_package(dir, artifacts, &[]);
+}
+
+/// The same, declaring the hosts it may call (`[module] allowed_outbound_hosts`).
+pub fn hostile_package(dir: &Path, artifacts: &[(&str, Vec<u8>)], hosts: &[&str]) {
     let source = super::hostile_guest();
     let component = super::root().join("target/wasm32-wasip2/release/hostile_guest.wasm");
     std::fs::copy(&component, dir.join("hostile.wasm")).expect("copy component");
@@ -177,6 +182,14 @@ pub fn hostile_with_artifacts(dir: &Path, artifacts: &[(&str, Vec<u8>)]) {
         manifest = manifest.replacen(
             "[module]",
             &format!("[[artifacts]]\nname = \"{name}\"\npath = \"{name}\"\n\n[module]"),
+            1,
+        );
+    }
+    if !hosts.is_empty() {
+        let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        manifest = manifest.replacen(
+            "[module]\n",
+            &format!("[module]\nallowed_outbound_hosts = [{}]\n", list.join(", ")),
             1,
         );
     }

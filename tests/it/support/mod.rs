@@ -467,6 +467,41 @@ pub fn hostile_guest() -> PathBuf {
     root().join("tests/guests/hostile")
 }
 
+/// Builds the remote-detector component (once per test binary); its package folder.
+pub fn remote_detector() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        prelabel::workspace::Workspace::find()
+            .expect("source checkout")
+            .build_guest("remote-detector")
+            .expect("remote-detector builds");
+    });
+    root().join("guest/remote-detector")
+}
+
+/// The remote-detector package in `dir`, allowed to call `origin` only.
+pub fn remote_detector_package(dir: &Path, origin: &str) {
+    remote_detector();
+    std::fs::create_dir_all(dir).expect("a folder");
+    std::fs::copy(
+        root().join("target/wasm32-wasip2/release/remote_detector.wasm"),
+        dir.join("component.wasm"),
+    )
+    .expect("the component");
+    let manifest = std::fs::read_to_string(root().join("guest/remote-detector/prelabel.toml"))
+        .expect("the manifest")
+        .replace(
+            "../../target/wasm32-wasip2/release/remote_detector.wasm",
+            "component.wasm",
+        )
+        .replace("\"http://127.0.0.1:9000\"", &format!("{origin:?}"))
+        .replace(
+            "\"http://127.0.0.1:9000/detect\"",
+            &format!("\"{origin}/detect\""),
+        );
+    std::fs::write(dir.join("prelabel.toml"), manifest).expect("the manifest");
+}
+
 /// A small PNG, so that items have a known size.
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());

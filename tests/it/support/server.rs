@@ -2,6 +2,7 @@
 //! tests and the browser test both drive the real server through it.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,21 +29,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("prelabel serve starts");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        let base = loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).expect("read stderr") == 0 {
-                panic!("prelabel serve exited before listening:\n{seen}");
-            }
-            seen.push_str(&line);
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                let url = rest.split_whitespace().next().expect("an address");
-                break url.trim_end_matches('/').to_string();
-            }
-        };
-        // Keep reading, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let base = listening(&mut child, "prelabel serve");
         let token = args
             .iter()
             .position(|a| *a == "--token")
@@ -126,6 +113,60 @@ impl Server {
             assert!(Instant::now() < deadline, "timed out: {page:#}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Waits for `child` to say where it listens (`listening on URL`), and returns the URL
+/// without its trailing `/`; keeps reading its stderr after, so that it never blocks.
+fn listening(child: &mut Child, what: &str) -> String {
+    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    let base = loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read stderr") == 0 {
+            panic!("{what} exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            let url = rest.split_whitespace().next().expect("an address");
+            break url.trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    base
+}
+
+/// `prelabel serve-detector PACKAGE` on a free loopback port: a detection API for
+/// remote-detector. Stopped with Ctrl-C when dropped.
+pub struct DetectorApi {
+    child: Child,
+    /// `http://127.0.0.1:PORT/detect`.
+    pub url: String,
+}
+
+impl DetectorApi {
+    pub fn start(home: &Home, package: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut child = command(home.path())
+            .args(["serve-detector", path(package), "--addr", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prelabel serve-detector starts");
+        let url = listening(&mut child, "prelabel serve-detector");
+        DetectorApi { child, url }
+    }
+
+    /// `http://127.0.0.1:PORT`, as an allowed host.
+    pub fn origin(&self) -> String {
+        self.url.trim_end_matches("/detect").to_string()
+    }
+}
+
+impl Drop for DetectorApi {
+    fn drop(&mut self) {
+        interrupt(&mut self.child, 60);
     }
 }
 

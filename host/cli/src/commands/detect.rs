@@ -96,6 +96,7 @@ impl Args {
         let files = expand(&self.images)?;
         let package = Package::load_within(&self.package, self.root.get())?;
         let given = package.manifest.parse_init_args(&self.init)?;
+        let given = home.reveal(&package.manifest, given)?;
         let runtime = home.runtime()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let jobs = match self.jobs {

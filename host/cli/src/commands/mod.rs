@@ -15,6 +15,7 @@ mod items;
 mod package;
 mod schedule;
 mod secret;
+mod serve_detector;
 mod service;
 mod trigger;
 mod watch;
@@ -72,7 +73,8 @@ enum Command {
     /// Items of a dataset.
     #[command(subcommand)]
     Items(items::Command),
-    /// Secrets: named values (API tokens) that a dataset's downloads send as headers.
+    /// Secrets: named values (API tokens) that a dataset's downloads send as headers, and
+    /// that secret init inputs name.
     #[command(subcommand)]
     Secret(secret::Command),
     /// Executions: list, logs, rerun.
@@ -97,6 +99,8 @@ enum Command {
     /// Measure the detector in the sandbox vs natively, the host's overhead, component
     /// loading, hot swap and throughput; prints a table.
     Bench(bench::Args),
+    /// Answer `POST /detect` with a package's boxes: the detection API remote-detector calls.
+    ServeDetector(serve_detector::Args),
     /// Run queued executions; with --until-idle, exit when none are left.
     Work(schedule::Work),
     /// Rebuild, push and deploy a package folder to a service whenever its files change.
@@ -122,6 +126,7 @@ impl Cli {
             Command::Annotations(command) => command.run(&home),
             Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
+            Command::ServeDetector(args) => args.run(&home),
             Command::Compare(args) => args.run(&home),
             Command::Evaluate(args) => args.run(&home),
             Command::Bench(args) => args.run(&home),

@@ -115,7 +115,7 @@ fn open_ui(addr: SocketAddr, token: Option<&str>) {
 }
 
 /// A flag set by Ctrl-C: stop taking work, let running executions finish.
-fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+pub(super) fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))

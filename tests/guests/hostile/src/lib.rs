@@ -27,9 +27,12 @@
 //! | `legacy_M` | runs artifact `M` through the older `inference` import |
 //! | `nnflood` | makes 1 MiB wasi-nn tensors, keeping every one, forever |
 //! | `nnhandles` | makes empty wasi-nn tensors, keeping every one, forever |
+//! | `http-WHAT` | GETs `{http_base}/WHAT` over wasi:http, following redirects as a browser would; labels the item `STATUS BYTES` |
+//! | `httpmany` | GETs `{http_base}/ok` 20 times in one call |
 //!
 //! Init inputs: `fail_init = true` makes `init` panic, `sleep_init = true` makes it sleep
-//! for an hour, `busy_init = true` makes it loop forever.
+//! for an hour, `busy_init = true` makes it loop forever; `http_base` is where `http-` items
+//! send their requests.
 
 use std::io::Write;
 
@@ -48,6 +51,17 @@ use bindings::wasi::nn::tensor::{Tensor, TensorType};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
 
 struct Hostile;
+
+/// `http_base`, as `init` received it.
+static HTTP_BASE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// What a request failed with, as the item's error.
+fn http_failed(what: &str, failure: guest_http::Failure) -> Error {
+    Error {
+        kind: ErrorKind::Internal,
+        message: format!("{what}: {failure}"),
+    }
+}
 
 fn bbox(left: f32, top: f32, right: f32, bottom: f32, confidence: f32) -> Annotation {
     label(
@@ -149,6 +163,13 @@ impl Guest for Hostile {
                 .iter()
                 .any(|i| i.name == name && matches!(i.value, Value::Boolean(true)))
         };
+        if let Some(Value::String(base)) = inputs
+            .iter()
+            .find(|i| i.name == "http_base")
+            .map(|i| &i.value)
+        {
+            *HTTP_BASE.lock().unwrap_or_else(|e| e.into_inner()) = base.clone();
+        }
         if set("fail_init") {
             panic!("init failed on purpose");
         }
@@ -194,7 +215,24 @@ impl Guest for Hostile {
                 }),
             };
         }
+        let base = HTTP_BASE.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok(match kind.as_str() {
+            "http" => {
+                let what = item.name.trim_start_matches("http-");
+                let what = what.split('.').next().unwrap_or_default();
+                let url = format!("{base}/{what}");
+                let answer = guest_http::get_following(&url, 5)
+                    .map_err(|failure| http_failed(&format!("GET {url}"), failure))?;
+                let text = format!("{} {}", answer.status, answer.body.len());
+                vec![label(Geometry::Classification, text, 1.0)]
+            }
+            "httpmany" => {
+                for n in 1..=20 {
+                    guest_http::get(&format!("{base}/ok"))
+                        .map_err(|failure| http_failed(&format!("request {n}"), failure))?;
+                }
+                vec![label(Geometry::Classification, "20 requests".into(), 1.0)]
+            }
             "nap" => {
                 let width: u64 = item
                     .metadata
@@ -303,6 +341,12 @@ impl Guest for Hostile {
                     "bind 127.0.0.1:0",
                     std::net::TcpListener::bind("127.0.0.1:0")
                         .map(|_| "bound".into())
+                        .map_err(|e| e.to_string()),
+                ),
+                probe(
+                    "http GET http://127.0.0.1:9/",
+                    guest_http::get("http://127.0.0.1:9/")
+                        .map(|r| format!("status {}", r.status))
                         .map_err(|e| e.to_string()),
                 ),
                 probe(

@@ -13,7 +13,7 @@ use prelabel::local::{FileResult, LocalRunner};
 use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
 use prelabel::package::Package;
-use prelabel::runtime::{self, Artifacts, Limits, Runtime};
+use prelabel::runtime::{self, Grants, Limits, Runtime};
 use prelabel::{execution, service, trigger};
 
 /// One line of the table.
@@ -174,7 +174,7 @@ fn load_rows(rows: &mut Vec<Row>, faces: &Package, scratch: &Path, runs: usize) 
         let (i, t) = time(|| {
             runtime.instantiate(
                 &loaded,
-                Artifacts::new(faces.artifacts.clone()),
+                Grants::artifacts(faces.artifacts.clone()),
                 Limits::default(),
             )
         });
