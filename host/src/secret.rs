@@ -22,6 +22,8 @@ pub struct Secret {
     pub name: String,
     /// The datasets whose downloads send it.
     pub used_by: Vec<String>,
+    /// The services whose secret init inputs name it.
+    pub named_by: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -72,10 +74,12 @@ pub fn list(store: &Store) -> Result<Vec<Secret>> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
     let datasets = dataset_headers(store)?;
+    let services = service_secrets(store)?;
     Ok(rows
         .into_iter()
         .map(|(name, created_at, updated_at)| Secret {
             used_by: using(&datasets, &name),
+            named_by: naming(&services, &name),
             name,
             created_at,
             updated_at,
@@ -105,14 +109,25 @@ pub fn get(store: &Store, name: &str) -> Result<Secret> {
     Ok(Secret {
         name: name.to_string(),
         used_by: using(&dataset_headers(store)?, name),
+        named_by: naming(&service_secrets(store)?, name),
         created_at,
         updated_at,
     })
 }
 
-/// Deletes a secret that no dataset uses.
+/// Deletes a secret that no dataset uses and no service names.
 pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     let secret = get(store, name)?;
+    if !secret.named_by.is_empty() {
+        return Err(Error::Conflict {
+            kind: Kind::Secret,
+            name: name.to_string(),
+            message: format!(
+                "secret `{name}` is named by the init inputs of service(s) {}: deploy them with another secret, or delete them, first",
+                secret.named_by.join(", ")
+            ),
+        });
+    }
     if !secret.used_by.is_empty() {
         return Err(Error::Conflict {
             kind: Kind::Secret,
@@ -138,6 +153,39 @@ fn dataset_headers(store: &Store) -> Result<Vec<(String, BTreeMap<String, String
         .query_map([], |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// Every service with the secrets its secret init inputs name (its revision's manifest says
+/// which inputs are secret).
+fn service_secrets(store: &Store) -> Result<Vec<(String, Vec<String>)>> {
+    let mut stmt = store.conn().prepare(
+        "SELECT s.name, s.init_inputs, r.manifest FROM services s
+         JOIN revisions r ON r.id = s.revision_id ORDER BY s.name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let init: BTreeMap<String, InputValue> = crate::store::json_column(r, 1)?;
+            let manifest: Manifest = crate::store::json_column(r, 2)?;
+            let named = manifest
+                .secrets()
+                .filter_map(|i| match init.get(&i.name) {
+                    Some(InputValue::String(secret)) => Some(secret.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok((r.get(0)?, named))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The services whose secret init inputs name `secret`.
+fn naming(services: &[(String, Vec<String>)], secret: &str) -> Vec<String> {
+    services
+        .iter()
+        .filter(|(_, named)| named.iter().any(|s| s == secret))
+        .map(|(service, _)| service.clone())
+        .collect()
 }
 
 /// The datasets whose headers name `secret`.

@@ -204,7 +204,7 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
 }
 
 #[test]
-fn a_wrong_key_or_a_deleted_secret_ends_as_a_named_failure() {
+fn a_wrong_key_is_the_apis_401_and_a_named_secret_is_not_deleted_from_under_its_service() {
     let api_home = Home::new();
     let api = DetectorApi::start(
         &api_home,
@@ -250,11 +250,18 @@ fn a_wrong_key_or_a_deleted_secret_ends_as_a_named_failure() {
     );
     assert!(!error.contains("sk-wrong"), "{error}");
 
-    // The secret deleted under the service: the execution says which one is missing.
+    // A secret a service names cannot be deleted from under it; once the service is gone, it can.
+    let secrets = home.json(&["secret", "list"]);
+    assert_eq!(
+        secrets[0]["named_by"],
+        serde_json::json!(["remote"]),
+        "{secrets:#}"
+    );
+    let refused = home.fails(&["secret", "delete", "remote-key"]);
+    assert!(
+        refused.contains("secret `remote-key` is named by the init inputs of service(s) remote"),
+        "{refused}"
+    );
+    home.ok(&["service", "delete", "remote"]);
     home.ok(&["secret", "delete", "remote-key"]);
-    home.ok(&["executions", "rerun"]);
-    home.ok(&["work", "--until-idle"]);
-    let last = home.executions().into_iter().last().expect("an execution");
-    let error = last["error"].as_str().unwrap_or_default();
-    assert!(error.contains("no secret named `remote-key`"), "{last:#}");
 }

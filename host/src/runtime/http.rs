@@ -189,7 +189,14 @@ fn http_error(error: reqwest::Error) -> (HttpError, String) {
     } else {
         HttpError::ConnectionTerminated
     };
-    (kind, error.to_string())
+    // reqwest says "error sending request"; the cause is further down the chain.
+    let mut what = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        what.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    (kind, what)
 }
 
 /// One client per address rule: for entries that name a loopback or private place, and for

@@ -45,6 +45,10 @@ impl Args {
             None => None,
         };
         let package = Package::load_within(&self.package, self.root.get())?;
+        eprintln!(
+            "starting {} (its first start compiles the component)",
+            package.manifest.name
+        );
         let given = package.manifest.parse_init_args(&self.init)?;
         let given = home.reveal(&package.manifest, given)?;
         let runtime = home.runtime()?;
