@@ -243,20 +243,13 @@ fn deploy_caller(home: &Home, remote: &Remote, service: &str, base: &str) {
     let dir = home.path().join(format!("pkg-{service}"));
     std::fs::create_dir_all(&dir).expect("package folder");
     crate::support::attacks::hostile_package(&dir, &[], &[&remote.origin()]);
-    home.ok(&["package", "push", path(&dir)]);
-    home.ok(&[
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        service,
-        "--timeout",
-        "2",
-        "--memory-mb",
-        "256",
-        "--init",
-        &format!("http_base={base}"),
-    ]);
+    let init = format!("http_base={base}");
+    deploy_hostile_package(home, &dir, service, &["--init", &init]);
+    trigger_on_own_dataset(home, service);
+}
+
+/// A trigger that runs `service` on the items of the dataset of the same name.
+fn trigger_on_own_dataset(home: &Home, service: &str) {
     home.ok(&[
         "trigger",
         "create",
@@ -410,25 +403,9 @@ fn a_host_the_service_may_not_call_gets_no_request_at_all() {
     let other = format!("http://localhost:{}", remote.addr.port());
     deploy_caller(&home, &remote, "elsewhere", &other);
     // A package that declares no host: its guest may call nothing.
-    home.ok(&["package", "push", path(&hostile_guest())]);
-    home.ok(&[
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        "offline",
-        "--init",
-        &format!("http_base={}", remote.origin()),
-    ]);
-    home.ok(&[
-        "trigger",
-        "create",
-        "offline",
-        "--service",
-        "offline",
-        "--dataset",
-        "offline",
-    ]);
+    let init = format!("http_base={}", remote.origin());
+    deploy_hostile_package(&home, &hostile_guest(), "offline", &["--init", &init]);
+    trigger_on_own_dataset(&home, "offline");
     let elsewhere = &run(&home, "elsewhere", &["http-ok.png"])["http-ok.png"];
     let offline = &run(&home, "offline", &["http-ok.png"])["http-ok.png"];
     for (e, rule) in [

@@ -49,15 +49,52 @@ fn photos() -> TempDir {
     dir
 }
 
-#[test]
-fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output() {
-    let api_home = Home::new();
+/// The face detector behind the detection API, `KEY` required, on a home of its own.
+fn api() -> (Home, DetectorApi) {
+    let home = Home::new();
     let api = DetectorApi::start(
-        &api_home,
+        &home,
         &face_detector(),
         &[("PRELABEL_TEST_API_KEY", KEY)],
         &["--api-key-env", "PRELABEL_TEST_API_KEY"],
     );
+    (home, api)
+}
+
+/// A home that calls `api`: remote-detector pushed, secret `remote-key` set to `key`, the
+/// service `remote` deployed with it (the deploy's output returned) and triggered on every item.
+fn caller(api: &DetectorApi, key: &str) -> (Home, String) {
+    let home = Home::new();
+    let package = home.path().join("remote");
+    remote_detector_package(&package, &api.origin());
+    home.ok(&["package", "push", path(&package)]);
+    let set = command(home.path())
+        .args(["secret", "set", "remote-key", "--from-env", "KEY_FOR_TEST"])
+        .env("KEY_FOR_TEST", key)
+        .output()
+        .expect("runs");
+    assert!(set.status.success(), "{}", stderr(&set));
+    let deployed = home.ok(&deploy("api_key=remote-key"));
+    home.ok(&["trigger", "create", "remote", "--service", "remote"]);
+    (home, deployed)
+}
+
+/// `service deploy` of remote-detector as `remote` with `init`.
+fn deploy(init: &str) -> [&str; 7] {
+    [
+        "service",
+        "deploy",
+        "remote-detector",
+        "--name",
+        "remote",
+        "--init",
+        init,
+    ]
+}
+
+#[test]
+fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output() {
+    let (api_home, api) = api();
     let photos = photos();
     let direct: Boxes = {
         let out = api_home.ok(&["detect", path(&face_detector()), path(photos.path())]);
@@ -77,27 +114,9 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
         "{direct:?}"
     );
 
-    let home = Home::new();
-    let package = home.path().join("remote");
-    remote_detector_package(&package, &api.origin());
-    home.ok(&["package", "push", path(&package)]);
-    let set = command(home.path())
-        .args(["secret", "set", "remote-key", "--from-env", "KEY_FOR_TEST"])
-        .env("KEY_FOR_TEST", KEY)
-        .output()
-        .expect("runs");
-    assert!(set.status.success(), "{}", stderr(&set));
-
+    let (home, deployed) = caller(&api, KEY);
     // The key itself where its secret's name belongs: refused, and not echoed.
-    let refused = home.fails(&[
-        "service",
-        "deploy",
-        "remote-detector",
-        "--name",
-        "remote",
-        "--init",
-        &format!("api_key={KEY}"),
-    ]);
+    let refused = home.fails(&deploy(&format!("api_key={KEY}")));
     assert!(
         refused.contains("init input `api_key` is secret"),
         "{refused}"
@@ -106,18 +125,7 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
         !refused.contains(KEY),
         "the refusal echoed the key: {refused}"
     );
-    let mut outputs = vec![refused];
-
-    outputs.push(home.ok(&[
-        "service",
-        "deploy",
-        "remote-detector",
-        "--name",
-        "remote",
-        "--init",
-        "api_key=remote-key",
-    ]));
-    home.ok(&["trigger", "create", "remote", "--service", "remote"]);
+    let mut outputs = vec![refused, deployed];
     home.ok(&["upload", path(photos.path()), "--dataset", "photos"]);
     let worked = home.run(&["work", "--until-idle"]);
     outputs.push(stdout(&worked) + &stderr(&worked));
@@ -205,36 +213,8 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
 
 #[test]
 fn a_wrong_key_is_the_apis_401_and_a_named_secret_is_not_deleted_from_under_its_service() {
-    let api_home = Home::new();
-    let api = DetectorApi::start(
-        &api_home,
-        &face_detector(),
-        &[("PRELABEL_TEST_API_KEY", KEY)],
-        &["--api-key-env", "PRELABEL_TEST_API_KEY"],
-    );
-    let home = Home::new();
-    let package = home.path().join("remote");
-    remote_detector_package(&package, &api.origin());
-    home.ok(&["package", "push", path(&package)]);
-    let set = |value: &str| {
-        let out = command(home.path())
-            .args(["secret", "set", "remote-key", "--from-env", "KEY_FOR_TEST"])
-            .env("KEY_FOR_TEST", value)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{}", stderr(&out));
-    };
-    set("sk-wrong");
-    home.ok(&[
-        "service",
-        "deploy",
-        "remote-detector",
-        "--name",
-        "remote",
-        "--init",
-        "api_key=remote-key",
-    ]);
-    home.ok(&["trigger", "create", "remote", "--service", "remote"]);
+    let (_api_home, api) = api();
+    let (home, _) = caller(&api, "sk-wrong");
     let dir = tempdir();
     std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("an image");
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);

@@ -20,20 +20,7 @@ fn run_items(home: &Home, names: &[&str]) -> std::collections::BTreeMap<String, 
 }
 
 fn deploy_hostile(home: &Home, service: &str, extra: &[&str]) {
-    home.ok(&["package", "push", path(&hostile_guest())]);
-    let mut args = vec![
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        service,
-        "--timeout",
-        "2",
-        "--memory-mb",
-        "256",
-    ];
-    args.extend_from_slice(extra);
-    home.ok(&args);
+    deploy_hostile_package(home, &hostile_guest(), service, extra);
     home.ok(&["trigger", "create", service, "--service", service]);
 }
 

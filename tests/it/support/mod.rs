@@ -458,24 +458,24 @@ pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
 /// Builds the hostile test guest (once per test binary) and returns its package directory.
 pub fn hostile_guest() -> PathBuf {
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
+    build_once(&BUILD, "hostile-guest");
+    root().join("tests/guests/hostile")
+}
+
+/// Builds guest crate `name` for wasm, once per test binary.
+fn build_once(once: &Once, name: &str) {
+    once.call_once(|| {
         prelabel::workspace::Workspace::find()
             .expect("source checkout")
-            .build_guest("hostile-guest")
-            .expect("hostile-guest builds");
+            .build_guest(name)
+            .unwrap_or_else(|e| panic!("{name} builds: {e}"));
     });
-    root().join("tests/guests/hostile")
 }
 
 /// Builds the remote-detector component (once per test binary); its package folder.
 pub fn remote_detector() -> PathBuf {
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        prelabel::workspace::Workspace::find()
-            .expect("source checkout")
-            .build_guest("remote-detector")
-            .expect("remote-detector builds");
-    });
+    build_once(&BUILD, "remote-detector");
     root().join("guest/remote-detector")
 }
 
@@ -500,6 +500,25 @@ pub fn remote_detector_package(dir: &Path, origin: &str) {
             &format!("\"{origin}/detect\""),
         );
     std::fs::write(dir.join("prelabel.toml"), manifest).expect("the manifest");
+}
+
+/// Pushes the hostile package in `package` and deploys it as `service` with a 2 s timeout,
+/// 256 MiB and `extra` flags.
+pub fn deploy_hostile_package(home: &Home, package: &Path, service: &str, extra: &[&str]) {
+    home.ok(&["package", "push", path(package)]);
+    let mut args = vec![
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        service,
+        "--timeout",
+        "2",
+        "--memory-mb",
+        "256",
+    ];
+    args.extend_from_slice(extra);
+    home.ok(&args);
 }
 
 /// A small PNG, so that items have a known size.
