@@ -39,6 +39,8 @@ pub struct LocalRunner<'r> {
     loaded: Loaded,
     grants: Grants,
     init: BTreeMap<String, InputValue>,
+    /// The secret values among `init`, taken out of logs and errors.
+    hidden: Vec<String>,
     limits: Limits,
     instance: Option<Instance>,
     /// Output of `init`, reported with the first file.
@@ -55,6 +57,7 @@ impl<'r> LocalRunner<'r> {
         limits: Limits,
     ) -> Result<Self> {
         let init = package.manifest.resolve_init(given)?;
+        let hidden = crate::secret::values(&package.manifest, &init);
         let loaded = package.compile(runtime)?;
         // The hosts the package declares, as a service deployed from it would have.
         let outbound = AllowedHosts::parse(&package.manifest.module.allowed_outbound_hosts)
@@ -64,7 +67,7 @@ impl<'r> LocalRunner<'r> {
             runtime,
             loaded,
             grants,
-            init,
+            (init, hidden),
             limits,
             &package.manifest.name,
         )
@@ -82,15 +85,24 @@ impl<'r> LocalRunner<'r> {
     ) -> Result<Self> {
         let loaded = revision.load(store, runtime)?;
         let init = crate::secret::reveal(store, &revision.manifest, init)?;
+        let hidden = crate::secret::values(&revision.manifest, &init);
         let grants = Grants::artifacts(revision.artifact_paths(store)).with_outbound(outbound);
-        Self::start(runtime, loaded, grants, init, limits, &revision.label())
+        Self::start(
+            runtime,
+            loaded,
+            grants,
+            (init, hidden),
+            limits,
+            &revision.label(),
+        )
     }
 
+    /// `init` with the secret values in it (hidden from logs and errors).
     fn start(
         runtime: &'r Runtime,
         loaded: Loaded,
         grants: Grants,
-        init: BTreeMap<String, InputValue>,
+        (init, hidden): (BTreeMap<String, InputValue>, Vec<String>),
         limits: Limits,
         package: &str,
     ) -> Result<Self> {
@@ -106,6 +118,7 @@ impl<'r> LocalRunner<'r> {
             loaded,
             grants,
             init,
+            hidden,
             limits,
             instance: Some(instance),
             init_logs,
@@ -177,7 +190,10 @@ impl<'r> LocalRunner<'r> {
         );
         let (annotations, error) = match result {
             Ok(annotations) => (annotations, None),
-            Err(failure) => (Vec::new(), Some(failure.to_string())),
+            Err(failure) => (
+                Vec::new(),
+                Some(crate::secret::redact(&failure.to_string(), &self.hidden)),
+            ),
         };
         FileResult {
             name,
@@ -186,7 +202,7 @@ impl<'r> LocalRunner<'r> {
             height,
             annotations,
             error,
-            logs,
+            logs: crate::secret::redact(&logs, &self.hidden),
             duration: started.elapsed(),
         }
     }

@@ -13,7 +13,7 @@
 //! wakes the idle workers only then ([`Wake`]); a worker does not open a write transaction to
 //! find that nothing is queued.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +27,10 @@ use crate::error::{Error, Result};
 use crate::execution::{self, Claimed, Outcome, Status};
 use crate::item;
 use crate::link;
+use crate::manifest::InputValue;
 use crate::revision::{self, Revision};
 use crate::runtime::{self, Instance, Loaded, Runtime};
+use crate::secret;
 use crate::service::{self, Service};
 use crate::store::Store;
 
@@ -327,21 +329,34 @@ fn run_claimed(
         }
     }
     let slot = current.as_mut().expect("set above");
-    let outcome = match attempt(store, runtime, service, slot, claimed, &mut logs) {
+    // Secret inputs are read now, for `init` only: the execution records their names, and
+    // their values are taken out of what it stores of the guest's words.
+    let mut hidden = Vec::new();
+    let ran = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
+        .map_err(|e| Failure::Refused(e.to_string()))
+        .and_then(|init| {
+            hidden = secret::values(&slot.revision.manifest, &init);
+            attempt(store, runtime, service, slot, &init, claimed, &mut logs)
+        });
+    let outcome = match ran {
         Ok(annotations) => Outcome::Success(annotations),
         Err(failure) => {
             logs.push_str(&format!(
                 "[prelabel] attempt {} failed: {failure}\n",
                 claimed.attempts
             ));
-            failure.into_outcome(claimed.attempts, service.settings.max_attempts)
+            let mut outcome = failure.into_outcome(claimed.attempts, service.settings.max_attempts);
+            if let Outcome::Failed { error, .. } = &mut outcome {
+                *error = secret::redact(error, &hidden);
+            }
+            outcome
         }
     };
     execution::finish(
         store,
         claimed,
         &outcome,
-        &logs,
+        &secret::redact(&logs, &hidden),
         started.elapsed().as_millis() as u64,
         execution::Ran {
             component_digest: &slot.loaded.digest,
@@ -356,6 +371,7 @@ fn attempt(
     runtime: &Runtime,
     service: &Service,
     slot: &mut Slot,
+    init: &BTreeMap<String, InputValue>,
     claimed: &Claimed,
     logs: &mut String,
 ) -> Result<Vec<annotation::Annotation>, Failure> {
@@ -368,16 +384,13 @@ fn attempt(
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
     let limits = service.settings.limits();
-    // Secret inputs are read now, for `init` only: the execution records their names.
-    let init = crate::secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
-        .map_err(|e| Failure::Refused(e.to_string()))?;
     let function = attempt::Function {
         runtime,
         loaded: &slot.loaded,
         grants: runtime::Grants::artifacts(slot.revision.artifact_paths(store))
             .with_outbound(service.outbound()),
         limits,
-        init: &init,
+        init,
     };
     let load = || {
         // A linked item is downloaded within the item size limit and the call's timeout.

@@ -264,6 +264,28 @@ pub fn reveal(
     Ok(revealed)
 }
 
+/// The values of `manifest`'s secret inputs in `revealed` (init as [`reveal`] made it): what
+/// [`redact`] hides.
+pub fn values(manifest: &Manifest, revealed: &BTreeMap<String, InputValue>) -> Vec<String> {
+    manifest
+        .secrets()
+        .filter_map(|input| match revealed.get(&input.name) {
+            Some(InputValue::String(value)) if !value.is_empty() => Some(value.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `text` with every one of `values` in it replaced by `[secret]`: a guest that prints its own
+/// key (a configuration dump, an API's error that echoes the header) does not put it in the
+/// execution's logs or error. An accident caught, not a barrier: a guest that means to leak
+/// can encode it.
+pub fn redact(text: &str, values: &[String]) -> String {
+    values.iter().fold(text.to_string(), |text, value| {
+        text.replace(value.as_str(), "[secret]")
+    })
+}
+
 /// The headers to send: each named secret's value, marked sensitive (never printed by the
 /// client's debug output). A secret deleted since is an error naming it.
 pub fn headers(store: &Store, headers: &BTreeMap<String, String>) -> Result<HeaderMap> {

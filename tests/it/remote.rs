@@ -61,12 +61,13 @@ fn api() -> (Home, DetectorApi) {
     (home, api)
 }
 
-/// A home that calls `api`: remote-detector pushed, secret `remote-key` set to `key`, the
-/// service `remote` deployed with it (the deploy's output returned) and triggered on every item.
-fn caller(api: &DetectorApi, key: &str) -> (Home, String) {
+/// A home that calls the API at `origin`: remote-detector pushed, secret `remote-key` set to
+/// `key`, the service `remote` deployed with it (the deploy's output returned) and triggered
+/// on every item.
+fn caller(origin: &str, key: &str) -> (Home, String) {
     let home = Home::new();
     let package = home.path().join("remote");
-    remote_detector_package(&package, &api.origin());
+    remote_detector_package(&package, origin);
     home.ok(&["package", "push", path(&package)]);
     let set = command(home.path())
         .args(["secret", "set", "remote-key", "--from-env", "KEY_FOR_TEST"])
@@ -114,7 +115,7 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
         "{direct:?}"
     );
 
-    let (home, deployed) = caller(&api, KEY);
+    let (home, deployed) = caller(&api.origin(), KEY);
     // The key itself where its secret's name belongs: refused, and not echoed.
     let refused = home.fails(&deploy(&format!("api_key={KEY}")));
     assert!(
@@ -214,7 +215,7 @@ fn remote_detector_stores_what_the_api_answers_and_its_key_appears_in_no_output(
 #[test]
 fn a_wrong_key_is_the_apis_401_and_a_named_secret_is_not_deleted_from_under_its_service() {
     let (_api_home, api) = api();
-    let (home, _) = caller(&api, "sk-wrong");
+    let (home, _) = caller(&api.origin(), "sk-wrong");
     let dir = tempdir();
     std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("an image");
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
@@ -244,4 +245,39 @@ fn a_wrong_key_is_the_apis_401_and_a_named_secret_is_not_deleted_from_under_its_
     );
     home.ok(&["service", "delete", "remote"]);
     home.ok(&["secret", "delete", "remote-key"]);
+}
+
+#[test]
+fn an_api_that_echoes_the_key_does_not_put_it_in_the_logs_or_the_error() {
+    // A careless API: its 403 repeats the Authorization header it got.
+    let addr = crate::support::server::serve_app(axum::Router::new().route(
+        "/detect",
+        axum::routing::post(|headers: axum::http::HeaderMap| async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                format!("no access for `{auth}`"),
+            )
+        }),
+    ));
+    let (home, _) = caller(&format!("http://{addr}"), KEY);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("an image");
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    home.ok(&["work", "--until-idle"]);
+    let e = &home.executions()[0];
+    let error = e["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the API answered 403: no access for `Bearer [secret]`"),
+        "{error}"
+    );
+    let logs = home.ok(&["executions", "logs", &e["id"].to_string()]);
+    assert!(logs.contains("Bearer [secret]"), "{logs}");
+    for output in [error, &logs] {
+        assert!(!output.contains(KEY), "the key leaked: {output}");
+    }
 }
