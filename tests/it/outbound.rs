@@ -162,9 +162,10 @@ fn a_package_whose_hosts_are_not_origins_is_refused_when_pushed() {
 // ---------------------------------------------------------------------------------------
 // Requests: the hostile guest calls a server the test starts, through wasi:http.
 
-/// A remote server on loopback: `/ok` (5 bytes), `/hop` (a redirect to `/ok`), `/slow` (after
-/// 30 s), `/big` (20 MiB), `/redirect` (to the same server by another name, `localhost`),
-/// `/drop` (a few bytes, then the connection is cut). Counts the requests it gets.
+/// A remote server on loopback: `/ok` (5 bytes; to a POST, its body's length), `/hop` (a
+/// redirect to `/ok`), `/slow` (after 30 s), `/big` (20 MiB), `/redirect` (to the same server by
+/// another name, `localhost`), `/drop` (a few bytes, then the connection is cut). Counts the
+/// requests it gets.
 struct Remote {
     addr: std::net::SocketAddr,
     hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -181,7 +182,11 @@ impl Remote {
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = hits.clone();
         let app = axum::Router::new()
-            .route("/ok", get(|| async { "hello" }))
+            .route(
+                "/ok",
+                get(|| async { "hello" })
+                    .post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
             .route("/hop", get(|| async { Redirect::temporary("/ok") }))
             .route(
                 "/slow",
@@ -244,7 +249,13 @@ fn deploy_caller(home: &Home, remote: &Remote, service: &str, base: &str) {
     std::fs::create_dir_all(&dir).expect("package folder");
     crate::support::attacks::hostile_package(&dir, &[], &[&remote.origin()]);
     let init = format!("http_base={base}");
-    deploy_hostile_package(home, &dir, service, &["--init", &init]);
+    // Items of 1 MiB at most: a request body may be that plus 1 MiB.
+    deploy_hostile_package(
+        home,
+        &dir,
+        service,
+        &["--init", &init, "--max-item-mb", "1"],
+    );
     trigger_on_own_dataset(home, service);
 }
 
@@ -298,6 +309,8 @@ fn an_allowed_request_is_answered_and_every_other_ends_as_its_named_outcome() {
             "http-redirect.png",
             "http-drop.png",
             "httpmany.png",
+            "httppost-1.png",
+            "httppost-3.png",
         ],
     );
     let e = |name: &str| by_item[name].clone();
@@ -382,6 +395,24 @@ fn an_allowed_request_is_answered_and_every_other_ends_as_its_named_outcome() {
         .unwrap_or_default()
         .to_string();
     assert!(error.contains("ConnectionTerminated"), "{error}");
+
+    // A request body within the item limit (plus 1 MiB) is sent; a larger one is not.
+    assert_eq!(
+        e("httppost-1.png")["status"],
+        "success",
+        "{:#}",
+        e("httppost-1.png")
+    );
+    let error = e("httppost-3.png")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("HttpRequestBodySize"), "{error}");
+    let log = logs(&home, &e("httppost-3.png"));
+    assert!(
+        log.contains("the request body is over 2097152 bytes"),
+        "{log}"
+    );
 
     // At most 16 requests in one call.
     let error = e("httpmany.png")["error"]

@@ -1,6 +1,6 @@
 //! A small blocking HTTP client over `wasi:http/outgoing-handler`, for guests: one request,
 //! its whole answer. The host decides whether the request may leave at all (the service's
-//! allowed hosts), so every refusal comes back here as an [`Failure`] naming the wasi:http
+//! allowed hosts), so every refusal comes back here as a [`Failure`] naming the wasi:http
 //! error code and the host's reason; redirects are returned, not followed ([`get_following`]
 //! follows them the way a browser would, each hop being checked by the host again).
 
@@ -121,14 +121,20 @@ pub fn send(request: &Request) -> Result<Response, Failure> {
     let body = outgoing.body().map_err(|()| invalid("body"))?;
     // Sent first, written after: the host reads the body while the request is on its way.
     let answer = outgoing_handler::handle(outgoing, None)?;
-    write_body(body, request.body)?;
+    let written = write_body(body, request.body);
     let incoming = loop {
         match answer.get() {
             Some(result) => break result,
             None => answer.subscribe().block(),
         }
     };
-    let incoming = incoming.map_err(|()| Failure("the answer was taken twice".into()))??;
+    let incoming = incoming.map_err(|()| Failure("the answer was taken twice".into()))?;
+    // A body the host stopped reading (over its limit) fails the write; the answer says why.
+    let incoming = match (incoming, written) {
+        (Err(code), _) => return Err(code.into()),
+        (Ok(_), Err(failure)) => return Err(failure),
+        (Ok(incoming), Ok(())) => incoming,
+    };
     let header = |name: &str| {
         incoming
             .headers()

@@ -125,11 +125,18 @@ impl WasiHttpHooks for Outbound {
             let body = Limited::new(body, max_request)
                 .collect()
                 .await
-                .map_err(|_| {
-                    failed(
-                        HttpError::HttpRequestBodySize(None),
-                        &format!("the request body is over {max_request} bytes"),
-                    )
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        failed(
+                            HttpError::HttpRequestBodySize(None),
+                            &format!("the request body is over {max_request} bytes"),
+                        )
+                    } else {
+                        failed(
+                            HttpError::HttpRequestDenied,
+                            &format!("the request body could not be read: {e}"),
+                        )
+                    }
                 })?
                 .to_bytes();
             let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))

@@ -29,6 +29,7 @@
 //! | `nnhandles` | makes empty wasi-nn tensors, keeping every one, forever |
 //! | `http-WHAT` | GETs `{http_base}/WHAT` over wasi:http, following redirects as a browser would; labels the item `STATUS BYTES` |
 //! | `httpmany` | GETs `{http_base}/ok` 20 times in one call |
+//! | `httppost-N` | POSTs N MiB to `{http_base}/ok` |
 //!
 //! Init inputs: `fail_init = true` makes `init` panic, `sleep_init = true` makes it sleep
 //! for an hour, `busy_init = true` makes it loop forever; `http_base` is where `http-` items
@@ -225,6 +226,29 @@ impl Guest for Hostile {
                     .map_err(|failure| http_failed(&format!("GET {url}"), failure))?;
                 let text = format!("{} {}", answer.status, answer.body.len());
                 vec![label(Geometry::Classification, text, 1.0)]
+            }
+            "httppost" => {
+                let mib: usize = item
+                    .name
+                    .trim_start_matches("httppost-")
+                    .split('.')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                let body = vec![7u8; mib << 20];
+                let url = format!("{base}/ok");
+                let answer = guest_http::send(&guest_http::Request {
+                    method: "POST",
+                    url: &url,
+                    headers: &[],
+                    body: &body,
+                })
+                .map_err(|failure| http_failed(&format!("POST {url}"), failure))?;
+                vec![label(
+                    Geometry::Classification,
+                    format!("{} {}", answer.status, answer.body.len()),
+                    1.0,
+                )]
             }
             "httpmany" => {
                 for n in 1..=20 {
