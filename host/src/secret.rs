@@ -232,7 +232,9 @@ pub fn check_init(
 ) -> Result<()> {
     for input in manifest.secrets() {
         let named = match init.get(&input.name) {
-            Some(InputValue::String(name)) => check_name(name).is_ok() && get(store, name).is_ok(),
+            Some(InputValue::String(name)) => {
+                check_name(name).is_ok() && value(store, name).is_ok()
+            }
             _ => false,
         };
         if !named {
