@@ -35,6 +35,7 @@ pub mod replay;
 pub mod review;
 pub mod revision;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;
 pub mod secret;
 pub mod service;

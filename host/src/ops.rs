@@ -22,6 +22,7 @@ use crate::files::Scratch;
 use crate::item::{self, Change, Dataset, ItemRecord};
 use crate::link::{self, Link};
 use crate::manifest::InputValue;
+use crate::package::build::NotBuilt;
 use crate::package::{Package, archive};
 use crate::predict;
 use crate::replay;
@@ -33,7 +34,7 @@ use crate::secret::{self, Secret};
 use crate::service::{self, Deploy, Service};
 use crate::store::Store;
 use crate::trigger::{self, Create, Trigger};
-use crate::watch::{NotBuilt, Pass, Watch};
+use crate::watch::{Pass, Watch};
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is
 /// opened on first use and shared by the operations (behind a lock: one writer at a time is

@@ -2,6 +2,7 @@
 //! resolved to files that exist, and checked against what the component exports.
 
 pub mod archive;
+pub mod build;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,16 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::manifest::{self, Manifest, ManifestError};
+use crate::manifest::{self, Manifest};
 use crate::package::Package;
+use crate::package::build::{self, Built, NotBuilt};
 use crate::revision::Revision;
-use crate::workspace::GUEST_TARGET;
 
 /// Folders inside a package folder that are outputs or tools' state, not sources: a build
 /// writing into them must not look like an edit.
@@ -74,23 +73,6 @@ pub enum Pass {
     },
 }
 
-/// Why a pass has nothing to push.
-#[derive(Debug, thiserror::Error)]
-pub enum NotBuilt {
-    /// The manifest that says how to build does not read.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("`{command}` failed: {status}")]
-    Failed { command: String, status: String },
-}
-
-/// A build that ran and succeeded.
-#[derive(Debug, Clone, Serialize)]
-pub struct Built {
-    pub command: String,
-    pub secs: f64,
-}
-
 impl Watch {
     pub fn new(dir: PathBuf, root: Option<PathBuf>, service: String, also: Vec<PathBuf>) -> Self {
         Self {
@@ -139,49 +121,9 @@ impl Watch {
         Seen { sources, outputs }
     }
 
-    /// The command that rebuilds the component: the manifest's `build`, or cargo for a
-    /// folder with a `Cargo.toml`; `None` when there is nothing to build (the component is
-    /// made some other way, and its changes are watched all the same).
-    pub fn build_command(&self) -> std::result::Result<Option<Command>, NotBuilt> {
-        let manifest = Manifest::from_file(&self.dir.join(manifest::FILE_NAME))?;
-        let argv: Vec<String> = match manifest.build {
-            Some(argv) => argv,
-            None if self.dir.join("Cargo.toml").is_file() => {
-                ["cargo", "build", "--release", "--target", GUEST_TARGET]
-                    .map(String::from)
-                    .to_vec()
-            }
-            None => return Ok(None),
-        };
-        let (program, args) = argv.split_first().expect("validated: a program");
-        let mut command = Command::new(program);
-        command.args(args).current_dir(&self.dir);
-        Ok(Some(command))
-    }
-
-    /// Runs the build, if there is one; its output goes where this process's does.
+    /// Runs the build, if there is one (the manifest's `build`, or cargo for a crate).
     pub fn build(&self) -> std::result::Result<Option<Built>, NotBuilt> {
-        let Some(mut command) = self.build_command()? else {
-            return Ok(None);
-        };
-        let shown = show(&command);
-        let started = Instant::now();
-        let status = command.status();
-        let secs = started.elapsed().as_secs_f64();
-        match status {
-            Ok(status) if status.success() => Ok(Some(Built {
-                command: shown,
-                secs,
-            })),
-            Ok(status) => Err(NotBuilt::Failed {
-                command: shown,
-                status: status.to_string(),
-            }),
-            Err(e) => Err(NotBuilt::Failed {
-                command: shown,
-                status: format!("could not start: {e}"),
-            }),
-        }
+        build::run(&self.dir, build::Fallback::Cargo)
     }
 
     /// The package as it is now, read as `package push` reads it.
@@ -204,15 +146,6 @@ pub fn same(package: &Package, revision: &Revision) -> bool {
             std::fs::read(path).is_ok_and(|bytes| crate::files::sha256_hex(&bytes) == *digest)
         })
     })
-}
-
-/// The command as a person would type it.
-fn show(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Adds `path` (a file, or a folder's files, recursively; hidden entries and output folders

@@ -8,6 +8,8 @@ wasmtime::component::bindgen!({
     // host call; native inference is awaited (it runs in a worker process) and may trap.
     imports: {
         "prelabel:detector/inference.run": async | trappable,
+        // Decoding runs off the wasm thread, under the call's deadline and the memory cap.
+        "prelabel:detector/image.blob": async | trappable,
         "wasi:nn/graph.load": async | trappable,
         "wasi:nn/graph.load-by-name": async | trappable,
         "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,

@@ -92,8 +92,6 @@ pub struct HostState {
     http: WasiHttpCtx,
     outbound: Outbound,
     pub(super) inference: NativeInference,
-    /// What the host holds for the guest's wasi-nn tensors and graphs.
-    pub(super) nn_held: super::nn::Held,
     capture: Capture,
     /// When the current call must end; checked by the epoch callback.
     deadline: Instant,
@@ -113,18 +111,30 @@ const MAX_HOST_RESOURCES: usize = 10_000;
 
 /// One memory budget for the whole store: every linear memory and every table of every
 /// core instance counts against the same cap, so that several memories (multi-memory) or a
-/// huge table cannot add up past it. A growth past the cap traps, and the trap is reported
-/// as the limit it is.
+/// huge table cannot add up past it, and so does what the host holds for the guest (wasi-nn
+/// tensors and models, decoded images). A growth past the cap traps, and the trap is
+/// reported as the limit it is.
 struct Limiter {
     cap: usize,
+    /// The guest's memories and tables.
     used: usize,
+    /// What the host holds for the guest.
+    held: usize,
     refused: bool,
+}
+
+/// The host would hold more for the guest than its memory cap leaves: a trap, reported as
+/// the memory limit, naming what went over.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} would take the guest over its memory cap")]
+pub(super) struct OverCap {
+    what: &'static str,
 }
 
 impl Limiter {
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
         let used = self.used.saturating_sub(current).saturating_add(desired);
-        if used > self.cap {
+        if used.saturating_add(self.held) > self.cap {
             self.refused = true;
             return Err(wasmtime::format_err!(
                 "the guest's memories and tables would take {used} bytes, over the cap of {} bytes",
@@ -133,6 +143,27 @@ impl Limiter {
         }
         self.used = used;
         Ok(true)
+    }
+}
+
+impl HostState {
+    /// Counts `bytes` the host keeps for the guest (for `what`) against its memory cap.
+    pub(super) fn hold(&mut self, bytes: usize, what: &'static str) -> wasmtime::Result<()> {
+        let limiter = &mut self.limiter;
+        let total = limiter
+            .used
+            .saturating_add(limiter.held)
+            .saturating_add(bytes);
+        if total > limiter.cap {
+            return Err(wasmtime::Error::new(OverCap { what }));
+        }
+        limiter.held += bytes;
+        Ok(())
+    }
+
+    /// Gives back what [`HostState::hold`] took.
+    pub(super) fn release(&mut self, bytes: usize) {
+        self.limiter.held = self.limiter.held.saturating_sub(bytes);
     }
 }
 
@@ -236,11 +267,6 @@ fn cut(text: &str, max: usize) -> String {
 const MAX_GUEST_MESSAGE: usize = 4096;
 
 impl HostState {
-    /// The instance's memory cap, which also bounds what the host holds for it.
-    pub(super) fn limiter_cap(&self) -> usize {
-        self.limiter.cap
-    }
-
     pub(super) fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
         self.artifacts.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
@@ -348,13 +374,13 @@ impl Instance {
             limiter: Limiter {
                 cap: limits.memory_bytes,
                 used: 0,
+                held: 0,
                 refused: false,
             },
             artifacts: grants.artifacts,
             http: WasiHttpCtx::new(),
             outbound: Outbound::new(grants.outbound, capture.clone(), limits.max_item_bytes),
             inference: NativeInference::new(limits.allow_inference, limits.memory_bytes),
-            nn_held: Default::default(),
             capture,
             deadline: deadline_after(limits.init_timeout),
         };
@@ -473,6 +499,13 @@ fn classify(
             phase,
             limit: memory,
             what: None,
+        };
+    }
+    if let Some(OverCap { what }) = error.downcast_ref::<OverCap>() {
+        return ExecError::MemoryLimit {
+            phase,
+            limit: memory,
+            what: Some(what),
         };
     }
     if let Some(failure) = error.downcast_ref::<InferenceFailure>() {

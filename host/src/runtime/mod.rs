@@ -8,6 +8,7 @@
 pub mod bindings;
 mod capture;
 mod http;
+mod image;
 mod inference;
 mod instance;
 mod nn;

@@ -18,7 +18,7 @@ use super::bindings::wasi::nn::errors::ErrorCode;
 use super::bindings::wasi::nn::graph::{ExecutionTarget, GraphEncoding};
 use super::bindings::wasi::nn::tensor::TensorType;
 use super::bindings::wasi::nn::{errors, graph, inference, tensor};
-use super::inference::{Element, GraphId, InferenceFailure, Refused, Signature, Source};
+use super::inference::{Element, GraphId, Refused, Signature, Source};
 use super::instance::HostState;
 
 /// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
@@ -37,9 +37,9 @@ pub struct ExecutionContext {
 
 /// A tensor, held by the host for the guest.
 pub struct Tensor {
-    dimensions: Vec<u32>,
-    ty: TensorType,
-    data: Vec<u8>,
+    pub(super) dimensions: Vec<u32>,
+    pub(super) ty: TensorType,
+    pub(super) data: Vec<u8>,
 }
 
 /// wasi-nn's error: a code, and what happened in words.
@@ -48,26 +48,8 @@ pub struct Error {
     data: String,
 }
 
-/// Bytes the host holds for the guest's wasi-nn handles, under the memory cap.
-#[derive(Default)]
-pub struct Held {
-    bytes: usize,
-}
-
-impl Held {
-    fn take(&mut self, bytes: usize, cap: usize) -> wasmtime::Result<()> {
-        let total = self.bytes.saturating_add(bytes);
-        if total > cap {
-            return Err(wasmtime::Error::new(InferenceFailure::MemoryLimit));
-        }
-        self.bytes = total;
-        Ok(())
-    }
-
-    fn give(&mut self, bytes: usize) {
-        self.bytes = self.bytes.saturating_sub(bytes);
-    }
-}
+/// What a guest's wasi-nn handles are, when they go over its memory cap.
+const HOLDER: &str = "native inference";
 
 type Answer<T> = wasmtime::Result<Result<Resource<T>, Resource<Error>>>;
 
@@ -97,7 +79,7 @@ impl HostState {
                 return self.nn_error(code, refused.to_string());
             }
         };
-        if let Err(over) = self.nn_held.take(held, self.limiter_cap()) {
+        if let Err(over) = self.hold(held, HOLDER) {
             self.inference.release(id);
             return Err(over);
         }
@@ -173,7 +155,7 @@ impl graph::HostGraph for HostState {
     fn drop(&mut self, graph: Resource<Graph>) -> wasmtime::Result<()> {
         let graph = self.table.delete(graph)?;
         self.inference.release(graph.id);
-        self.nn_held.give(graph.held);
+        self.release(graph.held);
         Ok(())
     }
 }
@@ -194,7 +176,7 @@ impl inference::HostGraphExecutionContext for HostState {
         let mut given = Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             let tensor = self.table.delete(tensor)?;
-            self.nn_held.give(tensor.data.len());
+            self.release(tensor.data.len());
             given.push((name, tensor));
         }
         let ordered = match order_inputs(&signature, given) {
@@ -205,7 +187,6 @@ impl inference::HostGraphExecutionContext for HostState {
             Ok(outputs) => outputs,
             Err(message) => return self.nn_error(ErrorCode::RuntimeError, message),
         };
-        let cap = self.limiter_cap();
         let mut named = Vec::with_capacity(outputs.len());
         for (at, output) in outputs.into_iter().enumerate() {
             let name = signature
@@ -213,7 +194,7 @@ impl inference::HostGraphExecutionContext for HostState {
                 .get(at)
                 .cloned()
                 .unwrap_or_else(|| at.to_string());
-            self.nn_held.take(output.data.len(), cap)?;
+            self.hold(output.data.len(), HOLDER)?;
             let tensor = Tensor {
                 dimensions: output.shape,
                 ty: tensor_type(output.element),
@@ -313,8 +294,7 @@ impl tensor::HostTensor for HostState {
         ty: TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
-        let cap = self.limiter_cap();
-        self.nn_held.take(data.len(), cap)?;
+        self.hold(data.len(), HOLDER)?;
         Ok(self.table.push(Tensor {
             dimensions,
             ty,
@@ -336,7 +316,7 @@ impl tensor::HostTensor for HostState {
 
     fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
         let tensor = self.table.delete(tensor)?;
-        self.nn_held.give(tensor.data.len());
+        self.release(tensor.data.len());
         Ok(())
     }
 }

@@ -107,7 +107,9 @@ pub fn command(home: &Path) -> Command {
         .env("PRELABEL_CACHE_DIR", cache_dir())
         .env("PRELABEL_PACKAGE_ROOT", root())
         // `prelabel serve` listens on a free port: many run at once.
-        .env("PRELABEL_ADDR", "127.0.0.1:0");
+        .env("PRELABEL_ADDR", "127.0.0.1:0")
+        // Python packages' builds share one componentize-py.
+        .env("PRELABEL_PYTHON_VENV", python_tool_venv());
     command
 }
 
@@ -472,6 +474,65 @@ fn build_once(once: &Once, name: &str) {
     });
 }
 
+/// Where Python packages' builds install componentize-py (once for all tests).
+pub fn python_tool_venv() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py")
+}
+
+/// Runs a Python package's `build` (componentize-py) as `prelabel package push` would.
+pub fn build_python(dir: &Path) {
+    let mut build =
+        prelabel::package::build::command(dir, prelabel::package::build::Fallback::Nothing)
+            .expect("the manifest reads")
+            .expect("a Python package has a build");
+    let out = build
+        .env("PRELABEL_PYTHON_VENV", python_tool_venv())
+        .output()
+        .expect("the build starts");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Python face detector (`guest/python-face-detector`), built once per test binary and
+/// run once so that its compiled form is in the shared cache.
+pub fn python_face_detector() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = root().join("guest/python-face-detector");
+    BUILD.call_once(|| {
+        build_python(&dir);
+        let home = tempdir();
+        let out = prelabel(
+            home.path(),
+            &[
+                "detect",
+                path(&dir),
+                path(&fixtures().join("images/skimage_camera.png")),
+                "--allow-inference",
+                "--no-build",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "warm-up detect of the Python face detector failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    dir
+}
+
+/// The hostile Python guest (`tests/guests/hostile-python`), built once per test binary.
+pub fn hostile_python() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = root().join("tests/guests/hostile-python");
+    BUILD.call_once(|| build_python(&dir));
+    dir
+}
+
 /// Builds the remote-detector component (once per test binary); its package folder.
 pub fn remote_detector() -> PathBuf {
     static BUILD: Once = Once::new();
@@ -505,7 +566,7 @@ pub fn remote_detector_package(dir: &Path, origin: &str) {
 /// Pushes the hostile package in `package` and deploys it as `service` with a 2 s timeout,
 /// 256 MiB and `extra` flags.
 pub fn deploy_hostile_package(home: &Home, package: &Path, service: &str, extra: &[&str]) {
-    home.ok(&["package", "push", path(package)]);
+    home.ok(&["package", "push", path(package), "--no-build"]);
     let mut args = vec![
         "service",
         "deploy",

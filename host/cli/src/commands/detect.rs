@@ -13,7 +13,7 @@ use prelabel::local::{FileResult, LocalRunner};
 use prelabel::package::Package;
 use prelabel::runtime::Limits;
 
-use super::package::RootArg;
+use super::package::{BuildArg, RootArg};
 use prelabel::ops::Home;
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,8 @@ pub struct Args {
     limits: LimitArgs,
     #[command(flatten)]
     root: RootArg,
+    #[command(flatten)]
+    build: BuildArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -94,6 +96,7 @@ impl Args {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         let limits = self.limits.limits()?;
         let files = expand(&self.images)?;
+        self.build.run(&self.package)?;
         let package = Package::load_within(&self.package, self.root.get())?;
         let given = package.manifest.parse_init_args(&self.init)?;
         let given = home.reveal(&package.manifest, given)?;

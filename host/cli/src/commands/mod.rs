@@ -12,6 +12,7 @@ mod detect;
 mod evaluate;
 mod executions;
 mod items;
+mod new;
 mod package;
 mod schedule;
 mod secret;
@@ -105,6 +106,8 @@ enum Command {
     Work(schedule::Work),
     /// Rebuild, push and deploy a package folder to a service whenever its files change.
     Watch(watch::Args),
+    /// Start a package: a detector in Python or Rust that builds and runs as it is.
+    New(new::Args),
 }
 
 impl Cli {
@@ -132,6 +135,7 @@ impl Cli {
             Command::Bench(args) => args.run(&home),
             Command::Work(args) => args.run(&home),
             Command::Watch(args) => args.run(&home),
+            Command::New(args) => args.run(),
         }
     }
 }

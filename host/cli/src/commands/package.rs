@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use prelabel::manifest::Manifest;
 use prelabel::ops::Home;
+use prelabel::package::build;
 
 /// A local archive is the user's own file: bounded only against a runaway decompression.
 const LOCAL_ARCHIVE_LIMIT: u64 = 16 << 30;
@@ -19,6 +21,8 @@ pub enum Command {
         dir: PathBuf,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        build: BuildArg,
     },
     /// Write a package as one self-contained `.tar.gz`, to push it to another home
     /// (`POST /api/packages`, or `package push FILE`).
@@ -29,6 +33,8 @@ pub enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         root: RootArg,
+        #[command(flatten)]
+        build: BuildArg,
     },
     /// Every package with its latest revision.
     List,
@@ -52,10 +58,33 @@ impl RootArg {
     }
 }
 
+/// Whether to run the manifest's `build` first.
+#[derive(Debug, clap::Args)]
+pub struct BuildArg {
+    /// Read the component as it is; without this, a manifest's `build` command (a Python
+    /// package's componentize-py, say) runs first, in the package folder.
+    #[arg(long)]
+    no_build: bool,
+}
+
+impl BuildArg {
+    /// Builds the package in `dir` unless told not to, or it has no `build` (or `dir` is
+    /// an archive, which is built already). A folder whose manifest does not read is left
+    /// to the package's loading, which names what is wrong with it.
+    pub fn run(&self, dir: &Path) -> Result<()> {
+        let manifest = Manifest::from_file(&dir.join(prelabel::manifest::FILE_NAME));
+        if !self.no_build && manifest.is_ok_and(|m| m.build.is_some()) {
+            build::run(dir, build::Fallback::Nothing)?;
+        }
+        Ok(())
+    }
+}
+
 impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         match self {
-            Command::Push { dir, root } => {
+            Command::Push { dir, root, build } => {
+                build.run(&dir)?;
                 let r = if dir.is_file() {
                     let bytes = std::fs::read(&dir)
                         .with_context(|| format!("cannot read {}", dir.display()))?;
@@ -71,7 +100,13 @@ impl Command {
                     println!("  artifact {name}: sha256:{digest} ({size} bytes)");
                 }
             }
-            Command::Pack { dir, out, root } => {
+            Command::Pack {
+                dir,
+                out,
+                root,
+                build,
+            } => {
+                build.run(&dir)?;
                 let packed = home.pack(&dir, root.get(), out.as_deref())?;
                 println!(
                     "packed {} {} into {} ({} bytes)",

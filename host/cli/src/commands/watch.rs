@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use prelabel::ops::Home;
-use prelabel::watch::{Built, INTERVAL, Pass, Watch};
+use prelabel::package::build::Built;
+use prelabel::watch::{INTERVAL, Pass, Watch};
 
 use super::package::RootArg;
 

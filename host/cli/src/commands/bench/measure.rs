@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, anyhow};
 use prelabel::local::{FileResult, LocalRunner};
 use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
-use prelabel::package::Package;
+use prelabel::package::{Package, build};
 use prelabel::runtime::{self, Grants, Limits, Runtime};
 use prelabel::{execution, service, trigger};
 
@@ -30,6 +30,8 @@ pub struct Row {
 pub struct Options {
     /// The face-detector package directory.
     pub face_detector: PathBuf,
+    /// The Python face detector's package directory (built here with its `build`).
+    pub python_face_detector: PathBuf,
     /// The no-op guest (the hostile test guest, whose `ok` items return at once).
     pub noop: PathBuf,
     /// The image for latency (640x427, the size of the reference figures).
@@ -142,6 +144,7 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     jobs_rows(&mut rows, options)?;
     idle_rows(&mut rows, options)?;
     memory_rows(&mut rows, options)?;
+    python_rows(&mut rows, &runtime, options, runs)?;
     Ok(rows)
 }
 
@@ -576,6 +579,96 @@ fn memory_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The Python face detector (componentize-py; the host decodes, wasi-nn runs the network)
+/// beside the Rust component with host inference, which does the same work in Rust.
+fn python_rows(
+    rows: &mut Vec<Row>,
+    runtime: &Runtime,
+    options: &Options,
+    runs: usize,
+) -> Result<()> {
+    let dir = &options.python_face_detector;
+    let (built, secs) = time(|| build::run(dir, build::Fallback::Nothing));
+    let command = built?.map(|b| b.command).unwrap_or_default();
+    rows.push(stats(
+        "python",
+        "build (componentize-py)",
+        vec![secs],
+        command,
+    ));
+    let python = load(dir)?;
+    let (_, compile) = time(|| Runtime::new(None).map(|r| r.load(&python.component)));
+    rows.push(stats(
+        "python",
+        "compile the component (Cranelift, no cache)",
+        vec![compile],
+        format!(
+            "{:.1} MB of wasm (CPython + the standard library)",
+            python.component.len() as f64 / 1e6
+        ),
+    ));
+    let loaded = runtime.load(&python.component)?;
+    let limits = Limits {
+        allow_inference: true,
+        ..Limits::default()
+    };
+    let inputs = python.manifest.resolve_init(&BTreeMap::new())?;
+    let mut init = Vec::new();
+    for _ in 0..runs.min(10) {
+        let grants = Grants::artifacts(python.artifacts.clone());
+        let (started, t) = time(|| runtime.start(&loaded, grants, limits, &inputs).0);
+        started?;
+        init.push(t);
+    }
+    rows.push(stats(
+        "python",
+        "instantiate + init",
+        init,
+        "__init__: wasi-nn loads the model on the host",
+    ));
+    let image = std::fs::read(&options.image)?;
+    let name = options
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut samples = in_guest(&mut runner(runtime, &python, &[])?, &name, &image, runs)?;
+    let rust = rows
+        .iter()
+        .find(|r| r.name.ends_with("wasm + host inference"))
+        .map(|r| r.median);
+    let row = stats(
+        "python",
+        &format!("detect {name}, Python"),
+        std::mem::take(&mut samples.total),
+        "",
+    );
+    let note = match rust {
+        Some(rust) => format!(
+            "host blob + wasi-nn + NMS in Python; / Rust with host inference = {:.2}x",
+            row.median.as_secs_f64() / rust.as_secs_f64().max(1e-9)
+        ),
+        None => String::new(),
+    };
+    rows.push(Row { note, ..row });
+    if let Some(rss) = serve_rss_kib(
+        &options.scratch.join("rss-python"),
+        &runtime_arc(&options.scratch)?,
+        dir,
+        &options.samples,
+    )? {
+        rows.push(Row {
+            group: "memory",
+            name: "peak RSS of `prelabel work`, the Python detector".into(),
+            median: Duration::ZERO,
+            p95: Duration::ZERO,
+            runs: 1,
+            note: format!("{:.0} MiB", rss as f64 / 1024.0),
+        });
+    }
+    Ok(())
+}
+
 fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
     Ok(Arc::new(Runtime::new(Some(scratch.join("cache")))?))
 }
@@ -593,6 +686,9 @@ fn platform(
         package: revision.package.clone(),
         name: "svc".into(),
         concurrency: Some(concurrency),
+        // Our own packages: native inference granted, as a deployer would (the Python
+        // detector needs it; the Rust one runs its network inside unless asked).
+        allow_inference: Some(true),
         ..Default::default()
     })?;
     home.create_trigger(&trigger::Create {

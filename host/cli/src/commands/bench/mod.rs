@@ -25,6 +25,7 @@ impl Args {
         workspace.build_guest("hostile-guest")?;
         let options = measure::Options {
             face_detector: workspace.package_dir("face-detector"),
+            python_face_detector: workspace.root.join("guest/python-face-detector"),
             noop: workspace.root.join("tests/guests/hostile"),
             image: workspace.samples_dir().join("skimage_rocket.jpg"),
             samples: workspace.samples_dir(),
