@@ -154,7 +154,18 @@ fn relative_root(dir: &std::path::Path) -> String {
 #[test]
 fn each_hostile_python_guest_fails_alone_with_its_cause_named() {
     let home = Home::new();
-    deploy_hostile_package(&home, &hostile_python(), "hostile", &[]);
+    home.ok(&["package", "push", path(&hostile_python()), "--no-build"]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile-python",
+        "--name",
+        "hostile",
+        "--timeout",
+        "2",
+        "--memory-mb",
+        "256",
+    ]);
     home.ok(&["trigger", "create", "hostile", "--service", "hostile"]);
     let dir = tempdir();
     let names = [
