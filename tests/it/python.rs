@@ -181,6 +181,7 @@ fn each_hostile_python_guest_fails_alone_with_its_cause_named() {
         "return.png",
         "bomb.png",
         "nonsense.png",
+        "huge.png",
         "blob.png",
         "ok-5.png",
     ];
@@ -241,6 +242,11 @@ fn each_hostile_python_guest_fails_alone_with_its_cause_named() {
         "nonsense.png",
         "failed",
         "detect failed (internal): blob width must be within 1..=16384, got 0",
+    );
+    expect(
+        "huge.png",
+        "failed",
+        "detect exceeded the memory limit of 256 MiB (image decoding)",
     );
     expect("blob.png", "success", "");
     let export = home.export("d");

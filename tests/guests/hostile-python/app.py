@@ -37,6 +37,9 @@ class Hostile:
             raise prelabel.InvalidItem(f"{item.name} is not for me")
         if what == "bomb":
             prelabel.blob(png_header(100_000, 100_000), (300, 300))
+        if what == "huge":
+            # A 16384 x 16384 x 3 float tensor: 3 GiB, over any sane cap.
+            prelabel.blob(item.data, (16384, 16384))
         if what == "nonsense":
             prelabel.blob(item.data, (0, 300))
         if what == "return":
