@@ -32,6 +32,15 @@ def tool_venv() -> Path:
     return cache / "prelabel" / f"componentize-py-{COMPONENTIZE_PY}"
 
 
+def installed(command: Path) -> bool:
+    """Whether `command` is componentize-py at the pinned version."""
+    try:
+        shown = subprocess.run([command, "--version"], capture_output=True, text=True)
+    except OSError:
+        return False
+    return shown.returncode == 0 and COMPONENTIZE_PY in shown.stdout
+
+
 def componentize_py() -> Path:
     """The componentize-py command, installed into its virtualenv on first use."""
     home = tool_venv()
@@ -40,16 +49,20 @@ def componentize_py() -> Path:
     # Builds may run side by side (tests, several packages): one installs, the others wait.
     with open(home.parent / f"{home.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = home / f".componentize-py-{COMPONENTIZE_PY}"
-        if not marker.exists():
+        if not installed(command):
             print(f"installing componentize-py {COMPONENTIZE_PY} into {home}", file=sys.stderr)
-            venv.create(home, with_pip=True, clear=True)
+            try:
+                venv.create(home, with_pip=True, clear=True)
+            except (OSError, subprocess.CalledProcessError) as e:
+                sys.exit(
+                    f"cannot make a virtualenv at {home} ({e}); "
+                    "on Debian, install python3-venv"
+                )
             subprocess.run(
                 [home / "bin" / "python", "-m", "pip", "install", "--quiet",
                  "--disable-pip-version-check", f"componentize-py=={COMPONENTIZE_PY}"],
                 check=True,
             )
-            marker.touch()
     return command
 
 

@@ -479,8 +479,12 @@ pub fn python_tool_venv() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py")
 }
 
-/// Runs a Python package's `build` (componentize-py) as `prelabel package push` would.
+/// Runs a Python package's `build` (componentize-py) as `prelabel package push` would, in
+/// the tests' own componentize-py virtualenv (made here, with Debian's python3-venv
+/// installed first if `venv` is missing).
 pub fn build_python(dir: &Path) {
+    let made = venv("componentize-py", &["componentize-py==0.25.1"]);
+    assert_eq!(made, python_tool_venv());
     let mut build =
         prelabel::package::build::command(dir, prelabel::package::build::Fallback::Nothing)
             .expect("the manifest reads")

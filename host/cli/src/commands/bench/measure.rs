@@ -663,7 +663,10 @@ fn python_rows(
             median: Duration::ZERO,
             p95: Duration::ZERO,
             runs: 1,
-            note: format!("{:.0} MiB", rss as f64 / 1024.0),
+            note: format!(
+                "{:.0} MiB (the network runs in the inference worker, a process of its own)",
+                rss as f64 / 1024.0
+            ),
         });
     }
     Ok(())
