@@ -4,14 +4,6 @@
 use crate::support::*;
 use serde_json::Value;
 
-fn detect(args: &[&str]) -> Vec<Value> {
-    let home = tempdir();
-    let out = prelabel(home.path(), args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    json.as_array().expect("one result per image").clone()
-}
-
 /// A labelled point.
 type Landmark = (String, [f32; 2]);
 
@@ -39,7 +31,7 @@ fn split(result: &Value) -> (Vec<([f32; 4], f32)>, Vec<Landmark>) {
 #[test]
 fn the_component_matches_the_reference_on_every_sample_photo() {
     let package = centerface();
-    let results = detect(&["detect", path(&package), path(&fixtures().join("images"))]);
+    let results = detect_results(&["detect", path(&package), path(&fixtures().join("images"))]);
     assert_eq!(results.len(), 10);
     let mut faces = 0;
     for r in &results {
@@ -66,7 +58,7 @@ fn the_component_matches_the_reference_on_every_sample_photo() {
 fn host_inference_gives_the_same_faces_and_landmarks_come_labelled() {
     let package = centerface();
     let images = fixtures().join("images");
-    let results = detect(&[
+    let results = detect_results(&[
         "detect",
         "--allow-inference",
         "--init",
@@ -218,7 +210,7 @@ fn the_same_revision_on_the_same_bytes_gives_byte_identical_annotations() {
     ] {
         // Two processes; in each, the city twice, on two instances (one per job).
         let run = || -> Vec<String> {
-            detect(&[
+            detect_results(&[
                 "detect",
                 "--jobs",
                 "2",

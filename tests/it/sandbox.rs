@@ -5,20 +5,6 @@
 use crate::support::*;
 use serde_json::Value;
 
-/// Uploads one 10x10 PNG per name and runs the queue; returns executions by item name.
-fn run_items(home: &Home, names: &[&str]) -> std::collections::BTreeMap<String, Value> {
-    let dir = tempdir();
-    for name in names {
-        std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
-    }
-    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
-    home.ok(&["work", "--until-idle"]);
-    home.executions()
-        .into_iter()
-        .map(|e| (e["item"].as_str().expect("item").to_string(), e))
-        .collect()
-}
-
 fn deploy_hostile(home: &Home, service: &str, extra: &[&str]) {
     deploy_hostile_package(home, &hostile_guest(), service, extra);
     home.ok(&["trigger", "create", service, "--service", service]);
@@ -45,15 +31,8 @@ fn each_hostile_guest_fails_alone_with_its_cause_named() {
         "ok-5.png",
     ];
     let by_item = run_items(&home, &names);
-    let expect = |name: &str, status: &str, error: &str| {
-        let e = &by_item[name];
-        assert_eq!(e["status"], status, "{name}: {e:#}");
-        let text = e["error"].as_str().unwrap_or_default();
-        assert!(
-            text.contains(error),
-            "{name}: expected `{error}` in `{text}`"
-        );
-    };
+    let expect =
+        |name: &str, status: &str, error: &str| assert_outcome(&by_item, name, status, error);
     for ok in ["ok-1.png", "ok-2.png", "ok-3.png", "ok-4.png", "ok-5.png"] {
         expect(ok, "success", "");
     }

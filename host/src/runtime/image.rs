@@ -95,20 +95,22 @@ impl Recipe {
         let size = (image.width(), image.height());
         let resized = vision::resize_linear(&image, self.width, self.height);
         let plane = self.width as usize * self.height as usize;
-        let mut values = vec![0f32; 3 * plane];
+        // Written as the tensor's bytes directly: no second copy of it.
+        let mut bytes = vec![0u8; self.tensor_bytes()];
         for (i, pixel) in resized.pixels().enumerate() {
             let [r, g, b] = pixel.0;
             let ordered = if self.bgr { [b, g, r] } else { [r, g, b] };
             for (c, value) in ordered.into_iter().enumerate() {
-                let at = if self.planar {
+                let at = 4 * if self.planar {
                     c * plane + i
                 } else {
                     i * 3 + c
                 };
-                values[at] = (f32::from(value) - self.mean[c]) * self.scale;
+                let value = (f32::from(value) - self.mean[c]) * self.scale;
+                bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
             }
         }
-        Ok((size, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        Ok((size, bytes))
     }
 }
 
@@ -138,11 +140,13 @@ impl image::Host for HostState {
                 }));
             }
         };
-        // While decoding, the host holds the RGB image and its resized copy beside the
-        // tensor; an image over the pixel limit is refused by the decoder from its header.
+        // While decoding, the host holds the RGB image, its resized copy and the tensor; an
+        // image over the pixel limit is refused by the decoder from its header.
         let pixels = header_pixels(&data).unwrap_or(0).min(recipe.max_pixels);
+        let resized = recipe.width as usize * recipe.height as usize * 3;
         let working = usize::try_from(pixels.saturating_mul(3))
             .unwrap_or(usize::MAX)
+            .saturating_add(resized)
             .saturating_add(recipe.tensor_bytes());
         self.hold(working, HOLDER)?;
         let made = {

@@ -586,6 +586,50 @@ pub fn deploy_hostile_package(home: &Home, package: &Path, service: &str, extra:
     home.ok(&args);
 }
 
+/// `prelabel detect ... --format json` in a home of its own, asserted to succeed: one result
+/// per image.
+pub fn detect_results(args: &[&str]) -> Vec<serde_json::Value> {
+    let home = tempdir();
+    let out = prelabel(home.path(), args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    json.as_array().expect("one result per image").clone()
+}
+
+/// Uploads one 10x10 PNG per name to dataset `d` and runs the queue; returns the executions
+/// by item name (a hostile guest does what the name says).
+pub fn run_items(
+    home: &Home,
+    names: &[&str],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let dir = tempdir();
+    for name in names {
+        std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    home.ok(&["work", "--until-idle"]);
+    home.executions()
+        .into_iter()
+        .map(|e| (e["item"].as_str().expect("item").to_string(), e))
+        .collect()
+}
+
+/// The execution of item `name` ended `status`, its error containing `error`.
+pub fn assert_outcome(
+    by_item: &std::collections::BTreeMap<String, serde_json::Value>,
+    name: &str,
+    status: &str,
+    error: &str,
+) {
+    let e = &by_item[name];
+    assert_eq!(e["status"], status, "{name}: {e:#}");
+    let text = e["error"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(error),
+        "{name}: expected `{error}` in `{text}`"
+    );
+}
+
 /// A small PNG, so that items have a known size.
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
