@@ -2,8 +2,9 @@
 //! cached on disk), and instances that run under explicit limits.
 //!
 //! A guest gets WASI with no files, no environment, no arguments and no network, plus the
-//! `prelabel:detector/host` import (logging and artifacts by name). Everything it prints
-//! or logs is captured per call.
+//! `prelabel:detector/host` import (logging and artifacts by name), `image` (decoding and
+//! blobs at native speed), wasi-nn (a permission) and wasi:http (its service's hosts only).
+//! Everything it prints or logs is captured per call.
 
 pub mod bindings;
 mod capture;
