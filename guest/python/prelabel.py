@@ -288,10 +288,6 @@ def _log_to_host() -> None:
 _PLAIN = {str: "string", float: "float", int: "integer", bool: "boolean"}
 
 
-def _value(value: Any) -> Any:
-    return value.value
-
-
 def _typed(name: str, value: Any, annotation: Any) -> Any:
     """`value` as the parameter's annotated type, or InvalidInput naming both."""
     if isinstance(annotation, str):
@@ -309,9 +305,12 @@ def _typed(name: str, value: Any, annotation: Any) -> Any:
 
 def _arguments(cls: type, inputs: dict[str, Any]) -> dict[str, Any]:
     """The init inputs as keyword arguments of `cls.__init__`, checked by name and type."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    # A class without `__init__` takes nothing (object's own says `*args, **kwargs`).
+    init = cls.__init__
+    parameters = [] if init is object.__init__ else list(inspect.signature(init).parameters.values())[1:]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-    named = {p.name: p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    named = {p.name: p for p in parameters if p.kind not in variadic}
     unknown = sorted(set(inputs) - set(named))
     if unknown and not takes_any:
         raise InvalidInput(
@@ -343,7 +342,7 @@ def world(cls: type) -> type:
             if WitWorld.runner is not None:
                 raise _error(_types.ErrorKind.INTERNAL, "init was already called on this instance")
             try:
-                given = {i.name: _value(i.value) for i in inputs}
+                given = {i.name: i.value.value for i in inputs}
                 WitWorld.runner = cls(**_arguments(cls, given))
             except BaseException as e:  # noqa: BLE001 - every failure is reported, none traps
                 raise _reported(e) from None

@@ -60,7 +60,9 @@ impl<'r> LocalRunner<'r> {
         let hidden = crate::secret::values(&package.manifest, &init);
         let loaded = package.compile(runtime)?;
         // The hosts the package declares, as a service deployed from it would have.
-        let outbound = AllowedHosts::parse(&package.manifest.module.allowed_outbound_hosts)
+        let outbound = package
+            .manifest
+            .allowed_hosts()
             .map_err(|e| Error::invalid("allowed-outbound-hosts", e.to_string()))?;
         let grants = Grants::artifacts(package.artifacts.clone()).with_outbound(outbound);
         Self::start(

@@ -291,7 +291,7 @@ impl Manifest {
                 ));
             }
         }
-        if let Err(e) = crate::outbound::AllowedHosts::parse(&self.module.allowed_outbound_hosts) {
+        if let Err(e) = self.allowed_hosts() {
             return Err(invalid(
                 "module.allowed_outbound_hosts".into(),
                 e.to_string(),
@@ -338,6 +338,13 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+
+    /// The hosts the package declares its guest may call (`module.allowed_outbound_hosts`).
+    pub fn allowed_hosts(
+        &self,
+    ) -> Result<crate::outbound::AllowedHosts, crate::outbound::OutboundError> {
+        crate::outbound::AllowedHosts::parse(&self.module.allowed_outbound_hosts)
     }
 
     /// The init inputs declared secret.

@@ -194,8 +194,7 @@ impl Service {
     /// The hosts it would call running `revision` (deployed, or compared): the deployer's
     /// narrowed list where that revision's package still declares it, or the package's list.
     pub fn outbound_for(&self, revision: &Revision) -> AllowedHosts {
-        let package = AllowedHosts::parse(&revision.manifest.module.allowed_outbound_hosts)
-            .unwrap_or_default();
+        let package = revision.manifest.allowed_hosts().unwrap_or_default();
         self.allowed_within(&package)
     }
 
@@ -254,7 +253,9 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
     let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
     let narrowed = match &request.allow_host {
         Some(given) => {
-            let package = AllowedHosts::parse(&revision.manifest.module.allowed_outbound_hosts)
+            let package = revision
+                .manifest
+                .allowed_hosts()
                 .map_err(|e| Error::invalid("allow-host", e.to_string()))?;
             let narrowed = package
                 .narrowed_to(given)

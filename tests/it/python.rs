@@ -1,9 +1,42 @@
-//! Detectors written in Python (`guest/python`, built by componentize-py): the seed's face
-//! detector in Python against the Rust component, a Python package built by `package push`
-//! and run as a service, and the hostile behaviours of `tests/guests/hostile` in Python.
+//! Detectors written in Python (`guest/python`, built by componentize-py): the SDK's mapping
+//! in plain CPython, the seed's face detector in Python against the Rust component, a Python
+//! package built by `package push` and run as a service, and the hostile behaviours of
+//! `tests/guests/hostile` in Python.
 
 use crate::support::*;
 use serde_json::Value;
+
+#[test]
+fn the_sdk_maps_a_class_onto_the_world() {
+    // In plain CPython against the bindings componentize-py generates for the world, the
+    // host's imports replaced by recorders: each rule of the mapping alone, in a second.
+    let venv = venv("componentize-py", &["componentize-py==0.25.1"]);
+    let bindings = tempdir();
+    let generated = std::process::Command::new(venv.join("bin/componentize-py"))
+        .args([
+            "-d",
+            path(&root().join("wit")),
+            "-w",
+            "detector",
+            "bindings",
+        ])
+        .arg(bindings.path())
+        .output()
+        .expect("componentize-py runs");
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let python_path = format!(
+        "{}:{}",
+        path(bindings.path()),
+        path(&root().join("guest/python"))
+    );
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg(root().join("tests/it/python/sdk_test.py"))
+        .env("PYTHONPATH", python_path)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("Ran 8 tests"), "{}", stderr(&out));
+}
 
 #[test]
 fn the_python_face_detector_finds_the_rust_components_faces_on_every_sample_photo() {
