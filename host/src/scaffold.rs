@@ -12,6 +12,11 @@ pub enum Language {
     Rust,
 }
 
+crate::named::named!(Language {
+    Python => "python",
+    Rust => "rust",
+});
+
 /// Why a package folder was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {

@@ -109,7 +109,7 @@ fn a_python_package_is_built_by_push_and_runs_as_a_service() {
             "model_version = \"0.1.0-edited\"",
         );
     std::fs::write(package.join("app.py"), app).expect("app.py");
-    let up = relative_root(&package);
+    let up = up_to_root(&package);
     let manifest = std::fs::read_to_string(source.join("prelabel.toml"))
         .expect("manifest")
         .replace(
@@ -160,19 +160,6 @@ fn a_python_package_is_built_by_push_and_runs_as_a_service() {
         revisions.contains("python-face-detector revision 1") && !revisions.contains("revision 2"),
         "{revisions}"
     );
-}
-
-/// `../` as many times as `dir` is deep inside the checkout.
-fn relative_root(dir: &std::path::Path) -> String {
-    let root = root().canonicalize().expect("root");
-    let depth = dir
-        .canonicalize()
-        .expect("dir")
-        .strip_prefix(&root)
-        .expect("inside the checkout")
-        .components()
-        .count();
-    "../".repeat(depth)
 }
 
 #[test]

@@ -435,20 +435,24 @@ pub fn status_count(executions: &[serde_json::Value], status: &str) -> usize {
     executions.iter().filter(|e| e["status"] == status).count()
 }
 
-/// A copy of the face-detector package whose manifest is changed by `edit`, in a temporary
-/// folder of the checkout (its paths still lead to the checkout's `target/` and `models/`).
-pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
-    let dir = tempdir();
+/// `../` as many times as `dir` (a temporary folder) is deep inside the checkout.
+pub fn up_to_root(dir: &Path) -> String {
     let root = root().canonicalize().expect("root");
     let depth = dir
-        .path()
         .canonicalize()
         .expect("temp dir")
         .strip_prefix(&root)
         .expect("temp dirs are inside the checkout")
         .components()
         .count();
-    let up = "../".repeat(depth);
+    "../".repeat(depth)
+}
+
+/// A copy of the face-detector package whose manifest is changed by `edit`, in a temporary
+/// folder of the checkout (its paths still lead to the checkout's `target/` and `models/`).
+pub fn package_variant(edit: impl Fn(String) -> String) -> TempDir {
+    let dir = tempdir();
+    let up = up_to_root(dir.path());
     let manifest = std::fs::read_to_string(face_detector_dir().join("prelabel.toml"))
         .expect("manifest")
         .replace("../../target", &format!("{up}target"))

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use prelabel::manifest::Manifest;
 use prelabel::ops::Home;
 use prelabel::package::build;
 
@@ -72,11 +71,13 @@ impl BuildArg {
     /// an archive, which is built already). A folder whose manifest does not read is left
     /// to the package's loading, which names what is wrong with it.
     pub fn run(&self, dir: &Path) -> Result<()> {
-        let manifest = Manifest::from_file(&dir.join(prelabel::manifest::FILE_NAME));
-        if !self.no_build && manifest.is_ok_and(|m| m.build.is_some()) {
-            build::run(dir, build::Fallback::Nothing)?;
+        if self.no_build || !dir.is_dir() {
+            return Ok(());
         }
-        Ok(())
+        match build::run(dir, build::Fallback::Nothing) {
+            Ok(_) | Err(build::NotBuilt::Manifest(_)) => Ok(()),
+            Err(failed) => Err(failed.into()),
+        }
     }
 }
 

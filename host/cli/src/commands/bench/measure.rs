@@ -268,11 +268,7 @@ fn detect_rows(
     image_path: &Path,
     runs: usize,
 ) -> Result<()> {
-    let image = std::fs::read(image_path).with_context(|| image_path.display().to_string())?;
-    let name = image_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (name, image) = named_file(image_path)?;
     let mut wasm = in_guest(&mut runner(runtime, faces, &[])?, &name, &image, runs)?;
     let mut native = native(faces, &image, runs)?;
     // The opt-in path: the same component, with the network run by the host.
@@ -626,12 +622,7 @@ fn python_rows(
         init,
         "__init__: wasi-nn loads the model on the host",
     ));
-    let image = std::fs::read(&options.image)?;
-    let name = options
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (name, image) = named_file(&options.image)?;
     let mut samples = in_guest(&mut runner(runtime, &python, &[])?, &name, &image, runs)?;
     let rust = rows
         .iter()
@@ -733,17 +724,17 @@ fn photos(samples: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            Ok((
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::fs::read(&p).with_context(|| p.display().to_string())?,
-            ))
-        })
-        .collect()
+    files.iter().map(|p| named_file(p)).collect()
+}
+
+/// A file's name and bytes.
+fn named_file(path: &Path) -> Result<(String, Vec<u8>)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    Ok((name, bytes))
 }
 
 /// A fresh platform with the photos uploaded (and queued).
