@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{OptionalExtension, Store, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Kind, Result};
@@ -11,7 +11,6 @@ use crate::execution::Status;
 use crate::item;
 use crate::revision;
 use crate::service;
-use crate::store::Store;
 use crate::trigger::Filter;
 
 /// What `execute SERVICE --dataset D` asks for.
@@ -66,20 +65,16 @@ pub fn queue(store: &mut Store, request: &Request) -> Result<Batch> {
         .map(|i| i.id)
         .collect();
     let tx = store.write()?;
-    tx.execute(
-        "INSERT INTO batches (service, function, dataset, filters) VALUES (?1, ?2, ?3, ?4)",
-        params![
+    let batch: i64 = tx.query_row("INSERT INTO batches (service, function, dataset, filters) VALUES ($1, $2, $3, $4) RETURNING id", params![
             service.name,
             request.function,
             request.dataset,
             serde_json::to_string(&request.filters).expect("serializes")
-        ],
-    )?;
-    let batch = tx.last_insert_rowid();
+        ], |r| r.get(0))?;
     for item in &items {
         tx.execute(
             "INSERT INTO executions (service_id, service_name, item_id, function, status, batch_id)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+             VALUES ($1, $2, $3, $4, 'queued', $5)",
             params![service.id, service.name, item, request.function, batch],
         )?;
     }
@@ -92,27 +87,26 @@ pub fn get(store: &Store, id: i64) -> Result<Batch> {
     let row = store
         .conn()
         .query_row(
-            "SELECT service, function, dataset, filters, created_at FROM batches WHERE id = ?1",
-            [id],
+            "SELECT service, function, dataset, filters, created_at FROM batches WHERE id = $1",
+            params![id],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    crate::store::json_column::<Vec<String>>(r, 3)?,
-                    r.get::<_, String>(4)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.json::<Vec<String>>(3)?,
+                    r.get::<String>(4)?,
                 ))
             },
         )
         .optional()?;
     let (service, function, dataset, filters, created_at) =
         row.ok_or_else(|| Error::not_found(Kind::Batch, id, format!("no batch with id {id}")))?;
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT status, COUNT(*) FROM executions WHERE batch_id = ?1 GROUP BY status")?;
-    let counts: Vec<(Status, u64)> = stmt
-        .query_map([id], |r| Ok((crate::store::column(r, 0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let counts: Vec<(Status, u64)> = store.conn().query_map(
+        "SELECT status, COUNT(*) FROM executions WHERE batch_id = $1 GROUP BY status",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let total = counts.iter().map(|(_, n)| n).sum();
     let done = !counts
         .iter()

@@ -16,7 +16,7 @@ use crate::local::LocalRunner;
 use crate::revision;
 use crate::runtime::Runtime;
 use crate::service;
-use crate::store::Store;
+use crate::store::{OptionalExtension, Store, params};
 
 /// What to compare. In JSON (the API's body) the service is the URL's and `init` is an object
 /// of values by name, as for a deploy.
@@ -205,14 +205,13 @@ pub fn compare(store: &Store, runtime: &Runtime, request: &Request) -> Result<Co
 
 /// The duration of the service's last successful execution on the item.
 fn current_ms(store: &Store, service: &str, item: &ItemRecord) -> Result<Option<u64>> {
-    use rusqlite::OptionalExtension;
     let ms: Option<Option<i64>> = store
         .conn()
         .query_row(
             "SELECT e.duration_ms FROM executions e JOIN services s ON s.id = e.service_id
-              WHERE s.name = ?1 AND e.item_id = ?2 AND e.status = 'success'
+              WHERE s.name = $1 AND e.item_id = $2 AND e.status = 'success'
               ORDER BY e.id DESC LIMIT 1",
-            rusqlite::params![service, item.id],
+            params![service, item.id],
             |r| r.get(0),
         )
         .optional()?;

@@ -15,7 +15,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[from] crate::store::DbError),
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error(transparent)]

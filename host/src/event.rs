@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::named::named;
-use crate::store::Store;
+use crate::store::{Store, params};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -40,19 +40,18 @@ pub const KEEP: i64 = 100_000;
 /// Events after `after`, oldest first, at most `limit`; several events for one entity in the
 /// batch are folded into its last (a result of N boxes is one change to its item).
 pub fn since(store: &Store, after: i64, limit: usize) -> Result<Vec<Event>> {
-    let mut stmt = store.conn().prepare_cached(
-        "SELECT id, kind, entity_id, at FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let events: Vec<Event> = stmt
-        .query_map(rusqlite::params![after, limit as i64], |r| {
+    let events: Vec<Event> = store.conn().query_map(
+        "SELECT id, kind, entity_id, at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        params![after, limit as i64],
+        |r| {
             Ok(Event {
                 id: r.get(0)?,
-                kind: crate::store::column(r, 1)?,
+                kind: r.get(1)?,
                 entity_id: r.get(2)?,
                 at: r.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     let mut seen = std::collections::HashSet::new();
     let mut folded: Vec<Event> = events
         .into_iter()
@@ -67,13 +66,15 @@ pub fn since(store: &Store, after: i64, limit: usize) -> Result<Vec<Event>> {
 pub fn latest(store: &Store) -> Result<i64> {
     Ok(store
         .conn()
-        .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM events", params![], |r| {
+            r.get(0)
+        })?)
 }
 
 /// Drops all but the latest [`KEEP`] events. Returns how many went.
 pub fn prune(store: &Store) -> Result<usize> {
     Ok(store.conn().execute(
-        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-        [KEEP],
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1",
+        params![KEEP],
     )?)
 }

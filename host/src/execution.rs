@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use crate::store::{Db, Dialect, NOW, OptionalExtension, Params, Row, Store, ToValue, Tx, params};
+use crate::worker::Worker;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -11,7 +12,6 @@ use crate::annotation::Annotation;
 use crate::error::{Error, Kind, Result};
 use crate::manifest::InputValue;
 use crate::named::Named;
-use crate::store::{NOW, Store};
 
 /// `queued` → `running` → `success` | `failed` | `timed-out`; `canceled` when its service goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -70,7 +70,7 @@ const SELECT: &str = "SELECT e.id, e.service_name, e.service_id, e.trigger_id, e
         e.init_inputs, e.host_version, e.result
    FROM executions e JOIN items i ON i.id = e.item_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
+fn from_row(r: &Row) -> crate::store::db::Result<Execution> {
     Ok(Execution {
         id: r.get(0)?,
         service: r.get(1)?,
@@ -79,17 +79,17 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
         item_id: r.get(4)?,
         item: r.get(5)?,
         function: r.get(6)?,
-        status: crate::store::column(r, 7)?,
+        status: r.get(7)?,
         attempts: r.get(8)?,
         revision_id: r.get(9)?,
         error: r.get(10)?,
         queued_at: r.get(11)?,
         started_at: r.get(12)?,
         finished_at: r.get(13)?,
-        duration_ms: r.get::<_, Option<i64>>(14)?.map(|d| d as u64),
+        duration_ms: r.get::<Option<i64>>(14)?.map(|d| d as u64),
         logs: r.get(15)?,
         init_inputs: r
-            .get::<_, Option<String>>(16)?
+            .get::<Option<String>>(16)?
             .and_then(|json| serde_json::from_str(&json).ok()),
         host_version: r.get(17)?,
         result: r.get(18)?,
@@ -99,7 +99,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Execution> {
 pub fn get(store: &Store, id: i64) -> Result<Execution> {
     store
         .conn()
-        .query_row(&format!("{SELECT} WHERE e.id = ?1"), [id], from_row)
+        .query_row(&format!("{SELECT} WHERE e.id = $1"), params![id], from_row)
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
@@ -111,12 +111,11 @@ pub fn get(store: &Store, id: i64) -> Result<Execution> {
 }
 
 pub fn list(store: &Store, status: Option<Status>) -> Result<Vec<Execution>> {
-    let mut stmt = store.conn().prepare(&format!(
-        "{SELECT} WHERE ?1 IS NULL OR e.status = ?1 ORDER BY e.id"
-    ))?;
-    let rows = stmt
-        .query_map([status.map(Status::name)], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = store.conn().query_map(
+        &format!("{SELECT} WHERE CAST($1 AS TEXT) IS NULL OR e.status = $1 ORDER BY e.id"),
+        params![status.map(Status::name)],
+        from_row,
+    )?;
     Ok(rows)
 }
 
@@ -139,9 +138,9 @@ pub fn page(
     if let Some(dataset) = &filter.dataset {
         crate::item::dataset_id(store, dataset)?;
     }
-    let condition = "(?1 IS NULL OR e.status = ?1) AND (?2 IS NULL OR e.service_name = ?2)
-        AND (?3 IS NULL OR e.item_id = ?3)
-        AND (?4 IS NULL OR i.dataset_id = (SELECT id FROM datasets WHERE name = ?4))";
+    let condition = "(CAST($1 AS TEXT) IS NULL OR e.status = $1) AND (CAST($2 AS TEXT) IS NULL OR e.service_name = $2)
+        AND (CAST($3 AS BIGINT) IS NULL OR e.item_id = $3)
+        AND (CAST($4 AS TEXT) IS NULL OR i.dataset_id = (SELECT id FROM datasets WHERE name = $4))";
     let args = params![filter.status, filter.service, filter.item, filter.dataset];
     let total: i64 = store.conn().query_row(
         &format!(
@@ -150,22 +149,18 @@ pub fn page(
         args,
         |r| r.get(0),
     )?;
-    let mut stmt = store.conn().prepare(&format!(
-        "{SELECT} WHERE {condition} ORDER BY e.id DESC LIMIT ?5 OFFSET ?6"
-    ))?;
-    let rows = stmt
-        .query_map(
-            params![
-                filter.status,
-                filter.service,
-                filter.item,
-                filter.dataset,
-                limit.min(i64::MAX as u64) as i64,
-                offset.min(i64::MAX as u64) as i64
-            ],
-            from_row,
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = store.conn().query_map(
+        &format!("{SELECT} WHERE {condition} ORDER BY e.id DESC LIMIT $5 OFFSET $6"),
+        params![
+            filter.status,
+            filter.service,
+            filter.item,
+            filter.dataset,
+            limit.min(i64::MAX as u64) as i64,
+            offset.min(i64::MAX as u64) as i64
+        ],
+        from_row,
+    )?;
     Ok((rows, total as u64))
 }
 
@@ -175,9 +170,9 @@ pub fn cancel(store: &mut Store, id: i64) -> Result<Execution> {
     let changed = store.conn().execute(
         &format!(
             "UPDATE executions SET status = 'canceled', error = 'canceled', finished_at = {NOW}
-              WHERE id = ?1 AND status = 'queued'"
+              WHERE id = $1 AND status = 'queued'"
         ),
-        [id],
+        params![id],
     )?;
     let execution = get(store, id)?;
     if changed == 0 {
@@ -198,8 +193,39 @@ pub fn pending(store: &Store) -> Result<i64> {
     Ok(store.conn().query_row(
         "SELECT COUNT(*) FROM executions e JOIN services s ON s.id = e.service_id
           WHERE e.status IN ('queued', 'running') AND s.paused = 0 AND e.direct = 0",
-        [],
+        params![],
         |r| r.get(0),
+    )?)
+}
+
+/// A service's queue, across every worker.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Queue {
+    pub service: String,
+    pub paused: bool,
+    /// How many of its executions may run at once, on all workers together.
+    pub concurrency: u32,
+    pub queued: i64,
+    pub running: i64,
+}
+
+/// Every service's queue depth and running executions, by name.
+pub fn queues(store: &Store) -> Result<Vec<Queue>> {
+    Ok(store.conn().query_map(
+        "SELECT s.name, s.paused, s.concurrency,
+                (SELECT COUNT(*) FROM executions e WHERE e.service_id = s.id AND e.status = 'queued'),
+                (SELECT COUNT(*) FROM executions e WHERE e.service_id = s.id AND e.status = 'running' AND e.direct = 0)
+           FROM services s ORDER BY s.name",
+        params![],
+        |r| {
+            Ok(Queue {
+                service: r.get(0)?,
+                paused: r.get(1)?,
+                concurrency: r.get(2)?,
+                queued: r.get(3)?,
+                running: r.get(4)?,
+            })
+        },
     )?)
 }
 
@@ -218,37 +244,34 @@ pub struct Rerun {
 /// execution that was already rerun, or whose item has since succeeded, is skipped: reruns
 /// never multiply.
 pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
-    let statuses: Vec<&str> = match status {
-        Some(s) => vec![s.name()],
-        None => vec!["failed", "timed-out"],
+    // One status or two: the query takes two (the same one twice for one).
+    let statuses: [&str; 2] = match status {
+        Some(s) => [s.name(), s.name()],
+        None => ["failed", "timed-out"],
     };
     let tx = store.write()?;
-    let statuses = serde_json::to_string(&statuses).expect("serializes");
     // One pass: every execution with the status, and whether it is the latest of its
     // (service, item, function); only the latest are rerun, the rest are counted.
     let found: Vec<(i64, bool)> = {
-        let mut stmt = tx.prepare(
+        tx.query_map(
             "SELECT e.id, e.id = (SELECT MAX(l.id) FROM executions l
                                    WHERE l.service_id = e.service_id AND l.item_id = e.item_id
                                      AND l.function = e.function)
                FROM executions e JOIN services s ON s.id = e.service_id
-              WHERE e.status IN (SELECT value FROM json_each(?1))
+              WHERE e.status IN ($1, $2)
               ORDER BY e.id",
-        )?;
-        stmt.query_map([&statuses], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
+            params![statuses[0], statuses[1]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
     };
     let (latest, earlier): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, latest)| *latest);
     let skipped = earlier.len();
     let ids = latest.into_iter().map(|(id, _)| id);
     let mut new = Vec::new();
     for id in ids {
-        tx.execute(
-            "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
-             SELECT service_id, service_name, trigger_id, item_id, function, 'queued' FROM executions WHERE id = ?1",
-            [id],
-        )?;
-        new.push(tx.last_insert_rowid());
+        let new_id: i64 = tx.query_row("INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
+             SELECT service_id, service_name, trigger_id, item_id, function, 'queued' FROM executions WHERE id = $1 RETURNING id", params![id], |r| r.get(0))?;
+        new.push(new_id);
     }
     tx.commit()?;
     Ok(Rerun {
@@ -267,51 +290,89 @@ pub struct Interrupted {
     pub failed: usize,
 }
 
-/// Deals with what a killed process left `running`. Only the home's one scheduler calls
-/// this, while holding the scheduler lock. An interrupted attempt is not charged, so a
-/// one-off kill costs nothing; but each execution may be interrupted at most its service's
-/// `max_attempts` times: the next interruption fails it, so that an item that crashes the
-/// host does not loop through every restart. Direct executions (`prelabel execute`) are not
-/// queue work: one whose process is gone is failed, one whose process lives is left alone.
+/// Deals with what a killed process left `running`, on the embedded store, where one
+/// scheduler runs per home: only it calls this, at its start, while holding the home's lock,
+/// so every queue execution still `running` was left by a process that stopped. Direct
+/// executions (`prelabel execute`) are not queue work: one whose process is gone is failed,
+/// one whose process lives is left alone. (With a shared database, workers find each other's
+/// lost executions by their leases instead: see [`claim_next`].)
 pub fn requeue_interrupted(store: &mut Store) -> Result<Interrupted> {
     let tx = store.write()?;
-    let dead_direct: Vec<i64> = {
-        let mut stmt = tx.prepare(
+    let dead_direct: Vec<i64> = tx
+        .query_map(
             "SELECT id, direct_pid FROM executions WHERE status = 'running' AND direct = 1",
-        )?;
-        stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+            params![],
+            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+        )?
         .into_iter()
         .filter(|(_, pid)| !pid.is_some_and(process_is_alive))
         .map(|(id, _)| id)
-        .collect()
-    };
+        .collect();
     let mut failed = 0;
     for id in dead_direct {
-        failed += fail_running(&tx, id, "the process running this direct execution stopped")?;
+        failed += fail_running(
+            &tx,
+            id,
+            None,
+            "the process running this direct execution stopped",
+        )?;
     }
-    tx.execute(
-        "UPDATE executions SET interrupted = interrupted + 1,
-                logs = logs || '[prelabel: the host stopped during this attempt]' || char(10)
-          WHERE status = 'running' AND direct = 0",
-        [],
+    let mut interrupted = requeue(&tx, "status = 'running' AND direct = 0", params![])?;
+    interrupted.failed += failed;
+    tx.commit()?;
+    Ok(interrupted)
+}
+
+/// What a scheduler starting on a shared database finds left `running` by earlier
+/// schedulers of its own home (killed: the home's lock says they are gone) goes back on the
+/// queue at once, as on the embedded store; other workers' lost executions wait for their
+/// leases to run out.
+pub fn requeue_home(store: &mut Store, home_key: &str, worker: &Worker) -> Result<Interrupted> {
+    let tx = store.write()?;
+    let interrupted = requeue(
+        &tx,
+        "status = 'running' AND direct = 0
+         AND worker_id IN (SELECT id FROM workers WHERE home = $1 AND id != $2 AND stopped_at IS NULL)",
+        params![home_key, worker.id],
     )?;
-    failed += tx.execute(
+    tx.commit()?;
+    Ok(interrupted)
+}
+
+/// Executions of lost workers (see [`crate::worker`]), by the database's clock.
+const LOST: &str = "worker_id IN (SELECT id FROM workers
+                                   WHERE stopped_at IS NULL AND heartbeat_ms + lease_ms < (SELECT ms FROM prelabel_clock))";
+
+/// Puts the running executions that `condition` selects back on the queue: an interrupted
+/// attempt is not charged, so a one-off kill costs nothing; but each execution may be
+/// interrupted at most its service's `max_attempts` times: the next interruption fails it, so
+/// that an item that crashes its host does not loop through every restart.
+fn requeue(tx: &Tx<'_>, condition: &str, args: Params<'_>) -> Result<Interrupted> {
+    let n = args.len();
+    let note = format!("${}", n + 1);
+    let mut with_note: Vec<&dyn ToValue> = args.to_vec();
+    let text = "[prelabel: the host stopped during this attempt]\n";
+    with_note.push(&text);
+    tx.execute(
+        &format!("UPDATE executions SET interrupted = interrupted + 1, logs = logs || {note} WHERE {condition}"),
+        &with_note,
+    )?;
+    let failed = tx.execute(
         &format!("UPDATE executions SET status = 'failed',
                 error = 'host stopped during this execution ' || interrupted || ' times',
                 finished_at = {NOW}
-          WHERE status = 'running' AND direct = 0
+          WHERE {condition}
             AND interrupted > COALESCE((SELECT max_attempts FROM services s WHERE s.id = service_id), 0)"),
-        [],
+        args,
     )?;
     let requeued = tx.execute(
-        "UPDATE executions SET status = 'queued', attempts = MAX(attempts - 1, 0), started_at = NULL
-          WHERE status = 'running' AND direct = 0",
-        [],
+        &format!(
+            "UPDATE executions SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                    started_at = NULL, worker_id = NULL, claim = NULL
+              WHERE {condition}"
+        ),
+        args,
     )?;
-    tx.commit()?;
     Ok(Interrupted { requeued, failed })
 }
 
@@ -327,40 +388,116 @@ fn process_is_alive(pid: i64) -> bool {
     }
 }
 
-/// An execution taken off the queue to run now.
+/// An execution taken off the queue to run now, by a worker's claim.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
     pub item_id: i64,
     pub function: String,
     pub attempts: u32,
+    pub worker_id: i64,
+    pub claim: i64,
 }
 
-/// Atomically takes the oldest queued execution of a service (FIFO) and marks it running
-/// on `revision_id`.
-pub fn claim_next(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<Claimed>> {
+/// Takes the oldest queued execution of a service (FIFO) for `worker` and marks it running on
+/// `revision_id`, unless `concurrency` of the service's executions are running already, on
+/// any worker. First, the running executions of the service's lost workers go back on the
+/// queue (or fail, past `max_attempts` interruptions); a lost worker's direct execution fails.
+///
+/// On PostgreSQL the claim holds an advisory lock of the service for its transaction (claims
+/// of one service are one at a time, so the count holds across workers), takes the row with
+/// `FOR UPDATE SKIP LOCKED`, and leaves the store-wide write lock to other writes.
+pub fn claim_next(
+    store: &mut Store,
+    service_id: i64,
+    concurrency: u32,
+    revision_id: i64,
+    worker: &Worker,
+) -> Result<Option<Claimed>> {
     // A claim need not survive a power cut: lost, its execution is still queued, and a
     // restart re-queues a `running` one anyway. So no fsync here; the next durable commit
     // (the outcome) flushes the log up to and including it.
-    store.conn().pragma_update(None, "synchronous", "NORMAL")?;
-    let claimed = claim(store, service_id, revision_id);
-    store.conn().pragma_update(None, "synchronous", "FULL")?;
+    store.conn().set_durable(false)?;
+    let claimed = claim(store, service_id, concurrency, revision_id, worker);
+    store.conn().set_durable(true)?;
     claimed
 }
 
-fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<Claimed>> {
-    let tx = store.write()?;
-    let next: Option<Claimed> = tx
+/// The class of the PostgreSQL advisory locks that serialise one service's claims.
+const CLAIM_LOCK: i32 = 0x706c; // "pl"
+
+fn claim(
+    store: &mut Store,
+    service_id: i64,
+    concurrency: u32,
+    revision_id: i64,
+    worker: &Worker,
+) -> Result<Option<Claimed>> {
+    let dialect = store.dialect();
+    let lost = format!("service_id = $1 AND status = 'running' AND {LOST}");
+    // A look first, without a transaction or a lock: nothing queued and nobody lost is the
+    // common answer of an idle or saturated service, and costs one read.
+    let work: bool = store.conn().query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM executions WHERE service_id = $1 AND status = 'queued')
+                 OR EXISTS (SELECT 1 FROM executions WHERE {lost})"
+        ),
+        params![service_id],
+        |r| r.get(0),
+    )?;
+    if !work {
+        return Ok(None);
+    }
+    let tx = store.claim_transaction()?;
+    if dialect == Dialect::Postgres {
+        // Two 32-bit keys: a key space apart from the store-wide lock's 64-bit one.
+        let key = (service_id % i64::from(i32::MAX)) as i32;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            params![CLAIM_LOCK, key],
+        )?;
+    }
+    let any_lost: bool = tx.query_row(
+        &format!("SELECT EXISTS (SELECT 1 FROM executions WHERE {lost})"),
+        params![service_id],
+        |r| r.get(0),
+    )?;
+    if any_lost {
+        requeue(&tx, &format!("{lost} AND direct = 0"), params![service_id])?;
+        tx.execute(
+            &format!(
+                "UPDATE executions SET status = 'failed', error = 'the process running this direct execution stopped',
+                        finished_at = {NOW}
+                  WHERE {lost} AND direct = 1"
+            ),
+            params![service_id],
+        )?;
+    }
+    let running: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM executions WHERE service_id = $1 AND status = 'running' AND direct = 0",
+        params![service_id],
+        |r| r.get(0),
+    )?;
+    if running >= i64::from(concurrency) {
+        tx.commit()?;
+        return Ok(None);
+    }
+    let next = tx
         .query_row(
-            "SELECT id, item_id, function, attempts FROM executions
-              WHERE service_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
-            [service_id],
+            &format!(
+                "SELECT id, item_id, function, attempts FROM executions
+                  WHERE service_id = $1 AND status = 'queued' ORDER BY id LIMIT 1{}",
+                dialect.skip_locked()
+            ),
+            params![service_id],
             |r| {
                 Ok(Claimed {
                     id: r.get(0)?,
                     item_id: r.get(1)?,
                     function: r.get(2)?,
-                    attempts: r.get::<_, u32>(3)? + 1,
+                    attempts: r.get::<u32>(3)? + 1,
+                    worker_id: worker.id,
+                    claim: worker.next_claim(),
                 })
             },
         )
@@ -368,11 +505,11 @@ fn claim(store: &mut Store, service_id: i64, revision_id: i64) -> Result<Option<
     if let Some(c) = &next {
         tx.execute(
             &format!(
-                "UPDATE executions SET status = 'running', attempts = ?2, revision_id = ?3,
+                "UPDATE executions SET status = 'running', attempts = $2, revision_id = $3,
                     item_digest = (SELECT digest FROM items WHERE id = item_id),
-                    started_at = {NOW} WHERE id = ?1"
+                    started_at = {NOW}, worker_id = $4, claim = $5 WHERE id = $1"
             ),
-            params![c.id, c.attempts, revision_id],
+            params![c.id, c.attempts, revision_id, c.worker_id, c.claim],
         )?;
     }
     tx.commit()?;
@@ -387,39 +524,58 @@ pub fn start_direct(
     item_id: i64,
     function: &str,
     revision_id: i64,
+    worker: &Worker,
 ) -> Result<Claimed> {
-    // Marked direct, with this process's id: a scheduler never takes it for queue work
-    // that a killed host left running, and fails it only if this process is gone.
-    store.conn().execute(
-        &format!("INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at,
-                                 direct, direct_pid, item_digest)
-         VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, {NOW}, 1, ?6,
-                 (SELECT digest FROM items WHERE id = ?3))"),
-        params![service_id, service, item_id, function, revision_id, std::process::id()],
+    // Marked direct, with this process's id and worker: a scheduler never takes it for queue
+    // work that a killed host left running, and fails it only if this process is gone.
+    let claim = worker.next_claim();
+    let id: i64 = store.conn().query_row(
+        &format!(
+            "INSERT INTO executions (service_id, service_name, item_id, function, status, attempts, revision_id, started_at,
+                                 direct, direct_pid, item_digest, worker_id, claim)
+         VALUES ($1, $2, $3, $4, 'running', 1, $5, {NOW}, 1, $6,
+                 (SELECT digest FROM items WHERE id = $3), $7, $8) RETURNING id"
+        ),
+        params![service_id, service, item_id, function, revision_id, std::process::id(), worker.id, claim],
+        |r| r.get(0),
     )?;
     Ok(Claimed {
-        id: store.conn().last_insert_rowid(),
+        id,
         item_id,
         function: function.to_string(),
         attempts: 1,
+        worker_id: worker.id,
+        claim,
     })
 }
 
 /// Ends an execution whose outcome could not be recorded: `failed`, with the cause, and
 /// nothing else written (a smaller write than the outcome, which may still go through).
-pub fn abandon(store: &mut Store, id: i64, cause: &str) -> Result<()> {
-    fail_running(store.conn(), id, cause)?;
+pub fn abandon(store: &mut Store, claimed: &Claimed, cause: &str) -> Result<()> {
+    fail_running(store.conn(), claimed.id, Some(claimed), cause)?;
     Ok(())
 }
 
-/// Fails an execution that is still `running`, with `cause`; how many it failed (0 or 1).
-fn fail_running(conn: &rusqlite::Connection, id: i64, cause: &str) -> rusqlite::Result<usize> {
+/// Fails an execution that is still `running` (by `claim`, when given), with `cause`; how
+/// many it failed (0 or 1).
+fn fail_running(
+    conn: &Db,
+    id: i64,
+    claim: Option<&Claimed>,
+    cause: &str,
+) -> crate::store::db::Result<usize> {
     conn.execute(
         &format!(
-            "UPDATE executions SET status = 'failed', error = ?2,
-                finished_at = {NOW} WHERE id = ?1 AND status = 'running'"
+            "UPDATE executions SET status = 'failed', error = $2,
+                finished_at = {NOW} WHERE id = $1 AND status = 'running'
+                AND (CAST($3 AS BIGINT) IS NULL OR (worker_id = $3 AND claim = $4))"
         ),
-        params![id, cause],
+        params![
+            id,
+            cause,
+            claim.map(|c| c.worker_id),
+            claim.map(|c| c.claim)
+        ],
     )
 }
 
@@ -455,6 +611,22 @@ pub fn finish(
     ran: Ran<'_>,
 ) -> Result<()> {
     let tx = store.write()?;
+    // Only the claim that still holds the execution records its end: a worker that lost its
+    // lease (stopped past it, cut off) finds its execution queued again or run by another.
+    let held: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM executions WHERE id = $1 AND status = 'running' AND worker_id = $2 AND claim = $3",
+            params![claimed.id, claimed.worker_id, claimed.claim],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if held.is_none() {
+        tracing::warn!(
+            "execution #{}: this worker's claim on it lapsed (its lease ran out); its outcome is not stored",
+            claimed.id
+        );
+        return Ok(());
+    }
     let init_json = ran
         .init_inputs
         .map(|init| serde_json::to_string(init).expect("init values serialize"));
@@ -465,7 +637,7 @@ pub fn finish(
         Outcome::Failed { .. } => None,
     };
     tx.execute(
-        "UPDATE executions SET init_inputs = ?2, host_version = ?3, result = ?4 WHERE id = ?1",
+        "UPDATE executions SET init_inputs = $2, host_version = $3, result = $4 WHERE id = $1",
         params![claimed.id, init_json, crate::HOST_VERSION, result],
     )?;
     let component_digest = ran.component_digest;
@@ -483,8 +655,8 @@ pub fn finish(
             };
             tx.execute(
                 &format!(
-                    "UPDATE executions SET status = 'success', error = NULL, logs = logs || ?2, duration_ms = ?3,
-                            finished_at = {NOW} WHERE id = ?1"
+                    "UPDATE executions SET status = 'success', error = NULL, logs = logs || $2, duration_ms = $3,
+                            finished_at = {NOW} WHERE id = $1"
                 ),
                 params![claimed.id, logs, duration_ms as i64],
             )?;
@@ -504,8 +676,8 @@ pub fn finish(
             };
             tx.execute(
                 &format!(
-                    "UPDATE executions SET status = ?2, error = ?3, logs = logs || ?4, duration_ms = ?5,
-                            finished_at = CASE WHEN ?6 THEN {NOW} END WHERE id = ?1"
+                    "UPDATE executions SET status = $2, error = $3, logs = logs || $4, duration_ms = $5,
+                            finished_at = CASE WHEN $6 THEN {NOW} END WHERE id = $1"
                 ),
                 params![claimed.id, status, error, logs, duration_ms as i64, finished],
             )?;
@@ -518,41 +690,41 @@ pub fn finish(
 /// With several executions of one item at once, an older one can end last. Its result is
 /// history, not the item's annotations: the bytes it ran on are no longer the item's, or a
 /// later execution already stored its own result.
-fn is_stale(tx: &Transaction<'_>, id: i64) -> Result<bool> {
+fn is_stale(tx: &Tx<'_>, id: i64) -> Result<bool> {
     Ok(tx.query_row(
-        "SELECT e.item_digest IS NOT (SELECT digest FROM items WHERE id = e.item_id)
+        "SELECT e.item_digest IS DISTINCT FROM (SELECT digest FROM items WHERE id = e.item_id)
                 OR EXISTS (SELECT 1 FROM executions l
                             WHERE l.service_id = e.service_id AND l.item_id = e.item_id
                               AND l.id > e.id AND l.status = 'success')
-           FROM executions e WHERE e.id = ?1",
-        [id],
+           FROM executions e WHERE e.id = $1",
+        params![id],
         |r| r.get(0),
     )?)
 }
 
 /// The execution's annotations become the item's for its service, replacing earlier ones.
 fn replace_annotations(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     claimed: &Claimed,
     annotations: &[Annotation],
     component_digest: &str,
 ) -> Result<()> {
     let (service_id, service_name, revision_id): (i64, String, i64) = tx.query_row(
-        "SELECT service_id, service_name, revision_id FROM executions WHERE id = ?1",
-        [claimed.id],
+        "SELECT service_id, service_name, revision_id FROM executions WHERE id = $1",
+        params![claimed.id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     // Reviewed annotations are a person's: a run replaces only the pending ones, and leaves out
     // new boxes that a reviewed one already covers.
     tx.execute(
-        "DELETE FROM annotations WHERE item_id = ?1 AND service_id = ?2 AND review = 'pending'",
+        "DELETE FROM annotations WHERE item_id = $1 AND service_id = $2 AND review = 'pending'",
         params![claimed.item_id, service_id],
     )?;
     for a in &crate::review::unreviewed(tx, claimed.item_id, annotations)? {
         tx.execute(
             "INSERT INTO annotations (item_id, service_id, service_name, execution_id, revision_id, component_digest,
                                       label, geometry, model_name, model_version, confidence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             params![
                 claimed.item_id,
                 service_id,

@@ -10,7 +10,7 @@ use crate::annotation::{Annotation, Geometry, ModelInfo, Review};
 use crate::coco;
 use crate::error::Result;
 use crate::item::{self, ItemRecord};
-use crate::store::Store;
+use crate::store::{Store, params};
 
 /// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
 /// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
@@ -127,26 +127,24 @@ pub fn annotated_items(store: &Store, dataset: &str) -> Result<Vec<(ItemRecord, 
 /// The stored annotations of one item, by service.
 pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
     // Cached by SQLite: preparing it once per item costs nothing after the first.
-    let mut stmt = store.conn().prepare_cached(
-        "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
+    let artifacts = store.dialect().json_object_agg("ra.name", "ra.digest");
+    let annotations = store.conn().query_map(
+&format!("SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
                 p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at,
                 CASE WHEN a.revision_id IS NOT NULL THEN
-                    (SELECT json_group_object(ra.name, ra.digest) FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
+                    (SELECT {artifacts} FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
                 e.init_inputs, e.host_version
            FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
                 LEFT JOIN executions e ON e.id = a.execution_id
-          WHERE a.item_id = ?1 ORDER BY a.service_name IS NULL, a.service_name, a.id",
-    )?;
-    let annotations = stmt
-        .query_map([item_id], |r| {
+          WHERE a.item_id = $1 ORDER BY a.service_name IS NULL, a.service_name, a.id"), params![item_id], |r| {
             Ok(Stored {
                 annotation: Annotation {
                     label: r.get(0)?,
-                    geometry: crate::store::json_column(r, 1)?,
+                    geometry: r.json(1)?,
                     model: ModelInfo {
                         name: r.get(2)?,
                         version: r.get(3)?,
-                        confidence: r.get::<_, f64>(4)? as f32,
+                        confidence: r.get::<f64>(4)? as f32,
                     },
                 },
                 service: r.get(5)?,
@@ -155,19 +153,18 @@ pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
                 revision: r.get(8)?,
                 component_digest: r.get(9)?,
                 id: r.get(10)?,
-                review: crate::store::column(r, 11)?,
+                review: r.get(11)?,
                 reviewed_by: r.get(12)?,
                 reviewed_at: r.get(13)?,
                 artifacts: r
-                    .get::<_, Option<String>>(14)?
+                    .get::<Option<String>>(14)?
                     .and_then(|json| serde_json::from_str(&json).ok()),
                 init_inputs: r
-                    .get::<_, Option<String>>(15)?
+                    .get::<Option<String>>(15)?
                     .and_then(|json| serde_json::from_str(&json).ok()),
                 host_version: r.get(16)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?.into_iter().collect::<Vec<_>>();
     Ok(annotations)
 }
 

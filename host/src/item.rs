@@ -5,12 +5,11 @@
 
 use std::io::Cursor;
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{Db, NOW, OptionalExtension, Row, Store, Tx, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Kind, Result};
-use crate::store::{NOW, Store};
 use crate::trigger::{self, Action};
 
 /// The mimetype of `bytes`, from magic numbers; UTF-8 text is `text/plain`, anything else
@@ -126,7 +125,7 @@ pub fn upload(
     let dataset_id = create_dataset(&tx, dataset)?;
     let existing: Option<(i64, String)> = tx
         .query_row(
-            "SELECT id, digest FROM items WHERE dataset_id = ?1 AND name = ?2",
+            "SELECT id, digest FROM items WHERE dataset_id = $1 AND name = $2",
             params![dataset_id, name],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -136,8 +135,8 @@ pub fn upload(
         Some((id, _)) => {
             tx.execute(
                 &format!(
-                    "UPDATE items SET digest = ?2, size = ?3, mimetype = ?4, metadata = ?5, url = NULL,
-                        updated_at = {NOW} WHERE id = ?1"
+                    "UPDATE items SET digest = $2, size = $3, mimetype = $4, metadata = $5, url = NULL,
+                        updated_at = {NOW} WHERE id = $1"
                 ),
                 params![
                     id,
@@ -150,11 +149,8 @@ pub fn upload(
             (id, Change::Updated)
         }
         None => {
-            tx.execute(
-                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![dataset_id, name, digest, bytes.len() as i64, mimetype, metadata.to_string()],
-            )?;
-            (tx.last_insert_rowid(), Change::Created)
+            let new_id: i64 = tx.query_row("INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", params![dataset_id, name, digest, bytes.len() as i64, mimetype, metadata.to_string()], |r| r.get(0))?;
+            (new_id, Change::Created)
         }
     };
     let (item, queued) = changed(&tx, id, dataset, change)?;
@@ -163,22 +159,22 @@ pub fn upload(
 }
 
 /// The dataset's id, created if it is new (inside the caller's transaction).
-pub(crate) fn create_dataset(tx: &rusqlite::Transaction<'_>, dataset: &str) -> Result<i64> {
+pub(crate) fn create_dataset(tx: &Tx<'_>, dataset: &str) -> Result<i64> {
     tx.execute(
-        "INSERT OR IGNORE INTO datasets (name) VALUES (?1)",
-        [dataset],
+        "INSERT INTO datasets (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        params![dataset],
     )?;
-    Ok(
-        tx.query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(tx.query_row(
+        "SELECT id FROM datasets WHERE name = $1",
+        params![dataset],
+        |r| r.get(0),
+    )?)
 }
 
 /// An item just written: the record, and how many executions its triggers queued (none when
 /// nothing changed), inside the transaction that wrote it.
 pub(crate) fn changed(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     dataset: &str,
     change: Change,
@@ -197,23 +193,23 @@ const SELECT: &str = "SELECT i.id, d.name, i.name, i.digest, i.size, i.mimetype,
         i.url
    FROM items i JOIN datasets d ON d.id = i.dataset_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
+fn from_row(r: &Row) -> crate::store::db::Result<ItemRecord> {
     Ok(ItemRecord {
         id: r.get(0)?,
         dataset: r.get(1)?,
         name: r.get(2)?,
         digest: r.get(3)?,
-        size: r.get::<_, i64>(4)? as u64,
+        size: r.get::<i64>(4)? as u64,
         mimetype: r.get(5)?,
-        metadata: crate::store::json_column(r, 6)?,
+        metadata: r.json(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
         url: r.get(9)?,
     })
 }
 
-fn get_in(conn: &rusqlite::Connection, id: i64) -> Result<ItemRecord> {
-    conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
+fn get_in(conn: &Db, id: i64) -> Result<ItemRecord> {
+    conn.query_row(&format!("{SELECT} WHERE i.id = $1"), params![id], from_row)
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
@@ -232,9 +228,11 @@ pub fn get(store: &Store, id: i64) -> Result<ItemRecord> {
 pub fn dataset_id(store: &Store, dataset: &str) -> Result<i64> {
     store
         .conn()
-        .query_row("SELECT id FROM datasets WHERE name = ?1", [dataset], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT id FROM datasets WHERE name = $1",
+            params![dataset],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
@@ -255,19 +253,18 @@ pub struct Dataset {
 
 /// Every dataset, by name.
 pub fn datasets(store: &Store) -> Result<Vec<Dataset>> {
-    let mut stmt = store.conn().prepare(
+    let datasets = store.conn().query_map(
         "SELECT d.name, (SELECT COUNT(*) FROM items i WHERE i.dataset_id = d.id), d.created_at
            FROM datasets d ORDER BY d.name",
-    )?;
-    let datasets = stmt
-        .query_map([], |r| {
+        params![],
+        |r| {
             Ok(Dataset {
                 name: r.get(0)?,
                 items: r.get(1)?,
                 created_at: r.get(2)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     Ok(datasets)
 }
 
@@ -276,12 +273,11 @@ pub fn list(store: &Store, dataset: Option<&str>) -> Result<Vec<ItemRecord>> {
     if let Some(dataset) = dataset {
         dataset_id(store, dataset)?;
     }
-    let mut stmt = store.conn().prepare(&format!(
-        "{SELECT} WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, i.name"
-    ))?;
-    let items = stmt
-        .query_map([dataset], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let items = store.conn().query_map(
+        &format!("{SELECT} WHERE CAST($1 AS TEXT) IS NULL OR d.name = $1 ORDER BY d.name, i.name"),
+        params![dataset],
+        from_row,
+    )?;
     Ok(items)
 }
 

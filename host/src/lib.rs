@@ -43,6 +43,7 @@ pub mod store;
 pub mod thumbnail;
 pub mod trigger;
 pub mod watch;
+pub mod worker;
 pub mod workspace;
 
 pub use error::{Error, Result};

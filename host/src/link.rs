@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{NOW, OptionalExtension, Store, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,7 +15,6 @@ use crate::download::{self, DownloadError};
 use crate::error::{Error, Result};
 use crate::item::{self, Change, ItemRecord};
 use crate::secret;
-use crate::store::{NOW, Store};
 
 /// One link: a URL, and optionally the item's name (default: the URL's last path segment),
 /// user metadata and the sha256 the bytes must have.
@@ -170,19 +169,19 @@ pub fn link(
     let dataset_id = item::create_dataset(&tx, dataset)?;
     if access.allow_private {
         tx.execute(
-            "UPDATE datasets SET allow_private = 1 WHERE id = ?1",
-            [dataset_id],
+            "UPDATE datasets SET allow_private = 1 WHERE id = $1",
+            params![dataset_id],
         )?;
     }
     if !access.headers.is_empty() {
         let mut headers: BTreeMap<String, String> = tx.query_row(
-            "SELECT headers FROM datasets WHERE id = ?1",
-            [dataset_id],
-            |r| crate::store::json_column(r, 0),
+            "SELECT headers FROM datasets WHERE id = $1",
+            params![dataset_id],
+            |r| r.json(0),
         )?;
         headers.extend(access.headers.clone());
         tx.execute(
-            "UPDATE datasets SET headers = ?2 WHERE id = ?1",
+            "UPDATE datasets SET headers = $2 WHERE id = $1",
             params![dataset_id, json!(headers).to_string()],
         )?;
     }
@@ -194,7 +193,7 @@ pub fn link(
         });
         let existing: Option<(i64, Option<String>, String, String)> = tx
             .query_row(
-                "SELECT id, url, digest, metadata FROM items WHERE dataset_id = ?1 AND name = ?2",
+                "SELECT id, url, digest, metadata FROM items WHERE dataset_id = $1 AND name = $2",
                 params![dataset_id, c.name],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -209,17 +208,17 @@ pub fn link(
             Some((id, ..)) => {
                 tx.execute(
                     &format!(
-                        "UPDATE items SET url = ?2, digest = ?3, size = 0, mimetype = ?4, metadata = ?5,
-                            updated_at = {NOW} WHERE id = ?1"
+                        "UPDATE items SET url = $2, digest = $3, size = 0, mimetype = $4, metadata = $5,
+                            updated_at = {NOW} WHERE id = $1"
                     ),
                     params![id, c.url, c.sha256, c.mimetype, metadata.to_string()],
                 )?;
                 (id, Change::Updated)
             }
             None => {
-                tx.execute(
+                let new_id: i64 = tx.query_row(
                     "INSERT INTO items (dataset_id, name, url, digest, size, mimetype, metadata)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                     VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
                     params![
                         dataset_id,
                         c.name,
@@ -228,8 +227,9 @@ pub fn link(
                         c.mimetype,
                         metadata.to_string()
                     ],
+                    |r| r.get(0),
                 )?;
-                (tx.last_insert_rowid(), Change::Created)
+                (new_id, Change::Created)
             }
         };
         let (record, queued) = item::changed(&tx, id, dataset, change)?;
@@ -263,9 +263,9 @@ pub fn bytes(
         source,
     };
     let (allow_private, headers): (bool, BTreeMap<String, String>) = store.conn().query_row(
-        "SELECT allow_private, headers FROM datasets WHERE name = ?1",
-        [&item.dataset],
-        |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)),
+        "SELECT allow_private, headers FROM datasets WHERE name = $1",
+        params![&item.dataset],
+        |r| Ok((r.get(0)?, r.json(1)?)),
     )?;
     let limits = download::Limits {
         max_bytes,
@@ -296,8 +296,8 @@ pub fn bytes(
     // Only if the item still points at this URL: a link changed meanwhile keeps its own.
     store.conn().execute(
         &format!(
-            "UPDATE items SET digest = ?3, size = ?4, mimetype = ?5, metadata = ?6, updated_at = {NOW}
-              WHERE id = ?1 AND url = ?2"
+            "UPDATE items SET digest = $3, size = $4, mimetype = $5, metadata = $6, updated_at = {NOW}
+              WHERE id = $1 AND url = $2"
         ),
         params![
             item.id,
@@ -310,8 +310,8 @@ pub fn bytes(
     )?;
     // Executions that started before the item had bytes run on these: they are not stale.
     store.conn().execute(
-        "UPDATE executions SET item_digest = ?2
-          WHERE item_id = ?1 AND status = 'running' AND item_digest = ''",
+        "UPDATE executions SET item_digest = $2
+          WHERE item_id = $1 AND status = 'running' AND item_digest = ''",
         params![item.id, digest],
     )?;
     Ok(body)

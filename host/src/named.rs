@@ -49,17 +49,15 @@ macro_rules! named {
             }
         }
         // The store keeps the name: readable in the database, stable across versions.
-        impl rusqlite::ToSql for $ty {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok($crate::named::Named::name(*self).into())
+        impl $crate::store::db::ToValue for $ty {
+            fn to_value(&self) -> $crate::store::db::Value {
+                $crate::store::db::Value::Text($crate::named::Named::name(*self).to_string())
             }
         }
-        impl rusqlite::types::FromSql for $ty {
-            fn column_result(
-                value: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                $crate::named::parse(value.as_str()?)
-                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+        impl $crate::store::db::FromValue for $ty {
+            fn from_value(value: &$crate::store::db::Value) -> Result<Self, String> {
+                let text: String = $crate::store::db::FromValue::from_value(value)?;
+                $crate::named::parse(&text).map_err(|e| e.to_string())
             }
         }
     };

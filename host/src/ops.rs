@@ -32,18 +32,21 @@ use crate::runtime::Runtime;
 use crate::scheduler::{self, HomeLock};
 use crate::secret::{self, Secret};
 use crate::service::{self, Deploy, Service};
-use crate::store::Store;
+use crate::store::{Location, Store};
 use crate::trigger::{self, Create, Trigger};
 use crate::watch::{Pass, Watch};
+use crate::worker::WorkerStatus;
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is
 /// opened on first use and shared by the operations (behind a lock: one writer at a time is
 /// what SQLite allows anyway); the runtime (one wasmtime engine) is created on first use.
 pub struct Home {
-    dir: PathBuf,
+    location: Location,
     cache_dir: PathBuf,
     store: Mutex<Option<Store>>,
     runtime: OnceLock<Arc<Runtime>>,
+    /// How long this process's worker lease lasts without a heartbeat (see `worker`).
+    lease: Duration,
 }
 
 /// What `deploy` did.
@@ -80,6 +83,28 @@ pub struct Packed {
     pub version: String,
     pub path: PathBuf,
     pub bytes: u64,
+}
+
+/// Where the store is, who works on it and how much is waiting: `prelabel status`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoreStatus {
+    /// The database (a PostgreSQL URL without its password, or the SQLite file).
+    pub store: String,
+    #[schema(value_type = String)]
+    pub blobs: PathBuf,
+    /// Running and lost workers, and the last few that stopped.
+    pub workers: Vec<WorkerStatus>,
+    pub queues: Vec<execution::Queue>,
+}
+
+/// What `migrate` did: rows and blobs copied, and what `check` found on the target after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Migrated {
+    pub from: String,
+    pub to: String,
+    pub copied: crate::store::copy::Copied,
+    /// Empty when the target checks sound.
+    pub problems: Vec<String>,
 }
 
 /// What deleting a service did.
@@ -130,25 +155,45 @@ pub struct Executed {
 impl Home {
     /// `cache_dir`: where compiled components are cached (default `dir/cache/components`).
     pub fn new(dir: impl Into<PathBuf>, cache_dir: Option<PathBuf>) -> Self {
-        let dir = dir.into();
-        let cache_dir = cache_dir.unwrap_or_else(|| dir.join("cache/components"));
+        Self::at(Location::home(dir), cache_dir)
+    }
+
+    /// A home whose store is at `location` (its rows in PostgreSQL, say).
+    pub fn at(location: Location, cache_dir: Option<PathBuf>) -> Self {
+        let cache_dir = cache_dir.unwrap_or_else(|| location.home.join("cache/components"));
         Self {
-            dir,
+            location,
             cache_dir,
             store: Mutex::new(None),
             runtime: OnceLock::new(),
+            lease: crate::worker::DEFAULT_LEASE,
         }
     }
 
     /// A home whose operations use `runtime` (one engine shared by several homes).
     pub fn with_runtime(dir: impl Into<PathBuf>, runtime: Arc<Runtime>) -> Self {
-        let home = Self::new(dir, None);
-        let _ = home.runtime.set(runtime);
-        home
+        Self::new(dir, None).using_runtime(runtime)
+    }
+
+    /// This home, its operations using `runtime`.
+    pub fn using_runtime(self, runtime: Arc<Runtime>) -> Self {
+        let _ = self.runtime.set(runtime);
+        self
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.location.home
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// How long this process's worker lease lasts without a heartbeat: the time after
+    /// which, if it stops or is cut off, other workers take its executions back.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -161,7 +206,7 @@ impl Home {
         // one transaction, rolled back when dropped.
         let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(Store::open(&self.dir)?);
+            *guard = Some(self.location.open()?);
         }
         Ok(StoreGuard(guard))
     }
@@ -188,7 +233,7 @@ impl Home {
     /// folder under HOME/tmp with at most `limit` bytes, read with the package folder's rule
     /// (its files inside it), removed afterwards whatever happened.
     pub fn push_archive(&self, bytes: &[u8], limit: u64) -> Result<Revision> {
-        let tmp = self.dir.join("tmp");
+        let tmp = self.location.home.join("tmp");
         let scratch = Scratch::new(&tmp, "package").map_err(Error::io(&tmp))?;
         let dir = archive::unpack(bytes, scratch.path(), limit)?;
         self.push(&dir, None)
@@ -396,7 +441,7 @@ impl Home {
 
     fn fetched(&self, id: i64) -> Result<(ItemRecord, Vec<u8>)> {
         // A connection of its own: a download must not hold the home's for a minute.
-        let store = Store::open(&self.dir)?;
+        let store = self.location.open()?;
         let item = item::get(&store, id)?;
         let limits = crate::runtime::Limits::default();
         let bytes = link::bytes(&store, &item, limits.max_item_bytes, limits.timeout)?;
@@ -481,7 +526,7 @@ impl Home {
         // A connection of its own: the candidate runs for seconds per item, and the home's
         // (shared by the API's requests and the CLI's steps) must not wait on it. The
         // comparison only reads, and SQLite's WAL lets it read beside the writers.
-        compare::compare(&Store::open(&self.dir)?, &runtime, request)
+        compare::compare(&self.location.open()?, &runtime, request)
     }
 
     /// A service's boxes on a dataset scored against ground truth (see
@@ -609,7 +654,14 @@ impl Home {
     /// execution with the annotations it stored.
     pub fn execute(&self, service: &str, function: &str, item: i64) -> Result<Executed> {
         let runtime = self.runtime()?;
-        let execution = scheduler::execute_now(&self.dir, &runtime, service, function, item)?;
+        let execution = scheduler::execute_now(
+            &self.location,
+            self.lease,
+            &runtime,
+            service,
+            function,
+            item,
+        )?;
         let annotations = export::item_annotations(&*self.store()?, item)?
             .into_iter()
             .filter(|a| a.execution_id == Some(execution.id))
@@ -635,7 +687,7 @@ impl Home {
 
     /// The home's scheduler lock: one scheduler per home.
     pub fn lock(&self) -> Result<HomeLock> {
-        scheduler::lock_home(&self.dir)
+        scheduler::lock_home(&self.location.home)
     }
 
     /// [`Home::serve`] with the lock already taken.
@@ -645,7 +697,39 @@ impl Home {
         stop: Arc<AtomicBool>,
         until_idle: bool,
     ) -> Result<Interrupted> {
-        scheduler::run_locked(lock, &self.dir, self.runtime()?, stop, until_idle)
+        scheduler::run_locked(
+            lock,
+            &self.location,
+            self.lease,
+            self.runtime()?,
+            stop,
+            until_idle,
+        )
+    }
+
+    /// The store, its workers (with their leases and heartbeats) and each service's queue.
+    pub fn status(&self) -> Result<StoreStatus> {
+        let store = self.store()?;
+        Ok(StoreStatus {
+            store: self.location.describe(),
+            blobs: self.location.blobs_dir(),
+            workers: crate::worker::list(&store, 5)?,
+            queues: execution::queues(&store)?,
+        })
+    }
+
+    /// Copies the store at `from` (every row with its id, every blob) into this home's store,
+    /// which must be empty, then checks the target.
+    pub fn migrate(&self, from: &Location) -> Result<Migrated> {
+        let source = from.open()?;
+        let mut target = self.store()?;
+        let copied = crate::store::copy::copy(&source, &mut target)?;
+        Ok(Migrated {
+            from: from.describe(),
+            to: self.location.describe(),
+            copied,
+            problems: target.check()?,
+        })
     }
 
     /// SQLite's integrity check and every blob on disk: the problems found.

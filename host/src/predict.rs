@@ -6,14 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{OptionalExtension, Store, params};
 
 use crate::annotation::Review;
 use crate::error::{Error, Kind, Result};
 use crate::execution::{Execution, Status};
 use crate::export::Stored;
 use crate::item::ItemRecord;
-use crate::store::Store;
 use crate::{revision, service};
 
 /// How often a waiting caller looks at its execution.
@@ -40,9 +39,9 @@ pub fn queue(store: &mut Store, service: &str, function: &str, item: &ItemRecord
     let latest: Option<(i64, Status, Option<i64>, Option<String>)> = tx
         .query_row(
             "SELECT id, status, revision_id, item_digest FROM executions
-              WHERE service_id = ?1 AND item_id = ?2 AND function = ?3 ORDER BY id DESC LIMIT 1",
+              WHERE service_id = $1 AND item_id = $2 AND function = $3 ORDER BY id DESC LIMIT 1",
             params![service.id, item.id, function],
-            |r| Ok((r.get(0)?, crate::store::column(r, 1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
     let answers =
@@ -56,12 +55,12 @@ pub fn queue(store: &mut Store, service: &str, function: &str, item: &ItemRecord
     if let Some(found) = latest.as_ref().filter(|l| answers(l)) {
         return Ok(found.0);
     }
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO executions (service_id, service_name, item_id, function, status)
-         VALUES (?1, ?2, ?3, ?4, 'queued')",
+         VALUES ($1, $2, $3, $4, 'queued') RETURNING id",
         params![service.id, service.name, item.id, function],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     tx.commit()?;
     Ok(id)
 }
@@ -114,11 +113,11 @@ pub fn labels(store: &Store, service: &service::Service) -> Result<Vec<String>> 
         })
         .into_iter()
         .collect();
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT DISTINCT label FROM annotations WHERE service_id = ?1 ORDER BY label")?;
-    for label in stmt.query_map([service.id], |r| r.get::<_, String>(0))? {
-        let label = label?;
+    for label in store.conn().query_map(
+        "SELECT DISTINCT label FROM annotations WHERE service_id = $1 ORDER BY label",
+        params![service.id],
+        |r| r.get::<String>(0),
+    )? {
         if !labels.contains(&label) {
             labels.push(label);
         }

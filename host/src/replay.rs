@@ -15,7 +15,7 @@ use crate::named::Named;
 use crate::revision;
 use crate::runtime::{Item, Runtime};
 use crate::service;
-use crate::store::Store;
+use crate::store::{Store, params};
 
 /// What a replay found.
 #[derive(Debug, Clone, Serialize)]
@@ -70,8 +70,8 @@ pub fn replay(store: &Store, runtime: &Runtime, id: i64) -> Result<Replay> {
     // The bytes it ran on: blobs are content-addressed, so the old ones are still there when
     // the item changed since.
     let digest: Option<String> = store.conn().query_row(
-        "SELECT item_digest FROM executions WHERE id = ?1",
-        [id],
+        "SELECT item_digest FROM executions WHERE id = $1",
+        params![id],
         |r| r.get(0),
     )?;
     let digest = digest

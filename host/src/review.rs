@@ -3,7 +3,7 @@
 //! annotations, and leaves out new boxes that a reviewed one already covers, so that neither a
 //! rejected box comes back nor an accepted one doubles.
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{NOW, OptionalExtension, Store, Tx, params};
 use serde::Deserialize;
 
 use crate::annotation::{self, Annotation, Geometry, Review};
@@ -11,7 +11,6 @@ use crate::error::{Error, Kind, Result};
 use crate::export::{self, Stored};
 use crate::item;
 use crate::named::Named;
-use crate::store::{NOW, Store};
 
 /// A new box that overlaps a reviewed one at least this much is the same box: the reviewer
 /// has decided about it already (accepted, rejected, or relabelled it: the label is not
@@ -79,10 +78,10 @@ pub fn review(store: &mut Store, id: i64, change: &Change) -> Result<Stored> {
         .map(|g| serde_json::to_string(g).expect("a geometry serializes"));
     store.conn().execute(
         &format!(
-            "UPDATE annotations SET label = COALESCE(?2, label), geometry = COALESCE(?3, geometry),
-                    review = CASE WHEN review = 'manual' AND ?4 IN ('edited', 'accepted') THEN 'manual' ELSE ?4 END,
-                    reviewed_by = ?5, reviewed_at = {NOW}
-              WHERE id = ?1"
+            "UPDATE annotations SET label = COALESCE($2, label), geometry = COALESCE($3, geometry),
+                    review = CASE WHEN review = 'manual' AND $4 IN ('edited', 'accepted') THEN 'manual' ELSE $4 END,
+                    reviewed_by = $5, reviewed_at = {NOW}
+              WHERE id = $1"
         ),
         params![id, change.label, geometry, state.name(), reviewer(&change.by)],
     )?;
@@ -97,35 +96,26 @@ pub fn add(store: &mut Store, item_id: i64, manual: &Manual) -> Result<Stored> {
         .geometry
         .check()
         .map_err(|e| Error::invalid("geometry", e))?;
-    store.conn().execute(
-        &format!(
+    let id: i64 = store.conn().query_row(&format!(
             "INSERT INTO annotations (item_id, label, geometry, model_name, model_version, confidence,
                                       review, reviewed_by, reviewed_at)
-             VALUES (?1, ?2, ?3, '', '', 1.0, 'manual', ?4, {NOW})"
-        ),
-        params![
+             VALUES ($1, $2, $3, '', '', 1.0, 'manual', $4, {NOW}) RETURNING id"
+        ), params![
             item_id,
             manual.label,
             serde_json::to_string(&manual.geometry).expect("a geometry serializes"),
             reviewer(&manual.by)
-        ],
-    )?;
-    let id = store.conn().last_insert_rowid();
+        ], |r| r.get(0))?;
     stored(store, item_id, id)
 }
 
 /// Of a run's new annotations, those no reviewed annotation of the item already covers.
-pub fn unreviewed(
-    tx: &rusqlite::Transaction<'_>,
-    item_id: i64,
-    new: &[Annotation],
-) -> Result<Vec<Annotation>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT geometry FROM annotations WHERE item_id = ?1 AND review != 'pending'",
+pub fn unreviewed(tx: &Tx<'_>, item_id: i64, new: &[Annotation]) -> Result<Vec<Annotation>> {
+    let reviewed: Vec<Geometry> = tx.query_map(
+        "SELECT geometry FROM annotations WHERE item_id = $1 AND review != 'pending'",
+        params![item_id],
+        |r| r.json(0),
     )?;
-    let reviewed: Vec<Geometry> = stmt
-        .query_map([item_id], |r| crate::store::json_column(r, 0))?
-        .collect::<rusqlite::Result<_>>()?;
     Ok(new
         .iter()
         .filter(|a| {
@@ -150,9 +140,11 @@ fn reviewer(by: &Option<String>) -> String {
 fn item_of(store: &Store, id: i64) -> Result<i64> {
     store
         .conn()
-        .query_row("SELECT item_id FROM annotations WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT item_id FROM annotations WHERE id = $1",
+            params![id],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or_else(|| no_annotation(id))
 }

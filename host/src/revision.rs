@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{OptionalExtension, Store, params};
 use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
 use crate::manifest::{Manifest, ManifestError};
 use crate::package::{Package, PackageError};
 use crate::runtime::{Loaded, Runtime};
-use crate::store::Store;
 
 /// A pushed revision of a package.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -112,25 +111,24 @@ pub fn push_package(store: &mut Store, runtime: &Runtime, package: &Package) -> 
     let manifest_json = serde_json::to_string(&package.manifest).expect("a manifest serializes");
 
     let tx = store.write()?;
-    tx.execute("INSERT OR IGNORE INTO packages (name) VALUES (?1)", [&name])?;
-    let package_id: i64 =
-        tx.query_row("SELECT id FROM packages WHERE name = ?1", [&name], |r| {
-            r.get(0)
-        })?;
-    let revision: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(revision), 0) + 1 FROM revisions WHERE package_id = ?1",
-        [package_id],
+    tx.execute(
+        "INSERT INTO packages (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        params![&name],
+    )?;
+    let package_id: i64 = tx.query_row(
+        "SELECT id FROM packages WHERE name = $1",
+        params![&name],
         |r| r.get(0),
     )?;
-    tx.execute(
-        "INSERT INTO revisions (package_id, revision, version, manifest, component_digest) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![package_id, revision, package.manifest.version, manifest_json, component_digest],
-    )
-    ?;
-    let revision_id = tx.last_insert_rowid();
+    let revision: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(revision), 0) + 1 FROM revisions WHERE package_id = $1",
+        params![package_id],
+        |r| r.get(0),
+    )?;
+    let revision_id: i64 = tx.query_row("INSERT INTO revisions (package_id, revision, version, manifest, component_digest) VALUES ($1, $2, $3, $4, $5) RETURNING id", params![package_id, revision, package.manifest.version, manifest_json, component_digest], |r| r.get(0))?;
     for (artifact, (digest, size)) in &artifacts {
         tx.execute(
-            "INSERT INTO revision_artifacts (revision_id, name, digest, size) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO revision_artifacts (revision_id, name, digest, size) VALUES ($1, $2, $3, $4)",
             params![revision_id, artifact, digest, *size as i64],
         )
         ?;
@@ -142,11 +140,9 @@ pub fn push_package(store: &mut Store, runtime: &Runtime, package: &Package) -> 
 /// Each package with its latest revision.
 pub fn list(store: &Store) -> Result<Vec<Revision>> {
     let ids: Vec<i64> = {
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT MAX(r.id) FROM revisions r JOIN packages p ON p.id = r.package_id GROUP BY p.id ORDER BY p.name")?;
-        stmt.query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
+        store
+            .conn().query_map(
+"SELECT MAX(r.id) FROM revisions r JOIN packages p ON p.id = r.package_id GROUP BY p.id ORDER BY p.name", params![], |r| r.get(0))?
     };
     ids.into_iter()
         .map(|id| revision_by_id(store, id))
@@ -156,11 +152,9 @@ pub fn list(store: &Store) -> Result<Vec<Revision>> {
 /// Every revision of a package, oldest first.
 pub fn revisions(store: &Store, name: &str) -> Result<Vec<Revision>> {
     let ids: Vec<i64> = {
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT r.id FROM revisions r JOIN packages p ON p.id = r.package_id WHERE p.name = ?1 ORDER BY r.revision")?;
-        stmt.query_map([name], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
+        store
+            .conn().query_map(
+"SELECT r.id FROM revisions r JOIN packages p ON p.id = r.package_id WHERE p.name = $1 ORDER BY r.revision", params![name], |r| r.get(0))?
     };
     if ids.is_empty() {
         return Err(no_package(name));
@@ -191,16 +185,16 @@ pub fn revision_by_id(store: &Store, id: i64) -> Result<Revision> {
         .conn()
         .query_row(
             "SELECT p.name, r.revision, r.version, r.manifest, r.component_digest, r.created_at
-           FROM revisions r JOIN packages p ON p.id = r.package_id WHERE r.id = ?1",
-            [id],
+           FROM revisions r JOIN packages p ON p.id = r.package_id WHERE r.id = $1",
+            params![id],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
+                    r.get::<String>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
                 ))
             },
         )
@@ -215,17 +209,20 @@ pub fn revision_by_id(store: &Store, id: i64) -> Result<Revision> {
             message: e.to_string(),
         }))
     })?;
-    let mut stmt = store
+    let artifacts = store
         .conn()
-        .prepare("SELECT name, digest, size FROM revision_artifacts WHERE revision_id = ?1")?;
-    let artifacts = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                (r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64),
-            ))
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<BTreeMap<_, _>>>())?;
+        .query_map(
+            "SELECT name, digest, size FROM revision_artifacts WHERE revision_id = $1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    (r.get::<String>(1)?, r.get::<i64>(2)? as u64),
+                ))
+            },
+        )?
+        .into_iter()
+        .collect::<BTreeMap<_, _>>();
     Ok(Revision {
         id,
         package,

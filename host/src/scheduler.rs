@@ -1,21 +1,23 @@
 //! The scheduler: takes queued executions off the store and runs them, per service at most
-//! `concurrency` at once, each on an instance that was initialised once and is reused.
+//! `concurrency` at once (across every worker sharing the store), each on an instance that
+//! was initialised once and is reused.
 //!
 //! One worker thread per (service, slot). A worker re-reads its service before each claim: a
 //! new generation (deploy, rollback) means a fresh instance of the new revision for the next
 //! execution, while the one already running finishes where it started. A trap or timeout
 //! fails that execution only (retried up to `max_attempts`) and the next one gets a fresh
-//! instance. One scheduler runs per home (a lock file); on start it re-queues what a killed
-//! process left `running`.
+//! instance. One scheduler runs per home (a lock file). The process is a worker in the store
+//! (see [`crate::worker`]): at start it re-queues what a killed scheduler of its home left
+//! `running`; on a shared database, claims also take back the executions of lost workers.
 //!
-//! Idle, it costs next to nothing: the scheduler's loop reads SQLite's `data_version` (which
-//! changes when any other connection, of this process or another, commits) every 100 ms and
-//! wakes the idle workers only then ([`Wake`]); a worker does not open a write transaction to
-//! find that nothing is queued.
+//! Idle, it costs next to nothing: the scheduler's loop waits for the store to change
+//! (SQLite's `data_version`, read every 100 ms, moves when any other connection commits;
+//! PostgreSQL notifies channel `prelabel`) and wakes the idle workers only then ([`Wake`]); a
+//! worker does not open a write transaction to find that nothing is queued.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,7 +34,8 @@ use crate::revision::{self, Revision};
 use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::secret;
 use crate::service::{self, Service};
-use crate::store::Store;
+use crate::store::{Dialect, Location, Store};
+use crate::worker::{self, Registration, Worker};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
@@ -66,13 +69,6 @@ impl Wake {
             .changed
             .wait_timeout_while(changes, timeout, |now| *now == seen);
     }
-}
-
-/// SQLite's count of commits by other connections to the database.
-fn data_version(store: &Store) -> Result<i64> {
-    Ok(store
-        .conn()
-        .query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 /// Compiled components by revision id, shared by every worker of the process.
@@ -131,29 +127,49 @@ pub fn lock_home(home: &Path) -> Result<HomeLock> {
 /// or, with `until_idle`, until nothing is queued or running for an unpaused service.
 /// Returns what it found left `running` by stopped processes, and what it did with them.
 pub fn run(
-    home: &Path,
+    home: &Location,
+    lease: Duration,
     runtime: Arc<Runtime>,
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
-    run_locked(lock_home(home)?, home, runtime, stop, until_idle)
+    run_locked(
+        lock_home(&home.home)?,
+        home,
+        lease,
+        runtime,
+        stop,
+        until_idle,
+    )
 }
 
 /// [`run`], with the home's lock already taken (so that a server can refuse to start before
 /// it listens).
 pub fn run_locked(
     _lock: HomeLock,
-    home: &Path,
+    home: &Location,
+    lease: Duration,
     runtime: Arc<Runtime>,
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
-    let mut store = Store::open(home)?;
-    let interrupted = execution::requeue_interrupted(&mut store)?;
+    let mut store = home.open()?;
+    // On the embedded store this is the home's one scheduler (its lock says so): whatever is
+    // still running was left by a process that stopped. On a shared database other workers
+    // are running; theirs are found lost by their leases, one claim at a time.
+    let registration = Registration::start(home, lease)?;
+    let interrupted = match store.dialect() {
+        Dialect::Sqlite => execution::requeue_interrupted(&mut store)?,
+        Dialect::Postgres => execution::requeue_home(
+            &mut store,
+            &worker::home_key(&home.home),
+            &registration.worker,
+        )?,
+    };
     let components = Arc::new(Components::default());
     let wake = Arc::new(Wake::default());
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
-    let mut version = data_version(&store)?;
+    let mut version = store.conn().changes_within(Duration::ZERO)?;
     let mut changed = true;
     while !stop.load(Ordering::Relaxed) {
         let running = workers.len();
@@ -163,16 +179,16 @@ pub fn run_locked(
             for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
                 for slot in 0..service.settings.concurrency {
                     workers.entry((service.id, slot)).or_insert_with(|| {
-                        let (home, runtime, components, stop, wake) = (
-                            home.to_path_buf(),
-                            runtime.clone(),
-                            components.clone(),
-                            stop.clone(),
-                            wake.clone(),
-                        );
-                        std::thread::spawn(move || {
-                            worker(home, runtime, components, wake, service.id, slot, stop)
-                        })
+                        let context = Context {
+                            home: home.clone(),
+                            runtime: runtime.clone(),
+                            components: components.clone(),
+                            wake: wake.clone(),
+                            worker: registration.worker.clone(),
+                            lease,
+                        };
+                        let stop = stop.clone();
+                        std::thread::spawn(move || worker(context, service.id, slot, stop))
                     });
                 }
             }
@@ -180,8 +196,7 @@ pub fn run_locked(
                 break;
             }
         }
-        std::thread::sleep(POLL);
-        let now = data_version(&store)?;
+        let now = store.conn().changes_within(POLL)?;
         changed = now != version;
         if changed {
             version = now;
@@ -196,16 +211,26 @@ pub fn run_locked(
     Ok(interrupted)
 }
 
-fn worker(
-    home: PathBuf,
+/// What every worker thread of a scheduler shares.
+struct Context {
+    home: Location,
     runtime: Arc<Runtime>,
     components: Arc<Components>,
     wake: Arc<Wake>,
-    service_id: i64,
-    slot: u32,
-    stop: Arc<AtomicBool>,
-) {
-    let mut store = match Store::open(&home) {
+    worker: Arc<Worker>,
+    lease: Duration,
+}
+
+fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
+    let Context {
+        home,
+        runtime,
+        components,
+        wake,
+        worker,
+        lease,
+    } = context;
+    let mut store = match home.open() {
         Ok(s) => s,
         Err(e) => return tracing::error!("worker cannot open the store: {e}"),
     };
@@ -216,12 +241,15 @@ fn worker(
             &mut store,
             &runtime,
             &components,
+            &worker,
             service_id,
             slot,
             &mut current,
         ) {
             Ok(Step::Ran) => {}
-            Ok(Step::Idle) => wake.wait(seen, IDLE),
+            // Bounded by the lease too: a lost worker changes nothing in the store, and its
+            // executions come back only when a claim sees its lease run out.
+            Ok(Step::Idle) => wake.wait(seen, IDLE.min(lease)),
             Ok(Step::Exit) => return,
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
@@ -241,6 +269,7 @@ fn step(
     store: &mut Store,
     runtime: &Runtime,
     components: &Components,
+    worker: &Worker,
     service_id: i64,
     slot: u32,
     current: &mut Option<Slot>,
@@ -251,7 +280,14 @@ fn step(
     if service.paused || slot >= service.settings.concurrency {
         return Ok(Step::Exit);
     }
-    let Some(claimed) = execution::claim_next(store, service.id, service.revision_id)? else {
+    let claimed = execution::claim_next(
+        store,
+        service.id,
+        service.settings.concurrency,
+        service.revision_id,
+        worker,
+    )?;
+    let Some(claimed) = claimed else {
         return Ok(Step::Idle);
     };
     // Whatever happens from here, the execution ends: a panic in this worker or an outcome
@@ -272,7 +308,7 @@ fn step(
         }
     };
     tracing::error!("execution #{}: {cause}", claimed.id);
-    execution::abandon(store, claimed.id, &cause)?;
+    execution::abandon(store, &claimed, &cause)?;
     Ok(Step::Ran)
 }
 
@@ -431,17 +467,20 @@ fn attempt(
 /// Runs a function on an item now, in this process (not through the queue), and returns the
 /// finished execution.
 pub fn execute_now(
-    home: &Path,
+    home: &Location,
+    lease: Duration,
     runtime: &Runtime,
     service_name: &str,
     function: &str,
     item_id: i64,
 ) -> Result<execution::Execution> {
-    let mut store = Store::open(home)?;
+    let mut store = home.open()?;
     let service = service::get(&store, service_name)?;
     let revision = revision::revision_by_id(&store, service.revision_id)?;
     revision.check_function(&service.name, function)?;
     item::get(&store, item_id)?;
+    // A worker of its own, whose lease tells other processes that it still runs.
+    let registration = Registration::start(home, lease)?;
     let claimed = execution::start_direct(
         &mut store,
         service.id,
@@ -449,6 +488,7 @@ pub fn execute_now(
         item_id,
         function,
         service.revision_id,
+        &registration.worker,
     )?;
     let components = Components::default();
     let mut current = None;

@@ -8,13 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::{NOW, OptionalExtension, Store, params};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
 use crate::manifest::{InputValue, Manifest};
-use crate::store::{NOW, Store};
 
 /// A secret as listed: its name and when it was set, not its value.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -57,7 +56,7 @@ pub fn set(store: &mut Store, name: &str, value: &str) -> Result<Secret> {
     }
     store.conn().execute(
         &format!(
-            "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+            "INSERT INTO secrets (name, value) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = {NOW}"
         ),
         params![name, value],
@@ -67,12 +66,15 @@ pub fn set(store: &mut Store, name: &str, value: &str) -> Result<Secret> {
 
 /// Every secret, by name (without values).
 pub fn list(store: &Store) -> Result<Vec<Secret>> {
-    let mut stmt = store
+    let rows = store
         .conn()
-        .prepare("SELECT name, created_at, updated_at FROM secrets ORDER BY name")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+        .query_map(
+            "SELECT name, created_at, updated_at FROM secrets ORDER BY name",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .into_iter()
+        .collect::<Vec<(String, String, String)>>();
     let datasets = dataset_headers(store)?;
     let services = service_secrets(store)?;
     Ok(rows
@@ -100,8 +102,8 @@ pub fn get(store: &Store, name: &str) -> Result<Secret> {
     let found: Option<(String, String)> = store
         .conn()
         .query_row(
-            "SELECT created_at, updated_at FROM secrets WHERE name = ?1",
-            [name],
+            "SELECT created_at, updated_at FROM secrets WHERE name = $1",
+            params![name],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -140,42 +142,48 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     }
     store
         .conn()
-        .execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+        .execute("DELETE FROM secrets WHERE name = $1", params![name])?;
     Ok(())
 }
 
 /// Every dataset's headers (header name → secret name), read strictly.
 fn dataset_headers(store: &Store) -> Result<Vec<(String, BTreeMap<String, String>)>> {
-    let mut stmt = store
+    let rows = store
         .conn()
-        .prepare("SELECT name, headers FROM datasets ORDER BY name")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(
+            "SELECT name, headers FROM datasets ORDER BY name",
+            params![],
+            |r| Ok((r.get(0)?, r.json(1)?)),
+        )?
+        .into_iter()
+        .collect::<Vec<_>>();
     Ok(rows)
 }
 
 /// Every service with the secrets its secret init inputs name (its revision's manifest says
 /// which inputs are secret).
 fn service_secrets(store: &Store) -> Result<Vec<(String, Vec<String>)>> {
-    let mut stmt = store.conn().prepare(
-        "SELECT s.name, s.init_inputs, r.manifest FROM services s
+    let rows = store
+        .conn()
+        .query_map(
+            "SELECT s.name, s.init_inputs, r.manifest FROM services s
          JOIN revisions r ON r.id = s.revision_id ORDER BY s.name",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let init: BTreeMap<String, InputValue> = crate::store::json_column(r, 1)?;
-            let manifest: Manifest = crate::store::json_column(r, 2)?;
-            let named = manifest
-                .secrets()
-                .filter_map(|i| match init.get(&i.name) {
-                    Some(InputValue::String(secret)) => Some(secret.clone()),
-                    _ => None,
-                })
-                .collect();
-            Ok((r.get(0)?, named))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+            params![],
+            |r| {
+                let init: BTreeMap<String, InputValue> = r.json(1)?;
+                let manifest: Manifest = r.json(2)?;
+                let named = manifest
+                    .secrets()
+                    .filter_map(|i| match init.get(&i.name) {
+                        Some(InputValue::String(secret)) => Some(secret.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Ok((r.get(0)?, named))
+            },
+        )?
+        .into_iter()
+        .collect::<Vec<_>>();
     Ok(rows)
 }
 
@@ -216,9 +224,11 @@ pub fn check_headers(store: &Store, headers: &BTreeMap<String, String>) -> Resul
 fn value(store: &Store, name: &str) -> Result<String> {
     let value: Option<String> = store
         .conn()
-        .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM secrets WHERE name = $1",
+            params![name],
+            |r| r.get(0),
+        )
         .optional()?;
     value.ok_or_else(|| not_found(name))
 }

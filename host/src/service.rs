@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Row, params};
+use crate::store::{NOW, OptionalExtension, Row, Store, params};
 use serde::Serialize;
 
 use crate::error::{Error, Kind, Result};
@@ -15,7 +15,6 @@ use crate::manifest::InputValue;
 use crate::outbound::AllowedHosts;
 use crate::revision::{self, Revision};
 use crate::runtime::Limits;
-use crate::store::{NOW, Store};
 
 /// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
 /// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
@@ -146,16 +145,23 @@ pub const MAX_CONCURRENCY: u32 = 64;
 const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
         s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference,
-        s.allowed_outbound_hosts, json_extract(r.manifest, '$.module.allowed_outbound_hosts')
+        s.allowed_outbound_hosts, r.manifest
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
+fn from_row(r: &Row) -> crate::store::db::Result<Service> {
     // Outbound hosts, the deployer's and the package's: anything unreadable allows nothing.
-    let hosts = |column: usize| -> rusqlite::Result<Option<AllowedHosts>> {
-        Ok(r.get::<_, Option<String>>(column)?
+    let hosts = |column: usize| -> crate::store::db::Result<Option<AllowedHosts>> {
+        Ok(r.get::<Option<String>>(column)?
             .map(|json| serde_json::from_str(&json).unwrap_or_default()))
     };
-    let (narrowed, package) = (hosts(19)?, hosts(20)?.unwrap_or_default());
+    // The package's list, from its manifest as stored (JSON).
+    let manifest: String = r.get(20)?;
+    let package = serde_json::from_str::<serde_json::Value>(&manifest)
+        .ok()
+        .and_then(|m| m.pointer("/module/allowed_outbound_hosts").cloned())
+        .and_then(|hosts| serde_json::from_value(hosts).ok())
+        .unwrap_or_default();
+    let narrowed = hosts(19)?;
     let mut service = Service {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -163,7 +169,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Service> {
         revision: r.get(3)?,
         revision_id: r.get(4)?,
         previous_revision_id: r.get(5)?,
-        init_inputs: crate::store::json_column(r, 6)?,
+        init_inputs: r.json(6)?,
         settings: Settings {
             concurrency: r.get(7)?,
             timeout_ms: r.get(8)?,
@@ -209,7 +215,11 @@ impl Service {
 pub fn get(store: &Store, name: &str) -> Result<Service> {
     store
         .conn()
-        .query_row(&format!("{SELECT} WHERE s.name = ?1"), [name], from_row)
+        .query_row(
+            &format!("{SELECT} WHERE s.name = $1"),
+            params![name],
+            from_row,
+        )
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
@@ -223,15 +233,15 @@ pub fn get(store: &Store, name: &str) -> Result<Service> {
 pub fn by_id(store: &Store, id: i64) -> Result<Option<Service>> {
     Ok(store
         .conn()
-        .query_row(&format!("{SELECT} WHERE s.id = ?1"), [id], from_row)
+        .query_row(&format!("{SELECT} WHERE s.id = $1"), params![id], from_row)
         .optional()?)
 }
 
 pub fn list(store: &Store) -> Result<Vec<Service>> {
-    let mut stmt = store.conn().prepare(&format!("{SELECT} ORDER BY s.name"))?;
-    let services = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let services =
+        store
+            .conn()
+            .query_map(&format!("{SELECT} ORDER BY s.name"), params![], from_row)?;
     Ok(services)
 }
 
@@ -337,8 +347,8 @@ fn write(
     let init_json = serde_json::to_string(init).expect("init values serialize");
     let tx = store.write()?;
     let package_id: i64 = tx.query_row(
-        "SELECT package_id FROM revisions WHERE id = ?1",
-        [revision.id],
+        "SELECT package_id FROM revisions WHERE id = $1",
+        params![revision.id],
         |r| r.get(0),
     )?;
     match existing {
@@ -346,7 +356,7 @@ fn write(
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
                                        init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 params![
                     name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
@@ -362,12 +372,12 @@ fn write(
             };
             tx.execute(
                 &format!(
-                    "UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, concurrency = ?5,
-                            timeout_ms = ?6, max_attempts = ?7, memory_mb = ?8, init_timeout_ms = ?9, max_item_mb = ?10,
-                            max_annotations = ?11, log_kb = ?12, allow_inference = ?13, package_id = ?14,
-                            allowed_outbound_hosts = COALESCE(?15, allowed_outbound_hosts),
+                    "UPDATE services SET revision_id = $2, previous_revision_id = $3, init_inputs = $4, concurrency = $5,
+                            timeout_ms = $6, max_attempts = $7, memory_mb = $8, init_timeout_ms = $9, max_item_mb = $10,
+                            max_annotations = $11, log_kb = $12, allow_inference = $13, package_id = $14,
+                            allowed_outbound_hosts = COALESCE($15, allowed_outbound_hosts),
                             generation = generation + 1, updated_at = {NOW}
-                      WHERE id = ?1"
+                      WHERE id = $1"
                 ),
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
@@ -467,7 +477,7 @@ fn positive(n: u32, field: &'static str) -> Result<u32> {
 pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Service> {
     let service = get(store, name)?;
     store.conn().execute(
-        &format!("UPDATE services SET paused = ?2, updated_at = {NOW} WHERE id = ?1"),
+        &format!("UPDATE services SET paused = $2, updated_at = {NOW} WHERE id = $1"),
         params![service.id, paused],
     )?;
     get(store, name)
@@ -480,11 +490,14 @@ pub fn delete(store: &mut Store, name: &str) -> Result<usize> {
     let tx = store.write()?;
     let canceled = tx.execute(
         &format!("UPDATE executions SET status = 'canceled', error = 'service deleted', finished_at = {NOW}
-          WHERE service_id = ?1 AND status = 'queued'"),
-        [service.id],
+          WHERE service_id = $1 AND status = 'queued'"),
+        params![service.id],
     )?;
-    tx.execute("DELETE FROM triggers WHERE service_id = ?1", [service.id])?;
-    tx.execute("DELETE FROM services WHERE id = ?1", [service.id])?;
+    tx.execute(
+        "DELETE FROM triggers WHERE service_id = $1",
+        params![service.id],
+    )?;
+    tx.execute("DELETE FROM services WHERE id = $1", params![service.id])?;
     tx.commit()?;
     Ok(canceled)
 }
@@ -503,8 +516,8 @@ pub fn rollback(store: &mut Store, name: &str) -> Result<Service> {
     let revision = revision::revision_by_id(store, previous)?;
     let init = init_for(store, &service, &revision, &[])?;
     store.conn().execute(
-        &format!("UPDATE services SET revision_id = ?2, previous_revision_id = ?3, init_inputs = ?4, generation = generation + 1,
-                package_id = (SELECT package_id FROM revisions WHERE id = ?2), updated_at = {NOW} WHERE id = ?1"),
+        &format!("UPDATE services SET revision_id = $2, previous_revision_id = $3, init_inputs = $4, generation = generation + 1,
+                package_id = (SELECT package_id FROM revisions WHERE id = $2), updated_at = {NOW} WHERE id = $1"),
         params![service.id, previous, service.revision_id, serde_json::to_string(&init).expect("init values serialize")],
     )?;
     get(store, name)

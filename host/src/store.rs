@@ -12,9 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::files;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-/// Schema migrations, applied in order; `PRAGMA user_version` is how many have run.
+pub mod copy;
+pub mod db;
+pub mod scratch;
+pub(crate) use db::params;
+pub use db::{Db, DbError, Dialect, OptionalExtension, Params, Row, ToValue, Tx};
+
+/// SQLite's schema migrations, applied in order; `PRAGMA user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("store/001_initial.sql"),
     include_str!("store/002_sandbox.sql"),
@@ -25,22 +30,32 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/007_secrets.sql"),
     include_str!("store/008_provenance.sql"),
     include_str!("store/009_outbound.sql"),
+    include_str!("store/010_workers.sql"),
+];
+
+/// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
+/// `prelabel_schema` holds how many have run.
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("store/postgres/001_schema.sql"),
+    include_str!("store/postgres/002_workers.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the
-/// schema's defaults write too, so stored times sort and compare as text).
-pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// schema's defaults write too, so stored times sort and compare as text). A view on both
+/// backends (per connection on SQLite), so that queries spell it once.
+pub const NOW: &str = "(SELECT now FROM prelabel_clock)";
+
+/// The same clock in milliseconds since the epoch, for leases (the database's clock: one for
+/// every machine that shares it).
+pub const NOW_MS: &str = "(SELECT ms FROM prelabel_clock)";
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {}: {source}", path.display())]
-    Db {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("database {at}: {source}")]
+    Db { at: String, source: DbError },
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -49,152 +64,269 @@ pub enum StoreError {
     },
     #[error("blob {digest} is missing from the store ({})", path.display())]
     MissingBlob { digest: String, path: PathBuf },
-    #[error("the store at {} has schema version {found}; this prelabel knows up to {known}", path.display())]
+    #[error("the store at {at} has schema version {found}; this prelabel knows up to {known}")]
     TooNew {
-        path: PathBuf,
+        at: String,
         found: usize,
         known: usize,
     },
+    #[error("cannot connect to {at}: {source}")]
+    Connect { at: String, source: DbError },
+    #[error("{at} is not empty ({table} has {rows} rows): a migration copies into an empty store")]
+    NotEmpty {
+        at: String,
+        table: &'static str,
+        rows: i64,
+    },
+    #[error("`{given}` is not a store: {reason}")]
+    Location { given: String, reason: String },
 }
 
-/// A JSON column, read strictly: text that does not parse is an error naming the column and
-/// the text, never a silent default (a dropped filter would make a trigger match more).
-pub fn json_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| bad_column(row, index, &text, e))
+/// Where a store lives: its home folder (blobs, compile cache, and the SQLite database by
+/// default) and, when scaled out, the PostgreSQL database that holds its rows instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub home: PathBuf,
+    pub database: Database,
+    /// Where blobs live when not in `HOME/blobs`: a folder every worker shares.
+    pub blobs: Option<PathBuf>,
 }
 
-/// A column read strictly (an enum kept by name, say): a value `T` does not accept is an
-/// error naming the column and the value, never a default.
-pub fn column<T: rusqlite::types::FromSql>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
-    let value = row.get_ref(index)?;
-    T::column_result(value).map_err(|e| {
-        let text = match value {
-            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-            other => format!("{other:?}"),
-        };
-        bad_column(row, index, &text, e)
-    })
+/// The database of a [`Location`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `HOME/prelabel.db`.
+    Sqlite,
+    /// A `postgres://` URL (its password never printed).
+    Postgres(String),
 }
 
-/// A column whose text is not one of the values it may hold.
-pub fn bad_column(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-    text: &str,
-    problem: impl std::fmt::Display,
-) -> rusqlite::Error {
-    let column = row.as_ref().column_name(index).unwrap_or("?").to_string();
-    let shown: String = text.chars().take(80).collect();
-    rusqlite::Error::FromSqlConversionFailure(
-        index,
-        rusqlite::types::Type::Text,
-        format!("stored column `{column}` holds `{shown}`: {problem}").into(),
-    )
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            Database::Postgres(url) => write!(f, "Postgres({})", redact(url)),
+        }
+    }
 }
 
-/// An open store. One per thread: SQLite connections are not shared.
+impl Database {
+    /// `--store`: empty or `sqlite` for the home's own database, else a `postgres://` or
+    /// `postgresql://` URL.
+    pub fn parse(given: &str) -> Result<Self, StoreError> {
+        let given = given.trim();
+        if given.is_empty() || given == "sqlite" {
+            return Ok(Database::Sqlite);
+        }
+        if given.starts_with("postgres://") || given.starts_with("postgresql://") {
+            given
+                .parse::<postgres::Config>()
+                .map_err(|e| StoreError::Location {
+                    given: redact(given),
+                    reason: e.to_string(),
+                })?;
+            return Ok(Database::Postgres(given.to_string()));
+        }
+        Err(StoreError::Location {
+            given: redact(given),
+            reason: "expected `sqlite` or a postgres://USER@HOST/DATABASE URL".into(),
+        })
+    }
+}
+
+/// A URL as it may be printed: its password replaced (and, in one that does not parse,
+/// everything before its host).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_string(),
+        },
+    }
+}
+
+impl Location {
+    /// The embedded default: SQLite in `home`.
+    pub fn home(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            database: Database::Sqlite,
+            blobs: None,
+        }
+    }
+
+    /// What errors and `status` call the database.
+    pub fn describe(&self) -> String {
+        match &self.database {
+            Database::Sqlite => self.home.join("prelabel.db").display().to_string(),
+            Database::Postgres(url) => redact(url),
+        }
+    }
+
+    pub fn open(&self) -> Result<Store, StoreError> {
+        Store::open_at(self)
+    }
+}
+
+impl Location {
+    /// Where blobs are kept: `--blobs`, else `HOME/blobs`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| self.home.join("blobs"))
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(home: &Path) -> Self {
+        Location::home(home)
+    }
+}
+
+/// An open store. One per thread: database connections are not shared.
 pub struct Store {
-    home: PathBuf,
-    conn: Connection,
+    location: Location,
+    db: Db,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `home` and brings its schema up to date.
+    /// Opens (creating if needed) the embedded store under `home`, schema up to date.
     pub fn open(home: &Path) -> Result<Self, StoreError> {
-        let io = |what, source| StoreError::Io {
-            what,
-            path: home.to_path_buf(),
+        Self::open_at(&Location::home(home))
+    }
+
+    /// Opens the store at `location` and brings its schema up to date.
+    pub fn open_at(location: &Location) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&location.home).map_err(|source| StoreError::Io {
+            what: "cannot create the home",
+            path: location.home.clone(),
+            source,
+        })?;
+        let blobs = location.blobs_dir().join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(|source| StoreError::Io {
+            what: "cannot create the blob folder",
+            path: blobs,
+            source,
+        })?;
+        let at = location.describe();
+        let connect = |source| StoreError::Connect {
+            at: at.clone(),
             source,
         };
-        std::fs::create_dir_all(home.join("blobs/sha256"))
-            .map_err(|e| io("cannot create the home", e))?;
-        let path = home.join("prelabel.db");
-        let db = |source| StoreError::Db {
-            path: path.clone(),
-            source,
+        let db = match &location.database {
+            Database::Sqlite => Db::sqlite(open_sqlite(&location.home).map_err(connect)?),
+            Database::Postgres(url) => {
+                let client = postgres::Client::connect(url, postgres::NoTls)
+                    .map_err(|e| connect(e.into()))?;
+                Db::postgres(client)
+            }
         };
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
-        // WAL: readers never block the writer, and a killed process leaves a consistent db.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        // FULL: a committed execution survives a power cut, not only a process kill.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         let mut store = Self {
-            home: home.to_path_buf(),
-            conn,
+            location: location.clone(),
+            db,
         };
         store.migrate()?;
         Ok(store)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let path = self.db_path();
+        let at = self.location.describe();
         let db = |source| StoreError::Db {
-            path: path.clone(),
+            at: at.clone(),
             source,
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let version: usize = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db)?;
-        if version > MIGRATIONS.len() {
+        let (migrations, version) = match self.db.dialect() {
+            Dialect::Sqlite => (MIGRATIONS, "PRAGMA user_version"),
+            Dialect::Postgres => {
+                // Two workers starting at once: the first creates the table, the second
+                // waits for it (CREATE ... IF NOT EXISTS alone races).
+                self.db
+                    .execute_batch(
+                        "BEGIN; SELECT pg_advisory_xact_lock(1);
+                         CREATE TABLE IF NOT EXISTS prelabel_schema (version BIGINT NOT NULL);
+                         INSERT INTO prelabel_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM prelabel_schema);
+                         COMMIT;",
+                    )
+                    .map_err(db)?;
+                (POSTGRES_MIGRATIONS, "SELECT version FROM prelabel_schema")
+            }
+        };
+        let dialect = self.db.dialect();
+        let tx = self.db.transaction().map_err(db)?;
+        let found: usize = tx.query_row(version, params![], |r| r.get(0)).map_err(db)?;
+        if found > migrations.len() {
             return Err(StoreError::TooNew {
-                path,
-                found: version,
-                known: MIGRATIONS.len(),
+                at,
+                found,
+                known: migrations.len(),
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        for (i, sql) in migrations.iter().enumerate().skip(found) {
             tx.execute_batch(sql).map_err(db)?;
-            tx.pragma_update(None, "user_version", i + 1).map_err(db)?;
+            let done = i + 1;
+            match dialect {
+                Dialect::Sqlite => tx.execute_batch(&format!("PRAGMA user_version = {done}")),
+                Dialect::Postgres => tx
+                    .execute("UPDATE prelabel_schema SET version = $1", params![done])
+                    .map(drop),
+            }
+            .map_err(db)?;
         }
         tx.commit().map_err(db)
     }
 
-    pub fn home(&self) -> &Path {
-        &self.home
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.home.join("prelabel.db")
+    pub fn home(&self) -> &Path {
+        &self.location.home
     }
 
     /// Where compiled components are cached.
     pub fn cache_dir(&self) -> PathBuf {
-        self.home.join("cache/components")
+        self.location.home.join("cache/components")
     }
 
-    pub fn conn(&self) -> &Connection {
-        &self.conn
+    pub fn conn(&self) -> &Db {
+        &self.db
     }
 
-    /// Wraps a database error with the database's path.
-    pub fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// Wraps a database error with where the database is.
+    pub fn err(&self, source: DbError) -> StoreError {
         StoreError::Db {
-            path: self.db_path(),
+            at: self.location.describe(),
             source,
         }
     }
 
-    /// A write transaction, taken at once so that two processes never deadlock upgrading.
-    pub fn write(&mut self) -> Result<Transaction<'_>, StoreError> {
-        let path = self.db_path();
-        self.conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Db { path, source })
+    /// A write transaction (see [`Db::transaction`]).
+    pub fn write(&mut self) -> Result<Tx<'_>, StoreError> {
+        let at = self.location.describe();
+        self.db
+            .transaction()
+            .map_err(|source| StoreError::Db { at, source })
+    }
+
+    /// A transaction for claims, which on PostgreSQL take their own lock instead of the
+    /// store-wide one (see [`Db::transaction_unserialised`]).
+    pub fn claim_transaction(&mut self) -> Result<Tx<'_>, StoreError> {
+        let at = self.location.describe();
+        self.db
+            .transaction_unserialised()
+            .map_err(|source| StoreError::Db { at, source })
     }
 
     /// Stores bytes by their sha256 (once: an existing blob is not written again).
@@ -219,7 +351,11 @@ impl Store {
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let (head, tail) = digest.split_at(digest.len().min(2));
-        self.home.join("blobs/sha256").join(head).join(tail)
+        self.location
+            .blobs_dir()
+            .join("sha256")
+            .join(head)
+            .join(tail)
     }
 
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
@@ -238,19 +374,16 @@ impl Store {
         if integrity != "ok" {
             problems.push(format!("integrity check: {integrity}"));
         }
-        let digests: Vec<(String, String)> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT 'item ' || id, digest FROM items WHERE url IS NULL
-                     UNION ALL SELECT 'component of revision #' || id, component_digest FROM revisions
-                     UNION ALL SELECT 'artifact ' || name || ' of revision #' || revision_id, digest FROM revision_artifacts",
-                )
-                .map_err(|e| self.err(e))?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
-                .map_err(|e| self.err(e))?
-        };
+        let digests: Vec<(String, String)> = self
+            .db
+            .query_map(
+                "SELECT 'item ' || id, digest FROM items WHERE url IS NULL
+                 UNION ALL SELECT 'component of revision #' || id, component_digest FROM revisions
+                 UNION ALL SELECT 'artifact ' || name || ' of revision #' || revision_id, digest FROM revision_artifacts",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
         for (what, digest) in digests {
             if !self.blob_path(&digest).is_file() {
                 problems.push(format!("{what}: blob {digest} is missing"));
@@ -259,17 +392,63 @@ impl Store {
         Ok(problems)
     }
 
-    /// SQLite's own consistency check: "ok" when the database is sound.
+    /// SQLite's own consistency check: "ok" when the database is sound. PostgreSQL keeps
+    /// its own consistency (checksums, WAL); there it is "ok" once the server answers.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        let sql = match self.dialect() {
+            Dialect::Sqlite => "PRAGMA integrity_check",
+            Dialect::Postgres => "SELECT 'ok'",
+        };
+        self.db
+            .query_row(sql, params![], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
+}
+
+/// The home's SQLite database, set up as every connection to it must be.
+fn open_sqlite(home: &Path) -> Result<rusqlite::Connection, DbError> {
+    let conn = rusqlite::Connection::open(home.join("prelabel.db"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer, and a killed process leaves a consistent db.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed execution survives a power cut, not only a process kill.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The clock every write reads (`NOW`): a view of this connection only, so that the
+    // database file itself is as before.
+    conn.execute_batch(
+        "CREATE TEMP VIEW prelabel_clock AS
+             SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now,
+                    CAST(unixepoch('subsec') * 1000 AS INTEGER) AS ms",
+    )?;
+    Ok(conn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
+
+    #[test]
+    fn passwords_never_show_in_a_printed_store() {
+        for (given, shown) in [
+            (
+                "postgres://u:secret@db:5432/p",
+                "postgres://u:***@db:5432/p",
+            ),
+            (
+                "postgres://u:secret@db:notaport/p",
+                "postgres://***@db:notaport/p",
+            ),
+            ("postgres://u@db/p", "postgres://u@db/p"),
+        ] {
+            assert_eq!(redact(given), shown);
+        }
+        let err = Database::parse("postgres://u:secret@db:notaport/p").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert_eq!(Database::parse("sqlite").ok(), Some(Database::Sqlite));
+        assert!(Database::parse("mysql://u@db/p").is_err());
+    }
 
     /// A store written before review existed (schema 3) opens with its annotations intact,
     /// pending review, provenance kept.

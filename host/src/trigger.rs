@@ -10,14 +10,13 @@
 //! The item document is `{id, name, dataset, metadata: {system: {mimetype, size, sha256,
 //! originalname, width, height}, user: {...}}}`; a missing field matches nothing but `!=`.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use crate::store::{OptionalExtension, Row, Store, Tx, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
 use crate::revision;
 use crate::service;
-use crate::store::Store;
 
 /// When a trigger fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -177,8 +176,8 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
     let exists: Option<i64> = store
         .conn()
         .query_row(
-            "SELECT id FROM triggers WHERE name = ?1",
-            [&request.name],
+            "SELECT id FROM triggers WHERE name = $1",
+            params![&request.name],
             |r| r.get(0),
         )
         .optional()?;
@@ -190,7 +189,7 @@ pub fn create(store: &mut Store, request: &Create) -> Result<Trigger> {
         });
     }
     store.conn().execute(
-        "INSERT INTO triggers (name, service_id, function, actions, dataset, filters, mode) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO triggers (name, service_id, function, actions, dataset, filters, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         params![
             request.name,
             service.id,
@@ -208,17 +207,17 @@ const SELECT: &str =
     "SELECT t.id, t.name, s.name, t.function, t.actions, t.dataset, t.filters, t.mode, t.active
    FROM triggers t JOIN services s ON s.id = t.service_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
+fn from_row(r: &Row) -> crate::store::db::Result<Trigger> {
     Ok(Trigger {
         id: r.get(0)?,
         spec: Create {
             name: r.get(1)?,
             service: r.get(2)?,
             function: r.get(3)?,
-            actions: crate::store::json_column(r, 4)?,
+            actions: r.json(4)?,
             dataset: r.get(5)?,
-            filters: crate::store::json_column(r, 6)?,
-            mode: crate::store::column(r, 7)?,
+            filters: r.json(6)?,
+            mode: r.get(7)?,
         },
         active: r.get(8)?,
     })
@@ -227,7 +226,11 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Trigger> {
 pub fn get(store: &Store, name: &str) -> Result<Trigger> {
     store
         .conn()
-        .query_row(&format!("{SELECT} WHERE t.name = ?1"), [name], from_row)
+        .query_row(
+            &format!("{SELECT} WHERE t.name = $1"),
+            params![name],
+            from_row,
+        )
         .optional()?
         .ok_or_else(|| {
             Error::not_found(
@@ -239,10 +242,10 @@ pub fn get(store: &Store, name: &str) -> Result<Trigger> {
 }
 
 pub fn list(store: &Store) -> Result<Vec<Trigger>> {
-    let mut stmt = store.conn().prepare(&format!("{SELECT} ORDER BY t.name"))?;
-    let triggers = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let triggers =
+        store
+            .conn()
+            .query_map(&format!("{SELECT} ORDER BY t.name"), params![], from_row)?;
     Ok(triggers)
 }
 
@@ -250,23 +253,25 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     let trigger = get(store, name)?;
     store
         .conn()
-        .execute("DELETE FROM triggers WHERE id = ?1", [trigger.id])?;
+        .execute("DELETE FROM triggers WHERE id = $1", params![trigger.id])?;
     Ok(())
 }
 
 /// An item event: enqueues an execution for every active trigger that matches, inside the
 /// caller's transaction (the one that wrote the item). Returns how many were queued.
 pub fn on_item_event(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     item_id: i64,
     dataset: &str,
     action: Action,
     doc: &Value,
 ) -> Result<usize> {
     let triggers: Vec<Trigger> = {
-        let mut stmt = tx.prepare(&format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"))?;
-        stmt.query_map([], from_row)?
-            .collect::<rusqlite::Result<_>>()?
+        tx.query_map(
+            &format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"),
+            params![],
+            from_row,
+        )?
     };
     let mut queued = 0;
     for Trigger {
@@ -290,7 +295,7 @@ pub fn on_item_event(
         }
         if spec.mode == Mode::Once
             && tx.execute(
-                "INSERT OR IGNORE INTO trigger_runs (trigger_id, item_id) VALUES (?1, ?2)",
+                "INSERT INTO trigger_runs (trigger_id, item_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 params![trigger_id, item_id],
             )? == 0
         {
@@ -298,7 +303,7 @@ pub fn on_item_event(
         }
         tx.execute(
             "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
-             SELECT s.id, s.name, ?1, ?2, ?3, 'queued' FROM services s WHERE s.name = ?4",
+             SELECT s.id, s.name, $1, $2, $3, 'queued' FROM services s WHERE s.name = $4",
             params![trigger_id, item_id, spec.function, spec.service],
         )?;
         queued += 1;

@@ -465,6 +465,8 @@ fn host_side_inference_gives_the_same_faces() {
 fn bench_prints_its_table() {
     face_detector();
     let home = tempdir();
+    // The scale rows need Debian's postgresql (the PostgreSQL tests install it).
+    crate::support::postgres::server();
     let out = prelabel(home.path(), &["bench", "--runs", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
@@ -489,6 +491,11 @@ fn bench_prints_its_table() {
         "CPU of an idle `prelabel work`",
         "upload -> execution claimed",
         "peak RSS of `prelabel work`",
+        "queue, no-op guest, SQLite, 1 worker process(es)",
+        "queue, no-op guest, PostgreSQL, 4 worker process(es)",
+        "PostgreSQL: claim",
+        "PostgreSQL: commit the outcome",
+        "PostgreSQL: heartbeat",
     ] {
         assert!(table.contains(row), "no `{row}` row in:\n{table}");
     }

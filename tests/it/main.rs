@@ -17,6 +17,7 @@ mod manifest;
 mod new;
 mod outbound;
 mod platform;
+mod postgres;
 mod provenance;
 mod python;
 mod remote;

@@ -704,20 +704,16 @@ fn stored_rows_are_read_strictly_and_missing_datasets_are_named() {
         assert!(err.contains("no dataset named `nope`"), "{args:?}: {err}");
     }
     home.seed_flow(&[]);
-    let db = rusqlite::Connection::open(home.path().join("prelabel.db")).expect("open db");
     let dir = tempdir();
     std::fs::write(dir.path().join("a.png"), png(10, 10)).expect("write");
     // A stored filter that no longer parses is an error, not a trigger that matches more.
-    db.execute(
-        "UPDATE triggers SET filters = '[\"metadata.system.mimetype ~ image\"]'",
-        [],
-    )
-    .expect("corrupt the filter");
+    let corrupt = "UPDATE triggers SET filters = '[\"metadata.system.mimetype ~ image\"]'";
+    home.sql(corrupt, corrupt);
     let err = home.fails(&["upload", path(dir.path()), "--dataset", "d"]);
     assert!(err.contains("metadata.system.mimetype ~ image"), "{err}");
     // A column that is not JSON names the column.
-    db.execute("UPDATE triggers SET filters = 'not json'", [])
-        .expect("corrupt");
+    let corrupt = "UPDATE triggers SET filters = 'not json'";
+    home.sql(corrupt, corrupt);
     let err = home.fails(&["trigger", "list"]);
     assert!(
         err.contains("stored column `filters` holds `not json`"),

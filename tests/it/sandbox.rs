@@ -1143,12 +1143,14 @@ fn an_outcome_that_cannot_be_recorded_fails_the_execution_and_the_scheduler_goes
     let home = Home::new();
     deploy_hostile(&home, "hostile", &[]);
     // The store refuses to take annotations, as a full disk would.
-    let db = rusqlite::Connection::open(home.path().join("prelabel.db")).expect("open db");
-    db.execute_batch(
+    home.sql(
         "CREATE TRIGGER full_disk BEFORE INSERT ON annotations
          BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;",
-    )
-    .expect("trigger");
+        "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'database or disk is full (simulated)'; END $$;
+         CREATE TRIGGER full_disk BEFORE INSERT ON annotations
+             FOR EACH ROW EXECUTE FUNCTION full_disk();",
+    );
     let dir = tempdir();
     for name in ["ok-1.png", "ok-2.png"] {
         std::fs::write(dir.path().join(name), png(10, 10)).expect("write");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod attacks;
+pub mod postgres;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -110,6 +111,11 @@ pub fn command(home: &Path) -> Command {
         .env("PRELABEL_ADDR", "127.0.0.1:0")
         // Python packages' builds share one componentize-py.
         .env("PRELABEL_PYTHON_VENV", python_tool_venv());
+    if postgres::enabled() {
+        command.env("PRELABEL_STORE", postgres::database_for(home));
+    } else {
+        command.env_remove("PRELABEL_STORE");
+    }
     command
 }
 
@@ -271,6 +277,18 @@ impl Home {
 
     pub fn run(&self, args: &[&str]) -> Output {
         prelabel(self.path(), args)
+    }
+
+    /// Runs SQL on the home's database behind the binary's back (to damage it, say): `sqlite`
+    /// on the embedded store, `postgres` when the tests run on PostgreSQL.
+    pub fn sql(&self, sqlite: &str, postgres: &str) {
+        if postgres::enabled() {
+            postgres::execute(self.path(), postgres);
+        } else {
+            rusqlite::Connection::open(self.path().join("prelabel.db"))
+                .and_then(|db| db.execute_batch(sqlite))
+                .expect("the statements run");
+        }
     }
 
     /// Runs and asserts success; returns stdout.

@@ -12,23 +12,42 @@ mod detect;
 mod evaluate;
 mod executions;
 mod items;
+mod migrate;
 mod new;
 mod package;
 mod schedule;
 mod secret;
 mod serve_detector;
 mod service;
+mod status;
 mod trigger;
 mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 use prelabel::ops::Home;
+use prelabel::store::{Database, Location};
+
+/// `--lease`: a number of seconds, at least 0.3 (the heartbeat is a third of it).
+fn lease_seconds(given: &str) -> Result<f64, String> {
+    match given.parse::<f64>() {
+        Ok(s) if (0.3..=86400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "`{given}` is not a number of seconds from 0.3 to 86400"
+        )),
+    }
+}
+
+/// A store URL given with `flag`, checked before anything runs (its password never shown).
+fn store_database(given: &str, flag: &str) -> Result<Database> {
+    Database::parse(given).with_context(|| flag.to_string())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +67,25 @@ pub struct Cli {
     /// Where compiled components are cached (default: HOME/cache/components).
     #[arg(long, global = true, env = "PRELABEL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The database: `sqlite` (HOME/prelabel.db, the default) or a PostgreSQL URL,
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, that many workers share.
+    // Read as text and parsed in `run`: clap's own error would print a password in the URL.
+    #[arg(
+        long,
+        global = true,
+        env = "PRELABEL_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    store: String,
+    /// Where blobs (items, components, artifacts) are kept (default: HOME/blobs); with a
+    /// shared database, a folder every worker mounts.
+    #[arg(long, global = true, env = "PRELABEL_BLOBS")]
+    blobs: Option<PathBuf>,
+    /// Seconds a worker's lease lasts without a heartbeat (renewed every third of it): after
+    /// it, a worker that stopped or was cut off loses its running executions to the others.
+    #[arg(long, global = true, env = "PRELABEL_LEASE", default_value_t = 15.0, value_parser = lease_seconds)]
+    lease: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +131,12 @@ enum Command {
     Serve(schedule::Serve),
     /// Check the store: SQLite's integrity check and that every blob is there.
     Check,
+    /// The store, the workers sharing it (leases, heartbeats, what each runs) and every
+    /// service's queue depth.
+    Status(status::Args),
+    /// Copy a store (rows with their ids, blobs) into an empty one, e.g. a home's SQLite
+    /// into PostgreSQL, then check the target.
+    Migrate(migrate::Args),
     /// Run a candidate package on a dataset beside a service's annotations, storing nothing.
     Compare(compare::Args),
     /// Score a service's annotations on a dataset against COCO ground truth (mAP, P/R).
@@ -112,7 +156,13 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
-        let home = Home::new(self.home, self.cache_dir);
+        let location = Location {
+            home: self.home,
+            database: store_database(&self.store, "--store")?,
+            blobs: self.blobs,
+        };
+        let home =
+            Home::at(location, self.cache_dir).with_lease(Duration::from_secs_f64(self.lease));
         match self.command {
             Command::Detect(args) => args.run(&home),
             Command::Demo(args) => args.run(&home),
@@ -129,6 +179,8 @@ impl Cli {
             Command::Annotations(command) => command.run(&home),
             Command::Serve(args) => args.run(home),
             Command::Check => check::run(&home),
+            Command::Status(args) => args.run(&home),
+            Command::Migrate(args) => args.run(home),
             Command::ServeDetector(args) => args.run(&home),
             Command::Compare(args) => args.run(&home),
             Command::Evaluate(args) => args.run(&home),

@@ -14,7 +14,8 @@ use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
 use prelabel::package::{Package, build};
 use prelabel::runtime::{self, Grants, Limits, Runtime};
-use prelabel::{execution, service, trigger};
+use prelabel::store::{Database, Location, scratch};
+use prelabel::{execution, service, trigger, worker};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct Options {
     pub runs: usize,
     /// Scratch space (stores, caches); emptied first.
     pub scratch: PathBuf,
+    /// Only this group of rows.
+    pub only: Option<String>,
 }
 
 fn stats(
@@ -137,14 +140,35 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     let runs = options.runs.max(3);
     let faces = load(&options.face_detector)?;
     let mut rows = Vec::new();
+    let want = |group: &str| options.only.as_deref().is_none_or(|only| only == group);
     let runtime = load_rows(&mut rows, &faces, &options.scratch, runs)?;
-    detect_rows(&mut rows, &runtime, &faces, &options.image, runs)?;
-    host_rows(&mut rows, &runtime, options, runs)?;
-    platform_rows(&mut rows, options)?;
-    jobs_rows(&mut rows, options)?;
-    idle_rows(&mut rows, options)?;
-    memory_rows(&mut rows, options)?;
-    python_rows(&mut rows, &runtime, options, runs)?;
+    if !want("load") {
+        rows.clear();
+    }
+    if want("detect") {
+        detect_rows(&mut rows, &runtime, &faces, &options.image, runs)?;
+    }
+    if want("host") {
+        host_rows(&mut rows, &runtime, options, runs)?;
+    }
+    if want("platform") {
+        platform_rows(&mut rows, options)?;
+    }
+    if want("jobs") {
+        jobs_rows(&mut rows, options)?;
+    }
+    if want("idle") {
+        idle_rows(&mut rows, options)?;
+    }
+    if want("memory") {
+        memory_rows(&mut rows, options)?;
+    }
+    if want("python") {
+        python_rows(&mut rows, &runtime, options, runs)?;
+    }
+    if want("scale") {
+        scale_rows(&mut rows, options, runs)?;
+    }
     Ok(rows)
 }
 
@@ -667,6 +691,143 @@ fn runtime_arc(scratch: &Path) -> Result<Arc<Runtime>> {
     Ok(Arc::new(Runtime::new(Some(scratch.join("cache")))?))
 }
 
+/// The queue on PostgreSQL beside the embedded SQLite: items/s of the no-op guest through
+/// `prelabel work` processes (one on SQLite, whose home has one scheduler; 1, 2 and 4 sharing
+/// a throwaway PostgreSQL on this machine), then what the PostgreSQL path costs per
+/// execution: the claim, the outcome's commit, and a heartbeat (one per worker every third
+/// of its lease, not per execution). Skipped, saying why, without Debian's postgresql.
+fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()> {
+    if scratch::bin_dir().is_none() {
+        rows.push(Row {
+            group: "scale",
+            name: "PostgreSQL rows".into(),
+            median: Duration::ZERO,
+            p95: Duration::ZERO,
+            runs: 0,
+            note: "skipped: no PostgreSQL (apt-get install postgresql)".into(),
+        });
+        return Ok(());
+    }
+    let server = scratch::Server::start(&options.scratch.join("postgres"), true)?;
+    let shared = runtime_arc(&options.scratch)?;
+    let exe = std::env::current_exe().context("this binary")?;
+    // 400 items at the default 20 runs.
+    let items = runs * 20;
+    let cases: [(&str, usize); 4] = [
+        ("SQLite", 1),
+        ("PostgreSQL", 1),
+        ("PostgreSQL", 2),
+        ("PostgreSQL", 4),
+    ];
+    // A home with `items` no-op items queued, on SQLite or a database of its own.
+    let queued = |store: &str, name: String, items: usize| -> Result<Home> {
+        let dir = options.scratch.join(&name);
+        let location = match store {
+            "SQLite" => Location::home(&dir),
+            _ => Location {
+                database: Database::Postgres(server.create_database(&name.replace('-', "_"))?),
+                blobs: Some(dir.join("blobs")),
+                home: dir,
+            },
+        };
+        let home = platform_at(location, &shared, &options.noop, 4)?;
+        for i in 0..items {
+            home.upload("d", &format!("ok-{i}.png"), format!("ok {i}").as_bytes())?;
+        }
+        Ok(home)
+    };
+    for (n, (store, workers)) in cases.into_iter().enumerate() {
+        let home = queued(store, format!("scale-{n}"), items)?;
+        let (dir, location) = (home.dir().to_path_buf(), home.location().clone());
+        let database = match &location.database {
+            Database::Sqlite => "sqlite".to_string(),
+            Database::Postgres(url) => url.clone(),
+        };
+        let started = Instant::now();
+        let children = (0..workers)
+            .map(|w| {
+                std::process::Command::new(&exe)
+                    .args(["work", "--until-idle"])
+                    // The embedded store is its home's; shared, each worker has its own.
+                    .env(
+                        "PRELABEL_HOME",
+                        match location.database {
+                            Database::Sqlite => dir.clone(),
+                            Database::Postgres(_) => dir.join(format!("worker-{w}")),
+                        },
+                    )
+                    .env("PRELABEL_STORE", &database)
+                    .env("PRELABEL_BLOBS", location.blobs_dir())
+                    .env("PRELABEL_CACHE_DIR", options.scratch.join("cache"))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .context("a worker starts")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for mut child in children {
+            anyhow::ensure!(child.wait()?.success(), "a `prelabel work` failed");
+        }
+        let elapsed = started.elapsed();
+        let done = home.executions(Some(execution::Status::Success))?.len();
+        anyhow::ensure!(done == items, "{done} of {items} executions succeeded");
+        rows.push(stats(
+            "scale",
+            &format!("queue, no-op guest, {store}, {workers} worker process(es)"),
+            vec![elapsed / items as u32],
+            format!(
+                "{:.0} items/s over {items} items, concurrency 4 (starts included)",
+                items as f64 / elapsed.as_secs_f64()
+            ),
+        ));
+    }
+    // Each path's steps in-process: claim (lost-worker check, count, row), commit, heartbeat.
+    for (n, backend) in ["SQLite", "PostgreSQL"].into_iter().enumerate() {
+        let home = queued(backend, format!("cost-{n}"), runs)?;
+        let dir = home.dir().to_path_buf();
+        let service = home.service("svc")?;
+        let mut store = home.store()?;
+        let me = worker::register(&mut store, &dir, worker::DEFAULT_LEASE)?;
+        let (mut claims, mut commits, mut beats) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (claimed, took) =
+                time(|| execution::claim_next(&mut store, service.id, 4, service.revision_id, &me));
+            let claimed = claimed?.context("a queued execution")?;
+            claims.push(took);
+            let ran = execution::Ran {
+                component_digest: "",
+                init_inputs: None,
+            };
+            let outcome = execution::Outcome::Success(Vec::new());
+            let (finished, took) =
+                time(|| execution::finish(&mut store, &claimed, &outcome, "", 0, ran));
+            finished?;
+            commits.push(took);
+            let (beat, took) = time(|| worker::beat(&store, me.id));
+            beat?;
+            beats.push(took);
+        }
+        rows.push(stats(
+            "scale",
+            &format!("{backend}: claim"),
+            claims,
+            "per execution",
+        ));
+        rows.push(stats(
+            "scale",
+            &format!("{backend}: commit the outcome"),
+            commits,
+            "per execution (durable)",
+        ));
+        rows.push(stats(
+            "scale",
+            &format!("{backend}: heartbeat"),
+            beats,
+            "per worker every lease/3 (5 s)",
+        ));
+    }
+    Ok(())
+}
+
 /// A fresh home with `package` pushed, deployed as `svc` and triggered on every item.
 fn platform(
     dir: &Path,
@@ -674,7 +835,17 @@ fn platform(
     package_dir: &Path,
     concurrency: u32,
 ) -> Result<Home> {
-    let home = Home::with_runtime(dir, runtime.clone());
+    platform_at(Location::home(dir), runtime, package_dir, concurrency)
+}
+
+/// [`platform`] with its store at `location`.
+fn platform_at(
+    location: Location,
+    runtime: &Arc<Runtime>,
+    package_dir: &Path,
+    concurrency: u32,
+) -> Result<Home> {
+    let home = Home::at(location, None).using_runtime(runtime.clone());
     let revision = home.push(package_dir, checkout().as_deref())?;
     home.deploy(&service::Deploy {
         package: revision.package.clone(),

@@ -14,6 +14,10 @@ pub struct Args {
     /// Repetitions per measure.
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Only this group of rows (load, detect, host, platform, jobs, idle, memory, python,
+    /// scale).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 impl Args {
@@ -31,6 +35,7 @@ impl Args {
             samples: workspace.samples_dir(),
             runs,
             scratch: home.dir().join("bench"),
+            only: self.only,
         };
         eprintln!("measuring ({runs} runs each; this takes a minute)...");
         let rows = measure::run(&options)?;

@@ -1,0 +1,576 @@
+//! The PostgreSQL store: the platform and sandbox tests again with every home's rows on a
+//! PostgreSQL server, and what is particular to it (a URL that is wrong, a server that is not
+//! there, two processes creating the schema at once, a schema from a newer prelabel).
+
+use std::process::Command;
+
+use crate::support::{Home, postgres, stderr, stdout, tempdir};
+
+/// This test binary again, with `PRELABEL_TEST_STORE=postgres`: the same tests, the same
+/// commands, on the other backend.
+#[test]
+fn the_platform_and_sandbox_tests_pass_on_postgres() {
+    if postgres::enabled() {
+        return; // Already the run on PostgreSQL.
+    }
+    let this = std::env::current_exe().expect("this test binary");
+    let filters = ["platform::", "sandbox::"];
+    let listed = Command::new(&this)
+        .args(filters)
+        .arg("--list")
+        .output()
+        .expect("the test binary lists its tests");
+    let expected = stdout(&listed)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count();
+    assert!(expected > 30, "{}", stdout(&listed));
+    let out = Command::new(&this)
+        .env("PRELABEL_TEST_STORE", "postgres")
+        .args(filters)
+        .args(["--test-threads", "2"])
+        .output()
+        .expect("the test binary runs");
+    let (out_text, err_text) = (stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "the platform and sandbox tests failed on PostgreSQL:\n{out_text}\n{err_text}"
+    );
+    // Every one of them ran (none skipped or filtered away).
+    let passed = out_text
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    assert_eq!(passed, expected, "tests passed on PostgreSQL:\n{out_text}");
+}
+
+/// How many PostgreSQL migrations the repository has.
+fn postgres_migrations() -> usize {
+    std::fs::read_dir(crate::support::root().join("host/src/store/postgres"))
+        .expect("the migrations folder")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count()
+}
+
+fn with_store(home: &Home, store: &str, args: &[&str]) -> std::process::Output {
+    crate::support::command(home.path())
+        .env("PRELABEL_STORE", store)
+        .args(args)
+        .output()
+        .expect("prelabel runs")
+}
+
+#[test]
+fn a_store_that_is_not_a_database_url_is_named_before_anything_runs() {
+    let home = Home::new();
+    for (store, says) in [
+        (
+            "mysql://root@localhost/x",
+            "expected `sqlite` or a postgres://",
+        ),
+        ("postgres://u@h:notaport/db", "invalid"),
+    ] {
+        let out = with_store(&home, store, &["service", "list"]);
+        assert!(!out.status.success(), "{store}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("--store") && err.contains(says),
+            "{store}: {err}"
+        );
+    }
+    // The password is never printed.
+    let out = with_store(
+        &home,
+        "postgres://u:hunter2@h:notaport/db",
+        &["service", "list"],
+    );
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_server_that_is_not_there_is_an_error_naming_it_without_its_password() {
+    let home = Home::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://prelabel:hunter2@127.0.0.1:{port}/prelabel?connect_timeout=5");
+    let out = with_store(&home, &url, &["service", "list"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot connect to") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn workers_starting_at_once_create_the_schema_once() {
+    let server = postgres::server();
+    let url = server.create_database();
+    let homes: Vec<_> = (0..4).map(|_| tempdir()).collect();
+    let children: Vec<_> = homes
+        .iter()
+        .map(|h| {
+            crate::support::command(h.path())
+                .env("PRELABEL_STORE", &url)
+                .args(["secret", "list"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starts")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("ends");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "[]");
+    }
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let version: i64 = client
+        .query_one("SELECT version FROM prelabel_schema", &[])
+        .expect("one row")
+        .get(0);
+    assert_eq!(
+        version as usize,
+        postgres_migrations(),
+        "every migration ran"
+    );
+    let rows = client
+        .query("SELECT version FROM prelabel_schema", &[])
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "one version row");
+}
+
+#[test]
+fn a_schema_from_a_newer_prelabel_is_refused_and_left_alone() {
+    let server = postgres::server();
+    let url = server.create_database();
+    let home = tempdir();
+    let first = crate::support::command(home.path())
+        .env("PRELABEL_STORE", &url)
+        .args(["service", "list"])
+        .output()
+        .expect("runs");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    client
+        .batch_execute("UPDATE prelabel_schema SET version = 99")
+        .expect("update");
+    let out = crate::support::command(home.path())
+        .env("PRELABEL_STORE", &url)
+        .args(["service", "list"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("schema version 99")
+            && err.contains(&format!("knows up to {}", postgres_migrations())),
+        "{err}"
+    );
+}
+
+/// Milliseconds since the epoch of a stored time (`2026-12-01T10:00:00.123Z`).
+fn millis(time: &str) -> i64 {
+    let (date, clock) = time
+        .trim_end_matches('Z')
+        .split_once('T')
+        .expect("a stored time");
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().expect("a date"))
+        .collect();
+    let (hms, ms) = clock.split_once('.').unwrap_or((clock, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().expect("a time")).collect();
+    // Days from the civil date (Howard Hinnant's algorithm), enough for intervals.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms.parse::<i64>().expect("ms")
+}
+
+/// The most intervals `[start, end)` that overlap at any moment.
+fn most_at_once(mut intervals: Vec<(i64, i64)>) -> usize {
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for (start, end) in intervals.drain(..) {
+        edges.push((start, 1));
+        edges.push((end, -1));
+    }
+    // An end before a start at the same millisecond: one slot handed on, not two at once.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill on a child this test started and has not waited for.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "signal {signal} to {}", child.id());
+}
+
+/// Three workers on one PostgreSQL and a shared blob folder, a few hundred items: one worker
+/// killed mid-run, another stopped past its lease and let go again. Every item ends annotated
+/// exactly once, the service's concurrency holds across the workers (the recorded start and
+/// end times say so), and the stopped worker's late result is not stored over the re-run's.
+#[test]
+fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
+    const ITEMS: usize = 240;
+    const CONCURRENCY: usize = 3;
+    let url = postgres::server().create_database();
+    let blobs = tempdir();
+    let homes: Vec<_> = (0..3).map(|_| tempdir()).collect();
+    let on = |home: &std::path::Path| {
+        let mut c = crate::support::command(home);
+        c.env("PRELABEL_STORE", &url)
+            .env("PRELABEL_BLOBS", blobs.path())
+            .env("PRELABEL_LEASE", "1.5");
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = on(homes[0].path()).args(args).output().expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let hostile = crate::support::hostile_guest();
+    ok(&[
+        "package",
+        "push",
+        crate::support::path(&hostile),
+        "--no-build",
+    ]);
+    ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "naps",
+        "--timeout",
+        "5",
+        "--memory-mb",
+        "256",
+        "--concurrency",
+        "3",
+        "--max-attempts",
+        "3",
+    ]);
+    ok(&["trigger", "create", "naps", "--service", "naps"]);
+    // Each item sleeps 10 ms per pixel of width in the guest: 100 ms here.
+    let dir = tempdir();
+    for i in 0..ITEMS {
+        std::fs::write(
+            dir.path().join(format!("nap-{i:03}.png")),
+            crate::support::png(10, 10),
+        )
+        .expect("an item");
+    }
+    ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+    let logs = tempdir();
+    let mut workers: Vec<std::process::Child> = homes
+        .iter()
+        .enumerate()
+        .map(|(i, home)| {
+            let log = std::fs::File::create(logs.path().join(format!("worker-{i}.log")))
+                .expect("a log file");
+            on(home.path())
+                .args(["work"])
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("a worker starts")
+        })
+        .collect();
+    let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let count = |db: &mut ::postgres::Client, sql: &str| -> i64 {
+        db.query_one(sql, &[]).expect("a count").get(0)
+    };
+    let wait_until = |db: &mut ::postgres::Client, what: &str, sql: &str, at_least: i64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while count(db, sql) < at_least {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // All three at work, then one killed while it runs something.
+    let success = "SELECT COUNT(*) FROM executions WHERE status = 'success'";
+    wait_until(&mut db, "a first share of the work", success, 30);
+    let worker_running = |db: &mut ::postgres::Client, pid: u32| -> i64 {
+        db.query_one(
+            "SELECT COUNT(*) FROM executions e JOIN workers w ON w.id = e.worker_id
+              WHERE e.status = 'running' AND w.name LIKE '%:' || $1",
+            &[&pid.to_string()],
+        )
+        .expect("a count")
+        .get(0)
+    };
+    let killed = workers[0].id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while worker_running(&mut db, killed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker 0 never ran anything"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    signal(&workers[0], libc::SIGKILL);
+    // Another stopped in the middle of an execution, for three leases.
+    let stopped = workers[1].id();
+    while worker_running(&mut db, stopped) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker 1 never ran anything"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    signal(&workers[1], libc::SIGSTOP);
+    let held: Vec<i64> = db
+        .query(
+            "SELECT e.id FROM executions e JOIN workers w ON w.id = e.worker_id
+              WHERE e.status = 'running' AND w.name LIKE '%:' || $1",
+            &[&stopped.to_string()],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    signal(&workers[1], libc::SIGCONT);
+    wait_until(&mut db, "every item", success, ITEMS as i64);
+    // Let the stopped worker's late results arrive (it ran on when let go), then stop all.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--json"])).expect("status is JSON");
+    for w in workers.iter_mut().skip(1) {
+        signal(w, libc::SIGINT);
+    }
+    for (i, w) in workers.iter_mut().enumerate() {
+        crate::support::wait_exit(w, 60, &format!("worker {i}"));
+    }
+
+    // Every item annotated exactly once, by one successful execution.
+    let per_item = db
+        .query(
+            "SELECT i.name,
+                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id AND e.status = 'success'),
+                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id),
+                    (SELECT COUNT(*) FROM annotations a WHERE a.item_id = i.id),
+                    (SELECT COUNT(*) FROM annotations a JOIN executions e ON e.id = a.execution_id
+                      WHERE a.item_id = i.id AND e.status = 'success')
+               FROM items i ORDER BY i.name",
+            &[],
+        )
+        .expect("rows");
+    assert_eq!(per_item.len(), ITEMS);
+    for row in &per_item {
+        let name: String = row.get(0);
+        let counts: (i64, i64, i64, i64) = (row.get(1), row.get(2), row.get(3), row.get(4));
+        assert_eq!(
+            counts,
+            (1, 1, 1, 1),
+            "{name}: success, executions, annotations, by the success"
+        );
+    }
+    // The killed worker's execution was taken back and counted as interrupted.
+    let interrupted = count(
+        &mut db,
+        "SELECT COUNT(*) FROM executions WHERE interrupted > 0",
+    );
+    assert!(
+        interrupted >= 2,
+        "the killed and the stopped worker's executions: {interrupted}"
+    );
+    // Never more than the service's concurrency at once, across the workers.
+    let intervals: Vec<(i64, i64)> = db
+        .query(
+            "SELECT started_at, finished_at FROM executions WHERE status = 'success'",
+            &[],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| (millis(r.get(0)), millis(r.get(1))))
+        .collect();
+    let most = most_at_once(intervals);
+    assert!(
+        most <= CONCURRENCY,
+        "{most} executions of the service ran at once; its concurrency is {CONCURRENCY}"
+    );
+    assert!(
+        most >= 2,
+        "the workers shared the work: at most {most} at once"
+    );
+    // The stopped worker came back with its result; it was not stored, the re-run's was.
+    let log = std::fs::read_to_string(logs.path().join("worker-1.log")).expect("its log");
+    assert!(!held.is_empty());
+    for id in &held {
+        let row = db
+            .query_one(
+                "SELECT status, worker_id, interrupted, logs, started_at, finished_at FROM executions WHERE id = $1",
+                &[id],
+            )
+            .expect("the execution");
+        let shown: (
+            String,
+            Option<i64>,
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+        ) = (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        );
+        assert!(
+            log.contains(&format!(
+                "execution #{id}: this worker's claim on it lapsed"
+            )),
+            "execution #{id} {shown:?}; the stopped worker's log:\n{log}"
+        );
+        let owner: String = db
+            .query_one(
+                "SELECT w.name FROM executions e JOIN workers w ON w.id = e.worker_id WHERE e.id = $1",
+                &[id],
+            )
+            .expect("its worker")
+            .get(0);
+        assert!(
+            !owner.ends_with(&format!(":{stopped}")),
+            "execution #{id} kept the stopped worker's result ({owner})"
+        );
+    }
+    // `status` saw the killed worker lost and the others at work, nothing left queued.
+    let workers_seen = status["workers"].as_array().expect("workers");
+    let state = |pid: u32| {
+        workers_seen
+            .iter()
+            .find(|w| {
+                w["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(&format!(":{pid}")))
+            })
+            .map(|w| w["state"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(state(killed).as_deref(), Some("lost"), "{status:#}");
+    assert_eq!(state(stopped).as_deref(), Some("running"), "{status:#}");
+    assert_eq!(status["queues"][0]["queued"], 0, "{status:#}");
+}
+
+/// An embedded home moved into PostgreSQL: every row and blob, checked, and the moved store
+/// carries on (new ids after the copied ones).
+#[test]
+fn migrate_moves_a_home_into_postgres_and_it_carries_on() {
+    crate::support::face_detector();
+    let source = tempdir();
+    let url = postgres::server().create_database();
+    let sqlite = |args: &[&str]| {
+        let out = crate::support::command(source.path())
+            .env("PRELABEL_STORE", "sqlite")
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    sqlite(&[
+        "package",
+        "push",
+        crate::support::path(&crate::support::face_detector_dir()),
+    ]);
+    sqlite(&["service", "deploy", "face-detector", "--name", "faces"]);
+    sqlite(&["trigger", "create", "faces", "--service", "faces"]);
+    sqlite(&[
+        "upload",
+        crate::support::path(&crate::support::fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    sqlite(&["work", "--until-idle"]);
+    let before = sqlite(&["annotations", "export", "--dataset", "photos"]);
+    let target = tempdir();
+    let on_pg = |args: &[&str]| {
+        crate::support::command(target.path())
+            .env("PRELABEL_STORE", &url)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let out = on_pg(&[
+        "migrate",
+        "--from",
+        crate::support::path(source.path()),
+        "--to",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("check: ok"), "{}", stdout(&out));
+    let check = on_pg(&["check"]);
+    assert!(
+        check.status.success() && stdout(&check).contains("ok"),
+        "{}",
+        stdout(&check)
+    );
+    let after = on_pg(&["annotations", "export", "--dataset", "photos"]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    assert_eq!(stdout(&after), before, "the annotations, byte for byte");
+    // Again into the same database: refused, nothing changed.
+    let again = on_pg(&[
+        "migrate",
+        "--from",
+        crate::support::path(source.path()),
+        "--to",
+        &url,
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
+    // The moved store carries on: a new item gets the next id and its execution runs.
+    let dir = tempdir();
+    std::fs::write(dir.path().join("new.png"), crate::support::png(64, 64)).expect("write");
+    let up = on_pg(&[
+        "upload",
+        crate::support::path(dir.path()),
+        "--dataset",
+        "photos",
+    ]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let work = on_pg(&["work", "--until-idle"]);
+    assert!(work.status.success(), "{}", stderr(&work));
+    let listed = on_pg(&["executions", "list", "--json"]);
+    let executions: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let executions = executions.as_array().expect("a list");
+    assert!(
+        executions.iter().all(|e| e["status"] == "success"),
+        "{executions:#?}"
+    );
+    let ids: std::collections::BTreeSet<i64> =
+        executions.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert_eq!(ids.len(), executions.len(), "ids are unique");
+}
