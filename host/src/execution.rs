@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{Db, Dialect, NOW, OptionalExtension, Params, Row, Store, ToValue, Tx, params};
+use crate::store::{
+    Db, Dialect, NOW, NOW_MS, OptionalExtension, Params, Row, Store, ToValue, Tx, params,
+};
 use crate::worker::Worker;
 use serde::Serialize;
 use serde_json::Value;
@@ -340,8 +342,11 @@ pub fn requeue_home(store: &mut Store, home_key: &str, worker: &Worker) -> Resul
 }
 
 /// Executions of lost workers (see [`crate::worker`]), by the database's clock.
-const LOST: &str = "worker_id IN (SELECT id FROM workers
-                                   WHERE stopped_at IS NULL AND heartbeat_ms + lease_ms < (SELECT ms FROM prelabel_clock))";
+fn of_lost_workers() -> String {
+    format!(
+        "worker_id IN (SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_ms + lease_ms < {NOW_MS})"
+    )
+}
 
 /// Puts the running executions that `condition` selects back on the queue: an interrupted
 /// attempt is not charged, so a one-off kill costs nothing; but each execution may be
@@ -434,7 +439,10 @@ fn claim(
     worker: &Worker,
 ) -> Result<Option<Claimed>> {
     let dialect = store.dialect();
-    let lost = format!("service_id = $1 AND status = 'running' AND {LOST}");
+    let lost = format!(
+        "service_id = $1 AND status = 'running' AND {}",
+        of_lost_workers()
+    );
     // A look first, without a transaction or a lock: nothing queued and nobody lost is the
     // common answer of an idle or saturated service, and costs one read.
     let work: bool = store.conn().query_row(

@@ -241,8 +241,8 @@ pub fn link(
 
 /// Whether the item's bytes must be downloaded first: a linked item whose blob the store does
 /// not have (yet, or any more).
-pub fn needs_download(store: &Store, item: &ItemRecord) -> bool {
-    item.url.is_some() && (item.digest.is_empty() || !store.blob_path(&item.digest).is_file())
+pub fn needs_download(store: &Store, item: &ItemRecord) -> Result<bool> {
+    Ok(item.url.is_some() && (item.digest.is_empty() || !store.has_blob(&item.digest)?))
 }
 
 /// An item's bytes: its blob when the store has it, else (a linked item) downloaded within
@@ -255,7 +255,7 @@ pub fn bytes(
     deadline: Duration,
 ) -> Result<Vec<u8>> {
     let url = match &item.url {
-        Some(url) if needs_download(store, item) => url,
+        Some(url) if needs_download(store, item)? => url,
         _ => return Ok(store.read_blob(&item.digest)?),
     };
     let failed = |source: DownloadError| Error::Download {

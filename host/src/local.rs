@@ -88,7 +88,7 @@ impl<'r> LocalRunner<'r> {
         let loaded = revision.load(store, runtime)?;
         let init = crate::secret::reveal(store, &revision.manifest, init)?;
         let hidden = crate::secret::values(&revision.manifest, &init);
-        let grants = Grants::artifacts(revision.artifact_paths(store)).with_outbound(outbound);
+        let grants = Grants::artifacts(revision.artifact_paths(store)?).with_outbound(outbound);
         Self::start(
             runtime,
             loaded,

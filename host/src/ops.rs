@@ -90,8 +90,8 @@ pub struct Packed {
 pub struct StoreStatus {
     /// The database (a PostgreSQL URL without its password, or the SQLite file).
     pub store: String,
-    #[schema(value_type = String)]
-    pub blobs: PathBuf,
+    /// The blob folder, or the bucket's `s3://` URL.
+    pub blobs: String,
     /// Running and lost workers, and the last few that stopped.
     pub workers: Vec<WorkerStatus>,
     pub queues: Vec<execution::Queue>,
@@ -426,7 +426,7 @@ impl Home {
     fn item_to_read(&self, id: i64) -> Result<(ItemRecord, bool)> {
         let store = self.store()?;
         let item = item::get(&store, id)?;
-        let download = link::needs_download(&store, &item);
+        let download = link::needs_download(&store, &item)?;
         Ok((item, download))
     }
 
@@ -712,7 +712,7 @@ impl Home {
         let store = self.store()?;
         Ok(StoreStatus {
             store: self.location.describe(),
-            blobs: self.location.blobs_dir(),
+            blobs: self.location.blobs_at().describe(),
             workers: crate::worker::list(&store, 5)?,
             queues: execution::queues(&store)?,
         })

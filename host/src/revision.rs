@@ -69,11 +69,12 @@ impl Revision {
             })
     }
 
-    /// Artifact name → blob path, for the runtime.
-    pub fn artifact_paths(&self, store: &Store) -> BTreeMap<String, PathBuf> {
+    /// Artifact name → a local file with its bytes, for the runtime (from a bucket, fetched
+    /// into the home's cache first).
+    pub fn artifact_paths(&self, store: &Store) -> Result<BTreeMap<String, PathBuf>> {
         self.artifacts
             .iter()
-            .map(|(name, (digest, _))| (name.clone(), store.blob_path(digest)))
+            .map(|(name, (digest, _))| Ok((name.clone(), store.blob_file(digest)?)))
             .collect()
     }
 }

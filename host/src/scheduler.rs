@@ -423,8 +423,12 @@ fn attempt(
     let function = attempt::Function {
         runtime,
         loaded: &slot.loaded,
-        grants: runtime::Grants::artifacts(slot.revision.artifact_paths(store))
-            .with_outbound(service.outbound()),
+        grants: runtime::Grants::artifacts(
+            slot.revision
+                .artifact_paths(store)
+                .map_err(|e| Failure::Refused(e.to_string()))?,
+        )
+        .with_outbound(service.outbound()),
         limits,
         init,
     };

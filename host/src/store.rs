@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use crate::files;
 
+pub mod blobs;
 pub mod copy;
 pub mod db;
 pub mod scratch;
+pub use blobs::{Blobs, BlobsAt};
 pub(crate) use db::params;
 pub use db::{Db, DbError, Dialect, OptionalExtension, Params, Row, ToValue, Tx};
 
@@ -70,6 +72,12 @@ pub enum StoreError {
         found: usize,
         known: usize,
     },
+    #[error("blob store {at}: blob {digest}: {reason}")]
+    Bucket {
+        at: String,
+        digest: String,
+        reason: String,
+    },
     #[error("cannot connect to {at}: {source}")]
     Connect { at: String, source: DbError },
     #[error("{at} is not empty ({table} has {rows} rows): a migration copies into an empty store")]
@@ -88,8 +96,8 @@ pub enum StoreError {
 pub struct Location {
     pub home: PathBuf,
     pub database: Database,
-    /// Where blobs live when not in `HOME/blobs`: a folder every worker shares.
-    pub blobs: Option<PathBuf>,
+    /// Where blobs live when not in `HOME/blobs`: a folder every worker mounts, or a bucket.
+    pub blobs: Option<BlobsAt>,
 }
 
 /// The database of a [`Location`].
@@ -178,10 +186,10 @@ impl Location {
 
 impl Location {
     /// Where blobs are kept: `--blobs`, else `HOME/blobs`.
-    pub fn blobs_dir(&self) -> PathBuf {
+    pub fn blobs_at(&self) -> BlobsAt {
         self.blobs
             .clone()
-            .unwrap_or_else(|| self.home.join("blobs"))
+            .unwrap_or_else(|| BlobsAt::Folder(self.home.join("blobs")))
     }
 }
 
@@ -195,6 +203,7 @@ impl From<&Path> for Location {
 pub struct Store {
     location: Location,
     db: Db,
+    blobs: Blobs,
 }
 
 impl Store {
@@ -210,12 +219,7 @@ impl Store {
             path: location.home.clone(),
             source,
         })?;
-        let blobs = location.blobs_dir().join("sha256");
-        std::fs::create_dir_all(&blobs).map_err(|source| StoreError::Io {
-            what: "cannot create the blob folder",
-            path: blobs,
-            source,
-        })?;
+        let blobs = Blobs::open(&location.blobs_at(), &location.home)?;
         let at = location.describe();
         let connect = |source| StoreError::Connect {
             at: at.clone(),
@@ -232,6 +236,7 @@ impl Store {
         let mut store = Self {
             location: location.clone(),
             db,
+            blobs,
         };
         store.migrate()?;
         Ok(store)
@@ -338,32 +343,20 @@ impl Store {
 
     /// [`Store::put_blob`] when the caller has already computed the digest of `bytes`.
     pub fn put_blob_as(&self, bytes: &[u8], digest: &str) -> Result<(), StoreError> {
-        let path = self.blob_path(digest);
-        if path.is_file() {
-            return Ok(());
-        }
-        files::write_atomically(&path, bytes).map_err(|source| StoreError::Io {
-            what: "cannot write blob",
-            path,
-            source,
-        })
+        self.blobs.put(digest, bytes)
     }
 
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let (head, tail) = digest.split_at(digest.len().min(2));
-        self.location
-            .blobs_dir()
-            .join("sha256")
-            .join(head)
-            .join(tail)
+    /// A local file holding the blob (for a bucket, the home's cached copy).
+    pub fn blob_file(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        self.blobs.local(digest)
+    }
+
+    pub fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        self.blobs.has(digest)
     }
 
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest);
-        std::fs::read(&path).map_err(|_| StoreError::MissingBlob {
-            digest: digest.to_string(),
-            path,
-        })
+        self.blobs.read(digest)
     }
 
     /// Every problem found: SQLite's integrity check, then items and revisions whose blobs
@@ -385,7 +378,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         for (what, digest) in digests {
-            if !self.blob_path(&digest).is_file() {
+            if !self.has_blob(&digest)? {
                 problems.push(format!("{what}: blob {digest} is missing"));
             }
         }

@@ -502,6 +502,36 @@ fn the_event_stream_reports_changes_made_by_other_processes() {
 }
 
 #[test]
+fn status_names_the_store_the_serving_worker_and_each_queue() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let server = Server::start(&home, &[]);
+    let status = server.ok("/api/status");
+    let store = status["store"].as_str().expect("the store");
+    assert!(
+        store.ends_with("prelabel.db") || store.starts_with("postgres://"),
+        "{status:#}"
+    );
+    let running: Vec<_> = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| w["state"] == "running")
+        .collect();
+    assert_eq!(running.len(), 1, "the server is the one worker: {status:#}");
+    assert!(
+        running[0]["lease_ms"].as_i64().is_some_and(|l| l > 0),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["queues"],
+        serde_json::json!([{"service": "face-detector", "paused": false, "concurrency": 1,
+                            "queued": 0, "running": 0}]),
+        "{status:#}"
+    );
+}
+
+#[test]
 fn the_openapi_document_lists_every_endpoint() {
     let home = Home::new();
     let server = Server::start(&home, &[]);
@@ -540,6 +570,7 @@ fn the_openapi_document_lists_every_endpoint() {
         "/api/packages",
         "/api/packages/{name}/revisions",
         "/api/events",
+        "/api/status",
         "/api/functions",
         "/api/functions/{name}",
         "/api/function_invocations",

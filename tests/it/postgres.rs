@@ -574,3 +574,118 @@ fn migrate_moves_a_home_into_postgres_and_it_carries_on() {
         executions.iter().filter_map(|e| e["id"].as_i64()).collect();
     assert_eq!(ids.len(), executions.len(), "ids are unique");
 }
+
+/// Blobs in an S3-compatible bucket (moto's server): a worker whose home shares nothing with
+/// the one that pushed and uploaded runs every item from the bucket and the database alone;
+/// a blob missing from the bucket is named by `check` and fails its execution; bytes in the
+/// bucket that are not the blob's are refused, never run.
+#[test]
+fn blobs_in_an_s3_bucket_serve_a_worker_that_shares_nothing_else() {
+    crate::support::face_detector();
+    let s3 = crate::support::s3::server();
+    let blobs = s3.create_bucket("prelabel-test");
+    let url = postgres::server().create_database();
+    let (uploader, worker) = (tempdir(), tempdir());
+    let on = |home: &std::path::Path, args: &[&str]| {
+        crate::support::command(home)
+            .env("PRELABEL_STORE", &url)
+            .env("PRELABEL_BLOBS", &blobs)
+            .env("AWS_ACCESS_KEY_ID", crate::support::s3::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", crate::support::s3::SECRET)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let ok = |home: &std::path::Path, args: &[&str]| {
+        let out = on(home, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let up = uploader.path();
+    ok(
+        up,
+        &[
+            "package",
+            "push",
+            crate::support::path(&crate::support::face_detector_dir()),
+        ],
+    );
+    ok(
+        up,
+        &["service", "deploy", "face-detector", "--name", "faces"],
+    );
+    ok(up, &["trigger", "create", "faces", "--service", "faces"]);
+    let photos = crate::support::fixtures().join("images");
+    ok(
+        up,
+        &[
+            "upload",
+            crate::support::path(&photos),
+            "--dataset",
+            "photos",
+        ],
+    );
+    assert!(
+        !up.join("blobs").exists(),
+        "nothing stored in the uploader's home"
+    );
+    ok(worker.path(), &["work", "--until-idle"]);
+    let executions: serde_json::Value =
+        serde_json::from_str(&ok(up, &["executions", "list", "--json"])).expect("JSON");
+    let executions = executions.as_array().expect("a list");
+    let photo_count = std::fs::read_dir(&photos).expect("photos").count();
+    assert_eq!(executions.len(), photo_count);
+    assert!(
+        executions.iter().all(|e| e["status"] == "success"),
+        "{executions:#?}"
+    );
+    let exported = ok(
+        up,
+        &[
+            "annotations",
+            "export",
+            "--dataset",
+            "photos",
+            "--format",
+            "coco",
+        ],
+    );
+    let coco: serde_json::Value = serde_json::from_str(&exported).expect("COCO");
+    assert!(
+        coco["annotations"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "faces were found: {coco}"
+    );
+    assert!(ok(up, &["check"]).contains("ok"));
+    // The worker read the artifacts from its cache of the bucket, checked.
+    assert!(worker.path().join("cache/blobs/sha256").is_dir());
+
+    // A blob gone from the bucket: `check` names it, its execution fails naming it.
+    let items: serde_json::Value =
+        serde_json::from_str(&ok(up, &["items", "list", "--json"])).expect("JSON");
+    let item = &items.as_array().expect("items")[0];
+    let digest = item["digest"].as_str().expect("a digest");
+    s3.delete("prelabel-test", &format!("blobs/sha256/{digest}"));
+    let check = on(up, &["check"]);
+    assert!(!check.status.success());
+    assert!(
+        stdout(&check).contains(&format!("blob {digest} is missing")),
+        "{}",
+        stdout(&check)
+    );
+    // Bytes that are not the blob's: refused when read, never handed to a guest.
+    s3.put(
+        "prelabel-test",
+        &format!("blobs/sha256/{digest}"),
+        b"not the photo",
+    );
+    let fresh = tempdir();
+    let id = item["id"].to_string();
+    let out = on(fresh.path(), &["execute", "faces", "--item", &id]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("the bucket's bytes have sha256"),
+        "a damaged blob is named: {text}"
+    );
+}

@@ -15,6 +15,7 @@ mod openapi;
 mod packages;
 mod secrets;
 mod services;
+mod status;
 mod triggers;
 mod ui;
 
@@ -124,6 +125,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(executions::routes())
         .merge(packages::routes())
         .merge(secrets::routes())
+        .merge(status::routes())
         .merge(events::routes())
         .merge(cvat::routes())
         .merge(openapi::routes());

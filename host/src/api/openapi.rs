@@ -6,7 +6,8 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::{
-    AppState, cvat, events, executions, items, labelstudio, packages, secrets, services, triggers,
+    AppState, cvat, events, executions, items, labelstudio, packages, secrets, services, status,
+    triggers,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +56,7 @@ use super::{
         secrets::list,
         secrets::set,
         secrets::delete,
+        status::status,
         events::events,
         cvat::list,
         cvat::show,

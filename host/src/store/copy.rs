@@ -85,9 +85,12 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
         )
         .map_err(source_err)?;
     for digest in digests {
-        let (source, dest) = (from.blob_path(&digest), to.blob_path(&digest));
-        if source == dest || dest.is_file() || !source.is_file() {
-            continue; // Shared, already there, or missing at the source (check says so).
+        // Shared, already there, or missing at the source (the target's check says so).
+        if from.location().blobs_at() == to.location().blobs_at()
+            || to.has_blob(&digest)?
+            || !from.has_blob(&digest)?
+        {
+            continue;
         }
         let bytes = from.read_blob(&digest)?;
         to.put_blob_as(&bytes, &digest)?;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use prelabel::ops::Home;
-use prelabel::store::Location;
+use prelabel::store::{BlobsAt, Location};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,9 +21,9 @@ pub struct Args {
     /// blobs go to --blobs, or HOME/blobs.
     #[arg(long)]
     to: String,
-    /// Where the source's blobs are, when not in its home.
+    /// Where the source's blobs are, when not in its home (a folder or an `s3://` URL).
     #[arg(long)]
-    from_blobs: Option<PathBuf>,
+    from_blobs: Option<String>,
 }
 
 impl Args {
@@ -31,7 +31,7 @@ impl Args {
         let from = Location {
             home: self.from,
             database: super::store_database(&self.from_store, "--from-store")?,
-            blobs: self.from_blobs,
+            blobs: self.from_blobs.as_deref().map(BlobsAt::parse).transpose()?,
         };
         let target = Location {
             database: super::store_database(&self.to, "--to")?,

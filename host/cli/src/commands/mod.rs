@@ -32,7 +32,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 use prelabel::ops::Home;
-use prelabel::store::{Database, Location};
+use prelabel::store::{BlobsAt, Database, Location};
 
 /// `--lease`: a number of seconds, at least 0.3 (the heartbeat is a third of it).
 fn lease_seconds(given: &str) -> Result<f64, String> {
@@ -79,9 +79,11 @@ pub struct Cli {
     )]
     store: String,
     /// Where blobs (items, components, artifacts) are kept (default: HOME/blobs); with a
-    /// shared database, a folder every worker mounts.
+    /// shared database, a folder every worker mounts or an S3-compatible bucket,
+    /// s3://BUCKET[/PREFIX]?endpoint=URL[&region=R] (keys from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
     #[arg(long, global = true, env = "PRELABEL_BLOBS")]
-    blobs: Option<PathBuf>,
+    blobs: Option<String>,
     /// Seconds a worker's lease lasts without a heartbeat (renewed every third of it): after
     /// it, a worker that stopped or was cut off loses its running executions to the others.
     #[arg(long, global = true, env = "PRELABEL_LEASE", default_value_t = 15.0, value_parser = lease_seconds)]
@@ -159,7 +161,12 @@ impl Cli {
         let location = Location {
             home: self.home,
             database: store_database(&self.store, "--store")?,
-            blobs: self.blobs,
+            blobs: self
+                .blobs
+                .as_deref()
+                .map(BlobsAt::parse)
+                .transpose()
+                .context("--blobs")?,
         };
         let home =
             Home::at(location, self.cache_dir).with_lease(Duration::from_secs_f64(self.lease));

@@ -23,7 +23,7 @@ impl Args {
             return Ok(ExitCode::SUCCESS);
         }
         println!("store: {}", status.store);
-        println!("blobs: {}", status.blobs.display());
+        println!("blobs: {}", status.blobs);
         println!();
         println!(
             "{:<8} {:<28} {:<8} {:>10} {:>8}  RUNNING",

@@ -14,7 +14,7 @@ use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
 use prelabel::package::{Package, build};
 use prelabel::runtime::{self, Grants, Limits, Runtime};
-use prelabel::store::{Database, Location, scratch};
+use prelabel::store::{BlobsAt, Database, Location, scratch};
 use prelabel::{execution, service, trigger, worker};
 
 /// One line of the table.
@@ -726,7 +726,7 @@ fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()>
             "SQLite" => Location::home(&dir),
             _ => Location {
                 database: Database::Postgres(server.create_database(&name.replace('-', "_"))?),
-                blobs: Some(dir.join("blobs")),
+                blobs: Some(BlobsAt::Folder(dir.join("blobs"))),
                 home: dir,
             },
         };
@@ -757,7 +757,7 @@ fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()>
                         },
                     )
                     .env("PRELABEL_STORE", &database)
-                    .env("PRELABEL_BLOBS", location.blobs_dir())
+                    .env("PRELABEL_BLOBS", location.blobs_at().describe())
                     .env("PRELABEL_CACHE_DIR", options.scratch.join("cache"))
                     .stdout(std::process::Stdio::null())
                     .spawn()
