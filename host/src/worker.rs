@@ -49,9 +49,26 @@ pub fn home_key(home: &Path) -> String {
     format!("{}:{}", host(), path.display())
 }
 
+/// How many ended workers (stopped, or lost a day ago with nothing left running) are kept for
+/// `status`; older ones are pruned when a worker registers (their executions keep the id).
+const ENDED_KEPT: i64 = 100;
+
 /// Registers this process as a worker of `home` holding a lease of `lease`.
 pub fn register(store: &mut Store, home: &Path, lease: Duration) -> Result<Worker> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let ended = format!(
+        "stopped_at IS NOT NULL
+         OR (heartbeat_ms + lease_ms < {NOW_MS} - 86400000
+             AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.worker_id = w.id AND e.status = 'running'))"
+    );
+    store.conn().execute(
+        &format!(
+            "DELETE FROM workers WHERE id IN (SELECT w.id FROM workers w WHERE {ended})
+                AND id <= COALESCE((SELECT w.id FROM workers w WHERE {ended}
+                                     ORDER BY w.id DESC LIMIT 1 OFFSET $1), 0)"
+        ),
+        params![ENDED_KEPT],
+    )?;
     let name = format!("{}:{}", host(), std::process::id());
     let id: i64 = store.conn().query_row(
         &format!(
@@ -193,4 +210,39 @@ pub fn list(store: &Store, stopped: usize) -> Result<Vec<WorkerStatus>> {
     }
     shown.reverse();
     Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ended workers are pruned to the last [`ENDED_KEPT`] when one registers; running ones
+    /// never are.
+    #[test]
+    fn ended_workers_are_pruned_and_running_ones_kept() {
+        let home = std::env::temp_dir().join(format!("prelabel-workers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let mut store = Store::open(&home).expect("a store");
+        let first = register(&mut store, &home, DEFAULT_LEASE).expect("registers");
+        for _ in 0..ENDED_KEPT + 20 {
+            let w = register(&mut store, &home, DEFAULT_LEASE).expect("registers");
+            store
+                .conn()
+                .execute(
+                    &format!("UPDATE workers SET stopped_at = {NOW} WHERE id = $1"),
+                    params![w.id],
+                )
+                .expect("stops");
+        }
+        register(&mut store, &home, DEFAULT_LEASE).expect("registers");
+        let listed = list(&store, usize::MAX).expect("lists");
+        let stopped = listed.iter().filter(|w| w.state == "stopped").count();
+        assert_eq!(stopped as i64, ENDED_KEPT);
+        assert!(
+            listed
+                .iter()
+                .any(|w| w.id == first.id && w.state == "running")
+        );
+        let _ = std::fs::remove_dir_all(&home);
+    }
 }
