@@ -65,12 +65,17 @@ pub fn queue(store: &mut Store, request: &Request) -> Result<Batch> {
         .map(|i| i.id)
         .collect();
     let tx = store.write()?;
-    let batch: i64 = tx.query_row("INSERT INTO batches (service, function, dataset, filters) VALUES ($1, $2, $3, $4) RETURNING id", params![
+    let batch: i64 = tx.query_row(
+        "INSERT INTO batches (service, function, dataset, filters) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+        params![
             service.name,
             request.function,
             request.dataset,
             serde_json::to_string(&request.filters).expect("serializes")
-        ], |r| r.get(0))?;
+        ],
+        |r| r.get(0),
+    )?;
     for item in &items {
         tx.execute(
             "INSERT INTO executions (service_id, service_name, item_id, function, status, batch_id)

@@ -271,9 +271,13 @@ pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
     let ids = latest.into_iter().map(|(id, _)| id);
     let mut new = Vec::new();
     for id in ids {
-        let new_id: i64 = tx.query_row("INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
-             SELECT service_id, service_name, trigger_id, item_id, function, 'queued' FROM executions WHERE id = $1 RETURNING id", params![id], |r| r.get(0))?;
-        new.push(new_id);
+        new.push(tx.query_row(
+            "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
+             SELECT service_id, service_name, trigger_id, item_id, function, 'queued' FROM executions WHERE id = $1
+             RETURNING id",
+            params![id],
+            |r| r.get(0),
+        )?);
     }
     tx.commit()?;
     Ok(Rerun {
@@ -411,27 +415,9 @@ pub struct Claimed {
 ///
 /// On PostgreSQL the claim holds an advisory lock of the service for its transaction (claims
 /// of one service are one at a time, so the count holds across workers), takes the row with
-/// `FOR UPDATE SKIP LOCKED`, and leaves the store-wide write lock to other writes.
+/// `FOR UPDATE SKIP LOCKED`, and leaves the store-wide write lock to other writes. A claim is
+/// not flushed to disk (see `Store::claim_transaction`).
 pub fn claim_next(
-    store: &mut Store,
-    service_id: i64,
-    concurrency: u32,
-    revision_id: i64,
-    worker: &Worker,
-) -> Result<Option<Claimed>> {
-    // A claim need not survive a power cut: lost, its execution is still queued, and a
-    // restart re-queues a `running` one anyway. So no fsync here; the next durable commit
-    // (the outcome) flushes the log up to and including it.
-    store.conn().set_durable(false)?;
-    let claimed = claim(store, service_id, concurrency, revision_id, worker);
-    store.conn().set_durable(true)?;
-    claimed
-}
-
-/// The class of the PostgreSQL advisory locks that serialise one service's claims.
-const CLAIM_LOCK: i32 = 0x706c; // "pl"
-
-fn claim(
     store: &mut Store,
     service_id: i64,
     concurrency: u32,
@@ -458,7 +444,9 @@ fn claim(
     }
     let tx = store.claim_transaction()?;
     if dialect == Dialect::Postgres {
-        // Two 32-bit keys: a key space apart from the store-wide lock's 64-bit one.
+        // The class of the advisory locks that serialise one service's claims: two 32-bit
+        // keys, a key space apart from the store-wide lock's 64-bit one.
+        const CLAIM_LOCK: i32 = 0x706c; // "pl"
         let key = (service_id % i64::from(i32::MAX)) as i32;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, $2)",

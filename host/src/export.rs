@@ -126,45 +126,47 @@ pub fn annotated_items(store: &Store, dataset: &str) -> Result<Vec<(ItemRecord, 
 
 /// The stored annotations of one item, by service.
 pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
-    // Cached by SQLite: preparing it once per item costs nothing after the first.
+    // Prepared once per connection (statements are cached by their text), not once per item.
     let artifacts = store.dialect().json_object_agg("ra.name", "ra.digest");
-    let annotations = store.conn().query_map(
-&format!("SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
+    let sql = format!(
+        "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
                 p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at,
                 CASE WHEN a.revision_id IS NOT NULL THEN
                     (SELECT {artifacts} FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
                 e.init_inputs, e.host_version
            FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
                 LEFT JOIN executions e ON e.id = a.execution_id
-          WHERE a.item_id = $1 ORDER BY a.service_name IS NULL, a.service_name, a.id"), params![item_id], |r| {
-            Ok(Stored {
-                annotation: Annotation {
-                    label: r.get(0)?,
-                    geometry: r.json(1)?,
-                    model: ModelInfo {
-                        name: r.get(2)?,
-                        version: r.get(3)?,
-                        confidence: r.get::<f64>(4)? as f32,
-                    },
+          WHERE a.item_id = $1 ORDER BY a.service_name IS NULL, a.service_name, a.id"
+    );
+    let annotations = store.conn().query_map(&sql, params![item_id], |r| {
+        Ok(Stored {
+            annotation: Annotation {
+                label: r.get(0)?,
+                geometry: r.json(1)?,
+                model: ModelInfo {
+                    name: r.get(2)?,
+                    version: r.get(3)?,
+                    confidence: r.get::<f64>(4)? as f32,
                 },
-                service: r.get(5)?,
-                execution_id: r.get(6)?,
-                package: r.get(7)?,
-                revision: r.get(8)?,
-                component_digest: r.get(9)?,
-                id: r.get(10)?,
-                review: r.get(11)?,
-                reviewed_by: r.get(12)?,
-                reviewed_at: r.get(13)?,
-                artifacts: r
-                    .get::<Option<String>>(14)?
-                    .and_then(|json| serde_json::from_str(&json).ok()),
-                init_inputs: r
-                    .get::<Option<String>>(15)?
-                    .and_then(|json| serde_json::from_str(&json).ok()),
-                host_version: r.get(16)?,
-            })
-        })?.into_iter().collect::<Vec<_>>();
+            },
+            service: r.get(5)?,
+            execution_id: r.get(6)?,
+            package: r.get(7)?,
+            revision: r.get(8)?,
+            component_digest: r.get(9)?,
+            id: r.get(10)?,
+            review: r.get(11)?,
+            reviewed_by: r.get(12)?,
+            reviewed_at: r.get(13)?,
+            artifacts: r
+                .get::<Option<String>>(14)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            init_inputs: r
+                .get::<Option<String>>(15)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            host_version: r.get(16)?,
+        })
+    })?;
     Ok(annotations)
 }
 

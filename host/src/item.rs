@@ -149,8 +149,20 @@ pub fn upload(
             (id, Change::Updated)
         }
         None => {
-            let new_id: i64 = tx.query_row("INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", params![dataset_id, name, digest, bytes.len() as i64, mimetype, metadata.to_string()], |r| r.get(0))?;
-            (new_id, Change::Created)
+            let id: i64 = tx.query_row(
+                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![
+                    dataset_id,
+                    name,
+                    digest,
+                    bytes.len() as i64,
+                    mimetype,
+                    metadata.to_string()
+                ],
+                |r| r.get(0),
+            )?;
+            (id, Change::Created)
         }
     };
     let (item, queued) = changed(&tx, id, dataset, change)?;

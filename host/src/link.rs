@@ -216,7 +216,7 @@ pub fn link(
                 (id, Change::Updated)
             }
             None => {
-                let new_id: i64 = tx.query_row(
+                let id: i64 = tx.query_row(
                     "INSERT INTO items (dataset_id, name, url, digest, size, mimetype, metadata)
                      VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
                     params![
@@ -229,7 +229,7 @@ pub fn link(
                     ],
                     |r| r.get(0),
                 )?;
-                (new_id, Change::Created)
+                (id, Change::Created)
             }
         };
         let (record, queued) = item::changed(&tx, id, dataset, change)?;

@@ -126,7 +126,18 @@ pub fn push_package(store: &mut Store, runtime: &Runtime, package: &Package) -> 
         params![package_id],
         |r| r.get(0),
     )?;
-    let revision_id: i64 = tx.query_row("INSERT INTO revisions (package_id, revision, version, manifest, component_digest) VALUES ($1, $2, $3, $4, $5) RETURNING id", params![package_id, revision, package.manifest.version, manifest_json, component_digest], |r| r.get(0))?;
+    let revision_id: i64 = tx.query_row(
+        "INSERT INTO revisions (package_id, revision, version, manifest, component_digest)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        params![
+            package_id,
+            revision,
+            package.manifest.version,
+            manifest_json,
+            component_digest
+        ],
+        |r| r.get(0),
+    )?;
     for (artifact, (digest, size)) in &artifacts {
         tx.execute(
             "INSERT INTO revision_artifacts (revision_id, name, digest, size) VALUES ($1, $2, $3, $4)",
@@ -140,11 +151,12 @@ pub fn push_package(store: &mut Store, runtime: &Runtime, package: &Package) -> 
 
 /// Each package with its latest revision.
 pub fn list(store: &Store) -> Result<Vec<Revision>> {
-    let ids: Vec<i64> = {
-        store
-            .conn().query_map(
-"SELECT MAX(r.id) FROM revisions r JOIN packages p ON p.id = r.package_id GROUP BY p.id ORDER BY p.name", params![], |r| r.get(0))?
-    };
+    let ids: Vec<i64> = store.conn().query_map(
+        "SELECT MAX(r.id) FROM revisions r JOIN packages p ON p.id = r.package_id
+          GROUP BY p.id ORDER BY p.name",
+        params![],
+        |r| r.get(0),
+    )?;
     ids.into_iter()
         .map(|id| revision_by_id(store, id))
         .collect()
@@ -152,11 +164,12 @@ pub fn list(store: &Store) -> Result<Vec<Revision>> {
 
 /// Every revision of a package, oldest first.
 pub fn revisions(store: &Store, name: &str) -> Result<Vec<Revision>> {
-    let ids: Vec<i64> = {
-        store
-            .conn().query_map(
-"SELECT r.id FROM revisions r JOIN packages p ON p.id = r.package_id WHERE p.name = $1 ORDER BY r.revision", params![name], |r| r.get(0))?
-    };
+    let ids: Vec<i64> = store.conn().query_map(
+        "SELECT r.id FROM revisions r JOIN packages p ON p.id = r.package_id
+          WHERE p.name = $1 ORDER BY r.revision",
+        params![name],
+        |r| r.get(0),
+    )?;
     if ids.is_empty() {
         return Err(no_package(name));
     }

@@ -66,15 +66,11 @@ pub fn set(store: &mut Store, name: &str, value: &str) -> Result<Secret> {
 
 /// Every secret, by name (without values).
 pub fn list(store: &Store) -> Result<Vec<Secret>> {
-    let rows = store
-        .conn()
-        .query_map(
-            "SELECT name, created_at, updated_at FROM secrets ORDER BY name",
-            params![],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
-        .into_iter()
-        .collect::<Vec<(String, String, String)>>();
+    let rows: Vec<(String, String, String)> = store.conn().query_map(
+        "SELECT name, created_at, updated_at FROM secrets ORDER BY name",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let datasets = dataset_headers(store)?;
     let services = service_secrets(store)?;
     Ok(rows
@@ -148,43 +144,33 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
 
 /// Every dataset's headers (header name → secret name), read strictly.
 fn dataset_headers(store: &Store) -> Result<Vec<(String, BTreeMap<String, String>)>> {
-    let rows = store
-        .conn()
-        .query_map(
-            "SELECT name, headers FROM datasets ORDER BY name",
-            params![],
-            |r| Ok((r.get(0)?, r.json(1)?)),
-        )?
-        .into_iter()
-        .collect::<Vec<_>>();
-    Ok(rows)
+    Ok(store.conn().query_map(
+        "SELECT name, headers FROM datasets ORDER BY name",
+        params![],
+        |r| Ok((r.get(0)?, r.json(1)?)),
+    )?)
 }
 
 /// Every service with the secrets its secret init inputs name (its revision's manifest says
 /// which inputs are secret).
 fn service_secrets(store: &Store) -> Result<Vec<(String, Vec<String>)>> {
-    let rows = store
-        .conn()
-        .query_map(
-            "SELECT s.name, s.init_inputs, r.manifest FROM services s
-         JOIN revisions r ON r.id = s.revision_id ORDER BY s.name",
-            params![],
-            |r| {
-                let init: BTreeMap<String, InputValue> = r.json(1)?;
-                let manifest: Manifest = r.json(2)?;
-                let named = manifest
-                    .secrets()
-                    .filter_map(|i| match init.get(&i.name) {
-                        Some(InputValue::String(secret)) => Some(secret.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                Ok((r.get(0)?, named))
-            },
-        )?
-        .into_iter()
-        .collect::<Vec<_>>();
-    Ok(rows)
+    Ok(store.conn().query_map(
+        "SELECT s.name, s.init_inputs, r.manifest FROM services s
+           JOIN revisions r ON r.id = s.revision_id ORDER BY s.name",
+        params![],
+        |r| {
+            let init: BTreeMap<String, InputValue> = r.json(1)?;
+            let manifest: Manifest = r.json(2)?;
+            let named = manifest
+                .secrets()
+                .filter_map(|i| match init.get(&i.name) {
+                    Some(InputValue::String(secret)) => Some(secret.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok((r.get(0)?, named))
+        },
+    )?)
 }
 
 /// The services whose secret init inputs name `secret`.

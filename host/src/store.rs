@@ -182,20 +182,12 @@ impl Location {
     pub fn open(&self) -> Result<Store, StoreError> {
         Store::open_at(self)
     }
-}
 
-impl Location {
     /// Where blobs are kept: `--blobs`, else `HOME/blobs`.
     pub fn blobs_at(&self) -> BlobsAt {
         self.blobs
             .clone()
             .unwrap_or_else(|| BlobsAt::Folder(self.home.join("blobs")))
-    }
-}
-
-impl From<&Path> for Location {
-    fn from(home: &Path) -> Self {
-        Location::home(home)
     }
 }
 
@@ -248,7 +240,8 @@ impl Store {
             at: at.clone(),
             source,
         };
-        let (migrations, version) = match self.db.dialect() {
+        let dialect = self.db.dialect();
+        let (migrations, version) = match dialect {
             Dialect::Sqlite => (MIGRATIONS, "PRAGMA user_version"),
             Dialect::Postgres => {
                 // Two workers starting at once: the first creates the table, the second
@@ -264,7 +257,6 @@ impl Store {
                 (POSTGRES_MIGRATIONS, "SELECT version FROM prelabel_schema")
             }
         };
-        let dialect = self.db.dialect();
         let tx = self.db.transaction().map_err(db)?;
         let found: usize = tx.query_row(version, params![], |r| r.get(0)).map_err(db)?;
         if found > migrations.len() {
@@ -325,12 +317,12 @@ impl Store {
             .map_err(|source| StoreError::Db { at, source })
     }
 
-    /// A transaction for claims, which on PostgreSQL take their own lock instead of the
-    /// store-wide one (see [`Db::transaction_unserialised`]).
+    /// A transaction for claims: not flushed to disk, and without the store-wide lock (see
+    /// [`Db::relaxed_transaction`]).
     pub fn claim_transaction(&mut self) -> Result<Tx<'_>, StoreError> {
         let at = self.location.describe();
         self.db
-            .transaction_unserialised()
+            .relaxed_transaction()
             .map_err(|source| StoreError::Db { at, source })
     }
 

@@ -266,13 +266,11 @@ pub fn on_item_event(
     action: Action,
     doc: &Value,
 ) -> Result<usize> {
-    let triggers: Vec<Trigger> = {
-        tx.query_map(
-            &format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"),
-            params![],
-            from_row,
-        )?
-    };
+    let triggers: Vec<Trigger> = tx.query_map(
+        &format!("{SELECT} WHERE t.active = 1 ORDER BY t.id"),
+        params![],
+        from_row,
+    )?;
     let mut queued = 0;
     for Trigger {
         id: trigger_id,

@@ -364,16 +364,7 @@ fn chromedriver() -> PathBuf {
         if driver.exists() && Path::new("/usr/bin/chromium").exists() {
             return;
         }
-        let install = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-                       apt-get install -y -qq --no-install-recommends chromium chromium-driver";
-        let out = Command::new("sh").args(["-c", install]).output();
-        let ok = out.as_ref().is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "the browser test needs Debian's `chromium` and `chromium-driver`; installing them \
-             failed (run as root, or install them yourself): {:?}",
-            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-        );
+        crate::support::apt_install(&["chromium", "chromium-driver"], "the browser test");
     });
     driver.to_path_buf()
 }

@@ -2,7 +2,8 @@
 //! PostgreSQL server, and what is particular to it (a URL that is wrong, a server that is not
 //! there, two processes creating the schema at once, a schema from a newer prelabel).
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use crate::support::{Home, postgres, stderr, stdout, tempdir};
 
@@ -57,12 +58,65 @@ fn postgres_migrations() -> usize {
         .count()
 }
 
-fn with_store(home: &Home, store: &str, args: &[&str]) -> std::process::Output {
-    crate::support::command(home.path())
-        .env("PRELABEL_STORE", store)
-        .args(args)
-        .output()
-        .expect("prelabel runs")
+/// `prelabel` on a home with some variables over the tests' own (the store, the blobs, ...).
+struct On {
+    home: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl On {
+    fn new(home: &Path, env: &[(&'static str, &str)]) -> Self {
+        Self {
+            home: home.to_path_buf(),
+            env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        }
+    }
+
+    /// The same variables on another home.
+    fn at(&self, home: &Path) -> Self {
+        Self {
+            home: home.to_path_buf(),
+            env: self.env.clone(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = crate::support::command(&self.home);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("prelabel runs")
+    }
+
+    /// Runs, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+}
+
+fn with_store(home: &Home, store: &str, args: &[&str]) -> Output {
+    On::new(home.path(), &[("PRELABEL_STORE", store)]).run(args)
+}
+
+/// The face detector as service `faces` on every item, and the sample photos uploaded to
+/// dataset `photos`.
+fn faces_on_the_photos(on: &On) {
+    crate::support::face_detector();
+    let package = crate::support::face_detector_dir();
+    on.ok(&["package", "push", crate::support::path(&package)]);
+    on.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    on.ok(&["trigger", "create", "faces", "--service", "faces"]);
+    let photos = crate::support::fixtures().join("images");
+    on.ok(&[
+        "upload",
+        crate::support::path(&photos),
+        "--dataset",
+        "photos",
+    ]);
 }
 
 #[test]
@@ -119,8 +173,8 @@ fn workers_starting_at_once_create_the_schema_once() {
     let children: Vec<_> = homes
         .iter()
         .map(|h| {
-            crate::support::command(h.path())
-                .env("PRELABEL_STORE", &url)
+            On::new(h.path(), &[("PRELABEL_STORE", &url)])
+                .command()
                 .args(["secret", "list"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -154,21 +208,13 @@ fn a_schema_from_a_newer_prelabel_is_refused_and_left_alone() {
     let server = postgres::server();
     let url = server.create_database();
     let home = tempdir();
-    let first = crate::support::command(home.path())
-        .env("PRELABEL_STORE", &url)
-        .args(["service", "list"])
-        .output()
-        .expect("runs");
-    assert!(first.status.success(), "{}", stderr(&first));
+    let on = On::new(home.path(), &[("PRELABEL_STORE", &url)]);
+    on.ok(&["service", "list"]);
     let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
     client
         .batch_execute("UPDATE prelabel_schema SET version = 99")
         .expect("update");
-    let out = crate::support::command(home.path())
-        .env("PRELABEL_STORE", &url)
-        .args(["service", "list"])
-        .output()
-        .expect("runs");
+    let out = on.run(&["service", "list"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -238,18 +284,15 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
     let url = postgres::server().create_database();
     let blobs = tempdir();
     let homes: Vec<_> = (0..3).map(|_| tempdir()).collect();
-    let on = |home: &std::path::Path| {
-        let mut c = crate::support::command(home);
-        c.env("PRELABEL_STORE", &url)
-            .env("PRELABEL_BLOBS", blobs.path())
-            .env("PRELABEL_LEASE", "1.5");
-        c
-    };
-    let ok = |args: &[&str]| {
-        let out = on(homes[0].path()).args(args).output().expect("runs");
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let on = On::new(
+        homes[0].path(),
+        &[
+            ("PRELABEL_STORE", &url),
+            ("PRELABEL_BLOBS", crate::support::path(blobs.path())),
+            ("PRELABEL_LEASE", "1.5"),
+        ],
+    );
+    let ok = |args: &[&str]| on.ok(args);
     let hostile = crate::support::hostile_guest();
     ok(&[
         "package",
@@ -290,9 +333,9 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
         .map(|(i, home)| {
             let log = std::fs::File::create(logs.path().join(format!("worker-{i}.log")))
                 .expect("a log file");
-            on(home.path())
+            on.at(home.path())
+                .command()
                 .args(["work"])
-                .env("RUST_LOG", "warn")
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -484,41 +527,15 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
 /// carries on (new ids after the copied ones).
 #[test]
 fn migrate_moves_a_home_into_postgres_and_it_carries_on() {
-    crate::support::face_detector();
     let source = tempdir();
     let url = postgres::server().create_database();
-    let sqlite = |args: &[&str]| {
-        let out = crate::support::command(source.path())
-            .env("PRELABEL_STORE", "sqlite")
-            .args(args)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    sqlite(&[
-        "package",
-        "push",
-        crate::support::path(&crate::support::face_detector_dir()),
-    ]);
-    sqlite(&["service", "deploy", "face-detector", "--name", "faces"]);
-    sqlite(&["trigger", "create", "faces", "--service", "faces"]);
-    sqlite(&[
-        "upload",
-        crate::support::path(&crate::support::fixtures().join("images")),
-        "--dataset",
-        "photos",
-    ]);
-    sqlite(&["work", "--until-idle"]);
-    let before = sqlite(&["annotations", "export", "--dataset", "photos"]);
+    let sqlite = On::new(source.path(), &[("PRELABEL_STORE", "sqlite")]);
+    faces_on_the_photos(&sqlite);
+    sqlite.ok(&["work", "--until-idle"]);
+    let before = sqlite.ok(&["annotations", "export", "--dataset", "photos"]);
     let target = tempdir();
-    let on_pg = |args: &[&str]| {
-        crate::support::command(target.path())
-            .env("PRELABEL_STORE", &url)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
+    let pg = On::new(target.path(), &[("PRELABEL_STORE", &url)]);
+    let on_pg = |args: &[&str]| pg.run(args);
     let out = on_pg(&[
         "migrate",
         "--from",
@@ -581,57 +598,30 @@ fn migrate_moves_a_home_into_postgres_and_it_carries_on() {
 /// bucket that are not the blob's are refused, never run.
 #[test]
 fn blobs_in_an_s3_bucket_serve_a_worker_that_shares_nothing_else() {
-    crate::support::face_detector();
     let s3 = crate::support::s3::server();
     let blobs = s3.create_bucket("prelabel-test");
     let url = postgres::server().create_database();
     let (uploader, worker) = (tempdir(), tempdir());
-    let on = |home: &std::path::Path, args: &[&str]| {
-        crate::support::command(home)
-            .env("PRELABEL_STORE", &url)
-            .env("PRELABEL_BLOBS", &blobs)
-            .env("AWS_ACCESS_KEY_ID", crate::support::s3::KEY)
-            .env("AWS_SECRET_ACCESS_KEY", crate::support::s3::SECRET)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
-    let ok = |home: &std::path::Path, args: &[&str]| {
-        let out = on(home, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
     let up = uploader.path();
-    ok(
+    let on = On::new(
         up,
         &[
-            "package",
-            "push",
-            crate::support::path(&crate::support::face_detector_dir()),
+            ("PRELABEL_STORE", &url),
+            ("PRELABEL_BLOBS", &blobs),
+            ("AWS_ACCESS_KEY_ID", crate::support::s3::KEY),
+            ("AWS_SECRET_ACCESS_KEY", crate::support::s3::SECRET),
         ],
     );
-    ok(
-        up,
-        &["service", "deploy", "face-detector", "--name", "faces"],
-    );
-    ok(up, &["trigger", "create", "faces", "--service", "faces"]);
+    let ok = |args: &[&str]| on.ok(args);
+    faces_on_the_photos(&on);
     let photos = crate::support::fixtures().join("images");
-    ok(
-        up,
-        &[
-            "upload",
-            crate::support::path(&photos),
-            "--dataset",
-            "photos",
-        ],
-    );
     assert!(
         !up.join("blobs").exists(),
         "nothing stored in the uploader's home"
     );
-    ok(worker.path(), &["work", "--until-idle"]);
+    on.at(worker.path()).ok(&["work", "--until-idle"]);
     let executions: serde_json::Value =
-        serde_json::from_str(&ok(up, &["executions", "list", "--json"])).expect("JSON");
+        serde_json::from_str(&ok(&["executions", "list", "--json"])).expect("JSON");
     let executions = executions.as_array().expect("a list");
     let photo_count = std::fs::read_dir(&photos).expect("photos").count();
     assert_eq!(executions.len(), photo_count);
@@ -639,17 +629,14 @@ fn blobs_in_an_s3_bucket_serve_a_worker_that_shares_nothing_else() {
         executions.iter().all(|e| e["status"] == "success"),
         "{executions:#?}"
     );
-    let exported = ok(
-        up,
-        &[
-            "annotations",
-            "export",
-            "--dataset",
-            "photos",
-            "--format",
-            "coco",
-        ],
-    );
+    let exported = ok(&[
+        "annotations",
+        "export",
+        "--dataset",
+        "photos",
+        "--format",
+        "coco",
+    ]);
     let coco: serde_json::Value = serde_json::from_str(&exported).expect("COCO");
     assert!(
         coco["annotations"]
@@ -657,17 +644,17 @@ fn blobs_in_an_s3_bucket_serve_a_worker_that_shares_nothing_else() {
             .is_some_and(|a| !a.is_empty()),
         "faces were found: {coco}"
     );
-    assert!(ok(up, &["check"]).contains("ok"));
+    assert!(ok(&["check"]).contains("ok"));
     // The worker read the artifacts from its cache of the bucket, checked.
     assert!(worker.path().join("cache/blobs/sha256").is_dir());
 
     // A blob gone from the bucket: `check` names it, its execution fails naming it.
     let items: serde_json::Value =
-        serde_json::from_str(&ok(up, &["items", "list", "--json"])).expect("JSON");
+        serde_json::from_str(&ok(&["items", "list", "--json"])).expect("JSON");
     let item = &items.as_array().expect("items")[0];
     let digest = item["digest"].as_str().expect("a digest");
     s3.delete("prelabel-test", &format!("blobs/sha256/{digest}"));
-    let check = on(up, &["check"]);
+    let check = on.run(&["check"]);
     assert!(!check.status.success());
     assert!(
         stdout(&check).contains(&format!("blob {digest} is missing")),
@@ -682,7 +669,9 @@ fn blobs_in_an_s3_bucket_serve_a_worker_that_shares_nothing_else() {
     );
     let fresh = tempdir();
     let id = item["id"].to_string();
-    let out = on(fresh.path(), &["execute", "faces", "--item", &id]);
+    let out = on
+        .at(fresh.path())
+        .run(&["execute", "faces", "--item", &id]);
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
         text.contains("the bucket's bytes have sha256"),

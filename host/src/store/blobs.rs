@@ -154,23 +154,34 @@ impl Bucket {
         }
     }
 
+    /// Sends a signed request about `digest`'s object: its answer when it succeeded, `None`
+    /// for 404, any other status or failure an error naming the method.
+    fn send<'a, A: S3Action<'a>>(
+        &self,
+        digest: &str,
+        action: A,
+        body: Option<&[u8]>,
+    ) -> Result<Option<reqwest::blocking::Response>, StoreError> {
+        let what = A::METHOD.to_str();
+        let method = reqwest::Method::from_bytes(what.as_bytes())
+            .map_err(|e| self.failed(digest, what, &e))?;
+        let mut request = self.client()?.request(method, action.sign(SIGNED_FOR));
+        if let Some(body) = body {
+            request = request.body(body.to_vec());
+        }
+        let response = request.send().map_err(|e| self.failed(digest, what, &e))?;
+        match response.status() {
+            s if s.is_success() => Ok(Some(response)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s => Err(self.failed(digest, what, &s)),
+        }
+    }
+
     /// Whether the bucket holds the blob (a HEAD request).
     fn has(&self, digest: &str) -> Result<bool, StoreError> {
         let key = self.key(digest);
-        let url = self
-            .bucket
-            .head_object(Some(&self.credentials), &key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .client()?
-            .head(url)
-            .send()
-            .map_err(|e| self.failed(digest, "HEAD", &e))?;
-        match response.status() {
-            s if s.is_success() => Ok(true),
-            reqwest::StatusCode::NOT_FOUND => Ok(false),
-            s => Err(self.failed(digest, "HEAD", &s)),
-        }
+        let head = self.bucket.head_object(Some(&self.credentials), &key);
+        Ok(self.send(digest, head, None)?.is_some())
     }
 
     fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -178,20 +189,11 @@ impl Bucket {
             return Ok(());
         }
         let key = self.key(digest);
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), &key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .client()?
-            .put(url)
-            .body(bytes.to_vec())
-            .send()
-            .map_err(|e| self.failed(digest, "PUT", &e))?;
-        if !response.status().is_success() {
-            return Err(self.failed(digest, "PUT", &response.status()));
+        let put = self.bucket.put_object(Some(&self.credentials), &key);
+        match self.send(digest, put, Some(bytes))? {
+            Some(_) => Ok(()),
+            None => Err(self.failed(digest, "PUT", &"404 Not Found (no such bucket)")),
         }
-        Ok(())
     }
 
     fn cached(&self, digest: &str) -> PathBuf {
@@ -205,25 +207,13 @@ impl Bucket {
             return Ok(path);
         }
         let key = self.key(digest);
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), &key)
-            .sign(SIGNED_FOR);
+        let get = self.bucket.get_object(Some(&self.credentials), &key);
         let response = self
-            .client()?
-            .get(url)
-            .send()
-            .map_err(|e| self.failed(digest, "GET", &e))?;
-        match response.status() {
-            s if s.is_success() => {}
-            reqwest::StatusCode::NOT_FOUND => {
-                return Err(StoreError::MissingBlob {
-                    digest: digest.to_string(),
-                    path: PathBuf::from(format!("{}/{key}", self.shown)),
-                });
-            }
-            s => return Err(self.failed(digest, "GET", &s)),
-        }
+            .send(digest, get, None)?
+            .ok_or_else(|| StoreError::MissingBlob {
+                digest: digest.to_string(),
+                path: PathBuf::from(format!("{}/{key}", self.shown)),
+            })?;
         let bytes = response
             .bytes()
             .map_err(|e| self.failed(digest, "GET", &e))?;

@@ -73,27 +73,28 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
         }
     }
     let mut copied = Copied::default();
-    // Blobs first: a row never names a blob the target lacks, whatever stops the copy.
-    let digests: Vec<String> = from
-        .conn()
-        .query_map(
-            "SELECT digest FROM items WHERE url IS NULL OR digest != ''
-             UNION SELECT component_digest FROM revisions
-             UNION SELECT digest FROM revision_artifacts",
-            params![],
-            |r| r.get(0),
-        )
-        .map_err(source_err)?;
-    for digest in digests {
-        // Shared, already there, or missing at the source (the target's check says so).
-        if from.location().blobs_at() == to.location().blobs_at()
-            || to.has_blob(&digest)?
-            || !from.has_blob(&digest)?
-        {
+    // Blobs first: a row never names a blob the target lacks, whatever stops the copy. One
+    // blob store for both (a shared folder or bucket): nothing to copy.
+    let digests: Vec<String> = if from.location().blobs_at() == to.location().blobs_at() {
+        Vec::new()
+    } else {
+        from.conn()
+            .query_map(
+                "SELECT digest FROM items WHERE url IS NULL OR digest != ''
+                 UNION SELECT component_digest FROM revisions
+                 UNION SELECT digest FROM revision_artifacts",
+                params![],
+                |r| r.get(0),
+            )
+            .map_err(source_err)?
+    };
+    for digest in &digests {
+        // Already there, or missing at the source (the target's check says so).
+        if to.has_blob(digest)? || !from.has_blob(digest)? {
             continue;
         }
-        let bytes = from.read_blob(&digest)?;
-        to.put_blob_as(&bytes, &digest)?;
+        let bytes = from.read_blob(digest)?;
+        to.put_blob_as(&bytes, digest)?;
         copied.blobs += 1;
         copied.blob_bytes += bytes.len() as u64;
     }
@@ -111,22 +112,24 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
             tx.execute("DELETE FROM events", params![])
                 .map_err(target_err)?;
         }
-        for row in &rows {
-            let columns = row.columns().join(", ");
-            let marks: Vec<String> = (1..=row.values().len()).map(|i| format!("${i}")).collect();
-            let values: Vec<&dyn super::ToValue> = row
-                .values()
-                .iter()
-                .map(|v| v as &dyn super::ToValue)
+        // Every row of a table has its columns: one statement for all of them.
+        if let Some(first) = rows.first() {
+            let marks: Vec<String> = (1..=first.values().len())
+                .map(|i| format!("${i}"))
                 .collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO {table} ({columns}) VALUES ({})",
-                    marks.join(", ")
-                ),
-                &values,
-            )
-            .map_err(target_err)?;
+            let insert = format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                first.columns().join(", "),
+                marks.join(", ")
+            );
+            for row in &rows {
+                let values: Vec<&dyn super::ToValue> = row
+                    .values()
+                    .iter()
+                    .map(|v| v as &dyn super::ToValue)
+                    .collect();
+                tx.execute(&insert, &values).map_err(target_err)?;
+            }
         }
         copied.rows.push((table.to_string(), rows.len()));
     }

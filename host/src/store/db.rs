@@ -567,19 +567,31 @@ impl Db {
         Ok(Tx {
             db: self,
             done: false,
+            restore_durable: false,
         })
     }
 
-    /// A transaction that does not take the store-wide write lock (PostgreSQL's row locks
-    /// are enough for what runs in it); on SQLite, as [`Db::transaction`].
-    pub fn transaction_unserialised(&mut self) -> Result<Tx<'_>> {
-        match self.backend {
-            Backend::Sqlite(_) => self.execute_batch("BEGIN IMMEDIATE")?,
-            Backend::Postgres { .. } => self.execute_batch("BEGIN")?,
+    /// A transaction whose commit need not survive a power cut (a claim: lost, its
+    /// execution is still queued, and a restart re-queues a `running` one anyway; the next
+    /// durable commit flushes the log up to and including it), and that does not take the
+    /// store-wide write lock (what runs in it takes its own). SQLite can change `synchronous`
+    /// only outside a transaction, so it is relaxed before and restored after; PostgreSQL's
+    /// `SET LOCAL` ends with the transaction.
+    pub fn relaxed_transaction(&mut self) -> Result<Tx<'_>> {
+        let sqlite = matches!(self.backend, Backend::Sqlite(_));
+        if sqlite {
+            self.set_durable(false)?;
+            if let Err(e) = self.execute_batch("BEGIN IMMEDIATE") {
+                let _ = self.set_durable(true);
+                return Err(e);
+            }
+        } else {
+            self.execute_batch("BEGIN; SET LOCAL synchronous_commit TO off")?;
         }
         Ok(Tx {
             db: self,
             done: false,
+            restore_durable: sqlite,
         })
     }
 }
@@ -592,12 +604,19 @@ const WRITE_LOCK: i64 = 0x7072_656c_6162_656c; // "prelabel"
 pub struct Tx<'a> {
     db: &'a Db,
     done: bool,
+    /// SQLite's `synchronous` to set back to durable when it ends.
+    restore_durable: bool,
 }
 
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.db.execute_batch("COMMIT")
+        self.db.execute_batch("COMMIT")?;
+        if self.restore_durable {
+            self.restore_durable = false;
+            self.db.set_durable(true)?;
+        }
+        Ok(())
     }
 }
 
@@ -614,6 +633,9 @@ impl Drop for Tx<'_> {
             // Nothing to do if it fails: the connection is then broken, and its transaction
             // dies with it.
             let _ = self.db.execute_batch("ROLLBACK");
+        }
+        if self.restore_durable {
+            let _ = self.db.set_durable(true);
         }
     }
 }

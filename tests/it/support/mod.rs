@@ -125,6 +125,26 @@ pub fn prelabel(home: &Path, args: &[&str]) -> Output {
     command(home).args(args).output().expect("prelabel runs")
 }
 
+/// Installs Debian packages with apt, for a test that needs them where they are missing (CI
+/// and a fresh machine run the README's test command as root; elsewhere the failure says what
+/// to install).
+pub fn apt_install(packages: &[&str], needed_for: &str) {
+    let install = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -qq --no-install-recommends {}",
+        packages.join(" ")
+    );
+    let out = Command::new("sh").args(["-c", &install]).output();
+    let ok = out.as_ref().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{needed_for} needs Debian's {}; installing it failed (run as root, or install it \
+         yourself): {:?}",
+        packages.join(", "),
+        out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+    );
+}
+
 /// Runs a command to its end and returns its output and the peak resident memory, in
 /// bytes, of it and of every child it waited for (its inference workers).
 pub fn run_measured(mut command: Command) -> (Output, u64) {
@@ -709,14 +729,7 @@ pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
         .output()
         .is_ok_and(|o| o.status.success());
     if !made {
-        run(
-            "installing Debian's python3-venv (run as root, or install it yourself)",
-            Command::new("sh").args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-                 apt-get install -y -qq --no-install-recommends python3-venv",
-            ]),
-        );
+        apt_install(&["python3-venv"], "making a Python virtualenv");
         let _ = std::fs::remove_dir_all(&venv);
         run(
             "python3 -m venv",

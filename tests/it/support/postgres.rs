@@ -6,7 +6,6 @@
 //! `postgresql`, installed with apt on first use where it is missing: one per test process.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use prelabel::store::scratch;
@@ -64,18 +63,5 @@ fn install() {
     if scratch::bin_dir().is_some() {
         return;
     }
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-             apt-get install -y -qq --no-install-recommends postgresql",
-        ])
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "the PostgreSQL tests need Debian's `postgresql`; installing it failed (run as root, \
-         or install it yourself): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::apt_install(&["postgresql"], "the PostgreSQL tests");
 }

@@ -62,56 +62,42 @@ impl Server {
         .expect("a bucket")
     }
 
-    /// A new bucket; its `--blobs` URL (keys: [`KEY`], [`SECRET`]).
-    pub fn create_bucket(&self, name: &str) -> String {
-        let credentials = Credentials::new(KEY, SECRET);
-        let url = self
-            .bucket(name)
-            .create_bucket(&credentials)
-            .sign(Duration::from_secs(60));
+    /// Sends a signed request (with `body`, for a PUT) and asserts it succeeded.
+    fn send<'a, A: S3Action<'a>>(&self, action: A, body: &[u8], what: &str) {
+        let method = A::METHOD.to_str().parse().expect("an HTTP method");
         let status = super::server::client_builder()
             .build()
             .expect("a client")
-            .put(url)
-            .body(Vec::new())
+            .request(method, action.sign(Duration::from_secs(60)))
+            .body(body.to_vec())
             .send()
-            .expect("PUT bucket")
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
             .status();
-        assert!(status.is_success(), "create bucket: {status}");
+        assert!(status.is_success(), "{what}: {status}");
+    }
+
+    /// A new bucket; its `--blobs` URL (keys: [`KEY`], [`SECRET`]).
+    pub fn create_bucket(&self, name: &str) -> String {
+        let credentials = Credentials::new(KEY, SECRET);
+        // An empty body: moto wants a length even for a bucket.
+        self.send(
+            self.bucket(name).create_bucket(&credentials),
+            b"",
+            "create bucket",
+        );
         format!("s3://{name}/blobs?endpoint={}", self.endpoint)
     }
 
     /// Writes `bytes` at `key` in the bucket (to damage a blob, say).
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
         let credentials = Credentials::new(KEY, SECRET);
-        let url = self
-            .bucket(bucket)
-            .put_object(Some(&credentials), key)
-            .sign(Duration::from_secs(60));
-        let status = super::server::client_builder()
-            .build()
-            .expect("a client")
-            .put(url)
-            .body(bytes.to_vec())
-            .send()
-            .expect("PUT object")
-            .status();
-        assert!(status.is_success(), "put {key}: {status}");
+        let bucket = self.bucket(bucket);
+        self.send(bucket.put_object(Some(&credentials), key), bytes, key);
     }
 
     pub fn delete(&self, bucket: &str, key: &str) {
         let credentials = Credentials::new(KEY, SECRET);
-        let url = self
-            .bucket(bucket)
-            .delete_object(Some(&credentials), key)
-            .sign(Duration::from_secs(60));
-        let status = super::server::client_builder()
-            .build()
-            .expect("a client")
-            .delete(url)
-            .send()
-            .expect("DELETE object")
-            .status();
-        assert!(status.is_success(), "delete {key}: {status}");
+        let bucket = self.bucket(bucket);
+        self.send(bucket.delete_object(Some(&credentials), key), b"", key);
     }
 }
