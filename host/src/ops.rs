@@ -45,8 +45,6 @@ pub struct Home {
     cache_dir: PathBuf,
     store: Mutex<Option<Store>>,
     runtime: OnceLock<Arc<Runtime>>,
-    /// How long this process's worker lease lasts without a heartbeat (see `worker`).
-    lease: Duration,
 }
 
 /// What `deploy` did.
@@ -166,7 +164,6 @@ impl Home {
             cache_dir,
             store: Mutex::new(None),
             runtime: OnceLock::new(),
-            lease: crate::worker::DEFAULT_LEASE,
         }
     }
 
@@ -187,13 +184,6 @@ impl Home {
 
     pub fn location(&self) -> &Location {
         &self.location
-    }
-
-    /// How long this process's worker lease lasts without a heartbeat: the time after
-    /// which, if it stops or is cut off, other workers take its executions back.
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -654,14 +644,7 @@ impl Home {
     /// execution with the annotations it stored.
     pub fn execute(&self, service: &str, function: &str, item: i64) -> Result<Executed> {
         let runtime = self.runtime()?;
-        let execution = scheduler::execute_now(
-            &self.location,
-            self.lease,
-            &runtime,
-            service,
-            function,
-            item,
-        )?;
+        let execution = scheduler::execute_now(&self.location, &runtime, service, function, item)?;
         let annotations = export::item_annotations(&*self.store()?, item)?
             .into_iter()
             .filter(|a| a.execution_id == Some(execution.id))
@@ -697,14 +680,7 @@ impl Home {
         stop: Arc<AtomicBool>,
         until_idle: bool,
     ) -> Result<Interrupted> {
-        scheduler::run_locked(
-            lock,
-            &self.location,
-            self.lease,
-            self.runtime()?,
-            stop,
-            until_idle,
-        )
+        scheduler::run_locked(lock, &self.location, self.runtime()?, stop, until_idle)
     }
 
     /// The store, its workers (with their leases and heartbeats) and each service's queue.

@@ -128,19 +128,11 @@ pub fn lock_home(home: &Path) -> Result<HomeLock> {
 /// Returns what it found left `running` by stopped processes, and what it did with them.
 pub fn run(
     home: &Location,
-    lease: Duration,
     runtime: Arc<Runtime>,
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
-    run_locked(
-        lock_home(&home.home)?,
-        home,
-        lease,
-        runtime,
-        stop,
-        until_idle,
-    )
+    run_locked(lock_home(&home.home)?, home, runtime, stop, until_idle)
 }
 
 /// [`run`], with the home's lock already taken (so that a server can refuse to start before
@@ -148,7 +140,6 @@ pub fn run(
 pub fn run_locked(
     _lock: HomeLock,
     home: &Location,
-    lease: Duration,
     runtime: Arc<Runtime>,
     stop: Arc<AtomicBool>,
     until_idle: bool,
@@ -157,7 +148,7 @@ pub fn run_locked(
     // On the embedded store this is the home's one scheduler (its lock says so): whatever is
     // still running was left by a process that stopped. On a shared database other workers
     // are running; theirs are found lost by their leases, one claim at a time.
-    let registration = Registration::start(home, lease)?;
+    let registration = Registration::start(home)?;
     let interrupted = match store.dialect() {
         Dialect::Sqlite => execution::requeue_interrupted(&mut store)?,
         Dialect::Postgres => execution::requeue_home(
@@ -185,7 +176,6 @@ pub fn run_locked(
                             components: components.clone(),
                             wake: wake.clone(),
                             worker: registration.worker.clone(),
-                            lease,
                         };
                         let stop = stop.clone();
                         std::thread::spawn(move || worker(context, service.id, slot, stop))
@@ -218,7 +208,6 @@ struct Context {
     components: Arc<Components>,
     wake: Arc<Wake>,
     worker: Arc<Worker>,
-    lease: Duration,
 }
 
 fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
@@ -228,7 +217,6 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
         components,
         wake,
         worker,
-        lease,
     } = context;
     let mut store = match home.open() {
         Ok(s) => s,
@@ -249,11 +237,19 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             Ok(Step::Ran) => {}
             // Bounded by the lease too: a lost worker changes nothing in the store, and its
             // executions come back only when a claim sees its lease run out.
-            Ok(Step::Idle) => wake.wait(seen, IDLE.min(lease)),
+            Ok(Step::Idle) => wake.wait(seen, IDLE.min(home.lease)),
             Ok(Step::Exit) => return,
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
                 std::thread::sleep(POLL * 10);
+                // A session the server ended (this worker sat inside a transaction past its
+                // lease: stopped, or cut off) is replaced; what it was doing was rolled back.
+                if store.conn().is_closed() {
+                    match home.open() {
+                        Ok(s) => store = s,
+                        Err(e) => tracing::error!("worker cannot open the store again: {e}"),
+                    }
+                }
             }
         }
     }
@@ -472,7 +468,6 @@ fn attempt(
 /// finished execution.
 pub fn execute_now(
     home: &Location,
-    lease: Duration,
     runtime: &Runtime,
     service_name: &str,
     function: &str,
@@ -484,7 +479,7 @@ pub fn execute_now(
     revision.check_function(&service.name, function)?;
     item::get(&store, item_id)?;
     // A worker of its own, whose lease tells other processes that it still runs.
-    let registration = Registration::start(home, lease)?;
+    let registration = Registration::start(home)?;
     let claimed = execution::start_direct(
         &mut store,
         service.id,

@@ -98,6 +98,10 @@ pub struct Location {
     pub database: Database,
     /// Where blobs live when not in `HOME/blobs`: a folder every worker mounts, or a bucket.
     pub blobs: Option<BlobsAt>,
+    /// How long this process may go unheard before other workers take its executions back:
+    /// its worker's lease, and on PostgreSQL the longest any of its sessions may sit idle
+    /// inside a transaction (see [`Db::limit_idle_transactions`]).
+    pub lease: Duration,
 }
 
 /// The database of a [`Location`].
@@ -168,6 +172,7 @@ impl Location {
             home: home.into(),
             database: Database::Sqlite,
             blobs: None,
+            lease: crate::worker::DEFAULT_LEASE,
         }
     }
 
@@ -220,11 +225,26 @@ impl Store {
         let db = match &location.database {
             Database::Sqlite => Db::sqlite(open_sqlite(&location.home).map_err(connect)?),
             Database::Postgres(url) => {
-                let client = postgres::Client::connect(url, postgres::NoTls)
+                let mut config: postgres::Config = url
+                    .parse()
+                    .map_err(|e: postgres::Error| connect(e.into()))?;
+                // Named in `pg_stat_activity`, so that an operator (and a test) can tell
+                // which process holds which session and lock.
+                if config.get_application_name().is_none() {
+                    config.application_name(&format!("prelabel {}", std::process::id()));
+                }
+                let client = config
+                    .connect(postgres::NoTls)
                     .map_err(|e| connect(e.into()))?;
                 Db::postgres(client)
             }
         };
+        // Before anything else, the migrations' transaction included.
+        db.limit_idle_transactions(Some(location.lease))
+            .map_err(|source| StoreError::Db {
+                at: at.clone(),
+                source,
+            })?;
         let mut store = Self {
             location: location.clone(),
             db,

@@ -93,7 +93,8 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn start(location: &Location, lease: Duration) -> Result<Self> {
+    pub fn start(location: &Location) -> Result<Self> {
+        let lease = location.lease;
         let mut store = location.open()?;
         let worker = Arc::new(register(&mut store, &location.home, lease)?);
         let stop = Arc::new(AtomicBool::new(false));

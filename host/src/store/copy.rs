@@ -99,6 +99,10 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
         copied.blob_bytes += bytes.len() as u64;
     }
     let dialect = to.dialect();
+    // Its transaction waits on the source's reads between inserts: no idle limit for it.
+    to.conn()
+        .limit_idle_transactions(None)
+        .map_err(target_err)?;
     let tx = to.write()?;
     for table in TABLES {
         let rows = from

@@ -447,6 +447,32 @@ impl Db {
         }
     }
 
+    /// Ends this connection's session if it sits inside a transaction, doing nothing, for
+    /// longer than `limit` (PostgreSQL's `idle_in_transaction_session_timeout`). A worker
+    /// stopped or cut off in the middle of a claim would otherwise hold its locks, and every
+    /// other worker's claims behind them, for as long as its connection lasts. Nothing on
+    /// SQLite, whose workers share one machine and one home.
+    /// `None` lifts the limit (a copy that reads another store inside its transaction).
+    pub fn limit_idle_transactions(&self, limit: Option<Duration>) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            // 0 is PostgreSQL's "no limit"; a limit rounds up to a millisecond at least.
+            Backend::Postgres { .. } => self.execute_batch(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                limit.map_or(0, |l| l.as_millis().max(1))
+            )),
+        }
+    }
+
+    /// Whether the connection is gone (the server ended the session or went away): it
+    /// cannot be used again, only replaced.
+    pub fn is_closed(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres { client, .. } => client.borrow().is_closed(),
+        }
+    }
+
     /// Runs statements without parameters (a migration, a transaction's BEGIN).
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.backend {

@@ -29,9 +29,9 @@ pub struct Args {
 impl Args {
     pub fn run(self, home: Home) -> Result<ExitCode> {
         let from = Location {
-            home: self.from,
             database: super::store_database(&self.from_store, "--from-store")?,
             blobs: self.from_blobs.as_deref().map(BlobsAt::parse).transpose()?,
+            ..Location::home(self.from)
         };
         let target = Location {
             database: super::store_database(&self.to, "--to")?,

@@ -159,7 +159,6 @@ enum Command {
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
         let location = Location {
-            home: self.home,
             database: store_database(&self.store, "--store")?,
             blobs: self
                 .blobs
@@ -167,9 +166,10 @@ impl Cli {
                 .map(BlobsAt::parse)
                 .transpose()
                 .context("--blobs")?,
+            lease: Duration::from_secs_f64(self.lease),
+            ..Location::home(self.home)
         };
-        let home =
-            Home::at(location, self.cache_dir).with_lease(Duration::from_secs_f64(self.lease));
+        let home = Home::at(location, self.cache_dir);
         match self.command {
             Command::Detect(args) => args.run(&home),
             Command::Demo(args) => args.run(&home),

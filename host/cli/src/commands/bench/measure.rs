@@ -727,7 +727,7 @@ fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()>
             _ => Location {
                 database: Database::Postgres(server.create_database(&name.replace('-', "_"))?),
                 blobs: Some(BlobsAt::Folder(dir.join("blobs"))),
-                home: dir,
+                ..Location::home(dir)
             },
         };
         let home = platform_at(location, &shared, &options.noop, 4)?;
