@@ -195,8 +195,12 @@ impl Home {
         // A panic while the store was held cannot leave it half-written: every write is
         // one transaction, rolled back when dropped.
         let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.location.open()?);
+        match guard.as_mut() {
+            // A session the database ended since the last operation: a new one.
+            Some(store) => {
+                store.reconnect_if_closed()?;
+            }
+            None => *guard = Some(self.location.open()?),
         }
         Ok(StoreGuard(guard))
     }

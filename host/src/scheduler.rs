@@ -163,34 +163,53 @@ pub fn run_locked(
     let mut version = store.conn().changes_within(Duration::ZERO)?;
     let mut changed = true;
     while !stop.load(Ordering::Relaxed) {
-        let running = workers.len();
-        workers.retain(|_, w| !w.is_finished());
-        // Services are read again only when the store changed or a worker ended.
-        if changed || workers.len() < running {
-            for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
-                for slot in 0..service.settings.concurrency {
-                    workers.entry((service.id, slot)).or_insert_with(|| {
-                        let context = Context {
-                            home: home.clone(),
-                            runtime: runtime.clone(),
-                            components: components.clone(),
-                            wake: wake.clone(),
-                            worker: registration.worker.clone(),
-                        };
-                        let stop = stop.clone();
-                        std::thread::spawn(move || worker(context, service.id, slot, stop))
-                    });
+        // One round; `Ok(false)` when `until_idle` finds nothing left to do.
+        let round = (|| -> Result<bool> {
+            let running = workers.len();
+            workers.retain(|_, w| !w.is_finished());
+            // Services are read again only when the store changed or a worker ended.
+            if changed || workers.len() < running {
+                for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
+                    for slot in 0..service.settings.concurrency {
+                        workers.entry((service.id, slot)).or_insert_with(|| {
+                            let context = Context {
+                                home: home.clone(),
+                                runtime: runtime.clone(),
+                                components: components.clone(),
+                                wake: wake.clone(),
+                                worker: registration.worker.clone(),
+                            };
+                            let stop = stop.clone();
+                            std::thread::spawn(move || worker(context, service.id, slot, stop))
+                        });
+                    }
+                }
+                if until_idle && execution::pending(&store)? == 0 {
+                    return Ok(false);
                 }
             }
-            if until_idle && execution::pending(&store)? == 0 {
-                break;
+            let now = store.conn().changes_within(POLL)?;
+            changed = now != version;
+            if changed {
+                version = now;
+                wake.bump();
             }
-        }
-        let now = store.conn().changes_within(POLL)?;
-        changed = now != version;
-        if changed {
-            version = now;
-            wake.bump();
+            Ok(true)
+        })();
+        match round {
+            Ok(true) => {}
+            Ok(false) => break,
+            // The database ended this session (a restart, a failover, an operator): a new
+            // one, and the services read again. The worker threads replace theirs alike.
+            Err(e) if store.conn().is_closed() => {
+                tracing::warn!("the scheduler's session ended ({e}); connecting again");
+                std::thread::sleep(POLL * 10);
+                if let Err(e) = store.reconnect_if_closed() {
+                    tracing::error!("the scheduler cannot reach the store: {e}");
+                }
+                changed = true;
+            }
+            Err(e) => return Err(e),
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -242,13 +261,10 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
                 std::thread::sleep(POLL * 10);
-                // A session the server ended (this worker sat inside a transaction past its
-                // lease: stopped, or cut off) is replaced; what it was doing was rolled back.
-                if store.conn().is_closed() {
-                    match home.open() {
-                        Ok(s) => store = s,
-                        Err(e) => tracing::error!("worker cannot open the store again: {e}"),
-                    }
+                // A session the database ended (this worker sat inside a transaction past its
+                // lease, or a restart, a failover) is replaced.
+                if let Err(e) = store.reconnect_if_closed() {
+                    tracing::error!("worker cannot reach the store: {e}");
                 }
             }
         }
@@ -349,7 +365,7 @@ fn run_claimed(
                     component_digest: "",
                     init_inputs: None,
                 };
-                return execution::finish(
+                return record(
                     store,
                     claimed,
                     &outcome,
@@ -384,7 +400,7 @@ fn run_claimed(
             outcome
         }
     };
-    execution::finish(
+    record(
         store,
         claimed,
         &outcome,
@@ -395,6 +411,26 @@ fn run_claimed(
             init_inputs: Some(&service.init_inputs),
         },
     )
+}
+
+/// [`execution::finish`], again on a new session if the database ended this one while the
+/// guest ran (a restart, a failover): the claim still holds the execution, so its outcome
+/// is recorded rather than lost.
+fn record(
+    store: &mut Store,
+    claimed: &Claimed,
+    outcome: &Outcome,
+    logs: &str,
+    duration_ms: u64,
+    ran: execution::Ran<'_>,
+) -> Result<()> {
+    match execution::finish(store, claimed, outcome, logs, duration_ms, ran) {
+        Err(e) if store.reconnect_if_closed()? => {
+            tracing::warn!("execution #{}: recorded on a new session ({e})", claimed.id);
+            execution::finish(store, claimed, outcome, logs, duration_ms, ran)
+        }
+        ended => ended,
+    }
 }
 
 /// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).

@@ -304,6 +304,17 @@ impl Store {
         &self.location
     }
 
+    /// A new session in place of one the database ended (a server restart, a failover, an
+    /// operator's `pg_terminate_backend`, or [`Db::limit_idle_transactions`]); whatever the
+    /// old one had not committed, the server rolled back. Whether it reconnected.
+    pub fn reconnect_if_closed(&mut self) -> Result<bool, StoreError> {
+        if !self.db.is_closed() {
+            return Ok(false);
+        }
+        *self = Store::open_at(&self.location)?;
+        Ok(true)
+    }
+
     pub fn home(&self) -> &Path {
         &self.location.home
     }

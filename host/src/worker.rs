@@ -131,15 +131,29 @@ impl Drop for Registration {
     }
 }
 
-fn heartbeat(store: Store, id: i64, every: Duration, stop: &AtomicBool) {
+fn heartbeat(mut store: Store, id: i64, every: Duration, stop: &AtomicBool) {
     // A heartbeat need not survive a power cut: a lost one only shortens the lease.
-    if let Err(e) = store.conn().set_durable(false) {
-        tracing::warn!("worker #{id}: {e}");
-    }
+    let relax = |store: &Store| {
+        if let Err(e) = store.conn().set_durable(false) {
+            tracing::warn!("worker #{id}: {e}");
+        }
+    };
+    relax(&store);
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(every);
         if let Err(e) = beat(&store, id) {
             tracing::error!("worker #{id} could not renew its lease: {e}");
+            // A session the database ended: a new one, or this worker is soon lost.
+            match store.reconnect_if_closed() {
+                Ok(true) => {
+                    relax(&store);
+                    if let Err(e) = beat(&store, id) {
+                        tracing::error!("worker #{id} could not renew its lease: {e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!("worker #{id} cannot reach the store: {e}"),
+            }
         }
     }
 }

@@ -273,6 +273,32 @@ fn signal(child: &std::process::Child, signal: libc::c_int) {
     assert_eq!(sent, 0, "signal {signal} to {}", child.id());
 }
 
+/// Every one of `items` items annotated exactly once, by one execution that succeeded.
+fn each_item_annotated_once(db: &mut ::postgres::Client, items: usize) {
+    let per_item = db
+        .query(
+            "SELECT i.name,
+                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id AND e.status = 'success'),
+                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id),
+                    (SELECT COUNT(*) FROM annotations a WHERE a.item_id = i.id),
+                    (SELECT COUNT(*) FROM annotations a JOIN executions e ON e.id = a.execution_id
+                      WHERE a.item_id = i.id AND e.status = 'success')
+               FROM items i ORDER BY i.name",
+            &[],
+        )
+        .expect("rows");
+    assert_eq!(per_item.len(), items);
+    for row in &per_item {
+        let name: String = row.get(0);
+        let counts: (i64, i64, i64, i64) = (row.get(1), row.get(2), row.get(3), row.get(4));
+        assert_eq!(
+            counts,
+            (1, 1, 1, 1),
+            "{name}: success, executions, annotations, by the success"
+        );
+    }
+}
+
 /// Three workers on one PostgreSQL and a shared blob folder, a few hundred items: one worker
 /// killed mid-run, another stopped past its lease and let go again. Every item ends annotated
 /// exactly once, the service's concurrency holds across the workers (the recorded start and
@@ -412,29 +438,7 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
         crate::support::wait_exit(w, 60, &format!("worker {i}"));
     }
 
-    // Every item annotated exactly once, by one successful execution.
-    let per_item = db
-        .query(
-            "SELECT i.name,
-                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id AND e.status = 'success'),
-                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id),
-                    (SELECT COUNT(*) FROM annotations a WHERE a.item_id = i.id),
-                    (SELECT COUNT(*) FROM annotations a JOIN executions e ON e.id = a.execution_id
-                      WHERE a.item_id = i.id AND e.status = 'success')
-               FROM items i ORDER BY i.name",
-            &[],
-        )
-        .expect("rows");
-    assert_eq!(per_item.len(), ITEMS);
-    for row in &per_item {
-        let name: String = row.get(0);
-        let counts: (i64, i64, i64, i64) = (row.get(1), row.get(2), row.get(3), row.get(4));
-        assert_eq!(
-            counts,
-            (1, 1, 1, 1),
-            "{name}: success, executions, annotations, by the success"
-        );
-    }
+    each_item_annotated_once(&mut db, ITEMS);
     // The killed worker's execution was taken back and counted as interrupted.
     let interrupted = count(
         &mut db,
@@ -654,24 +658,144 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
             std::fs::read_to_string(logs.path().join(format!("worker-{i}.log"))).expect("its log");
         assert!(status.success(), "worker {i} ended {status}:\n{log}");
     }
-    let per_item = db
-        .query(
-            "SELECT i.name,
-                    (SELECT COUNT(*) FROM executions e WHERE e.item_id = i.id AND e.status = 'success'),
-                    (SELECT COUNT(*) FROM annotations a WHERE a.item_id = i.id)
-               FROM items i ORDER BY i.name",
+    each_item_annotated_once(&mut db, ITEMS);
+}
+
+/// The database ends every session of a running `prelabel serve`, twice (as a restart, a
+/// failover or an operator's `pg_terminate_backend` would): its scheduler, worker threads,
+/// heartbeat and API each open a new session and go on. Every item ends annotated once, the
+/// worker is still `running` (its heartbeat came back), and it stops cleanly.
+#[test]
+fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
+    const ITEMS: usize = 300;
+    let url = postgres::server().create_database();
+    let home = tempdir();
+    let on = On::new(
+        home.path(),
+        &[("PRELABEL_STORE", &url), ("PRELABEL_LEASE", "1.5")],
+    );
+    let ok = |args: &[&str]| on.ok(args);
+    let hostile = crate::support::hostile_guest();
+    ok(&[
+        "package",
+        "push",
+        crate::support::path(&hostile),
+        "--no-build",
+    ]);
+    ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "naps",
+        "--concurrency",
+        "4",
+    ]);
+    ok(&["trigger", "create", "naps", "--service", "naps"]);
+    let dir = tempdir();
+    for i in 0..ITEMS {
+        std::fs::write(
+            dir.path().join(format!("nap-{i:03}.png")),
+            crate::support::png(2, 2),
+        )
+        .expect("an item");
+    }
+    ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+    let mut serve = on
+        .command()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prelabel serve starts");
+    let base = crate::support::server::listening(&mut serve, "prelabel serve");
+    let client = crate::support::server::client_builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("a client");
+    let status = || {
+        client
+            .get(format!("{base}/api/status"))
+            .send()
+            .expect("GET")
+    };
+    assert!(status().status().is_success(), "the API answers");
+    let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let done = |db: &mut ::postgres::Client| -> i64 {
+        db.query_one(
+            "SELECT COUNT(*) FROM executions WHERE status = 'success'",
             &[],
         )
-        .expect("rows");
-    assert_eq!(per_item.len(), ITEMS);
-    for row in &per_item {
-        let name: String = row.get(0);
-        assert_eq!(
-            (row.get::<_, i64>(1), row.get::<_, i64>(2)),
-            (1, 1),
-            "{name}: successes, annotations"
-        );
+        .expect("a count")
+        .get(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while done(&mut db) < 30 {
+        assert!(std::time::Instant::now() < deadline, "never at work");
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let name = format!("prelabel {}", serve.id());
+    let sessions = |db: &mut ::postgres::Client| -> i64 {
+        db.query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .expect("a count")
+        .get(0)
+    };
+    for cut in 0..2 {
+        // The scheduler, its heartbeat and four worker threads (and the API's, once asked):
+        // all of them there again before the second cut.
+        while sessions(&mut db) < 6 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cut {cut}: the server has {} sessions",
+                sessions(&mut db)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // In the select list: a WHERE clause may call it before it filters.
+        let ended = db
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .expect("sessions ended")
+            .iter()
+            .filter(|r| r.get::<_, bool>(0))
+            .count();
+        assert!(ended >= 6, "cut {cut}: {ended} sessions ended");
+    }
+    while done(&mut db) < ITEMS as i64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not carry on: {} of {ITEMS} done",
+            done(&mut db)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Past a lease since the cuts: still running, so its heartbeat found a new session. The
+    // API's first request after a cut may fail with it; the next has a new session.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let answered = (0..2)
+        .map(|_| status())
+        .find(|r| r.status().is_success())
+        .expect("the API answers again");
+    let shown: serde_json::Value = answered.json().expect("JSON");
+    let workers = shown["workers"].as_array().expect("workers");
+    let ours = workers
+        .iter()
+        .find(|w| {
+            w["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&format!(":{}", serve.id())))
+        })
+        .expect("the server's worker");
+    assert_eq!(ours["state"], "running", "{shown}");
+    signal(&serve, libc::SIGINT);
+    let ended = crate::support::wait_exit(&mut serve, 60, "prelabel serve");
+    assert!(ended.success(), "prelabel serve ended {ended}");
+    each_item_annotated_once(&mut db, ITEMS);
 }
 
 #[test]

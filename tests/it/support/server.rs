@@ -118,7 +118,7 @@ impl Server {
 
 /// Waits for `child` to say where it listens (`listening on URL`), and returns the URL
 /// without its trailing `/`; keeps reading its stderr after, so that it never blocks.
-fn listening(child: &mut Child, what: &str) -> String {
+pub fn listening(child: &mut Child, what: &str) -> String {
     let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
     let mut seen = String::new();
     let base = loop {
