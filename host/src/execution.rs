@@ -423,6 +423,7 @@ pub fn claim_next(
     concurrency: u32,
     revision_id: i64,
     worker: &Worker,
+    claim: i64,
 ) -> Result<Option<Claimed>> {
     let dialect = store.dialect();
     let lost = format!(
@@ -493,7 +494,7 @@ pub fn claim_next(
                     function: r.get(2)?,
                     attempts: r.get::<u32>(3)? + 1,
                     worker_id: worker.id,
-                    claim: worker.next_claim(),
+                    claim,
                 })
             },
         )
@@ -510,6 +511,21 @@ pub fn claim_next(
     }
     tx.commit()?;
     Ok(next)
+}
+
+/// Puts back on the queue the execution that `claim` of worker `worker_id` holds, if it still
+/// does, as an interruption: the session that claimed or ran it ended (a restart, a
+/// failover), so that a claim whose commit reached the server but whose answer did not, or an
+/// attempt whose reads failed with the session, is neither stuck nor charged to the item.
+pub fn release(store: &mut Store, worker_id: i64, claim: i64) -> Result<Interrupted> {
+    let tx = store.write()?;
+    let released = requeue(
+        &tx,
+        "status = 'running' AND worker_id = $1 AND claim = $2",
+        params![worker_id, claim],
+    )?;
+    tx.commit()?;
+    Ok(released)
 }
 
 /// Creates an execution that is already running (a direct `execute`, never on the queue).

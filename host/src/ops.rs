@@ -198,7 +198,7 @@ impl Home {
         match guard.as_mut() {
             // A session the database ended since the last operation: a new one.
             Some(store) => {
-                store.reconnect_if_closed()?;
+                store.reconnect_if_lost()?;
             }
             None => *guard = Some(self.location.open()?),
         }

@@ -201,10 +201,10 @@ pub fn run_locked(
             Ok(false) => break,
             // The database ended this session (a restart, a failover, an operator): a new
             // one, and the services read again. The worker threads replace theirs alike.
-            Err(e) if store.conn().is_closed() => {
+            Err(e) if store.conn().is_lost() => {
                 tracing::warn!("the scheduler's session ended ({e}); connecting again");
                 std::thread::sleep(POLL * 10);
-                if let Err(e) = store.reconnect_if_closed() {
+                if let Err(e) = store.reconnect_if_lost() {
                     tracing::error!("the scheduler cannot reach the store: {e}");
                 }
                 changed = true;
@@ -263,7 +263,7 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
                 std::thread::sleep(POLL * 10);
                 // A session the database ended (this worker sat inside a transaction past its
                 // lease, or a restart, a failover) is replaced.
-                if let Err(e) = store.reconnect_if_closed() {
+                if let Err(e) = store.reconnect_if_lost() {
                     tracing::error!("worker cannot reach the store: {e}");
                 }
             }
@@ -292,13 +292,27 @@ fn step(
     if service.paused || slot >= service.settings.concurrency {
         return Ok(Step::Exit);
     }
-    let claimed = execution::claim_next(
+    // Numbered before it is made: if the session ends during the claim, its commit may have
+    // reached the server all the same, and this number finds what it took.
+    let claim = worker.next_claim();
+    let claimed = match execution::claim_next(
         store,
         service.id,
         service.settings.concurrency,
         service.revision_id,
         worker,
-    )?;
+        claim,
+    ) {
+        Ok(claimed) => claimed,
+        Err(e) if store.reconnect_if_lost()? => {
+            tracing::warn!(
+                "worker for service #{service_id}: the session ended during a claim ({e})"
+            );
+            execution::release(store, worker.id, claim)?;
+            return Ok(Step::Ran);
+        }
+        Err(e) => return Err(e),
+    };
     let Some(claimed) = claimed else {
         return Ok(Step::Idle);
     };
@@ -424,8 +438,18 @@ fn record(
     duration_ms: u64,
     ran: execution::Ran<'_>,
 ) -> Result<()> {
+    // The session ended during the attempt, and its reads failed with it: not the item's
+    // failure. The execution goes back on the queue, as after a restart.
+    if matches!(outcome, Outcome::Failed { .. }) && store.reconnect_if_lost()? {
+        tracing::warn!(
+            "execution #{}: the session ended during the attempt; queued again",
+            claimed.id
+        );
+        execution::release(store, claimed.worker_id, claimed.claim)?;
+        return Ok(());
+    }
     match execution::finish(store, claimed, outcome, logs, duration_ms, ran) {
-        Err(e) if store.reconnect_if_closed()? => {
+        Err(e) if store.reconnect_if_lost()? => {
             tracing::warn!("execution #{}: recorded on a new session ({e})", claimed.id);
             execution::finish(store, claimed, outcome, logs, duration_ms, ran)
         }

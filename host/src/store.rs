@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod copy;
 pub mod db;
 pub mod scratch;
+pub mod tls;
 pub use blobs::{Blobs, BlobsAt};
 pub(crate) use db::params;
 pub use db::{Db, DbError, Dialect, OptionalExtension, Params, Row, ToValue, Tx};
@@ -131,12 +132,15 @@ impl Database {
             return Ok(Database::Sqlite);
         }
         if given.starts_with("postgres://") || given.starts_with("postgresql://") {
-            given
-                .parse::<postgres::Config>()
-                .map_err(|e| StoreError::Location {
-                    given: redact(given),
-                    reason: e.to_string(),
-                })?;
+            let (_, tls) = tls::split(given).map_err(|reason| StoreError::Location {
+                given: redact(given),
+                reason,
+            })?;
+            // A root file that cannot be read is named now, not at the first connection.
+            tls::connector(&tls).map_err(|reason| StoreError::Location {
+                given: redact(given),
+                reason,
+            })?;
             return Ok(Database::Postgres(given.to_string()));
         }
         Err(StoreError::Location {
@@ -225,17 +229,18 @@ impl Store {
         let db = match &location.database {
             Database::Sqlite => Db::sqlite(open_sqlite(&location.home).map_err(connect)?),
             Database::Postgres(url) => {
-                let mut config: postgres::Config = url
-                    .parse()
-                    .map_err(|e: postgres::Error| connect(e.into()))?;
+                let location_err = |reason| StoreError::Location {
+                    given: redact(url),
+                    reason,
+                };
+                let (mut config, tls) = tls::split(url).map_err(location_err)?;
+                let connector = tls::connector(&tls).map_err(location_err)?;
                 // Named in `pg_stat_activity`, so that an operator (and a test) can tell
                 // which process holds which session and lock.
                 if config.get_application_name().is_none() {
                     config.application_name(&format!("prelabel {}", std::process::id()));
                 }
-                let client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| connect(e.into()))?;
+                let client = config.connect(connector).map_err(|e| connect(e.into()))?;
                 Db::postgres(client)
             }
         };
@@ -307,8 +312,8 @@ impl Store {
     /// A new session in place of one the database ended (a server restart, a failover, an
     /// operator's `pg_terminate_backend`, or [`Db::limit_idle_transactions`]); whatever the
     /// old one had not committed, the server rolled back. Whether it reconnected.
-    pub fn reconnect_if_closed(&mut self) -> Result<bool, StoreError> {
-        if !self.db.is_closed() {
+    pub fn reconnect_if_lost(&mut self) -> Result<bool, StoreError> {
+        if !self.db.is_lost() {
             return Ok(false);
         }
         *self = Store::open_at(&self.location)?;

@@ -144,7 +144,7 @@ fn heartbeat(mut store: Store, id: i64, every: Duration, stop: &AtomicBool) {
         if let Err(e) = beat(&store, id) {
             tracing::error!("worker #{id} could not renew its lease: {e}");
             // A session the database ended: a new one, or this worker is soon lost.
-            match store.reconnect_if_closed() {
+            match store.reconnect_if_lost() {
                 Ok(true) => {
                     relax(&store);
                     if let Err(e) = beat(&store, id) {

@@ -300,7 +300,16 @@ fn postgres_message(e: &postgres::Error) -> String {
             }
             text
         }
-        None => e.to_string(),
+        // A client-side error (a TLS handshake, a connection refused): its causes too.
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -464,12 +473,17 @@ impl Db {
         }
     }
 
-    /// Whether the connection is gone (the server ended the session or went away): it
-    /// cannot be used again, only replaced.
-    pub fn is_closed(&self) -> bool {
+    /// Whether the session is gone (the server ended it or went away): it cannot be used
+    /// again, only replaced. For after an error: the error that the server sends as it ends
+    /// a session can arrive before the client sees the connection close, so a session not
+    /// yet known closed is asked (one round trip, at most five seconds).
+    pub fn is_lost(&self) -> bool {
         match &self.backend {
             Backend::Sqlite(_) => false,
-            Backend::Postgres { client, .. } => client.borrow().is_closed(),
+            Backend::Postgres { client, .. } => {
+                let mut client = client.borrow_mut();
+                client.is_closed() || client.is_valid(Duration::from_secs(5)).is_err()
+            }
         }
     }
 

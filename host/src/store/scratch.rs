@@ -72,6 +72,20 @@ impl Server {
     /// Starts a server whose cluster lives in `dir` (made afresh; removed when it stops);
     /// `durable`: commits wait for the disk (fsync), as a real server's do.
     pub fn start(dir: &Path, durable: bool) -> Result<Self, ScratchError> {
+        Self::start_with(dir, durable, None)
+    }
+
+    /// A server that also offers TLS with the certificate and key in PEM files `tls`
+    /// (copied into its folder, readable by the server alone, as it demands).
+    pub fn start_tls(dir: &Path, tls: (&Path, &Path)) -> Result<Self, ScratchError> {
+        Self::start_with(dir, false, Some(tls))
+    }
+
+    fn start_with(
+        dir: &Path,
+        durable: bool,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Self, ScratchError> {
         let bin = bin_dir().ok_or(ScratchError::NotInstalled)?;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| failed("the server's folder")(e.to_string()))?;
@@ -84,6 +98,22 @@ impl Server {
         let dir_text = dir
             .to_str()
             .ok_or_else(|| failed("the server's folder")("not UTF-8".into()))?;
+        let mut tls_options = String::new();
+        if let Some((cert, key)) = tls {
+            let what = "the server's certificate";
+            for (from, to) in [(cert, "tls-cert.pem"), (key, "tls-key.pem")] {
+                std::fs::copy(from, dir.join(to)).map_err(|e| failed(what)(e.to_string()))?;
+            }
+            let mut own = Command::new("sh");
+            own.arg("-c").arg(format!(
+                "chmod 600 {dir_text}/tls-key.pem && \
+                 if [ \"$(id -u)\" = 0 ]; then chown postgres:postgres {dir_text}/tls-*.pem; fi"
+            ));
+            run(what, own)?;
+            tls_options = format!(
+                "-c ssl=on -c ssl_cert_file={dir_text}/tls-cert.pem -c ssl_key_file={dir_text}/tls-key.pem"
+            );
+        }
         let bin = bin.display();
         run(
             "initdb",
@@ -103,7 +133,7 @@ impl Server {
         };
         let script = format!(
             "{bin}/postgres -D {dir_text}/data -p {port} -k {dir_text} -c listen_addresses=127.0.0.1 \
-               {durability} -c max_connections=500 \
+               {durability} {tls_options} -c max_connections=500 \
                > {dir_text}/server.log 2>&1 &
              server=$!
              cat > /dev/null

@@ -789,8 +789,16 @@ fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()>
         let me = worker::register(&mut store, &dir, worker::DEFAULT_LEASE)?;
         let (mut claims, mut commits, mut beats) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (claimed, took) =
-                time(|| execution::claim_next(&mut store, service.id, 4, service.revision_id, &me));
+            let (claimed, took) = time(|| {
+                execution::claim_next(
+                    &mut store,
+                    service.id,
+                    4,
+                    service.revision_id,
+                    &me,
+                    me.next_claim(),
+                )
+            });
             let claimed = claimed?.context("a queued execution")?;
             claims.push(took);
             let ran = execution::Ran {
