@@ -323,29 +323,7 @@ fn tls_to_postgres_encrypts_and_verifies_as_libpq_does() {
         home.path(),
         &[("PRELABEL_STORE", &url), ("PRELABEL_LEASE", "1.5")],
     );
-    let hostile = crate::support::hostile_guest();
-    on.ok(&[
-        "package",
-        "push",
-        crate::support::path(&hostile),
-        "--no-build",
-    ]);
-    on.ok(&["service", "deploy", "hostile", "--name", "naps"]);
-    on.ok(&["trigger", "create", "naps", "--service", "naps"]);
-    let items = tempdir();
-    for i in 0..20 {
-        std::fs::write(
-            items.path().join(format!("nap-{i:02}.png")),
-            crate::support::png(2, 2),
-        )
-        .expect("an item");
-    }
-    on.ok(&[
-        "upload",
-        crate::support::path(items.path()),
-        "--dataset",
-        "d",
-    ]);
+    naps_on_items(&on, 20, 2, &[]);
     let mut worker = on
         .command()
         .args(["work"])
@@ -367,21 +345,13 @@ fn tls_to_postgres_encrypts_and_verifies_as_libpq_does() {
         (row.get(0), row.get(1))
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = |db: &mut ::postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT COUNT(*) FROM executions WHERE status = 'success'",
-            &[],
-        )
-        .expect("a count")
-        .get(0)
-    };
     // The scheduler, its heartbeat and the service's worker thread.
-    while sessions(&mut db).0 < 3 || done(&mut db) < 20 {
+    while sessions(&mut db).0 < 3 || successes(&mut db) < 20 {
         assert!(
             std::time::Instant::now() < deadline,
             "the worker over TLS: {:?} sessions, {} done",
             sessions(&mut db),
-            done(&mut db)
+            successes(&mut db)
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -500,6 +470,51 @@ fn signal(child: &std::process::Child, signal: libc::c_int) {
     assert_eq!(sent, 0, "signal {signal} to {}", child.id());
 }
 
+/// The hostile guest as service `naps` (deployed with `options` too) on every item, and
+/// `items` PNGs `width` pixels wide uploaded to dataset `d`: the guest naps 10 ms per pixel.
+fn naps_on_items(on: &On, items: usize, width: u32, options: &[&str]) {
+    let hostile = crate::support::hostile_guest();
+    on.ok(&[
+        "package",
+        "push",
+        crate::support::path(&hostile),
+        "--no-build",
+    ]);
+    on.ok(&[
+        &["service", "deploy", "hostile", "--name", "naps"][..],
+        options,
+    ]
+    .concat());
+    on.ok(&["trigger", "create", "naps", "--service", "naps"]);
+    let dir = tempdir();
+    for i in 0..items {
+        std::fs::write(
+            dir.path().join(format!("nap-{i:03}.png")),
+            crate::support::png(width, width),
+        )
+        .expect("an item");
+    }
+    on.ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+}
+
+/// A count that `sql` selects.
+fn count(
+    db: &mut ::postgres::Client,
+    sql: &str,
+    args: &[&(dyn ::postgres::types::ToSql + Sync)],
+) -> i64 {
+    db.query_one(sql, args).expect("a count").get(0)
+}
+
+/// How many executions succeeded.
+fn successes(db: &mut ::postgres::Client) -> i64 {
+    count(
+        db,
+        "SELECT COUNT(*) FROM executions WHERE status = 'success'",
+        &[],
+    )
+}
+
 /// Every one of `items` items annotated exactly once, by one execution that succeeded.
 fn each_item_annotated_once(db: &mut ::postgres::Client, items: usize) {
     let per_item = db
@@ -545,40 +560,22 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
             ("PRELABEL_LEASE", "1.5"),
         ],
     );
-    let ok = |args: &[&str]| on.ok(args);
-    let hostile = crate::support::hostile_guest();
-    ok(&[
-        "package",
-        "push",
-        crate::support::path(&hostile),
-        "--no-build",
-    ]);
-    ok(&[
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        "naps",
-        "--timeout",
-        "5",
-        "--memory-mb",
-        "256",
-        "--concurrency",
-        "3",
-        "--max-attempts",
-        "3",
-    ]);
-    ok(&["trigger", "create", "naps", "--service", "naps"]);
     // Each item sleeps 10 ms per pixel of width in the guest: 100 ms here.
-    let dir = tempdir();
-    for i in 0..ITEMS {
-        std::fs::write(
-            dir.path().join(format!("nap-{i:03}.png")),
-            crate::support::png(10, 10),
-        )
-        .expect("an item");
-    }
-    ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+    naps_on_items(
+        &on,
+        ITEMS,
+        10,
+        &[
+            "--timeout",
+            "5",
+            "--memory-mb",
+            "256",
+            "--concurrency",
+            "3",
+            "--max-attempts",
+            "3",
+        ],
+    );
     let logs = tempdir();
     let mut workers: Vec<std::process::Child> = homes
         .iter()
@@ -596,12 +593,9 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
         })
         .collect();
     let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
-    let count = |db: &mut ::postgres::Client, sql: &str| -> i64 {
-        db.query_one(sql, &[]).expect("a count").get(0)
-    };
     let wait_until = |db: &mut ::postgres::Client, what: &str, sql: &str, at_least: i64| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        while count(db, sql) < at_least {
+        while count(db, sql, &[]) < at_least {
             assert!(
                 std::time::Instant::now() < deadline,
                 "timed out waiting for {what}"
@@ -657,7 +651,7 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
     // Let the stopped worker's late results arrive (it ran on when let go), then stop all.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let status: serde_json::Value =
-        serde_json::from_str(&ok(&["status", "--json"])).expect("status is JSON");
+        serde_json::from_str(&on.ok(&["status", "--json"])).expect("status is JSON");
     for w in workers.iter_mut().skip(1) {
         signal(w, libc::SIGINT);
     }
@@ -670,6 +664,7 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
     let interrupted = count(
         &mut db,
         "SELECT COUNT(*) FROM executions WHERE interrupted > 0",
+        &[],
     );
     assert!(
         interrupted >= 2,
@@ -775,34 +770,8 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
             ("PRELABEL_LEASE", "1.5"),
         ],
     );
-    let ok = |args: &[&str]| on.ok(args);
-    let hostile = crate::support::hostile_guest();
-    ok(&[
-        "package",
-        "push",
-        crate::support::path(&hostile),
-        "--no-build",
-    ]);
-    ok(&[
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        "naps",
-        "--concurrency",
-        "6",
-    ]);
-    ok(&["trigger", "create", "naps", "--service", "naps"]);
     // 20 ms naps: claims and commits come often enough to stop the worker inside one.
-    let dir = tempdir();
-    for i in 0..ITEMS {
-        std::fs::write(
-            dir.path().join(format!("nap-{i:03}.png")),
-            crate::support::png(2, 2),
-        )
-        .expect("an item");
-    }
-    ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+    naps_on_items(&on, ITEMS, 2, &["--concurrency", "6"]);
     let logs = tempdir();
     let start = |i: usize| {
         let log =
@@ -816,20 +785,15 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
             .expect("a worker starts")
     };
     let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
-    let count = |db: &mut ::postgres::Client,
-                 sql: &str,
-                 args: &[&(dyn ::postgres::types::ToSql + Sync)]|
-     -> i64 { db.query_one(sql, args).expect("a count").get(0) };
     // Sessions of worker 0 that sit in a transaction holding a lock: what a stop caught.
     let holding = "SELECT COUNT(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
                     WHERE a.application_name = $1 AND a.state = 'idle in transaction'
                       AND l.locktype = 'advisory' AND l.granted";
-    let success = "SELECT COUNT(*) FROM executions WHERE status = 'success'";
     let mut workers = vec![start(0)];
     let name = format!("prelabel {}", workers[0].id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // At work first: stopped in a claim or a commit, not in its start.
-    while count(&mut db, success, &[]) < 20 {
+    while successes(&mut db) < 20 {
         assert!(
             std::time::Instant::now() < deadline,
             "worker 0 never got to work"
@@ -839,8 +803,7 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
     let mut tries = 0;
     loop {
         assert!(
-            std::time::Instant::now() < deadline
-                && count(&mut db, success, &[]) < ITEMS as i64 - 50,
+            std::time::Instant::now() < deadline && successes(&mut db) < ITEMS as i64 - 50,
             "worker 0 was never stopped holding a lock ({tries} tries)"
         );
         std::thread::sleep(std::time::Duration::from_millis(tries % 7));
@@ -857,11 +820,11 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
     // Worker 0 stays stopped; worker 1 does the rest.
     workers.push(start(1));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while count(&mut db, success, &[]) < ITEMS as i64 {
+    while successes(&mut db) < ITEMS as i64 {
         assert!(
             std::time::Instant::now() < deadline,
             "the other worker was held up: {} of {ITEMS} done",
-            count(&mut db, success, &[])
+            successes(&mut db)
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -901,33 +864,7 @@ fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
         home.path(),
         &[("PRELABEL_STORE", &url), ("PRELABEL_LEASE", "1.5")],
     );
-    let ok = |args: &[&str]| on.ok(args);
-    let hostile = crate::support::hostile_guest();
-    ok(&[
-        "package",
-        "push",
-        crate::support::path(&hostile),
-        "--no-build",
-    ]);
-    ok(&[
-        "service",
-        "deploy",
-        "hostile",
-        "--name",
-        "naps",
-        "--concurrency",
-        "4",
-    ]);
-    ok(&["trigger", "create", "naps", "--service", "naps"]);
-    let dir = tempdir();
-    for i in 0..ITEMS {
-        std::fs::write(
-            dir.path().join(format!("nap-{i:03}.png")),
-            crate::support::png(2, 2),
-        )
-        .expect("an item");
-    }
-    ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
+    naps_on_items(&on, ITEMS, 2, &["--concurrency", "4"]);
     let mut serve = on
         .command()
         .args(["serve", "--addr", "127.0.0.1:0"])
@@ -948,52 +885,52 @@ fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
     };
     assert!(status().status().is_success(), "the API answers");
     let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
-    let done = |db: &mut ::postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT COUNT(*) FROM executions WHERE status = 'success'",
-            &[],
-        )
-        .expect("a count")
-        .get(0)
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while done(&mut db) < 30 {
+    while successes(&mut db) < 30 {
         assert!(std::time::Instant::now() < deadline, "never at work");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let name = format!("prelabel {}", serve.id());
-    let sessions = |db: &mut ::postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
-            &[&name],
+    // Sessions of the server, but for those already ended (they linger in the view a moment).
+    let mut ended: Vec<i32> = Vec::new();
+    let sessions = |db: &mut ::postgres::Client, ended: &Vec<i32>| {
+        count(
+            db,
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> ALL($2)",
+            &[&name, ended],
         )
-        .expect("a count")
-        .get(0)
     };
     for cut in 0..2 {
         // The scheduler, its heartbeat and four worker threads (and the API's, once asked):
         // all of them there again before the second cut.
-        while sessions(&mut db) < 6 {
+        while sessions(&mut db, &ended) < 6 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "cut {cut}: the server has {} sessions",
-                sessions(&mut db)
+                sessions(&mut db, &ended)
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // In the select list: a WHERE clause may call it before it filters.
-        let ended = db
+        let now_ended: Vec<i32> = db
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-                &[&name],
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE application_name = $1 AND pid <> ALL($2)",
+                &[&name, &ended],
             )
             .expect("sessions ended")
             .iter()
-            .filter(|r| r.get::<_, bool>(0))
-            .count();
-        assert!(ended >= 6, "cut {cut}: {ended} sessions ended");
+            .filter(|r| r.get::<_, bool>(1))
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            now_ended.len() >= 6,
+            "cut {cut}: {} sessions ended",
+            now_ended.len()
+        );
+        ended.extend(now_ended);
     }
-    while done(&mut db) < ITEMS as i64 {
+    while successes(&mut db) < ITEMS as i64 {
         if std::time::Instant::now() > deadline {
             let left: Vec<String> = db
                 .query(
@@ -1011,7 +948,7 @@ fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
                 .collect();
             panic!(
                 "the server did not carry on: {} of {ITEMS} done; left: {left:#?}",
-                done(&mut db)
+                successes(&mut db)
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -55,9 +55,12 @@ pub fn split(url: &str) -> Result<(postgres::Config, Tls), String> {
         mode: SslMode::Prefer,
         root: None,
     };
+    // The other parameters are kept as they were written (not decoded and encoded again).
     let mut kept = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        match &*key {
+    for segment in parsed.query().unwrap_or("").split('&') {
+        let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        match key {
             "sslmode" => {
                 tls.mode = match &*value {
                     "disable" => SslMode::Disable,
@@ -77,14 +80,12 @@ pub fn split(url: &str) -> Result<(postgres::Config, Tls), String> {
                 }
             }
             "sslrootcert" => tls.root = Some(PathBuf::from(&*value)),
-            _ => kept.push((key.into_owned(), value.into_owned())),
+            "" => {}
+            _ => kept.push(segment),
         }
     }
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
+    let query = kept.join("&");
+    parsed.set_query((!query.is_empty()).then_some(&query));
     let mut config: postgres::Config = parsed
         .as_str()
         .parse()
@@ -219,6 +220,12 @@ mod tests {
             tls.verifies(),
             "require with a root file checks, as libpq does"
         );
+        // Other parameters reach tokio-postgres as written: `+` is not a space there.
+        let (config, tls) =
+            split("postgres://u@db/p?sslrootcert=%2Fetc%2Fca%2Bold.pem&application_name=a+b")
+                .expect("parses");
+        assert_eq!(tls.root, Some(PathBuf::from("/etc/ca+old.pem")));
+        assert_eq!(config.get_application_name(), Some("a+b"));
         for (url, named) in [
             ("postgres://u@db/p?sslmode=verify-ca", "verify-full"),
             ("postgres://u@db/p?sslmode=always", "`always`"),
