@@ -461,6 +461,7 @@ impl Db {
     /// stopped or cut off in the middle of a claim would otherwise hold its locks, and every
     /// other worker's claims behind them, for as long as its connection lasts. Nothing on
     /// SQLite, whose workers share one machine and one home.
+    ///
     /// `None` lifts the limit (a copy that reads another store inside its transaction).
     pub fn limit_idle_transactions(&self, limit: Option<Duration>) -> Result<()> {
         match &self.backend {
