@@ -200,16 +200,20 @@ pub fn run_locked(
             Ok(true) => {}
             Ok(false) => break,
             // The database ended this session (a restart, a failover, an operator): a new
-            // one, and the services read again. The worker threads replace theirs alike.
-            Err(e) if store.conn().is_lost() => {
-                tracing::warn!("the scheduler's session ended ({e}); connecting again");
-                std::thread::sleep(POLL * 10);
-                if let Err(e) = store.reconnect_if_lost() {
-                    tracing::error!("the scheduler cannot reach the store: {e}");
+            // one, and the services read again; while it cannot be reached, a try a second.
+            // The worker threads replace theirs alike.
+            Err(e) => match store.reconnect_if_lost() {
+                Ok(false) => return Err(e),
+                Ok(true) => {
+                    tracing::warn!("the scheduler's session ended ({e}); connected again");
+                    changed = true;
                 }
-                changed = true;
-            }
-            Err(e) => return Err(e),
+                Err(cannot) => {
+                    tracing::error!("the scheduler's session ended ({e}): {cannot}");
+                    std::thread::sleep(POLL * 10);
+                    changed = true;
+                }
+            },
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -497,6 +497,18 @@ fn naps_on_items(on: &On, items: usize, width: u32, options: &[&str]) {
     on.ok(&["upload", crate::support::path(dir.path()), "--dataset", "d"]);
 }
 
+/// `prelabel work` with `on`'s variables on `home`, its log in the file `log`.
+fn work(on: &On, home: &Path, log: &Path) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("a log file");
+    on.at(home)
+        .command()
+        .args(["work"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("a worker starts")
+}
+
 /// A count that `sql` selects.
 fn count(
     db: &mut ::postgres::Client,
@@ -581,15 +593,11 @@ fn three_workers_share_one_queue_through_a_kill_and_a_stop() {
         .iter()
         .enumerate()
         .map(|(i, home)| {
-            let log = std::fs::File::create(logs.path().join(format!("worker-{i}.log")))
-                .expect("a log file");
-            on.at(home.path())
-                .command()
-                .args(["work"])
-                .stdout(std::process::Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("a worker starts")
+            work(
+                &on,
+                home.path(),
+                &logs.path().join(format!("worker-{i}.log")),
+            )
         })
         .collect();
     let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
@@ -774,15 +782,11 @@ fn a_worker_stopped_holding_a_lock_holds_the_others_up_no_longer_than_its_lease(
     naps_on_items(&on, ITEMS, 2, &["--concurrency", "6"]);
     let logs = tempdir();
     let start = |i: usize| {
-        let log =
-            std::fs::File::create(logs.path().join(format!("worker-{i}.log"))).expect("a log file");
-        on.at(homes[i].path())
-            .command()
-            .args(["work"])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("a worker starts")
+        work(
+            &on,
+            homes[i].path(),
+            &logs.path().join(format!("worker-{i}.log")),
+        )
     };
     let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
     // Sessions of worker 0 that sit in a transaction holding a lock: what a stop caught.

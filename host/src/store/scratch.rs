@@ -89,12 +89,6 @@ impl Server {
         let bin = bin_dir().ok_or(ScratchError::NotInstalled)?;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| failed("the server's folder")(e.to_string()))?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            let mut chown = Command::new("chown");
-            chown.arg("postgres:postgres").arg(dir);
-            run("chown", chown)?;
-        }
         let dir_text = dir
             .to_str()
             .ok_or_else(|| failed("the server's folder")("not UTF-8".into()))?;
@@ -104,15 +98,23 @@ impl Server {
             for (from, to) in [(cert, "tls-cert.pem"), (key, "tls-key.pem")] {
                 std::fs::copy(from, dir.join(to)).map_err(|e| failed(what)(e.to_string()))?;
             }
-            let mut own = Command::new("sh");
-            own.arg("-c").arg(format!(
-                "chmod 600 {dir_text}/tls-key.pem && \
-                 if [ \"$(id -u)\" = 0 ]; then chown postgres:postgres {dir_text}/tls-*.pem; fi"
-            ));
-            run(what, own)?;
+            // The server refuses a key that others can read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                dir.join("tls-key.pem"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .map_err(|e| failed(what)(e.to_string()))?;
             tls_options = format!(
                 "-c ssl=on -c ssl_cert_file={dir_text}/tls-cert.pem -c ssl_key_file={dir_text}/tls-key.pem"
             );
+        }
+        // The folder and what is in it (the TLS files) belong to the server's user.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:postgres"]).arg(dir);
+            run("chown", chown)?;
         }
         let bin = bin.display();
         run(
