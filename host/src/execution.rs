@@ -345,10 +345,16 @@ pub fn requeue_home(store: &mut Store, home_key: &str, worker: &Worker) -> Resul
     Ok(interrupted)
 }
 
-/// Executions of lost workers (see [`crate::worker`]), by the database's clock.
-fn of_lost_workers() -> String {
+/// Executions of lost workers (see [`crate::worker`]), by the database's clock, other than
+/// the worker whose id is parameter `${me}`. A process knows that it is running: a heartbeat
+/// that could not be written in time (SQLite's write lock waited on past the lease, a machine
+/// too loaded to schedule the thread) says nothing about the worker asking, and taking its
+/// own running executions for interrupted lost their outcomes (issue 36: a healthy `serve`
+/// failed an execution as "host stopped during this execution 2 times").
+fn of_lost_workers(me: usize) -> String {
     format!(
-        "worker_id IN (SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_ms + lease_ms < {NOW_MS})"
+        "worker_id IN (SELECT id FROM workers WHERE stopped_at IS NULL AND id != ${me}
+                          AND heartbeat_ms + lease_ms < {NOW_MS})"
     )
 }
 
@@ -428,7 +434,7 @@ pub fn claim_next(
     let dialect = store.dialect();
     let lost = format!(
         "service_id = $1 AND status = 'running' AND {}",
-        of_lost_workers()
+        of_lost_workers(2)
     );
     // A look first, without a transaction or a lock: nothing queued and nobody lost is the
     // common answer of an idle or saturated service, and costs one read.
@@ -437,7 +443,7 @@ pub fn claim_next(
             "SELECT EXISTS (SELECT 1 FROM executions WHERE service_id = $1 AND status = 'queued')
                  OR EXISTS (SELECT 1 FROM executions WHERE {lost})"
         ),
-        params![service_id],
+        params![service_id, worker.id],
         |r| r.get(0),
     )?;
     if !work {
@@ -456,19 +462,33 @@ pub fn claim_next(
     }
     let any_lost: bool = tx.query_row(
         &format!("SELECT EXISTS (SELECT 1 FROM executions WHERE {lost})"),
-        params![service_id],
+        params![service_id, worker.id],
         |r| r.get(0),
     )?;
     if any_lost {
-        requeue(&tx, &format!("{lost} AND direct = 0"), params![service_id])?;
-        tx.execute(
-            &format!(
-                "UPDATE executions SET status = 'failed', error = 'the process running this direct execution stopped',
-                        finished_at = {NOW}
-                  WHERE {lost} AND direct = 1"
-            ),
-            params![service_id],
+        requeue(
+            &tx,
+            &format!("{lost} AND direct = 0"),
+            params![service_id, worker.id],
         )?;
+        let direct = tx.query_map(
+            &format!("SELECT id, direct_pid FROM executions WHERE {lost} AND direct = 1"),
+            params![service_id, worker.id],
+            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+        )?;
+        for (id, pid) in direct {
+            // On the embedded store every process is on this machine: a direct execution
+            // whose process lives is running, whatever its heartbeat says.
+            if dialect == Dialect::Sqlite && pid.is_some_and(process_is_alive) {
+                continue;
+            }
+            fail_running(
+                &tx,
+                id,
+                None,
+                "the process running this direct execution stopped",
+            )?;
+        }
     }
     let running: i64 = tx.query_row(
         "SELECT COUNT(*) FROM executions WHERE service_id = $1 AND status = 'running' AND direct = 0",

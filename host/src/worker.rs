@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -100,7 +100,7 @@ impl Registration {
         let stop = Arc::new(AtomicBool::new(false));
         let beat = {
             let (stop, id) = (stop.clone(), worker.id);
-            std::thread::spawn(move || heartbeat(store, id, lease / 3, &stop))
+            std::thread::spawn(move || heartbeat(store, id, lease, &stop))
         };
         Ok(Self {
             worker,
@@ -131,7 +131,7 @@ impl Drop for Registration {
     }
 }
 
-fn heartbeat(mut store: Store, id: i64, every: Duration, stop: &AtomicBool) {
+fn heartbeat(mut store: Store, id: i64, lease: Duration, stop: &AtomicBool) {
     // A heartbeat need not survive a power cut: a lost one only shortens the lease.
     let relax = |store: &Store| {
         if let Err(e) = store.conn().set_durable(false) {
@@ -139,22 +139,60 @@ fn heartbeat(mut store: Store, id: i64, every: Duration, stop: &AtomicBool) {
         }
     };
     relax(&store);
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::park_timeout(every);
-        if let Err(e) = beat(&store, id) {
-            tracing::error!("worker #{id} could not renew its lease: {e}");
-            // A session the database ended: a new one, or this worker is soon lost.
-            match store.reconnect_if_lost() {
-                Ok(true) => {
-                    relax(&store);
-                    if let Err(e) = beat(&store, id) {
-                        tracing::error!("worker #{id} could not renew its lease: {e}");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!("worker #{id} cannot reach the store: {e}"),
-            }
+    let mut renewed = Instant::now();
+    let mut renew = |store: &Store| match beat(store, id) {
+        Ok(()) => {
+            late(id, renewed.elapsed(), lease);
+            renewed = Instant::now();
+            true
         }
+        Err(e) => {
+            tracing::error!(
+                "worker #{id} could not renew its lease ({:.1} s since the last renewal, lease {:.1} s): {e}",
+                renewed.elapsed().as_secs_f64(),
+                lease.as_secs_f64()
+            );
+            false
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::park_timeout(lease / 3);
+        if renew(&store) {
+            continue;
+        }
+        // A session the database ended: a new one, or this worker is soon lost.
+        match store.reconnect_if_lost() {
+            Ok(true) => {
+                relax(&store);
+                renew(&store);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!("worker #{id} cannot reach the store: {e}"),
+        }
+    }
+}
+
+/// Says so when a renewal came later than a heartbeat's period allows: the store's write lock
+/// was held long (SQLite under many writers), the database was slow, or the machine too busy
+/// to run the thread. Past the lease, other workers may have taken this one for lost and
+/// queued its executions again (this worker itself never does; see `execution::claim_next`).
+fn late(id: i64, since_last: Duration, lease: Duration) {
+    let every = lease / 3;
+    if since_last <= every * 2 {
+        return;
+    }
+    let (since, lease_s) = (since_last.as_secs_f64(), lease.as_secs_f64());
+    if since_last > lease {
+        tracing::warn!(
+            "worker #{id}: its heartbeat was {since:.1} s apart, past its lease of {lease_s:.1} s \
+             (the store was busy or the machine overloaded): other workers may have queued its \
+             running executions again, and their outcomes here will not be stored"
+        );
+    } else {
+        tracing::warn!(
+            "worker #{id}: its heartbeat was {since:.1} s apart (lease {lease_s:.1} s): the store \
+             is slow to take writes"
+        );
     }
 }
 

@@ -727,3 +727,84 @@ fn stored_rows_are_read_strictly_and_missing_datasets_are_named() {
         "the failed uploads stored nothing"
     );
 }
+
+/// Issue 36: a process whose heartbeat could not be written in time (another process held
+/// the store's write lock past the lease, or the row's lock; a machine too busy) took itself
+/// for lost and queued its own running executions again, failing a photo as "host stopped
+/// during this execution 2 times". Here the worker's heartbeat is stalled for real (the
+/// write lock on SQLite, the worker's row on PostgreSQL, for twice the lease) and, all along,
+/// made stale behind its back: every execution still runs once and succeeds, and the late
+/// heartbeat is logged.
+#[test]
+fn a_worker_never_takes_its_own_running_executions_for_lost() {
+    let home = Home::new();
+    deploy_hostile_package(
+        &home,
+        &hostile_guest(),
+        "naps",
+        &["--concurrency", "2", "--max-attempts", "3"],
+    );
+    home.ok(&["trigger", "create", "naps", "--service", "naps"]);
+    const ITEMS: usize = 16;
+    let dir = tempdir();
+    for i in 0..ITEMS {
+        // 20 pixels wide: the guest naps 200 ms.
+        std::fs::write(dir.path().join(format!("nap-{i:02}.png")), png(20, 20)).expect("an item");
+    }
+    home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
+    let lease = 1.0;
+    let mut work = command(home.path())
+        .env("PRELABEL_LEASE", lease.to_string())
+        .args(["work", "--until-idle"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prelabel work starts");
+    let stale = "UPDATE workers SET heartbeat_ms = 0";
+    let started = std::time::Instant::now();
+    let mut held = false;
+    while work.try_wait().expect("wait").is_none() {
+        assert!(started.elapsed().as_secs() < 120, "work did not finish");
+        if !held && started.elapsed().as_secs_f64() > 1.0 {
+            hold_the_heartbeat(&home, std::time::Duration::from_secs_f64(2.0 * lease));
+            held = true;
+        }
+        home.sql(stale, stale);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let out = work.wait_with_output().expect("work's output");
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(held, "work ended before its heartbeat was held: {log}");
+    let all = home.executions();
+    assert_eq!(all.len(), ITEMS);
+    for e in &all {
+        assert_eq!(e["status"], "success", "{e:#}");
+        assert_eq!(e["attempts"], 1, "run once: {e:#}");
+        let logs = e["logs"].as_str().unwrap_or_default();
+        assert!(!logs.contains("host stopped"), "{e:#}");
+    }
+    assert!(
+        log.contains("its heartbeat was") && log.contains("past its lease"),
+        "the late heartbeat is logged: {log}"
+    );
+}
+
+/// Holds what a heartbeat writes for `how_long`, from another process's session: the store's
+/// write lock on SQLite, the workers' rows on PostgreSQL.
+fn hold_the_heartbeat(home: &Home, how_long: std::time::Duration) {
+    if crate::support::postgres::enabled() {
+        let url = crate::support::postgres::database_for(home.path());
+        let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+        let mut tx = db.transaction().expect("a transaction");
+        tx.batch_execute("SELECT * FROM workers FOR UPDATE")
+            .expect("the rows locked");
+        std::thread::sleep(how_long);
+        tx.commit().expect("commit");
+    } else {
+        let db = rusqlite::Connection::open(home.path().join("prelabel.db")).expect("the store");
+        db.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
+        std::thread::sleep(how_long);
+        db.execute_batch("COMMIT").expect("commit");
+    }
+}

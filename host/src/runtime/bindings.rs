@@ -14,6 +14,8 @@ wasmtime::component::bindgen!({
         "wasi:nn/graph.load-by-name": async | trappable,
         "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
         "wasi:nn": trappable,
+        // Reading an artifact is charged to the memory cap, which may trap.
+        "prelabel:detector/host.artifact": trappable,
     },
     exports: { default: async },
     with: {

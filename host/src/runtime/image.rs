@@ -114,15 +114,31 @@ impl Recipe {
     }
 }
 
-/// Pixels in an image, from its header; `None` when the header does not say (the decoder
-/// then names what is wrong).
-fn header_pixels(data: &[u8]) -> Option<u64> {
-    let (width, height) = ::image::ImageReader::new(std::io::Cursor::new(data))
+/// What decoding an image takes, in bytes, from its header: the decoder's own buffer at the
+/// image's depth (16-bit channels and alpha take up to 8 bytes a pixel), a second one when its
+/// EXIF orientation turns it, and the 8-bit RGB copy the resize reads. `None` when the header
+/// does not say (the decoder then names what is wrong).
+fn decoding_bytes(data: &[u8], max_pixels: u64) -> Option<u64> {
+    use ::image::ImageDecoder;
+    let mut decoder = ::image::ImageReader::new(std::io::Cursor::new(data))
         .with_guessed_format()
         .ok()?
-        .into_dimensions()
+        .into_decoder()
         .ok()?;
-    Some(u64::from(width) * u64::from(height))
+    let (width, height) = decoder.dimensions();
+    let pixels = (u64::from(width) * u64::from(height)).min(max_pixels);
+    let color = decoder.color_type();
+    let depth = u64::from(color.bytes_per_pixel());
+    let turned = decoder
+        .orientation()
+        .is_ok_and(|o| o != ::image::metadata::Orientation::NoTransforms);
+    let rgb = if color == ::image::ColorType::Rgb8 {
+        0
+    } else {
+        3
+    };
+    let per_pixel = depth + if turned { depth } else { 0 } + rgb;
+    Some(pixels.saturating_mul(per_pixel.max(3)))
 }
 
 impl image::Host for HostState {
@@ -140,12 +156,14 @@ impl image::Host for HostState {
                 }));
             }
         };
-        // While decoding, the host holds the RGB image, its resized copy and the tensor; an
-        // image over the pixel limit is refused by the decoder from its header.
-        let pixels = header_pixels(&data).unwrap_or(0).min(recipe.max_pixels);
+        // While decoding, the host holds the item's bytes the guest passed, the decoded
+        // image, its resized copy and the tensor; an image over the pixel limit is refused by
+        // the decoder from its header.
+        let decoding = decoding_bytes(&data, recipe.max_pixels).unwrap_or(0);
         let resized = recipe.width as usize * recipe.height as usize * 3;
-        let working = usize::try_from(pixels.saturating_mul(3))
+        let working = usize::try_from(decoding)
             .unwrap_or(usize::MAX)
+            .saturating_add(data.len())
             .saturating_add(resized)
             .saturating_add(recipe.tensor_bytes());
         self.hold(working, HOLDER)?;

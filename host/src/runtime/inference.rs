@@ -5,10 +5,12 @@
 //! Native code is outside the wasm sandbox, and a model file is input like any other: a
 //! malicious graph can ask tract for terabytes, panic it, or run for hours. So native
 //! inference is a **permission** (off unless the deployer grants it), and it runs in a
-//! **worker process** of its own, one per instance: its heap is capped by `RLIMIT_DATA` at
-//! the service's memory cap, a panic becomes that call's error, a crash or an allocation
-//! failure kills only the worker, and a call that outlives the deadline is abandoned by
-//! killing it. The host remembers where each loaded graph came from, so a new worker loads
+//! **worker process** of its own, one per instance, counted against the instance's one
+//! memory cap: before each request the host lowers the worker's `RLIMIT_DATA` to what it
+//! holds now plus half of what the instance has left, and after it charges the worker's data
+//! size to the instance (see [`NativeInference::footprint`]). A panic becomes that call's
+//! error, a crash or an allocation failure kills only the worker, and a call that outlives the
+//! deadline is abandoned by killing it. The host remembers where each loaded graph came from, so a new worker loads
 //! it again. Plans are optimised once per graph and input shapes and kept (a few, least
 //! recently used first out) for the instance's next items.
 
@@ -29,9 +31,10 @@ use tract_onnx::prelude::*;
 /// The hidden first argument that turns the `prelabel` binary into an inference worker.
 pub const WORKER_ARG: &str = "__inference-worker";
 
-/// What the worker may use beyond the cap: its own code's data, stacks and tract's
-/// bookkeeping.
-const WORKER_HEADROOM: usize = 64 << 20;
+/// What the worker may use uncharged: its own code's data, its executor and tract's
+/// bookkeeping (a fresh worker's data size is about 5 MiB). Part of the margin over the cap
+/// that docs/guarantees.md states.
+pub const WORKER_HEADROOM: usize = 64 << 20;
 /// Optimised plans a worker keeps (each graph and distinct input shape makes one).
 const MAX_PLANS: usize = 4;
 /// Graphs an instance may hold loaded at once (a detector needs one or two).
@@ -195,6 +198,17 @@ pub struct Signature {
     pub outputs: Vec<String>,
 }
 
+impl Signature {
+    /// What a copy of it holds: the model chose how many names, and how long.
+    pub fn weight(&self) -> usize {
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .map(|name| name.len() + std::mem::size_of::<String>())
+            .sum()
+    }
+}
+
 /// A graph as the host tracks it (the worker knows it by `id`).
 pub type GraphId = u32;
 
@@ -264,7 +278,12 @@ struct Worker {
     requests: FramedWrite<ChildStdin, LengthDelimitedCodec>,
     replies: FramedRead<ChildStdout, LengthDelimitedCodec>,
     loaded: HashSet<GraphId>,
+    /// Its hard `RLIMIT_DATA`: the cap plus [`WORKER_HEADROOM`].
+    hard: usize,
 }
+
+/// The smallest answer always let through (a signature, an error, small outputs).
+const MIN_REPLY: usize = 1 << 20;
 
 /// The outer `Err` is a failure of the worker (the call must end); the inner one is the
 /// model's error, for the guest.
@@ -288,6 +307,7 @@ impl NativeInference {
     pub async fn load(
         &mut self,
         source: Source,
+        budget: usize,
     ) -> Result<Result<(GraphId, Signature), Refused>, InferenceFailure> {
         if !self.granted {
             return Ok(Err(Refused::NotGranted));
@@ -304,7 +324,7 @@ impl NativeInference {
         }
         let id = self.next;
         self.next = self.next.wrapping_add(1);
-        let signature = match self.load_in_worker(id, &source).await? {
+        let signature = match self.load_in_worker(id, &source, budget).await? {
             Ok(signature) => signature,
             Err(e) => return Ok(Err(Refused::Model(e))),
         };
@@ -348,16 +368,22 @@ impl NativeInference {
     }
 
     /// Runs a loaded graph on `inputs`, given in the model's input order.
-    pub async fn run(&mut self, id: GraphId, inputs: Vec<Tensor>) -> Outcome<Vec<Tensor>> {
+    pub async fn run(
+        &mut self,
+        id: GraphId,
+        inputs: Vec<Tensor>,
+        budget: usize,
+    ) -> Outcome<Vec<Tensor>> {
         let Some(held) = self.graphs.get(&id) else {
             return Ok(Err("that graph is no longer loaded".into()));
         };
         let source = held.source.clone();
         let loaded = self.worker.as_ref().is_some_and(|w| w.loaded.contains(&id));
-        if !loaded && let Err(e) = self.load_in_worker(id, &source).await? {
+        if !loaded && let Err(e) = self.load_in_worker(id, &source, budget).await? {
             return Ok(Err(e));
         }
-        match self.exchange(Request::Run { graph: id, inputs }).await? {
+        let request = Request::Run { graph: id, inputs };
+        match self.exchange(request, budget).await? {
             Ok(Answer::Outputs(outputs)) => Ok(Ok(outputs)),
             Ok(_) => Err(InferenceFailure::Protocol("not outputs".into())),
             Err(e) => Ok(Err(e)),
@@ -369,21 +395,18 @@ impl NativeInference {
     pub async fn run_artifact(
         &mut self,
         path: &Path,
-        inputs: Vec<(Vec<u32>, Vec<f32>)>,
+        inputs: Vec<Tensor>,
+        budget: usize,
     ) -> Outcome<Vec<(Vec<u32>, Vec<f32>)>> {
         let source = Source::Artifact(path.to_path_buf());
         let id = match self.by_source.get(&source.key()) {
             Some(&id) => id,
-            None => match self.load(source).await? {
+            None => match self.load(source, budget).await? {
                 Ok((id, _)) => id,
                 Err(refused) => return Ok(Err(refused.to_string())),
             },
         };
-        let inputs = inputs
-            .into_iter()
-            .map(|(shape, data)| Tensor::from_f32(shape, &data))
-            .collect();
-        Ok(match self.run(id, inputs).await? {
+        Ok(match self.run(id, inputs, budget).await? {
             Ok(outputs) => outputs
                 .into_iter()
                 .map(|t| Ok((t.shape.clone(), t.to_f32()?)))
@@ -392,12 +415,17 @@ impl NativeInference {
         })
     }
 
-    async fn load_in_worker(&mut self, id: GraphId, source: &Source) -> Outcome<Signature> {
+    async fn load_in_worker(
+        &mut self,
+        id: GraphId,
+        source: &Source,
+        budget: usize,
+    ) -> Outcome<Signature> {
         let request = Request::Load {
             graph: id,
             source: source.clone(),
         };
-        match self.exchange(request).await? {
+        match self.exchange(request, budget).await? {
             Ok(Answer::Loaded(signature)) => {
                 if let Some(worker) = &mut self.worker {
                     worker.loaded.insert(id);
@@ -409,8 +437,25 @@ impl NativeInference {
         }
     }
 
-    /// Sends one request (after the graphs to forget, if any) and reads its answer.
-    async fn exchange(&mut self, request: Request) -> Result<Response, InferenceFailure> {
+    /// What the worker holds that counts against the instance's cap: its data size (heap and
+    /// private mappings, what `RLIMIT_DATA` bounds) past [`WORKER_HEADROOM`]; nothing without
+    /// a worker.
+    pub fn footprint(&self) -> usize {
+        self.worker
+            .as_ref()
+            .and_then(Worker::data_size)
+            .map_or(0, |data| data.saturating_sub(WORKER_HEADROOM))
+    }
+
+    /// Sends one request (after the graphs to forget, if any) and reads its answer. `budget`
+    /// is what the instance's cap leaves, the worker's own charge aside: the request's
+    /// encoding may take half of it, the worker may grow by half of it, and the answer may
+    /// take a quarter (its frame and its decoded copy are both in memory for a moment).
+    async fn exchange(
+        &mut self,
+        request: Request,
+        budget: usize,
+    ) -> Result<Response, InferenceFailure> {
         // Taken out for the call: if the call is abandoned (its deadline passed), the
         // worker is dropped with it, and killed.
         let mut worker = match self.worker.take() {
@@ -421,12 +466,13 @@ impl NativeInference {
                 Worker::spawn(self.memory_bytes)?
             }
         };
+        worker.limit(budget)?;
         if !self.forgotten.is_empty() {
             let graphs = std::mem::take(&mut self.forgotten);
-            let forgot = worker.exchange(&Request::Forget { graphs }).await?;
+            let forgot = worker.exchange(&Request::Forget { graphs }, budget).await?;
             forgot.map_err(InferenceFailure::Protocol)?;
         }
-        let response = worker.exchange(&request).await?;
+        let response = worker.exchange(&request, budget).await?;
         self.worker = Some(worker);
         Ok(response)
     }
@@ -447,6 +493,8 @@ impl Worker {
             .env_clear()
             .arg(WORKER_ARG)
             .arg(memory_bytes.to_string())
+            // No folder of the host's: the worker reads artifacts by the paths it is sent.
+            .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -459,16 +507,69 @@ impl Worker {
         Ok(Self {
             child,
             requests: FramedWrite::new(stdin, codec(usize::MAX)),
-            // A reply is copied into the guest's memory: it cannot be larger than the cap.
+            // Bounded by what the instance has left, request by request.
             replies: FramedRead::new(stdout, codec(memory_bytes)),
             loaded: HashSet::new(),
+            hard: memory_bytes.saturating_add(WORKER_HEADROOM),
         })
     }
 
+    /// The worker's data size now (`/proc/PID/statm`), if it can be read.
+    fn data_size(&self) -> Option<usize> {
+        let pid = self.child.id()?;
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+        let pages: usize = statm.split_whitespace().nth(5)?.parse().ok()?;
+        // SAFETY: sysconf reads a constant of the system.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+        Some(pages.saturating_mul(page))
+    }
+
+    /// Lets the worker grow by half of `budget` from what it holds now (never below its
+    /// headroom), and no further: its soft `RLIMIT_DATA`, set from here (its hard limit, the
+    /// cap plus the headroom, it set itself at start).
+    fn limit(&self, budget: usize) -> Result<(), InferenceFailure> {
+        let Some(pid) = self.child.id() else {
+            return Ok(());
+        };
+        let now = self.data_size().unwrap_or(0).max(WORKER_HEADROOM);
+        let soft = now.saturating_add(budget / 2).min(self.hard);
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: self.hard as libc::rlim_t,
+        };
+        // SAFETY: prlimit on our own child reads the struct we pass and writes nothing back.
+        let set = unsafe {
+            libc::prlimit(
+                pid as libc::pid_t,
+                libc::RLIMIT_DATA,
+                &limit,
+                std::ptr::null_mut(),
+            )
+        };
+        if set != 0 {
+            return Err(InferenceFailure::Spawn(format!(
+                "cannot limit the worker's memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    }
+
     /// One request and its answer; a dead or lying worker is the failure it is.
-    async fn exchange(&mut self, request: &Request) -> Result<Response, InferenceFailure> {
+    async fn exchange(
+        &mut self,
+        request: &Request,
+        budget: usize,
+    ) -> Result<Response, InferenceFailure> {
         let request = postcard::to_allocvec(request)
             .map_err(|e| InferenceFailure::Protocol(e.to_string()))?;
+        // A copy of what the guest gave (already charged): it must fit in what is left.
+        if request.len() > budget / 2 {
+            return Err(InferenceFailure::MemoryLimit);
+        }
+        self.replies
+            .decoder_mut()
+            .set_max_frame_length((budget / 4).max(MIN_REPLY));
         let reply = match self.call(request.into()).await {
             Ok(reply) => reply,
             Err(Exchange::TooLarge) => return Err(InferenceFailure::MemoryLimit),

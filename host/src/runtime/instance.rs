@@ -108,6 +108,20 @@ const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 /// Host-side WASI resources (streams, pollables) a guest may hold at once. Each costs host
 /// memory outside the guest's cap; a detector needs a handful (wasmtime's default: 10^6).
 const MAX_HOST_RESOURCES: usize = 10_000;
+/// The most the host copies out of the guest in one crossing (an import's arguments, or what
+/// `init` or `detect` returns), whatever the Rust types the copy takes: a quarter of the cap,
+/// at most this. Wasmtime counts it as it lifts (its "hostcall fuel"), before anything is
+/// allocated, so a million annotations or a 100 MiB label end as the memory limit instead of
+/// being copied first and refused after. A photo to decode or a tensor is far under it.
+const MAX_CROSSING: usize = 64 << 20;
+
+/// What one crossing from the guest to the host may copy, for a cap of `memory_bytes`.
+pub(super) fn crossing_limit(memory_bytes: usize) -> usize {
+    (memory_bytes / 4).min(MAX_CROSSING)
+}
+
+/// The words wasmtime's lifting ends with when a crossing is over [`crossing_limit`].
+const CROSSING_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// One memory budget for the whole store: every linear memory and every table of every
 /// core instance counts against the same cap, so that several memories (multi-memory) or a
@@ -118,8 +132,10 @@ struct Limiter {
     cap: usize,
     /// The guest's memories and tables.
     used: usize,
-    /// What the host holds for the guest.
+    /// What the host holds for the guest, the inference worker's charge included.
     held: usize,
+    /// The inference worker's charge (part of `held`), as last measured.
+    worker: usize,
     refused: bool,
 }
 
@@ -164,6 +180,23 @@ impl HostState {
     /// Gives back what [`HostState::hold`] took.
     pub(super) fn release(&mut self, bytes: usize) {
         self.limiter.held = self.limiter.held.saturating_sub(bytes);
+    }
+
+    /// What the cap leaves: neither the guest's memories nor held by the host.
+    pub(super) fn unheld(&self) -> usize {
+        let limiter = &self.limiter;
+        limiter
+            .cap
+            .saturating_sub(limiter.used.saturating_add(limiter.held))
+    }
+
+    /// Charges the inference worker's memory as it is now (after a request) in place of what
+    /// was charged for it before; over the cap, the call ends as the memory limit.
+    pub(super) fn charge_worker(&mut self) -> wasmtime::Result<()> {
+        let now = self.inference.footprint();
+        let before = std::mem::replace(&mut self.limiter.worker, now);
+        self.release(before);
+        self.hold(now, "native inference")
     }
 }
 
@@ -229,8 +262,18 @@ impl inference::Host for HostState {
             Ok(path) => path,
             Err(e) => return Ok(Err(e)),
         };
-        let inputs = inputs.into_iter().map(|t| (t.shape, t.data)).collect();
-        match self.inference.run_artifact(&path, inputs).await {
+        let inputs: Vec<_> = inputs
+            .into_iter()
+            .map(|t| super::inference::Tensor::from_f32(t.shape, &t.data))
+            .collect();
+        // Held while they are sent, like wasi-nn's tensors.
+        let held: usize = inputs.iter().map(|t| t.data.len()).sum();
+        self.hold(held, "native inference")?;
+        let budget = self.unheld();
+        let ran = self.inference.run_artifact(&path, inputs, budget).await;
+        self.release(held);
+        self.charge_worker()?;
+        match ran {
             Ok(Ok(outputs)) => Ok(Ok(outputs
                 .into_iter()
                 .map(|(shape, data)| inference::Tensor { shape, data })
@@ -252,7 +295,7 @@ pub(super) fn shorten(name: &str) -> String {
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
-fn cut(text: &str, max: usize) -> String {
+pub(super) fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -292,16 +335,32 @@ impl host::Host for HostState {
             Level::Error => "error",
         };
         tracing::debug!(target: "prelabel::guest", "[{level}] {}", shorten(&message));
-        self.capture
-            .append(format!("[{level}] {message}\n").as_bytes());
+        // In pieces, not formatted into a copy first: the capture keeps what fits.
+        for piece in [&format!("[{level}] ")[..], &message, "\n"] {
+            self.capture.append(piece.as_bytes());
+        }
     }
 
-    fn artifact(&mut self, name: String) -> Result<Vec<u8>, GuestError> {
-        let path = self.artifact_path(&name)?;
-        std::fs::read(&path).map_err(|e| GuestError {
+    fn artifact(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, GuestError>> {
+        let path = match self.artifact_path(&name) {
+            Ok(path) => path,
+            Err(e) => return Ok(Err(e)),
+        };
+        let failed = |e: std::io::Error| GuestError {
             kind: ErrorKind::Artifact,
             message: format!("artifact `{}`: {e}", shorten(&name)),
-        })
+        };
+        // The host reads the whole file before it is copied into the guest: charged while
+        // it does, so that a guest asking for a large artifact again and again holds no
+        // more than its cap leaves.
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) => usize::try_from(meta.len()).unwrap_or(usize::MAX),
+            Err(e) => return Ok(Err(failed(e))),
+        };
+        self.hold(size, "an artifact's bytes")?;
+        let read = std::fs::read(&path).map_err(failed);
+        self.release(size);
+        Ok(read)
     }
 }
 
@@ -375,6 +434,7 @@ impl Instance {
                 cap: limits.memory_bytes,
                 used: 0,
                 held: 0,
+                worker: 0,
                 refused: false,
             },
             artifacts: grants.artifacts,
@@ -386,6 +446,7 @@ impl Instance {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(crossing_limit(limits.memory_bytes));
         // Wasm that runs past the deadline traps at the next tick; before it, keep going.
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
@@ -506,6 +567,13 @@ fn classify(
             phase,
             limit: memory,
             what: Some(what),
+        };
+    }
+    if format!("{error:#}").contains(CROSSING_EXHAUSTED) {
+        return ExecError::MemoryLimit {
+            phase,
+            limit: memory,
+            what: Some("data the guest passed to the host"),
         };
     }
     if let Some(failure) = error.downcast_ref::<InferenceFailure>() {

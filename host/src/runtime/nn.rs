@@ -19,7 +19,7 @@ use super::bindings::wasi::nn::graph::{ExecutionTarget, GraphEncoding};
 use super::bindings::wasi::nn::tensor::TensorType;
 use super::bindings::wasi::nn::{errors, graph, inference, tensor};
 use super::inference::{Element, GraphId, Refused, Signature, Source};
-use super::instance::HostState;
+use super::instance::{HostState, shorten};
 
 /// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
 pub struct Graph {
@@ -42,6 +42,15 @@ pub struct Tensor {
     pub(super) data: Vec<u8>,
 }
 
+impl Tensor {
+    /// What the host holds for it: its bytes and its dimension list, both the guest's choice.
+    pub(super) fn held(&self) -> usize {
+        self.data
+            .len()
+            .saturating_add(self.dimensions.len() * std::mem::size_of::<u32>())
+    }
+}
+
 /// wasi-nn's error: a code, and what happened in words.
 pub struct Error {
     code: ErrorCode,
@@ -50,6 +59,8 @@ pub struct Error {
 
 /// What a guest's wasi-nn handles are, when they go over its memory cap.
 const HOLDER: &str = "native inference";
+/// The longest message a wasi-nn error keeps.
+const MAX_ERROR_BYTES: usize = 4096;
 
 type Answer<T> = wasmtime::Result<Result<Resource<T>, Resource<Error>>>;
 
@@ -59,18 +70,32 @@ impl HostState {
         code: ErrorCode,
         data: impl Into<String>,
     ) -> wasmtime::Result<Result<T, Resource<Error>>> {
-        let data: String = data.into();
+        // Messages name what the guest or the model chose (cut where they are made); a guest
+        // may keep thousands of errors, so what they hold counts against its cap.
+        let data = super::instance::cut(&data.into(), MAX_ERROR_BYTES);
         tracing::debug!(target: "prelabel::guest", "wasi-nn: {data}");
+        self.hold(data.len(), HOLDER)?;
         Ok(Err(self.table.push(Error { code, data })?))
     }
 
     /// Loads a graph; a refusal or the model's error is the guest's to handle, a worker's
     /// failure (or model bytes over the cap) ends the call.
     async fn nn_load(&mut self, source: Source) -> Answer<Graph> {
-        let held = source.held();
-        let (id, signature) = match self.inference.load(source).await? {
-            Ok(loaded) => loaded,
-            Err(refused) => {
+        // The model's bytes (passed to `load`) are the host's from the start.
+        let mut held = source.held();
+        self.hold(held, HOLDER)?;
+        let budget = self.unheld();
+        let loaded = self.inference.load(source, budget).await;
+        let charged = self.charge_worker();
+        let (id, signature) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Err(failure) => {
+                self.release(held);
+                return Err(failure.into());
+            }
+            Ok(Err(refused)) => {
+                self.release(held);
+                charged?;
                 let code = match refused {
                     Refused::NotGranted => ErrorCode::Security,
                     Refused::TooMany => ErrorCode::TooLarge,
@@ -79,10 +104,15 @@ impl HostState {
                 return self.nn_error(code, refused.to_string());
             }
         };
-        if let Err(over) = self.hold(held, HOLDER) {
+        // The names the model gave its inputs and outputs, kept for every handle.
+        let names = signature.weight();
+        let kept = charged.and_then(|()| self.hold(names, HOLDER));
+        if let Err(over) = kept {
+            self.release(held);
             self.inference.release(id);
             return Err(over);
         }
+        held += names;
         Ok(Ok(self.table.push(Graph {
             id,
             signature,
@@ -148,6 +178,7 @@ impl graph::HostGraph for HostState {
             id: graph.id,
             signature: graph.signature.clone(),
         };
+        self.hold(context.signature.weight(), HOLDER)?;
         self.inference.acquire(context.id);
         Ok(Ok(self.table.push(context)?))
     }
@@ -172,18 +203,26 @@ impl inference::HostGraphExecutionContext for HostState {
             let context = self.table.get(&context)?;
             (context.id, context.signature.clone())
         };
-        // The guest gave its tensors away: take them off the table (and the budget) first.
+        // The guest gave its tensors away: off the table, but charged until they are sent.
         let mut given = Vec::with_capacity(inputs.len());
+        let mut held = 0usize;
         for (name, tensor) in inputs {
             let tensor = self.table.delete(tensor)?;
-            self.release(tensor.data.len());
+            held = held.saturating_add(tensor.held());
             given.push((name, tensor));
         }
         let ordered = match order_inputs(&signature, given) {
             Ok(ordered) => ordered,
-            Err(message) => return self.nn_error(ErrorCode::InvalidArgument, message),
+            Err(message) => {
+                self.release(held);
+                return self.nn_error(ErrorCode::InvalidArgument, message);
+            }
         };
-        let outputs = match self.inference.run(id, ordered).await? {
+        let budget = self.unheld();
+        let ran = self.inference.run(id, ordered, budget).await;
+        self.release(held);
+        self.charge_worker()?;
+        let outputs = match ran? {
             Ok(outputs) => outputs,
             Err(message) => return self.nn_error(ErrorCode::RuntimeError, message),
         };
@@ -194,12 +233,12 @@ impl inference::HostGraphExecutionContext for HostState {
                 .get(at)
                 .cloned()
                 .unwrap_or_else(|| at.to_string());
-            self.hold(output.data.len(), HOLDER)?;
             let tensor = Tensor {
                 dimensions: output.shape,
                 ty: tensor_type(output.element),
                 data: output.data,
             };
+            self.hold(tensor.held(), HOLDER)?;
             named.push((name, self.table.push(tensor)?));
         }
         Ok(Ok(named))
@@ -208,6 +247,7 @@ impl inference::HostGraphExecutionContext for HostState {
     fn drop(&mut self, context: Resource<ExecutionContext>) -> wasmtime::Result<()> {
         let context = self.table.delete(context)?;
         self.inference.release(context.id);
+        self.release(context.signature.weight());
         Ok(())
     }
 }
@@ -227,10 +267,11 @@ fn order_inputs(
             .ok_or_else(|| {
                 format!(
                     "the model has no input named `{}` (it has: {})",
-                    super::instance::shorten(&name),
-                    signature.inputs.join(", ")
+                    shorten(&name),
+                    shorten(&signature.inputs.join(", "))
                 )
             })?;
+        let name = shorten(&name);
         let element = element(tensor.ty)
             .ok_or_else(|| format!("input `{name}`: BF16 tensors are not supported"))?;
         let tensor = super::inference::Tensor {
@@ -240,7 +281,10 @@ fn order_inputs(
         };
         tensor.check().map_err(|e| format!("input `{name}`: {e}"))?;
         if slots[at].replace(tensor).is_some() {
-            return Err(format!("input `{}` given twice", signature.inputs[at]));
+            return Err(format!(
+                "input `{}` given twice",
+                shorten(&signature.inputs[at])
+            ));
         }
     }
     slots
@@ -294,12 +338,13 @@ impl tensor::HostTensor for HostState {
         ty: TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
-        self.hold(data.len(), HOLDER)?;
-        Ok(self.table.push(Tensor {
+        let tensor = Tensor {
             dimensions,
             ty,
             data,
-        })?)
+        };
+        self.hold(tensor.held(), HOLDER)?;
+        Ok(self.table.push(tensor)?)
     }
 
     fn dimensions(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
@@ -316,7 +361,7 @@ impl tensor::HostTensor for HostState {
 
     fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
         let tensor = self.table.delete(tensor)?;
-        self.release(tensor.data.len());
+        self.release(tensor.held());
         Ok(())
     }
 }
@@ -333,7 +378,8 @@ impl errors::HostError for HostState {
     }
 
     fn drop(&mut self, error: Resource<Error>) -> wasmtime::Result<()> {
-        self.table.delete(error)?;
+        let error = self.table.delete(error)?;
+        self.release(error.data.len());
         Ok(())
     }
 }

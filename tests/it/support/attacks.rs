@@ -307,3 +307,35 @@ inputs = [{ name = "item", type = "item" }]
     )
     .expect("write manifest");
 }
+
+/// A `width` x `height` PNG of 16-bit RGBA (8 bytes a pixel decoded), all black: a few
+/// hundred KiB that decode to half a GiB at 8192 x 8192. Written a row at a time, so the
+/// test itself never holds the pixels.
+pub fn png16_rgba(width: u32, height: u32) -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    // 16 bits a channel, colour type 6 (RGBA), deflate, no filter, no interlace.
+    header.extend_from_slice(&[16, 6, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &header);
+    let mut pixels = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    // Each row: filter type 0, then its pixels.
+    let row = vec![0u8; 1 + width as usize * 8];
+    for _ in 0..height {
+        pixels.write_all(&row).expect("deflate a row");
+    }
+    chunk(&mut out, b"IDAT", &pixels.finish().expect("deflate"));
+    chunk(&mut out, b"IEND", &[]);
+    out
+}

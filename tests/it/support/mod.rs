@@ -145,10 +145,17 @@ pub fn apt_install(packages: &[&str], needed_for: &str) {
     );
 }
 
-/// Runs a command to its end and returns its output and the peak resident memory, in
-/// bytes, of it and of every child it waited for (its inference workers).
+/// What the host process tree may hold over an instance's memory cap (docs/guarantees.md):
+/// the host's own code and state, the inference worker's headroom, and one crossing of data
+/// from the guest in flight.
+pub const MARGIN: u64 = 256 << 20;
+
+/// Runs a command to its end and returns its output and the peak resident memory, in bytes,
+/// of its whole process tree (it and every descendant, its inference workers): sampled every
+/// few milliseconds, and never less than the peak the kernel kept for the process itself.
 pub fn run_measured(mut command: Command) -> (Output, u64) {
     use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -163,6 +170,17 @@ pub fn run_measured(mut command: Command) -> (Output, u64) {
         let _ = err.read_to_end(&mut bytes);
         bytes
     });
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let sampled = std::sync::Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, sampled, pid) = (done.clone(), sampled.clone(), child.id());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                sampled.fetch_max(tree_rss(pid), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
     let mut stdout = Vec::new();
     let _ = out.read_to_end(&mut stdout);
     let stderr = reader.join().expect("stderr reader");
@@ -172,17 +190,62 @@ pub fn run_measured(mut command: Command) -> (Output, u64) {
     // SAFETY: waits for our own child, once (std's handle is not waited on afterwards).
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    done.store(true, Ordering::Relaxed);
+    sampler.join().expect("the sampler");
     std::mem::forget(child);
     let status = std::os::unix::process::ExitStatusExt::from_raw(status);
     // ru_maxrss is in KiB on Linux.
+    let own = usage.ru_maxrss as u64 * 1024;
     (
         Output {
             status,
             stdout,
             stderr,
         },
-        usage.ru_maxrss as u64 * 1024,
+        own.max(sampled.load(Ordering::Relaxed)),
     )
+}
+
+/// The resident memory of process `pid` and all its descendants now, in bytes.
+fn tree_rss(pid: u32) -> u64 {
+    let page = 4096;
+    let mut total = 0;
+    let mut pending = vec![pid];
+    while let Some(pid) = pending.pop() {
+        let resident = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        total += resident * page;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            pending.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
+/// Fails when a process tree's peak resident memory passed an instance's cap of `cap_mb`
+/// MiB plus [`MARGIN`].
+pub fn assert_under_cap(what: &str, peak: u64, cap_mb: u64) {
+    eprintln!(
+        "{what}: peak RSS of the host and its workers {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak <= (cap_mb << 20) + MARGIN,
+        "{what}: the host and its workers held {} MiB, over the cap ({cap_mb} MiB) plus the margin ({} MiB)",
+        peak >> 20,
+        MARGIN >> 20
+    );
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -309,6 +372,17 @@ impl Home {
             rusqlite::Connection::open(self.path().join("prelabel.db"))
                 .and_then(|db| db.execute_batch(sqlite))
                 .expect("the statements run");
+        }
+    }
+
+    /// A number that `sql` selects from the home's database, behind the binary's back.
+    pub fn count(&self, sql: &str) -> i64 {
+        if postgres::enabled() {
+            postgres::count(self.path(), sql)
+        } else {
+            rusqlite::Connection::open(self.path().join("prelabel.db"))
+                .and_then(|db| db.query_row(sql, [], |r| r.get(0)))
+                .expect("the query runs")
         }
     }
 
@@ -650,7 +724,14 @@ pub fn run_items(
         std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
     }
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
-    home.ok(&["work", "--until-idle"]);
+    let mut work = command(home.path());
+    work.args(["work", "--until-idle"]);
+    let (out, peak) = run_measured(work);
+    assert!(out.status.success(), "work: {}", stderr(&out));
+    // Every instance the scheduler may run at once has its cap.
+    let caps = home
+        .count("SELECT CAST(COALESCE(SUM(memory_mb * concurrency), 0) AS BIGINT) FROM services");
+    assert_under_cap(&format!("{names:?}"), peak, caps as u64);
     home.executions()
         .into_iter()
         .map(|e| (e["item"].as_str().expect("item").to_string(), e))

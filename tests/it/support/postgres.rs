@@ -58,6 +58,13 @@ pub fn execute(home: &Path, sql: &str) {
     client.batch_execute(sql).expect("statements run");
 }
 
+/// A number that `sql` selects from a home's database.
+pub fn count(home: &Path, sql: &str) -> i64 {
+    let url = database_for(home);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    client.query_one(sql, &[]).expect("the query runs").get(0)
+}
+
 /// Debian's postgresql, installed where it is missing (as the browser test installs chromium).
 fn install() {
     if scratch::bin_dir().is_some() {

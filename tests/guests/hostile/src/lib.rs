@@ -9,15 +9,19 @@
 //! | `loop` | loops forever |
 //! | `oom` | allocates until it dies |
 //! | `probe` | tries the host's files, env, network; reports each outcome as a label |
-//! | `many` | returns a million annotations |
+//! | `many` | returns 10,001 annotations (one over the default limit) |
+//! | `flood` | returns a million annotations |
 //! | `huge` | returns a 64 MiB label |
+//! | `long` | returns a 1 MiB label |
+//! | `hugelog` | logs a 100 MiB message |
 //! | `nan`, `inf`, `inverted`, `confidence`, `outside` | returns a broken box |
 //! | `stdout` | writes 8 MiB to stdout, then one valid box |
 //! | `sleep` | sleeps for an hour (a WASI clock poll: no wasm runs meanwhile) |
 //! | `nap` | sleeps 10 ms per pixel of the image's width; labels the item `wWIDTH` |
-//! | `modelname` | returns a box whose model name is 100 MiB |
-//! | `artifactname` | asks the host for an artifact whose name is 100 MiB |
-//! | `errmsg` | returns an error whose message is 100 MiB |
+//! | `modelname` | returns a box whose model name is 1 MiB |
+//! | `artifactname` | asks the host for an artifact whose name is 1 MiB |
+//! | `errmsg` | returns an error whose message is 1 MiB |
+//! | `blob` | has the host decode the item (`image.blob`); labels it with its size |
 //! | `nn_M` | runs artifact `M` with wasi-nn (`load-by-name`) on one 1-element tensor |
 //! | `nn3_M` | the same with three tensors |
 //! | `nnbig_M` | the same with one 512x512 tensor |
@@ -27,6 +31,7 @@
 //! | `legacy_M` | runs artifact `M` through the older `inference` import |
 //! | `nnflood` | makes 1 MiB wasi-nn tensors, keeping every one, forever |
 //! | `nnhandles` | makes empty wasi-nn tensors, keeping every one, forever |
+//! | `nndims` | makes empty wasi-nn tensors of 4 Mi dimensions, keeping every one, forever |
 //! | `http-WHAT` | GETs `{http_base}/WHAT` over wasi:http, following redirects as a browser would; labels the item `STATUS BYTES` |
 //! | `httpmany` | GETs `{http_base}/ok` 20 times in one call |
 //! | `httppost-N` | POSTs N MiB to `{http_base}/ok` |
@@ -44,9 +49,9 @@ mod bindings {
     wit_bindgen::generate!({ world: "host-links", path: "../../../wit", generate_all });
 }
 
-use bindings::prelabel::detector::host;
 use bindings::prelabel::detector::inference;
 use bindings::prelabel::detector::types::{Bbox, ErrorKind, Geometry, ModelInfo, Value};
+use bindings::prelabel::detector::{host, image};
 use bindings::wasi::nn::graph::{self, ExecutionTarget, Graph, GraphEncoding};
 use bindings::wasi::nn::tensor::{Tensor, TensorType};
 use bindings::{Annotation, Error, Guest, InitInput, Item};
@@ -278,17 +283,17 @@ impl Guest for Hostile {
             }
             "modelname" => {
                 let mut a = bbox(1.0, 1.0, 5.0, 5.0, 0.9);
-                a.model.name = "m".repeat(100 << 20);
+                a.model.name = "m".repeat(1 << 20);
                 vec![a]
             }
             "errmsg" => {
                 return Err(Error {
                     kind: ErrorKind::Internal,
-                    message: "e".repeat(100 << 20),
+                    message: "e".repeat(1 << 20),
                 });
             }
             "artifactname" => {
-                host::artifact(&"a".repeat(100 << 20))?;
+                host::artifact(&"a".repeat(1 << 20))?;
                 vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
             }
             "ok" => vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)],
@@ -380,10 +385,42 @@ impl Guest for Hostile {
                         .map_err(|e| e.to_string()),
                 ),
             ],
-            "many" => (0..1_000_000)
+            "many" => (0..10_001)
+                .map(|i| bbox(0.0, 0.0, 2.0 + (i % 7) as f32, 2.0, 0.5))
+                .collect(),
+            "flood" => (0..1_000_000)
                 .map(|i| bbox(0.0, 0.0, 2.0 + (i % 7) as f32, 2.0, 0.5))
                 .collect(),
             "huge" => vec![label(Geometry::Classification, "x".repeat(64 << 20), 0.5)],
+            "long" => vec![label(Geometry::Classification, "x".repeat(1 << 20), 0.5)],
+            "hugelog" => {
+                host::log(host::Level::Info, &"l".repeat(100 << 20));
+                vec![bbox(1.0, 1.0, 5.0, 5.0, 0.9)]
+            }
+            "blob" => {
+                let options = image::BlobOptions {
+                    width: 300,
+                    height: 300,
+                    channels: image::ChannelOrder::Bgr,
+                    mean: vec![],
+                    scale: 1.0,
+                    layout: image::Layout::Nchw,
+                    max_pixels: None,
+                };
+                let (size, _tensor) = image::blob(&item.data, &options)?;
+                vec![label(
+                    Geometry::Classification,
+                    format!("{}x{}", size.width, size.height),
+                    1.0,
+                )]
+            }
+            "nndims" => {
+                let dimensions = vec![0u32; 4 << 20];
+                let mut kept = Vec::new();
+                loop {
+                    kept.push(Tensor::new(&dimensions, TensorType::Fp32, &[]));
+                }
+            }
             "nan" => vec![bbox(f32::NAN, 0.0, 5.0, 5.0, 0.5)],
             "inf" => vec![bbox(0.0, 0.0, f32::INFINITY, 5.0, 0.5)],
             "inverted" => vec![bbox(10.0, 10.0, 2.0, 2.0, 0.5)],
