@@ -227,6 +227,9 @@ enum Answer {
     Loaded(Signature),
     Outputs(Vec<Tensor>),
     Forgotten,
+    /// An allocation failed at the worker's limit (tract asks fallibly, then panics): the
+    /// memory limit, as when the Rust runtime aborts the worker on one.
+    OverMemory,
 }
 
 type Response = Result<Answer, String>;
@@ -474,6 +477,9 @@ impl NativeInference {
         }
         let response = worker.exchange(&request, budget).await?;
         self.worker = Some(worker);
+        if let Ok(Answer::OverMemory) = response {
+            return Err(InferenceFailure::MemoryLimit);
+        }
         Ok(response)
     }
 }
@@ -662,10 +668,11 @@ pub fn worker_main(memory: &str) -> ExitCode {
                         graphs.serve(request)
                     }))
                     .unwrap_or_else(|panic| {
-                        Err(format!(
-                            "tract panicked: {}",
-                            crate::error::panic_message(&*panic)
-                        ))
+                        let message = crate::error::panic_message(&*panic);
+                        if message.starts_with("failed to allocate") {
+                            return Ok(Answer::OverMemory);
+                        }
+                        Err(format!("tract panicked: {message}"))
                     });
                     // tract's AVX kernels leave the upper state dirty (measured with
                     // `vector_state::dirty` after every run on an Intel Xeon); the worker's
