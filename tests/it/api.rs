@@ -506,7 +506,16 @@ fn status_names_the_store_the_serving_worker_and_each_queue() {
     let home = Home::new();
     home.seed_flow(&[]);
     let server = Server::start(&home, &[]);
-    let status = server.ok("/api/status");
+    // The scheduler registers its worker as the server starts listening, on its own thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let status = server.ok("/api/status");
+        let registered = status["workers"].as_array().is_some_and(|w| !w.is_empty());
+        if registered || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let store = status["store"].as_str().expect("the store");
     assert!(
         store.ends_with("prelabel.db") || store.starts_with("postgres://"),

@@ -9,10 +9,10 @@
 //! memory cap: before each request the host lowers the worker's `RLIMIT_DATA` to what it
 //! holds now plus half of what the instance has left, and after it charges the worker's data
 //! size to the instance (see [`NativeInference::footprint`]). A panic becomes that call's
-//! error, a crash or an allocation failure kills only the worker, and a call that outlives the
-//! deadline is abandoned by killing it. The host remembers where each loaded graph came from, so a new worker loads
-//! it again. Plans are optimised once per graph and input shapes and kept (a few, least
-//! recently used first out) for the instance's next items.
+//! error, a crash or an allocation failure kills only the worker, and a call that outlives
+//! the deadline is abandoned by killing it. The host remembers where each loaded graph came
+//! from, so a new worker loads it again. Plans are optimised once per graph and input shapes
+//! and kept (a few, least recently used first out) for the instance's next items.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -499,8 +499,6 @@ impl Worker {
             .env_clear()
             .arg(WORKER_ARG)
             .arg(memory_bytes.to_string())
-            // No folder of the host's: the worker reads artifacts by the paths it is sent.
-            .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
