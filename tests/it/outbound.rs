@@ -280,7 +280,7 @@ fn run(home: &Home, dataset: &str, names: &[&str]) -> std::collections::BTreeMap
         std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
     }
     home.ok(&["upload", path(dir.path()), "--dataset", dataset]);
-    home.ok(&["work", "--until-idle"]);
+    home.work_measured(&format!("{names:?}"));
     home.executions()
         .into_iter()
         .filter(|e| names.contains(&e["item"].as_str().unwrap_or_default()))

@@ -267,7 +267,7 @@ fn hostile_inputs_end_as_boxes_or_a_named_failure() {
         "--dataset",
         "d",
     ]);
-    home.ok(&["work", "--until-idle"]);
+    home.work_measured("hostile inputs");
     let by_item: std::collections::BTreeMap<String, Value> = home
         .executions()
         .into_iter()

@@ -375,6 +375,19 @@ impl Home {
         }
     }
 
+    /// `prelabel work --until-idle`, asserted to succeed, its whole process tree held under
+    /// the caps of every instance the scheduler may run at once plus [`MARGIN`].
+    pub fn work_measured(&self, what: &str) {
+        let mut work = command(self.path());
+        work.args(["work", "--until-idle"]);
+        let (out, peak) = run_measured(work);
+        assert!(out.status.success(), "work: {}", stderr(&out));
+        let caps = self.count(
+            "SELECT CAST(COALESCE(SUM(memory_mb * concurrency), 0) AS BIGINT) FROM services",
+        );
+        assert_under_cap(what, peak, caps as u64);
+    }
+
     /// A number that `sql` selects from the home's database, behind the binary's back.
     pub fn count(&self, sql: &str) -> i64 {
         if postgres::enabled() {
@@ -724,14 +737,7 @@ pub fn run_items(
         std::fs::write(dir.path().join(name), png(10, 10)).expect("write item");
     }
     home.ok(&["upload", path(dir.path()), "--dataset", "d"]);
-    let mut work = command(home.path());
-    work.args(["work", "--until-idle"]);
-    let (out, peak) = run_measured(work);
-    assert!(out.status.success(), "work: {}", stderr(&out));
-    // Every instance the scheduler may run at once has its cap.
-    let caps = home
-        .count("SELECT CAST(COALESCE(SUM(memory_mb * concurrency), 0) AS BIGINT) FROM services");
-    assert_under_cap(&format!("{names:?}"), peak, caps as u64);
+    home.work_measured(&format!("{names:?}"));
     home.executions()
         .into_iter()
         .map(|e| (e["item"].as_str().expect("item").to_string(), e))
