@@ -304,25 +304,7 @@ pub struct Interrupted {
 /// lost executions by their leases instead: see [`claim_next`].)
 pub fn requeue_interrupted(store: &mut Store) -> Result<Interrupted> {
     let tx = store.write()?;
-    let dead_direct: Vec<i64> = tx
-        .query_map(
-            "SELECT id, direct_pid FROM executions WHERE status = 'running' AND direct = 1",
-            params![],
-            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
-        )?
-        .into_iter()
-        .filter(|(_, pid)| !pid.is_some_and(process_is_alive))
-        .map(|(id, _)| id)
-        .collect();
-    let mut failed = 0;
-    for id in dead_direct {
-        failed += fail_running(
-            &tx,
-            id,
-            None,
-            "the process running this direct execution stopped",
-        )?;
-    }
+    let failed = fail_stopped_direct(&tx, "status = 'running'", params![], true)?;
     let mut interrupted = requeue(&tx, "status = 'running' AND direct = 0", params![])?;
     interrupted.failed += failed;
     tx.commit()?;
@@ -389,6 +371,34 @@ fn requeue(tx: &Tx<'_>, condition: &str, args: Params<'_>) -> Result<Interrupted
         args,
     )?;
     Ok(Interrupted { requeued, failed })
+}
+
+/// Fails the direct executions that `condition` selects, as stopped; with `local_pids` (every
+/// process is on this machine), not those whose process still lives. How many it failed.
+fn fail_stopped_direct(
+    tx: &Tx<'_>,
+    condition: &str,
+    args: Params<'_>,
+    local_pids: bool,
+) -> Result<usize> {
+    let direct = tx.query_map(
+        &format!("SELECT id, direct_pid FROM executions WHERE {condition} AND direct = 1"),
+        args,
+        |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+    )?;
+    let mut failed = 0;
+    for (id, pid) in direct {
+        if local_pids && pid.is_some_and(process_is_alive) {
+            continue;
+        }
+        failed += fail_running(
+            tx,
+            id,
+            None,
+            "the process running this direct execution stopped",
+        )?;
+    }
+    Ok(failed)
 }
 
 /// Whether a process with this id exists (signal 0 checks without sending anything).
@@ -471,24 +481,14 @@ pub fn claim_next(
             &format!("{lost} AND direct = 0"),
             params![service_id, worker.id],
         )?;
-        let direct = tx.query_map(
-            &format!("SELECT id, direct_pid FROM executions WHERE {lost} AND direct = 1"),
+        // On the embedded store every process is on this machine: a direct execution whose
+        // process lives is running, whatever its heartbeat says.
+        fail_stopped_direct(
+            &tx,
+            &lost,
             params![service_id, worker.id],
-            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+            dialect == Dialect::Sqlite,
         )?;
-        for (id, pid) in direct {
-            // On the embedded store every process is on this machine: a direct execution
-            // whose process lives is running, whatever its heartbeat says.
-            if dialect == Dialect::Sqlite && pid.is_some_and(process_is_alive) {
-                continue;
-            }
-            fail_running(
-                &tx,
-                id,
-                None,
-                "the process running this direct execution stopped",
-            )?;
-        }
     }
     let running: i64 = tx.query_row(
         "SELECT COUNT(*) FROM executions WHERE service_id = $1 AND status = 'running' AND direct = 0",

@@ -794,8 +794,7 @@ fn a_worker_never_takes_its_own_running_executions_for_lost() {
 /// write lock on SQLite, the workers' rows on PostgreSQL.
 fn hold_the_heartbeat(home: &Home, how_long: std::time::Duration) {
     if crate::support::postgres::enabled() {
-        let url = crate::support::postgres::database_for(home.path());
-        let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+        let mut db = crate::support::postgres::client(home.path());
         let mut tx = db.transaction().expect("a transaction");
         tx.batch_execute("SELECT * FROM workers FOR UPDATE")
             .expect("the rows locked");

@@ -138,7 +138,7 @@ fn decoding_bytes(data: &[u8], max_pixels: u64) -> Option<u64> {
         3
     };
     let per_pixel = depth + if turned { depth } else { 0 } + rgb;
-    Some(pixels.saturating_mul(per_pixel.max(3)))
+    Some(pixels.saturating_mul(per_pixel))
 }
 
 impl image::Host for HostState {

@@ -51,18 +51,22 @@ pub fn database_for(home: &Path) -> String {
         .clone()
 }
 
+/// A session on a home's database.
+pub fn client(home: &Path) -> postgres::Client {
+    postgres::Client::connect(&database_for(home), postgres::NoTls).expect("connect")
+}
+
 /// Runs SQL statements on a home's database.
 pub fn execute(home: &Path, sql: &str) {
-    let url = database_for(home);
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    client.batch_execute(sql).expect("statements run");
+    client(home).batch_execute(sql).expect("statements run");
 }
 
 /// A number that `sql` selects from a home's database.
 pub fn count(home: &Path, sql: &str) -> i64 {
-    let url = database_for(home);
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    client.query_one(sql, &[]).expect("the query runs").get(0)
+    client(home)
+        .query_one(sql, &[])
+        .expect("the query runs")
+        .get(0)
 }
 
 /// Debian's postgresql, installed where it is missing (as the browser test installs chromium).
