@@ -797,7 +797,8 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
     ] {
         assert_eq!(error(name), "", "{name}");
     }
-    assert_under_cap("hostile models", peak, 256);
+    // The bound these attacks held before the worker shared the instance's cap.
+    assert_within("hostile models", peak, 256, 160 << 20);
 }
 
 #[test]
@@ -892,7 +893,7 @@ fn several_memories_and_huge_tables_count_against_one_cap() {
             results[0]["error"], "detect exceeded the memory limit of 256 MiB",
             "{what}: {results:#}"
         );
-        assert_under_cap(what, peak, 256);
+        assert_within(what, peak, 256, 160 << 20);
     }
 }
 
