@@ -71,7 +71,8 @@ impl Failure {
 /// Runs `detect` on the item `load` gives, on `instance` (started when there is none; kept
 /// when it survives). `size`, when known, is checked before the item's bytes are loaded, and
 /// the bytes' size after. What the guest
-/// printed and logged, init included, is appended to `logs`.
+/// printed and logged, init included, is appended to `logs`; `engine` is set to the native
+/// inference engine the instance ran models on, if any (provenance).
 pub fn run(
     function: &Function<'_>,
     instance: &mut Option<Instance>,
@@ -79,6 +80,7 @@ pub fn run(
     load: impl FnOnce() -> Result<Item, Failure>,
     size_px: Option<(u32, u32)>,
     logs: &mut String,
+    engine: &mut Option<String>,
 ) -> Result<Vec<Annotation>, Failure> {
     let limits = function.limits;
     if let Some(size) = size {
@@ -104,6 +106,9 @@ pub fn run(
     };
     let result = live.detect(&item);
     logs.push_str(&live.take_logs());
+    if let Some(ran) = live.inference_engine() {
+        *engine = Some(ran);
+    }
     if !live.is_poisoned() {
         *instance = Some(live);
     }

@@ -58,6 +58,8 @@ pub struct Execution {
     pub init_inputs: Option<Value>,
     /// The `prelabel` version that ran it.
     pub host_version: Option<String>,
+    /// The engine that ran its models natively, with its version (none: it ran none).
+    pub inference_engine: Option<String>,
     #[serde(skip)]
     #[schema(ignore)]
     pub logs: String,
@@ -69,7 +71,7 @@ pub struct Execution {
 
 const SELECT: &str = "SELECT e.id, e.service_name, e.service_id, e.trigger_id, e.item_id, i.name, e.function, e.status,
         e.attempts, e.revision_id, e.error, e.queued_at, e.started_at, e.finished_at, e.duration_ms, e.logs,
-        e.init_inputs, e.host_version, e.result
+        e.init_inputs, e.host_version, e.result, e.inference_engine
    FROM executions e JOIN items i ON i.id = e.item_id";
 
 fn from_row(r: &Row) -> crate::store::db::Result<Execution> {
@@ -94,6 +96,7 @@ fn from_row(r: &Row) -> crate::store::db::Result<Execution> {
             .get::<Option<String>>(16)?
             .and_then(|json| serde_json::from_str(&json).ok()),
         host_version: r.get(17)?,
+        inference_engine: r.get(19)?,
         result: r.get(18)?,
     })
 }
@@ -629,6 +632,8 @@ pub struct Ran<'a> {
     pub component_digest: &'a str,
     /// `None` when no instance was started (the revision could not be loaded).
     pub init_inputs: Option<&'a BTreeMap<String, InputValue>>,
+    /// The native inference engine its models ran on, if any (`onnxruntime 1.22.1`).
+    pub inference_engine: Option<&'a str>,
 }
 
 /// Records an attempt's end in one transaction: the execution's status, logs and timing, what
@@ -669,8 +674,8 @@ pub fn finish(
         Outcome::Failed { .. } => None,
     };
     tx.execute(
-        "UPDATE executions SET init_inputs = $2, host_version = $3, result = $4 WHERE id = $1",
-        params![claimed.id, init_json, crate::HOST_VERSION, result],
+        "UPDATE executions SET init_inputs = $2, host_version = $3, result = $4, inference_engine = $5 WHERE id = $1",
+        params![claimed.id, init_json, crate::HOST_VERSION, result, ran.inference_engine],
     )?;
     let component_digest = ran.component_digest;
     match outcome {

@@ -32,6 +32,9 @@ pub struct FileResult {
     pub logs: String,
     #[serde(skip)]
     pub duration: Duration,
+    /// The engine that ran its models natively, with its version (`onnxruntime 1.22.1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_engine: Option<String>,
 }
 
 pub struct LocalRunner<'r> {
@@ -148,6 +151,7 @@ impl<'r> LocalRunner<'r> {
             error: Some(error),
             logs: String::new(),
             duration: Duration::ZERO,
+            inference_engine: None,
         }
     }
 
@@ -182,6 +186,7 @@ impl<'r> LocalRunner<'r> {
             init: &self.init,
         };
         let size = item.data.len() as u64;
+        let mut inference_engine = None;
         let result = attempt::run(
             &function,
             &mut self.instance,
@@ -189,6 +194,7 @@ impl<'r> LocalRunner<'r> {
             || Ok(item),
             width.zip(height),
             &mut logs,
+            &mut inference_engine,
         );
         let (annotations, error) = match result {
             Ok(annotations) => (annotations, None),
@@ -206,6 +212,7 @@ impl<'r> LocalRunner<'r> {
             error,
             logs: crate::secret::redact(&logs, &self.hidden),
             duration: started.elapsed(),
+            inference_engine,
         }
     }
 }

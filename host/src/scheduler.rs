@@ -382,6 +382,7 @@ fn run_claimed(
                 let ran = execution::Ran {
                     component_digest: "",
                     init_inputs: None,
+                    inference_engine: None,
                 };
                 return record(
                     store,
@@ -398,11 +399,20 @@ fn run_claimed(
     // Secret inputs are read now, for `init` only: the execution records their names, and
     // their values are taken out of what it stores of the guest's words.
     let mut hidden = Vec::new();
+    let mut inference_engine = None;
     let ran = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
         .map_err(|e| Failure::Refused(e.to_string()))
         .and_then(|init| {
             hidden = secret::values(&slot.revision.manifest, &init);
-            attempt(store, runtime, service, slot, &init, claimed, &mut logs)
+            attempt(
+                store,
+                runtime,
+                service,
+                slot,
+                &init,
+                claimed,
+                (&mut logs, &mut inference_engine),
+            )
         });
     let outcome = match ran {
         Ok(annotations) => Outcome::Success(annotations),
@@ -427,6 +437,7 @@ fn run_claimed(
         execution::Ran {
             component_digest: &slot.loaded.digest,
             init_inputs: Some(&service.init_inputs),
+            inference_engine: inference_engine.as_deref(),
         },
     )
 }
@@ -469,7 +480,7 @@ fn attempt(
     slot: &mut Slot,
     init: &BTreeMap<String, InputValue>,
     claimed: &Claimed,
-    logs: &mut String,
+    (logs, engine): (&mut String, &mut Option<String>),
 ) -> Result<Vec<annotation::Annotation>, Failure> {
     let functions = &slot.revision.manifest.module.functions;
     if !functions.iter().any(|f| f.name == claimed.function) {
@@ -525,6 +536,7 @@ fn attempt(
         load,
         item.size_px(),
         logs,
+        engine,
     )
 }
 

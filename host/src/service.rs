@@ -14,7 +14,7 @@ use crate::error::{Error, Kind, Result};
 use crate::manifest::InputValue;
 use crate::outbound::AllowedHosts;
 use crate::revision::{self, Revision};
-use crate::runtime::Limits;
+use crate::runtime::{EngineChoice, Limits};
 
 /// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
 /// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
@@ -31,6 +31,11 @@ pub struct Settings {
     pub log_kb: u32,
     /// A permission: whether the guest may run ONNX artifacts natively (off by default).
     pub allow_inference: bool,
+    /// The engine that runs them: `auto` (ONNX Runtime where it loads, else tract),
+    /// `onnxruntime` or `tract`.
+    pub inference_engine: EngineChoice,
+    /// Threads one inference call may use (default 1: an instance per core).
+    pub inference_threads: u32,
 }
 
 impl Default for Settings {
@@ -46,6 +51,8 @@ impl Default for Settings {
             max_annotations: limits.max_annotations as u32,
             log_kb: (limits.log_bytes >> 10) as u32,
             allow_inference: limits.allow_inference,
+            inference_engine: limits.inference_engine,
+            inference_threads: limits.inference_threads,
         }
     }
 }
@@ -60,6 +67,8 @@ impl Settings {
             max_item_bytes: u64::from(self.max_item_mb) << 20,
             max_annotations: self.max_annotations as usize,
             allow_inference: self.allow_inference,
+            inference_engine: self.inference_engine,
+            inference_threads: self.inference_threads,
         }
     }
 }
@@ -114,6 +123,9 @@ pub struct Deploy {
     pub max_annotations: Option<u32>,
     pub log_kb: Option<u32>,
     pub allow_inference: Option<bool>,
+    /// `auto`, `onnxruntime` or `tract`.
+    pub inference_engine: Option<EngineChoice>,
+    pub inference_threads: Option<u32>,
     /// Narrows the package's `allowed_outbound_hosts` to these (each must be one of them);
     /// `None` keeps the service's list.
     pub allow_host: Option<Vec<String>>,
@@ -142,10 +154,13 @@ pub(crate) fn init_object<'de, D: serde::Deserializer<'de>>(
 /// Executions of one service at once: each is a thread with its own instance (and memory cap).
 pub const MAX_CONCURRENCY: u32 = 64;
 
+/// Threads one inference call may use.
+pub const MAX_INFERENCE_THREADS: u32 = 64;
+
 const SELECT: &str = "SELECT s.id, s.name, p.name, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
         s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference,
-        s.allowed_outbound_hosts, r.manifest
+        s.allowed_outbound_hosts, r.manifest, s.inference_engine, s.inference_threads
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row) -> crate::store::db::Result<Service> {
@@ -180,6 +195,9 @@ fn from_row(r: &Row) -> crate::store::db::Result<Service> {
             max_annotations: r.get(16)?,
             log_kb: r.get(17)?,
             allow_inference: r.get(18)?,
+            // Written by `deploy` from a checked choice; anything else is the default.
+            inference_engine: r.get::<String>(21)?.parse().unwrap_or_default(),
+            inference_threads: r.get(22)?,
         },
         paused: r.get(11)?,
         generation: r.get(12)?,
@@ -328,6 +346,23 @@ impl Deploy {
         if let Some(allow) = self.allow_inference {
             settings.allow_inference = allow;
         }
+        if let Some(n) = self.inference_threads {
+            settings.inference_threads = positive(n, "inference-threads")?;
+            if n > MAX_INFERENCE_THREADS {
+                return Err(Error::invalid(
+                    "inference-threads",
+                    format!("must be at most {MAX_INFERENCE_THREADS}, got {n}"),
+                ));
+            }
+        }
+        if let Some(engine) = self.inference_engine {
+            // Asked for by name: it must be there (`auto` falls back to tract instead).
+            if engine == EngineChoice::Onnxruntime {
+                crate::runtime::engine::onnxruntime()
+                    .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
+            }
+            settings.inference_engine = engine;
+        }
         Ok(settings)
     }
 }
@@ -355,12 +390,13 @@ fn write(
         None => {
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
-                                       init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                       init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts,
+                                       inference_engine, inference_threads)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 params![
                     name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference, narrowed
+                    settings.allow_inference, narrowed, settings.inference_engine.as_str(), settings.inference_threads
                 ],
             )?;
         }
@@ -376,13 +412,15 @@ fn write(
                             timeout_ms = $6, max_attempts = $7, memory_mb = $8, init_timeout_ms = $9, max_item_mb = $10,
                             max_annotations = $11, log_kb = $12, allow_inference = $13, package_id = $14,
                             allowed_outbound_hosts = COALESCE($15, allowed_outbound_hosts),
+                            inference_engine = $16, inference_threads = $17,
                             generation = generation + 1, updated_at = {NOW}
                       WHERE id = $1"
                 ),
                 params![
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference, package_id, narrowed
+                    settings.allow_inference, package_id, narrowed, settings.inference_engine.as_str(),
+                    settings.inference_threads
                 ],
             )?;
         }

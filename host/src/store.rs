@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/008_provenance.sql"),
     include_str!("store/009_outbound.sql"),
     include_str!("store/010_workers.sql"),
+    include_str!("store/011_inference.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("store/postgres/001_schema.sql"),
     include_str!("store/postgres/002_workers.sql"),
+    include_str!("store/postgres/003_inference.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

@@ -8,9 +8,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // The sandbox runs native inference in a child process of this same binary.
-    let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some(prelabel::runtime::WORKER_ARG) {
-        return prelabel::runtime::worker_main(&args.next().unwrap_or_default());
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(prelabel::runtime::WORKER_ARG) {
+        return prelabel::runtime::worker_main(&args[2..]);
     }
     let cli = commands::Cli::parse();
     tracing_subscriber::fmt()

@@ -440,7 +440,7 @@ impl Instance {
             artifacts: grants.artifacts,
             http: WasiHttpCtx::new(),
             outbound: Outbound::new(grants.outbound, capture.clone(), limits.max_item_bytes),
-            inference: NativeInference::new(limits.allow_inference, limits.memory_bytes),
+            inference: NativeInference::new(&limits),
             capture,
             deadline: deadline_after(limits.init_timeout),
         };
@@ -489,6 +489,11 @@ impl Instance {
     }
 
     /// Whether a trap (or timeout) made this instance unusable.
+    /// The native inference engine this instance ran models on, with its version.
+    pub fn inference_engine(&self) -> Option<String> {
+        self.store.data().inference.engine()
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
     }

@@ -30,6 +30,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 pub use bindings::{ErrorKind, GuestError, InitInput, Item, Value};
 pub use capture::Capture;
+pub use inference::engine::{self, EngineChoice};
 pub use inference::{InferenceFailure, WORKER_ARG, worker_main};
 pub use instance::{ExecError, HostState, Instance, Phase};
 
@@ -75,6 +76,10 @@ pub struct Limits {
     /// A permission, not a limit: whether the guest may run ONNX artifacts natively (the
     /// `inference` import), which is code outside the wasm sandbox.
     pub allow_inference: bool,
+    /// Which engine runs those models (`auto`: ONNX Runtime where it loads, else tract).
+    pub inference_engine: EngineChoice,
+    /// Threads for one inference call (one by default: an instance per core).
+    pub inference_threads: u32,
 }
 
 impl Default for Limits {
@@ -87,6 +92,8 @@ impl Default for Limits {
             max_item_bytes: 256 << 20,
             max_annotations: 10_000,
             allow_inference: false,
+            inference_engine: EngineChoice::Auto,
+            inference_threads: 1,
         }
     }
 }

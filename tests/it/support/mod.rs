@@ -111,7 +111,10 @@ pub fn command(home: &Path) -> Command {
         // `prelabel serve` listens on a free port: many run at once.
         .env("PRELABEL_ADDR", "127.0.0.1:0")
         // Python packages' builds share one componentize-py.
-        .env("PRELABEL_PYTHON_VENV", python_tool_venv());
+        .env("PRELABEL_PYTHON_VENV", python_tool_venv())
+        // ONNX Runtime from PyPI, as a user gets it: `auto` takes it, `--inference-engine`
+        // chooses (tests that need it absent say so).
+        .env("ORT_DYLIB_PATH", onnxruntime_library());
     if postgres::enabled() {
         command.env("PRELABEL_STORE", postgres::database_for(home));
     } else {
@@ -790,6 +793,29 @@ pub fn boxes(entry: &serde_json::Value) -> Vec<([f32; 4], f32)> {
             )
         })
         .collect()
+}
+
+/// The ONNX Runtime version the tests install (the C API `ort` 2.0.0-rc.10 speaks).
+pub const ONNXRUNTIME: &str = "1.22.1";
+
+/// ONNX Runtime's library from the PyPI wheel, in a virtualenv of the tests' own (the library
+/// alone: its Python dependencies are not needed to load it).
+pub fn onnxruntime_library() -> PathBuf {
+    static LIBRARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            let requirement = format!("onnxruntime=={ONNXRUNTIME}");
+            let venv = venv("onnxruntime-venv", &["--no-deps", &requirement]);
+            let pattern = venv.join(format!(
+                "lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.{ONNXRUNTIME}"
+            ));
+            glob::glob(path(&pattern))
+                .expect("a pattern")
+                .flatten()
+                .next()
+                .unwrap_or_else(|| panic!("no {} after pip install", pattern.display()))
+        })
+        .clone()
 }
 
 /// A Python virtualenv under the target directory with `requirements` installed from PyPI,

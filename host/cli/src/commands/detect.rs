@@ -62,12 +62,27 @@ pub struct LimitArgs {
     /// Let the guest run ONNX artifacts natively (the `inference` import).
     #[arg(long)]
     allow_inference: bool,
+    /// Which engine runs them: `auto` (ONNX Runtime where it is installed, else tract),
+    /// `onnxruntime` or `tract`.
+    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    inference_engine: prelabel::runtime::EngineChoice,
+    /// Threads one inference call may use (each of `--jobs` instances uses this many).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    inference_threads: u32,
 }
 
 impl LimitArgs {
     fn limits(&self) -> Result<Limits> {
+        if self.inference_threads == 0 {
+            bail!("--inference-threads must be at least 1");
+        }
+        if self.inference_engine == prelabel::runtime::EngineChoice::Onnxruntime {
+            prelabel::runtime::engine::onnxruntime()?;
+        }
         let mut limits = Limits {
             allow_inference: self.allow_inference,
+            inference_engine: self.inference_engine,
+            inference_threads: self.inference_threads,
             ..Limits::default()
         };
         let seconds = |secs: f64, flag: &str| {
@@ -181,16 +196,7 @@ fn run_file(runner: &mut LocalRunner<'_>, path: &std::path::Path) -> FileResult 
     );
     match std::fs::read(path) {
         Ok(bytes) => runner.run(&name, bytes),
-        Err(e) => FileResult {
-            name,
-            mimetype: String::new(),
-            width: None,
-            height: None,
-            annotations: Vec::new(),
-            error: Some(format!("cannot read {}: {e}", path.display())),
-            logs: String::new(),
-            duration: Duration::ZERO,
-        },
+        Err(e) => runner.failed(&name, format!("cannot read {}: {e}", path.display())),
     }
 }
 

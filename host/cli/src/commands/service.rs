@@ -53,6 +53,14 @@ pub enum Command {
         /// Off by default; `--allow-inference=false` takes it back.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         allow_inference: Option<bool>,
+        /// Which engine runs those models: `auto` (default: ONNX Runtime where it is
+        /// installed, else tract), `onnxruntime` (refused here when it is not) or `tract`.
+        #[arg(long, value_name = "ENGINE")]
+        inference_engine: Option<prelabel::runtime::EngineChoice>,
+        /// Threads one inference call may use (default 1: a service at concurrency N uses N
+        /// cores); more for a service that runs alone.
+        #[arg(long, value_name = "N")]
+        inference_threads: Option<u32>,
         /// Let the guest call only these of the package's `allowed_outbound_hosts`
         /// (`https://api.example.com`; repeatable): a deploy narrows the list, never widens
         /// it. Without it the service keeps its list (a new one: the package's).
@@ -92,6 +100,8 @@ impl Command {
                 max_annotations,
                 log_kb,
                 allow_inference,
+                inference_engine,
+                inference_threads,
                 allow_host,
             } => {
                 let request = service::Deploy {
@@ -108,6 +118,8 @@ impl Command {
                     max_annotations: *max_annotations,
                     log_kb: *log_kb,
                     allow_inference: *allow_inference,
+                    inference_engine: *inference_engine,
+                    inference_threads: *inference_threads,
                     allow_host: (!allow_host.is_empty()).then(|| allow_host.clone()),
                 };
                 let Deployed {

@@ -804,6 +804,7 @@ fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()>
             let ran = execution::Ran {
                 component_digest: "",
                 init_inputs: None,
+                inference_engine: None,
             };
             let outcome = execution::Outcome::Success(Vec::new());
             let (finished, took) =

@@ -14,9 +14,15 @@
 //! from, so a new worker loads it again. Plans are optimised once per graph and input shapes
 //! and kept (a few, least recently used first out) for the instance's next items.
 
+mod confine;
+pub mod engine;
+mod onnxruntime;
+mod tract;
+mod worker;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
-use tract_onnx::prelude::*;
+
+use engine::{Engine, EngineChoice};
+pub use worker::worker_main;
 
 /// The hidden first argument that turns the `prelabel` binary into an inference worker.
 pub const WORKER_ARG: &str = "__inference-worker";
@@ -35,8 +43,6 @@ pub const WORKER_ARG: &str = "__inference-worker";
 /// bookkeeping (a fresh worker's data size is about 5 MiB). Part of the margin over the cap
 /// that docs/guarantees.md states.
 pub const WORKER_HEADROOM: usize = 64 << 20;
-/// Optimised plans a worker keeps (each graph and distinct input shape makes one).
-const MAX_PLANS: usize = 4;
 /// Graphs an instance may hold loaded at once (a detector needs one or two).
 const MAX_GRAPHS: usize = 8;
 /// What is kept of a dead worker's stderr for the error message.
@@ -50,6 +56,8 @@ pub enum InferenceFailure {
     MemoryLimit,
     #[error("cannot start the inference worker: {0}")]
     Spawn(String),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
     #[error("the inference worker died ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
     Died { status: String, stderr: String },
     #[error("the inference worker answered nonsense: {0}")]
@@ -75,29 +83,6 @@ impl Element {
             Element::F32 | Element::I32 => 4,
             Element::F64 | Element::I64 => 8,
         }
-    }
-
-    fn datum(self) -> DatumType {
-        match self {
-            Element::F16 => DatumType::F16,
-            Element::F32 => DatumType::F32,
-            Element::F64 => DatumType::F64,
-            Element::U8 => DatumType::U8,
-            Element::I32 => DatumType::I32,
-            Element::I64 => DatumType::I64,
-        }
-    }
-
-    fn of(datum: DatumType) -> Option<Self> {
-        Some(match datum {
-            DatumType::F16 => Element::F16,
-            DatumType::F32 => Element::F32,
-            DatumType::F64 => Element::F64,
-            DatumType::U8 => Element::U8,
-            DatumType::I32 => Element::I32,
-            DatumType::I64 => Element::I64,
-            _ => return None,
-        })
     }
 }
 
@@ -150,12 +135,12 @@ impl Tensor {
     }
 }
 
-/// Where a graph comes from: a package artifact (read by the worker) or bytes the guest
-/// passed.
-#[derive(Clone, Serialize, Deserialize)]
+/// Where a graph comes from: a package artifact (read by the host, which sends its bytes:
+/// the worker opens no file) or bytes the guest passed.
+#[derive(Clone)]
 pub enum Source {
     Artifact(PathBuf),
-    Bytes(#[serde(with = "shared_bytes")] Arc<Vec<u8>>),
+    Bytes(Arc<Vec<u8>>),
 }
 
 /// Model bytes the host shares between its graphs and sends to a worker as they are.
@@ -214,8 +199,12 @@ pub type GraphId = u32;
 
 #[derive(Serialize, Deserialize)]
 enum Request {
-    /// Read a model and keep it as `graph`; answers its signature.
-    Load { graph: GraphId, source: Source },
+    /// Read a model's bytes and keep it as `graph`; answers its signature.
+    Load {
+        graph: GraphId,
+        #[serde(with = "shared_bytes")]
+        model: Arc<Vec<u8>>,
+    },
     /// Runs `graph` on `inputs`, given in the model's input order.
     Run { graph: GraphId, inputs: Vec<Tensor> },
     /// Forget graphs the instance let go of (sent ahead of the next request).
@@ -227,8 +216,8 @@ enum Answer {
     Loaded(Signature),
     Outputs(Vec<Tensor>),
     Forgotten,
-    /// An allocation failed at the worker's limit (tract asks fallibly, then panics): the
-    /// memory limit, as when the Rust runtime aborts the worker on one.
+    /// An allocation failed at the worker's limit (tract asks fallibly, then panics; ONNX
+    /// Runtime throws): the memory limit, as when the Rust runtime aborts the worker on one.
     OverMemory,
 }
 
@@ -260,6 +249,10 @@ pub enum Refused {
 pub struct NativeInference {
     granted: bool,
     memory_bytes: usize,
+    choice: EngineChoice,
+    threads: usize,
+    /// The engine, once a worker needed one (`auto` is decided then).
+    engine: Option<Engine>,
     worker: Option<Worker>,
     graphs: HashMap<GraphId, Held>,
     by_source: HashMap<String, GraphId>,
@@ -293,10 +286,13 @@ const MIN_REPLY: usize = 1 << 20;
 pub type Outcome<T> = Result<Result<T, String>, InferenceFailure>;
 
 impl NativeInference {
-    pub fn new(granted: bool, memory_bytes: usize) -> Self {
+    pub fn new(limits: &super::Limits) -> Self {
         Self {
-            granted,
-            memory_bytes,
+            granted: limits.allow_inference,
+            memory_bytes: limits.memory_bytes,
+            choice: limits.inference_engine,
+            threads: limits.inference_threads.max(1) as usize,
+            engine: None,
             worker: None,
             graphs: HashMap::new(),
             by_source: HashMap::new(),
@@ -418,16 +414,33 @@ impl NativeInference {
         })
     }
 
+    /// The engine that ran this instance's models, with its version (provenance); `None`
+    /// while it ran none.
+    pub fn engine(&self) -> Option<String> {
+        self.engine.as_ref().map(Engine::to_string)
+    }
+
     async fn load_in_worker(
         &mut self,
         id: GraphId,
         source: &Source,
         budget: usize,
     ) -> Outcome<Signature> {
-        let request = Request::Load {
-            graph: id,
-            source: source.clone(),
+        let model = match source {
+            Source::Bytes(bytes) => bytes.clone(),
+            Source::Artifact(path) => {
+                // Read here, checked against what the instance has left, and sent as bytes.
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                if size > (budget / 2) as u64 {
+                    return Err(InferenceFailure::MemoryLimit);
+                }
+                match std::fs::read(path) {
+                    Ok(bytes) => Arc::new(bytes),
+                    Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
+                }
+            }
         };
+        let request = Request::Load { graph: id, model };
         match self.exchange(request, budget).await? {
             Ok(Answer::Loaded(signature)) => {
                 if let Some(worker) = &mut self.worker {
@@ -466,7 +479,13 @@ impl NativeInference {
             None => {
                 // A new worker knows no graph: nothing to forget.
                 self.forgotten.clear();
-                Worker::spawn(self.memory_bytes)?
+                let engine = match &self.engine {
+                    Some(engine) => engine.clone(),
+                    None => engine::resolve(self.choice).map_err(InferenceFailure::Engine)?,
+                };
+                let worker = Worker::spawn(self.memory_bytes, &engine, self.threads)?;
+                self.engine = Some(engine);
+                worker
             }
         };
         worker.limit(budget)?;
@@ -492,13 +511,20 @@ enum Exchange {
 }
 
 impl Worker {
-    fn spawn(memory_bytes: usize) -> Result<Self, InferenceFailure> {
+    fn spawn(
+        memory_bytes: usize,
+        engine: &Engine,
+        threads: usize,
+    ) -> Result<Self, InferenceFailure> {
         let exe = std::env::current_exe().map_err(|e| InferenceFailure::Spawn(e.to_string()))?;
         // Nothing of the host's environment is the worker's business.
         let mut child = Command::new(exe)
             .env_clear()
             .arg(WORKER_ARG)
             .arg(memory_bytes.to_string())
+            .arg(engine.kind.to_string())
+            .arg(threads.to_string())
+            .args(engine.library())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -622,400 +648,5 @@ impl Worker {
             status,
             stderr: tail.to_string(),
         }
-    }
-}
-
-/// The worker process: reads requests on stdin, answers on stdout, until stdin closes.
-/// `memory` is the service's memory cap in bytes (the first argument after [`WORKER_ARG`]).
-pub fn worker_main(memory: &str) -> ExitCode {
-    let Ok(memory_bytes) = memory.parse::<usize>() else {
-        eprintln!("usage: prelabel {WORKER_ARG} MEMORY_BYTES");
-        return ExitCode::from(2);
-    };
-    // A host killed mid-call (kill -9) must not leave its worker computing for hours.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl with PR_SET_PDEATHSIG reads one integer argument.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    if let Err(e) = limit_heap(memory_bytes.saturating_add(WORKER_HEADROOM)) {
-        eprintln!("cannot cap the worker's memory: {e}");
-        return ExitCode::from(1);
-    }
-    // A panic in tract is that request's error, not a message on stderr.
-    std::panic::set_hook(Box::new(|_| {}));
-    let executor = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(executor) => executor,
-        Err(e) => {
-            eprintln!("cannot start the worker's executor: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let served = executor.block_on(async {
-        let mut requests = FramedRead::new(tokio::io::stdin(), codec(usize::MAX));
-        let mut replies = FramedWrite::new(tokio::io::stdout(), codec(usize::MAX));
-        let mut graphs = Graphs::new(memory_bytes);
-        while let Some(frame) = requests.next().await {
-            let frame = frame?;
-            let response: Response = match postcard::from_bytes::<Request>(&frame) {
-                Ok(request) => {
-                    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        graphs.serve(request)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        let message = crate::error::panic_message(&*panic);
-                        if message.starts_with("failed to allocate") {
-                            return Ok(Answer::OverMemory);
-                        }
-                        Err(format!("tract panicked: {message}"))
-                    });
-                    // tract's AVX kernels leave the upper state dirty (measured with
-                    // `vector_state::dirty` after every run on an Intel Xeon); the worker's
-                    // own code (the reply, the next request) is SSE.
-                    super::vector_state::clear();
-                    response
-                }
-                Err(e) => Err(format!("unreadable request: {e}")),
-            };
-            let reply = postcard::to_allocvec(&response)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            replies.send(Bytes::from(reply)).await?;
-        }
-        std::io::Result::Ok(())
-    });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("inference worker: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Caps the process's heap (brk and private anonymous mappings, since Linux 4.7): an
-/// allocation past it fails, and the Rust runtime aborts the worker with
-/// `memory allocation of N bytes failed`, which the host reports as the memory limit.
-fn limit_heap(bytes: usize) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
-    };
-    // SAFETY: setrlimit reads the struct we pass and nothing else.
-    if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-type Plan = Arc<TypedRunnableModel>;
-/// A plan is specific to a graph and the shapes and types of its inputs.
-type PlanKey = (GraphId, Vec<(Element, Vec<usize>)>);
-
-/// The worker's graphs, and its plans, most recently used last.
-struct Graphs {
-    memory_bytes: usize,
-    graphs: HashMap<GraphId, InferenceModel>,
-    plans: Vec<(PlanKey, Plan)>,
-}
-
-impl Graphs {
-    fn new(memory_bytes: usize) -> Self {
-        Self {
-            memory_bytes,
-            graphs: HashMap::new(),
-            plans: Vec::new(),
-        }
-    }
-
-    fn serve(&mut self, request: Request) -> Response {
-        match request {
-            Request::Load { graph, source } => self.load(graph, source).map(Answer::Loaded),
-            Request::Run { graph, inputs } => self.run(graph, inputs).map(Answer::Outputs),
-            Request::Forget { graphs } => {
-                for graph in graphs {
-                    self.graphs.remove(&graph);
-                    self.plans.retain(|((g, _), _)| *g != graph);
-                }
-                Ok(Answer::Forgotten)
-            }
-        }
-    }
-
-    fn load(&mut self, graph: GraphId, source: Source) -> Result<Signature, String> {
-        // Read as bytes, not by path: a graph read by path may pull "external data" from files
-        // beside it, and beside an artifact in the store lie other blobs (other packages'
-        // artifacts, items). From bytes, external data is refused.
-        let bytes = match source {
-            Source::Artifact(path) => {
-                std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            Source::Bytes(bytes) => Arc::unwrap_or_clone(bytes),
-        };
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut bytes.as_slice())
-            .map_err(|e| format!("cannot load the ONNX model: {e:#}"))?;
-        let name = |outlet: &OutletId| {
-            model
-                .outlet_label(*outlet)
-                .unwrap_or(&model.node(outlet.node).name)
-                .to_string()
-        };
-        let signature = Signature {
-            inputs: model
-                .input_outlets()
-                .map_err(|e| format!("{e:#}"))?
-                .iter()
-                .map(|o| model.node(o.node).name.clone())
-                .collect(),
-            outputs: model
-                .output_outlets()
-                .map_err(|e| format!("{e:#}"))?
-                .iter()
-                .map(name)
-                .collect(),
-        };
-        self.graphs.insert(graph, model);
-        Ok(signature)
-    }
-
-    fn run(&mut self, graph: GraphId, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
-        let shapes: Vec<(Element, Vec<usize>)> = inputs
-            .iter()
-            .map(|t| (t.element, t.shape.iter().map(|&d| d as usize).collect()))
-            .collect();
-        let mut tensors = TVec::new();
-        for (i, (input, (_, shape))) in inputs.into_iter().zip(&shapes).enumerate() {
-            let elements = input.check().map_err(|e| format!("input {i}: {e}"))?;
-            if elements.saturating_mul(input.element.size()) > self.memory_bytes {
-                return Err(format!(
-                    "input {i}: shape {shape:?} is over the memory limit"
-                ));
-            }
-            tensors.push(
-                to_tract(&input, shape)
-                    .map_err(|e| format!("input {i}: {e}"))?
-                    .into(),
-            );
-        }
-        let plan = self.plan(graph, &shapes)?;
-        let outputs = plan.run(tensors).map_err(|e| format!("{e:#}"))?;
-        let mut total = 0usize;
-        outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                total = total.saturating_add(o.len().saturating_mul(o.datum_type().size_of()));
-                if total > self.memory_bytes {
-                    return Err(format!("output {i}: the outputs are over the memory limit"));
-                }
-                from_tract(o).map_err(|e| format!("output {i}: {e}"))
-            })
-            .collect()
-    }
-
-    fn plan(&mut self, graph: GraphId, shapes: &[(Element, Vec<usize>)]) -> Result<Plan, String> {
-        let key = (graph, shapes.to_vec());
-        if let Some(at) = self.plans.iter().position(|(k, _)| *k == key) {
-            let entry = self.plans.remove(at);
-            let plan = entry.1.clone();
-            self.plans.push(entry);
-            return Ok(plan);
-        }
-        let mut model = self
-            .graphs
-            .get(&graph)
-            .ok_or("that graph is not loaded")?
-            .clone();
-        check_inputs(&model, shapes)?;
-        for (i, (element, shape)) in shapes.iter().enumerate() {
-            model = model
-                .with_input_fact(i, InferenceFact::dt_shape(element.datum(), shape))
-                .map_err(|e| format!("{e:#}"))?;
-        }
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("cannot optimise the ONNX model: {e:#}"))?;
-        if self.plans.len() >= MAX_PLANS {
-            self.plans.remove(0);
-        }
-        self.plans.push((key, plan.clone()));
-        Ok(plan)
-    }
-}
-
-/// A checked tensor as tract's, element by element from little-endian bytes.
-fn to_tract(tensor: &Tensor, shape: &[usize]) -> TractResult<tract_onnx::prelude::Tensor> {
-    fn build<T: Datum + Copy, const N: usize>(
-        shape: &[usize],
-        data: &[u8],
-        from: fn([u8; N]) -> T,
-    ) -> TractResult<tract_onnx::prelude::Tensor> {
-        let values: Vec<T> = data
-            .chunks_exact(N)
-            .map(|c| {
-                let mut bytes = [0u8; N];
-                bytes.copy_from_slice(c);
-                from(bytes)
-            })
-            .collect();
-        // The values become the tensor's storage as they are, not a second copy.
-        Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tensor())
-    }
-    let data = &tensor.data;
-    match tensor.element {
-        Element::F16 => build(shape, data, |b| f16::from_bits(u16::from_le_bytes(b))),
-        Element::F32 => build(shape, data, f32::from_le_bytes),
-        Element::F64 => build(shape, data, f64::from_le_bytes),
-        Element::U8 => build(shape, data, u8::from_le_bytes),
-        Element::I32 => build(shape, data, i32::from_le_bytes),
-        Element::I64 => build(shape, data, i64::from_le_bytes),
-    }
-}
-
-/// A tract output as a tensor of little-endian bytes.
-fn from_tract(tensor: &tract_onnx::prelude::Tensor) -> Result<Tensor, String> {
-    fn bytes<T: Datum + Copy, const N: usize>(
-        tensor: &tract_onnx::prelude::Tensor,
-        to: fn(T) -> [u8; N],
-    ) -> Result<Vec<u8>, String> {
-        let view = tensor
-            .to_plain_array_view::<T>()
-            .map_err(|e| format!("{e:#}"))?;
-        Ok(view.iter().flat_map(|&v| to(v)).collect())
-    }
-    let element = Element::of(tensor.datum_type()).ok_or_else(|| {
-        format!(
-            "its type {:?} has no wasi-nn tensor type",
-            tensor.datum_type()
-        )
-    })?;
-    let data = match element {
-        Element::F16 => bytes(tensor, |v: f16| v.to_bits().to_le_bytes())?,
-        Element::F32 => bytes(tensor, f32::to_le_bytes)?,
-        Element::F64 => bytes(tensor, f64::to_le_bytes)?,
-        Element::U8 => bytes(tensor, u8::to_le_bytes)?,
-        Element::I32 => bytes(tensor, i32::to_le_bytes)?,
-        Element::I64 => bytes(tensor, i64::to_le_bytes)?,
-    };
-    Ok(Tensor {
-        element,
-        shape: tensor.shape().iter().map(|&d| d as u32).collect(),
-        data,
-    })
-}
-
-/// The inputs match what the model declares: their number and ranks. Declared dimensions are
-/// not enforced: exporters often write the shape of the example they traced (CenterFace
-/// declares [10, 3, 32, 32] and runs on any [1, 3, H, W]), and tract derives every shape from
-/// the input it is given; an input the network cannot take fails the plan's optimisation with
-/// tract's message, and what a plan allocates is bounded by the worker's memory limit.
-fn check_inputs(model: &InferenceModel, shapes: &[(Element, Vec<usize>)]) -> Result<(), String> {
-    let declared = model.inputs.len();
-    if shapes.len() != declared {
-        return Err(format!(
-            "the model has {declared} input(s), got {} tensor(s)",
-            shapes.len()
-        ));
-    }
-    for (i, (_, shape)) in shapes.iter().enumerate() {
-        let fact = model
-            .input_fact(i)
-            .map_err(|e| format!("input {i}: {e:#}"))?;
-        let rank = fact.shape.dims().count();
-        if !fact.shape.is_open() && rank != shape.len() {
-            return Err(format!(
-                "input {i}: the model declares rank {rank}, got shape {shape:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use prost::Message;
-    use tract_onnx::pb;
-
-    /// `y = x` for x of shape [n]: any length is a new shape, so a new plan.
-    fn identity_of_any_length(dir: &Path) -> PathBuf {
-        use pb::tensor_shape_proto::{Dimension, dimension};
-        let tensor = |name: &str| pb::ValueInfoProto {
-            name: name.into(),
-            r#type: Some(pb::TypeProto {
-                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                    elem_type: 1,
-                    shape: Some(pb::TensorShapeProto {
-                        dim: vec![Dimension {
-                            value: Some(dimension::Value::DimParam("n".into())),
-                            ..Default::default()
-                        }],
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let model = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 17,
-            }],
-            graph: Some(pb::GraphProto {
-                name: "identity".into(),
-                node: vec![pb::NodeProto {
-                    op_type: "Identity".into(),
-                    input: vec!["x".into()],
-                    output: vec!["y".into()],
-                    ..Default::default()
-                }],
-                input: vec![tensor("x")],
-                output: vec![tensor("y")],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let path = dir.join("identity.onnx");
-        std::fs::write(&path, model.encode_to_vec()).expect("write model");
-        path
-    }
-
-    #[test]
-    fn plans_are_bounded_and_the_least_recently_used_goes_first() {
-        let dir = std::env::temp_dir().join(format!("prelabel-plans-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let model = identity_of_any_length(&dir);
-        let mut plans = Graphs::new(1 << 20);
-        let signature = plans.load(7, Source::Artifact(model)).expect("loads");
-        // The names wasi-nn's `compute` matches inputs by and answers outputs with.
-        assert_eq!(
-            (signature.inputs, signature.outputs),
-            (vec!["x".into()], vec!["y".into()])
-        );
-        let run = |plans: &mut Graphs, n: usize| {
-            let outputs = plans
-                .run(7, vec![Tensor::from_f32(vec![n as u32], &vec![1.0; n])])
-                .expect("runs");
-            assert_eq!(outputs[0].to_f32().expect("f32"), vec![1.0; n]);
-        };
-        // A guest that sends a new shape on every call keeps at most MAX_PLANS plans.
-        for n in 1..=20 {
-            run(&mut plans, n);
-            assert!(plans.plans.len() <= MAX_PLANS);
-        }
-        let kept = |plans: &Graphs| -> Vec<usize> {
-            plans.plans.iter().map(|(k, _)| k.1[0].1[0]).collect()
-        };
-        assert_eq!(kept(&plans), [17, 18, 19, 20]);
-        // Using one again makes it the most recent; the next new shape evicts the oldest.
-        run(&mut plans, 17);
-        run(&mut plans, 21);
-        assert_eq!(kept(&plans), [19, 20, 17, 21]);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
