@@ -56,10 +56,20 @@ fn the_component_matches_the_reference_on_every_sample_photo() {
 
 #[test]
 fn host_inference_gives_the_same_faces_and_landmarks_come_labelled() {
+    for engine in ["tract", "onnxruntime"] {
+        host_inference_on(engine);
+    }
+}
+
+/// CenterFace declares a [10, 3, 32, 32] input and runs on [1, 3, H, W]: tract derives every
+/// shape from the input; ONNX Runtime gets a copy of the model declaring the input's shape.
+fn host_inference_on(engine: &str) {
     let package = centerface();
     let images = fixtures().join("images");
     let results = detect_results(&[
         "detect",
+        "--inference-engine",
+        engine,
         "--allow-inference",
         "--init",
         "inference=host",

@@ -425,24 +425,33 @@ fn demo_prints_a_table_and_writes_annotated_photos() {
 #[test]
 fn host_side_inference_gives_the_same_faces() {
     let package = face_detector();
-    let (out, json) = detect_json(&[
-        "detect",
-        path(&package),
-        path(&fixtures().join("images")),
-        "--init",
-        "inference=host",
-        "--allow-inference",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for r in json.as_array().expect("results") {
-        let name = r["name"].as_str().expect("name");
-        assert_matches_seed(name, &boxes(r));
+    // On either engine, and on ONNX Runtime with two threads a call.
+    for engine in [["tract", "1"], ["onnxruntime", "1"], ["onnxruntime", "2"]] {
+        let (out, json) = detect_json(&[
+            "detect",
+            path(&package),
+            path(&fixtures().join("images")),
+            "--init",
+            "inference=host",
+            "--allow-inference",
+            "--inference-engine",
+            engine[0],
+            "--inference-threads",
+            engine[1],
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for r in json.as_array().expect("results") {
+            let name = r["name"].as_str().expect("name");
+            assert_matches_seed(name, &boxes(r));
+            let ran = r["inference_engine"].as_str().unwrap_or_default();
+            assert!(ran.starts_with(engine[0]), "{name}: {ran}");
+        }
+        assert!(
+            json[0]["logs"]
+                .as_str()
+                .is_some_and(|l| l.contains("runs on the host"))
+        );
     }
-    assert!(
-        json[0]["logs"]
-            .as_str()
-            .is_some_and(|l| l.contains("runs on the host"))
-    );
     let home = tempdir();
     let out = prelabel(
         home.path(),

@@ -705,8 +705,133 @@ fn native_inference_is_off_unless_granted() {
     );
 }
 
+/// Every engine the hostile models run on: tract (built in) and ONNX Runtime (C++ parsing the
+/// same bytes, in the same confined worker).
+const ENGINES: [&str; 2] = ["tract", "onnxruntime"];
+
+/// A service chooses its engine; asking by name for one this host lacks is refused at deploy,
+/// saying how to get it; `auto` takes ONNX Runtime where it loads and tract where it does not
+/// (saying so); each execution records the engine that ran it.
+#[test]
+fn the_inference_engine_is_chosen_per_service_and_recorded_per_execution() {
+    let package = hostile_with_models();
+    let home = Home::new();
+    home.ok(&["package", "push", path(package.path())]);
+    let without = |args: &[&str]| {
+        command(home.path())
+            .env("ORT_DYLIB_PATH", home.path().join("no-libonnxruntime.so"))
+            .args(args)
+            .output()
+            .expect("prelabel runs")
+    };
+    let refused = without(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--allow-inference",
+        "--inference-engine",
+        "onnxruntime",
+    ]);
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(
+        said.contains("inference-engine")
+            && said.contains("no-libonnxruntime.so: cannot load it")
+            && said.contains("pip install onnxruntime==1.22.*"),
+        "{said}"
+    );
+    let dir = tempdir();
+    let image = dir.path().join("nn_identity.png");
+    std::fs::write(&image, png(10, 10)).expect("write");
+    let detect = [
+        "detect",
+        path(package.path()),
+        path(&image),
+        "--allow-inference",
+    ];
+    let fallback = without(&detect);
+    let results: Value = serde_json::from_str(&stdout(&fallback)).expect("json");
+    assert_eq!(
+        results[0]["inference_engine"], "tract 0.23.9",
+        "{results:#}"
+    );
+    assert_eq!(
+        stderr(&fallback)
+            .matches("native inference runs on tract")
+            .count(),
+        1,
+        "{}",
+        stderr(&fallback)
+    );
+    let (found, _) = detect_one(package.path(), "nn_identity.png", &["--allow-inference"]);
+    assert_eq!(
+        found["inference_engine"],
+        format!("onnxruntime {ONNXRUNTIME}")
+    );
+    // Per service, and in each execution's provenance.
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--allow-inference",
+        "--inference-engine",
+        "onnxruntime",
+        "--inference-threads",
+        "2",
+    ]);
+    let settings = &home.json(&["service", "show", "nn"])["settings"];
+    assert_eq!(
+        (
+            &settings["inference_engine"],
+            &settings["inference_threads"]
+        ),
+        (&Value::from("onnxruntime"), &Value::from(2))
+    );
+    home.ok(&["trigger", "create", "nn", "--service", "nn"]);
+    let by_item = run_items(&home, &["nn_identity.png"]);
+    assert_eq!(
+        by_item["nn_identity.png"]["inference_engine"],
+        format!("onnxruntime {ONNXRUNTIME}")
+    );
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--inference-engine",
+        "tract",
+    ]);
+    let by_item = run_items(&home, &["nn_identity-2.png"]);
+    assert_eq!(
+        by_item["nn_identity-2.png"]["inference_engine"],
+        "tract 0.23.9"
+    );
+    // Zero threads is no setting.
+    let e = home.fails(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "nn",
+        "--inference-threads",
+        "0",
+    ]);
+    assert!(e.contains("inference-threads"), "{e}");
+}
+
 #[test]
 fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
+    for engine in ENGINES {
+        hostile_models_on(engine);
+    }
+}
+
+fn hostile_models_on(engine: &str) {
     let package = hostile_with_models();
     let dir = tempdir();
     let names = [
@@ -729,7 +854,18 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         std::fs::write(&image, png(10, 10)).expect("write");
         args.push(path(&image).to_string());
     }
-    args.extend(["--allow-inference", "--memory-mb", "256", "--timeout", "20"].map(String::from));
+    args.extend(
+        [
+            "--allow-inference",
+            "--memory-mb",
+            "256",
+            "--timeout",
+            "20",
+            "--inference-engine",
+            engine,
+        ]
+        .map(String::from),
+    );
     let mut command = command(dir.path());
     command.args(&args);
     let (out, peak) = run_measured(command);
@@ -749,21 +885,30 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
     // Over the memory cap, while optimising or while running: the worker dies, not the host.
     for bomb in ["nn_constant.png", "nn_expand.png"] {
         let e = error(bomb);
-        eprintln!("{bomb}: {e}");
+        eprintln!("{engine}: {bomb}: {e}");
+        // Or refused outright: tract's shape check panics, ONNX Runtime checks the size.
         assert!(
             e.contains("detect exceeded the memory limit of 256 MiB (native inference)")
-                || e.contains("tract panicked"),
-            "{bomb}: {e}"
+                || e.contains(&format!("{engine} panicked"))
+                || e.contains("Calculation for Tensor storage size overflowed"),
+            "{engine}: {bomb}: {e}"
         );
     }
     // A result as large as the cap: the worker that builds it dies at its heap limit.
     assert_eq!(
         error("nn_wide.png"),
-        "detect exceeded the memory limit of 256 MiB (native inference)"
+        "detect exceeded the memory limit of 256 MiB (native inference)",
+        "{engine}"
     );
+    // A model reads no file but itself (beside an artifact in the store lie other blobs):
+    // both engines refuse external data in a model given as bytes (and were they to try, the
+    // confined worker may open nothing: the test below).
+    let external = match engine {
+        "tract" => "external data was detected",
+        _ => "model_path must not be empty",
+    };
     for (name, expected) in [
-        // A model reads no file but itself (beside an artifact in the store lie other blobs).
-        ("nn_external.png", "external data was detected"),
+        ("nn_external.png", external),
         (
             "nn3_identity.png",
             "ErrorCode::InvalidArgument: the model has no input named `1` (it has: x)",
@@ -782,11 +927,11 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         ),
         (
             "nntf_identity.png",
-            "ErrorCode::InvalidEncoding: this host runs ONNX models (with tract), not TensorFlow",
+            "ErrorCode::InvalidEncoding: this host runs ONNX models, not TensorFlow",
         ),
     ] {
         let e = error(name);
-        assert!(e.contains(expected), "{name}: {e}");
+        assert!(e.contains(expected), "{engine}: {name}: {e}");
     }
     // Good calls after the bombs still work: wasi-nn by name and from bytes, and the
     // `inference` import of components built before wasi-nn.
@@ -795,10 +940,17 @@ fn hostile_models_and_tensors_fail_their_item_and_stay_under_the_cap() {
         "nnbytes_identity.png",
         "legacy_identity.png",
     ] {
-        assert_eq!(error(name), "", "{name}");
+        assert_eq!(error(name), "", "{engine}: {name}");
     }
+    let engines: Vec<&str> = (results.as_array().expect("results").iter())
+        .filter_map(|r| r["inference_engine"].as_str())
+        .collect();
+    assert!(
+        !engines.is_empty() && engines.iter().all(|e| e.starts_with(engine)),
+        "{engines:?}"
+    );
     // The bound these attacks held before the worker shared the instance's cap.
-    assert_within("hostile models", peak, 256, 160 << 20);
+    assert_within(&format!("hostile models on {engine}"), peak, 256, 160 << 20);
 }
 
 #[test]
@@ -847,22 +999,138 @@ fn what_the_host_holds_for_a_guest_counts_against_its_cap() {
 #[test]
 fn a_long_native_inference_call_ends_timed_out() {
     let package = hostile_with_models();
-    let started = std::time::Instant::now();
-    let (result, _) = detect_one(
-        package.path(),
-        "nnbig_slow.png",
-        &["--allow-inference", "--timeout", "2"],
-    );
-    assert_eq!(
-        result["error"], "detect timed out after 2s (limit)",
-        "{result:#}"
-    );
-    // Model loading and optimising count too; a second for the process around it.
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(6),
-        "took {:?}",
-        started.elapsed()
-    );
+    // Installed (once) before the clock starts.
+    onnxruntime_library();
+    for engine in ENGINES {
+        let started = std::time::Instant::now();
+        let (result, _) = detect_one(
+            package.path(),
+            "nnbig_slow.png",
+            &[
+                "--allow-inference",
+                "--timeout",
+                "2",
+                "--inference-engine",
+                engine,
+            ],
+        );
+        assert_eq!(
+            result["error"], "detect timed out after 2s (limit)",
+            "{engine}: {result:#}"
+        );
+        // Model loading and optimising count too; a second for the process around it.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(6),
+            "{engine}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// The worker runs what a model makes its engine do, so once its engine is loaded it can open
+/// no file, connect nowhere, run no program and trace no process. A worker set up exactly as
+/// for a service tries each for real (what this test process does freely).
+#[test]
+fn the_inference_worker_can_open_no_file_connect_nowhere_and_run_nothing() {
+    let dir = tempdir();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "the host's secret").expect("write");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let address = listener.local_addr().expect("address").to_string();
+    assert!(std::fs::read(&secret).is_ok() && std::net::TcpStream::connect(&address).is_ok());
+    let library = onnxruntime_library();
+    for engine in ENGINES {
+        let mut args = vec![
+            "__inference-worker",
+            "confinement",
+            path(&secret),
+            &address,
+            "268435456",
+            engine,
+            "1",
+        ];
+        if engine == "onnxruntime" {
+            args.push(path(&library));
+        }
+        let out = prelabel(dir.path(), &args);
+        assert!(out.status.success(), "{engine}: {}", stderr(&out));
+        let refused = "refused: Operation not permitted (os error 1)";
+        assert_eq!(
+            stdout(&out).lines().collect::<Vec<_>>(),
+            ["open", "connect", "run", "ptrace"].map(|what| format!("{what}: {refused}")),
+            "{engine}"
+        );
+    }
+}
+
+/// A crash inside the engine (here SIGABRT sent to the worker mid-call, as an uncaught C++
+/// exception or a failed assertion in ONNX Runtime ends it) is that call's error, named; the
+/// host goes on with the next file on a new worker.
+#[test]
+fn a_crash_inside_the_engine_ends_that_call_and_the_host_goes_on() {
+    let package = hostile_with_models();
+    for engine in ENGINES {
+        let dir = tempdir();
+        let slow = dir.path().join("nnbig_slow.png");
+        // Runs after the slow one (by name too): a good call, its model from bytes.
+        let next = dir.path().join("nnbytes_identity.png");
+        for image in [&slow, &next] {
+            std::fs::write(image, png(10, 10)).expect("write");
+        }
+        let mut command = command(dir.path());
+        command
+            .args(["detect", path(package.path()), path(&slow), path(&next)])
+            .args(["--allow-inference", "--jobs", "1", "--timeout", "60"])
+            .args(["--inference-engine", engine])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = command.spawn().expect("detect runs");
+        // The worker is a child of this detect, computing the slow model.
+        let worker = wait_for_worker(child.id());
+        // SAFETY: kill sends a signal to a process of this test's own tree.
+        assert_eq!(unsafe { libc::kill(worker, libc::SIGABRT) }, 0);
+        let out = child.wait_with_output().expect("detect ends");
+        let results: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{engine}: {e}: {}", stderr(&out)));
+        let [crashed, next] = [0, 1].map(|i| &results[i]);
+        assert_eq!(crashed["name"], "nnbig_slow.png");
+        let error = crashed["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("the inference worker died (signal: 6 (SIGABRT)"),
+            "{engine}: {crashed:#}"
+        );
+        assert_eq!(next["error"], Value::Null, "{engine}: {next:#}");
+        assert_eq!(next["annotations"][0]["label"], "1 outputs, 1 values");
+    }
+}
+
+/// The pid of `parent`'s inference worker, once it has been running for a moment.
+fn wait_for_worker(parent: u32) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(parent)
+                && cmdline.starts_with(b"/")
+                && cmdline.windows(18).any(|w| w == b"__inference-worker")
+            {
+                // Let it get into the slow model's run.
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                return pid;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no inference worker under {parent}");
 }
 
 // ---------------------------------------------------------------------------------------

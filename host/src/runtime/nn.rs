@@ -132,7 +132,7 @@ impl graph::Host for HostState {
             return self.nn_error(
                 ErrorCode::InvalidEncoding,
                 format!(
-                    "this host runs ONNX models (with tract), not {}",
+                    "this host runs ONNX models, not {}",
                     encoding_name(encoding)
                 ),
             );

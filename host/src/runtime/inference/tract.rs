@@ -262,6 +262,8 @@ fn check_inputs(model: &InferenceModel, shapes: &[(Element, Vec<usize>)]) -> Res
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
     use prost::Message;
     use tract_onnx::pb;

@@ -59,54 +59,26 @@ pub fn worker_main(args: &[String]) -> ExitCode {
             }
         };
     }
-    let Some(args) = parse(args) else {
-        eprintln!("usage: prelabel {WORKER_ARG} MEMORY_BYTES tract|onnxruntime THREADS [LIBRARY]");
-        return ExitCode::from(2);
-    };
-    // A host killed mid-call (kill -9) must not leave its worker computing for hours.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl with PR_SET_PDEATHSIG reads one integer argument.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    if let Err(e) = limit_heap(args.memory_bytes.saturating_add(WORKER_HEADROOM)) {
-        eprintln!("cannot cap the worker's memory: {e}");
-        return ExitCode::from(1);
-    }
-    // A panic in an engine is that request's error, not a message on stderr.
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut backend: Box<dyn Backend> = match args.engine {
-        EngineKind::Tract => Box::new(super::tract::Graphs::new(args.memory_bytes, args.threads)),
-        EngineKind::OnnxRuntime => {
-            let Some(library) = &args.library else {
-                eprintln!("the ONNX Runtime engine needs its library's path");
-                return ExitCode::from(2);
-            };
-            match super::onnxruntime::Sessions::new(library, args.memory_bytes, args.threads) {
-                Ok(sessions) => Box::new(sessions),
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
-            }
-        }
-    };
-    let executor = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    // `confinement FILE ADDRESS ...`: a worker set up as any other tries what confinement
+    // forbids and says what happened (the tests' proof that it holds).
+    if let [check, file, address, rest @ ..] = args
+        && check == "confinement"
     {
-        Ok(executor) => executor,
-        Err(e) => {
-            eprintln!("cannot start the worker's executor: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    // From here on, the worker reads and runs what a guest gave it: it opens no file, makes
-    // no socket, runs no program.
-    if let Err(e) = super::confine::confine() {
-        eprintln!("cannot confine the inference worker: {e}");
-        return ExitCode::from(1);
+        return match parse(rest).ok_or_else(usage).and_then(|args| start(&args)) {
+            Ok(_) => {
+                try_what_is_forbidden(file, address);
+                ExitCode::SUCCESS
+            }
+            Err(e) => e.exit(),
+        };
     }
+    let Some(args) = parse(args) else {
+        return usage().exit();
+    };
+    let (mut backend, executor) = match start(&args) {
+        Ok(started) => started,
+        Err(e) => return e.exit(),
+    };
     let served = executor.block_on(async {
         let mut requests = FramedRead::new(tokio::io::stdin(), super::codec(usize::MAX));
         let mut replies = FramedWrite::new(tokio::io::stdout(), super::codec(usize::MAX));
@@ -129,6 +101,98 @@ pub fn worker_main(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Why a worker did not start: what it says on stderr, and its exit code.
+struct NotStarted(String, u8);
+
+impl NotStarted {
+    fn exit(self) -> ExitCode {
+        eprintln!("{}", self.0);
+        ExitCode::from(self.1)
+    }
+}
+
+fn usage() -> NotStarted {
+    NotStarted(
+        format!("usage: prelabel {WORKER_ARG} MEMORY_BYTES tract|onnxruntime THREADS [LIBRARY]"),
+        2,
+    )
+}
+
+/// Everything before the first request: the heap cap, the engine, the executor, then the
+/// confinement. From then on the worker reads and runs what a guest gave it.
+fn start(args: &Args) -> Result<(Box<dyn Backend>, tokio::runtime::Runtime), NotStarted> {
+    // A host killed mid-call (kill -9) must not leave its worker computing for hours.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG reads one integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    limit_heap(args.memory_bytes.saturating_add(WORKER_HEADROOM))
+        .map_err(|e| NotStarted(format!("cannot cap the worker's memory: {e}"), 1))?;
+    // A panic in an engine is that request's error, not a message on stderr.
+    std::panic::set_hook(Box::new(|_| {}));
+    let backend: Box<dyn Backend> = match args.engine {
+        EngineKind::Tract => Box::new(super::tract::Graphs::new(args.memory_bytes, args.threads)),
+        EngineKind::OnnxRuntime => {
+            let library = args.library.as_deref().ok_or_else(|| {
+                NotStarted("the ONNX Runtime engine needs its library's path".into(), 2)
+            })?;
+            Box::new(
+                super::onnxruntime::Sessions::new(library, args.memory_bytes, args.threads)
+                    .map_err(|e| NotStarted(e, 1))?,
+            )
+        }
+    };
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| NotStarted(format!("cannot start the worker's executor: {e}"), 1))?;
+    super::confine::confine()
+        .map_err(|e| NotStarted(format!("cannot confine the inference worker: {e}"), 1))?;
+    Ok((backend, executor))
+}
+
+/// What a model that subverted its engine would try, each tried for real, one line each:
+/// `open: ...`, `connect: ...`, `run: ...`, `ptrace: ...`.
+fn try_what_is_forbidden(file: &str, address: &str) {
+    let said = |what: &str, result: std::io::Result<String>| match result {
+        Ok(done) => println!("{what}: done: {done}"),
+        Err(e) => println!("{what}: refused: {e}"),
+    };
+    said(
+        "open",
+        std::fs::read(file).map(|bytes| format!("{} bytes", bytes.len())),
+    );
+    said(
+        "connect",
+        std::net::TcpStream::connect(address).map(|s| format!("{:?}", s.peer_addr())),
+    );
+    said(
+        "run",
+        std::process::Command::new("/bin/sh")
+            .args(["-c", "true"])
+            .status()
+            .map(|status| status.to_string()),
+    );
+    // SAFETY: PTRACE_ATTACH to the parent reads no memory of ours.
+    let traced = unsafe {
+        libc::ptrace(
+            libc::PTRACE_ATTACH,
+            libc::getppid(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    said(
+        "ptrace",
+        if traced == 0 {
+            Ok("attached".into())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    );
 }
 
 /// One request: a panic is its error, an allocation that failed at the worker's limit is the
@@ -159,12 +223,17 @@ fn serve(backend: &mut dyn Backend, engine: EngineKind, request: Request) -> Res
 }
 
 /// An engine's words for an allocation refused at the worker's limit: tract asks fallibly,
-/// then panics; ONNX Runtime's C++ `new` throws `std::bad_alloc`, which its API returns as
-/// an error.
+/// then panics; ONNX Runtime's arena says so, and its C++ `new` throws `std::bad_alloc`,
+/// which its API returns as an error.
 fn over_memory(message: &str) -> bool {
-    ["failed to allocate", "bad_alloc", "bad allocation"]
-        .iter()
-        .any(|marker| message.contains(marker))
+    [
+        "failed to allocate",
+        "Failed to allocate memory",
+        "bad_alloc",
+        "bad allocation",
+    ]
+    .iter()
+    .any(|marker| message.contains(marker))
 }
 
 /// Caps the process's heap (brk and private anonymous mappings, since Linux 4.7): an
