@@ -135,6 +135,11 @@ impl<'r> LocalRunner<'r> {
         self.limits
     }
 
+    /// The native inference engine its instance ran models on, with its version.
+    pub fn inference_engine(&self) -> Option<String> {
+        self.instance.as_ref()?.inference_engine()
+    }
+
     /// The digest of the component being run.
     pub fn component_digest(&self) -> &str {
         &self.loaded.digest

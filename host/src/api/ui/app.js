@@ -311,11 +311,11 @@ async function executionsView() {
       toast(`queued ${r.queued.length} again; skipped ${r.skipped}`); render();
     }) }, "Rerun failed")),
     el("table", { id: "executions" },
-      el("tr", {}, ["id", "service", "item", "status", "attempts", "ms", "error", ""].map((h) => el("th", {}, h))),
+      el("tr", {}, ["id", "service", "item", "status", "attempts", "ms", "engine", "error", ""].map((h) => el("th", {}, h))),
       page.executions.map((e) => el("tr", {},
         el("td", {}, e.id), el("td", {}, e.service), el("td", {}, el("a", { href: `#/item/${e.item_id}` }, e.item)),
         el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.attempts), el("td", {}, e.duration_ms ?? ""),
-        el("td", { class: "error" }, e.error || ""),
+        el("td", {}, e.inference_engine || ""), el("td", { class: "error" }, e.error || ""),
         el("td", {}, el("button", { onclick: () => guarded(async () => {
           const logs = await api(`/executions/${e.id}/logs`);
           view.append(el("h3", {}, `Logs of execution ${e.id}`), el("pre", {}, logs || "(none)"));
@@ -335,7 +335,8 @@ async function servicesView() {
       services.map((s) => el("tr", {},
         el("td", {}, s.name), el("td", {}, s.package), el("td", {}, s.revision),
         el("td", {}, JSON.stringify(s.init_inputs)),
-        el("td", {}, `concurrency ${s.settings.concurrency}, timeout ${s.settings.timeout_ms / 1000} s, ${s.settings.memory_mb} MiB`),
+        el("td", {}, `concurrency ${s.settings.concurrency}, timeout ${s.settings.timeout_ms / 1000} s, ${s.settings.memory_mb} MiB` +
+          (s.settings.allow_inference ? `, inference on ${s.settings.inference_engine} × ${s.settings.inference_threads}` : "")),
         el("td", {}, s.paused ? "paused" : "active"),
         el("td", {},
           el("button", { onclick: () => post(`/services/${s.name}/${s.paused ? "resume" : "pause"}`) }, s.paused ? "resume" : "pause"),

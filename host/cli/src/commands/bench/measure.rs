@@ -13,7 +13,7 @@ use prelabel::local::{FileResult, LocalRunner};
 use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
 use prelabel::package::{Package, build};
-use prelabel::runtime::{self, Grants, Limits, Runtime};
+use prelabel::runtime::{self, EngineChoice, Grants, Limits, Runtime};
 use prelabel::store::{BlobsAt, Database, Location, scratch};
 use prelabel::{execution, service, trigger, worker};
 
@@ -93,8 +93,21 @@ fn runner<'r>(
     package: &Package,
     given: &[(&str, InputValue)],
 ) -> Result<LocalRunner<'r>> {
+    engine_runner(runtime, package, given, EngineChoice::Auto, 1)
+}
+
+/// [`runner`] with native inference on `engine` and `threads` a call.
+fn engine_runner<'r>(
+    runtime: &'r Runtime,
+    package: &Package,
+    given: &[(&str, InputValue)],
+    engine: EngineChoice,
+    threads: u32,
+) -> Result<LocalRunner<'r>> {
     let limits = Limits {
         allow_inference: true,
+        inference_engine: engine,
+        inference_threads: threads,
         ..Limits::default()
     };
     let given = given
@@ -322,6 +335,7 @@ fn detect_rows(
         note: format!("sandbox cost: wasm / native = {ratio:.2}x"),
         ..native_row
     });
+    engine_rows(rows, runtime, faces, (&name, &image), runs)?;
     for stage in ["decode", "preprocess", "infer", "postprocess"] {
         let note = match stage {
             "preprocess" => "resize 300x300 (INTER_LINEAR) + blob",
@@ -352,6 +366,57 @@ fn detect_rows(
                 ""
             },
         ));
+    }
+    Ok(())
+}
+
+/// The network through the inference worker on each engine, one thread and all cores, side
+/// by side: whole detect calls and the guest's `infer` stage (which includes the crossing to
+/// the worker and back).
+fn engine_rows(
+    rows: &mut Vec<Row>,
+    runtime: &Runtime,
+    faces: &Package,
+    (name, image): (&str, &[u8]),
+    runs: usize,
+) -> Result<()> {
+    let host = [("inference", InputValue::String("host".into()))];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut engines = vec![EngineChoice::Tract];
+    match prelabel::runtime::engine::onnxruntime() {
+        Ok(_) => engines.push(EngineChoice::Onnxruntime),
+        Err(e) => rows.push(Row {
+            group: "engines",
+            name: "ONNX Runtime".into(),
+            median: Duration::ZERO,
+            p95: Duration::ZERO,
+            runs: 0,
+            note: format!("not measured: {e}"),
+        }),
+    }
+    for engine in engines {
+        for threads in [1, cores]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let mut runner = engine_runner(runtime, faces, &host, engine, threads)?;
+            let mut samples = in_guest(&mut runner, name, image, runs)?;
+            let ran = runner
+                .inference_engine()
+                .unwrap_or_else(|| engine.to_string());
+            rows.push(stats(
+                "engines",
+                &format!("detect {name}, host inference on {ran}, {threads} thread(s)"),
+                std::mem::take(&mut samples.total),
+                "",
+            ));
+            rows.push(stats(
+                "engines",
+                &format!("  infer stage on {ran}, {threads} thread(s)"),
+                samples.stage("infer"),
+                "the guest's wasi-nn call: tensor to the worker, run, outputs back",
+            ));
+        }
     }
     Ok(())
 }
