@@ -91,6 +91,8 @@ impl Element {
 pub struct Tensor {
     pub element: Element,
     pub shape: Vec<u32>,
+    /// As bytes on the wire (one copy), not a sequence of numbers (one call per byte).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -150,11 +152,11 @@ mod shared_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, to: S) -> Result<S::Ok, S::Error> {
-        to.serialize_bytes(bytes)
+        serde_bytes::serialize(bytes.as_slice(), to)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Arc<Vec<u8>>, D::Error> {
-        Vec::<u8>::deserialize(from).map(Arc::new)
+        serde_bytes::ByteBuf::deserialize(from).map(|bytes| Arc::new(bytes.into_vec()))
     }
 }
 
@@ -277,6 +279,9 @@ struct Worker {
     /// Its hard `RLIMIT_DATA`: the cap plus [`WORKER_HEADROOM`].
     hard: usize,
 }
+
+/// The buffer of each pipe to a worker.
+const PIPE_BYTES: libc::c_int = 1 << 20;
 
 /// The smallest answer always let through (a signature, an error, small outputs).
 const MIN_REPLY: usize = 1 << 20;
@@ -534,6 +539,15 @@ impl Worker {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(InferenceFailure::Spawn("no pipes to the worker".into()));
         };
+        // A tensor crosses in a few writes rather than sixteen 64 KiB wake-ups (1 MiB is what
+        // an unprivileged process may ask for; where refused, the default stays).
+        for pipe in [
+            std::os::fd::AsRawFd::as_raw_fd(&stdin),
+            std::os::fd::AsRawFd::as_raw_fd(&stdout),
+        ] {
+            // SAFETY: F_SETPIPE_SZ on a pipe this process holds; it changes only its buffer.
+            unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, PIPE_BYTES) };
+        }
         Ok(Self {
             child,
             requests: FramedWrite::new(stdin, codec(usize::MAX)),

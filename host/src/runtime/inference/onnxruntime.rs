@@ -19,12 +19,15 @@ use super::{Element, GraphId, Signature, Tensor};
 /// Sessions made for input shapes a model does not declare, kept per worker.
 const MAX_RESHAPED: usize = 4;
 
+/// A graph and the input shapes a session was made for.
+type ShapesKey = (GraphId, Vec<Vec<i64>>);
+
 pub struct Sessions {
     memory_bytes: usize,
     threads: usize,
     models: HashMap<GraphId, Model>,
     /// Made for a graph and the shapes it was given, most recently used last.
-    reshaped: Vec<((GraphId, Vec<Vec<i64>>), Session)>,
+    reshaped: Vec<(ShapesKey, Session)>,
 }
 
 struct Model {
