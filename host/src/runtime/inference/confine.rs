@@ -63,9 +63,6 @@ fn arch() -> Result<TargetArch, ConfineError> {
 
 /// The system calls the worker may make, some only with the arguments named.
 fn allow_list() -> Result<BpfProgram, ConfineError> {
-    let arg = |index: u8, op: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-    };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let always = [
         // Its pipes to the host, and the executor's own descriptors.
@@ -118,56 +115,54 @@ fn allow_list() -> Result<BpfProgram, ConfineError> {
     for call in [libc::SYS_poll, libc::SYS_epoll_wait, libc::SYS_fstat] {
         rules.insert(call, Vec::new());
     }
-    // A new thread, never a new process: `clone` only with CLONE_THREAD (glibc falls back to
-    // it when `clone3`, whose flags a filter cannot see, fails: below).
-    let thread = libc::CLONE_THREAD as u64;
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![arg(
-            0,
-            SeccompCmpOp::MaskedEq(thread),
-            thread,
-        )?])?],
-    );
-    // `fstat` on a descriptor it holds (glibc spells it `fstatat(fd, "", AT_EMPTY_PATH)`),
-    // never a path.
-    let empty_path = libc::AT_EMPTY_PATH as u64;
-    rules.insert(
-        libc::SYS_newfstatat,
-        vec![SeccompRule::new(vec![arg(
-            3,
-            SeccompCmpOp::MaskedEq(empty_path),
-            empty_path,
-        )?])?],
-    );
-    // Signals to itself only (`abort` raises SIGABRT with tgkill).
-    let me = std::process::id() as u64;
-    rules.insert(
-        libc::SYS_tgkill,
-        vec![SeccompRule::new(vec![arg(0, SeccompCmpOp::Eq, me)?])?],
-    );
-    // Thread names (`PR_SET_NAME`) and more filters (which only take away: the second one
-    // below is installed under this one), nothing else of prctl and seccomp.
-    rules.insert(
-        libc::SYS_prctl,
-        [libc::PR_SET_NAME, libc::PR_SET_NO_NEW_PRIVS]
-            .into_iter()
-            .map(|option| SeccompRule::new(vec![arg(0, SeccompCmpOp::Eq, option as u64)?]))
-            .collect::<Result<_, _>>()?,
-    );
-    rules.insert(
-        libc::SYS_seccomp,
-        vec![SeccompRule::new(vec![arg(
-            0,
-            SeccompCmpOp::Eq,
-            u64::from(libc::SECCOMP_SET_MODE_FILTER),
-        )?])?],
-    );
-    // Reading its limits, never raising them.
-    rules.insert(
-        libc::SYS_prlimit64,
-        vec![SeccompRule::new(vec![arg(2, SeccompCmpOp::Eq, 0)?])?],
-    );
+    // A call allowed only where argument `index` compares so with `value`.
+    let when = |index: u8, op: SeccompCmpOp, value: u64| -> Result<SeccompRule, ConfineError> {
+        let condition = SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)?;
+        Ok(SeccompRule::new(vec![condition])?)
+    };
+    let (thread, empty_path) = (libc::CLONE_THREAD as u64, libc::AT_EMPTY_PATH as u64);
+    let conditional = [
+        // A new thread, never a new process: `clone` only with CLONE_THREAD (glibc falls
+        // back to it when `clone3`, whose flags a filter cannot see, fails: below).
+        (
+            libc::SYS_clone,
+            when(0, SeccompCmpOp::MaskedEq(thread), thread)?,
+        ),
+        // `fstat` on a descriptor it holds (glibc spells it `fstatat(fd, "", AT_EMPTY_PATH)`),
+        // never a path.
+        (
+            libc::SYS_newfstatat,
+            when(3, SeccompCmpOp::MaskedEq(empty_path), empty_path)?,
+        ),
+        // Signals to itself only (`abort` raises SIGABRT with tgkill).
+        (
+            libc::SYS_tgkill,
+            when(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?,
+        ),
+        // Thread names, and more filters (which only take away: the second one below is
+        // installed under this one); nothing else of prctl and seccomp.
+        (
+            libc::SYS_prctl,
+            when(0, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64)?,
+        ),
+        (
+            libc::SYS_prctl,
+            when(0, SeccompCmpOp::Eq, libc::PR_SET_NO_NEW_PRIVS as u64)?,
+        ),
+        (
+            libc::SYS_seccomp,
+            when(
+                0,
+                SeccompCmpOp::Eq,
+                u64::from(libc::SECCOMP_SET_MODE_FILTER),
+            )?,
+        ),
+        // Reading its limits, never raising them.
+        (libc::SYS_prlimit64, when(2, SeccompCmpOp::Eq, 0)?),
+    ];
+    for (call, rule) in conditional {
+        rules.entry(call).or_default().push(rule);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

@@ -137,6 +137,17 @@ impl Tensor {
     }
 }
 
+/// Little-endian bytes as values of `N` bytes each: a tensor's data as either engine takes it.
+fn values<T, const N: usize>(data: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    data.chunks_exact(N)
+        .map(|c| {
+            let mut bytes = [0u8; N];
+            bytes.copy_from_slice(c);
+            from(bytes)
+        })
+        .collect()
+}
+
 /// Where a graph comes from: a package artifact (read by the host, which sends its bytes:
 /// the worker opens no file) or bytes the guest passed.
 #[derive(Clone)]
@@ -216,7 +227,12 @@ enum Request {
 #[derive(Serialize, Deserialize)]
 enum Answer {
     Loaded(Signature),
-    Outputs(Vec<Tensor>),
+    /// The outputs, and how long the engine took to compute them (the rest of a call is the
+    /// crossing: `PRELABEL_LOG=prelabel=debug` shows both).
+    Outputs {
+        outputs: Vec<Tensor>,
+        engine_us: u64,
+    },
     Forgotten,
     /// An allocation failed at the worker's limit (tract asks fallibly, then panics; ONNX
     /// Runtime throws): the memory limit, as when the Rust runtime aborts the worker on one.
@@ -387,8 +403,16 @@ impl NativeInference {
             return Ok(Err(e));
         }
         let request = Request::Run { graph: id, inputs };
+        let started = std::time::Instant::now();
         match self.exchange(request, budget).await? {
-            Ok(Answer::Outputs(outputs)) => Ok(Ok(outputs)),
+            Ok(Answer::Outputs { outputs, engine_us }) => {
+                tracing::debug!(
+                    "inference: {:.1} ms in the engine, {:.1} ms the whole call",
+                    engine_us as f64 / 1e3,
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                Ok(Ok(outputs))
+            }
             Ok(_) => Err(InferenceFailure::Protocol("not outputs".into())),
             Err(e) => Ok(Err(e)),
         }

@@ -214,14 +214,7 @@ fn to_ort(tensor: Tensor) -> Result<SessionInputValue<'static>, String> {
         data: &[u8],
         from: fn([u8; N]) -> T,
     ) -> Result<SessionInputValue<'static>, String> {
-        let values: Vec<T> = data
-            .chunks_exact(N)
-            .map(|c| {
-                let mut bytes = [0u8; N];
-                bytes.copy_from_slice(c);
-                from(bytes)
-            })
-            .collect();
+        let values = super::values(data, from);
         let value: DynValue = ort::value::Tensor::from_array((shape, values))
             .map_err(|e| e.to_string())?
             .into_dyn();

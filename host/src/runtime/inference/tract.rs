@@ -179,14 +179,7 @@ fn to_tract(tensor: &Tensor, shape: &[usize]) -> TractResult<tract_onnx::prelude
         data: &[u8],
         from: fn([u8; N]) -> T,
     ) -> TractResult<tract_onnx::prelude::Tensor> {
-        let values: Vec<T> = data
-            .chunks_exact(N)
-            .map(|c| {
-                let mut bytes = [0u8; N];
-                bytes.copy_from_slice(c);
-                from(bytes)
-            })
-            .collect();
+        let values = super::values(data, from);
         // The values become the tensor's storage as they are, not a second copy.
         Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tensor())
     }

@@ -200,7 +200,13 @@ fn try_what_is_forbidden(file: &str, address: &str) {
 fn serve(backend: &mut dyn Backend, engine: EngineKind, request: Request) -> Response {
     let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match request {
         Request::Load { graph, model } => backend.load(graph, &model).map(Answer::Loaded),
-        Request::Run { graph, inputs } => backend.run(graph, inputs).map(Answer::Outputs),
+        Request::Run { graph, inputs } => {
+            let started = std::time::Instant::now();
+            backend.run(graph, inputs).map(|outputs| Answer::Outputs {
+                outputs,
+                engine_us: started.elapsed().as_micros() as u64,
+            })
+        }
         Request::Forget { graphs } => {
             for graph in graphs {
                 backend.forget(graph);
