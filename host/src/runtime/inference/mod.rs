@@ -3,16 +3,18 @@
 //! post-processing while the network gets the host CPU's full speed.
 //!
 //! Native code is outside the wasm sandbox, and a model file is input like any other: a
-//! malicious graph can ask tract for terabytes, panic it, or run for hours. So native
-//! inference is a **permission** (off unless the deployer grants it), and it runs in a
-//! **worker process** of its own, one per instance, counted against the instance's one
-//! memory cap: before each request the host lowers the worker's `RLIMIT_DATA` to what it
+//! malicious graph can ask an engine for terabytes, panic or crash it, or run for hours. So
+//! native inference is a **permission** (off unless the deployer grants it), and it runs in a
+//! **worker process** of its own (`worker.rs`), on the engine its service chose (`engine.rs`:
+//! tract, `tract.rs`, or ONNX Runtime, `onnxruntime.rs`), confined once that engine is loaded
+//! (`confine.rs`: no file, socket or program), one per instance, counted against the instance's
+//! one memory cap: before each request the host lowers the worker's `RLIMIT_DATA` to what it
 //! holds now plus half of what the instance has left, and after it charges the worker's data
 //! size to the instance (see [`NativeInference::footprint`]). A panic becomes that call's
-//! error, a crash or an allocation failure kills only the worker, and a call that outlives
-//! the deadline is abandoned by killing it. The host remembers where each loaded graph came
-//! from, so a new worker loads it again. Plans are optimised once per graph and input shapes
-//! and kept (a few, least recently used first out) for the instance's next items.
+//! error, a crash or an allocation failure kills only the worker, and a call that outlives the
+//! deadline is abandoned by killing it. The host remembers where each loaded graph came from,
+//! so a new worker loads it again. Plans are optimised once per graph and input shapes and kept
+//! (a few, least recently used first out) for the instance's next items.
 
 mod confine;
 pub mod engine;
@@ -129,11 +131,7 @@ impl Tensor {
         if self.element != Element::F32 {
             return Err(format!("an output is {:?}, not F32", self.element));
         }
-        Ok(self
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(values(&self.data, f32::from_le_bytes))
     }
 }
 
