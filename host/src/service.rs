@@ -356,11 +356,9 @@ impl Deploy {
             }
         }
         if let Some(engine) = self.inference_engine {
-            // Asked for by name: it must be there (`auto` falls back to tract instead).
-            if engine == EngineChoice::Onnxruntime {
-                crate::runtime::engine::onnxruntime()
-                    .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
-            }
+            engine
+                .available()
+                .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
             settings.inference_engine = engine;
         }
         Ok(settings)

@@ -76,9 +76,7 @@ impl LimitArgs {
         if self.inference_threads == 0 {
             bail!("--inference-threads must be at least 1");
         }
-        if self.inference_engine == prelabel::runtime::EngineChoice::Onnxruntime {
-            prelabel::runtime::engine::onnxruntime()?;
-        }
+        self.inference_engine.available()?;
         let mut limits = Limits {
             allow_inference: self.allow_inference,
             inference_engine: self.inference_engine,

@@ -30,6 +30,15 @@ pub enum EngineChoice {
 impl EngineChoice {
     pub const NAMES: [&str; 3] = ["auto", "onnxruntime", "tract"];
 
+    /// Whether this host can honour the choice: ONNX Runtime asked for by name must load here
+    /// (`auto` falls back to tract instead, and tract is built in).
+    pub fn available(self) -> Result<(), EngineError> {
+        match self {
+            EngineChoice::Onnxruntime => onnxruntime().map(|_| ()),
+            EngineChoice::Auto | EngineChoice::Tract => Ok(()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EngineChoice::Auto => "auto",
