@@ -59,9 +59,21 @@ impl<'r> LocalRunner<'r> {
         given: &BTreeMap<String, InputValue>,
         limits: Limits,
     ) -> Result<Self> {
+        let loaded = package.compile(runtime)?;
+        Self::with_loaded(runtime, package, loaded, given, limits)
+    }
+
+    /// [`LocalRunner::new`] for a component the caller compiled (or loaded from the cache)
+    /// already: several runners of one package share that work.
+    pub fn with_loaded(
+        runtime: &'r Runtime,
+        package: &Package,
+        loaded: Loaded,
+        given: &BTreeMap<String, InputValue>,
+        limits: Limits,
+    ) -> Result<Self> {
         let init = package.manifest.resolve_init(given)?;
         let hidden = crate::secret::values(&package.manifest, &init);
-        let loaded = package.compile(runtime)?;
         // The hosts the package declares, as a service deployed from it would have.
         let outbound = package
             .manifest

@@ -497,6 +497,10 @@ fn bench_prints_its_table() {
         "end to end, concurrency 2",
         "prelabel detect, in the sandbox, 1 job(s), whole process",
         "prelabel detect, host inference, 1 job(s), whole process",
+        "the seed's loop: OpenCV DNN, its own threads, 30 photos",
+        "prelabel detect, ONNX Runtime in the worker, 30 photos",
+        "prelabel detect, tract in the worker, 30 photos",
+        "prelabel detect, all in the sandbox, 30 photos",
         "CPU of an idle `prelabel work`",
         "upload -> execution claimed",
         "peak RSS of `prelabel work`",
@@ -509,6 +513,7 @@ fn bench_prints_its_table() {
         assert!(table.contains(row), "no `{row}` row in:\n{table}");
     }
     assert!(table.contains("sandbox cost: wasm / native = "), "{table}");
+    assert!(table.contains("x the seed's loop's time"), "{table}");
     assert!(
         table.lines().next().is_some_and(|l| l.starts_with("cpu: ")),
         "the CPU it ran on, first: {table}"

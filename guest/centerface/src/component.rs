@@ -33,14 +33,12 @@ impl Engine {
             Engine::Guest(model) => model.infer(blob),
             Engine::Host(context) => {
                 let failed = |e: String| crate::Error::Inference(format!("host inference: {e}"));
-                let data: Vec<u8> = blob
-                    .to_plain_array_view::<f32>()
-                    .map_err(|e| failed(e.to_string()))?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
+                // wasm32 is little-endian, as wasi-nn's tensor bytes are: the blob's own
+                // bytes are the tensor (packing it value by value took milliseconds).
+                blob.to_plain_array_view::<f32>()
+                    .map_err(|e| failed(e.to_string()))?;
                 let dimensions: Vec<u32> = blob.shape().iter().map(|&d| d as u32).collect();
-                let input = Tensor::new(&dimensions, TensorType::Fp32, &data);
+                let input = Tensor::new(&dimensions, TensorType::Fp32, blob.as_bytes());
                 let outputs = context
                     .compute(vec![(crate::INPUT.to_string(), input)])
                     .map_err(|e| failed(e.data()))?;

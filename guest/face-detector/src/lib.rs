@@ -33,14 +33,12 @@ impl Engine {
             Engine::Guest(model) => model.infer(blob),
             Engine::Host(context) => {
                 let failed = |e: String| res10::Error::Inference(format!("host inference: {e}"));
-                let data: Vec<u8> = blob
-                    .to_plain_array_view::<f32>()
-                    .map_err(|e| failed(e.to_string()))?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
+                blob.to_plain_array_view::<f32>()
+                    .map_err(|e| failed(e.to_string()))?;
+                // wasm32 is little-endian, as wasi-nn's tensor bytes are: the blob's own
+                // bytes are the tensor (packing it value by value was a fifth of a detect).
                 let dimensions: Vec<u32> = blob.shape().iter().map(|&d| d as u32).collect();
-                let input = Tensor::new(&dimensions, TensorType::Fp32, &data);
+                let input = Tensor::new(&dimensions, TensorType::Fp32, blob.as_bytes());
                 let outputs = context
                     .compute(vec![(INPUT.to_string(), input)])
                     .map_err(|e| failed(e.data()))?;
@@ -152,18 +150,10 @@ impl Guest for FaceDetector {
                 let context = graph
                     .init_execution_context()
                     .map_err(|e| on_host(e.data()))?;
-                let engine = Engine::Host(context);
-                // A first run loads the model on the host now, not on the first item.
-                let side = res10::INPUT_SIZE as usize;
-                let zeros = res10::Tensor::zero::<f32>(&[1, 3, side, side])
-                    .map_err(|e| error(ErrorKind::Internal, e.to_string()))?;
-                engine.infer(zeros).map_err(|e| {
-                    error(
-                        ErrorKind::Artifact,
-                        format!("artifact `{model_filename}`: {e}"),
-                    )
-                })?;
-                engine
+                // No first run on a blank blob here: the host has loaded the model, and a
+                // run costs as much as a photo's (ONNX Runtime's session is ready at load;
+                // tract makes its plan on the first item).
+                Engine::Host(context)
             }
             other => {
                 return Err(error(

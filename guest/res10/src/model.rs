@@ -18,11 +18,13 @@ pub fn preprocess(image: &RgbImage) -> Tensor {
     let resized = resize_linear(image, INPUT_SIZE, INPUT_SIZE);
     let plane = (INPUT_SIZE * INPUT_SIZE) as usize;
     let mut data = vec![0f32; 3 * plane];
-    for (i, px) in resized.pixels().enumerate() {
-        let [r, g, b] = px.0;
-        data[i] = f32::from(b) - MEAN_BGR[0];
-        data[plane + i] = f32::from(g) - MEAN_BGR[1];
-        data[2 * plane + i] = f32::from(r) - MEAN_BGR[2];
+    let (blue, rest) = data.split_at_mut(plane);
+    let (green, red) = rest.split_at_mut(plane);
+    let planes = blue.iter_mut().zip(green.iter_mut()).zip(red.iter_mut());
+    for (px, ((b, g), r)) in resized.as_raw().chunks_exact(3).zip(planes) {
+        *b = f32::from(px[2]) - MEAN_BGR[0];
+        *g = f32::from(px[1]) - MEAN_BGR[1];
+        *r = f32::from(px[0]) - MEAN_BGR[2];
     }
     let side = INPUT_SIZE as usize;
     tract_ndarray::Array4::from_shape_vec((1, 3, side, side), data)

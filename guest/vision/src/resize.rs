@@ -64,29 +64,37 @@ pub fn resize_linear(src: &RgbImage, width: u32, height: u32) -> RgbImage {
     let raw = src.as_raw();
 
     // Horizontal pass of one source row, kept at 2^11 scale (OpenCV's int buffer).
-    let hresize = |row: usize, out: &mut Vec<i32>| {
-        out.clear();
+    let hresize = |row: usize, out: &mut [i32]| {
         let line = &raw[row * sw * 3..(row + 1) * sw * 3];
-        for t in &xs {
+        for (t, o) in xs.iter().zip(out.chunks_exact_mut(3)) {
+            let a = &line[t.index * 3..t.index * 3 + 3];
+            let b = &line[t.next * 3..t.next * 3 + 3];
             for c in 0..3 {
-                let a = i32::from(line[t.index * 3 + c]);
-                let b = i32::from(line[t.next * 3 + c]);
-                out.push(a * t.w0 + b * t.w1);
+                o[c] = i32::from(a[c]) * t.w0 + i32::from(b[c]) * t.w1;
             }
         }
     };
 
-    let mut out = Vec::with_capacity(dw * dh * 3);
-    let (mut row0, mut row1) = (Vec::new(), Vec::new());
+    let row_len = dw * 3;
+    let mut out = vec![0u8; row_len * dh];
+    let (mut row0, mut row1) = (vec![0i32; row_len], vec![0i32; row_len]);
     let mut cached: Option<(usize, usize)> = None;
-    for t in &ys {
-        if cached != Some((t.index, t.next)) {
-            hresize(t.index, &mut row0);
-            hresize(t.next, &mut row1);
-            cached = Some((t.index, t.next));
+    for (t, dst) in ys.iter().zip(out.chunks_exact_mut(row_len)) {
+        match cached {
+            Some(rows) if rows == (t.index, t.next) => {}
+            // One source row further down: the old lower row is the new upper one.
+            Some((_, next)) if next == t.index => {
+                std::mem::swap(&mut row0, &mut row1);
+                hresize(t.next, &mut row1);
+            }
+            _ => {
+                hresize(t.index, &mut row0);
+                hresize(t.next, &mut row1);
+            }
         }
-        for (&s0, &s1) in row0.iter().zip(&row1) {
-            out.push(vertical(s0, s1, t.w0, t.w1));
+        cached = Some((t.index, t.next));
+        for ((d, &s0), &s1) in dst.iter_mut().zip(&row0).zip(&row1) {
+            *d = vertical(s0, s1, t.w0, t.w1);
         }
     }
     RgbImage::from_raw(width, height, out).expect("buffer has width * height * 3 bytes")

@@ -458,6 +458,7 @@ impl Instance {
         store.set_epoch_deadline(1);
         // Instantiation runs the guest's start code: bound it like init.
         let limit = limits.init_timeout;
+        let _ = block_on(limit, async { store.data_mut().inference.prepare() });
         let instantiated = block_on(limit, pre.instantiate_async(&mut store));
         let bindings = match instantiated {
             Ok(Ok(bindings)) => bindings,

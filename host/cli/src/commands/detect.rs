@@ -121,7 +121,10 @@ impl Args {
             None => cores,
         }
         .min(files.len().max(1));
-        let new_runner = || LocalRunner::new(&runtime, &package, &given, limits);
+        // Compiled (or read from the cache) once, however many jobs run it.
+        let loaded = package.compile(&runtime)?;
+        let new_runner =
+            || LocalRunner::with_loaded(&runtime, &package, loaded.clone(), &given, limits);
         let results = run_files(new_runner, jobs, &files)?;
         let mut stdout = std::io::stdout().lock();
         match self.format {

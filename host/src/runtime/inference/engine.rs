@@ -276,6 +276,9 @@ pub(super) fn probe_library(path: &str) -> Result<String, String> {
             .to_string_lossy()
             .into_owned()
     };
+    // Left loaded: the engine loads the same path next, and loading it again after an
+    // unload would run its initialisers and relocations twice (~10 ms a worker).
+    std::mem::forget(library);
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
         (Some(1), Some(minor)) if minor >= MIN_MINOR => Ok(version),

@@ -154,21 +154,6 @@ pub enum Source {
     Bytes(Arc<Vec<u8>>),
 }
 
-/// Model bytes the host shares between its graphs and sends to a worker as they are.
-mod shared_bytes {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, to: S) -> Result<S::Ok, S::Error> {
-        serde_bytes::serialize(bytes.as_slice(), to)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Arc<Vec<u8>>, D::Error> {
-        serde_bytes::ByteBuf::deserialize(from).map(|bytes| Arc::new(bytes.into_vec()))
-    }
-}
-
 impl Source {
     /// What tells two sources apart: the path, or the bytes' digest.
     fn key(&self) -> String {
@@ -210,12 +195,11 @@ pub type GraphId = u32;
 
 #[derive(Serialize, Deserialize)]
 enum Request {
-    /// Read a model's bytes and keep it as `graph`; answers its signature.
-    Load {
-        graph: GraphId,
-        #[serde(with = "shared_bytes")]
-        model: Arc<Vec<u8>>,
-    },
+    /// Read a model's bytes, `size` of them in the frame that follows this one, and keep it
+    /// as `graph`; answers its signature. The bytes travel as a frame of their own, streamed
+    /// from the file, so neither side copies a model whole into a message (each 10 MB copy
+    /// page-faults fresh memory: res10's load took a third longer that way).
+    Load { graph: GraphId, size: u64 },
     /// Runs `graph` on `inputs`, given in the model's input order.
     Run { graph: GraphId, inputs: Vec<Tensor> },
     /// Forget graphs the instance let go of (sent ahead of the next request).
@@ -269,6 +253,8 @@ pub struct NativeInference {
     threads: usize,
     /// The engine, once a worker needed one (`auto` is decided then).
     engine: Option<Engine>,
+    /// Whether a request went to a worker: only then did the engine run anything.
+    used: bool,
     worker: Option<Worker>,
     graphs: HashMap<GraphId, Held>,
     by_source: HashMap<String, GraphId>,
@@ -292,6 +278,8 @@ struct Worker {
     loaded: HashSet<GraphId>,
     /// Its hard `RLIMIT_DATA`: the cap plus [`WORKER_HEADROOM`].
     hard: usize,
+    /// Left mid-request: to be dropped (and so killed), not used again.
+    spent: bool,
 }
 
 /// The buffer of each pipe to a worker.
@@ -312,11 +300,38 @@ impl NativeInference {
             choice: limits.inference_engine,
             threads: limits.inference_threads.max(1) as usize,
             engine: None,
+            used: false,
             worker: None,
             graphs: HashMap::new(),
             by_source: HashMap::new(),
             next: 0,
             forgotten: Vec::new(),
+        }
+    }
+
+    /// Starts the worker ahead of the guest's first `load` (an instance granted inference
+    /// loads its model in init, nearly always): the process start and the engine's own
+    /// loading (~30 ms for ONNX Runtime) then overlap the component's instantiation instead
+    /// of delaying the model. Must run inside the executor. A failure here is left for that
+    /// `load` to meet and report.
+    pub fn prepare(&mut self) {
+        if !self.granted || self.worker.is_some() {
+            return;
+        }
+        let engine = match &self.engine {
+            Some(engine) => engine.clone(),
+            None => match engine::resolve(self.choice) {
+                Ok(engine) => engine,
+                Err(_) => return,
+            },
+        };
+        match Worker::spawn(self.memory_bytes, &engine, self.threads) {
+            Ok(worker) => {
+                self.engine = Some(engine);
+                self.worker = Some(worker);
+                self.forgotten.clear();
+            }
+            Err(e) => tracing::debug!("inference worker not started ahead: {e}"),
         }
     }
 
@@ -444,7 +459,10 @@ impl NativeInference {
     /// The engine that ran this instance's models, with its version (provenance); `None`
     /// while it ran none.
     pub fn engine(&self) -> Option<String> {
-        self.engine.as_ref().map(Engine::to_string)
+        self.engine
+            .as_ref()
+            .filter(|_| self.used)
+            .map(Engine::to_string)
     }
 
     async fn load_in_worker(
@@ -453,23 +471,25 @@ impl NativeInference {
         source: &Source,
         budget: usize,
     ) -> Outcome<Signature> {
-        let model = match source {
-            Source::Bytes(bytes) => bytes.clone(),
-            Source::Artifact(path) => {
-                // Read here, checked against what the instance has left, and sent as bytes.
-                let size = std::fs::metadata(path).map_or(0, |m| m.len());
-                if size > (budget / 2) as u64 {
-                    return Err(InferenceFailure::MemoryLimit);
-                }
-                match std::fs::read(path) {
-                    Ok(bytes) => Arc::new(bytes),
-                    Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
-                }
-            }
+        let size = match source {
+            Source::Bytes(bytes) => bytes.len() as u64,
+            // Read by the host, checked against what the instance has left, and sent as bytes.
+            Source::Artifact(path) => match std::fs::metadata(path) {
+                Ok(metadata) => metadata.len(),
+                Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
+            },
         };
-        let request = Request::Load { graph: id, model };
-        match self.exchange(request, budget).await? {
+        if size > (budget / 2) as u64 {
+            return Err(InferenceFailure::MemoryLimit);
+        }
+        let request = Request::Load { graph: id, size };
+        let started = std::time::Instant::now();
+        match self.exchange_with(request, Some(source), budget).await? {
             Ok(Answer::Loaded(signature)) => {
+                tracing::debug!(
+                    "inference: the model loaded in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
                 if let Some(worker) = &mut self.worker {
                     worker.loaded.insert(id);
                 }
@@ -499,6 +519,17 @@ impl NativeInference {
         request: Request,
         budget: usize,
     ) -> Result<Response, InferenceFailure> {
+        self.exchange_with(request, None, budget).await
+    }
+
+    /// [`NativeInference::exchange`], with a model's bytes sent after the request.
+    async fn exchange_with(
+        &mut self,
+        request: Request,
+        model: Option<&Source>,
+        budget: usize,
+    ) -> Result<Response, InferenceFailure> {
+        self.used = true;
         // Taken out for the call: if the call is abandoned (its deadline passed), the
         // worker is dropped with it, and killed.
         let mut worker = match self.worker.take() {
@@ -518,11 +549,13 @@ impl NativeInference {
         worker.limit(budget)?;
         if !self.forgotten.is_empty() {
             let graphs = std::mem::take(&mut self.forgotten);
-            let forgot = worker.exchange(&Request::Forget { graphs }, budget).await?;
+            let forgot = (worker.exchange(&Request::Forget { graphs }, None, budget)).await?;
             forgot.map_err(InferenceFailure::Protocol)?;
         }
-        let response = worker.exchange(&request, budget).await?;
-        self.worker = Some(worker);
+        let response = worker.exchange(&request, model, budget).await?;
+        if !worker.spent {
+            self.worker = Some(worker);
+        }
         if let Ok(Answer::OverMemory) = response {
             return Err(InferenceFailure::MemoryLimit);
         }
@@ -535,6 +568,14 @@ enum Exchange {
     TooLarge,
     /// The pipe broke: the worker died.
     Broken,
+    /// The model's file could not be read (or changed) while it was sent.
+    Unreadable(String),
+}
+
+impl From<std::io::Error> for Exchange {
+    fn from(_: std::io::Error) -> Self {
+        Exchange::Broken
+    }
 }
 
 impl Worker {
@@ -577,6 +618,7 @@ impl Worker {
             replies: FramedRead::new(stdout, codec(memory_bytes)),
             loaded: HashSet::new(),
             hard: memory_bytes.saturating_add(WORKER_HEADROOM),
+            spent: false,
         })
     }
 
@@ -625,6 +667,7 @@ impl Worker {
     async fn exchange(
         &mut self,
         request: &Request,
+        model: Option<&Source>,
         budget: usize,
     ) -> Result<Response, InferenceFailure> {
         let request = postcard::to_allocvec(request)
@@ -636,24 +679,77 @@ impl Worker {
         self.replies
             .decoder_mut()
             .set_max_frame_length((budget / 4).max(MIN_REPLY));
-        let reply = match self.call(request.into()).await {
+        let reply = match self.call(request.into(), model).await {
             Ok(reply) => reply,
             Err(Exchange::TooLarge) => return Err(InferenceFailure::MemoryLimit),
             Err(Exchange::Broken) => return Err(self.post_mortem().await),
+            Err(Exchange::Unreadable(e)) => {
+                // Mid-frame: this worker cannot be spoken to again.
+                self.spent = true;
+                return Ok(Err(e));
+            }
         };
         postcard::from_bytes(&reply).map_err(|e| InferenceFailure::Protocol(e.to_string()))
     }
 
-    async fn call(&mut self, request: Bytes) -> Result<bytes::BytesMut, Exchange> {
+    async fn call(
+        &mut self,
+        request: Bytes,
+        model: Option<&Source>,
+    ) -> Result<bytes::BytesMut, Exchange> {
         self.requests
             .send(request)
             .await
             .map_err(|_| Exchange::Broken)?;
+        if let Some(model) = model {
+            self.send_model(model).await?;
+        }
         match self.replies.next().await {
             Some(Ok(reply)) => Ok(reply),
             Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Err(Exchange::TooLarge),
             _ => Err(Exchange::Broken),
         }
+    }
+
+    /// A model's bytes as one frame, written to the pipe as they are (a file in 1 MiB reads,
+    /// one buffer reused). A file that changed size while it was sent leaves the worker
+    /// mid-frame: that worker is done for (the caller drops it) and the load fails by name.
+    async fn send_model(&mut self, model: &Source) -> Result<(), Exchange> {
+        use tokio::io::AsyncWriteExt;
+        let pipe = self.requests.get_mut();
+        match model {
+            Source::Bytes(bytes) => {
+                let size = bytes.len() as u64;
+                pipe.write_all(&size.to_be_bytes()).await?;
+                pipe.write_all(bytes).await?;
+            }
+            Source::Artifact(path) => {
+                let unreadable =
+                    |e: std::io::Error| Exchange::Unreadable(format!("{}: {e}", path.display()));
+                // Plain reads: from the page cache, as the rest of the host reads artifacts.
+                let mut file = std::fs::File::open(path).map_err(unreadable)?;
+                let size = file.metadata().map_err(unreadable)?.len();
+                pipe.write_all(&size.to_be_bytes()).await?;
+                let mut buffer = vec![0u8; 1 << 20];
+                let mut left = size;
+                while left > 0 {
+                    let want = buffer
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let read =
+                        std::io::Read::read(&mut file, &mut buffer[..want]).map_err(unreadable)?;
+                    if read == 0 {
+                        return Err(unreadable(std::io::Error::other(
+                            "it became shorter while it was read",
+                        )));
+                    }
+                    pipe.write_all(&buffer[..read]).await?;
+                    left -= read as u64;
+                }
+            }
+        }
+        pipe.flush().await?;
+        Ok(())
     }
 
     /// Why the worker died: an allocation over its cap, or a crash with what it printed.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::tensor::{PrimitiveTensorElementType, TensorElementType};
@@ -31,8 +32,8 @@ pub struct Sessions {
 }
 
 struct Model {
-    /// Kept to make a session for other input shapes.
-    bytes: Vec<u8>,
+    /// Kept to make a session for other input shapes (the frame they came in, not a copy).
+    bytes: Bytes,
     session: Session,
     /// Each input's declared dimensions (-1 where free).
     declared: Vec<Vec<i64>>,
@@ -102,8 +103,8 @@ impl Sessions {
 }
 
 impl Backend for Sessions {
-    fn load(&mut self, graph: GraphId, bytes: &[u8]) -> Result<Signature, String> {
-        let session = self.session(bytes)?;
+    fn load(&mut self, graph: GraphId, bytes: Bytes) -> Result<Signature, String> {
+        let session = self.session(&bytes)?;
         let declared = session
             .inputs
             .iter()
@@ -119,7 +120,7 @@ impl Backend for Sessions {
         self.models.insert(
             graph,
             Model {
-                bytes: bytes.to_vec(),
+                bytes,
                 session,
                 declared,
             },

@@ -76,7 +76,7 @@ impl Backend for Graphs {
 
     /// From bytes, never by path: tract refuses "external data" in a model read from bytes
     /// (the worker opens no file anyway, `confine.rs`).
-    fn load(&mut self, graph: GraphId, bytes: &[u8]) -> Result<Signature, String> {
+    fn load(&mut self, graph: GraphId, bytes: bytes::Bytes) -> Result<Signature, String> {
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(|e| format!("cannot load the ONNX model: {e:#}"))?;
@@ -312,7 +312,7 @@ mod tests {
         let model = identity_of_any_length(&dir);
         let mut plans = Graphs::new(1 << 20, 1);
         let bytes = std::fs::read(model).expect("read");
-        let signature = plans.load(7, &bytes).expect("loads");
+        let signature = plans.load(7, bytes.into()).expect("loads");
         // The names wasi-nn's `compute` matches inputs by and answers outputs with.
         assert_eq!(
             (signature.inputs, signature.outputs),

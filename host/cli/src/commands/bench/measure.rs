@@ -170,6 +170,9 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     if want("jobs") {
         jobs_rows(&mut rows, options)?;
     }
+    if want("seed") {
+        seed_rows(&mut rows, options, runs.min(5))?;
+    }
     if want("idle") {
         idle_rows(&mut rows, options)?;
     }
@@ -536,6 +539,116 @@ fn jobs_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()> {
             );
             rows.push(row);
         }
+    }
+    Ok(())
+}
+
+/// The seed's own loop against `prelabel detect`, in one sitting: `tests/seed/run-opencv-loop`
+/// (the seed tutorial's steps, OpenCV at its own thread count) and `prelabel detect` with
+/// ONNX Runtime in the worker, tract in the worker and all in the sandbox, whole processes
+/// on the same thirty photos (the samples three times), in turn (`rounds` times), each run
+/// once first to warm caches. A row says the seed's loop or ONNX Runtime is not there, where not.
+fn seed_rows(rows: &mut Vec<Row>, options: &Options, rounds: usize) -> Result<()> {
+    let root = options
+        .face_detector
+        .parent()
+        .and_then(Path::parent)
+        .context("the workspace of the face detector")?;
+    let skipped = |name: &str, why: String| Row {
+        group: "seed",
+        name: name.into(),
+        median: Duration::ZERO,
+        p95: Duration::ZERO,
+        runs: 0,
+        note: format!("skipped: {why}"),
+    };
+    let script = root.join("tests/seed/run-opencv-loop");
+    if !script.is_file() {
+        rows.push(skipped(
+            "the seed's OpenCV loop",
+            "run from a checkout".into(),
+        ));
+        return Ok(());
+    }
+    let photos = options.scratch.join("seed-photos");
+    std::fs::create_dir_all(&photos)?;
+    for copy in 1..=3 {
+        for entry in std::fs::read_dir(&options.samples)? {
+            let entry = entry?;
+            let name = format!("{copy}-{}", entry.file_name().to_string_lossy());
+            std::fs::copy(entry.path(), photos.join(name))?;
+        }
+    }
+    let exe = std::env::current_exe().context("this binary")?;
+    let detect = |extra: &[&str]| {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(["detect", "--home"])
+            .arg(options.scratch.join("detect-home"))
+            .arg("--cache-dir")
+            .arg(options.scratch.join("cache"))
+            .arg("--root")
+            .arg(root)
+            .args(extra)
+            .arg(&options.face_detector)
+            .arg(&photos);
+        command
+    };
+    let mut contenders = vec![(
+        "the seed's loop: OpenCV DNN, its own threads".to_string(),
+        {
+            let mut command = std::process::Command::new(&script);
+            command.arg(&photos);
+            command
+        },
+    )];
+    let host = ["--allow-inference", "--init", "inference=host"];
+    if let Err(e) = EngineChoice::Onnxruntime.available() {
+        rows.push(skipped("prelabel detect, ONNX Runtime", e.to_string()));
+    } else {
+        contenders.push((
+            "prelabel detect, ONNX Runtime in the worker".into(),
+            detect(&[&host[..], &["--inference-engine", "onnxruntime"]].concat()),
+        ));
+    }
+    contenders.push((
+        "prelabel detect, tract in the worker".into(),
+        detect(&[&host[..], &["--inference-engine", "tract"]].concat()),
+    ));
+    contenders.push(("prelabel detect, all in the sandbox".into(), detect(&[])));
+    let run = |command: &mut std::process::Command| -> Result<Duration> {
+        let started = Instant::now();
+        let out = command.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(started.elapsed())
+    };
+    // The first run sets the seed's virtualenv up (PyPI, once) and fills the caches.
+    if let Err(e) = run(&mut contenders[0].1) {
+        rows.push(skipped(&contenders[0].0, format!("{e:#}")));
+        return Ok(());
+    }
+    for (_, command) in &mut contenders[1..] {
+        run(command)?;
+    }
+    let mut samples = vec![Vec::new(); contenders.len()];
+    for _ in 0..rounds {
+        for ((_, command), samples) in contenders.iter_mut().zip(&mut samples) {
+            samples.push(run(command)?);
+        }
+    }
+    let seed = stats("seed", "", samples[0].clone(), "").median;
+    for ((name, _), samples) in contenders.iter().zip(samples) {
+        let mut row = stats("seed", &format!("{name}, 30 photos"), samples, "");
+        row.note = format!(
+            "{:.2}x the seed's loop's time",
+            row.median.as_secs_f64() / seed.as_secs_f64().max(1e-9)
+        );
+        rows.push(row);
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ pub struct Args {
     /// Repetitions per measure.
     #[arg(long, default_value_t = 20)]
     runs: usize,
-    /// Only this group of rows (load, detect, host, platform, jobs, idle, memory, python,
-    /// scale).
+    /// Only this group of rows (load, detect, host, platform, jobs, seed, idle, memory,
+    /// python, scale).
     #[arg(long)]
     only: Option<String>,
 }
