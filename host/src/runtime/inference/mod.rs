@@ -549,7 +549,9 @@ impl NativeInference {
         worker.limit(budget)?;
         if !self.forgotten.is_empty() {
             let graphs = std::mem::take(&mut self.forgotten);
-            let forgot = (worker.exchange(&Request::Forget { graphs }, None, budget)).await?;
+            let forgot = worker
+                .exchange(&Request::Forget { graphs }, None, budget)
+                .await?;
             forgot.map_err(InferenceFailure::Protocol)?;
         }
         let response = worker.exchange(&request, model, budget).await?;
