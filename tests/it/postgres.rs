@@ -49,7 +49,7 @@ fn the_platform_and_sandbox_tests_pass_on_postgres() {
 
 /// How many PostgreSQL migrations the repository has.
 fn postgres_migrations() -> usize {
-    std::fs::read_dir(crate::support::root().join("host/src/store/postgres"))
+    std::fs::read_dir(crate::support::root().join("host/store/src/postgres"))
         .expect("the migrations folder")
         .filter(|e| {
             e.as_ref()

@@ -1,0 +1,898 @@
+//! One SQL interface over the store's two backends: SQLite (rusqlite, the embedded default)
+//! and PostgreSQL (the `postgres` crate, when workers on several machines share one queue).
+//!
+//! Every query is written once, in the SQL both engines speak: `$1`-style parameters (SQLite
+//! takes `$1` as a parameter's name, and binds by that name here, so the order they appear in
+//! does not matter), `RETURNING id` for new rows, `ON CONFLICT` for upserts, and
+//! [`NOW`](crate::NOW) for the time. What the two spell differently lives in
+//! [`Dialect`]. Values cross as [`Value`]: integers, reals, text, bytes and NULL, which is
+//! what the schema stores in both (booleans as 0/1, JSON as text).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+/// A value as stored: the types both engines hold the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// What a query takes as a parameter.
+pub trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+/// What a column reads as; `Err` says why the stored value is not one.
+pub trait FromValue: Sized {
+    fn from_value(value: &Value) -> Result<Self, String>;
+}
+
+macro_rules! integers {
+    ($($ty:ty),+) => {$(
+        impl ToValue for $ty {
+            fn to_value(&self) -> Value {
+                // Sizes and counts far below i64::MAX; one past it is stored as the maximum
+                // rather than wrapped to a negative number.
+                Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
+        }
+        impl FromValue for $ty {
+            fn from_value(value: &Value) -> Result<Self, String> {
+                match value {
+                    Value::Int(i) => <$ty>::try_from(*i).map_err(|_| format!("{i} is out of range for {}", stringify!($ty))),
+                    other => Err(format!("expected an integer, found {}", other.kind())),
+                }
+            }
+        }
+    )+};
+}
+integers!(i64, i32, u32, u64, usize, u16, u8);
+
+impl ToValue for f64 {
+    fn to_value(&self) -> Value {
+        Value::Real(*self)
+    }
+}
+
+impl ToValue for f32 {
+    fn to_value(&self) -> Value {
+        Value::Real(f64::from(*self))
+    }
+}
+
+impl FromValue for f64 {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Real(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            other => Err(format!("expected a number, found {}", other.kind())),
+        }
+    }
+}
+
+impl FromValue for f32 {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        f64::from_value(value).map(|f| f as f32)
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Int(0) => Ok(false),
+            Value::Int(1) => Ok(true),
+            other => Err(format!("expected 0 or 1, found {}", other.shown())),
+        }
+    }
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Text(t) => Ok(t.clone()),
+            other => Err(format!("expected text, found {}", other.kind())),
+        }
+    }
+}
+
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Blob(b) => Ok(b.clone()),
+            other => Err(format!("expected bytes, found {}", other.kind())),
+        }
+    }
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, T::to_value)
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl FromValue for Value {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        Ok(value.clone())
+    }
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Int(_) => "an integer",
+            Value::Real(_) => "a real",
+            Value::Text(_) => "text",
+            Value::Blob(_) => "bytes",
+        }
+    }
+
+    /// The value as an error message shows it (text cut at 80 characters).
+    fn shown(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::Int(i) => i.to_string(),
+            Value::Real(f) => f.to_string(),
+            Value::Text(t) => t.chars().take(80).collect(),
+            Value::Blob(b) => format!("{} bytes", b.len()),
+        }
+    }
+}
+
+/// The parameters of one query.
+pub type Params<'a> = &'a [&'a dyn ToValue];
+
+/// `params![a, b, c]`: a query's parameters, `$1`, `$2`, `$3`.
+#[macro_export]
+macro_rules! params {
+    () => { &[] as $crate::db::Params<'_> };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::db::ToValue),+] as $crate::db::Params<'_> };
+}
+
+/// One row of a result, read.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// Column `index`, read strictly: a value `T` does not accept is an error naming the
+    /// column and the value, never a default.
+    pub fn get<T: FromValue>(&self, index: usize) -> Result<T, DbError> {
+        let value = self.values.get(index).ok_or_else(|| DbError::Column {
+            column: format!("#{index}"),
+            value: String::new(),
+            problem: format!("the row has {} columns", self.values.len()),
+        })?;
+        T::from_value(value).map_err(|problem| self.bad(index, problem))
+    }
+
+    /// The columns' names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The values, in the columns' order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// A JSON column, read strictly: text that does not parse is an error naming the column
+    /// and the text (a dropped filter would make a trigger match more).
+    pub fn json<T: serde::de::DeserializeOwned>(&self, index: usize) -> Result<T, DbError> {
+        let text: String = self.get(index)?;
+        serde_json::from_str(&text).map_err(|e| self.bad(index, e))
+    }
+
+    /// The error for column `index` holding a value it may not.
+    fn bad(&self, index: usize, problem: impl fmt::Display) -> DbError {
+        DbError::Column {
+            column: self.columns.get(index).cloned().unwrap_or_default(),
+            value: self.values.get(index).map(Value::shown).unwrap_or_default(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    // Not sources: their words are the message, and would be printed twice.
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    #[error("{}", postgres_message(.0))]
+    Postgres(postgres::Error),
+    #[error("the query returned no rows")]
+    NoRows,
+    #[error("stored column `{column}` holds `{value}`: {problem}")]
+    Column {
+        column: String,
+        value: String,
+        problem: String,
+    },
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Postgres(e)
+    }
+}
+
+/// PostgreSQL's own words for a server error (its severity, message, detail and hint), which
+/// the driver's `Display` leaves out.
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" hint: {hint}"));
+            }
+            text
+        }
+        // A client-side error (a TLS handshake, a connection refused): its causes too.
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
+    }
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// `.optional()`: a query's "no rows" as `None`.
+pub trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(DbError::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Which engine a connection speaks to, for the few statements the two spell differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// What a `SELECT` that claims a row ends with: PostgreSQL locks the row and skips rows
+    /// that other transactions hold; SQLite's write lock already excludes them.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// An object of `key: value` text pairs aggregated from a query's rows, as JSON text.
+    pub fn json_object_agg(self, key: &str, value: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_group_object({key}, {value})"),
+            Dialect::Postgres => format!("CAST(json_object_agg({key}, {value}) AS text)"),
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    Postgres {
+        // Boxed: the client is large, and most connections are SQLite's.
+        client: RefCell<Box<postgres::Client>>,
+        /// Statements prepared on this connection, by their text: a query is planned once.
+        prepared: RefCell<HashMap<String, postgres::Statement>>,
+        /// Notifications on channel `prelabel` received so far, once [`Db::changes_within`]
+        /// listens.
+        notified: std::cell::Cell<Option<i64>>,
+    },
+}
+
+/// A connection to the store's database. One per thread, as rusqlite's and postgres's are.
+pub struct Db {
+    backend: Backend,
+}
+
+impl Db {
+    pub fn sqlite(conn: rusqlite::Connection) -> Self {
+        Self {
+            backend: Backend::Sqlite(conn),
+        }
+    }
+
+    pub fn postgres(client: postgres::Client) -> Self {
+        Self {
+            backend: Backend::Postgres {
+                client: RefCell::new(Box::new(client)),
+                prepared: RefCell::default(),
+                notified: std::cell::Cell::new(None),
+            },
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres { .. } => Dialect::Postgres,
+        }
+    }
+
+    /// Waits up to `wait` (less when there is news) and returns a number that has moved if
+    /// another connection (of this process or another) committed a change a scheduler cares
+    /// about meanwhile: SQLite's `data_version`, read after sleeping; on PostgreSQL, the count
+    /// of notifications on channel `prelabel` (the schema's triggers send one when an
+    /// execution is queued or ends, and when a service changes), listened to from the first
+    /// call, which returns as soon as one arrives.
+    pub fn changes_within(&self, wait: Duration) -> Result<i64> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                std::thread::sleep(wait);
+                Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+            }
+            Backend::Postgres {
+                client, notified, ..
+            } => {
+                let mut client = client.borrow_mut();
+                let seen = match notified.get() {
+                    Some(seen) => seen,
+                    None => {
+                        client.batch_execute("LISTEN prelabel")?;
+                        0
+                    }
+                };
+                let mut notifications = client.notifications();
+                // A blocking wait: it reads the connection (a non-blocking look sees only
+                // what earlier reads brought in).
+                let mut new = 0;
+                if notifications.timeout_iter(wait).next()?.is_some() {
+                    new += 1;
+                    let mut more = notifications.iter();
+                    while more.next()?.is_some() {
+                        new += 1;
+                    }
+                }
+                notified.set(Some(seen + new));
+                Ok(seen + new)
+            }
+        }
+    }
+
+    /// Whether a commit waits until it is on disk (the default) or may be lost to a power
+    /// cut (never to a process kill): SQLite's `synchronous`, PostgreSQL's
+    /// `synchronous_commit`, for writes that a restart would redo anyway.
+    pub fn set_durable(&self, durable: bool) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn.pragma_update(
+                None,
+                "synchronous",
+                if durable { "FULL" } else { "NORMAL" },
+            )?),
+            Backend::Postgres { .. } => self.execute_batch(if durable {
+                "SET synchronous_commit TO on"
+            } else {
+                "SET synchronous_commit TO off"
+            }),
+        }
+    }
+
+    /// Ends this connection's session if it sits inside a transaction, doing nothing, for
+    /// longer than `limit` (PostgreSQL's `idle_in_transaction_session_timeout`). A worker
+    /// stopped or cut off in the middle of a claim would otherwise hold its locks, and every
+    /// other worker's claims behind them, for as long as its connection lasts. Nothing on
+    /// SQLite, whose workers share one machine and one home.
+    ///
+    /// `None` lifts the limit (a copy that reads another store inside its transaction).
+    pub fn limit_idle_transactions(&self, limit: Option<Duration>) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            // 0 is PostgreSQL's "no limit"; a limit rounds up to a millisecond at least.
+            Backend::Postgres { .. } => self.execute_batch(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                limit.map_or(0, |l| l.as_millis().max(1))
+            )),
+        }
+    }
+
+    /// Whether the session is gone (the server ended it or went away): it cannot be used
+    /// again, only replaced. For after an error: the error that the server sends as it ends
+    /// a session can arrive before the client sees the connection close, so a session not
+    /// yet known closed is asked (one round trip, at most five seconds).
+    pub fn is_lost(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres { client, .. } => {
+                let mut client = client.borrow_mut();
+                client.is_closed() || client.is_valid(Duration::from_secs(5)).is_err()
+            }
+        }
+    }
+
+    /// Runs statements without parameters (a migration, a transaction's BEGIN).
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Backend::Postgres { client, .. } => Ok(client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    /// Runs one statement; how many rows it changed.
+    pub fn execute(&self, sql: &str, params: Params<'_>) -> Result<usize> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind(&mut stmt, params)?;
+                Ok(stmt.raw_execute()?)
+            }
+            Backend::Postgres {
+                client, prepared, ..
+            } => {
+                let stmt = prepare(client, prepared, sql)?;
+                let values = values(params);
+                let n = client.borrow_mut().execute(&stmt, &refs(&values))?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
+    }
+
+    /// Every row of a query, each mapped by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+        mut f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind(&mut stmt, params)?;
+                let columns: Arc<[String]> =
+                    stmt.column_names().into_iter().map(String::from).collect();
+                let n = columns.len();
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let values = (0..n)
+                        .map(|i| r.get_ref(i).map(from_sqlite))
+                        .collect::<rusqlite::Result<_>>()?;
+                    out.push(f(&Row {
+                        columns: columns.clone(),
+                        values,
+                    })?);
+                }
+                Ok(out)
+            }
+            Backend::Postgres {
+                client, prepared, ..
+            } => {
+                let stmt = prepare(client, prepared, sql)?;
+                let values = values(params);
+                let rows = client.borrow_mut().query(&stmt, &refs(&values))?;
+                let columns: Arc<[String]> = stmt
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect();
+                rows.iter()
+                    .map(|r| {
+                        let values = (0..columns.len())
+                            .map(|i| r.try_get::<_, Value>(i))
+                            .collect::<Result<_, _>>()?;
+                        f(&Row {
+                            columns: columns.clone(),
+                            values,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The first row of a query, mapped by `f`; [`DbError::NoRows`] when there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
+        let mut f = Some(f);
+        let mut first = None;
+        // Every row is read, the first mapped: the queries that use this return one row.
+        self.query_map(sql, params, |row| {
+            if let Some(f) = f.take() {
+                first = Some(f(row)?);
+            }
+            Ok(())
+        })?;
+        first.ok_or(DbError::NoRows)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (so that two
+    /// processes never deadlock upgrading); on PostgreSQL it takes one advisory lock that
+    /// every write transaction takes, so that writes are serialised exactly as on SQLite and
+    /// a check-then-write inside one is as safe. The hot paths of a scaled-out queue (claims,
+    /// heartbeats) do not go through it.
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        match self.backend {
+            Backend::Sqlite(_) => self.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Postgres { .. } => {
+                self.execute_batch("BEGIN")?;
+                if let Err(e) =
+                    self.execute("SELECT pg_advisory_xact_lock($1)", params![WRITE_LOCK])
+                {
+                    let _ = self.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Tx {
+            db: self,
+            done: false,
+            restore_durable: false,
+        })
+    }
+
+    /// A transaction whose commit need not survive a power cut (a claim: lost, its
+    /// execution is still queued, and a restart re-queues a `running` one anyway; the next
+    /// durable commit flushes the log up to and including it), and that does not take the
+    /// store-wide write lock (what runs in it takes its own). SQLite can change `synchronous`
+    /// only outside a transaction, so it is relaxed before and restored after; PostgreSQL's
+    /// `SET LOCAL` ends with the transaction.
+    pub fn relaxed_transaction(&mut self) -> Result<Tx<'_>> {
+        let sqlite = matches!(self.backend, Backend::Sqlite(_));
+        if sqlite {
+            self.set_durable(false)?;
+            if let Err(e) = self.execute_batch("BEGIN IMMEDIATE") {
+                let _ = self.set_durable(true);
+                return Err(e);
+            }
+        } else {
+            self.execute_batch("BEGIN; SET LOCAL synchronous_commit TO off")?;
+        }
+        Ok(Tx {
+            db: self,
+            done: false,
+            restore_durable: sqlite,
+        })
+    }
+}
+
+/// The advisory lock every serialised write transaction takes on PostgreSQL.
+const WRITE_LOCK: i64 = 0x7072_656c_6162_656c; // "prelabel"
+
+/// A write transaction: rolled back when dropped without [`Tx::commit`]. Reads and writes
+/// through it as through the [`Db`] it derefs to.
+pub struct Tx<'a> {
+    db: &'a Db,
+    done: bool,
+    /// SQLite's `synchronous` to set back to durable when it ends.
+    restore_durable: bool,
+}
+
+impl Tx<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.db.execute_batch("COMMIT")?;
+        if self.restore_durable {
+            self.restore_durable = false;
+            self.db.set_durable(true)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        self.db
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing to do if it fails: the connection is then broken, and its transaction
+            // dies with it.
+            let _ = self.db.execute_batch("ROLLBACK");
+        }
+        if self.restore_durable {
+            let _ = self.db.set_durable(true);
+        }
+    }
+}
+
+/// A statement prepared on the connection, planned once per connection and text.
+fn prepare(
+    client: &RefCell<Box<postgres::Client>>,
+    prepared: &RefCell<HashMap<String, postgres::Statement>>,
+    sql: &str,
+) -> Result<postgres::Statement> {
+    if let Some(stmt) = prepared.borrow().get(sql) {
+        return Ok(stmt.clone());
+    }
+    let stmt = client.borrow_mut().prepare(sql)?;
+    prepared.borrow_mut().insert(sql.to_string(), stmt.clone());
+    Ok(stmt)
+}
+
+/// Binds `$1`, `$2`, ... by name, so that the order they appear in the text does not matter.
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: Params<'_>) -> rusqlite::Result<()> {
+    stmt.clear_bindings();
+    let expected = stmt.parameter_count();
+    if expected != params.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            params.len(),
+            expected,
+        ));
+    }
+    for (i, p) in params.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let index = stmt
+            .parameter_index(&name)?
+            .ok_or_else(|| rusqlite::Error::InvalidParameterName(name))?;
+        stmt.raw_bind_parameter(index, p.to_value())?;
+    }
+    Ok(())
+}
+
+fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+fn values(params: Params<'_>) -> Vec<Value> {
+    params.iter().map(|p| p.to_value()).collect()
+}
+
+fn refs(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+/// A value sent as the type PostgreSQL inferred for its parameter: an integer goes as
+/// `int8`, `int4`, `int2`, `float8` or `bool` as the column asks, so that queries need no
+/// casts for it.
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => i.to_string().to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Value::Text(t) => t.as_str().to_sql(ty, out),
+            Value::Blob(b) => b.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A column read as the [`Value`] of its type; a type the store does not use (NUMERIC from
+/// an uncast SUM, say) is an error naming it, so that the query gets its cast.
+impl<'a> FromSql<'a> for Value {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(match *ty {
+            Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
+            Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
+            Type::INT2 => Value::Int(i16::from_sql(ty, raw)?.into()),
+            Type::BOOL => Value::Int(bool::from_sql(ty, raw)?.into()),
+            Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => Value::Real(f32::from_sql(ty, raw)?.into()),
+            Type::BYTEA => Value::Blob(raw.to_vec()),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                Value::Text(String::from_sql(ty, raw)?)
+            }
+            ref other => {
+                return Err(format!("the store does not read columns of type {other}").into());
+            }
+        })
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(Value::Null)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Db {
+        Db::sqlite(rusqlite::Connection::open_in_memory().expect("an in-memory database"))
+    }
+
+    #[test]
+    fn parameters_bind_by_number_whatever_their_order_in_the_text() {
+        let db = db();
+        let row = db
+            .query_row("SELECT $2, $1, $2 || $1", params!["a", "b"], |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                ))
+            })
+            .expect("a row");
+        assert_eq!(row, ("b".into(), "a".into(), "ba".into()));
+        // Too few or too many: an error, never a NULL in place of the missing one.
+        assert!(
+            db.query_row("SELECT $1, $2", params![1], |r| r.get::<i64>(0))
+                .is_err()
+        );
+        assert!(
+            db.query_row("SELECT $1", params![1, 2], |r| r.get::<i64>(0))
+                .is_err()
+        );
+        assert!(matches!(
+            db.query_row("SELECT 1 WHERE 0", params![], |r| r.get::<i64>(0)),
+            Err(DbError::NoRows)
+        ));
+    }
+
+    #[test]
+    fn columns_are_read_strictly_naming_the_column_and_the_value() {
+        let db = db();
+        db.execute_batch("CREATE TABLE t (flag INTEGER, name TEXT); INSERT INTO t VALUES (7, 'x')")
+            .expect("a table");
+        let err = db
+            .query_row("SELECT flag FROM t", params![], |r| r.get::<bool>(0))
+            .expect_err("7 is not a boolean");
+        assert_eq!(
+            err.to_string(),
+            "stored column `flag` holds `7`: expected 0 or 1, found 7"
+        );
+        let err = db
+            .query_row("SELECT name FROM t", params![], |r| r.get::<u32>(0))
+            .expect_err("text is not a number");
+        assert!(err.to_string().contains("column `name` holds `x`"), "{err}");
+        let err = db
+            .query_row("SELECT -1", params![], |r| r.get::<u32>(0))
+            .expect_err("out of range");
+        assert!(err.to_string().contains("out of range for u32"), "{err}");
+        let none: Option<i64> = db
+            .query_row("SELECT NULL", params![], |r| r.get(0))
+            .expect("NULL is None");
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn a_transaction_dropped_without_commit_rolls_back() {
+        let mut db = db();
+        db.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("a table");
+        {
+            let tx = db.transaction().expect("begins");
+            tx.execute("INSERT INTO t VALUES ($1)", params![1])
+                .expect("inserts");
+        }
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM t", params![], |r| r.get(0))
+            .expect("counts");
+        assert_eq!(n, 0);
+        let tx = db.transaction().expect("begins");
+        tx.execute("INSERT INTO t VALUES ($1)", params![2])
+            .expect("inserts");
+        tx.commit().expect("commits");
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM t", params![], |r| r.get(0))
+            .expect("counts");
+        assert_eq!(n, 1);
+    }
+}
