@@ -73,7 +73,7 @@ fn fixture_files(dir: &str) -> Vec<Vec<u8>> {
 fn manifests() {
     let mut seeds = fixture_files("manifests");
     seeds.extend(fixture_files("manifests/bad"));
-    run(&seeds, 20_000, prelabel::fuzzing::manifest);
+    run(&seeds, 20_000, prelabel_dev::fuzzing::manifest);
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn filters() {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    run(&seeds, 50_000, prelabel::fuzzing::filter);
+    run(&seeds, 50_000, prelabel_dev::fuzzing::filter);
 }
 
 #[test]
@@ -114,5 +114,5 @@ fn images() {
             .into_iter()
             .filter(|b| b.len() < 1000),
     );
-    run(&seeds, 20_000, prelabel::fuzzing::image);
+    run(&seeds, 20_000, prelabel_dev::fuzzing::image);
 }

@@ -11,6 +11,7 @@ mod cvat;
 mod detect;
 mod evaluate;
 mod fuzz_smoke;
+mod house;
 mod labelstudio;
 mod link;
 mod manifest;

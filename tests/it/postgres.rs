@@ -250,7 +250,7 @@ fn tls_to_postgres_encrypts_and_verifies_as_libpq_does() {
     let [ca, cert, key] = test_certificates(certs.path(), "/CN=prelabel test CA");
     let other = tempdir();
     let [other_ca, ..] = test_certificates(other.path(), "/CN=someone else's CA");
-    let server = prelabel::store::scratch::Server::start_tls(
+    let server = prelabel_dev::scratch::Server::start_tls(
         &Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("postgres-tls-{}", std::process::id())),
         (&cert, &key),

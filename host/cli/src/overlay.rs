@@ -5,7 +5,7 @@ use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
 use prelabel::annotation::Geometry;
-use prelabel::export::Stored;
+use prelabel::annotation::Stored;
 
 const BOX: Rgb<u8> = Rgb([0, 230, 64]);
 const TEXT: Rgb<u8> = Rgb([0, 0, 0]);

@@ -2,10 +2,16 @@
 //! passes at the host boundary: numbers must be finite, confidences within 0..1, boxes
 //! not inverted; shapes are clipped to the image and boxes left under 1 px² are dropped.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::item::{self, ItemRecord};
 use crate::runtime::bindings::Annotation as WitAnnotation;
 use crate::runtime::bindings::{Geometry as WitGeometry, Point as WitPoint};
+use crate::store::{Store, params};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Annotation {
@@ -330,6 +336,92 @@ pub fn from_guest(
         out.extend(checked);
     }
     Ok(out)
+}
+
+/// An annotation with where it came from and its review.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Stored {
+    pub id: i64,
+    #[serde(flatten)]
+    pub annotation: Annotation,
+    /// The service, execution, package revision and component that made it; all `None` for
+    /// one a person drew.
+    pub service: Option<String>,
+    pub execution_id: Option<i64>,
+    pub package: Option<String>,
+    pub revision: Option<i64>,
+    pub component_digest: Option<String>,
+    /// The revision's artifacts (name → sha256), the init values and the host version its
+    /// execution ran with: with the component digest, what `prelabel replay` runs again. The
+    /// last two are absent for executions recorded before provenance was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub artifacts: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub init_inputs: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_version: Option<String>,
+    pub review: Review,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
+}
+
+/// Every item of the dataset with its stored annotations, by item name.
+pub fn annotated_items(store: &Store, dataset: &str) -> Result<Vec<(ItemRecord, Vec<Stored>)>> {
+    item::list(store, Some(dataset))?
+        .into_iter()
+        .map(|item| {
+            let annotations = item_annotations(store, item.id)?;
+            Ok((item, annotations))
+        })
+        .collect()
+}
+
+/// The stored annotations of one item, by service.
+pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
+    // Prepared once per connection (statements are cached by their text), not once per item.
+    let artifacts = store.dialect().json_object_agg("ra.name", "ra.digest");
+    let sql = format!(
+        "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
+                p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at,
+                CASE WHEN a.revision_id IS NOT NULL THEN
+                    (SELECT {artifacts} FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
+                e.init_inputs, e.host_version
+           FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
+                LEFT JOIN executions e ON e.id = a.execution_id
+          WHERE a.item_id = $1 ORDER BY a.service_name IS NULL, a.service_name, a.id"
+    );
+    let annotations = store.conn().query_map(&sql, params![item_id], |r| {
+        Ok(Stored {
+            annotation: Annotation {
+                label: r.get(0)?,
+                geometry: r.json(1)?,
+                model: ModelInfo {
+                    name: r.get(2)?,
+                    version: r.get(3)?,
+                    confidence: r.get::<f64>(4)? as f32,
+                },
+            },
+            service: r.get(5)?,
+            execution_id: r.get(6)?,
+            package: r.get(7)?,
+            revision: r.get(8)?,
+            component_digest: r.get(9)?,
+            id: r.get(10)?,
+            review: r.get(11)?,
+            reviewed_by: r.get(12)?,
+            reviewed_at: r.get(13)?,
+            artifacts: r
+                .get::<Option<String>>(14)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            init_inputs: r
+                .get::<Option<String>>(15)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            host_version: r.get(16)?,
+        })
+    })?;
+    Ok(annotations)
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::annotation::{Annotation, Geometry, Review};
+use crate::annotation::{self, Annotation, Geometry, Review};
 use crate::error::{Error, Result};
-use crate::export;
 use crate::item::{self, ItemRecord};
 use crate::link;
 use crate::local::LocalRunner;
@@ -154,7 +153,7 @@ pub fn compare(store: &Store, runtime: &Runtime, request: &Request) -> Result<Co
     let items = item::list(store, Some(&request.dataset))?;
     let mut compared = Vec::with_capacity(items.len());
     for item in &items {
-        let stored = export::item_annotations(store, item.id)?;
+        let stored = annotation::item_annotations(store, item.id)?;
         let current: Vec<Annotation> = stored
             .iter()
             .filter(|a| a.service.as_deref() == Some(&request.service))

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
+use crate::annotation::Stored;
 use crate::annotation::{Geometry, Review};
-use crate::export::Stored;
 use crate::item::ItemRecord;
 use crate::named::Named;
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::evaluate::GroundTruthError;
+use crate::ground_truth::GroundTruthError;
 use crate::manifest::InitError;
 use crate::package::PackageError;
 use crate::package::archive::ArchiveError;
@@ -81,10 +81,11 @@ pub enum Error {
         source: crate::runtime::download::DownloadError,
     },
     /// An execution another tool waits on ended otherwise than in success.
-    #[error("execution {execution} ended {}: {error}", crate::named::Named::name(*status))]
+    #[error("execution {execution} ended {status}: {error}")]
     Failed {
         execution: i64,
-        status: crate::execution::Status,
+        /// The status it ended in, by name (`failed`, `timeout`, ...).
+        status: &'static str,
         error: String,
     },
     /// An execution another tool waits on is still queued or running.

@@ -7,11 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::annotation::Geometry;
+use crate::annotation::{self, Geometry, Stored};
 use crate::error::{Error, Result};
-use crate::export;
+use crate::ground_truth::{GroundTruth, Truth};
+use crate::item::ItemRecord;
 use crate::store::Store;
 
 /// COCOeval's `maxDets[-1]`: the detections per image and category it scores.
@@ -22,158 +23,6 @@ const AREA_ALL: (f64, f64) = (0.0, 1e10);
 const RECALL_LEVELS: usize = 101;
 /// COCOeval's `iouThrs`: `np.linspace(0.5, 0.95, 10)`; the first is AP50's.
 const IOU_THRESHOLDS: usize = 10;
-
-/// A ground-truth file that is not one COCOeval could read, or that contradicts itself.
-#[derive(Debug, thiserror::Error)]
-pub enum GroundTruthError {
-    #[error("ground truth: not a COCO detection file: {0}")]
-    Json(#[source] serde_json::Error),
-    #[error("ground truth: image id {id} appears twice")]
-    DuplicateImage { id: i64 },
-    #[error("ground truth: images {first} and {second} are both named `{file_name}`")]
-    DuplicateFileName {
-        file_name: String,
-        first: i64,
-        second: i64,
-    },
-    #[error("ground truth: category id {id} appears twice")]
-    DuplicateCategory { id: i64 },
-    #[error("ground truth: categories {first} and {second} are both named `{name}`")]
-    DuplicateCategoryName {
-        name: String,
-        first: i64,
-        second: i64,
-    },
-    #[error("ground truth: annotation {index} is on image {image_id}, which `images` lacks")]
-    UnknownImage { index: usize, image_id: i64 },
-    #[error(
-        "ground truth: annotation {index} has category {category_id}, which `categories` lacks"
-    )]
-    UnknownCategory { index: usize, category_id: i64 },
-    #[error(
-        "ground truth: annotation {index} has bbox {bbox:?}: [x, y, width, height] must be finite, with width and height >= 0"
-    )]
-    BadBox { index: usize, bbox: [f64; 4] },
-}
-
-#[derive(Debug, Deserialize)]
-struct File {
-    images: Vec<FileImage>,
-    categories: Vec<FileCategory>,
-    annotations: Vec<FileAnnotation>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileImage {
-    id: i64,
-    file_name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileCategory {
-    id: i64,
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileAnnotation {
-    image_id: i64,
-    category_id: i64,
-    bbox: [f64; 4],
-    /// COCOeval filters ground truth by it; files without it get the box's area.
-    area: Option<f64>,
-    #[serde(default)]
-    iscrowd: u8,
-}
-
-/// A ground-truth file, checked: images by id, categories by id, boxes per image and category.
-#[derive(Debug, Clone)]
-pub struct GroundTruth {
-    images: BTreeMap<i64, String>,
-    categories: BTreeMap<i64, String>,
-    boxes: HashMap<(i64, i64), Vec<Truth>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Truth {
-    bbox: [f64; 4],
-    area: f64,
-    crowd: bool,
-}
-
-impl GroundTruth {
-    /// Reads a COCO file (`images`, `categories`, `annotations` with `bbox`; other fields
-    /// such as `info`, `licenses` and `segmentation` are allowed and unused).
-    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, GroundTruthError> {
-        let file: File = serde_json::from_slice(bytes).map_err(GroundTruthError::Json)?;
-        let mut images = BTreeMap::new();
-        let mut names: HashMap<&str, i64> = HashMap::new();
-        for image in &file.images {
-            if images.insert(image.id, image.file_name.clone()).is_some() {
-                return Err(GroundTruthError::DuplicateImage { id: image.id });
-            }
-            if let Some(first) = names.insert(&image.file_name, image.id) {
-                return Err(GroundTruthError::DuplicateFileName {
-                    file_name: image.file_name.clone(),
-                    first,
-                    second: image.id,
-                });
-            }
-        }
-        let mut categories = BTreeMap::new();
-        let mut labels: HashMap<&str, i64> = HashMap::new();
-        for category in &file.categories {
-            if categories
-                .insert(category.id, category.name.clone())
-                .is_some()
-            {
-                return Err(GroundTruthError::DuplicateCategory { id: category.id });
-            }
-            if let Some(first) = labels.insert(&category.name, category.id) {
-                return Err(GroundTruthError::DuplicateCategoryName {
-                    name: category.name.clone(),
-                    first,
-                    second: category.id,
-                });
-            }
-        }
-        let mut boxes: HashMap<(i64, i64), Vec<Truth>> = HashMap::new();
-        for (index, a) in file.annotations.iter().enumerate() {
-            if !images.contains_key(&a.image_id) {
-                return Err(GroundTruthError::UnknownImage {
-                    index,
-                    image_id: a.image_id,
-                });
-            }
-            if !categories.contains_key(&a.category_id) {
-                return Err(GroundTruthError::UnknownCategory {
-                    index,
-                    category_id: a.category_id,
-                });
-            }
-            let [_, _, w, h] = a.bbox;
-            if a.bbox.iter().any(|v| !v.is_finite()) || w < 0.0 || h < 0.0 {
-                return Err(GroundTruthError::BadBox {
-                    index,
-                    bbox: a.bbox,
-                });
-            }
-            boxes
-                .entry((a.image_id, a.category_id))
-                .or_default()
-                .push(Truth {
-                    bbox: a.bbox,
-                    area: a.area.unwrap_or(w * h),
-                    crowd: a.iscrowd != 0,
-                });
-        }
-        Ok(Self {
-            images,
-            categories,
-            boxes,
-        })
-    }
-}
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -233,62 +82,18 @@ struct Detection {
 /// Scores the service's stored boxes on the dataset against the ground truth.
 pub fn evaluate(store: &Store, request: &Request) -> Result<Evaluation> {
     crate::item::dataset_id(store, &request.dataset)?;
-    let items = export::annotated_items(store, &request.dataset)?;
+    let items = annotation::annotated_items(store, &request.dataset)?;
     let service = match &request.service {
         Some(name) => crate::service::get(store, name)?.name,
         None => only_service(&request.dataset, &items)?,
     };
     let gt = &request.ground_truth;
-    let ids_by_name: HashMap<&str, i64> = gt
-        .images
-        .iter()
-        .map(|(id, name)| (name.as_str(), *id))
-        .collect();
-    let categories: HashMap<&str, i64> = gt
-        .categories
-        .iter()
-        .map(|(id, name)| (name.as_str(), *id))
-        .collect();
-    let mut present = BTreeSet::new();
-    let mut detections: HashMap<(i64, i64), Vec<Detection>> = HashMap::new();
-    let mut unscored = BTreeMap::new();
-    let mut unlabelled_items = 0;
-    for (item, stored) in &items {
-        let Some(&image) = ids_by_name
-            .get(item.name.as_str())
-            .or_else(|| ids_by_name.get(base_name(&item.name)))
-        else {
-            unlabelled_items += 1;
-            continue;
-        };
-        present.insert(image);
-        for s in stored
-            .iter()
-            .filter(|s| s.service.as_deref() == Some(&service))
-        {
-            let Geometry::Box {
-                left,
-                top,
-                right,
-                bottom,
-            } = s.annotation.geometry
-            else {
-                continue;
-            };
-            let Some(&category) = categories.get(s.annotation.label.as_str()) else {
-                *unscored.entry(s.annotation.label.clone()).or_insert(0) += 1;
-                continue;
-            };
-            let bbox = [left, top, right - left, bottom - top].map(as_written);
-            detections
-                .entry((image, category))
-                .or_default()
-                .push(Detection {
-                    bbox,
-                    score: as_written(s.annotation.model.confidence),
-                });
-        }
-    }
+    let Matched {
+        present,
+        detections,
+        unscored,
+        unlabelled_items,
+    } = match_items(gt, &items, &service);
     if present.is_empty() {
         return Err(Error::invalid(
             "ground-truth",
@@ -341,11 +146,79 @@ pub fn evaluate(store: &Store, request: &Request) -> Result<Evaluation> {
     })
 }
 
+/// The items the ground truth names, and the service's boxes on them by image and category.
+struct Matched {
+    present: BTreeSet<i64>,
+    detections: HashMap<(i64, i64), Vec<Detection>>,
+    /// Boxes whose label the ground truth has no category for, by label.
+    unscored: BTreeMap<String, usize>,
+    /// Items the ground truth does not name.
+    unlabelled_items: usize,
+}
+
+/// Matches items to the ground truth's images by name (or base name) and the service's boxes
+/// to its categories by label, as the COCO export writes them.
+fn match_items(gt: &GroundTruth, items: &[(ItemRecord, Vec<Stored>)], service: &str) -> Matched {
+    let ids_by_name: HashMap<&str, i64> = gt
+        .images
+        .iter()
+        .map(|(id, name)| (name.as_str(), *id))
+        .collect();
+    let categories: HashMap<&str, i64> = gt
+        .categories
+        .iter()
+        .map(|(id, name)| (name.as_str(), *id))
+        .collect();
+    let mut present = BTreeSet::new();
+    let mut detections: HashMap<(i64, i64), Vec<Detection>> = HashMap::new();
+    let mut unscored = BTreeMap::new();
+    let mut unlabelled_items = 0;
+    for (item, stored) in items {
+        let Some(&image) = ids_by_name
+            .get(item.name.as_str())
+            .or_else(|| ids_by_name.get(base_name(&item.name)))
+        else {
+            unlabelled_items += 1;
+            continue;
+        };
+        present.insert(image);
+        for s in stored
+            .iter()
+            .filter(|s| s.service.as_deref() == Some(service))
+        {
+            let Geometry::Box {
+                left,
+                top,
+                right,
+                bottom,
+            } = s.annotation.geometry
+            else {
+                continue;
+            };
+            let Some(&category) = categories.get(s.annotation.label.as_str()) else {
+                *unscored.entry(s.annotation.label.clone()).or_insert(0) += 1;
+                continue;
+            };
+            let bbox = [left, top, right - left, bottom - top].map(as_written);
+            detections
+                .entry((image, category))
+                .or_default()
+                .push(Detection {
+                    bbox,
+                    score: as_written(s.annotation.model.confidence),
+                });
+        }
+    }
+    Matched {
+        present,
+        detections,
+        unscored,
+        unlabelled_items,
+    }
+}
+
 /// The one service whose annotations the dataset holds, or an error naming them all.
-fn only_service(
-    dataset: &str,
-    items: &[(crate::item::ItemRecord, Vec<export::Stored>)],
-) -> Result<String> {
+fn only_service(dataset: &str, items: &[(ItemRecord, Vec<Stored>)]) -> Result<String> {
     let services: BTreeSet<&str> = items
         .iter()
         .flat_map(|(_, stored)| stored.iter().filter_map(|s| s.service.as_deref()))

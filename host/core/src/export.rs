@@ -1,16 +1,13 @@
 //! `annotations export`: a dataset's stored annotations as a COCO detection dataset, as the
 //! seed platform's annotation JSON, as Prelabel's own JSON, or as CVAT's XML.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::annotation::{Annotation, Geometry, ModelInfo, Review};
+use crate::annotation::{Annotation, Geometry, Stored, annotated_items};
 use crate::coco;
 use crate::error::Result;
-use crate::item::{self, ItemRecord};
-use crate::store::{Store, params};
+use crate::item::ItemRecord;
+use crate::store::Store;
 
 /// `coco`: a COCO detection dataset (boxes); `dataloop`: the seed platform's JSON (per item,
 /// annotations with type, label, coordinates, metadata.user.model); `json`: Prelabel's own,
@@ -62,114 +59,6 @@ impl Exported {
     }
 }
 
-/// An annotation with where it came from and its review.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Stored {
-    pub id: i64,
-    #[serde(flatten)]
-    pub annotation: Annotation,
-    /// The service, execution, package revision and component that made it; all `None` for
-    /// one a person drew.
-    pub service: Option<String>,
-    pub execution_id: Option<i64>,
-    pub package: Option<String>,
-    pub revision: Option<i64>,
-    pub component_digest: Option<String>,
-    /// The revision's artifacts (name → sha256), the init values and the host version its
-    /// execution ran with: with the component digest, what `prelabel replay` runs again. The
-    /// last two are absent for executions recorded before provenance was kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub artifacts: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub init_inputs: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_version: Option<String>,
-    pub review: Review,
-    pub reviewed_by: Option<String>,
-    pub reviewed_at: Option<String>,
-}
-
-impl Stored {
-    /// Its review and, for a service's annotation, its provenance, as COCO attributes.
-    fn coco_attributes(&self) -> coco::Attributes {
-        let prelabel = self.execution_id.map(|execution| {
-            json!({
-                "service": self.service,
-                "execution_id": execution,
-                "package": self.package,
-                "revision": self.revision,
-                "component_digest": self.component_digest,
-                "artifacts": self.artifacts,
-                "init_inputs": self.init_inputs,
-                "host_version": self.host_version,
-            })
-        });
-        coco::Attributes {
-            review: self.review,
-            prelabel,
-        }
-    }
-}
-
-/// Every item of the dataset with its stored annotations, by item name.
-pub fn annotated_items(store: &Store, dataset: &str) -> Result<Vec<(ItemRecord, Vec<Stored>)>> {
-    item::list(store, Some(dataset))?
-        .into_iter()
-        .map(|item| {
-            let annotations = item_annotations(store, item.id)?;
-            Ok((item, annotations))
-        })
-        .collect()
-}
-
-/// The stored annotations of one item, by service.
-pub fn item_annotations(store: &Store, item_id: i64) -> Result<Vec<Stored>> {
-    // Prepared once per connection (statements are cached by their text), not once per item.
-    let artifacts = store.dialect().json_object_agg("ra.name", "ra.digest");
-    let sql = format!(
-        "SELECT a.label, a.geometry, a.model_name, a.model_version, a.confidence, a.service_name, a.execution_id,
-                p.name, r.revision, a.component_digest, a.id, a.review, a.reviewed_by, a.reviewed_at,
-                CASE WHEN a.revision_id IS NOT NULL THEN
-                    (SELECT {artifacts} FROM revision_artifacts ra WHERE ra.revision_id = a.revision_id) END,
-                e.init_inputs, e.host_version
-           FROM annotations a LEFT JOIN revisions r ON r.id = a.revision_id LEFT JOIN packages p ON p.id = r.package_id
-                LEFT JOIN executions e ON e.id = a.execution_id
-          WHERE a.item_id = $1 ORDER BY a.service_name IS NULL, a.service_name, a.id"
-    );
-    let annotations = store.conn().query_map(&sql, params![item_id], |r| {
-        Ok(Stored {
-            annotation: Annotation {
-                label: r.get(0)?,
-                geometry: r.json(1)?,
-                model: ModelInfo {
-                    name: r.get(2)?,
-                    version: r.get(3)?,
-                    confidence: r.get::<f64>(4)? as f32,
-                },
-            },
-            service: r.get(5)?,
-            execution_id: r.get(6)?,
-            package: r.get(7)?,
-            revision: r.get(8)?,
-            component_digest: r.get(9)?,
-            id: r.get(10)?,
-            review: r.get(11)?,
-            reviewed_by: r.get(12)?,
-            reviewed_at: r.get(13)?,
-            artifacts: r
-                .get::<Option<String>>(14)?
-                .and_then(|json| serde_json::from_str(&json).ok()),
-            init_inputs: r
-                .get::<Option<String>>(15)?
-                .and_then(|json| serde_json::from_str(&json).ok()),
-            host_version: r.get(16)?,
-        })
-    })?;
-    Ok(annotations)
-}
-
 /// A dataset's annotations; every one carries its review state, and with `kept_only` only
 /// those a person accepted, edited or drew are exported.
 pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> Result<Exported> {
@@ -189,7 +78,7 @@ pub fn export(store: &Store, dataset: &str, format: Format, kept_only: bool) -> 
                 if let Some((w, h)) = item.size_px() {
                     let annotations: Vec<(&Annotation, Option<coco::Attributes>)> = stored
                         .iter()
-                        .map(|s| (&s.annotation, Some(s.coco_attributes())))
+                        .map(|s| (&s.annotation, Some(coco_attributes(s))))
                         .collect();
                     builder.add_reviewed(&item.name, w, h, &annotations);
                 }
@@ -248,6 +137,26 @@ fn dataloop_item(item: &ItemRecord, stored: &[Stored]) -> Value {
     })
 }
 
+/// An annotation's review and, for a service's annotation, its provenance, as COCO attributes.
+fn coco_attributes(stored: &Stored) -> coco::Attributes {
+    let prelabel = stored.execution_id.map(|execution| {
+        json!({
+            "service": stored.service,
+            "execution_id": execution,
+            "package": stored.package,
+            "revision": stored.revision,
+            "component_digest": stored.component_digest,
+            "artifacts": stored.artifacts,
+            "init_inputs": stored.init_inputs,
+            "host_version": stored.host_version,
+        })
+    });
+    coco::Attributes {
+        review: stored.review,
+        prelabel,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::Store;
@@ -283,7 +192,7 @@ mod tests {
             .expect("old rows");
         }
         let store = Store::open(&home).expect("migrates");
-        let stored = super::item_annotations(&store, 1).expect("reads");
+        let stored = crate::annotation::item_annotations(&store, 1).expect("reads");
         assert_eq!(stored.len(), 1);
         let a = &stored[0];
         assert_eq!(a.review, crate::annotation::Review::Pending);

@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::annotation::Geometry;
-use crate::export::Stored;
+use crate::annotation::Stored;
 use crate::item::ItemRecord;
 use crate::runtime::download::Grant;
 
@@ -128,27 +128,7 @@ impl Config {
                 });
             }
         }
-        let mut first_error = None;
-        for (control, to_name, labels) in controls {
-            let key = images
-                .iter()
-                .find(|(name, _)| *name == to_name)
-                .and_then(|(_, value)| value.strip_prefix('$'));
-            let error = match key {
-                None => ConfigError::NoImage { control, to_name },
-                Some(_) if labels.is_empty() => ConfigError::NoLabels { control },
-                Some(key) => {
-                    return Ok(Config {
-                        from_name: control,
-                        to_name,
-                        data_key: key.to_string(),
-                        labels,
-                    });
-                }
-            };
-            first_error.get_or_insert(error);
-        }
-        Err(first_error.unwrap_or(ConfigError::NoRectangles))
+        first_usable(&images, controls)
     }
 
     /// The project's label for a service's `label`: the Label whose `predicted_values` name
@@ -190,6 +170,35 @@ impl Config {
         }
         Ok(results)
     }
+}
+
+/// The first RectangleLabels control whose `toName` is an Image with a `$key` and which has
+/// labels; else the first control's error.
+fn first_usable(
+    images: &[(String, String)],
+    controls: Vec<(String, String, Vec<Label>)>,
+) -> Result<Config, ConfigError> {
+    let mut first_error = None;
+    for (control, to_name, labels) in controls {
+        let key = images
+            .iter()
+            .find(|(name, _)| *name == to_name)
+            .and_then(|(_, value)| value.strip_prefix('$'));
+        let error = match key {
+            None => ConfigError::NoImage { control, to_name },
+            Some(_) if labels.is_empty() => ConfigError::NoLabels { control },
+            Some(key) => {
+                return Ok(Config {
+                    from_name: control,
+                    to_name,
+                    data_key: key.to_string(),
+                    labels,
+                });
+            }
+        };
+        first_error.get_or_insert(error);
+    }
+    Err(first_error.unwrap_or(ConfigError::NoRectangles))
 }
 
 /// A box as a rectangle-labels result of the control and image `(from_name, to_name)`, in

@@ -6,7 +6,6 @@
 //! [`service`]) → [`annotation`]s in the [`store`].
 
 pub mod annotation;
-pub mod api;
 pub mod attempt;
 pub mod batch;
 pub mod coco;
@@ -17,7 +16,7 @@ pub mod evaluate;
 pub mod event;
 pub mod execution;
 pub mod export;
-pub mod fuzzing;
+pub mod ground_truth;
 pub mod item;
 pub mod labelstudio;
 pub mod link;
@@ -27,7 +26,6 @@ pub mod named;
 pub mod ops;
 pub mod package;
 pub mod predict;
-pub mod remote;
 pub mod replay;
 pub mod review;
 pub mod revision;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::store::{NOW, OptionalExtension, Store, params};
+use crate::store::{NOW, OptionalExtension, Store, Tx, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -167,6 +167,19 @@ pub fn link(
     }
     let tx = store.write()?;
     let dataset_id = item::create_dataset(&tx, dataset)?;
+    record_access(&tx, dataset_id, access)?;
+    let mut done = Vec::new();
+    for c in checked {
+        let (id, change) = put_link(&tx, dataset_id, &c)?;
+        let (record, queued) = item::changed(&tx, id, dataset, change)?;
+        done.push((record, change, queued));
+    }
+    tx.commit()?;
+    Ok(done)
+}
+
+/// What the dataset's downloads may do: reach private addresses, send these headers.
+fn record_access(tx: &Tx<'_>, dataset_id: i64, access: &Access) -> Result<()> {
     if access.allow_private {
         tx.execute(
             "UPDATE datasets SET allow_private = 1 WHERE id = $1",
@@ -185,58 +198,57 @@ pub fn link(
             params![dataset_id, json!(headers).to_string()],
         )?;
     }
-    let mut done = Vec::new();
-    for c in checked {
-        let metadata = json!({
-            "system": {"name": c.name, "mimetype": c.mimetype, "url": c.url},
-            "user": c.metadata,
-        });
-        let existing: Option<(i64, Option<String>, String, String)> = tx
-            .query_row(
-                "SELECT id, url, digest, metadata FROM items WHERE dataset_id = $1 AND name = $2",
-                params![dataset_id, c.name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let same = |url: &Option<String>, digest: &str, old: &str| {
-            url.as_deref() == Some(c.url.as_str())
-                && (c.sha256.is_empty() || c.sha256 == digest)
-                && serde_json::from_str::<Value>(old).is_ok_and(|m| m["user"] == metadata["user"])
-        };
-        let (id, change) = match existing {
-            Some((id, url, digest, old)) if same(&url, &digest, &old) => (id, Change::Unchanged),
-            Some((id, ..)) => {
-                tx.execute(
-                    &format!(
-                        "UPDATE items SET url = $2, digest = $3, size = 0, mimetype = $4, metadata = $5,
-                            updated_at = {NOW} WHERE id = $1"
-                    ),
-                    params![id, c.url, c.sha256, c.mimetype, metadata.to_string()],
-                )?;
-                (id, Change::Updated)
-            }
-            None => {
-                let id: i64 = tx.query_row(
-                    "INSERT INTO items (dataset_id, name, url, digest, size, mimetype, metadata)
-                     VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
-                    params![
-                        dataset_id,
-                        c.name,
-                        c.url,
-                        c.sha256,
-                        c.mimetype,
-                        metadata.to_string()
-                    ],
-                    |r| r.get(0),
-                )?;
-                (id, Change::Created)
-            }
-        };
-        let (record, queued) = item::changed(&tx, id, dataset, change)?;
-        done.push((record, change, queued));
-    }
-    tx.commit()?;
-    Ok(done)
+    Ok(())
+}
+
+/// One checked link as an item of the dataset: created, updated, or left as it was.
+fn put_link(tx: &Tx<'_>, dataset_id: i64, c: &Checked) -> Result<(i64, Change)> {
+    let metadata = json!({
+        "system": {"name": c.name, "mimetype": c.mimetype, "url": c.url},
+        "user": c.metadata,
+    });
+    let existing: Option<(i64, Option<String>, String, String)> = tx
+        .query_row(
+            "SELECT id, url, digest, metadata FROM items WHERE dataset_id = $1 AND name = $2",
+            params![dataset_id, c.name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let same = |url: &Option<String>, digest: &str, old: &str| {
+        url.as_deref() == Some(c.url.as_str())
+            && (c.sha256.is_empty() || c.sha256 == digest)
+            && serde_json::from_str::<Value>(old).is_ok_and(|m| m["user"] == metadata["user"])
+    };
+    let (id, change) = match existing {
+        Some((id, url, digest, old)) if same(&url, &digest, &old) => (id, Change::Unchanged),
+        Some((id, ..)) => {
+            tx.execute(
+                &format!(
+                    "UPDATE items SET url = $2, digest = $3, size = 0, mimetype = $4, metadata = $5,
+                        updated_at = {NOW} WHERE id = $1"
+                ),
+                params![id, c.url, c.sha256, c.mimetype, metadata.to_string()],
+            )?;
+            (id, Change::Updated)
+        }
+        None => {
+            let id: i64 = tx.query_row(
+                "INSERT INTO items (dataset_id, name, url, digest, size, mimetype, metadata)
+                 VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
+                params![
+                    dataset_id,
+                    c.name,
+                    c.url,
+                    c.sha256,
+                    c.mimetype,
+                    metadata.to_string()
+                ],
+                |r| r.get(0),
+            )?;
+            (id, Change::Created)
+        }
+    };
+    Ok((id, change))
 }
 
 /// Whether the item's bytes must be downloaded first: a linked item whose blob the store does

@@ -277,10 +277,19 @@ impl Manifest {
                 e.to_string(),
             ));
         }
+        self.check_init_inputs(&invalid)?;
+        self.check_functions(&invalid)
+    }
+
+    /// Init inputs: unique names, secrets as strings without a default, defaults of their type.
+    fn check_init_inputs(
+        &self,
+        invalid: &impl Fn(String, String) -> ManifestError,
+    ) -> Result<(), ManifestError> {
         unique(
             self.module.init_inputs.iter().map(|i| i.name.as_str()),
             "module.init_inputs",
-            &invalid,
+            invalid,
         )?;
         for input in &self.module.init_inputs {
             if input.secret && (input.ty != InputType::String || input.default.is_some()) {
@@ -300,6 +309,14 @@ impl Manifest {
                 input.ty.accept(&value).map_err(|m| invalid(field, m))?;
             }
         }
+        Ok(())
+    }
+
+    /// Functions: at least one, unique names, and no `init` (the host calls that one).
+    fn check_functions(
+        &self,
+        invalid: &impl Fn(String, String) -> ManifestError,
+    ) -> Result<(), ManifestError> {
         if self.module.functions.is_empty() {
             return Err(invalid(
                 "module.functions".into(),
@@ -309,7 +326,7 @@ impl Manifest {
         unique(
             self.module.functions.iter().map(|f| f.name.as_str()),
             "module.functions",
-            &invalid,
+            invalid,
         )?;
         if self.module.functions.iter().any(|f| f.name == "init") {
             return Err(invalid(

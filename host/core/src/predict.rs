@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crate::store::{OptionalExtension, Store, params};
 
 use crate::annotation::Review;
+use crate::annotation::Stored;
 use crate::error::{Error, Kind, Result};
 use crate::execution::{Execution, Status};
-use crate::export::Stored;
 use crate::item::ItemRecord;
+use crate::named::Named;
 use crate::{revision, service};
 
 /// How often a waiting caller looks at its execution.
@@ -77,7 +78,7 @@ pub fn wait(read: impl Fn() -> Result<Execution>, wait: Duration) -> Result<Exec
             status => {
                 return Err(Error::Failed {
                     execution: execution.id,
-                    status,
+                    status: status.name(),
                     error: execution.error.unwrap_or_default(),
                 });
             }

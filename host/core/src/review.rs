@@ -6,9 +6,8 @@
 use crate::store::{NOW, OptionalExtension, Store, Tx, params};
 use serde::Deserialize;
 
-use crate::annotation::{self, Annotation, Geometry, Review};
+use crate::annotation::{self, Annotation, Geometry, Review, Stored};
 use crate::error::{Error, Kind, Result};
-use crate::export::{self, Stored};
 use crate::item;
 use crate::named::Named;
 
@@ -150,7 +149,7 @@ fn item_of(store: &Store, id: i64) -> Result<i64> {
 }
 
 fn stored(store: &Store, item_id: i64, id: i64) -> Result<Stored> {
-    export::item_annotations(store, item_id)?
+    annotation::item_annotations(store, item_id)?
         .into_iter()
         .find(|a| a.id == id)
         .ok_or_else(|| no_annotation(id))

@@ -1,5 +1,5 @@
 //! `prelabel new python|rust NAME`: a package folder that builds and runs out of the box,
-//! from templates compiled into the binary (`host/templates/`), with Prelabel's WIT files
+//! from templates compiled into the binary (`host/core/templates/`), with Prelabel's WIT files
 //! (and, for Python, the SDK and its build script) copied in, so that it needs nothing of
 //! this repository.
 

@@ -157,8 +157,14 @@ pub fn run_locked(
             &registration.worker,
         )?,
     };
-    let components = Arc::new(Components::default());
     let wake = Arc::new(Wake::default());
+    let context = Context {
+        home: home.clone(),
+        runtime,
+        components: Arc::new(Components::default()),
+        wake: wake.clone(),
+        worker: registration.worker.clone(),
+    };
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
     let mut version = store.conn().changes_within(Duration::ZERO)?;
     let mut changed = true;
@@ -169,21 +175,7 @@ pub fn run_locked(
             workers.retain(|_, w| !w.is_finished());
             // Services are read again only when the store changed or a worker ended.
             if changed || workers.len() < running {
-                for service in service::list(&store)?.into_iter().filter(|s| !s.paused) {
-                    for slot in 0..service.settings.concurrency {
-                        workers.entry((service.id, slot)).or_insert_with(|| {
-                            let context = Context {
-                                home: home.clone(),
-                                runtime: runtime.clone(),
-                                components: components.clone(),
-                                wake: wake.clone(),
-                                worker: registration.worker.clone(),
-                            };
-                            let stop = stop.clone();
-                            std::thread::spawn(move || worker(context, service.id, slot, stop))
-                        });
-                    }
-                }
+                start_workers(&store, &mut workers, &context, &stop)?;
                 if until_idle && execution::pending(&store)? == 0 {
                     return Ok(false);
                 }
@@ -224,7 +216,26 @@ pub fn run_locked(
     Ok(interrupted)
 }
 
+/// A worker thread for each slot of each running service that has none (its concurrency).
+fn start_workers(
+    store: &Store,
+    workers: &mut HashMap<(i64, u32), JoinHandle<()>>,
+    context: &Context,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    for service in service::list(store)?.into_iter().filter(|s| !s.paused) {
+        for slot in 0..service.settings.concurrency {
+            workers.entry((service.id, slot)).or_insert_with(|| {
+                let (context, stop) = (context.clone(), stop.clone());
+                std::thread::spawn(move || worker(context, service.id, slot, stop))
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What every worker thread of a scheduler shares.
+#[derive(Clone)]
 struct Context {
     home: Location,
     runtime: Arc<Runtime>,
@@ -354,48 +365,24 @@ fn run_claimed(
 ) -> Result<()> {
     let started = Instant::now();
     let mut logs = String::new();
-    if current
-        .as_ref()
-        .is_some_and(|s| s.generation != service.generation)
-    {
-        *current = None;
-    }
-    if current.is_none() {
-        let slot = revision::revision_by_id(store, service.revision_id).and_then(|revision| {
-            let loaded = components.get(store, runtime, &revision)?;
-            Ok(Slot {
-                generation: service.generation,
-                revision,
-                loaded,
-                instance: None,
-            })
-        });
-        match slot {
-            Ok(slot) => *current = Some(slot),
-            // A revision that cannot be loaded fails the execution; it never stays `running`.
-            Err(e) => {
-                let outcome = Outcome::Failed {
-                    status: Status::Failed,
-                    error: e.to_string(),
-                    retry: false,
-                };
-                let ran = execution::Ran {
-                    component_digest: "",
-                    init_inputs: None,
-                    inference_engine: None,
-                };
-                return record(
-                    store,
-                    claimed,
-                    &outcome,
-                    "",
-                    started.elapsed().as_millis() as u64,
-                    ran,
-                );
-            }
+    let slot = match ready_slot(store, runtime, components, service, current) {
+        Ok(slot) => slot,
+        // A revision that cannot be loaded fails the execution; it never stays `running`.
+        Err(e) => {
+            let outcome = Outcome::Failed {
+                status: Status::Failed,
+                error: e.to_string(),
+                retry: false,
+            };
+            let ran = execution::Ran {
+                component_digest: "",
+                init_inputs: None,
+                inference_engine: None,
+            };
+            let took = started.elapsed().as_millis() as u64;
+            return record(store, claimed, &outcome, "", took, ran);
         }
-    }
-    let slot = current.as_mut().expect("set above");
+    };
     // Secret inputs are read now, for `init` only: the execution records their names, and
     // their values are taken out of what it stores of the guest's words.
     let mut hidden = Vec::new();
@@ -440,6 +427,31 @@ fn run_claimed(
             inference_engine: inference_engine.as_deref(),
         },
     )
+}
+
+/// The slot for the service's current generation: the one kept, or its revision loaded anew
+/// (an instance of an older generation is dropped).
+fn ready_slot<'s>(
+    store: &Store,
+    runtime: &Runtime,
+    components: &Components,
+    service: &Service,
+    current: &'s mut Option<Slot>,
+) -> Result<&'s mut Slot> {
+    let slot = match current.take() {
+        Some(slot) if slot.generation == service.generation => slot,
+        _ => {
+            let revision = revision::revision_by_id(store, service.revision_id)?;
+            let loaded = components.get(store, runtime, &revision)?;
+            Slot {
+                generation: service.generation,
+                revision,
+                loaded,
+                instance: None,
+            }
+        }
+    };
+    Ok(current.insert(slot))
 }
 
 /// [`execution::finish`], again on a new session if the database ended this one while the

@@ -1,5 +1,7 @@
 //! Host-side bindings of the `prelabel:detector` world (`wit/detector.wit`), as the host
-//! links it: with wasi-nn (`wit/deps/wasi-nn`) and the older `inference` interface.
+//! links it: with wasi-nn (`wit/deps/wasi-nn`) and the older `inference` interface; and the
+//! host's side of wasi-nn's resources (graphs, contexts, tensors, errors), which the
+//! bindings name, so that `nn.rs`, their methods, sits above both.
 
 wasmtime::component::bindgen!({
     world: "host-links",
@@ -19,10 +21,10 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
-        "wasi:nn/graph.graph": super::nn::Graph,
-        "wasi:nn/tensor.tensor": super::nn::Tensor,
-        "wasi:nn/inference.graph-execution-context": super::nn::ExecutionContext,
-        "wasi:nn/errors.error": super::nn::Error,
+        "wasi:nn/graph.graph": crate::bindings::resources::Graph,
+        "wasi:nn/tensor.tensor": crate::bindings::resources::Tensor,
+        "wasi:nn/inference.graph-execution-context": crate::bindings::resources::ExecutionContext,
+        "wasi:nn/errors.error": crate::bindings::resources::Error,
     },
 });
 
@@ -32,3 +34,47 @@ pub use self::prelabel::detector::host::Level;
 pub use self::prelabel::detector::types::{
     Bbox, Error as GuestError, ErrorKind, Geometry, ModelInfo, Point, Value,
 };
+
+/// The host's side of wasi-nn's resources, as the bindings name them; their methods are in
+/// `nn.rs`.
+pub mod resources {
+    use super::wasi::nn::errors::ErrorCode;
+    use super::wasi::nn::tensor::TensorType;
+    use crate::inference::{GraphId, Signature};
+
+    /// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
+    pub struct Graph {
+        pub(crate) id: GraphId,
+        pub(crate) signature: Signature,
+        /// Model bytes the host holds for it (passed to `load`), counted against the cap.
+        pub(crate) held: usize,
+    }
+
+    /// A graph ready to compute (it holds its own use of the graph).
+    pub struct ExecutionContext {
+        pub(crate) id: GraphId,
+        pub(crate) signature: Signature,
+    }
+
+    /// A tensor, held by the host for the guest.
+    pub struct Tensor {
+        pub(crate) dimensions: Vec<u32>,
+        pub(crate) ty: TensorType,
+        pub(crate) data: Vec<u8>,
+    }
+
+    impl Tensor {
+        /// What the host holds for it: its bytes and its dimension list, both the guest's choice.
+        pub(crate) fn held(&self) -> usize {
+            self.data
+                .len()
+                .saturating_add(self.dimensions.len() * std::mem::size_of::<u32>())
+        }
+    }
+
+    /// wasi-nn's error: a code, and what happened in words.
+    pub struct Error {
+        pub(crate) code: ErrorCode,
+        pub(crate) data: String,
+    }
+}

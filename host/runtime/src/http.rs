@@ -111,7 +111,7 @@ impl WasiHttpHooks for Outbound {
                 }
             };
             let started = Instant::now();
-            let failed = |error: HttpError, what: &str| {
+            let failed = |(error, what): (HttpError, String)| {
                 log(
                     &capture,
                     &format!(
@@ -121,36 +121,12 @@ impl WasiHttpHooks for Outbound {
                 );
                 error
             };
-            let (parts, body) = request.into_parts();
-            let body = Limited::new(body, max_request)
-                .collect()
+            let request = into_reqwest(request, max_request).await.map_err(failed)?;
+            let client = client(private).map_err(|e| failed((HttpError::ConfigurationError, e)))?;
+            let response = client
+                .execute(request)
                 .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        failed(
-                            HttpError::HttpRequestBodySize(None),
-                            &format!("the request body is over {max_request} bytes"),
-                        )
-                    } else {
-                        failed(
-                            HttpError::HttpRequestDenied,
-                            &format!("the request body could not be read: {e}"),
-                        )
-                    }
-                })?
-                .to_bytes();
-            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
-                .map_err(|e| {
-                    failed(
-                        HttpError::HttpRequestUriInvalid,
-                        &e.without_url().to_string(),
-                    )
-                })?;
-            let client = client(private).map_err(|e| failed(HttpError::ConfigurationError, &e))?;
-            let response = client.execute(request).await.map_err(|e| {
-                let (error, what) = http_error(e);
-                failed(error, &what)
-            })?;
+                .map_err(|e| failed(http_error(e)))?;
             let status = response.status();
             let response: http::Response<reqwest::Body> = response.into();
             let (parts, body) = response.into_parts();
@@ -169,6 +145,34 @@ impl WasiHttpHooks for Outbound {
             Ok((http::Response::from_parts(parts, body), done))
         })
     }
+}
+
+/// The guest's request as reqwest's, its body read whole up to `max` bytes; or the wasi-http
+/// error and what the log says of it.
+async fn into_reqwest(
+    request: http::Request<WasiBody>,
+    max: usize,
+) -> Result<reqwest::Request, (HttpError, String)> {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                let what = format!("the request body is over {max} bytes");
+                (HttpError::HttpRequestBodySize(None), what)
+            } else {
+                let what = format!("the request body could not be read: {e}");
+                (HttpError::HttpRequestDenied, what)
+            }
+        })?
+        .to_bytes();
+    reqwest::Request::try_from(http::Request::from_parts(parts, body)).map_err(|e| {
+        (
+            HttpError::HttpRequestUriInvalid,
+            e.without_url().to_string(),
+        )
+    })
 }
 
 /// The wasi-http error for a failed send, and what the log says of it.

@@ -13,10 +13,10 @@
 use wasmtime::component::Resource;
 
 use super::bindings::prelabel::detector::image::{self, BlobOptions, ChannelOrder, Layout, Size};
+use super::bindings::resources::Tensor;
 use super::bindings::wasi::nn::tensor::TensorType;
 use super::bindings::{ErrorKind, GuestError};
 use super::instance::HostState;
-use super::nn::Tensor;
 
 /// What goes over the memory cap, when it is this import.
 const HOLDER: &str = "image decoding";

@@ -13,9 +13,8 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::prelabel::detector::{host, inference, types};
 use super::bindings::{
-    Annotation, ErrorKind, GuestError, HostLinks, HostLinksPre, InitInput, Item, Level,
+    Annotation, ErrorKind, GuestError, HostLinks, HostLinksPre, InitInput, Item,
 };
 use super::http::Outbound;
 use super::inference::{InferenceFailure, NativeInference};
@@ -87,12 +86,12 @@ pub struct HostState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     limiter: Limiter,
-    artifacts: Artifacts,
+    pub(super) artifacts: Artifacts,
     /// wasi:http's state, and the rule its requests are held to.
     http: WasiHttpCtx,
     outbound: Outbound,
     pub(super) inference: NativeInference,
-    capture: Capture,
+    pub(super) capture: Capture,
     /// When the current call must end; checked by the epoch callback.
     deadline: Instant,
 }
@@ -250,45 +249,6 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl inference::Host for HostState {
-    async fn run(
-        &mut self,
-        model: String,
-        inputs: Vec<inference::Tensor>,
-    ) -> wasmtime::Result<Result<Vec<inference::Tensor>, GuestError>> {
-        let path = match self.artifact_path(&model) {
-            Ok(path) => path,
-            Err(e) => return Ok(Err(e)),
-        };
-        let inputs: Vec<_> = inputs
-            .into_iter()
-            .map(|t| super::inference::Tensor::from_f32(t.shape, &t.data))
-            .collect();
-        // Held while they are sent, like wasi-nn's tensors.
-        let held: usize = inputs.iter().map(|t| t.data.len()).sum();
-        self.hold(held, "native inference")?;
-        let budget = self.unheld();
-        let ran = self.inference.run_artifact(&path, inputs, budget).await;
-        self.release(held);
-        self.charge_worker()?;
-        match ran {
-            Ok(Ok(outputs)) => Ok(Ok(outputs
-                .into_iter()
-                .map(|(shape, data)| inference::Tensor { shape, data })
-                .collect())),
-            Ok(Err(message)) => Ok(Err(GuestError {
-                kind: ErrorKind::Artifact,
-                message: format!("artifact `{}`: {message}", shorten(&model)),
-            })),
-            // The worker died or went over its memory: trap, so that the item fails with
-            // the host's own words rather than whatever the guest makes of an error.
-            Err(failure) => Err(wasmtime::Error::new(failure)),
-        }
-    }
-}
-
 /// A name the guest chose, cut to a length fit for an error message.
 pub(super) fn shorten(name: &str) -> String {
     cut(name, 128)
@@ -308,61 +268,6 @@ pub(super) fn cut(text: &str, max: usize) -> String {
 
 /// The longest error message a guest's `error` keeps (it is stored and printed).
 const MAX_GUEST_MESSAGE: usize = 4096;
-
-impl HostState {
-    pub(super) fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, GuestError> {
-        self.artifacts.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.artifacts.keys().map(String::as_str).collect();
-            GuestError {
-                kind: ErrorKind::Artifact,
-                message: format!(
-                    "no artifact named `{}` (the package has: {})",
-                    shorten(name),
-                    known.join(", ")
-                ),
-            }
-        })
-    }
-}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        tracing::debug!(target: "prelabel::guest", "[{level}] {}", shorten(&message));
-        // In pieces, not formatted into a copy first: the capture keeps what fits.
-        for piece in [&format!("[{level}] ")[..], &message, "\n"] {
-            self.capture.append(piece.as_bytes());
-        }
-    }
-
-    fn artifact(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, GuestError>> {
-        let path = match self.artifact_path(&name) {
-            Ok(path) => path,
-            Err(e) => return Ok(Err(e)),
-        };
-        let failed = |e: std::io::Error| GuestError {
-            kind: ErrorKind::Artifact,
-            message: format!("artifact `{}`: {e}", shorten(&name)),
-        };
-        // The host reads the whole file before it is copied into the guest: charged while
-        // it does, so that a guest asking for a large artifact again and again holds no
-        // more than its cap leaves.
-        let size = match std::fs::metadata(&path) {
-            Ok(meta) => usize::try_from(meta.len()).unwrap_or(usize::MAX),
-            Err(e) => return Ok(Err(failed(e))),
-        };
-        self.hold(size, "an artifact's bytes")?;
-        let read = std::fs::read(&path).map_err(failed);
-        self.release(size);
-        Ok(read)
-    }
-}
 
 thread_local! {
     /// The executor that drives this thread's guest calls. A current-thread runtime: a

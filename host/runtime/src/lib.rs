@@ -10,6 +10,7 @@ pub mod bindings;
 mod capture;
 mod http;
 mod image;
+mod imports;
 mod inference;
 mod instance;
 mod nn;

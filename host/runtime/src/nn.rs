@@ -14,48 +14,14 @@
 
 use wasmtime::component::Resource;
 
+use super::bindings::resources::{Error, ExecutionContext, Graph, Tensor};
 use super::bindings::wasi::nn::errors::ErrorCode;
 use super::bindings::wasi::nn::graph::{ExecutionTarget, GraphEncoding};
 use super::bindings::wasi::nn::tensor::TensorType;
 use super::bindings::wasi::nn::{errors, graph, inference, tensor};
-use super::inference::{Element, GraphId, Refused, Signature, Source};
-use super::instance::{HostState, shorten};
-
-/// A loaded graph: the worker's id for it, and its inputs' and outputs' names.
-pub struct Graph {
-    id: GraphId,
-    signature: Signature,
-    /// Model bytes the host holds for it (passed to `load`), counted against the cap.
-    held: usize,
-}
-
-/// A graph ready to compute (it holds its own use of the graph).
-pub struct ExecutionContext {
-    id: GraphId,
-    signature: Signature,
-}
-
-/// A tensor, held by the host for the guest.
-pub struct Tensor {
-    pub(super) dimensions: Vec<u32>,
-    pub(super) ty: TensorType,
-    pub(super) data: Vec<u8>,
-}
-
-impl Tensor {
-    /// What the host holds for it: its bytes and its dimension list, both the guest's choice.
-    pub(super) fn held(&self) -> usize {
-        self.data
-            .len()
-            .saturating_add(self.dimensions.len() * std::mem::size_of::<u32>())
-    }
-}
-
-/// wasi-nn's error: a code, and what happened in words.
-pub struct Error {
-    code: ErrorCode,
-    data: String,
-}
+use super::inference::{Element, Refused, Signature, Source};
+use super::instance::HostState;
+use super::instance::{cut, shorten};
 
 /// What a guest's wasi-nn handles are, when they go over its memory cap.
 const HOLDER: &str = "native inference";
@@ -72,7 +38,7 @@ impl HostState {
     ) -> wasmtime::Result<Result<T, Resource<Error>>> {
         // Messages name what the guest or the model chose (cut where they are made); a guest
         // may keep thousands of errors, so what they hold counts against its cap.
-        let data = super::instance::cut(&data.into(), MAX_ERROR_BYTES);
+        let data = cut(&data.into(), MAX_ERROR_BYTES);
         tracing::debug!(target: "prelabel::guest", "wasi-nn: {data}");
         self.hold(data.len(), HOLDER)?;
         Ok(Err(self.table.push(Error { code, data })?))

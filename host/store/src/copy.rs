@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Dialect, Store, StoreError, params};
+use super::{DbError, Dialect, Store, StoreError, Tx, params};
 
 /// The tables, parents before children (foreign keys hold at every insert).
 const TABLES: &[&str] = &[
@@ -52,52 +52,14 @@ pub struct Copied {
 /// Copies every row and blob of `from` into `to`, whose database must hold no rows yet.
 pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
     let target = to.location().describe();
-    let source_err = |e| from.err(e);
     let target_err = |source| StoreError::Db {
         at: target.clone(),
         source,
     };
-    for table in ["packages", "datasets", "services", "executions", "secrets"] {
-        let n: i64 = to
-            .conn()
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), params![], |r| {
-                r.get(0)
-            })
-            .map_err(target_err)?;
-        if n > 0 {
-            return Err(StoreError::NotEmpty {
-                at: target.clone(),
-                table,
-                rows: n,
-            });
-        }
-    }
+    ensure_empty(to)?;
     let mut copied = Copied::default();
-    // Blobs first: a row never names a blob the target lacks, whatever stops the copy. One
-    // blob store for both (a shared folder or bucket): nothing to copy.
-    let digests: Vec<String> = if from.location().blobs_at() == to.location().blobs_at() {
-        Vec::new()
-    } else {
-        from.conn()
-            .query_map(
-                "SELECT digest FROM items WHERE url IS NULL OR digest != ''
-                 UNION SELECT component_digest FROM revisions
-                 UNION SELECT digest FROM revision_artifacts",
-                params![],
-                |r| r.get(0),
-            )
-            .map_err(source_err)?
-    };
-    for digest in &digests {
-        // Already there, or missing at the source (the target's check says so).
-        if to.has_blob(digest)? || !from.has_blob(digest)? {
-            continue;
-        }
-        let bytes = from.read_blob(digest)?;
-        to.put_blob_as(&bytes, digest)?;
-        copied.blobs += 1;
-        copied.blob_bytes += bytes.len() as u64;
-    }
+    // Blobs first: a row never names a blob the target lacks, whatever stops the copy.
+    copy_blobs(from, to, &mut copied)?;
     let dialect = to.dialect();
     // Its transaction waits on the source's reads between inserts: no idle limit for it.
     to.conn()
@@ -105,37 +67,11 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
         .map_err(target_err)?;
     let tx = to.write()?;
     for table in TABLES {
-        let rows = from
-            .conn()
-            .query_map(&format!("SELECT * FROM {table}"), params![], |r| {
-                Ok(r.clone())
-            })
-            .map_err(source_err)?;
-        if *table == "events" {
-            // The target's own triggers wrote events while rows went in; the source's replace them.
-            tx.execute("DELETE FROM events", params![])
-                .map_err(target_err)?;
-        }
-        // Every row of a table has its columns: one statement for all of them.
-        if let Some(first) = rows.first() {
-            let marks: Vec<String> = (1..=first.values().len())
-                .map(|i| format!("${i}"))
-                .collect();
-            let insert = format!(
-                "INSERT INTO {table} ({}) VALUES ({})",
-                first.columns().join(", "),
-                marks.join(", ")
-            );
-            for row in &rows {
-                let values: Vec<&dyn super::ToValue> = row
-                    .values()
-                    .iter()
-                    .map(|v| v as &dyn super::ToValue)
-                    .collect();
-                tx.execute(&insert, &values).map_err(target_err)?;
-            }
-        }
-        copied.rows.push((table.to_string(), rows.len()));
+        let rows = copy_rows(from, &tx, table).map_err(|e| match e {
+            Side::Source(e) => from.err(e),
+            Side::Target(e) => target_err(e),
+        })?;
+        copied.rows.push((table.to_string(), rows));
     }
     if dialect == Dialect::Postgres {
         // The next id each sequence hands out is past the copied ones.
@@ -152,4 +88,98 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
     }
     tx.commit().map_err(target_err)?;
     Ok(copied)
+}
+
+/// A copy writes into an empty store only: nothing of the target's is overwritten or mixed.
+fn ensure_empty(to: &Store) -> Result<(), StoreError> {
+    for table in ["packages", "datasets", "services", "executions", "secrets"] {
+        let n: i64 = to
+            .conn()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), params![], |r| {
+                r.get(0)
+            })
+            .map_err(|source| StoreError::Db {
+                at: to.location().describe(),
+                source,
+            })?;
+        if n > 0 {
+            return Err(StoreError::NotEmpty {
+                at: to.location().describe(),
+                table,
+                rows: n,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every blob a row of `from` names, into `to`; nothing when both share one blob store (a
+/// shared folder or bucket).
+fn copy_blobs(from: &Store, to: &Store, copied: &mut Copied) -> Result<(), StoreError> {
+    if from.location().blobs_at() == to.location().blobs_at() {
+        return Ok(());
+    }
+    let digests: Vec<String> = from
+        .conn()
+        .query_map(
+            "SELECT digest FROM items WHERE url IS NULL OR digest != ''
+             UNION SELECT component_digest FROM revisions
+             UNION SELECT digest FROM revision_artifacts",
+            params![],
+            |r| r.get(0),
+        )
+        .map_err(|e| from.err(e))?;
+    for digest in &digests {
+        // Already there, or missing at the source (the target's check says so).
+        if to.has_blob(digest)? || !from.has_blob(digest)? {
+            continue;
+        }
+        let bytes = from.read_blob(digest)?;
+        to.put_blob_as(&bytes, digest)?;
+        copied.blobs += 1;
+        copied.blob_bytes += bytes.len() as u64;
+    }
+    Ok(())
+}
+
+/// Which database a copy's error came from.
+enum Side {
+    Source(DbError),
+    Target(DbError),
+}
+
+/// One table's rows from `from` into the target's transaction; how many.
+fn copy_rows(from: &Store, tx: &Tx<'_>, table: &str) -> Result<usize, Side> {
+    let rows = from
+        .conn()
+        .query_map(&format!("SELECT * FROM {table}"), params![], |r| {
+            Ok(r.clone())
+        })
+        .map_err(Side::Source)?;
+    if table == "events" {
+        // The target's own triggers wrote events while rows went in; the source's replace them.
+        tx.execute("DELETE FROM events", params![])
+            .map_err(Side::Target)?;
+    }
+    // Every row of a table has its columns: one statement for all of them.
+    let Some(first) = rows.first() else {
+        return Ok(0);
+    };
+    let marks: Vec<String> = (1..=first.values().len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let insert = format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        first.columns().join(", "),
+        marks.join(", ")
+    );
+    for row in &rows {
+        let values: Vec<&dyn super::ToValue> = row
+            .values()
+            .iter()
+            .map(|v| v as &dyn super::ToValue)
+            .collect();
+        tx.execute(&insert, &values).map_err(Side::Target)?;
+    }
+    Ok(rows.len())
 }

@@ -16,7 +16,6 @@ use prelabel_files as files;
 pub mod blobs;
 pub mod copy;
 pub mod db;
-pub mod scratch;
 pub mod tls;
 pub use blobs::{Blobs, BlobsAt};
 pub use db::{Db, DbError, Dialect, OptionalExtension, Params, Row, ToValue, Tx};

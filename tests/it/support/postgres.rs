@@ -2,13 +2,13 @@
 //! rows in a database of its own on a throwaway server, so that the same tests check both
 //! backends (`postgres::the_platform_and_sandbox_tests_pass_on_postgres` runs them so).
 //!
-//! The server is the library's throwaway one (`prelabel::store::scratch`) on Debian's
+//! The server is the dev crate's throwaway one (`prelabel_dev::scratch`) on Debian's
 //! `postgresql`, installed with apt on first use where it is missing: one per test process.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use prelabel::store::scratch;
+use prelabel_dev::scratch;
 
 /// Whether this test process runs its homes on PostgreSQL.
 pub fn enabled() -> bool {

@@ -10,8 +10,9 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 
+use prelabel::annotation::Stored;
 use prelabel::execution::Execution;
-use prelabel::export::{Format, Stored};
+use prelabel::export::Format;
 use prelabel::item::ItemRecord;
 use prelabel::named::Named;
 use prelabel::ops::Home;

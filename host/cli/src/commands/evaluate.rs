@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use prelabel::evaluate::{GroundTruth, Request};
+use prelabel::evaluate::Request;
+use prelabel::ground_truth::GroundTruth;
 use prelabel::ops::Home;
 
 use super::{print_json, printable};

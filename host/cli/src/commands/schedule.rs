@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 
-use prelabel::api;
 use prelabel::execution::Interrupted;
 use prelabel::ops::Home;
+use prelabel_api as api;
 
 #[derive(Debug, clap::Args)]
 pub struct Work {

@@ -1,5 +1,5 @@
 //! `prelabel serve-detector`: a package behind the detection API `guest/remote-detector`
-//! calls (`prelabel::remote`): its reference server, and a detector over HTTP for any tool.
+//! calls (`prelabel_api::remote`): its reference server, and a detector over HTTP for any tool.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +10,8 @@ use anyhow::{Context as _, Result};
 use prelabel::local::LocalRunner;
 use prelabel::ops::Home;
 use prelabel::package::Package;
-use prelabel::remote;
 use prelabel::runtime::Limits;
+use prelabel_api::remote;
 
 use super::package::RootArg;
 

@@ -14,59 +14,7 @@ use prelabel::ops::Home;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a service, or update it (new revision, inputs, settings) without a restart.
-    Deploy {
-        /// The package to deploy.
-        package: String,
-        #[arg(long)]
-        name: String,
-        /// The package revision (default: the latest).
-        #[arg(long)]
-        revision: Option<i64>,
-        #[arg(long = "init", value_name = "KEY=VALUE")]
-        init: Vec<String>,
-        /// Executions at once (default 1: one at a time, in order).
-        #[arg(long)]
-        concurrency: Option<u32>,
-        /// Seconds one execution may take (default 60).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
-        /// Attempts before an execution is failed (default 1).
-        #[arg(long)]
-        max_attempts: Option<u32>,
-        /// The guest's memory cap in MiB (default 1024).
-        #[arg(long)]
-        memory_mb: Option<u32>,
-        /// Seconds init may take (default 120).
-        #[arg(long, value_name = "SECS")]
-        init_timeout: Option<f64>,
-        /// Larger items fail without running (default 256).
-        #[arg(long)]
-        max_item_mb: Option<u32>,
-        /// A result with more annotations fails (default 10000).
-        #[arg(long)]
-        max_annotations: Option<u32>,
-        /// Captured logs kept per call, in KiB (default 1024).
-        #[arg(long)]
-        log_kb: Option<u32>,
-        /// Let the guest run ONNX artifacts natively (the `inference` import): code outside
-        /// the wasm sandbox, in a worker process under the same memory cap and deadline.
-        /// Off by default; `--allow-inference=false` takes it back.
-        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-        allow_inference: Option<bool>,
-        /// Which engine runs those models: `auto` (default: ONNX Runtime where it is
-        /// installed, else tract), `onnxruntime` (refused here when it is not) or `tract`.
-        #[arg(long, value_name = "ENGINE")]
-        inference_engine: Option<prelabel::runtime::EngineChoice>,
-        /// Threads one inference call may use (default 1: a service at concurrency N uses N
-        /// cores); more for a service that runs alone.
-        #[arg(long, value_name = "N")]
-        inference_threads: Option<u32>,
-        /// Let the guest call only these of the package's `allowed_outbound_hosts`
-        /// (`https://api.example.com`; repeatable): a deploy narrows the list, never widens
-        /// it. Without it the service keeps its list (a new one: the package's).
-        #[arg(long = "allow-host", value_name = "ORIGIN")]
-        allow_host: Vec<String>,
-    },
+    Deploy(Deploy),
     /// Every service with its revision, state and settings.
     List,
     /// One service: revision, init inputs, runtime settings.
@@ -82,46 +30,92 @@ pub enum Command {
     Rollback { name: String },
 }
 
+/// `service deploy`'s arguments: the package, the service's name, and its settings.
+#[derive(Debug, clap::Args)]
+pub struct Deploy {
+    /// The package to deploy.
+    package: String,
+    #[arg(long)]
+    name: String,
+    /// The package revision (default: the latest).
+    #[arg(long)]
+    revision: Option<i64>,
+    #[arg(long = "init", value_name = "KEY=VALUE")]
+    init: Vec<String>,
+    /// Executions at once (default 1: one at a time, in order).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Seconds one execution may take (default 60).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Attempts before an execution is failed (default 1).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// The guest's memory cap in MiB (default 1024).
+    #[arg(long)]
+    memory_mb: Option<u32>,
+    /// Seconds init may take (default 120).
+    #[arg(long, value_name = "SECS")]
+    init_timeout: Option<f64>,
+    /// Larger items fail without running (default 256).
+    #[arg(long)]
+    max_item_mb: Option<u32>,
+    /// A result with more annotations fails (default 10000).
+    #[arg(long)]
+    max_annotations: Option<u32>,
+    /// Captured logs kept per call, in KiB (default 1024).
+    #[arg(long)]
+    log_kb: Option<u32>,
+    /// Let the guest run ONNX artifacts natively (the `inference` import): code outside
+    /// the wasm sandbox, in a worker process under the same memory cap and deadline.
+    /// Off by default; `--allow-inference=false` takes it back.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    allow_inference: Option<bool>,
+    /// Which engine runs those models: `auto` (default: ONNX Runtime where it is
+    /// installed, else tract), `onnxruntime` (refused here when it is not) or `tract`.
+    #[arg(long, value_name = "ENGINE")]
+    inference_engine: Option<prelabel::runtime::EngineChoice>,
+    /// Threads one inference call may use (default 1: a service at concurrency N uses N
+    /// cores); more for a service that runs alone.
+    #[arg(long, value_name = "N")]
+    inference_threads: Option<u32>,
+    /// Let the guest call only these of the package's `allowed_outbound_hosts`
+    /// (`https://api.example.com`; repeatable): a deploy narrows the list, never widens
+    /// it. Without it the service keeps its list (a new one: the package's).
+    #[arg(long = "allow-host", value_name = "ORIGIN")]
+    allow_host: Vec<String>,
+}
+
+impl Deploy {
+    /// The operation's request.
+    fn request(&self) -> service::Deploy {
+        service::Deploy {
+            package: self.package.clone(),
+            name: self.name.clone(),
+            revision: self.revision,
+            init: self.init.clone(),
+            concurrency: self.concurrency,
+            timeout: self.timeout,
+            init_timeout: self.init_timeout,
+            max_attempts: self.max_attempts,
+            memory_mb: self.memory_mb,
+            max_item_mb: self.max_item_mb,
+            max_annotations: self.max_annotations,
+            log_kb: self.log_kb,
+            allow_inference: self.allow_inference,
+            inference_engine: self.inference_engine,
+            inference_threads: self.inference_threads,
+            allow_host: (!self.allow_host.is_empty()).then(|| self.allow_host.clone()),
+        }
+    }
+}
+
 impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         let show = |s: &service::Service| -> Result<()> { print_json(s) };
         match &self {
-            Command::Deploy {
-                package,
-                name,
-                revision,
-                init,
-                concurrency,
-                timeout,
-                max_attempts,
-                memory_mb,
-                init_timeout,
-                max_item_mb,
-                max_annotations,
-                log_kb,
-                allow_inference,
-                inference_engine,
-                inference_threads,
-                allow_host,
-            } => {
-                let request = service::Deploy {
-                    package: package.clone(),
-                    name: name.clone(),
-                    revision: *revision,
-                    init: init.clone(),
-                    concurrency: *concurrency,
-                    timeout: *timeout,
-                    init_timeout: *init_timeout,
-                    max_attempts: *max_attempts,
-                    memory_mb: *memory_mb,
-                    max_item_mb: *max_item_mb,
-                    max_annotations: *max_annotations,
-                    log_kb: *log_kb,
-                    allow_inference: *allow_inference,
-                    inference_engine: *inference_engine,
-                    inference_threads: *inference_threads,
-                    allow_host: (!allow_host.is_empty()).then(|| allow_host.clone()),
-                };
+            Command::Deploy(deploy) => {
+                let request = deploy.request();
                 let Deployed {
                     service: s,
                     created,

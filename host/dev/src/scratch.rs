@@ -92,23 +92,10 @@ impl Server {
         let dir_text = dir
             .to_str()
             .ok_or_else(|| failed("the server's folder")("not UTF-8".into()))?;
-        let mut tls_options = String::new();
-        if let Some((cert, key)) = tls {
-            let what = "the server's certificate";
-            for (from, to) in [(cert, "tls-cert.pem"), (key, "tls-key.pem")] {
-                std::fs::copy(from, dir.join(to)).map_err(|e| failed(what)(e.to_string()))?;
-            }
-            // The server refuses a key that others can read.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(
-                dir.join("tls-key.pem"),
-                std::fs::Permissions::from_mode(0o600),
-            )
-            .map_err(|e| failed(what)(e.to_string()))?;
-            tls_options = format!(
-                "-c ssl=on -c ssl_cert_file={dir_text}/tls-cert.pem -c ssl_key_file={dir_text}/tls-key.pem"
-            );
-        }
+        let tls_options = match tls {
+            Some(files) => tls_options(dir, dir_text, files)?,
+            None => String::new(),
+        };
         // The folder and what is in it (the TLS files) belong to the server's user.
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
@@ -178,7 +165,29 @@ impl Server {
         let what = "creating a database";
         postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
             .and_then(|mut admin| admin.batch_execute(&format!("CREATE DATABASE {name}")))
-            .map_err(|e| failed(what)(crate::DbError::from(e).to_string()))?;
+            .map_err(|e| failed(what)(prelabel::store::DbError::from(e).to_string()))?;
         Ok(self.url(name))
     }
+}
+
+/// The server's TLS files copied into its folder, the key readable by it alone (it refuses
+/// one that others can read), and the options that name them.
+fn tls_options(
+    dir: &Path,
+    dir_text: &str,
+    (cert, key): (&Path, &Path),
+) -> Result<String, ScratchError> {
+    let what = "the server's certificate";
+    for (from, to) in [(cert, "tls-cert.pem"), (key, "tls-key.pem")] {
+        std::fs::copy(from, dir.join(to)).map_err(|e| failed(what)(e.to_string()))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("tls-key.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .map_err(|e| failed(what)(e.to_string()))?;
+    Ok(format!(
+        "-c ssl=on -c ssl_cert_file={dir_text}/tls-cert.pem -c ssl_key_file={dir_text}/tls-key.pem"
+    ))
 }

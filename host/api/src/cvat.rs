@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use crate::annotation::Geometry;
-use crate::ops::{Home, Prediction};
-use crate::service::Service;
+use prelabel::annotation::Geometry;
+use prelabel::ops::{Home, Prediction};
+use prelabel::service::Service;
 
 /// The dataset that holds the images CVAT sends.
 pub const DATASET: &str = "cvat";
@@ -65,7 +65,7 @@ pub async fn show(
     Ok(Json(function))
 }
 
-fn function(home: &Home, service: &Service) -> crate::Result<Value> {
+fn function(home: &Home, service: &Service) -> prelabel::Result<Value> {
     let labels = home.labels(service)?;
     let spec: Vec<Value> = labels
         .iter()
@@ -172,7 +172,7 @@ pub async fn invoke(
 /// Frames have no names: an item is named by its digest (the same frame twice is one item,
 /// answered from the store the second time), with the extension of what the bytes are.
 fn item_name(bytes: &[u8]) -> String {
-    let digest = crate::files::sha256_hex(bytes);
+    let digest = prelabel::files::sha256_hex(bytes);
     // The magic numbers the item's mimetype is sniffed from (`item::sniff_mimetype`).
     let extension = infer::get(bytes).map_or("bin", |kind| kind.extension());
     format!("{}.{extension}", &digest[..16])

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::routing::get;
 
 use super::{ApiError, AppState};
-use crate::ops::StoreStatus;
+use prelabel::ops::StoreStatus;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/status", get(status))

@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
-use crate::compare::{Comparison, Request as CompareRequest};
-use crate::ops::{Deleted, Deployed};
-use crate::service::{Deploy, Service};
+use prelabel::compare::{Comparison, Request as CompareRequest};
+use prelabel::ops::{Deleted, Deployed};
+use prelabel::service::{Deploy, Service};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -8,7 +8,7 @@ use axum::routing::get;
 
 use super::extract::{Path, Raw};
 use super::{ApiError, AppState};
-use crate::revision::Revision;
+use prelabel::revision::Revision;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -13,6 +13,7 @@ mod items;
 mod labelstudio;
 mod openapi;
 mod packages;
+pub mod remote;
 mod secrets;
 mod services;
 mod status;
@@ -34,7 +35,7 @@ use subtle::ConstantTimeEq;
 
 pub use error::ApiError;
 
-use crate::ops::Home;
+use prelabel::ops::Home;
 
 /// Where and how the API listens.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ pub struct Options {
     pub max_body: usize,
     /// The Label Studio whose tasks' images the ML backend routes fetch (`/data/upload/...`
     /// paths are resolved against it, its token sent to it alone).
-    pub label_studio: Option<crate::labelstudio::Server>,
+    pub label_studio: Option<prelabel::labelstudio::Server>,
 }
 
 /// Why the API does not start.
@@ -92,14 +93,14 @@ pub struct AppState {
     pub stop: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub max_body: usize,
-    pub label_studio: Option<crate::labelstudio::Server>,
+    pub label_studio: Option<prelabel::labelstudio::Server>,
 }
 
 impl AppState {
     /// Runs an operation on the home on the blocking pool: the store and the runtime block.
     pub async fn run<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Home) -> crate::Result<T> + Send + 'static,
+        op: impl FnOnce(&Home) -> prelabel::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let home = self.home.clone();
         tokio::task::spawn_blocking(move || op(&home))

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::Error;
-use crate::package::archive::ArchiveError;
+use prelabel::error::Error;
+use prelabel::package::archive::ArchiveError;
 
 #[derive(Debug)]
 pub struct ApiError {

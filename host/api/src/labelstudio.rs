@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use crate::labelstudio::{self, Config};
-use crate::ops::Prediction;
+use prelabel::labelstudio::{self, Config};
+use prelabel::ops::Prediction;
 
 /// How long one task waits for its execution: below Label Studio's own predict timeout.
 const WAIT: Duration = Duration::from_secs(90);

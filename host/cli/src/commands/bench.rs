@@ -1,13 +1,12 @@
 //! `prelabel bench`: builds the components, then prints the performance table. The
-//! measures live beside this file (`measure.rs`): the binary's, not the library's.
-
-mod measure;
+//! measures live in the dev crate (`prelabel_dev::bench`), apart from the product's library.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 use prelabel::ops::Home;
+use prelabel_dev::bench as measure;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::extract::Query;
 use super::{ApiError, AppState};
-use crate::event::Event;
+use prelabel::event::Event;
 
 /// How often the store is polled for new events.
 const POLL: Duration = Duration::from_millis(250);
@@ -57,7 +57,7 @@ pub async fn events(
                 if let Some(event) = (!pending.is_empty()).then(|| pending.remove(0)) {
                     let sse = SseEvent::default()
                         .id(event.id.to_string())
-                        .event(crate::named::Named::name(event.kind))
+                        .event(prelabel::named::Named::name(event.kind))
                         .json_data(&event)
                         .unwrap_or_default();
                     return Some((Ok(sse), (state, cursor, pending)));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use crate::secret::Secret;
+use prelabel::secret::Secret;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

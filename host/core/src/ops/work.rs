@@ -1,0 +1,172 @@
+//! The work on items: executions and batches, predictions, events, reruns and replays, the
+//! scheduler, and the store's own status, migration and check.
+
+use super::*;
+
+impl Home {
+    pub fn executions(&self, status: Option<Status>) -> Result<Vec<Execution>> {
+        execution::list(&*self.store()?, status)
+    }
+
+    pub fn execution(&self, id: i64) -> Result<Execution> {
+        execution::get(&*self.store()?, id)
+    }
+
+    /// A page of the executions that match, newest first, and how many match in all.
+    pub fn execution_page(
+        &self,
+        filter: &execution::Filter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Execution>, u64)> {
+        execution::page(&*self.store()?, filter, offset, limit)
+    }
+
+    /// Queues a service's function on every item of a dataset that matches the filters.
+    pub fn batch(&self, request: &batch::Request) -> Result<Batch> {
+        batch::queue(&mut *self.store()?, request)
+    }
+
+    /// A prediction another tool waits on (see [`predict`]): `bytes` stored as item `name` of
+    /// `dataset`, the service's `function` run on it through the queue (the scheduler of
+    /// `serve` runs it), its boxes once it ends, or an error after `wait`.
+    pub fn predict(&self, request: &Prediction<'_>, wait: Duration) -> Result<Predicted> {
+        let uploaded = self.upload(request.dataset, request.name, request.bytes)?;
+        let item = uploaded.item;
+        let id = predict::queue(
+            &mut *self.store()?,
+            request.service,
+            request.function,
+            &item,
+        )?;
+        let execution = predict::wait(|| execution::get(&*self.store()?, id), wait)?;
+        let annotations = predict::answer(self.item_annotations(item.id)?, request.service);
+        Ok(Predicted {
+            item,
+            execution,
+            annotations,
+        })
+    }
+
+    /// An image another tool names by URL (a Label Studio task's), downloaded within the
+    /// service's item size limit and call timeout, with `grant`'s headers for its origin.
+    /// Not stored: [`Home::predict`] stores it.
+    pub fn download(
+        &self,
+        service: &str,
+        url: &str,
+        grant: Option<&crate::runtime::download::Grant>,
+    ) -> Result<Vec<u8>> {
+        let limits = self.service(service)?.settings.limits();
+        let limits = crate::runtime::download::Limits {
+            max_bytes: limits.max_item_bytes,
+            allow_private: false,
+            deadline: limits.timeout,
+        };
+        crate::runtime::download::fetch(url, &limits, grant).map_err(|source| Error::Download {
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    /// A batch and its progress.
+    pub fn batch_progress(&self, id: i64) -> Result<Batch> {
+        batch::get(&*self.store()?, id)
+    }
+
+    /// Cancels a queued execution.
+    pub fn cancel(&self, id: i64) -> Result<Execution> {
+        execution::cancel(&mut *self.store()?, id)
+    }
+
+    /// Changes after event `after` (see [`crate::event`]).
+    pub fn events_since(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
+        event::since(&*self.store()?, after, limit)
+    }
+
+    /// The latest event's id: where a new reader of changes starts.
+    pub fn latest_event(&self) -> Result<i64> {
+        event::latest(&*self.store()?)
+    }
+
+    pub fn prune_events(&self) -> Result<usize> {
+        event::prune(&*self.store()?)
+    }
+
+    pub fn rerun(&self, status: Option<Status>) -> Result<Rerun> {
+        execution::rerun(&mut *self.store()?, status)
+    }
+
+    /// Runs a service's function on an item now, in this process, and returns the finished
+    /// execution with the annotations it stored.
+    pub fn execute(&self, service: &str, function: &str, item: i64) -> Result<Executed> {
+        let runtime = self.runtime()?;
+        let execution = scheduler::execute_now(&self.location, &runtime, service, function, item)?;
+        let annotations = annotation::item_annotations(&*self.store()?, item)?
+            .into_iter()
+            .filter(|a| a.execution_id == Some(execution.id))
+            .collect();
+        Ok(Executed {
+            execution,
+            annotations,
+        })
+    }
+
+    /// Runs exactly what an execution ran again, storing nothing, and says whether its
+    /// annotations are byte-identical to the recorded ones (see [`replay`](crate::replay)).
+    pub fn replay(&self, execution: i64) -> Result<replay::Replay> {
+        let runtime = self.runtime()?;
+        replay::replay(&*self.store()?, &runtime, execution)
+    }
+
+    /// Runs the scheduler until `stop` is set or, with `until_idle`, until nothing is left
+    /// to do. Returns what it found left running by stopped processes.
+    pub fn serve(&self, stop: Arc<AtomicBool>, until_idle: bool) -> Result<Interrupted> {
+        self.schedule(self.lock()?, stop, until_idle)
+    }
+
+    /// The home's scheduler lock: one scheduler per home.
+    pub fn lock(&self) -> Result<HomeLock> {
+        scheduler::lock_home(&self.location.home)
+    }
+
+    /// [`Home::serve`] with the lock already taken.
+    pub fn schedule(
+        &self,
+        lock: HomeLock,
+        stop: Arc<AtomicBool>,
+        until_idle: bool,
+    ) -> Result<Interrupted> {
+        scheduler::run_locked(lock, &self.location, self.runtime()?, stop, until_idle)
+    }
+
+    /// The store, its workers (with their leases and heartbeats) and each service's queue.
+    pub fn status(&self) -> Result<StoreStatus> {
+        let store = self.store()?;
+        Ok(StoreStatus {
+            store: self.location.describe(),
+            blobs: self.location.blobs_at().describe(),
+            workers: crate::worker::list(&store, 5)?,
+            queues: execution::queues(&store)?,
+        })
+    }
+
+    /// Copies the store at `from` (every row with its id, every blob) into this home's store,
+    /// which must be empty, then checks the target.
+    pub fn migrate(&self, from: &Location) -> Result<Migrated> {
+        let source = from.open()?;
+        let mut target = self.store()?;
+        let copied = crate::store::copy::copy(&source, &mut target)?;
+        Ok(Migrated {
+            from: from.describe(),
+            to: self.location.describe(),
+            copied,
+            problems: target.check()?,
+        })
+    }
+
+    /// SQLite's integrity check and every blob on disk: the problems found.
+    pub fn check(&self) -> Result<Vec<String>> {
+        Ok(self.store()?.check()?)
+    }
+}
