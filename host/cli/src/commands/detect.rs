@@ -9,8 +9,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum;
 
 use prelabel::coco;
-use prelabel::local::{FileResult, LocalRunner};
-use prelabel::package::Package;
+use prelabel::local::FileResult;
+use prelabel::ops::Detect;
 use prelabel::runtime::Limits;
 
 use super::package::{BuildArg, RootArg};
@@ -108,24 +108,15 @@ impl LimitArgs {
 impl Args {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         let limits = self.limits.limits()?;
-        let files = expand(&self.images)?;
         self.build.run(&self.package)?;
-        let package = Package::load_within(&self.package, self.root.get())?;
-        let given = package.manifest.parse_init_args(&self.init)?;
-        let given = home.reveal(&package.manifest, given)?;
-        let runtime = home.runtime()?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let jobs = match self.jobs {
-            Some(0) => bail!("--jobs must be at least 1"),
-            Some(n) => n,
-            None => cores,
-        }
-        .min(files.len().max(1));
-        // Compiled (or read from the cache) once, however many jobs run it.
-        let loaded = package.compile(&runtime)?;
-        let new_runner =
-            || LocalRunner::with_loaded(&runtime, &package, loaded.clone(), &given, limits);
-        let results = run_files(new_runner, jobs, &files)?;
+        let results = home.detect(&Detect {
+            package: &self.package,
+            root: self.root.get(),
+            init: &self.init,
+            limits,
+            jobs: self.jobs,
+            inputs: &self.images,
+        })?;
         let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json => serde_json::to_writer_pretty(&mut stdout, &results)?,
@@ -149,58 +140,6 @@ impl Args {
     }
 }
 
-/// Runs every file on `jobs` threads, each with a runner of its own taking the next file;
-/// a file that cannot be read is a failed result like any other. Results in input order.
-fn run_files<'r>(
-    new_runner: impl Fn() -> prelabel::Result<LocalRunner<'r>> + Sync,
-    jobs: usize,
-    files: &[PathBuf],
-) -> Result<Vec<FileResult>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let ran = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs)
-            .map(|_| {
-                scope.spawn(|| -> prelabel::Result<Vec<(usize, FileResult)>> {
-                    let mut runner = new_runner()?;
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
-                            return Ok(done);
-                        };
-                        done.push((i, run_file(&mut runner, path)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .map_err(|_| anyhow::anyhow!("a detect job panicked"))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let mut results: Vec<Option<FileResult>> = (0..files.len()).map(|_| None).collect();
-    for job in ran {
-        for (i, result) in job? {
-            results[i] = Some(result);
-        }
-    }
-    Ok(results.into_iter().flatten().collect())
-}
-
-fn run_file(runner: &mut LocalRunner<'_>, path: &std::path::Path) -> FileResult {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    match std::fs::read(path) {
-        Ok(bytes) => runner.run(&name, bytes),
-        Err(e) => runner.failed(&name, format!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// The COCO dataset of the files that are images.
 fn to_coco(results: &[FileResult]) -> coco::Dataset {
     let mut builder = coco::Builder::default();
@@ -210,23 +149,4 @@ fn to_coco(results: &[FileResult]) -> coco::Dataset {
         }
     }
     builder.finish()
-}
-
-/// Files as given; directories become their files, sorted by name.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("cannot list {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
 }

@@ -7,10 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use prelabel::local::LocalRunner;
 use prelabel::ops::Home;
-use prelabel::package::Package;
-use prelabel::runtime::Limits;
 use prelabel_api::remote;
 
 use super::package::RootArg;
@@ -44,22 +41,19 @@ impl Args {
             ),
             None => None,
         };
-        let package = Package::load_within(&self.package, self.root.get())?;
         eprintln!(
             "starting {} (its first start compiles the component)",
-            package.manifest.name
+            self.package.display()
         );
-        let given = package.manifest.parse_init_args(&self.init)?;
-        let given = home.reveal(&package.manifest, given)?;
-        let runtime = home.runtime()?;
-        let limits = Limits::default();
-        let mut runner = LocalRunner::new(&runtime, &package, &given, limits)?;
         let stop = super::schedule::stop_on_ctrl_c()?;
-        let name = package.manifest.name.clone();
-        remote::serve_blocking(&mut runner, self.addr, api_key, stop, |addr| {
-            eprintln!("listening on http://{addr}/detect ({name} answers)");
-        })
-        .with_context(|| format!("serving on {}", self.addr))?;
+        let (addr, init) = (self.addr, &self.init);
+        home.with_detector(&self.package, self.root.get(), init, |package, runner| {
+            let name = package.manifest.name.clone();
+            remote::serve_blocking(runner, addr, api_key, stop, |addr| {
+                eprintln!("listening on http://{addr}/detect ({name} answers)");
+            })
+        })?
+        .with_context(|| format!("serving on {addr}"))?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -4,13 +4,16 @@
 //! holds logic of its own, the way cargo's commands are thin doors over `cargo::ops`.
 
 mod catalog;
+mod detect;
 mod items;
 mod work;
+
+pub use detect::Detect;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -43,13 +46,44 @@ use crate::watch::{Pass, Watch};
 use crate::worker::WorkerStatus;
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is
-/// opened on first use and shared by the operations (behind a lock: one writer at a time is
-/// what SQLite allows anyway); the runtime (one wasmtime engine) is created on first use.
+/// opened on first use, then each operation takes a connection of a pool (r2d2), so that
+/// concurrent operations (the API's requests) do not wait on one another: on SQLite in WAL
+/// mode readers go side by side and writers one at a time (the store's busy wait), on
+/// PostgreSQL each has a session. The runtime (one wasmtime engine) is created on first use.
 pub struct Home {
     location: Location,
     cache_dir: PathBuf,
-    store: Mutex<Option<Store>>,
+    pool: OnceLock<r2d2::Pool<Connections>>,
     runtime: OnceLock<Arc<Runtime>>,
+}
+
+/// Connections the pool holds at most: enough for the API's blocking threads to read side
+/// by side, few enough for PostgreSQL's `max_connections` with several workers.
+const POOL_SIZE: u32 = 8;
+
+/// How long an operation waits for a connection when all are taken.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// What the pool opens: the home's store, one connection each; one whose session the database
+/// ended is opened again when taken.
+#[derive(Debug)]
+struct Connections(Location);
+
+impl r2d2::ManageConnection for Connections {
+    type Connection = Store;
+    type Error = crate::store::StoreError;
+
+    fn connect(&self) -> Result<Store, Self::Error> {
+        self.0.open()
+    }
+
+    fn is_valid(&self, store: &mut Store) -> Result<(), Self::Error> {
+        store.reconnect_if_lost().map(|_| ())
+    }
+
+    fn has_broken(&self, _: &mut Store) -> bool {
+        false
+    }
 }
 
 /// What `deploy` did.
@@ -167,7 +201,7 @@ impl Home {
         Self {
             location,
             cache_dir,
-            store: Mutex::new(None),
+            pool: OnceLock::new(),
             runtime: OnceLock::new(),
         }
     }
@@ -195,19 +229,34 @@ impl Home {
         &self.cache_dir
     }
 
-    /// The store, opened (and migrated) on first use.
-    pub fn store(&self) -> Result<StoreGuard<'_>> {
-        // A panic while the store was held cannot leave it half-written: every write is
-        // one transaction, rolled back when dropped.
-        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            // A session the database ended since the last operation: a new one.
-            Some(store) => {
-                store.reconnect_if_lost()?;
+    /// A connection to the store, of the pool; the first opens (and migrates) the store, so
+    /// that what is wrong with it is its own error, not the pool's.
+    pub fn store(&self) -> Result<StoreGuard> {
+        let pool = match self.pool.get() {
+            Some(pool) => pool,
+            None => {
+                let first = self.location.open()?;
+                let pool = r2d2::Pool::builder()
+                    .max_size(POOL_SIZE)
+                    .min_idle(Some(0))
+                    .connection_timeout(POOL_WAIT)
+                    .error_handler(Box::new(r2d2::LoggingErrorHandler))
+                    .build_unchecked(Connections(self.location.clone()));
+                drop(first);
+                self.pool.get_or_init(|| pool)
             }
-            None => *guard = Some(self.location.open()?),
-        }
-        Ok(StoreGuard(guard))
+        };
+        let store = pool.get().map_err(|e| {
+            // The pool keeps the cause of a connection that failed only as words.
+            Error::Store(crate::store::StoreError::Location {
+                given: self.location.describe(),
+                reason: format!(
+                    "no connection to the store within {} s: {e}",
+                    POOL_WAIT.as_secs()
+                ),
+            })
+        })?;
+        Ok(StoreGuard(store))
     }
 
     /// The runtime: one engine per home in this process, compiled components cached.
@@ -222,18 +271,43 @@ impl Home {
     // Packages.
 }
 
-/// The home's store, held for one operation.
-pub struct StoreGuard<'h>(MutexGuard<'h, Option<Store>>);
+/// A connection to the home's store, held for one operation, then back in the pool.
+pub struct StoreGuard(r2d2::PooledConnection<Connections>);
 
-impl std::ops::Deref for StoreGuard<'_> {
+impl std::ops::Deref for StoreGuard {
     type Target = Store;
     fn deref(&self) -> &Store {
-        self.0.as_ref().expect("opened before the guard is made")
+        &self.0
     }
 }
 
-impl std::ops::DerefMut for StoreGuard<'_> {
+impl std::ops::DerefMut for StoreGuard {
     fn deref_mut(&mut self) -> &mut Store {
-        self.0.as_mut().expect("opened before the guard is made")
+        &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two operations hold connections at once: the second does not wait for the first to
+    /// end (it did, on one connection behind a lock), and both read the same store.
+    #[test]
+    fn operations_take_connections_side_by_side() {
+        let dir = std::env::temp_dir().join(format!("prelabel-pool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let home = Arc::new(Home::new(&dir, None));
+        let held = home.store().expect("a connection");
+        let (sent, got) = std::sync::mpsc::channel();
+        let other = home.clone();
+        std::thread::spawn(move || {
+            let _ = sent.send(other.store().map(|s| s.dialect()).is_ok());
+        });
+        let answer = got.recv_timeout(Duration::from_secs(20));
+        assert_eq!(answer, Ok(true), "a second operation waited on the first");
+        assert_eq!(held.dialect(), crate::store::Dialect::Sqlite);
+        drop(held);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
