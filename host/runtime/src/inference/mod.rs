@@ -132,21 +132,23 @@ impl NativeInference {
         if !self.granted || self.worker.is_some() {
             return;
         }
-        let engine = match &self.engine {
-            Some(engine) => engine.clone(),
-            None => match engine::resolve(self.choice) {
-                Ok(engine) => engine,
-                Err(_) => return,
-            },
-        };
-        match Worker::spawn(self.memory_bytes, &engine, self.threads) {
-            Ok(worker) => {
-                self.engine = Some(engine);
-                self.worker = Some(worker);
-                self.forgotten.clear();
-            }
+        match self.start_worker() {
+            Ok(worker) => self.worker = Some(worker),
             Err(e) => tracing::debug!("inference worker not started ahead: {e}"),
         }
+    }
+
+    /// A new worker on the service's engine (resolved on first use and kept). A new worker
+    /// knows no graph: nothing is left to forget.
+    fn start_worker(&mut self) -> Result<Worker, InferenceFailure> {
+        let engine = match &self.engine {
+            Some(engine) => engine.clone(),
+            None => engine::resolve(self.choice).map_err(InferenceFailure::Engine)?,
+        };
+        let worker = Worker::spawn(self.memory_bytes, &engine, self.threads)?;
+        self.engine = Some(engine);
+        self.forgotten.clear();
+        Ok(worker)
     }
 
     /// Loads a graph (once per source: loading the same model again shares it) and takes
@@ -348,17 +350,7 @@ impl NativeInference {
         // worker is dropped with it, and killed.
         let mut worker = match self.worker.take() {
             Some(worker) => worker,
-            None => {
-                // A new worker knows no graph: nothing to forget.
-                self.forgotten.clear();
-                let engine = match &self.engine {
-                    Some(engine) => engine.clone(),
-                    None => engine::resolve(self.choice).map_err(InferenceFailure::Engine)?,
-                };
-                let worker = Worker::spawn(self.memory_bytes, &engine, self.threads)?;
-                self.engine = Some(engine);
-                worker
-            }
+            None => self.start_worker()?,
         };
         worker.limit(budget)?;
         if !self.forgotten.is_empty() {
