@@ -1086,9 +1086,7 @@ fn a_crash_inside_the_engine_ends_that_call_and_the_host_goes_on() {
             .stderr(std::process::Stdio::piped());
         let child = command.spawn().expect("detect runs");
         // The worker is a child of this detect, computing the slow model.
-        let worker = wait_for_worker(child.id());
-        // SAFETY: kill sends a signal to a process of this test's own tree.
-        assert_eq!(unsafe { libc::kill(worker, libc::SIGABRT) }, 0);
+        abort_worker(child.id());
         let out = child.wait_with_output().expect("detect ends");
         let results: Value = serde_json::from_str(&stdout(&out))
             .unwrap_or_else(|e| panic!("{engine}: {e}: {}", stderr(&out)));
@@ -1104,33 +1102,71 @@ fn a_crash_inside_the_engine_ends_that_call_and_the_host_goes_on() {
     }
 }
 
-/// The pid of `parent`'s inference worker, once it has been running for a moment.
-fn wait_for_worker(parent: u32) -> i32 {
+/// Sends SIGABRT to the inference worker under `parent` once it has run a while (into the
+/// slow model's run). Through a pidfd taken while the process is seen to be the worker, so
+/// that a worker that ended meanwhile is looked for again and never a reused pid signalled
+/// (a process of another test could have it).
+fn abort_worker(parent: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ppid = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(parent)
-                && cmdline.starts_with(b"/")
-                && cmdline.windows(18).any(|w| w == b"__inference-worker")
-            {
-                // Let it get into the slow model's run.
-                std::thread::sleep(std::time::Duration::from_millis(1500));
-                return pid;
-            }
+        let Some(pidfd) = find_worker(parent) else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        };
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: pidfd_send_signal on a descriptor this function owns; closed after.
+        let sent = unsafe {
+            let sent = libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd,
+                libc::SIGABRT,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+            libc::close(pidfd);
+            sent
+        };
+        if sent == 0 {
+            return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("no inference worker under {parent}");
+    panic!("no inference worker under {parent} to abort");
+}
+
+/// A pidfd of a process under `parent` whose command line is the inference worker's, checked
+/// after the pidfd is open (so it names that process, not a later one with its pid).
+fn find_worker(parent: u32) -> Option<i32> {
+    let is_worker = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        ppid == Some(parent)
+            && cmdline.starts_with(b"/")
+            && cmdline.windows(18).any(|w| w == b"__inference-worker")
+    };
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !is_worker(pid) {
+            continue;
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if pidfd < 0 {
+            continue;
+        }
+        if is_worker(pid) {
+            return Some(pidfd);
+        }
+        // SAFETY: closing the descriptor just opened.
+        unsafe { libc::close(pidfd) };
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
