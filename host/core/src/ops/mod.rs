@@ -64,17 +64,21 @@ const POOL_SIZE: u32 = 8;
 /// How long an operation waits for a connection when all are taken.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
-/// What the pool opens: the home's store, one connection each; one whose session the database
-/// ended is opened again when taken.
-#[derive(Debug)]
-struct Connections(Location);
+/// What the pool opens: the home's store, one connection each, the first being the one
+/// `Home::store` opened itself (so a command that needs one connection opens one); one whose
+/// session the database ended is opened again when taken.
+struct Connections {
+    location: Location,
+    first: std::sync::Mutex<Option<Store>>,
+}
 
 impl r2d2::ManageConnection for Connections {
     type Connection = Store;
     type Error = crate::store::StoreError;
 
     fn connect(&self) -> Result<Store, Self::Error> {
-        self.0.open()
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first.map_or_else(|| self.location.open(), Ok)
     }
 
     fn is_valid(&self, store: &mut Store) -> Result<(), Self::Error> {
@@ -241,8 +245,10 @@ impl Home {
                     .min_idle(Some(0))
                     .connection_timeout(POOL_WAIT)
                     .error_handler(Box::new(r2d2::LoggingErrorHandler))
-                    .build_unchecked(Connections(self.location.clone()));
-                drop(first);
+                    .build_unchecked(Connections {
+                        location: self.location.clone(),
+                        first: std::sync::Mutex::new(Some(first)),
+                    });
                 self.pool.get_or_init(|| pool)
             }
         };
