@@ -103,21 +103,23 @@ fn every_path_the_docs_name_exists() {
     );
 }
 
+/// Each `.rs` file under `path`, with how many modules deep below the top one it is (a
+/// folder's `mod.rs` is the folder's own module).
+fn sources(path: &Path, depth: usize, out: &mut Vec<(PathBuf, usize)>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("a source folder lists") {
+            sources(&entry.expect("an entry").path(), depth + 1, out);
+        }
+    } else if path.extension().is_some_and(|e| e == "rs") {
+        let own = path.file_name().is_some_and(|n| n == "mod.rs");
+        out.push((path.to_path_buf(), depth.saturating_sub(usize::from(own))));
+    }
+}
+
 /// The top-level modules of a crate (`src/NAME.rs` or `src/NAME/`) and, for each, the others
 /// it names outside its tests: as `crate::OTHER`, or as `super::OTHER` from as deep as the
 /// crate's root (`super::super::` from a file in a module's folder), one name or a group.
 fn module_imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    /// Each `.rs` file under `path`, with how many modules deep below the top one it is.
-    fn sources(path: &Path, depth: usize, out: &mut Vec<(PathBuf, usize)>) {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(path).expect("a source folder lists") {
-                sources(&entry.expect("an entry").path(), depth + 1, out);
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            let own = path.file_name().is_some_and(|n| n == "mod.rs");
-            out.push((path.to_path_buf(), depth.saturating_sub(usize::from(own))));
-        }
-    }
     let mut files: BTreeMap<String, Vec<(PathBuf, usize)>> = BTreeMap::new();
     for entry in std::fs::read_dir(src).expect("src/ lists") {
         let path = entry.expect("an entry").path();
@@ -291,20 +293,11 @@ fn function_lengths(text: &str) -> Vec<(String, usize)> {
 
 #[test]
 fn host_files_and_functions_stay_short() {
-    fn sources(path: &Path, out: &mut Vec<PathBuf>) {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(path).expect("a folder lists") {
-                sources(&entry.expect("an entry").path(), out);
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path.to_path_buf());
-        }
-    }
     let mut files = Vec::new();
-    sources(&root().join("host"), &mut files);
+    sources(&root().join("host"), 0, &mut files);
     assert!(files.len() > 50, "the host's sources: {}", files.len());
     let mut long = Vec::new();
-    for file in files {
+    for (file, _) in files {
         let text = std::fs::read_to_string(&file).expect("a source reads");
         let lines = text.lines().count();
         if lines > MAX_FILE_LINES {
