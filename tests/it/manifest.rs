@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use prelabel::manifest::{InitError, InputType, InputValue, Manifest};
+use prelabel::package::manifest::{InitError, InputType, InputValue, Manifest};
 
 fn dir() -> PathBuf {
     crate::support::fixtures().join("manifests")

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use prelabel::annotation::Geometry;
+use prelabel::catalog::service::Service;
 use prelabel::ops::{Home, Prediction};
-use prelabel::service::Service;
+use prelabel::results::annotation::Geometry;
 
 /// The dataset that holds the images CVAT sends.
 pub const DATASET: &str = "cvat";

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::extract::Query;
 use super::{ApiError, AppState};
-use prelabel::event::Event;
+use prelabel::items::event::Event;
 
 /// How often the store is polled for new events.
 const POLL: Duration = Duration::from_millis(250);

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
-use prelabel::batch::{Batch, Request};
-use prelabel::execution::{Execution, Filter, Rerun, Status};
+use prelabel::work::batch::{Batch, Request};
+use prelabel::work::execution::{Execution, Filter, Rerun, Status};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

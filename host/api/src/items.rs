@@ -12,12 +12,12 @@ use serde::Deserialize;
 
 use super::extract::{Body, Path, Query, Raw};
 use super::{ApiError, AppState};
-use prelabel::annotation::Stored;
-use prelabel::export::Format;
-use prelabel::item::{Dataset, ItemRecord};
-use prelabel::link::Link;
+use prelabel::items::item::{Dataset, ItemRecord};
+use prelabel::items::link::Link;
 use prelabel::ops::Uploaded;
-use prelabel::review::{Change, Manual};
+use prelabel::results::annotation::Stored;
+use prelabel::results::export::Format;
+use prelabel::results::review::{Change, Manual};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -117,7 +117,7 @@ pub async fn link(
 ) -> Result<Json<Vec<Uploaded>>, ApiError> {
     let linked = state
         .run(move |home| {
-            let access = prelabel::link::Access {
+            let access = prelabel::items::link::Access {
                 allow_private: request.allow_private,
                 headers: request.headers,
             };
@@ -320,7 +320,7 @@ pub async fn thumbnail(
     Path(id): Path<i64>,
     Query(query): Query<ThumbnailQuery>,
 ) -> Result<Response, ApiError> {
-    let side = query.size.unwrap_or(prelabel::thumbnail::SIDES[0]);
+    let side = query.size.unwrap_or(prelabel::items::thumbnail::SIDES[0]);
     let jpeg = state.run(move |home| home.thumbnail(id, side)).await?;
     Ok((
         StatusCode::OK,
@@ -345,17 +345,17 @@ pub struct EvaluateQuery {
 #[utoipa::path(post, path = "/api/datasets/{dataset}/evaluate", tag = "items",
     params(("dataset" = String, Path, description = "the dataset"), EvaluateQuery),
     request_body(content = Object, description = "a COCO ground-truth file"),
-    responses((status = 200, body = prelabel::evaluate::Evaluation), (status = 400, body = super::error::ErrorBody),
+    responses((status = 200, body = prelabel::results::evaluate::Evaluation), (status = 400, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn evaluate(
     State(state): State<AppState>,
     Path(dataset): Path<String>,
     Query(query): Query<EvaluateQuery>,
     Raw(body): Raw,
-) -> Result<Json<prelabel::evaluate::Evaluation>, ApiError> {
+) -> Result<Json<prelabel::results::evaluate::Evaluation>, ApiError> {
     let ground_truth =
         prelabel::ground_truth::GroundTruth::parse(&body).map_err(prelabel::Error::from)?;
-    let request = prelabel::evaluate::Request {
+    let request = prelabel::results::evaluate::Request {
         dataset,
         service: query.service,
         ground_truth,

@@ -20,8 +20,9 @@ use tokio::sync::Semaphore;
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use prelabel::labelstudio::{self, Config};
+use prelabel::integrations::labelstudio::{self, Config};
 use prelabel::ops::Prediction;
+use prelabel::results::export::labelstudio::{model_version, score};
 
 /// How long one task waits for its execution: below Label Studio's own predict timeout.
 const WAIT: Duration = Duration::from_secs(90);
@@ -97,7 +98,7 @@ pub async fn setup(
         service.name
     );
     Ok(Json(json!({
-        "model_version": labelstudio::model_version(&service.package, service.revision),
+        "model_version": model_version(&service.package, service.revision),
     })))
 }
 
@@ -129,7 +130,7 @@ pub async fn predict(
         .map_err(|e| ApiError::bad_request(e.to_string()).field("label_config"))?;
     let name = service.clone();
     let service = state.run(move |home| home.service(&name)).await?;
-    let model_version = labelstudio::model_version(&service.package, service.revision);
+    let model_version = model_version(&service.package, service.revision);
     let dataset = labelstudio::dataset(&request.project);
     // Every task at once: downloads overlap (a few at a time), and the queue runs them as
     // the service's concurrency allows.
@@ -145,7 +146,7 @@ pub async fn predict(
                 .await
                 .map(|results| {
                     json!({
-                        "score": labelstudio::score(&results),
+                        "score": score(&results),
                         "result": results,
                         "model_version": model_version,
                     })
@@ -233,6 +234,6 @@ pub async fn versions(
 ) -> Result<Json<Value>, ApiError> {
     let service = state.run(move |home| home.service(&service)).await?;
     Ok(Json(json!({
-        "versions": [labelstudio::model_version(&service.package, service.revision)],
+        "versions": [model_version(&service.package, service.revision)],
     })))
 }

@@ -48,7 +48,7 @@ pub struct Options {
     pub max_body: usize,
     /// The Label Studio whose tasks' images the ML backend routes fetch (`/data/upload/...`
     /// paths are resolved against it, its token sent to it alone).
-    pub label_studio: Option<prelabel::labelstudio::Server>,
+    pub label_studio: Option<prelabel::integrations::labelstudio::Server>,
 }
 
 /// Why the API does not start.
@@ -93,7 +93,7 @@ pub struct AppState {
     pub stop: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub max_body: usize,
-    pub label_studio: Option<prelabel::labelstudio::Server>,
+    pub label_studio: Option<prelabel::integrations::labelstudio::Server>,
 }
 
 impl AppState {

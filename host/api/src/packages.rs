@@ -8,7 +8,7 @@ use axum::routing::get;
 
 use super::extract::{Path, Raw};
 use super::{ApiError, AppState};
-use prelabel::revision::Revision;
+use prelabel::catalog::revision::Revision;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
-use prelabel::annotation::Geometry;
-use prelabel::local::{FileResult, LocalRunner};
+use prelabel::results::annotation::Geometry;
+use prelabel::work::local::{FileResult, LocalRunner};
 
 /// The answer to one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use prelabel::secret::Secret;
+use prelabel::catalog::secret::Secret;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

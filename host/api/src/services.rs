@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
-use prelabel::compare::{Comparison, Request as CompareRequest};
+use prelabel::catalog::service::{Deploy, Service};
 use prelabel::ops::{Deleted, Deployed};
-use prelabel::service::{Deploy, Service};
+use prelabel::work::compare::{Comparison, Request as CompareRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
-use prelabel::trigger::{Create, Trigger};
+use prelabel::work::trigger::{Create, Trigger};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

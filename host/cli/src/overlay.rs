@@ -4,8 +4,8 @@
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
-use prelabel::annotation::Geometry;
-use prelabel::annotation::Stored;
+use prelabel::results::annotation::Geometry;
+use prelabel::results::annotation::Stored;
 
 const BOX: Rgb<u8> = Rgb([0, 230, 64]);
 const TEXT: Rgb<u8> = Rgb([0, 0, 0]);

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use crate::ground_truth::GroundTruthError;
-use crate::manifest::InitError;
 use crate::package::PackageError;
 use crate::package::archive::ArchiveError;
+use crate::package::manifest::InitError;
 use crate::runtime::{ExecError, LoadError};
 use crate::store::StoreError;
 

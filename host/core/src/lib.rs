@@ -1,43 +1,23 @@
 //! Prelabel: a local-first runtime for pre-annotation functions compiled to WebAssembly
 //! components.
 //!
-//! Data flows one way: an [`item`] event → [`trigger`] → queued [`execution`] →
-//! [`scheduler`] → an instance from the [`runtime`] (a [`package`] revision deployed as a
-//! [`service`]) → [`annotation`]s in the [`store`].
+//! The folders follow the flow. A [`package`] is pushed into the [`catalog`] as a revision
+//! and deployed as a service; [`items`] come in, and each change fires the triggers of
+//! [`work`], which queue executions that the scheduler runs in instances from the
+//! [`runtime`]; what they find are the [`results`] (annotations, reviewed and exported),
+//! which the labelling tools read through the [`integrations`]. [`ops`] is the one door the
+//! API and the CLI use. Below it all: the [`store`] (rows and blobs) and the [`files`].
 
-pub mod annotation;
-pub mod attempt;
-pub mod batch;
-pub mod coco;
-pub mod compare;
-pub mod cvat;
+pub mod catalog;
 pub mod error;
-pub mod evaluate;
-pub mod event;
-pub mod execution;
-pub mod export;
 pub mod ground_truth;
-pub mod item;
-pub mod labelstudio;
-pub mod link;
-pub mod local;
-pub mod manifest;
+pub mod integrations;
+pub mod items;
 pub mod named;
 pub mod ops;
 pub mod package;
-pub mod predict;
-pub mod replay;
-pub mod review;
-pub mod revision;
-pub mod scaffold;
-pub mod scheduler;
-pub mod secret;
-pub mod service;
-pub mod thumbnail;
-pub mod trigger;
-pub mod watch;
-pub mod worker;
-pub mod workspace;
+pub mod results;
+pub mod work;
 
 pub use error::{Error, Result};
 

@@ -67,7 +67,7 @@ pub(crate) use named;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::execution::Status;
+    use crate::work::execution::Status;
 
     #[test]
     fn names_round_trip_and_unknown_ones_list_the_known() {

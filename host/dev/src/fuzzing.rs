@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use prelabel::manifest::Manifest;
-use prelabel::trigger::Filter;
+use prelabel::package::manifest::Manifest;
+use prelabel::work::trigger::Filter;
 
 /// Parses a manifest; if it parses, resolves init values and parses `key=value` pairs.
 pub fn manifest(data: &[u8]) {

@@ -50,7 +50,7 @@ pub fn centerface() -> PathBuf {
 /// Builds a guest package's component and runs it once, so that its compiled form is in the
 /// shared cache before tests run it side by side.
 fn build_and_warm(package: &str, dir: &Path) {
-    prelabel::workspace::Workspace::find()
+    prelabel::package::workspace::Workspace::find()
         .expect("source checkout")
         .build_guest(package)
         .unwrap_or_else(|e| panic!("{package} builds: {e}"));
@@ -605,7 +605,7 @@ pub fn hostile_guest() -> PathBuf {
 /// Builds guest crate `name` for wasm, once per test binary.
 fn build_once(once: &Once, name: &str) {
     once.call_once(|| {
-        prelabel::workspace::Workspace::find()
+        prelabel::package::workspace::Workspace::find()
             .expect("source checkout")
             .build_guest(name)
             .unwrap_or_else(|e| panic!("{name} builds: {e}"));

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 
-use prelabel::annotation::{Geometry, Review};
-use prelabel::export;
 use prelabel::ops::Home;
-use prelabel::review::{Change, Manual};
+use prelabel::results::annotation::{Geometry, Review};
+use prelabel::results::export;
+use prelabel::results::review::{Change, Manual};
 
 use super::{named, print_json};
 

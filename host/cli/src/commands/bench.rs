@@ -22,7 +22,7 @@ pub struct Args {
 impl Args {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
         let runs = self.runs;
-        let workspace = prelabel::workspace::Workspace::find()?;
+        let workspace = prelabel::package::workspace::Workspace::find()?;
         eprintln!("building the face-detector and no-op components...");
         workspace.build_guest("face-detector")?;
         workspace.build_guest("hostile-guest")?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use prelabel::compare::{self, Request};
 use prelabel::ops::Home;
+use prelabel::work::compare::{self, Request};
 
 use super::{print_json, printable};
 

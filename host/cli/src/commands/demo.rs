@@ -10,14 +10,14 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 
-use prelabel::annotation::Stored;
-use prelabel::execution::Execution;
-use prelabel::export::Format;
-use prelabel::item::ItemRecord;
+use prelabel::items::item::ItemRecord;
 use prelabel::named::Named;
 use prelabel::ops::Home;
-use prelabel::workspace::Workspace;
-use prelabel::{service, trigger};
+use prelabel::package::workspace::Workspace;
+use prelabel::results::annotation::Stored;
+use prelabel::results::export::Format;
+use prelabel::work::execution::Execution;
+use prelabel::{catalog::service, work::trigger};
 
 const PACKAGE: &str = "face-detector";
 const DATASET: &str = "samples";

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum;
 
-use prelabel::coco;
-use prelabel::local::FileResult;
 use prelabel::ops::Detect;
+use prelabel::results::export::coco;
 use prelabel::runtime::Limits;
+use prelabel::work::local::FileResult;
 
 use super::package::{BuildArg, RootArg};
 use prelabel::ops::Home;

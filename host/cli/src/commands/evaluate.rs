@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use prelabel::evaluate::Request;
 use prelabel::ground_truth::GroundTruth;
 use prelabel::ops::Home;
+use prelabel::results::evaluate::Request;
 
 use super::{print_json, printable};
 

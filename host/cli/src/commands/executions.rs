@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use prelabel::named::Named;
-use prelabel::{batch, execution};
+use prelabel::{work::batch, work::execution};
 
 use super::{named, print_json, printable};
 use prelabel::ops::Home;

@@ -91,15 +91,15 @@ pub struct Link {
 
 impl Link {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
-        let mut links: Vec<prelabel::link::Link> = self
+        let mut links: Vec<prelabel::items::link::Link> = self
             .urls
             .iter()
-            .map(|u| prelabel::link::Link::new(u))
+            .map(|u| prelabel::items::link::Link::new(u))
             .collect();
         if let Some(file) = &self.from {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            links.extend(prelabel::link::parse_list(&text)?);
+            links.extend(prelabel::items::link::parse_list(&text)?);
         }
         let headers = self
             .headers
@@ -110,7 +110,7 @@ impl Link {
                     .with_context(|| format!("--header `{pair}` is not HEADER=SECRET"))
             })
             .collect::<Result<_>>()?;
-        let access = prelabel::link::Access {
+        let access = prelabel::items::link::Access {
             allow_private: self.allow_private,
             headers,
         };

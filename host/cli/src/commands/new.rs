@@ -1,11 +1,11 @@
-//! `prelabel new python|rust NAME`: a package folder to start from (`prelabel::scaffold`).
+//! `prelabel new python|rust NAME`: a package folder to start from (`prelabel::package::scaffold`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use prelabel::scaffold::{self, Language};
+use prelabel::package::scaffold::{self, Language};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

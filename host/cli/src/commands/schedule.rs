@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 
-use prelabel::execution::Interrupted;
 use prelabel::ops::Home;
+use prelabel::work::execution::Interrupted;
 use prelabel_api as api;
 
 #[derive(Debug, clap::Args)]
@@ -54,7 +54,9 @@ impl Serve {
         let label_studio = self
             .label_studio_url
             .filter(|url| !url.is_empty())
-            .map(|url| prelabel::labelstudio::Server::new(&url, self.label_studio_api_key))
+            .map(|url| {
+                prelabel::integrations::labelstudio::Server::new(&url, self.label_studio_api_key)
+            })
             .transpose()
             .context("--label-studio-url (LABEL_STUDIO_URL)")?;
         let options = api::Options {

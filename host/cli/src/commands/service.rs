@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+use prelabel::catalog::service;
 use prelabel::ops::Deployed;
-use prelabel::service;
 
 use super::print_json;
 use prelabel::ops::Home;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use prelabel::trigger;
+use prelabel::work::trigger;
 
 use super::{named, print_json};
 use prelabel::ops::Home;

@@ -1,5 +1,5 @@
 //! `prelabel watch`: keeps a package folder live on a service, rebuilding, pushing and
-//! deploying it when its files change (see `prelabel::watch`). Runs until interrupted.
+//! deploying it when its files change (see `prelabel::catalog::watch`). Runs until interrupted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use prelabel::catalog::watch::{INTERVAL, Pass, Watch};
 use prelabel::ops::Home;
 use prelabel::package::build::Built;
-use prelabel::watch::{INTERVAL, Pass, Watch};
 
 use super::package::RootArg;
 

@@ -111,7 +111,7 @@ impl Home {
         if let Some(service) = &serving {
             let current =
                 revision::revision(&*self.store()?, &service.package, Some(service.revision))?;
-            if crate::watch::same(&package, &current) {
+            if crate::catalog::watch::same(&package, &current) {
                 return Ok(Pass::Unchanged {
                     serving: current.label(),
                     built,
@@ -176,7 +176,7 @@ impl Home {
     /// (`prelabel detect`): each secret input names a secret of this home, read now.
     pub fn reveal(
         &self,
-        manifest: &crate::manifest::Manifest,
+        manifest: &crate::package::manifest::Manifest,
         init: BTreeMap<String, InputValue>,
     ) -> Result<BTreeMap<String, InputValue>> {
         if manifest.secrets().next().is_none() {

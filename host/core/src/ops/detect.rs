@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::local::{FileResult, LocalRunner};
 use crate::runtime::Limits;
+use crate::work::local::{FileResult, LocalRunner};
 
 /// What `detect` runs: a package folder (within `root`), its init values as `key=value`
 /// (secrets by name), the files (a folder stands for its files, by name), the limits of each

@@ -6,7 +6,13 @@ use super::*;
 impl Home {
     /// Stores `bytes` as item `name` of `dataset` and fires the triggers that match.
     pub fn upload(&self, dataset: &str, name: &str, bytes: &[u8]) -> Result<Uploaded> {
-        let (item, change, queued) = item::upload(&mut *self.store()?, dataset, name, bytes)?;
+        let (item, change, queued) = item::upload(
+            &mut *self.store()?,
+            dataset,
+            name,
+            bytes,
+            &trigger::on_item_change,
+        )?;
         Ok(Uploaded {
             item,
             change,
@@ -69,7 +75,7 @@ impl Home {
         Ok((item::get(&store, id)?, bytes))
     }
 
-    /// Links items to URLs (see [`crate::link`]); `access` stays with the dataset (private
+    /// Links items to URLs (see [`crate::items::link`]); `access` stays with the dataset (private
     /// addresses, headers from secrets).
     pub fn link(
         &self,
@@ -77,7 +83,13 @@ impl Home {
         links: &[Link],
         access: &link::Access,
     ) -> Result<Vec<Uploaded>> {
-        let linked = link::link(&mut *self.store()?, dataset, links, access)?;
+        let linked = link::link(
+            &mut *self.store()?,
+            dataset,
+            links,
+            access,
+            &trigger::on_item_change,
+        )?;
         Ok(linked
             .into_iter()
             .map(|(item, change, queued)| Uploaded {
@@ -90,11 +102,11 @@ impl Home {
 
     // Secrets.
 
-    /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::thumbnail`]).
+    /// A JPEG thumbnail of an item's image, made once and cached (see [`crate::items::thumbnail`]).
     pub fn thumbnail(&self, id: i64, side: u32) -> Result<Vec<u8>> {
         // Downloaded only when the store lacks the bytes: a cached thumbnail reads nothing else.
         let item = self.fetch(id)?;
-        crate::thumbnail::get(&*self.store()?, &item, side)
+        crate::items::thumbnail::get(&*self.store()?, &item, side)
     }
 
     /// Every item of a dataset with its stored annotations, by item name.
@@ -114,7 +126,7 @@ impl Home {
     }
 
     /// A candidate package revision run on a dataset beside a service's annotations, storing
-    /// nothing (see [`compare`](crate::compare)).
+    /// nothing (see [`compare`](crate::work::compare)).
     pub fn compare(&self, request: &compare::Request) -> Result<compare::Comparison> {
         let runtime = self.runtime()?;
         // A connection of its own: the candidate runs for seconds per item, and the home's
@@ -124,7 +136,7 @@ impl Home {
     }
 
     /// A service's boxes on a dataset scored against ground truth (see
-    /// [`evaluate`](crate::evaluate)).
+    /// [`evaluate`](crate::results::evaluate)).
     pub fn evaluate(&self, request: &evaluate::Request) -> Result<evaluate::Evaluation> {
         evaluate::evaluate(&*self.store()?, request)
     }

@@ -18,32 +18,32 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::annotation::{self, Stored};
-use crate::batch::{self, Batch};
-use crate::compare;
+use crate::catalog::revision::{self, Revision};
+use crate::catalog::secret::{self, Secret};
+use crate::catalog::service::{self, Deploy, Service};
+use crate::catalog::watch::{Pass, Watch};
 use crate::error::{Error, Result};
-use crate::evaluate;
-use crate::event::{self, Event};
-use crate::execution::{self, Execution, Interrupted, Rerun, Status};
-use crate::export;
 use crate::files::Scratch;
-use crate::item::{self, Change, Dataset, ItemRecord};
-use crate::link::{self, Link};
-use crate::manifest::InputValue;
+use crate::items::event::{self, Event};
+use crate::items::item::{self, Change, Dataset, ItemRecord};
+use crate::items::link::{self, Link};
 use crate::package::build::NotBuilt;
+use crate::package::manifest::InputValue;
 use crate::package::{Package, archive};
-use crate::predict;
-use crate::replay;
-use crate::review;
-use crate::revision::{self, Revision};
+use crate::results::annotation::{self, Stored};
+use crate::results::evaluate;
+use crate::results::export;
+use crate::results::review;
 use crate::runtime::Runtime;
-use crate::scheduler::{self, HomeLock};
-use crate::secret::{self, Secret};
-use crate::service::{self, Deploy, Service};
 use crate::store::{Location, Store};
-use crate::trigger::{self, Create, Trigger};
-use crate::watch::{Pass, Watch};
-use crate::worker::WorkerStatus;
+use crate::work::batch::{self, Batch};
+use crate::work::compare;
+use crate::work::execution::{self, Execution, Interrupted, Rerun, Status};
+use crate::work::predict;
+use crate::work::replay;
+use crate::work::scheduler::{self, HomeLock};
+use crate::work::trigger::{self, Create, Trigger};
+use crate::work::worker::WorkerStatus;
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is
 /// opened on first use, then each operation takes a connection of a pool (r2d2), so that

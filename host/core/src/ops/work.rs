@@ -79,7 +79,7 @@ impl Home {
         execution::cancel(&mut *self.store()?, id)
     }
 
-    /// Changes after event `after` (see [`crate::event`]).
+    /// Changes after event `after` (see [`crate::items::event`]).
     pub fn events_since(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
         event::since(&*self.store()?, after, limit)
     }
@@ -113,7 +113,7 @@ impl Home {
     }
 
     /// Runs exactly what an execution ran again, storing nothing, and says whether its
-    /// annotations are byte-identical to the recorded ones (see [`replay`](crate::replay)).
+    /// annotations are byte-identical to the recorded ones (see [`replay`](crate::work::replay)).
     pub fn replay(&self, execution: i64) -> Result<replay::Replay> {
         let runtime = self.runtime()?;
         replay::replay(&*self.store()?, &runtime, execution)
@@ -146,7 +146,7 @@ impl Home {
         Ok(StoreStatus {
             store: self.location.describe(),
             blobs: self.location.blobs_at().describe(),
-            workers: crate::worker::list(&store, 5)?,
+            workers: crate::work::worker::list(&store, 5)?,
             queues: execution::queues(&store)?,
         })
     }

@@ -13,7 +13,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
 use super::Package;
-use crate::manifest;
+use crate::package::manifest;
 
 /// At most this many entries in an archive (a package is a manifest, a component and a few
 /// artifacts).

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::manifest::{self, Manifest, ManifestError};
-use crate::workspace::GUEST_TARGET;
+use crate::package::manifest::{self, Manifest, ManifestError};
+use crate::package::workspace::GUEST_TARGET;
 
 /// What to run for a folder whose manifest has no `build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

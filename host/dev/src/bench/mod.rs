@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 
-use prelabel::local::{FileResult, LocalRunner};
-use prelabel::manifest::InputValue;
 use prelabel::ops::Home;
+use prelabel::package::manifest::InputValue;
 use prelabel::package::{Package, build};
 use prelabel::runtime::{self, EngineChoice, Grants, Limits, Runtime};
 use prelabel::store::{BlobsAt, Database, Location};
-use prelabel::{execution, service, trigger, worker};
+use prelabel::work::local::{FileResult, LocalRunner};
+use prelabel::{catalog::service, work::execution, work::trigger, work::worker};
 
 use crate::scratch;
 use guest::{detect_rows, host_rows, load_rows, python_rows};
@@ -87,7 +87,9 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// The bench's packages are the checkout's own: their files may come from its `target/`
 /// and `models/`.
 fn checkout() -> Option<PathBuf> {
-    prelabel::workspace::Workspace::find().ok().map(|w| w.root)
+    prelabel::package::workspace::Workspace::find()
+        .ok()
+        .map(|w| w.root)
 }
 
 fn load(dir: &Path) -> Result<Package> {

@@ -17,7 +17,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 mod value;
 use crate::params;
-pub use value::{FromValue, Params, Row, ToValue, Value};
+pub use value::{Column, FromValue, Params, Row, ToValue, Value};
 use value::{from_sqlite, refs, values};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,10 @@ pub enum DbError {
         value: String,
         problem: String,
     },
+    /// A column the code asks for that the query does not give (once): a mistake in the code,
+    /// named so it is found at once.
+    #[error("the query has no single column `{column}`: {reason}")]
+    NoColumn { column: String, reason: String },
 }
 
 impl From<rusqlite::Error> for DbError {

@@ -210,15 +210,11 @@ pub struct Row {
 }
 
 impl Row {
-    /// Column `index`, read strictly: a value `T` does not accept is an error naming the
-    /// column and the value, never a default.
-    pub fn get<T: FromValue>(&self, index: usize) -> Result<T, DbError> {
-        let value = self.values.get(index).ok_or_else(|| DbError::Column {
-            column: format!("#{index}"),
-            value: String::new(),
-            problem: format!("the row has {} columns", self.values.len()),
-        })?;
-        T::from_value(value).map_err(|problem| self.bad(index, problem))
+    /// Column `column` (its name as the query gives it, or its position), read strictly: a
+    /// value `T` does not accept is an error naming the column and the value, never a default.
+    pub fn get<T: FromValue>(&self, column: impl Column) -> Result<T, DbError> {
+        let index = column.index_in(self)?;
+        T::from_value(&self.values[index]).map_err(|problem| self.bad(index, problem))
     }
 
     /// The columns' names, in order.
@@ -233,7 +229,8 @@ impl Row {
 
     /// A JSON column, read strictly: text that does not parse is an error naming the column
     /// and the text (a dropped filter would make a trigger match more).
-    pub fn json<T: serde::de::DeserializeOwned>(&self, index: usize) -> Result<T, DbError> {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, column: impl Column) -> Result<T, DbError> {
+        let index = column.index_in(self)?;
         let text: String = self.get(index)?;
         serde_json::from_str(&text).map_err(|e| self.bad(index, e))
     }
@@ -244,6 +241,44 @@ impl Row {
             column: self.columns.get(index).cloned().unwrap_or_default(),
             value: self.values.get(index).map(Value::shown).unwrap_or_default(),
             problem: problem.to_string(),
+        }
+    }
+}
+
+/// Which column of a row: its name as the query gives it (`AS` where two tables' columns share
+/// one, since PostgreSQL and SQLite both name a column by its last part), or its position. A
+/// mapping by name keeps reading right when a query's columns change order.
+pub trait Column: Copy {
+    /// Its position in `row`, or an error naming it and what the row has.
+    fn index_in(self, row: &Row) -> Result<usize, DbError>;
+}
+
+impl Column for usize {
+    fn index_in(self, row: &Row) -> Result<usize, DbError> {
+        if self < row.values.len() {
+            Ok(self)
+        } else {
+            Err(DbError::NoColumn {
+                column: format!("#{self}"),
+                reason: format!("it has {} columns", row.values.len()),
+            })
+        }
+    }
+}
+
+impl Column for &str {
+    fn index_in(self, row: &Row) -> Result<usize, DbError> {
+        let mut found = row.columns.iter().enumerate().filter(|(_, c)| *c == self);
+        match (found.next(), found.next()) {
+            (Some((index, _)), None) => Ok(index),
+            (Some(_), Some(_)) => Err(DbError::NoColumn {
+                column: self.to_string(),
+                reason: format!("it has `{self}` twice (name one with AS)"),
+            }),
+            (None, _) => Err(DbError::NoColumn {
+                column: self.to_string(),
+                reason: format!("it has {}", row.columns.join(", ")),
+            }),
         }
     }
 }
@@ -340,5 +375,39 @@ impl<'a> FromSql<'a> for Value {
 
     fn accepts(_: &Type) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row as a join of two tables that both have `name` gives it: `other` named with AS.
+    fn row(columns: &[&str]) -> Row {
+        Row {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            values: columns
+                .iter()
+                .map(|c| Value::Text(c.to_uppercase()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn columns_are_read_by_name_and_a_missing_or_shared_name_is_named() {
+        let r = row(&["name", "other"]);
+        assert_eq!(r.get::<String>("other").expect("by name"), "OTHER");
+        assert_eq!(r.get::<String>(0).expect("by position"), "NAME");
+        let missing = r.get::<String>("id").expect_err("no `id`");
+        assert_eq!(
+            missing.to_string(),
+            "the query has no single column `id`: it has name, other"
+        );
+        let twice = row(&["name", "name"])
+            .get::<String>("name")
+            .expect_err("two columns are `name`");
+        assert!(twice.to_string().contains("`name` twice"), "{twice}");
+        let past = r.get::<String>(2).expect_err("two columns only");
+        assert!(past.to_string().contains("it has 2 columns"), "{past}");
     }
 }

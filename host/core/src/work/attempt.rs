@@ -1,0 +1,117 @@
+//! One attempt of a function on one item: the per-item pipeline that the scheduler and local
+//! runs (`prelabel detect`, the demo) share, so that both check and keep the same things in
+//! the same order: the item's size, a started instance (reused while it survives), `detect`,
+//! the captured logs, and the result's checks at the boundary.
+
+use std::collections::BTreeMap;
+
+use crate::items::item;
+use crate::package::manifest::InputValue;
+use crate::results::annotation::{self, Annotation};
+use crate::runtime::{ErrorKind, ExecError, Grants, Instance, Item, Limits, Loaded, Runtime};
+use crate::work::execution::{Outcome, Status};
+
+/// What an instance is started from: a loaded component, its grants (artifacts, outbound
+/// hosts), the service's limits
+/// and init inputs.
+pub struct Function<'a> {
+    pub runtime: &'a Runtime,
+    pub loaded: &'a Loaded,
+    pub grants: Grants,
+    pub limits: Limits,
+    pub init: &'a BTreeMap<String, InputValue>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The guest failed, trapped, or went over a limit while it ran.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The host refused the item before the guest saw it, or the result after.
+    #[error("{0}")]
+    Refused(String),
+    /// A linked item's bytes could not be downloaded (`download failed: URL: cause`).
+    #[error("{0}")]
+    Download(String),
+}
+
+impl Failure {
+    /// The status an execution that failed so ends with.
+    pub fn status(&self) -> Status {
+        match self {
+            Failure::Exec(ExecError::Timeout { .. }) => Status::TimedOut,
+            _ => Status::Failed,
+        }
+    }
+
+    /// Whether another attempt could end otherwise: not for an item the guest called invalid,
+    /// nor for what the host refused (the same bytes are refused again).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Failure::Exec(ExecError::Guest {
+                kind: ErrorKind::InvalidItem | ErrorKind::InvalidInput,
+                ..
+            }) => false,
+            Failure::Exec(_) | Failure::Download(_) => true,
+            Failure::Refused(_) => false,
+        }
+    }
+
+    /// The outcome of attempt number `attempt` of at most `max_attempts`.
+    pub fn into_outcome(self, attempt: u32, max_attempts: u32) -> Outcome {
+        Outcome::Failed {
+            status: self.status(),
+            retry: self.retryable() && attempt < max_attempts,
+            error: self.to_string(),
+        }
+    }
+}
+
+/// Runs `detect` on the item `load` gives, on `instance` (started when there is none; kept
+/// when it survives). `size`, when known, is checked before the item's bytes are loaded, and
+/// the bytes' size after. What the guest
+/// printed and logged, init included, is appended to `logs`; `engine` is set to the native
+/// inference engine the instance ran models on, if any (provenance).
+pub fn run(
+    function: &Function<'_>,
+    instance: &mut Option<Instance>,
+    size: Option<u64>,
+    load: impl FnOnce() -> Result<Item, Failure>,
+    size_px: Option<(u32, u32)>,
+    logs: &mut String,
+    engine: &mut Option<String>,
+) -> Result<Vec<Annotation>, Failure> {
+    let limits = function.limits;
+    if let Some(size) = size {
+        item::check_size(size, limits.max_item_bytes).map_err(Failure::Refused)?;
+    }
+    let item = load()?;
+    // A linked item's size is known once it is downloaded (within the limit, but maybe empty).
+    item::check_size(item.data.len() as u64, limits.max_item_bytes).map_err(Failure::Refused)?;
+    // A linked item's size is known once it is downloaded.
+    let size_px = size_px.or_else(|| item::image_size(&item.data));
+    let mut live = match instance.take() {
+        Some(live) => live,
+        None => {
+            let (started, init_logs) = function.runtime.start(
+                function.loaded,
+                function.grants.clone(),
+                limits,
+                function.init,
+            );
+            logs.push_str(&init_logs);
+            started?
+        }
+    };
+    let result = live.detect(&item);
+    logs.push_str(&live.take_logs());
+    if let Some(ran) = live.inference_engine() {
+        *engine = Some(ran);
+    }
+    if !live.is_poisoned() {
+        *instance = Some(live);
+    }
+    annotation::from_guest(result?, size_px, limits.max_annotations)
+        .map_err(|e| Failure::Refused(format!("invalid result from the guest: {e}")))
+}

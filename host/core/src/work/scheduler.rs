@@ -1,0 +1,591 @@
+//! The scheduler: takes queued executions off the store and runs them, per service at most
+//! `concurrency` at once (across every worker sharing the store), each on an instance that
+//! was initialised once and is reused.
+//!
+//! One worker thread per (service, slot). A worker re-reads its service before each claim: a
+//! new generation (deploy, rollback) means a fresh instance of the new revision for the next
+//! execution, while the one already running finishes where it started. A trap or timeout
+//! fails that execution only (retried up to `max_attempts`) and the next one gets a fresh
+//! instance. One scheduler runs per home (a lock file). The process is a worker in the store
+//! (see [`crate::work::worker`]): at start it re-queues what a killed scheduler of its home left
+//! `running`; on a shared database, claims also take back the executions of lost workers.
+//!
+//! Idle, it costs next to nothing: the scheduler's loop waits for the store to change
+//! (SQLite's `data_version`, read every 100 ms, moves when any other connection commits;
+//! PostgreSQL notifies channel `prelabel`) and wakes the idle workers only then ([`Wake`]); a
+//! worker does not open a write transaction to find that nothing is queued.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, TryLockError};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::catalog::revision::{self, Revision};
+use crate::catalog::secret;
+use crate::catalog::service::{self, Service};
+use crate::error::{Error, Result};
+use crate::items::item;
+use crate::items::link;
+use crate::package::manifest::InputValue;
+use crate::results::annotation;
+use crate::runtime::{self, Instance, Loaded, Runtime};
+use crate::store::{Dialect, Location, Store};
+use crate::work::attempt::{self, Failure};
+use crate::work::execution::{self, Claimed, Outcome, Status};
+use crate::work::worker::{self, Registration, Worker};
+
+/// How often the scheduler looks at the store for changes (new work, new services).
+const POLL: Duration = Duration::from_millis(100);
+/// How long an idle worker sleeps when nothing wakes it: a bound, not the way it finds work.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Tells idle workers that the store changed: a count of changes seen by the scheduler's
+/// loop, and a condition variable. A worker notes the count before it looks for work and, if
+/// it found none, waits for the count to move, so a change between its look and its wait is
+/// never missed.
+#[derive(Default)]
+struct Wake {
+    changes: Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Wake {
+    fn seen(&self) -> u64 {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the count is no longer `seen`, or `timeout`.
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(changes, timeout, |now| *now == seen);
+    }
+}
+
+/// Compiled components by revision id, shared by every worker of the process.
+#[derive(Default)]
+pub struct Components {
+    loaded: Mutex<HashMap<i64, Loaded>>,
+}
+
+impl Components {
+    fn get(&self, store: &Store, runtime: &Runtime, revision: &Revision) -> Result<Loaded> {
+        if let Some(l) = self.lock().get(&revision.id) {
+            return Ok(l.clone());
+        }
+        let loaded = revision.load(store, runtime)?;
+        self.lock().insert(revision.id, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Loaded>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a worker keeps between executions: the instance of one service generation.
+struct Slot {
+    generation: i64,
+    revision: Revision,
+    loaded: Loaded,
+    instance: Option<Instance>,
+}
+
+/// Holds the home's scheduler lock for as long as it lives.
+pub struct HomeLock {
+    _file: File,
+}
+
+pub fn lock_home(home: &Path) -> Result<HomeLock> {
+    std::fs::create_dir_all(home).map_err(Error::io(home))?;
+    let path = home.join("scheduler.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(HomeLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
+            home: home.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
+    }
+}
+
+/// Runs until `stop` is set (then drains: running executions finish, no new ones start),
+/// or, with `until_idle`, until nothing is queued or running for an unpaused service.
+/// Returns what it found left `running` by stopped processes, and what it did with them.
+pub fn run(
+    home: &Location,
+    runtime: Arc<Runtime>,
+    stop: Arc<AtomicBool>,
+    until_idle: bool,
+) -> Result<execution::Interrupted> {
+    run_locked(lock_home(&home.home)?, home, runtime, stop, until_idle)
+}
+
+/// [`run`], with the home's lock already taken (so that a server can refuse to start before
+/// it listens).
+pub fn run_locked(
+    _lock: HomeLock,
+    home: &Location,
+    runtime: Arc<Runtime>,
+    stop: Arc<AtomicBool>,
+    until_idle: bool,
+) -> Result<execution::Interrupted> {
+    let mut store = home.open()?;
+    // On the embedded store this is the home's one scheduler (its lock says so): whatever is
+    // still running was left by a process that stopped. On a shared database other workers
+    // are running; theirs are found lost by their leases, one claim at a time.
+    let registration = Registration::start(home)?;
+    let interrupted = match store.dialect() {
+        Dialect::Sqlite => execution::requeue_interrupted(&mut store)?,
+        Dialect::Postgres => execution::requeue_home(
+            &mut store,
+            &worker::home_key(&home.home),
+            &registration.worker,
+        )?,
+    };
+    let wake = Arc::new(Wake::default());
+    let context = Context {
+        home: home.clone(),
+        runtime,
+        components: Arc::new(Components::default()),
+        wake: wake.clone(),
+        worker: registration.worker.clone(),
+    };
+    let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
+    let mut version = store.conn().changes_within(Duration::ZERO)?;
+    let mut changed = true;
+    while !stop.load(Ordering::Relaxed) {
+        // One round; `Ok(false)` when `until_idle` finds nothing left to do.
+        let round = (|| -> Result<bool> {
+            let running = workers.len();
+            workers.retain(|_, w| !w.is_finished());
+            // Services are read again only when the store changed or a worker ended.
+            if changed || workers.len() < running {
+                start_workers(&store, &mut workers, &context, &stop)?;
+                if until_idle && execution::pending(&store)? == 0 {
+                    return Ok(false);
+                }
+            }
+            let now = store.conn().changes_within(POLL)?;
+            changed = now != version;
+            if changed {
+                version = now;
+                wake.bump();
+            }
+            Ok(true)
+        })();
+        match round {
+            Ok(true) => {}
+            Ok(false) => break,
+            // The database ended this session (a restart, a failover, an operator): a new
+            // one, and the services read again; while it cannot be reached, a try a second.
+            // The worker threads replace theirs alike.
+            Err(e) => match store.reconnect_if_lost() {
+                Ok(false) => return Err(e),
+                Ok(true) => {
+                    tracing::warn!("the scheduler's session ended ({e}); connected again");
+                    changed = true;
+                }
+                Err(cannot) => {
+                    tracing::error!("the scheduler's session ended ({e}): {cannot}");
+                    std::thread::sleep(POLL * 10);
+                    changed = true;
+                }
+            },
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    wake.bump();
+    for (_, w) in workers {
+        let _ = w.join();
+    }
+    Ok(interrupted)
+}
+
+/// A worker thread for each slot of each running service that has none (its concurrency).
+fn start_workers(
+    store: &Store,
+    workers: &mut HashMap<(i64, u32), JoinHandle<()>>,
+    context: &Context,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    for service in service::list(store)?.into_iter().filter(|s| !s.paused) {
+        for slot in 0..service.settings.concurrency {
+            workers.entry((service.id, slot)).or_insert_with(|| {
+                let (context, stop) = (context.clone(), stop.clone());
+                std::thread::spawn(move || worker(context, service.id, slot, stop))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What every worker thread of a scheduler shares.
+#[derive(Clone)]
+struct Context {
+    home: Location,
+    runtime: Arc<Runtime>,
+    components: Arc<Components>,
+    wake: Arc<Wake>,
+    worker: Arc<Worker>,
+}
+
+fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
+    let Context {
+        home,
+        runtime,
+        components,
+        wake,
+        worker,
+    } = context;
+    let mut store = match home.open() {
+        Ok(s) => s,
+        Err(e) => return tracing::error!("worker cannot open the store: {e}"),
+    };
+    let mut current: Option<Slot> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let seen = wake.seen();
+        match step(
+            &mut store,
+            &runtime,
+            &components,
+            &worker,
+            service_id,
+            slot,
+            &mut current,
+        ) {
+            Ok(Step::Ran) => {}
+            // Bounded by the lease too: a lost worker changes nothing in the store, and its
+            // executions come back only when a claim sees its lease run out.
+            Ok(Step::Idle) => wake.wait(seen, IDLE.min(home.lease)),
+            Ok(Step::Exit) => return,
+            Err(e) => {
+                tracing::error!("worker for service #{service_id}: {e}");
+                std::thread::sleep(POLL * 10);
+                // A session the database ended (this worker sat inside a transaction past its
+                // lease, or a restart, a failover) is replaced.
+                if let Err(e) = store.reconnect_if_lost() {
+                    tracing::error!("worker cannot reach the store: {e}");
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    Ran,
+    Idle,
+    Exit,
+}
+
+fn step(
+    store: &mut Store,
+    runtime: &Runtime,
+    components: &Components,
+    worker: &Worker,
+    service_id: i64,
+    slot: u32,
+    current: &mut Option<Slot>,
+) -> Result<Step> {
+    let Some(service) = service::by_id(store, service_id)? else {
+        return Ok(Step::Exit);
+    };
+    if service.paused || slot >= service.settings.concurrency {
+        return Ok(Step::Exit);
+    }
+    // Numbered before it is made: if the session ends during the claim, its commit may have
+    // reached the server all the same, and this number finds what it took.
+    let claim = worker.next_claim();
+    let claimed = match execution::claim_next(
+        store,
+        service.id,
+        service.settings.concurrency,
+        service.revision_id,
+        worker,
+        claim,
+    ) {
+        Ok(claimed) => claimed,
+        Err(e) if store.reconnect_if_lost()? => {
+            tracing::warn!(
+                "worker for service #{service_id}: the session ended during a claim ({e})"
+            );
+            execution::release(store, worker.id, claim)?;
+            return Ok(Step::Ran);
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(claimed) = claimed else {
+        return Ok(Step::Idle);
+    };
+    // Whatever happens from here, the execution ends: a panic in this worker or an outcome
+    // that cannot be recorded (a full disk, a store busy past its wait) fails it with the
+    // cause rather than leaving it `running` until a restart.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_claimed(store, runtime, components, &service, current, &claimed)
+    }));
+    let cause = match ran {
+        Ok(Ok(())) => return Ok(Step::Ran),
+        Ok(Err(e)) => format!("could not record the outcome: {e}"),
+        Err(panic) => {
+            *current = None;
+            format!(
+                "the host's worker panicked: {}",
+                crate::runtime::panic_message(&*panic)
+            )
+        }
+    };
+    tracing::error!("execution #{}: {cause}", claimed.id);
+    execution::abandon(store, &claimed, &cause)?;
+    Ok(Step::Ran)
+}
+
+/// Runs one claimed execution to its end and records it. The slot's instance is reused
+/// when it belongs to the service's current generation and survived its last call.
+fn run_claimed(
+    store: &mut Store,
+    runtime: &Runtime,
+    components: &Components,
+    service: &Service,
+    current: &mut Option<Slot>,
+    claimed: &Claimed,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut logs = String::new();
+    let slot = match ready_slot(store, runtime, components, service, current) {
+        Ok(slot) => slot,
+        // A revision that cannot be loaded fails the execution; it never stays `running`.
+        Err(e) => {
+            let outcome = Outcome::Failed {
+                status: Status::Failed,
+                error: e.to_string(),
+                retry: false,
+            };
+            let ran = execution::Ran {
+                component_digest: "",
+                init_inputs: None,
+                inference_engine: None,
+            };
+            let took = started.elapsed().as_millis() as u64;
+            return record(store, claimed, &outcome, "", took, ran);
+        }
+    };
+    // Secret inputs are read now, for `init` only: the execution records their names, and
+    // their values are taken out of what it stores of the guest's words.
+    let mut hidden = Vec::new();
+    let mut inference_engine = None;
+    let ran = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
+        .map_err(|e| Failure::Refused(e.to_string()))
+        .and_then(|init| {
+            hidden = secret::values(&slot.revision.manifest, &init);
+            attempt(
+                store,
+                runtime,
+                service,
+                slot,
+                &init,
+                claimed,
+                (&mut logs, &mut inference_engine),
+            )
+        });
+    let outcome = match ran {
+        Ok(annotations) => Outcome::Success(annotations),
+        Err(failure) => {
+            logs.push_str(&format!(
+                "[prelabel] attempt {} failed: {failure}\n",
+                claimed.attempts
+            ));
+            let mut outcome = failure.into_outcome(claimed.attempts, service.settings.max_attempts);
+            if let Outcome::Failed { error, .. } = &mut outcome {
+                *error = secret::redact(error, &hidden);
+            }
+            outcome
+        }
+    };
+    record(
+        store,
+        claimed,
+        &outcome,
+        &secret::redact(&logs, &hidden),
+        started.elapsed().as_millis() as u64,
+        execution::Ran {
+            component_digest: &slot.loaded.digest,
+            init_inputs: Some(&service.init_inputs),
+            inference_engine: inference_engine.as_deref(),
+        },
+    )
+}
+
+/// The slot for the service's current generation: the one kept, or its revision loaded anew
+/// (an instance of an older generation is dropped).
+fn ready_slot<'s>(
+    store: &Store,
+    runtime: &Runtime,
+    components: &Components,
+    service: &Service,
+    current: &'s mut Option<Slot>,
+) -> Result<&'s mut Slot> {
+    let slot = match current.take() {
+        Some(slot) if slot.generation == service.generation => slot,
+        _ => {
+            let revision = revision::revision_by_id(store, service.revision_id)?;
+            let loaded = components.get(store, runtime, &revision)?;
+            Slot {
+                generation: service.generation,
+                revision,
+                loaded,
+                instance: None,
+            }
+        }
+    };
+    Ok(current.insert(slot))
+}
+
+/// [`execution::finish`], again on a new session if the database ended this one while the
+/// guest ran (a restart, a failover): the claim still holds the execution, so its outcome
+/// is recorded rather than lost.
+fn record(
+    store: &mut Store,
+    claimed: &Claimed,
+    outcome: &Outcome,
+    logs: &str,
+    duration_ms: u64,
+    ran: execution::Ran<'_>,
+) -> Result<()> {
+    // The session ended during the attempt, and its reads failed with it: not the item's
+    // failure. The execution goes back on the queue, as after a restart.
+    if matches!(outcome, Outcome::Failed { .. }) && store.reconnect_if_lost()? {
+        tracing::warn!(
+            "execution #{}: the session ended during the attempt; queued again",
+            claimed.id
+        );
+        execution::release(store, claimed.worker_id, claimed.claim)?;
+        return Ok(());
+    }
+    match execution::finish(store, claimed, outcome, logs, duration_ms, ran) {
+        Err(e) if store.reconnect_if_lost()? => {
+            tracing::warn!("execution #{}: recorded on a new session ({e})", claimed.id);
+            execution::finish(store, claimed, outcome, logs, duration_ms, ran)
+        }
+        ended => ended,
+    }
+}
+
+/// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).
+fn attempt(
+    store: &Store,
+    runtime: &Runtime,
+    service: &Service,
+    slot: &mut Slot,
+    init: &BTreeMap<String, InputValue>,
+    claimed: &Claimed,
+    (logs, engine): (&mut String, &mut Option<String>),
+) -> Result<Vec<annotation::Annotation>, Failure> {
+    let functions = &slot.revision.manifest.module.functions;
+    if !functions.iter().any(|f| f.name == claimed.function) {
+        return Err(Failure::Refused(format!(
+            "package {} revision {} has no function `{}`",
+            slot.revision.package, slot.revision.revision, claimed.function
+        )));
+    }
+    let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
+    let limits = service.settings.limits();
+    let function = attempt::Function {
+        runtime,
+        loaded: &slot.loaded,
+        grants: runtime::Grants::artifacts(
+            slot.revision
+                .artifact_paths(store)
+                .map_err(|e| Failure::Refused(e.to_string()))?,
+        )
+        .with_outbound(service.outbound()),
+        limits,
+        init,
+    };
+    let load = || {
+        // A linked item is downloaded within the item size limit and the call's timeout.
+        let data = link::bytes(store, &item, limits.max_item_bytes, limits.timeout).map_err(
+            |e| match e {
+                Error::Download { .. } => Failure::Download(e.to_string()),
+                e => Failure::Refused(e.to_string()),
+            },
+        )?;
+        // A linked item is read again: its download recorded what the bytes are.
+        let downloaded;
+        let item = if item.url.is_some() {
+            downloaded = item::get(store, item.id).map_err(|e| Failure::Refused(e.to_string()))?;
+            &downloaded
+        } else {
+            &item
+        };
+        Ok(runtime::Item {
+            id: item.id.to_string(),
+            name: item.name.clone(),
+            mimetype: item.mimetype.clone(),
+            metadata: item.metadata.to_string(),
+            data,
+        })
+    };
+    // A linked item's size is checked once its bytes are there (while downloading, and after).
+    let size = item.url.is_none().then_some(item.size);
+    attempt::run(
+        &function,
+        &mut slot.instance,
+        size,
+        load,
+        item.size_px(),
+        logs,
+        engine,
+    )
+}
+
+/// Runs a function on an item now, in this process (not through the queue), and returns the
+/// finished execution.
+pub fn execute_now(
+    home: &Location,
+    runtime: &Runtime,
+    service_name: &str,
+    function: &str,
+    item_id: i64,
+) -> Result<execution::Execution> {
+    let mut store = home.open()?;
+    let service = service::get(&store, service_name)?;
+    let revision = revision::revision_by_id(&store, service.revision_id)?;
+    revision.check_function(&service.name, function)?;
+    item::get(&store, item_id)?;
+    // A worker of its own, whose lease tells other processes that it still runs.
+    let registration = Registration::start(home)?;
+    let claimed = execution::start_direct(
+        &mut store,
+        service.id,
+        &service.name,
+        item_id,
+        function,
+        service.revision_id,
+        &registration.worker,
+    )?;
+    let components = Components::default();
+    let mut current = None;
+    run_claimed(
+        &mut store,
+        runtime,
+        &components,
+        &service,
+        &mut current,
+        &claimed,
+    )?;
+    execution::get(&store, claimed.id)
+}
