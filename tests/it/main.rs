@@ -17,6 +17,7 @@ mod link;
 mod manifest;
 mod new;
 mod outbound;
+mod pipeline;
 mod platform;
 mod postgres;
 mod provenance;

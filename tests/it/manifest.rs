@@ -2,7 +2,7 @@
 //! `bad/*.toml` is refused with the message its first line (`# error: ...`) names.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use prelabel::package::manifest::{InitError, InputType, InputValue, Manifest};
 
@@ -10,19 +10,9 @@ fn dir() -> PathBuf {
     crate::support::fixtures().join("manifests")
 }
 
-fn toml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("fixture dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn good_manifests_parse() {
-    let files = toml_files(&dir());
+    let files = crate::support::toml_files(&dir());
     assert!(files.len() >= 2);
     for path in files {
         Manifest::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -42,28 +32,7 @@ fn the_shipped_face_detector_manifest_parses() {
 
 #[test]
 fn bad_manifests_are_refused_naming_the_problem() {
-    let files = toml_files(&dir().join("bad"));
-    assert!(files.len() >= 10);
-    for path in files {
-        let text = std::fs::read_to_string(&path).expect("read");
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# error: "))
-            .expect("first line names the error");
-        let err = Manifest::from_file(&path)
-            .expect_err(&format!("{} was accepted", path.display()))
-            .to_string();
-        assert!(
-            err.contains(expected),
-            "{}: expected `{expected}` in `{err}`",
-            path.display()
-        );
-        assert!(
-            err.contains(path.file_name().and_then(|n| n.to_str()).expect("name")),
-            "{err} names the file"
-        );
-    }
+    crate::support::refused_as_their_first_lines_say(&dir().join("bad"), 10, Manifest::from_file);
 }
 
 #[test]

@@ -75,6 +75,7 @@ impl From<Error> for ApiError {
             | Error::Init(_)
             | Error::GroundTruth(_)
             | Error::Package(_)
+            | Error::Pipeline(_)
             | Error::NoFunction { .. } => StatusCode::BAD_REQUEST,
             Error::Conflict { .. } | Error::HomeBusy { .. } => StatusCode::CONFLICT,
             // The function could not make boxes of this input; or not in time.

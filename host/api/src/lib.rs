@@ -13,6 +13,7 @@ mod items;
 mod labelstudio;
 mod openapi;
 mod packages;
+mod pipelines;
 pub mod remote;
 mod secrets;
 mod services;
@@ -123,6 +124,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(items::routes())
         .merge(services::routes())
         .merge(triggers::routes())
+        .merge(pipelines::routes())
         .merge(executions::routes())
         .merge(packages::routes())
         .merge(secrets::routes())

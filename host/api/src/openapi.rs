@@ -6,8 +6,8 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::{
-    AppState, cvat, events, executions, items, labelstudio, packages, secrets, services, status,
-    triggers,
+    AppState, cvat, events, executions, items, labelstudio, packages, pipelines, secrets, services,
+    status, triggers,
 };
 
 #[derive(OpenApi)]
@@ -15,7 +15,7 @@ use super::{
     info(
         title = "Prelabel",
         description = "Pre-annotation functions (WebAssembly components) on a local store: items, \
-                       services, triggers, executions and their annotations. Every request carries \
+                       services, triggers, pipelines, executions and their annotations. Every request carries \
                        `Authorization: Bearer TOKEN` when the server has a token. Errors are \
                        `{\"error\": \"...\"}` (with `field` when one request field is at fault)."
     ),
@@ -43,6 +43,12 @@ use super::{
         triggers::list,
         triggers::create,
         triggers::delete,
+        pipelines::list,
+        pipelines::apply,
+        pipelines::show,
+        pipelines::pause,
+        pipelines::resume,
+        pipelines::delete,
         executions::list,
         executions::show,
         executions::logs,

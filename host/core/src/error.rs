@@ -7,6 +7,7 @@ use crate::ground_truth::GroundTruthError;
 use crate::package::PackageError;
 use crate::package::archive::ArchiveError;
 use crate::package::manifest::InitError;
+use crate::package::pipeline::SpecError;
 use crate::runtime::{ExecError, LoadError};
 use crate::store::StoreError;
 
@@ -35,6 +36,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error(transparent)]
+    Pipeline(#[from] SpecError),
     #[error(transparent)]
     GroundTruth(#[from] GroundTruthError),
     /// The engine could not be set up (its compile cache, say).
@@ -122,6 +125,7 @@ pub enum Kind {
     Annotation,
     Batch,
     Secret,
+    Pipeline,
 }
 
 impl Error {

@@ -23,6 +23,8 @@ const TABLES: &[&str] = &[
     "annotations",
     "secrets",
     "events",
+    "pipelines",
+    "pipeline_versions",
 ];
 
 /// The tables whose ids a PostgreSQL sequence hands out.
@@ -38,6 +40,8 @@ const IDENTITIES: &[&str] = &[
     "executions",
     "annotations",
     "events",
+    "pipelines",
+    "pipeline_versions",
 ];
 
 /// What a migration copied.

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("009_outbound.sql"),
     include_str!("010_workers.sql"),
     include_str!("011_inference.sql"),
+    include_str!("012_pipelines.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -44,6 +45,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres/001_schema.sql"),
     include_str!("postgres/002_workers.sql"),
     include_str!("postgres/003_inference.sql"),
+    include_str!("postgres/004_pipelines.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

@@ -20,6 +20,54 @@ pub fn fixtures() -> PathBuf {
     root().join("tests/fixtures")
 }
 
+/// The `.toml` files of a fixture folder, sorted.
+pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every file of `dir` (at least `at_least` of them) is refused by `read` with an error that
+/// names the file and contains what its first line (`# error: ...`) says.
+pub fn refused_as_their_first_lines_say<T, E: std::fmt::Display>(
+    dir: &Path,
+    at_least: usize,
+    read: impl Fn(&Path) -> Result<T, E>,
+) {
+    let files = toml_files(dir);
+    assert!(
+        files.len() >= at_least,
+        "{} has {} files",
+        dir.display(),
+        files.len()
+    );
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .expect("first line names the error");
+        let Err(err) = read(&path) else {
+            panic!("{} was accepted", path.display());
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(expected),
+            "{}: expected `{expected}` in `{err}`",
+            path.display()
+        );
+        assert!(
+            err.contains(path.file_name().and_then(|n| n.to_str()).expect("name")),
+            "{err} names the file"
+        );
+    }
+}
+
 pub fn face_detector_dir() -> PathBuf {
     root().join("guest/face-detector")
 }

@@ -15,6 +15,7 @@ mod items;
 mod migrate;
 mod new;
 mod package;
+mod pipeline;
 mod schedule;
 mod secret;
 mod serve_detector;
@@ -107,6 +108,9 @@ enum Command {
     /// Triggers: run a function when items are created or updated.
     #[command(subcommand)]
     Trigger(trigger::Command),
+    /// Pipelines: functions, review tasks and datasets chained after a source of item events.
+    #[command(subcommand)]
+    Pipeline(pipeline::Command),
     /// Upload files (folders recursively) as items of a dataset.
     Upload(items::Upload),
     /// Link items to http(s) URLs; the host downloads them when an execution needs them.
@@ -176,6 +180,7 @@ impl Cli {
             Command::Package(command) => command.run(&home),
             Command::Service(command) => command.run(&home),
             Command::Trigger(command) => command.run(&home),
+            Command::Pipeline(command) => command.run(&home),
             Command::Upload(args) => args.run(&home),
             Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),

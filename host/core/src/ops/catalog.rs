@@ -1,4 +1,4 @@
-//! Packages, services, triggers and secrets: what runs, on what, when.
+//! Packages, services, triggers, pipelines and secrets: what runs, on what, when.
 
 use super::*;
 
@@ -160,6 +160,29 @@ impl Home {
 
     pub fn delete_trigger(&self, name: &str) -> Result<()> {
         trigger::delete(&mut *self.store()?, name)
+    }
+
+    /// Stores a pipeline (read from its file by `Spec::from_file`, or sent over the API): a
+    /// new pipeline, a new version, or nothing when it is the newest already.
+    pub fn apply_pipeline(&self, spec: &Spec) -> Result<Applied> {
+        pipeline::apply(&mut *self.store()?, spec)
+    }
+
+    pub fn pipelines(&self) -> Result<Vec<Pipeline>> {
+        pipeline::list(&*self.store()?)
+    }
+
+    pub fn pipeline(&self, name: &str) -> Result<Pipeline> {
+        pipeline::get(&*self.store()?, name)
+    }
+
+    /// Pauses (`true`: no new items enter it) or resumes a pipeline.
+    pub fn pause_pipeline(&self, name: &str, paused: bool) -> Result<Pipeline> {
+        pipeline::set_paused(&mut *self.store()?, name, paused)
+    }
+
+    pub fn delete_pipeline(&self, name: &str) -> Result<()> {
+        pipeline::delete(&mut *self.store()?, name)
     }
 
     // Items and annotations.

@@ -1,12 +1,14 @@
 //! Packages, what a developer writes and pushes: the manifest ([`manifest`]), the build
 //! ([`build`]), one file to push elsewhere ([`archive`]), new ones from templates
-//! ([`scaffold`]), the checkout the demo's come from ([`workspace`]). This file: a package
+//! ([`scaffold`]), the checkout the demo's come from ([`workspace`]); and the file that chains
+//! deployed functions ([`pipeline`]). This file: a package
 //! directory, `prelabel.toml`, the component it names and its artifacts, resolved to files that
 //! exist and checked against what the component exports.
 
 pub mod archive;
 pub mod build;
 pub mod manifest;
+pub mod pipeline;
 pub mod scaffold;
 pub mod workspace;
 
