@@ -2,6 +2,7 @@
 //! `bad/*.toml` (a cycle, a misspelt condition, an edge to nowhere, a condition where it means
 //! nothing, ...) is refused with the message its first line (`# error: ...`) names.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use prelabel::package::pipeline::{Node, Spec};
@@ -212,4 +213,201 @@ fn pipelines_over_http_are_the_file_as_json_and_refused_naming_the_problem() {
         server.get("/api/pipelines/just-faces"),
         StatusCode::NOT_FOUND,
     );
+}
+
+/// The names of a dataset's items, sorted.
+fn names(home: &crate::support::Home, dataset: &str) -> Vec<String> {
+    let items = home.json(&["items", "list", "--dataset", dataset, "--json"]);
+    let mut names: Vec<String> = items
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| i["name"].as_str().expect("a name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Where `sort.toml` should have put each of the ten sample photos uploaded into `photos`,
+/// from the seed's own detections (all above the service's 0.5), checked dataset by dataset,
+/// with one execution per photo (and `reruns` photos with a second) and none for the copies
+/// (the source takes `photos` only), and no node entered twice by one run.
+fn assert_sorted(home: &crate::support::Home, reruns: i64) -> BTreeMap<&'static str, Vec<String>> {
+    let mut want: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let photos = names(home, "photos");
+    assert_eq!(photos.len(), 10);
+    for name in photos {
+        let faces: Vec<f32> = crate::support::reference(&name)
+            .iter()
+            .map(|r| r.confidence)
+            .collect();
+        let to = if faces.is_empty() {
+            "no-faces"
+        } else {
+            "with-faces"
+        };
+        want.entry(to).or_default().push(name.clone());
+        if faces.iter().any(|c| *c <= 0.8) {
+            want.entry("uncertain").or_default().push(name.clone());
+        }
+    }
+    assert!(
+        want["uncertain"].len() >= 2 && want["no-faces"].len() >= 2,
+        "{want:?}"
+    );
+    for (dataset, expected) in &want {
+        assert_eq!(&names(home, dataset), expected, "dataset {dataset}");
+    }
+    let once = "SELECT COUNT(*) FROM (SELECT item_id FROM executions
+                 WHERE pipeline_step_id IS NOT NULL GROUP BY item_id HAVING COUNT(*) = 1) once";
+    assert_eq!(home.count(once), 10 - reruns);
+    assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 10 + reruns);
+    let twice = "SELECT COUNT(*) FROM (SELECT run_id, node FROM pipeline_steps
+                  GROUP BY run_id, node HAVING COUNT(*) > 1) twice";
+    assert_eq!(home.count(twice), 0);
+    want
+}
+
+#[test]
+fn items_pass_each_node_once_and_go_where_the_conditions_send_them() {
+    use crate::support::{Home, fixtures, path};
+    let home = Home::new();
+    deploy_face_detector(&home);
+    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
+    let photos = fixtures().join("images");
+    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+    home.ok(&["work", "--until-idle"]);
+    let want = assert_sorted(&home, 0);
+    // The same photos again change nothing: no event, no run.
+    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+    home.ok(&["work", "--until-idle"]);
+    assert_eq!(home.count("SELECT COUNT(*) FROM pipeline_runs"), 10);
+    assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 10);
+    // `show` counts per node: ten done at the function, each dataset what it took.
+    let shown = home.json(&["pipeline", "show", "sort"]);
+    let count = |node: &str, what: &str| {
+        shown["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["node"] == node)
+            .map(|n| n[what].as_u64().unwrap_or_default())
+    };
+    assert_eq!(count("faces", "done"), Some(10));
+    assert_eq!(
+        count("uncertain", "done"),
+        Some(want["uncertain"].len() as u64)
+    );
+    assert_eq!(count("faces", "failed"), Some(0));
+    // Each copy says where it came from.
+    let copies = home.json(&["items", "list", "--dataset", "uncertain", "--json"]);
+    assert_eq!(
+        copies[0]["metadata"]["system"]["source"]["pipeline"],
+        "sort"
+    );
+}
+
+#[test]
+fn a_killed_serve_mid_pipeline_leaves_every_item_through_every_node_once() {
+    use crate::support::{Home, fixtures, path, status_count};
+    let home = Home::new();
+    deploy_face_detector(&home);
+    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    let mut serve = home.spawn(&["serve"]);
+    home.wait_for(
+        60,
+        "an execution to be running after one succeeded",
+        |all| status_count(all, "success") >= 1 && status_count(all, "running") >= 1,
+    );
+    // A real SIGKILL, between the steps of some items' paths.
+    serve.kill().expect("kill -9");
+    let _ = serve.wait();
+    home.ok(&["work", "--until-idle"]);
+    assert_sorted(&home, 0);
+}
+
+#[test]
+fn a_failed_node_stops_the_path_and_a_rerun_resumes_it_there() {
+    use crate::support::{Home, face_detector_dir, fixtures, path};
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    // Items over 1 MB are refused: mosaic_2x2.png (1.8 MB) fails at the function.
+    let deploy = |mb: &str| {
+        home.ok(&[
+            "service",
+            "deploy",
+            "face-detector",
+            "--name",
+            "face-detector",
+            "--max-item-mb",
+            mb,
+        ])
+    };
+    deploy("1");
+    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+    let shown = home.json(&["pipeline", "show", "sort"]);
+    let faces = &shown["nodes"][1];
+    assert_eq!(
+        (faces["node"].as_str(), faces["failed"].as_u64()),
+        (Some("faces"), Some(1)),
+        "{shown}"
+    );
+    assert!(!names(&home, "with-faces").contains(&"mosaic_2x2.png".to_string()));
+    // The limit raised, the failed execution queued again: the path goes on from `faces`.
+    deploy("64");
+    home.ok(&["executions", "rerun"]);
+    home.ok(&["work", "--until-idle"]);
+    assert_sorted(&home, 1);
+    assert_eq!(
+        home.json(&["pipeline", "show", "sort"])["nodes"][1]["failed"],
+        0
+    );
+}
+
+#[test]
+fn a_pipeline_changed_mid_flight_finishes_its_items_on_the_version_they_started_on() {
+    use crate::support::{Home, fixtures, path, tempdir};
+    let home = Home::new();
+    deploy_face_detector(&home);
+    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    // Version 2 sends faces elsewhere; the photos above started on version 1.
+    let files = tempdir();
+    let text = std::fs::read_to_string(dir().join("sort.toml")).expect("read");
+    let v2 = files.path().join("sort.toml");
+    std::fs::write(
+        &v2,
+        text.replace("dataset = \"with-faces\"", "dataset = \"faces-v2\""),
+    )
+    .expect("write");
+    let out = home.ok(&["pipeline", "apply", path(&v2)]);
+    assert!(out.starts_with("updated pipeline sort version 2"), "{out}");
+    home.ok(&["work", "--until-idle"]);
+    assert_sorted(&home, 0);
+    let none = home.fails(&["items", "list", "--dataset", "faces-v2"]);
+    assert!(none.contains("no dataset named `faces-v2`"), "{none}");
+    // A photo that comes now takes version 2.
+    let photo = files.path().join("later.png");
+    std::fs::copy(fixtures().join("images/skimage_astronaut.png"), &photo).expect("copy");
+    home.ok(&["upload", path(&photo), "--dataset", "photos"]);
+    home.ok(&["work", "--until-idle"]);
+    assert_eq!(names(&home, "faces-v2"), ["later.png"]);
 }

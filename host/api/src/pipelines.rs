@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
 use prelabel::package::pipeline::Spec;
-use prelabel::work::pipeline::{Applied, Pipeline};
+use prelabel::work::pipeline::{Applied, Pipeline, Shown};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,13 +41,14 @@ pub async fn apply(
     ))
 }
 
+/// A pipeline with its graph and, per node, how many items wait, run, are done or failed.
 #[utoipa::path(get, path = "/api/pipelines/{name}", tag = "pipelines",
     params(("name" = String, Path, description = "the pipeline")),
-    responses((status = 200, body = Pipeline), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Shown), (status = 404, body = super::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Pipeline>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     Ok(Json(state.run(move |home| home.pipeline(&name)).await?))
 }
 

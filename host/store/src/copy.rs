@@ -19,12 +19,14 @@ const TABLES: &[&str] = &[
     "trigger_runs",
     "batches",
     "workers",
+    "pipelines",
+    "pipeline_versions",
+    "pipeline_runs",
+    "pipeline_steps",
     "executions",
     "annotations",
     "secrets",
     "events",
-    "pipelines",
-    "pipeline_versions",
 ];
 
 /// The tables whose ids a PostgreSQL sequence hands out.
@@ -42,6 +44,8 @@ const IDENTITIES: &[&str] = &[
     "events",
     "pipelines",
     "pipeline_versions",
+    "pipeline_runs",
+    "pipeline_steps",
 ];
 
 /// What a migration copied.

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("010_workers.sql"),
     include_str!("011_inference.sql"),
     include_str!("012_pipelines.sql"),
+    include_str!("013_pipeline_runs.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -46,6 +47,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres/002_workers.sql"),
     include_str!("postgres/003_inference.sql"),
     include_str!("postgres/004_pipelines.sql"),
+    include_str!("postgres/005_pipeline_runs.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

@@ -102,7 +102,7 @@ pub enum Change {
 }
 
 /// What follows an item's change inside the transaction that wrote it, returning how many
-/// executions it queued: `ops` passes `work::trigger::on_item_change`, so that an item and
+/// executions it queued: `ops` passes `work::on_item_change` (triggers, pipelines), so that an item and
 /// the work its triggers ask for commit together or not at all. Items know nothing of
 /// triggers: the work layer reads items, never the other way round.
 pub type OnChange<'a> = &'a dyn Fn(&Tx<'_>, &ItemRecord, Change) -> Result<usize>;
@@ -175,6 +175,56 @@ pub fn upload(
     let (item, queued) = changed(&tx, id, change, on_change)?;
     tx.commit()?;
     Ok((item, change, queued))
+}
+
+/// Item `id` as an item of the same name in `dataset` (its bytes, or its URL, shared), with
+/// `source` in its system metadata (what put it there): what a pipeline's dataset node does,
+/// inside the caller's transaction. Returns the item written and what changed.
+pub(crate) fn copy_into(
+    tx: &Tx<'_>,
+    id: i64,
+    dataset: &str,
+    source: Value,
+    on_change: OnChange<'_>,
+) -> Result<(ItemRecord, Change, usize)> {
+    let item = get_in(tx, id)?;
+    let dataset_id = create_dataset(tx, dataset)?;
+    let mut metadata = item.metadata.clone();
+    if let Some(system) = metadata.get_mut("system").and_then(Value::as_object_mut) {
+        system.insert("source".into(), source);
+    }
+    let existing: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, digest FROM items WHERE dataset_id = $1 AND name = $2",
+            params![dataset_id, item.name],
+            |r| Ok((r.get("id")?, r.get("digest")?)),
+        )
+        .optional()?;
+    let (copy, change) = match existing {
+        Some((copy, digest)) if digest == item.digest => (copy, Change::Unchanged),
+        Some((copy, _)) => {
+            tx.execute(
+                &format!(
+                    "UPDATE items SET digest = o.digest, size = o.size, mimetype = o.mimetype, url = o.url,
+                            metadata = $3, updated_at = {NOW}
+                       FROM (SELECT digest, size, mimetype, url FROM items WHERE id = $2) o WHERE items.id = $1"
+                ),
+                params![copy, id, metadata.to_string()],
+            )?;
+            (copy, Change::Updated)
+        }
+        None => {
+            let copy = tx.query_row(
+                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata, url)
+                 SELECT $1, name, digest, size, mimetype, $3, url FROM items WHERE id = $2 RETURNING id",
+                params![dataset_id, id, metadata.to_string()],
+                |r| r.get(0),
+            )?;
+            (copy, Change::Created)
+        }
+    };
+    let (record, queued) = changed(tx, copy, change, on_change)?;
+    Ok((record, change, queued))
 }
 
 /// The dataset's id, created if it is new (inside the caller's transaction).

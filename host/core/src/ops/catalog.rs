@@ -172,8 +172,9 @@ impl Home {
         pipeline::list(&*self.store()?)
     }
 
-    pub fn pipeline(&self, name: &str) -> Result<Pipeline> {
-        pipeline::get(&*self.store()?, name)
+    /// A pipeline with its graph and, per node, how many items wait, run, are done or failed.
+    pub fn pipeline(&self, name: &str) -> Result<Shown> {
+        pipeline::show(&*self.store()?, name)
     }
 
     /// Pauses (`true`: no new items enter it) or resumes a pipeline.

@@ -11,7 +11,7 @@ impl Home {
             dataset,
             name,
             bytes,
-            &trigger::on_item_change,
+            &crate::work::on_item_change,
         )?;
         Ok(Uploaded {
             item,
@@ -88,7 +88,7 @@ impl Home {
             dataset,
             links,
             access,
-            &trigger::on_item_change,
+            &crate::work::on_item_change,
         )?;
         Ok(linked
             .into_iter()

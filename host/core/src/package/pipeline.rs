@@ -104,7 +104,8 @@ pub struct Edge {
 /// What must hold of the node before for an item to go on. After a function: its
 /// annotations on the item that have one of `labels` (any label when empty) and a confidence
 /// within `min_confidence..=max_confidence`, counted, between `min_count` (default 1 when a
-/// label or confidence is named, else 0) and `max_count`. After a task: the person's outcome.
+/// label or confidence is named and `max_count` is not, else 0) and `max_count`. After a
+/// task: the person's outcome.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
@@ -159,9 +160,10 @@ impl Condition {
                     && self.max_confidence.is_none_or(|max| *confidence <= max)
             })
             .count();
-        let named = !self.labels.is_empty()
+        let named = (!self.labels.is_empty()
             || self.min_confidence.is_some()
-            || self.max_confidence.is_some();
+            || self.max_confidence.is_some())
+            && self.max_count.is_none();
         let min = self.min_count.unwrap_or(u32::from(named)) as usize;
         matching >= min && self.max_count.is_none_or(|max| matching <= max as usize)
     }

@@ -16,3 +16,14 @@ pub mod replay;
 pub mod scheduler;
 pub mod trigger;
 pub mod worker;
+
+use crate::error::Result;
+use crate::items::item::{Change, ItemRecord};
+use crate::store::Tx;
+
+/// What follows an item's change, inside the transaction that wrote it: its triggers fire and
+/// the pipelines whose source takes it start. `ops` hands this to `item::upload` and
+/// `link::link`; returns how many executions were queued.
+pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: Change) -> Result<usize> {
+    Ok(trigger::on_item_change(tx, item, change)? + pipeline::on_item_change(tx, item, change)?)
+}

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::catalog::{revision, service};
 use crate::error::{Error, Kind, Result};
-use crate::package::pipeline::{Node, Spec};
-use crate::store::{NOW, OptionalExtension, Row, Store, params};
+use crate::items::item::{self, ItemRecord};
+use crate::package::pipeline::{Event, Node, Spec};
+use crate::store::{NOW, OptionalExtension, Row, Store, Tx, params};
 use crate::work::trigger::Filter;
 
 /// A stored pipeline: its newest version and whether it takes new items.
@@ -155,6 +156,64 @@ pub fn list(store: &Store) -> Result<Vec<Pipeline>> {
         .query_map(&format!("{SELECT} ORDER BY p.name"), params![], from_row)?)
 }
 
+/// Where a pipeline's items are, per node: what `pipeline show` prints beside the graph.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct NodeCounts {
+    pub node: String,
+    /// Queued for a function, or held by a task for people.
+    pub waiting: u64,
+    pub running: u64,
+    pub done: u64,
+    /// A function that failed (its execution's error says why; `rerun` resumes the path), or
+    /// a service gone.
+    pub failed: u64,
+}
+
+/// A pipeline with its per-node counts, over every version's runs.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Shown {
+    #[serde(flatten)]
+    pub pipeline: Pipeline,
+    pub nodes: Vec<NodeCounts>,
+}
+
+pub fn show(store: &Store, name: &str) -> Result<Shown> {
+    let pipeline = get(store, name)?;
+    // A function's step is as its latest execution is (a rerun is a later one).
+    let rows: Vec<(String, String, i64)> = store.conn().query_map(
+        "SELECT s.node, COALESCE(e.status, s.state) AS state, COUNT(*) AS n
+           FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
+                LEFT JOIN executions e
+                       ON e.id = (SELECT MAX(l.id) FROM executions l WHERE l.pipeline_step_id = s.id)
+          WHERE r.pipeline_id = $1
+          GROUP BY s.node, COALESCE(e.status, s.state)",
+        params![pipeline.id],
+        |r| Ok((r.get("node")?, r.get("state")?, r.get("n")?)),
+    )?;
+    let nodes = pipeline
+        .spec
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut counts = NodeCounts {
+                node: node.id().to_string(),
+                ..Default::default()
+            };
+            for (_, state, n) in rows.iter().filter(|(id, _, _)| id == node.id()) {
+                let n = *n as u64;
+                match state.as_str() {
+                    "queued" | "waiting" => counts.waiting += n,
+                    "running" => counts.running += n,
+                    "success" | "done" => counts.done += n,
+                    _ => counts.failed += n,
+                }
+            }
+            counts
+        })
+        .collect();
+    Ok(Shown { pipeline, nodes })
+}
+
 /// Pauses (no new items enter it) or resumes a pipeline.
 pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Pipeline> {
     let pipeline = get(store, name)?;
@@ -176,4 +235,213 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     tx.execute("DELETE FROM pipelines WHERE id = $1", params![pipeline.id])?;
     tx.commit()?;
     Ok(())
+}
+
+// Items through pipelines. Every step happens inside the transaction of what caused it (the
+// item's write, the execution's end), and a node is entered through the unique key
+// (run, node): a crash before the commit leaves nothing, a retry after it enters nothing twice.
+
+/// An item written: starts a run of every pipeline, not paused, whose source takes the item
+/// (its dataset, its event, its filters), on the pipeline's newest version, and enters the
+/// nodes after the source. An item a pipeline put into a dataset does not start that pipeline
+/// again. Returns how many executions were queued.
+pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: item::Change) -> Result<usize> {
+    let event = match change {
+        item::Change::Created => Event::Created,
+        item::Change::Updated => Event::Updated,
+        item::Change::Unchanged => return Ok(0),
+    };
+    let pipelines: Vec<(i64, i64, String, String)> = tx.query_map(
+        "SELECT p.id, v.id AS version_id, p.name, v.spec
+           FROM pipelines p JOIN pipeline_versions v ON v.pipeline_id = p.id
+          WHERE p.paused = 0
+            AND v.version = (SELECT MAX(version) FROM pipeline_versions WHERE pipeline_id = p.id)
+          ORDER BY p.id",
+        params![],
+        |r| {
+            Ok((
+                r.get("id")?,
+                r.get("version_id")?,
+                r.get("name")?,
+                r.get("spec")?,
+            ))
+        },
+    )?;
+    let document = item.document();
+    let mut queued = 0;
+    for (pipeline_id, version_id, name, spec) in pipelines {
+        let spec = stored_spec(&name, &spec)?;
+        let Some(Node::Source {
+            id: source,
+            dataset,
+            on,
+            filters,
+        }) = spec.nodes.iter().find(|n| matches!(n, Node::Source { .. }))
+        else {
+            continue;
+        };
+        let put_by_it = item.metadata["system"]["source"]["pipeline"] == name.as_str();
+        let filters = filters
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<Result<Vec<_>>>()?;
+        if put_by_it
+            || !on.contains(&event)
+            || dataset.as_ref().is_some_and(|d| *d != item.dataset)
+            || !filters.iter().all(|f| f.matches(&document))
+        {
+            continue;
+        }
+        let run: i64 = tx.query_row(
+            "INSERT INTO pipeline_runs (pipeline_id, version_id, item_id) VALUES ($1, $2, $3) RETURNING id",
+            params![pipeline_id, version_id, item.id],
+            |r| r.get(0),
+        )?;
+        let at = Step {
+            run,
+            spec: &spec,
+            pipeline: &name,
+        };
+        queued += at.advance(tx, source, item.id, &[])?;
+    }
+    Ok(queued)
+}
+
+/// An execution a pipeline queued has succeeded with `found` (label, confidence): its step is
+/// done and the item goes on along the edges whose conditions hold. Nothing for executions
+/// no pipeline queued. Returns how many executions were queued.
+pub fn after_success(tx: &Tx<'_>, execution: i64, found: &[(&str, f64)]) -> Result<usize> {
+    let step: Option<(i64, i64, String, i64, String, String)> = tx
+        .query_row(
+            "SELECT s.id, s.run_id, s.node, s.item_id, p.name, v.spec
+               FROM executions e JOIN pipeline_steps s ON s.id = e.pipeline_step_id
+                    JOIN pipeline_runs r ON r.id = s.run_id JOIN pipelines p ON p.id = r.pipeline_id
+                    JOIN pipeline_versions v ON v.id = r.version_id
+              WHERE e.id = $1",
+            params![execution],
+            |r| {
+                Ok((
+                    r.get("id")?,
+                    r.get("run_id")?,
+                    r.get("node")?,
+                    r.get("item_id")?,
+                    r.get("name")?,
+                    r.get("spec")?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((step, run, node, item, name, spec)) = step else {
+        return Ok(0);
+    };
+    tx.execute(
+        "UPDATE pipeline_steps SET state = 'done', error = NULL WHERE id = $1",
+        params![step],
+    )?;
+    let spec = stored_spec(&name, &spec)?;
+    let at = Step {
+        run,
+        spec: &spec,
+        pipeline: &name,
+    };
+    at.advance(tx, &node, item, found)
+}
+
+/// A version as stored: it was checked when applied, so one that does not read is damage.
+fn stored_spec(name: &str, json: &str) -> Result<Spec> {
+    serde_json::from_str(json).map_err(|e| Error::Invalid {
+        field: "pipeline",
+        reason: format!("the stored version of pipeline `{name}` does not read: {e}"),
+    })
+}
+
+/// One item's run through one version of a pipeline.
+struct Step<'a> {
+    run: i64,
+    spec: &'a Spec,
+    pipeline: &'a str,
+}
+
+impl Step<'_> {
+    /// Enters every node after `from` whose edge's condition the annotations `found` (label,
+    /// confidence) of the node meet. (A task's edges wait for its people: the review task's
+    /// outcome is the next step of issue 31.)
+    fn advance(&self, tx: &Tx<'_>, from: &str, item: i64, found: &[(&str, f64)]) -> Result<usize> {
+        let mut queued = 0;
+        for edge in self.spec.edges.iter().filter(|e| e.from == from) {
+            if edge.when.holds(found) {
+                queued += self.enter(tx, &edge.to, item)?;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Enters node `id` with `item`, once per run: a function's execution is queued, a task
+    /// holds the item for people, a dataset takes it and the item goes on.
+    fn enter(&self, tx: &Tx<'_>, id: &str, item: i64) -> Result<usize> {
+        let Some(node) = self.spec.node(id) else {
+            return Ok(0);
+        };
+        let state = match node {
+            Node::Task { .. } => "waiting",
+            Node::Dataset { .. } => "done",
+            _ => "queued",
+        };
+        let step: Option<i64> = tx
+            .query_row(
+                "INSERT INTO pipeline_steps (run_id, node, item_id, state) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (run_id, node) DO NOTHING RETURNING id",
+                params![self.run, id, item, state],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(step) = step else {
+            return Ok(0);
+        };
+        match node {
+            Node::Function {
+                service, function, ..
+            } => self.queue(tx, step, service, function, item),
+            Node::Dataset { dataset, .. } => {
+                let source =
+                    serde_json::json!({"pipeline": self.pipeline, "run": self.run, "node": id});
+                let (copy, _, queued) =
+                    item::copy_into(tx, item, dataset, source, &crate::work::on_item_change)?;
+                Ok(queued + self.advance(tx, id, copy.id, &[])?)
+            }
+            Node::Source { .. } | Node::Task { .. } => Ok(0),
+        }
+    }
+
+    /// Queues the service's function on the item for step `step`; a service deleted since the
+    /// pipeline was applied fails the step, naming it.
+    fn queue(
+        &self,
+        tx: &Tx<'_>,
+        step: i64,
+        service: &str,
+        function: &str,
+        item: i64,
+    ) -> Result<usize> {
+        let found: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM services WHERE name = $1",
+                params![service],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(service_id) = found else {
+            tx.execute(
+                "UPDATE pipeline_steps SET state = 'failed', error = $2 WHERE id = $1",
+                params![step, format!("service `{service}` does not exist (deleted since the pipeline was applied)")],
+            )?;
+            return Ok(0);
+        };
+        tx.execute(
+            "INSERT INTO executions (service_id, service_name, item_id, function, status, pipeline_step_id)
+             VALUES ($1, $2, $3, $4, 'queued', $5)",
+            params![service_id, service, item, function, step],
+        )?;
+        Ok(1)
+    }
 }

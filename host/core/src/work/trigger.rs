@@ -259,7 +259,7 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
 }
 
 /// An item written: enqueues an execution for every active trigger that matches, inside the
-/// transaction that wrote the item (`ops` hands this to `item::upload` and `link::link`).
+/// transaction that wrote the item (through `work::on_item_change`).
 /// Returns how many were queued; an unchanged item fires nothing.
 pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: Change) -> Result<usize> {
     let action = match change {

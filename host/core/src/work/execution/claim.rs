@@ -294,6 +294,12 @@ pub fn finish(
                 duration_ms,
                 component_digest,
             )?;
+            // A pipeline's execution: the item goes on, in this same transaction.
+            let found: Vec<(&str, f64)> = annotations
+                .iter()
+                .map(|a| (a.label.as_str(), f64::from(a.model.confidence)))
+                .collect();
+            crate::work::pipeline::after_success(&tx, claimed.id, &found)?;
         }
         Outcome::Failed {
             status,

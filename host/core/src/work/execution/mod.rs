@@ -250,7 +250,8 @@ pub struct Rerun {
 }
 
 /// Queues a new execution for the latest execution of each (service, item, function) whose
-/// status is `status` (default: failed and timed-out); the old ones stay as history. An
+/// status is `status` (default: failed and timed-out); the old ones stay as history. A
+/// pipeline's execution stays its step's, so that the item's path resumes when it succeeds. An
 /// execution that was already rerun, or whose item has since succeeded, is skipped: reruns
 /// never multiply.
 pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
@@ -280,8 +281,9 @@ pub fn rerun(store: &mut Store, status: Option<Status>) -> Result<Rerun> {
     let mut new = Vec::new();
     for id in ids {
         new.push(tx.query_row(
-            "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status)
-             SELECT service_id, service_name, trigger_id, item_id, function, 'queued' FROM executions WHERE id = $1
+            "INSERT INTO executions (service_id, service_name, trigger_id, item_id, function, status, pipeline_step_id)
+             SELECT service_id, service_name, trigger_id, item_id, function, 'queued', pipeline_step_id
+               FROM executions WHERE id = $1
              RETURNING id",
             params![id],
             |r| r.get(0),
