@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use prelabel::package::pipeline::{Node, Spec};
+use reqwest::{Method, StatusCode};
+
+use crate::support::server::Server;
+use crate::support::{Home, face_detector_dir, fixtures, path, reference, status_count, tempdir};
 
 fn dir() -> PathBuf {
     crate::support::fixtures().join("pipelines")
@@ -59,8 +63,7 @@ fn variant(into: &std::path::Path, name: &str, edit: impl Fn(String) -> String) 
 }
 
 /// The service the fixtures' function nodes name.
-fn deploy_face_detector(home: &crate::support::Home) {
-    use crate::support::{face_detector_dir, path};
+fn deploy_face_detector(home: &Home) {
     home.ok(&["package", "push", path(&face_detector_dir())]);
     home.ok(&[
         "service",
@@ -73,7 +76,6 @@ fn deploy_face_detector(home: &crate::support::Home) {
 
 #[test]
 fn apply_stores_versions_and_refuses_what_the_store_cannot_run() {
-    use crate::support::{Home, path, tempdir};
     let home = Home::new();
     let files = tempdir();
     let minimal = dir().join("minimal.toml");
@@ -151,9 +153,6 @@ fn apply_stores_versions_and_refuses_what_the_store_cannot_run() {
 
 #[test]
 fn pipelines_over_http_are_the_file_as_json_and_refused_naming_the_problem() {
-    use crate::support::Home;
-    use crate::support::server::Server;
-    use reqwest::{Method, StatusCode};
     let home = Home::new();
     deploy_face_detector(&home);
     let server = Server::start(&home, &[]);
@@ -216,7 +215,7 @@ fn pipelines_over_http_are_the_file_as_json_and_refused_naming_the_problem() {
 }
 
 /// The names of a dataset's items, sorted.
-fn names(home: &crate::support::Home, dataset: &str) -> Vec<String> {
+fn names(home: &Home, dataset: &str) -> Vec<String> {
     let items = home.json(&["items", "list", "--dataset", dataset, "--json"]);
     let mut names: Vec<String> = items
         .as_array()
@@ -228,19 +227,23 @@ fn names(home: &crate::support::Home, dataset: &str) -> Vec<String> {
     names
 }
 
+/// `sort.toml` applied, then the ten sample photos uploaded into its source's dataset.
+fn apply_sort_and_upload(home: &Home) {
+    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
+    let photos = fixtures().join("images");
+    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+}
+
 /// Where `sort.toml` should have put each of the ten sample photos uploaded into `photos`,
 /// from the seed's own detections (all above the service's 0.5), checked dataset by dataset,
 /// with one execution per photo (and `reruns` photos with a second) and none for the copies
 /// (the source takes `photos` only), and no node entered twice by one run.
-fn assert_sorted(home: &crate::support::Home, reruns: i64) -> BTreeMap<&'static str, Vec<String>> {
+fn assert_sorted(home: &Home, reruns: i64) -> BTreeMap<&'static str, Vec<String>> {
     let mut want: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let photos = names(home, "photos");
     assert_eq!(photos.len(), 10);
     for name in photos {
-        let faces: Vec<f32> = crate::support::reference(&name)
-            .iter()
-            .map(|r| r.confidence)
-            .collect();
+        let faces: Vec<f32> = reference(&name).iter().map(|r| r.confidence).collect();
         let to = if faces.is_empty() {
             "no-faces"
         } else {
@@ -270,16 +273,13 @@ fn assert_sorted(home: &crate::support::Home, reruns: i64) -> BTreeMap<&'static 
 
 #[test]
 fn items_pass_each_node_once_and_go_where_the_conditions_send_them() {
-    use crate::support::{Home, fixtures, path};
     let home = Home::new();
     deploy_face_detector(&home);
-    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
-    let photos = fixtures().join("images");
-    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+    apply_sort_and_upload(&home);
     home.ok(&["work", "--until-idle"]);
     let want = assert_sorted(&home, 0);
     // The same photos again change nothing: no event, no run.
-    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+    apply_sort_and_upload(&home);
     home.ok(&["work", "--until-idle"]);
     assert_eq!(home.count("SELECT COUNT(*) FROM pipeline_runs"), 10);
     assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 10);
@@ -305,20 +305,17 @@ fn items_pass_each_node_once_and_go_where_the_conditions_send_them() {
         copies[0]["metadata"]["system"]["source"]["pipeline"],
         "sort"
     );
+    // Deleted with its runs; the executions it queued stay as history.
+    home.ok(&["pipeline", "delete", "sort"]);
+    assert_eq!(home.count("SELECT COUNT(*) FROM pipeline_steps"), 0);
+    assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 10);
 }
 
 #[test]
 fn a_killed_serve_mid_pipeline_leaves_every_item_through_every_node_once() {
-    use crate::support::{Home, fixtures, path, status_count};
     let home = Home::new();
     deploy_face_detector(&home);
-    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
-    home.ok(&[
-        "upload",
-        path(&fixtures().join("images")),
-        "--dataset",
-        "photos",
-    ]);
+    apply_sort_and_upload(&home);
     let mut serve = home.spawn(&["serve"]);
     home.wait_for(
         60,
@@ -334,7 +331,6 @@ fn a_killed_serve_mid_pipeline_leaves_every_item_through_every_node_once() {
 
 #[test]
 fn a_failed_node_stops_the_path_and_a_rerun_resumes_it_there() {
-    use crate::support::{Home, face_detector_dir, fixtures, path};
     let home = Home::new();
     home.ok(&["package", "push", path(&face_detector_dir())]);
     // Items over 1 MB are refused: mosaic_2x2.png (1.8 MB) fails at the function.
@@ -350,13 +346,7 @@ fn a_failed_node_stops_the_path_and_a_rerun_resumes_it_there() {
         ])
     };
     deploy("1");
-    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
-    home.ok(&[
-        "upload",
-        path(&fixtures().join("images")),
-        "--dataset",
-        "photos",
-    ]);
+    apply_sort_and_upload(&home);
     home.ok(&["work", "--until-idle"]);
     let shown = home.json(&["pipeline", "show", "sort"]);
     let faces = &shown["nodes"][1];
@@ -379,16 +369,9 @@ fn a_failed_node_stops_the_path_and_a_rerun_resumes_it_there() {
 
 #[test]
 fn a_pipeline_changed_mid_flight_finishes_its_items_on_the_version_they_started_on() {
-    use crate::support::{Home, fixtures, path, tempdir};
     let home = Home::new();
     deploy_face_detector(&home);
-    home.ok(&["pipeline", "apply", path(&dir().join("sort.toml"))]);
-    home.ok(&[
-        "upload",
-        path(&fixtures().join("images")),
-        "--dataset",
-        "photos",
-    ]);
+    apply_sort_and_upload(&home);
     // Version 2 sends faces elsewhere; the photos above started on version 1.
     let files = tempdir();
     let text = std::fs::read_to_string(dir().join("sort.toml")).expect("read");

@@ -224,10 +224,26 @@ pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Pipelin
     get(store, name)
 }
 
-/// Deletes a pipeline and its versions.
+/// Deletes a pipeline, its versions and its items' runs; the executions it queued stay, as
+/// history, no longer part of a path (one still queued runs, and moves nothing on).
 pub fn delete(store: &mut Store, name: &str) -> Result<()> {
     let pipeline = get(store, name)?;
     let tx = store.write()?;
+    tx.execute(
+        "UPDATE executions SET pipeline_step_id = NULL
+          WHERE pipeline_step_id IN (SELECT s.id FROM pipeline_steps s
+                                       JOIN pipeline_runs r ON r.id = s.run_id WHERE r.pipeline_id = $1)",
+        params![pipeline.id],
+    )?;
+    tx.execute(
+        "DELETE FROM pipeline_steps
+          WHERE run_id IN (SELECT id FROM pipeline_runs WHERE pipeline_id = $1)",
+        params![pipeline.id],
+    )?;
+    tx.execute(
+        "DELETE FROM pipeline_runs WHERE pipeline_id = $1",
+        params![pipeline.id],
+    )?;
     tx.execute(
         "DELETE FROM pipeline_versions WHERE pipeline_id = $1",
         params![pipeline.id],
