@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use super::print_json;
+use prelabel::items::item::Change;
 use prelabel::ops::Home;
 use prelabel::package::pipeline::Spec;
-use prelabel::work::pipeline::{Applied, Change};
+use prelabel::work::pipeline::Applied;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

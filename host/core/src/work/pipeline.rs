@@ -28,17 +28,9 @@ pub struct Pipeline {
 /// What `apply` did, and the pipeline as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Applied {
-    pub change: Change,
+    /// Created, updated (a new version) or unchanged, as for an uploaded item.
+    pub change: item::Change,
     pub pipeline: Pipeline,
-}
-
-/// Whether `apply` stored something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    Created,
-    Updated,
-    Unchanged,
 }
 
 /// Stores `spec` as pipeline `spec.name`: new, a new version when it differs from the
@@ -82,7 +74,7 @@ pub fn apply(store: &mut Store, spec: &Spec) -> Result<Applied> {
         .optional()?;
     let change = match existing {
         Some((_, newest)) if serde_json::from_str::<Spec>(&newest).ok().as_ref() == Some(spec) => {
-            Change::Unchanged
+            item::Change::Unchanged
         }
         Some((id, _)) => {
             tx.execute(
@@ -94,7 +86,7 @@ pub fn apply(store: &mut Store, spec: &Spec) -> Result<Applied> {
                 &format!("UPDATE pipelines SET updated_at = {NOW} WHERE id = $1"),
                 params![id],
             )?;
-            Change::Updated
+            item::Change::Updated
         }
         None => {
             let id: i64 = tx.query_row(
@@ -106,7 +98,7 @@ pub fn apply(store: &mut Store, spec: &Spec) -> Result<Applied> {
                 "INSERT INTO pipeline_versions (pipeline_id, version, spec) VALUES ($1, 1, $2)",
                 params![id, json],
             )?;
-            Change::Created
+            item::Change::Created
         }
     };
     tx.commit()?;
