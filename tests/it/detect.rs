@@ -354,7 +354,9 @@ fn a_component_of_another_world_is_refused() {
     );
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("does not implement the world prelabel:detector/detector@0.1.0"),
+        stderr(&out).contains(
+            "implements neither the world prelabel:detector/detector@0.1.1 nor prelabel:detector/transformer@0.1.1"
+        ),
         "{}",
         stderr(&out)
     );

@@ -29,7 +29,12 @@ fn the_privacy_pipeline_reads_as_written() {
     let spec = Spec::from_file(&dir().join("privacy.toml")).expect("parses");
     assert_eq!(spec.name, "privacy");
     let kinds: Vec<&str> = spec.nodes.iter().map(Node::kind).collect();
-    assert_eq!(kinds, ["source", "function", "function", "dataset", "task"]);
+    assert_eq!(
+        kinds,
+        [
+            "source", "function", "function", "dataset", "task", "dataset"
+        ]
+    );
     let Some(Node::Function { function, .. }) = spec.node("faces") else {
         panic!("faces is a function");
     };
@@ -393,4 +398,315 @@ fn a_pipeline_changed_mid_flight_finishes_its_items_on_the_version_they_started_
     home.ok(&["upload", path(&photo), "--dataset", "photos"]);
     home.ok(&["work", "--until-idle"]);
     assert_eq!(names(&home, "faces-v2"), ["later.png"]);
+}
+
+/// An image as the detectors see it: decoded, EXIF orientation applied.
+fn pixels(bytes: &[u8]) -> image::RgbImage {
+    use image::ImageDecoder;
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reads")
+        .into_decoder()
+        .expect("an image");
+    let orientation = decoder.orientation().expect("orientation");
+    let mut image = image::DynamicImage::from_decoder(decoder).expect("decodes");
+    image.apply_orientation(orientation);
+    image.to_rgb8()
+}
+
+/// How much detail a region of an image has: the mean absolute difference between
+/// horizontal neighbours (a blurred or pixelated face has little).
+fn detail(image: &image::RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32)) -> f64 {
+    let (mut sum, mut n) = (0u64, 0u64);
+    for y in y0..y1 {
+        for x in x0 + 1..x1 {
+            let (a, b) = (image.get_pixel(x - 1, y), image.get_pixel(x, y));
+            sum += (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>();
+            n += 3;
+        }
+    }
+    sum as f64 / n.max(1) as f64
+}
+
+/// The whole pixels of a box, within the image.
+fn whole(b: &serde_json::Value, (w, h): (u32, u32)) -> (u32, u32, u32, u32) {
+    let v = |k: &str, max: u32| (b[k].as_f64().expect(k) as f32).clamp(0.0, max as f32);
+    (
+        v("left", w).floor() as u32,
+        v("top", h).floor() as u32,
+        v("right", w).ceil() as u32,
+        v("bottom", h).ceil() as u32,
+    )
+}
+
+#[test]
+fn the_privacy_pipeline_anonymizes_every_face_and_people_review_the_uncertain() {
+    let home = Home::new();
+    deploy_face_detector(&home);
+    home.ok(&["package", "push", path(&crate::support::anonymizer())]);
+    home.ok(&["service", "deploy", "anonymizer", "--name", "anonymizer"]);
+    let privacy = dir().join("privacy.toml");
+    home.ok(&["pipeline", "apply", path(&privacy)]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+
+    // Every photo with a face has an anonymized copy whose face boxes kept none of their
+    // detail; photos without one have none. (The faces are those the pipeline's detector
+    // stored on the original.)
+    let server = Server::start(&home, &[]);
+    let copies: BTreeMap<String, i64> = home
+        .json(&["items", "list", "--dataset", "anonymized", "--json"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| {
+            let from = i["metadata"]["user"]["anonymized"]["from"]
+                .as_str()
+                .expect("from");
+            (from.to_string(), i["id"].as_i64().expect("id"))
+        })
+        .collect();
+    let mut with_faces = 0;
+    let mut uncertain = Vec::new();
+    for entry in home.export("photos").as_array().expect("export") {
+        let (item, faces) = (
+            &entry["item"],
+            entry["annotations"].as_array().expect("list"),
+        );
+        let id = item["id"].as_i64().expect("id");
+        let name = item["name"].as_str().expect("name");
+        assert_eq!(
+            faces.len(),
+            reference(name).len(),
+            "{name}: the detector's faces"
+        );
+        if faces
+            .iter()
+            .any(|f| f["model"]["confidence"].as_f64() <= Some(0.8))
+        {
+            uncertain.push(id);
+        }
+        let Some(copy) = copies.get(&id.to_string()) else {
+            assert!(faces.is_empty(), "{name} has faces but no anonymized copy");
+            continue;
+        };
+        assert!(!faces.is_empty(), "{name} has no face but a copy");
+        with_faces += 1;
+        let bytes = |id: i64| {
+            let response = server.get(&format!("/api/items/{id}/data"));
+            assert_eq!(response.status(), StatusCode::OK);
+            response.bytes().expect("bytes").to_vec()
+        };
+        let (original, anonymized) = (pixels(&bytes(id)), pixels(&bytes(*copy)));
+        assert_eq!(original.dimensions(), anonymized.dimensions(), "{name}");
+        for face in faces {
+            let region = whole(&face["geometry"], original.dimensions());
+            let (x0, y0, x1, y1) = region;
+            let same = (y0..y1)
+                .all(|y| (x0..x1).all(|x| original.get_pixel(x, y) == anonymized.get_pixel(x, y)));
+            assert!(!same, "{name}: a face region equals the original");
+            let (before, after) = (detail(&original, region), detail(&anonymized, region));
+            assert!(
+                after < before * 0.5,
+                "{name}: {region:?} kept its detail ({before:.1} -> {after:.1})"
+            );
+        }
+    }
+    assert_eq!(copies.len(), with_faces);
+    assert!(
+        with_faces >= 5 && uncertain.len() >= 2,
+        "{with_faces} {uncertain:?}"
+    );
+
+    // The uncertain photos wait in the review task, and nothing else does.
+    let task = home.json(&["task", "show", "uncertain-faces"]);
+    assert_eq!(task["waiting"], uncertain.len());
+    assert_eq!(task["pipelines"], serde_json::json!(["privacy"]));
+    let mut waiting: Vec<i64> = home
+        .json(&["task", "items", "uncertain-faces"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|h| h["item"]["id"].as_i64().expect("id"))
+        .collect();
+    waiting.sort();
+    uncertain.sort();
+    assert_eq!(waiting, uncertain);
+
+    // Completing one moves it on into `reviewed` (over the API, as the UI does); a second
+    // decision on it is a conflict naming the first; a discarded one goes nowhere.
+    let decided = server.json(
+        server.send(
+            Method::POST,
+            &format!("/api/tasks/uncertain-faces/items/{}/complete", uncertain[0]),
+            Some(serde_json::json!({"by": "ann"})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (decided["steps"].as_u64(), decided["outcome"].as_str()),
+        (Some(1), Some("completed"))
+    );
+    let again = server.json(
+        server.send(
+            Method::POST,
+            &format!("/api/tasks/uncertain-faces/items/{}/discard", uncertain[0]),
+            Some(serde_json::json!({})),
+        ),
+        StatusCode::CONFLICT,
+    );
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("was completed by ann"),
+        "{again}"
+    );
+    let discarded = home.json(&[
+        "task",
+        "discard",
+        "uncertain-faces",
+        &uncertain[1].to_string(),
+        "--by",
+        "bo",
+    ]);
+    assert_eq!(discarded["outcome"], "discarded");
+    let reviewed = home.json(&["items", "list", "--dataset", "reviewed", "--json"]);
+    assert_eq!(reviewed.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        reviewed[0]["metadata"]["system"]["source"]["node"],
+        "reviewed"
+    );
+    let task = home.json(&["task", "show", "uncertain-faces"]);
+    assert_eq!(
+        (
+            task["waiting"].as_u64(),
+            task["completed"].as_u64(),
+            task["discarded"].as_u64()
+        ),
+        (Some(uncertain.len() as u64 - 2), Some(1), Some(1))
+    );
+    let history = home.json(&["task", "items", "uncertain-faces", "--decided"]);
+    assert_eq!(history[0]["decided_by"], "bo");
+    let err = home.fails(&["task", "complete", "uncertain-faces", "999999"]);
+    assert!(err.contains("holds no item 999999"), "{err}");
+    let err = home.fails(&["task", "show", "nobody"]);
+    assert!(
+        err.contains("no task named `nobody`") && err.contains("uncertain-faces"),
+        "{err}"
+    );
+    // Each photo went through each node once: one face detection and at most one
+    // anonymization per photo, the copies started nothing.
+    let twice = "SELECT COUNT(*) FROM (SELECT run_id, node FROM pipeline_steps
+                  GROUP BY run_id, node HAVING COUNT(*) > 1) twice";
+    assert_eq!(home.count(twice), 0);
+    assert_eq!(home.count("SELECT COUNT(*) FROM pipeline_runs"), 10);
+    assert_eq!(
+        home.count("SELECT COUNT(*) FROM executions"),
+        10 + with_faces as i64
+    );
+}
+
+/// A pipeline that runs the hostile transformer after the face detector, putting what it
+/// makes into `made`.
+const MAKER: &str = r#"
+name = "maker"
+[[nodes]]
+id = "in"
+kind = "source"
+dataset = "in"
+[[nodes]]
+id = "faces"
+kind = "function"
+service = "face-detector"
+[[nodes]]
+id = "make"
+kind = "function"
+service = "maker"
+function = "make"
+[[nodes]]
+id = "made"
+kind = "dataset"
+dataset = "made"
+[[edges]]
+from = "in"
+to = "faces"
+[[edges]]
+from = "faces"
+to = "make"
+[[edges]]
+from = "make"
+to = "made"
+"#;
+
+#[test]
+fn what_a_transformer_makes_is_checked_before_anything_is_stored() {
+    let home = Home::new();
+    deploy_face_detector(&home);
+    home.ok(&["package", "push", path(&crate::support::hostile_maker())]);
+    home.ok(&["service", "deploy", "hostile-maker", "--name", "maker"]);
+    let files = tempdir();
+    let spec = files.path().join("maker.toml");
+    std::fs::write(&spec, MAKER).expect("write");
+    home.ok(&["pipeline", "apply", path(&spec)]);
+    let photo = std::fs::read(fixtures().join("images/skimage_astronaut.png")).expect("photo");
+    let inputs = files.path().join("in");
+    std::fs::create_dir(&inputs).expect("mkdir");
+    let wrong = ["many", "big", "flood", "liar", "path", "meta", "empty"];
+    for stem in ["ok"].iter().chain(&wrong) {
+        std::fs::write(inputs.join(format!("{stem}.png")), &photo).expect("write");
+    }
+    home.ok(&["upload", path(&inputs), "--dataset", "in"]);
+    home.ok(&["work", "--until-idle"]);
+    // Only the well-made copy is put; it was made from the item the faces were found on, and
+    // the transformer was given those faces (it echoes each as `given`).
+    assert_eq!(names(&home, "made"), ["copy-ok.png"]);
+    assert_eq!(home.count("SELECT COUNT(*) FROM execution_outputs"), 1);
+    let given = "SELECT COUNT(*) FROM annotations a JOIN items i ON i.id = a.item_id
+                  WHERE a.label = 'given' AND i.name = 'ok.png'";
+    assert_eq!(
+        home.count(given),
+        reference("skimage_astronaut.png").len() as i64
+    );
+    let failed: BTreeMap<String, String> = home
+        .executions()
+        .into_iter()
+        .filter(|e| e["service"] == "maker" && e["status"] != "success")
+        .map(|e| {
+            let stem = e["item"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_end_matches(".png")
+                .to_string();
+            (stem, e["error"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let expect = [
+        ("many", "made 17 items, over the limit of 16"),
+        ("big", "limit"),
+        ("flood", "limit"),
+        (
+            "liar",
+            "is said to be \"image/jpeg\" but its bytes are image/png",
+        ),
+        ("path", "is not a file name"),
+        ("meta", "its metadata is not JSON"),
+        ("empty", "the item is empty"),
+    ];
+    for (stem, words) in expect {
+        let error = failed
+            .get(stem)
+            .unwrap_or_else(|| panic!("{stem} did not fail: {failed:?}"));
+        assert!(error.contains(words), "{stem}: {error}");
+    }
+    // Each failure stopped its path at `make`, shown as failed there.
+    let shown = home.json(&["pipeline", "show", "maker"]);
+    assert_eq!(shown["nodes"][2]["node"], "make");
+    assert_eq!(shown["nodes"][2]["failed"], wrong.len());
+    assert_eq!(shown["nodes"][3]["done"], 1);
 }

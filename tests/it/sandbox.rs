@@ -10,6 +10,23 @@ fn deploy_hostile(home: &Home, service: &str, extra: &[&str]) {
     home.ok(&["trigger", "create", service, "--service", service]);
 }
 
+/// The hostile guest is built against the contract as released in 0.1.0 (a frozen copy of
+/// the WIT): it imports the 0.1.0 interfaces, and this 0.1.1 host runs it.
+#[test]
+fn a_component_built_for_0_1_0_runs_on_this_host() {
+    let home = Home::new();
+    deploy_hostile(&home, "hostile", &[]);
+    let wasm = std::fs::read(root().join("target/wasm32-wasip2/release/hostile_guest.wasm"))
+        .expect("the hostile component");
+    let imports = |version: &str| {
+        let name = format!("prelabel:detector/host@{version}");
+        wasm.windows(name.len()).any(|w| w == name.as_bytes())
+    };
+    assert!(imports("0.1.0") && !imports("0.1.1"));
+    let by_item = run_items(&home, &["ok.png"]);
+    assert_outcome(&by_item, "ok.png", "success", "");
+}
+
 #[test]
 fn each_hostile_guest_fails_alone_with_its_cause_named() {
     let home = Home::new();

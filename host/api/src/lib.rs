@@ -18,6 +18,7 @@ pub mod remote;
 mod secrets;
 mod services;
 mod status;
+mod tasks;
 mod triggers;
 mod ui;
 
@@ -125,6 +126,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(services::routes())
         .merge(triggers::routes())
         .merge(pipelines::routes())
+        .merge(tasks::routes())
         .merge(executions::routes())
         .merge(packages::routes())
         .merge(secrets::routes())

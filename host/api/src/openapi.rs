@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 
 use super::{
     AppState, cvat, events, executions, items, labelstudio, packages, pipelines, secrets, services,
-    status, triggers,
+    status, tasks, triggers,
 };
 
 #[derive(OpenApi)]
@@ -49,6 +49,11 @@ use super::{
         pipelines::pause,
         pipelines::resume,
         pipelines::delete,
+        tasks::list,
+        tasks::show,
+        tasks::items,
+        tasks::complete,
+        tasks::discard,
         executions::list,
         executions::show,
         executions::logs,

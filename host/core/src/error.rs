@@ -126,6 +126,7 @@ pub enum Kind {
     Batch,
     Secret,
     Pipeline,
+    Task,
 }
 
 impl Error {

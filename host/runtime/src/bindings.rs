@@ -28,11 +28,32 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// The `transformer-links` world: the same imports (mapped onto the module above, so that one
+/// linker and one set of host implementations serve both), exporting `transform` instead of
+/// `detect`.
+pub mod transformer {
+    wasmtime::component::bindgen!({
+        world: "transformer-links",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "prelabel:detector/types": super::prelabel::detector::types,
+            "prelabel:detector/host": super::prelabel::detector::host,
+            "prelabel:detector/image": super::prelabel::detector::image,
+            "prelabel:detector/inference": super::prelabel::detector::inference,
+            "wasi:nn/tensor": super::wasi::nn::tensor,
+            "wasi:nn/graph": super::wasi::nn::graph,
+            "wasi:nn/inference": super::wasi::nn::inference,
+            "wasi:nn/errors": super::wasi::nn::errors,
+        },
+    });
+}
+
 pub use self::prelabel::detector::host::Level;
 // `annotation`, `init-input` and `item` are used by the world itself, so they are
 // already at the top of this module.
 pub use self::prelabel::detector::types::{
-    Bbox, Error as GuestError, ErrorKind, Geometry, ModelInfo, Point, Value,
+    Bbox, Error as GuestError, ErrorKind, Geometry, MadeItem, ModelInfo, Output, Point, Value,
 };
 
 /// The host's side of wasi-nn's resources, as the bindings name them; their methods are in

@@ -13,9 +13,8 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{
-    Annotation, ErrorKind, GuestError, HostLinks, HostLinksPre, InitInput, Item,
-};
+use super::bindings::transformer::TransformerLinks;
+use super::bindings::{Annotation, ErrorKind, GuestError, HostLinks, InitInput, Item, Output};
 use super::http::Outbound;
 use super::inference::{InferenceFailure, NativeInference};
 use super::{Artifacts, Capture, Grants, Limits};
@@ -26,6 +25,7 @@ pub enum Phase {
     Instantiate,
     Init,
     Detect,
+    Transform,
 }
 
 impl std::fmt::Display for Phase {
@@ -34,6 +34,7 @@ impl std::fmt::Display for Phase {
             Phase::Instantiate => "instantiate",
             Phase::Init => "init",
             Phase::Detect => "detect",
+            Phase::Transform => "transform",
         })
     }
 }
@@ -304,10 +305,16 @@ impl Blocked {
     }
 }
 
-/// A live instance. Create it, call [`Instance::init`] once, then [`Instance::detect`] per item.
+/// What a component exports: a detector's `detect`, or a transformer's `transform`.
+enum Bindings {
+    Detector(HostLinks),
+    Transformer(TransformerLinks),
+}
+
+/// A live instance. Create it, call [`Instance::init`] once, then [`Instance::call`] per item.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: HostLinks,
+    bindings: Bindings,
     limits: Limits,
     poisoned: bool,
 }
@@ -315,7 +322,7 @@ pub struct Instance {
 impl Instance {
     pub(super) fn new(
         engine: &Engine,
-        pre: &HostLinksPre<HostState>,
+        pre: &super::Pre,
         grants: Grants,
         limits: Limits,
     ) -> Result<Self, ExecError> {
@@ -364,7 +371,18 @@ impl Instance {
         // Instantiation runs the guest's start code: bound it like init.
         let limit = limits.init_timeout;
         let _ = block_on(limit, async { store.data_mut().inference.prepare() });
-        let instantiated = block_on(limit, pre.instantiate_async(&mut store));
+        let instantiated = block_on(limit, async {
+            match pre {
+                super::Pre::Detector(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Bindings::Detector),
+                super::Pre::Transformer(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Bindings::Transformer),
+            }
+        });
         let bindings = match instantiated {
             Ok(Ok(bindings)) => bindings,
             Ok(Err(e)) => return Err(classify(&store, e, Phase::Instantiate, limit)),
@@ -382,16 +400,46 @@ impl Instance {
     pub fn init(&mut self, inputs: &[InitInput]) -> Result<(), ExecError> {
         let limit = self.limits.init_timeout;
         self.arm(limit)?;
-        let outcome = block_on(limit, self.bindings.call_init(&mut self.store, inputs));
+        let store = &mut self.store;
+        let outcome = block_on(limit, async {
+            match &self.bindings {
+                Bindings::Detector(b) => b.call_init(store, inputs).await,
+                Bindings::Transformer(b) => b.call_init(store, inputs).await,
+            }
+        });
         self.finish(Phase::Init, limit, outcome)
     }
 
-    /// Calls the guest's `detect` on one item.
-    pub fn detect(&mut self, item: &Item) -> Result<Vec<Annotation>, ExecError> {
+    /// Calls function `function` on one item: a detector's `detect` (which has one function,
+    /// and is not given `annotations`), or a transformer's `transform` with the annotations
+    /// stored on the item before.
+    pub fn call(
+        &mut self,
+        function: &str,
+        item: &Item,
+        annotations: &[Annotation],
+    ) -> Result<Output, ExecError> {
         let limit = self.limits.timeout;
         self.arm(limit)?;
-        let outcome = block_on(limit, self.bindings.call_detect(&mut self.store, item));
-        self.finish(Phase::Detect, limit, outcome)
+        let store = &mut self.store;
+        match &self.bindings {
+            Bindings::Detector(b) => {
+                let outcome = block_on(limit, b.call_detect(store, item));
+                let outcome = outcome.map(|called| {
+                    called.map(|answer| {
+                        answer.map(|annotations| Output {
+                            annotations,
+                            items: Vec::new(),
+                        })
+                    })
+                });
+                self.finish(Phase::Detect, limit, outcome)
+            }
+            Bindings::Transformer(b) => {
+                let outcome = block_on(limit, b.call_transform(store, function, item, annotations));
+                self.finish(Phase::Transform, limit, outcome)
+            }
+        }
     }
 
     /// Whether a trap (or timeout) made this instance unusable.

@@ -33,12 +33,13 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, OptLevel};
 
-pub use bindings::{ErrorKind, GuestError, InitInput, Item, Value};
+pub use bindings::{ErrorKind, GuestError, InitInput, Item, MadeItem, Output, Value};
 pub use capture::Capture;
 pub use inference::engine::{self, EngineChoice};
 pub use inference::{InferenceFailure, WORKER_ARG, worker_main};
 pub use instance::{ExecError, HostState, Instance, Phase};
 
+use bindings::transformer::TransformerLinksPre;
 use bindings::{HostLinks, HostLinksPre};
 
 /// A typed init input value.
@@ -87,8 +88,10 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-/// The world every Prelabel function implements.
-pub const WORLD: &str = "prelabel:detector/detector@0.1.0";
+/// The worlds a Prelabel function implements: one that annotates, or one that may also make
+/// items.
+pub const WORLD: &str = "prelabel:detector/detector@0.1.1";
+pub const TRANSFORMER_WORLD: &str = "prelabel:detector/transformer@0.1.1";
 
 /// How often the epoch ticks: the resolution of every timeout.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -167,7 +170,7 @@ impl Grants {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    #[error("the component does not implement the world {WORLD}: {0}")]
+    #[error("the component implements neither the world {WORLD} nor {TRANSFORMER_WORLD}: {0}")]
     WrongWorld(String),
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
@@ -188,7 +191,22 @@ pub struct Loaded {
     pub digest: String,
     /// The functions the component exports.
     pub exports: Vec<String>,
-    pre: HostLinksPre<HostState>,
+    pre: Pre,
+}
+
+/// A component ready to instantiate, by the world it implements.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Detector(HostLinksPre<HostState>),
+    Transformer(TransformerLinksPre<HostState>),
+}
+
+impl Loaded {
+    /// Whether it implements the `transformer` world: its functions are names it is called
+    /// with, not exports of their own.
+    pub fn is_transformer(&self) -> bool {
+        matches!(self.pre, Pre::Transformer(_))
+    }
 }
 
 impl Runtime {
@@ -257,7 +275,7 @@ impl Runtime {
         }
         let digest = digest.to_string();
         let component = self.compile_cached(wasm, &digest)?;
-        let exports = component
+        let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
             .filter(|(_, export)| matches!(export.ty, ComponentItem::ComponentFunc(_)))
@@ -267,8 +285,18 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            HostLinksPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        // A detector if it exports `detect`, else a transformer; the error named is the
+        // detector's (what most components mean to be) unless it exports `transform`.
+        let pre = match HostLinksPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Detector(pre),
+            Err(detector) => match TransformerLinksPre::new(instance_pre) {
+                Ok(pre) => Pre::Transformer(pre),
+                Err(transformer) if exports.iter().any(|e| e == "transform") => {
+                    return Err(LoadError::WrongWorld(format!("{transformer:#}")));
+                }
+                Err(_) => return Err(LoadError::WrongWorld(format!("{detector:#}"))),
+            },
+        };
         Ok(Loaded {
             digest,
             exports,

@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "pipeline_runs",
     "pipeline_steps",
     "executions",
+    "execution_outputs",
     "annotations",
     "secrets",
     "events",
@@ -46,6 +47,7 @@ const IDENTITIES: &[&str] = &[
     "pipeline_versions",
     "pipeline_runs",
     "pipeline_steps",
+    "execution_outputs",
 ];
 
 /// What a migration copied.

@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("011_inference.sql"),
     include_str!("012_pipelines.sql"),
     include_str!("013_pipeline_runs.sql"),
+    include_str!("014_pipeline_outputs.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -48,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres/003_inference.sql"),
     include_str!("postgres/004_pipelines.sql"),
     include_str!("postgres/005_pipeline_runs.sql"),
+    include_str!("postgres/006_pipeline_outputs.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

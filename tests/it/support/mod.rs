@@ -84,6 +84,17 @@ pub fn face_detector() -> PathBuf {
     face_detector_dir()
 }
 
+pub fn anonymizer_dir() -> PathBuf {
+    root().join("guest/anonymizer")
+}
+
+/// Builds the anonymizer component (once per test binary) and warms the compile cache.
+pub fn anonymizer() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| build_and_warm("anonymizer", &anonymizer_dir()));
+    anonymizer_dir()
+}
+
 pub fn centerface_dir() -> PathBuf {
     root().join("guest/centerface")
 }
@@ -648,6 +659,13 @@ pub fn hostile_guest() -> PathBuf {
     static BUILD: Once = Once::new();
     build_once(&BUILD, "hostile-guest");
     root().join("tests/guests/hostile")
+}
+
+/// Builds the hostile transformer (once per test binary) and returns its package directory.
+pub fn hostile_maker() -> PathBuf {
+    static BUILD: Once = Once::new();
+    build_once(&BUILD, "hostile-maker");
+    root().join("tests/guests/hostile-maker")
 }
 
 /// Builds guest crate `name` for wasm, once per test binary.

@@ -21,6 +21,7 @@ mod secret;
 mod serve_detector;
 mod service;
 mod status;
+mod task;
 mod trigger;
 mod watch;
 
@@ -111,6 +112,9 @@ enum Command {
     /// Pipelines: functions, review tasks and datasets chained after a source of item events.
     #[command(subcommand)]
     Pipeline(pipeline::Command),
+    /// Review tasks: the items pipelines' task nodes hold for people, completed or discarded.
+    #[command(subcommand)]
+    Task(task::Command),
     /// Upload files (folders recursively) as items of a dataset.
     Upload(items::Upload),
     /// Link items to http(s) URLs; the host downloads them when an execution needs them.
@@ -181,6 +185,7 @@ impl Cli {
             Command::Service(command) => command.run(&home),
             Command::Trigger(command) => command.run(&home),
             Command::Pipeline(command) => command.run(&home),
+            Command::Task(command) => command.run(&home),
             Command::Upload(args) => args.run(&home),
             Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),

@@ -61,7 +61,7 @@ pub fn system_metadata(name: &str, bytes: &[u8], digest: &str) -> Value {
     })
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ItemRecord {
     pub id: i64,
     pub dataset: String,
@@ -107,6 +107,34 @@ pub enum Change {
 /// triggers: the work layer reads items, never the other way round.
 pub type OnChange<'a> = &'a dyn Fn(&Tx<'_>, &ItemRecord, Change) -> Result<usize>;
 
+/// What is written under an item's name: its bytes (by digest) or link, and metadata. An
+/// upload, a pipeline's copy and an item a function made are each one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub name: String,
+    pub digest: String,
+    pub size: u64,
+    pub mimetype: String,
+    pub metadata: Value,
+    pub url: Option<String>,
+}
+
+impl Content {
+    /// Bytes already stored as blob `digest`, with the system metadata sniffed from them and
+    /// `user` metadata.
+    pub fn of_bytes(name: &str, bytes: &[u8], digest: &str, user: Value) -> Self {
+        let system = system_metadata(name, bytes, digest);
+        Content {
+            name: name.to_string(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            mimetype: system["mimetype"].as_str().unwrap_or_default().to_string(),
+            metadata: json!({"system": system, "user": user}),
+            url: None,
+        }
+    }
+}
+
 /// Stores `bytes` as item `name` of `dataset`: new name → created, new bytes under a known
 /// name → updated, same bytes → unchanged (no event). Returns the item, what changed and
 /// how many executions its triggers queued.
@@ -123,63 +151,72 @@ pub fn upload(
     // The blob first: an item row never points at bytes that are not on disk.
     let digest = crate::files::sha256_hex(bytes);
     store.put_blob_as(bytes, &digest)?;
-    let metadata = json!({"system": system_metadata(name, bytes, &digest), "user": {}});
-    let mimetype = metadata["system"]["mimetype"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let content = Content::of_bytes(name, bytes, &digest, json!({}));
     let tx = store.write()?;
-    let dataset_id = create_dataset(&tx, dataset)?;
+    let put = put(&tx, dataset, &content, on_change)?;
+    tx.commit()?;
+    Ok(put)
+}
+
+/// Writes `content` as the item of its name in `dataset`, inside the caller's transaction:
+/// created, updated (other bytes) or unchanged (the same bytes: no event, metadata kept).
+fn put(
+    tx: &Tx<'_>,
+    dataset: &str,
+    content: &Content,
+    on_change: OnChange<'_>,
+) -> Result<(ItemRecord, Change, usize)> {
+    let dataset_id = create_dataset(tx, dataset)?;
     let existing: Option<(i64, String)> = tx
         .query_row(
             "SELECT id, digest FROM items WHERE dataset_id = $1 AND name = $2",
-            params![dataset_id, name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            params![dataset_id, content.name],
+            |r| Ok((r.get("id")?, r.get("digest")?)),
         )
         .optional()?;
     let (id, change) = match existing {
-        Some((id, old)) if old == digest => (id, Change::Unchanged),
+        Some((id, old)) if old == content.digest => (id, Change::Unchanged),
         Some((id, _)) => {
             tx.execute(
                 &format!(
-                    "UPDATE items SET digest = $2, size = $3, mimetype = $4, metadata = $5, url = NULL,
+                    "UPDATE items SET digest = $2, size = $3, mimetype = $4, metadata = $5, url = $6,
                         updated_at = {NOW} WHERE id = $1"
                 ),
                 params![
                     id,
-                    digest,
-                    bytes.len() as i64,
-                    mimetype,
-                    metadata.to_string()
+                    content.digest,
+                    content.size as i64,
+                    content.mimetype,
+                    content.metadata.to_string(),
+                    content.url
                 ],
             )?;
             (id, Change::Updated)
         }
         None => {
             let id: i64 = tx.query_row(
-                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata, url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 params![
                     dataset_id,
-                    name,
-                    digest,
-                    bytes.len() as i64,
-                    mimetype,
-                    metadata.to_string()
+                    content.name,
+                    content.digest,
+                    content.size as i64,
+                    content.mimetype,
+                    content.metadata.to_string(),
+                    content.url
                 ],
                 |r| r.get(0),
             )?;
             (id, Change::Created)
         }
     };
-    let (item, queued) = changed(&tx, id, change, on_change)?;
-    tx.commit()?;
+    let (item, queued) = changed(tx, id, change, on_change)?;
     Ok((item, change, queued))
 }
 
-/// Item `id` as an item of the same name in `dataset` (its bytes, or its URL, shared), with
-/// `source` in its system metadata (what put it there): what a pipeline's dataset node does,
-/// inside the caller's transaction. Returns the item written and what changed.
+/// Item `id` as an item of the same name in `dataset` (its bytes, or its URL, shared): what a
+/// pipeline's dataset node does, inside the caller's transaction. See [`put_from`].
 pub(crate) fn copy_into(
     tx: &Tx<'_>,
     id: i64,
@@ -188,43 +225,35 @@ pub(crate) fn copy_into(
     on_change: OnChange<'_>,
 ) -> Result<(ItemRecord, Change, usize)> {
     let item = get_in(tx, id)?;
-    let dataset_id = create_dataset(tx, dataset)?;
-    let mut metadata = item.metadata.clone();
-    if let Some(system) = metadata.get_mut("system").and_then(Value::as_object_mut) {
+    let content = Content {
+        name: item.name,
+        digest: item.digest,
+        size: item.size,
+        mimetype: item.mimetype,
+        metadata: item.metadata,
+        url: item.url,
+    };
+    put_from(tx, dataset, content, source, on_change)
+}
+
+/// `content` (an item copied, or one a function made) written into `dataset` with `source` in
+/// its system metadata (what put it there), inside the caller's transaction. Returns the item
+/// written, what changed and how many executions its change queued.
+pub(crate) fn put_from(
+    tx: &Tx<'_>,
+    dataset: &str,
+    mut content: Content,
+    source: Value,
+    on_change: OnChange<'_>,
+) -> Result<(ItemRecord, Change, usize)> {
+    if let Some(system) = content
+        .metadata
+        .get_mut("system")
+        .and_then(Value::as_object_mut)
+    {
         system.insert("source".into(), source);
     }
-    let existing: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT id, digest FROM items WHERE dataset_id = $1 AND name = $2",
-            params![dataset_id, item.name],
-            |r| Ok((r.get("id")?, r.get("digest")?)),
-        )
-        .optional()?;
-    let (copy, change) = match existing {
-        Some((copy, digest)) if digest == item.digest => (copy, Change::Unchanged),
-        Some((copy, _)) => {
-            tx.execute(
-                &format!(
-                    "UPDATE items SET digest = o.digest, size = o.size, mimetype = o.mimetype, url = o.url,
-                            metadata = $3, updated_at = {NOW}
-                       FROM (SELECT digest, size, mimetype, url FROM items WHERE id = $2) o WHERE items.id = $1"
-                ),
-                params![copy, id, metadata.to_string()],
-            )?;
-            (copy, Change::Updated)
-        }
-        None => {
-            let copy = tx.query_row(
-                "INSERT INTO items (dataset_id, name, digest, size, mimetype, metadata, url)
-                 SELECT $1, name, digest, size, mimetype, $3, url FROM items WHERE id = $2 RETURNING id",
-                params![dataset_id, id, metadata.to_string()],
-                |r| r.get(0),
-            )?;
-            (copy, Change::Created)
-        }
-    };
-    let (record, queued) = changed(tx, copy, change, on_change)?;
-    Ok((record, change, queued))
+    put(tx, dataset, &content, on_change)
 }
 
 /// The dataset's id, created if it is new (inside the caller's transaction).

@@ -146,6 +146,31 @@ impl Home {
         compare::html(&*self.store()?, comparison)
     }
 
+    /// Every review task, with how many items wait and were decided.
+    pub fn tasks(&self) -> Result<Vec<Task>> {
+        task::list(&*self.store()?)
+    }
+
+    pub fn task(&self, name: &str) -> Result<Task> {
+        task::get(&*self.store()?, name)
+    }
+
+    /// The items task `name` holds (waiting, oldest first) or has decided (newest first).
+    pub fn task_items(&self, name: &str, decided: bool, limit: u64) -> Result<Vec<Held>> {
+        task::items(&*self.store()?, name, decided, limit)
+    }
+
+    /// A person completes or discards an item a task holds; the item goes on in its pipeline.
+    pub fn decide(
+        &self,
+        name: &str,
+        item: i64,
+        outcome: Outcome,
+        by: Option<&str>,
+    ) -> Result<Decided> {
+        task::decide(&mut *self.store()?, name, item, outcome, by)
+    }
+
     /// A person's review of an annotation: accept, reject, relabel, move or resize.
     pub fn review(&self, id: i64, change: &review::Change) -> Result<Stored> {
         review::review(&mut *self.store()?, id, change)

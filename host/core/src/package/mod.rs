@@ -127,8 +127,12 @@ impl Package {
         Ok(loaded)
     }
 
-    /// Every function the manifest declares must be exported by the component.
+    /// Every function the manifest declares must be exported by the component; a
+    /// transformer exports one `transform` that is called with the function's name instead.
     pub fn check_exports(&self, loaded: &Loaded) -> Result<(), PackageError> {
+        if loaded.is_transformer() {
+            return Ok(());
+        }
         for function in &self.manifest.module.functions {
             if !loaded.exports.iter().any(|e| e == &function.name) {
                 return Err(PackageError::MissingFunction {

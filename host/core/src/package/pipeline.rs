@@ -131,6 +131,11 @@ pub enum Outcome {
     Discarded,
 }
 
+crate::named::named!(Outcome {
+    Completed => "completed",
+    Discarded => "discarded",
+});
+
 impl Condition {
     pub fn is_always(&self) -> bool {
         self == &Condition::default()
@@ -148,6 +153,11 @@ impl Condition {
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
+    }
+
+    /// Whether a person's `outcome` lets an item through (any, when the edge names none).
+    pub fn holds_outcome(&self, outcome: Outcome) -> bool {
+        self.outcome.is_none_or(|o| o == outcome)
     }
 
     /// Whether annotations `(label, confidence)` let an item through.
@@ -476,5 +486,16 @@ mod tests {
             ..Default::default()
         };
         assert!(none.holds(&[("car", 0.9)]) && !none.holds(&faces));
+    }
+
+    #[test]
+    fn an_outcome_condition_takes_only_its_outcome() {
+        let completed = Condition {
+            outcome: Some(Outcome::Completed),
+            ..Default::default()
+        };
+        assert!(completed.holds_outcome(Outcome::Completed));
+        assert!(!completed.holds_outcome(Outcome::Discarded));
+        assert!(Condition::default().holds_outcome(Outcome::Discarded));
     }
 }

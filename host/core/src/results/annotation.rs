@@ -201,6 +201,39 @@ impl Annotation {
     }
 }
 
+impl Annotation {
+    /// As a guest is given it (a transformer receives the annotations stored on its item).
+    pub fn to_guest(&self) -> WitAnnotation {
+        let point = |[x, y]: [f32; 2]| WitPoint { x, y };
+        WitAnnotation {
+            geometry: match &self.geometry {
+                Geometry::Box {
+                    left,
+                    top,
+                    right,
+                    bottom,
+                } => WitGeometry::Bbox(crate::runtime::bindings::Bbox {
+                    left: *left,
+                    top: *top,
+                    right: *right,
+                    bottom: *bottom,
+                }),
+                Geometry::Point { x, y } => WitGeometry::Point(point([*x, *y])),
+                Geometry::Polygon { points } => {
+                    WitGeometry::Polygon(points.iter().copied().map(point).collect())
+                }
+                Geometry::Classification => WitGeometry::Classification,
+            },
+            label: self.label.clone(),
+            model: crate::runtime::bindings::ModelInfo {
+                name: self.model.name.clone(),
+                version: self.model.version.clone(),
+                confidence: self.model.confidence,
+            },
+        }
+    }
+}
+
 /// The label is 1 to 256 bytes, the model's name and version at most 256.
 fn check_texts(a: &WitAnnotation) -> Result<(), String> {
     if a.label.trim().is_empty() || a.label.len() > MAX_LABEL_LEN {

@@ -1,20 +1,23 @@
 //! One attempt of a function on one item: the per-item pipeline that the scheduler and local
 //! runs (`prelabel detect`, the demo) share, so that both check and keep the same things in
-//! the same order: the item's size, a started instance (reused while it survives), `detect`,
-//! the captured logs, and the result's checks at the boundary.
+//! the same order: the item's size, a started instance (reused while it survives), the call
+//! (`detect`, or a transformer's `transform`), the captured logs, and the result's checks at
+//! the boundary (annotations, and the items it made).
 
 use std::collections::BTreeMap;
 
 use crate::items::item;
+use crate::items::made::{self, Made};
 use crate::package::manifest::InputValue;
 use crate::results::annotation::{self, Annotation};
+use crate::runtime::bindings::Annotation as WitAnnotation;
 use crate::runtime::{ErrorKind, ExecError, Grants, Instance, Item, Limits, Loaded, Runtime};
 use crate::work::execution::{Outcome, Status};
 
 /// What an instance is started from: a loaded component, its grants (artifacts, outbound
-/// hosts), the service's limits
-/// and init inputs.
+/// hosts), the service's limits and init inputs; and the function of the manifest called.
 pub struct Function<'a> {
+    pub name: &'a str,
     pub runtime: &'a Runtime,
     pub loaded: &'a Loaded,
     pub grants: Grants,
@@ -68,7 +71,30 @@ impl Failure {
     }
 }
 
-/// Runs `detect` on the item `load` gives, on `instance` (started when there is none; kept
+/// What a function is given: the item, and (a transformer's) the annotations stored on it.
+pub struct Given {
+    pub item: Item,
+    pub annotations: Vec<WitAnnotation>,
+}
+
+impl From<Item> for Given {
+    fn from(item: Item) -> Self {
+        Given {
+            item,
+            annotations: Vec::new(),
+        }
+    }
+}
+
+/// What an attempt that succeeded returned, checked.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub annotations: Vec<Annotation>,
+    /// The items a transformer made (none for a detector).
+    pub made: Vec<Made>,
+}
+
+/// Runs the function on what `load` gives, on `instance` (started when there is none; kept
 /// when it survives). `size`, when known, is checked before the item's bytes are loaded, and
 /// the bytes' size after. What the guest
 /// printed and logged, init included, is appended to `logs`; `engine` is set to the native
@@ -77,16 +103,16 @@ pub fn run(
     function: &Function<'_>,
     instance: &mut Option<Instance>,
     size: Option<u64>,
-    load: impl FnOnce() -> Result<Item, Failure>,
+    load: impl FnOnce() -> Result<Given, Failure>,
     size_px: Option<(u32, u32)>,
     logs: &mut String,
     engine: &mut Option<String>,
-) -> Result<Vec<Annotation>, Failure> {
+) -> Result<Done, Failure> {
     let limits = function.limits;
     if let Some(size) = size {
         item::check_size(size, limits.max_item_bytes).map_err(Failure::Refused)?;
     }
-    let item = load()?;
+    let Given { item, annotations } = load()?;
     // A linked item's size is known once it is downloaded (within the limit, but maybe empty).
     item::check_size(item.data.len() as u64, limits.max_item_bytes).map_err(Failure::Refused)?;
     // A linked item's size is known once it is downloaded.
@@ -104,7 +130,7 @@ pub fn run(
             started?
         }
     };
-    let result = live.detect(&item);
+    let result = live.call(function.name, &item, &annotations);
     logs.push_str(&live.take_logs());
     if let Some(ran) = live.inference_engine() {
         *engine = Some(ran);
@@ -112,6 +138,12 @@ pub fn run(
     if !live.is_poisoned() {
         *instance = Some(live);
     }
-    annotation::from_guest(result?, size_px, limits.max_annotations)
-        .map_err(|e| Failure::Refused(format!("invalid result from the guest: {e}")))
+    let output = result?;
+    let invalid =
+        |e: &dyn std::fmt::Display| Failure::Refused(format!("invalid result from the guest: {e}"));
+    Ok(Done {
+        annotations: annotation::from_guest(output.annotations, size_px, limits.max_annotations)
+            .map_err(|e| invalid(&e))?,
+        made: made::from_guest(output.items, limits.max_item_bytes).map_err(|e| invalid(&e))?,
+    })
 }

@@ -18,6 +18,15 @@ use crate::runtime::{Grants, Instance, Item, Limits, Loaded, Runtime};
 use crate::store::Store;
 use crate::work::attempt;
 
+/// The function a local run calls: the manifest's first.
+fn first_function(manifest: &crate::package::manifest::Manifest) -> String {
+    manifest
+        .module
+        .functions
+        .first()
+        .map_or_else(|| "detect".into(), |f| f.name.clone())
+}
+
 /// The outcome for one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
@@ -45,6 +54,8 @@ pub struct LocalRunner<'r> {
     /// The secret values among `init`, taken out of logs and errors.
     hidden: Vec<String>,
     limits: Limits,
+    /// The function run: the manifest's first (a detector has one, `detect`).
+    function: String,
     instance: Option<Instance>,
     /// Output of `init`, reported with the first file.
     init_logs: String,
@@ -86,7 +97,7 @@ impl<'r> LocalRunner<'r> {
             grants,
             (init, hidden),
             limits,
-            &package.manifest.name,
+            (&package.manifest.name, first_function(&package.manifest)),
         )
     }
 
@@ -110,7 +121,7 @@ impl<'r> LocalRunner<'r> {
             grants,
             (init, hidden),
             limits,
-            &revision.label(),
+            (&revision.label(), first_function(&revision.manifest)),
         )
     }
 
@@ -121,7 +132,7 @@ impl<'r> LocalRunner<'r> {
         grants: Grants,
         (init, hidden): (BTreeMap<String, InputValue>, Vec<String>),
         limits: Limits,
-        package: &str,
+        (package, function): (&str, String),
     ) -> Result<Self> {
         // Started now, so that a package whose init fails says so before any file runs;
         // after a trap, `attempt::run` starts the next one.
@@ -137,6 +148,7 @@ impl<'r> LocalRunner<'r> {
             init,
             hidden,
             limits,
+            function,
             instance: Some(instance),
             init_logs,
         })
@@ -196,6 +208,7 @@ impl<'r> LocalRunner<'r> {
         let (name, mimetype) = (item.name.clone(), item.mimetype.clone());
         let mut logs = std::mem::take(&mut self.init_logs);
         let function = attempt::Function {
+            name: &self.function,
             runtime: self.runtime,
             loaded: &self.loaded,
             grants: self.grants.clone(),
@@ -208,13 +221,13 @@ impl<'r> LocalRunner<'r> {
             &function,
             &mut self.instance,
             Some(size),
-            || Ok(item),
+            || Ok(item.into()),
             width.zip(height),
             &mut logs,
             &mut inference_engine,
         );
         let (annotations, error) = match result {
-            Ok(annotations) => (annotations, None),
+            Ok(done) => (done.annotations, None),
             Err(failure) => (
                 Vec::new(),
                 Some(crate::catalog::secret::redact(

@@ -9,8 +9,10 @@ use serde::Serialize;
 use crate::catalog::{revision, service};
 use crate::error::{Error, Kind, Result};
 use crate::items::item::{self, ItemRecord};
-use crate::package::pipeline::{Event, Node, Spec};
+use crate::package::pipeline::{Condition, Event, Node, Outcome, Spec};
+use crate::results::annotation::{self, Annotation, Review};
 use crate::store::{NOW, OptionalExtension, Row, Store, Tx, params};
+use crate::work::execution;
 use crate::work::trigger::Filter;
 
 /// A stored pipeline: its newest version and whether it takes new items.
@@ -310,41 +312,65 @@ pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: item::Change) -> R
             spec: &spec,
             pipeline: &name,
         };
-        queued += at.advance(tx, source, item.id, &[])?;
+        queued += at.advance(tx, source, item.id, Produced::default())?;
     }
     Ok(queued)
 }
 
 /// An execution a pipeline queued has succeeded with `found` (label, confidence): its step is
-/// done and the item goes on along the edges whose conditions hold. Nothing for executions
-/// no pipeline queued. Returns how many executions were queued.
+/// done and the item goes on along the edges whose conditions hold; a dataset node right after
+/// it takes the items the function made, if it made any. Nothing for executions no pipeline
+/// queued. Returns how many executions were queued.
 pub fn after_success(tx: &Tx<'_>, execution: i64, found: &[(&str, f64)]) -> Result<usize> {
-    let step: Option<(i64, i64, String, i64, String, String)> = tx
+    let step: Option<Option<i64>> = tx
         .query_row(
-            "SELECT s.id, s.run_id, s.node, s.item_id, p.name, v.spec
-               FROM executions e JOIN pipeline_steps s ON s.id = e.pipeline_step_id
-                    JOIN pipeline_runs r ON r.id = s.run_id JOIN pipelines p ON p.id = r.pipeline_id
-                    JOIN pipeline_versions v ON v.id = r.version_id
-              WHERE e.id = $1",
+            "SELECT pipeline_step_id FROM executions WHERE id = $1",
             params![execution],
-            |r| {
-                Ok((
-                    r.get("id")?,
-                    r.get("run_id")?,
-                    r.get("node")?,
-                    r.get("item_id")?,
-                    r.get("name")?,
-                    r.get("spec")?,
-                ))
-            },
+            |r| r.get(0),
         )
         .optional()?;
-    let Some((step, run, node, item, name, spec)) = step else {
+    let Some(step) = step.flatten() else {
         return Ok(0);
     };
     tx.execute(
         "UPDATE pipeline_steps SET state = 'done', error = NULL WHERE id = $1",
         params![step],
+    )?;
+    let produced = Produced {
+        annotations: found,
+        outcome: None,
+        execution: Some(execution),
+    };
+    go_on(tx, step, produced)
+}
+
+/// A person decided on the item a task node held (step `step`, already marked): the item goes
+/// on along the task's edges whose `outcome` matches. Returns how many executions were queued.
+pub(crate) fn after_decision(tx: &Tx<'_>, step: i64, outcome: Outcome) -> Result<usize> {
+    let produced = Produced {
+        outcome: Some(outcome),
+        ..Default::default()
+    };
+    go_on(tx, step, produced)
+}
+
+/// Advances the item of step `step` (on its run's version) from the step's node.
+fn go_on(tx: &Tx<'_>, step: i64, produced: Produced<'_>) -> Result<usize> {
+    let (run, node, item, name, spec): (i64, String, i64, String, String) = tx.query_row(
+        "SELECT s.run_id, s.node, s.item_id, p.name, v.spec
+           FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
+                JOIN pipelines p ON p.id = r.pipeline_id JOIN pipeline_versions v ON v.id = r.version_id
+          WHERE s.id = $1",
+        params![step],
+        |r| {
+            Ok((
+                r.get("run_id")?,
+                r.get("node")?,
+                r.get("item_id")?,
+                r.get("name")?,
+                r.get("spec")?,
+            ))
+        },
     )?;
     let spec = stored_spec(&name, &spec)?;
     let at = Step {
@@ -352,7 +378,62 @@ pub fn after_success(tx: &Tx<'_>, execution: i64, found: &[(&str, f64)]) -> Resu
         spec: &spec,
         pipeline: &name,
     };
-    at.advance(tx, &node, item, found)
+    at.advance(tx, &node, item, produced)
+}
+
+/// What a node produced, which the conditions on its edges look at.
+#[derive(Debug, Default, Clone, Copy)]
+struct Produced<'a> {
+    /// A function's annotations on the item: (label, confidence).
+    annotations: &'a [(&'a str, f64)],
+    /// A review task's decision.
+    outcome: Option<Outcome>,
+    /// A function's execution: the items it made are what a dataset node after it puts.
+    execution: Option<i64>,
+}
+
+impl Produced<'_> {
+    fn pass(&self, when: &Condition) -> bool {
+        match self.outcome {
+            Some(outcome) => when.holds_outcome(outcome),
+            None => when.holds(self.annotations),
+        }
+    }
+}
+
+/// The annotations a transformer's execution is given with its item: in a pipeline, those the
+/// earlier nodes of the item's path stored (the executions of its run that succeeded); else
+/// every one the item has. Rejected ones are left out either way.
+pub fn given_annotations(store: &Store, execution: i64, item: i64) -> Result<Vec<Annotation>> {
+    let step: Option<i64> = store
+        .conn()
+        .query_row(
+            "SELECT pipeline_step_id FROM executions WHERE id = $1",
+            params![execution],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let earlier: Option<Vec<i64>> = match step {
+        Some(step) => Some(store.conn().query_map(
+            "SELECT e.id FROM executions e JOIN pipeline_steps s ON s.id = e.pipeline_step_id
+              WHERE e.status = 'success'
+                AND s.run_id = (SELECT run_id FROM pipeline_steps WHERE id = $1)",
+            params![step],
+            |r| r.get(0),
+        )?),
+        None => None,
+    };
+    Ok(annotation::item_annotations(store, item)?
+        .into_iter()
+        .filter(|a| a.review != Review::Rejected)
+        .filter(|a| match (&earlier, a.execution_id) {
+            (None, _) => true,
+            (Some(earlier), Some(id)) => earlier.contains(&id),
+            (Some(_), None) => false,
+        })
+        .map(|a| a.annotation)
+        .collect())
 }
 
 /// A version as stored: it was checked when applied, so one that does not read is damage.
@@ -371,35 +452,34 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Enters every node after `from` whose edge's condition the annotations `found` (label,
-    /// confidence) of the node meet. (A task's edges wait for its people: the review task's
-    /// outcome is the next step of issue 31.)
-    fn advance(&self, tx: &Tx<'_>, from: &str, item: i64, found: &[(&str, f64)]) -> Result<usize> {
+    /// Enters every node after `from` whose edge's condition what the node `produced` meets.
+    fn advance(&self, tx: &Tx<'_>, from: &str, item: i64, produced: Produced<'_>) -> Result<usize> {
         let mut queued = 0;
         for edge in self.spec.edges.iter().filter(|e| e.from == from) {
-            if edge.when.holds(found) {
-                queued += self.enter(tx, &edge.to, item)?;
+            if produced.pass(&edge.when) {
+                queued += self.enter(tx, &edge.to, item, produced.execution)?;
             }
         }
         Ok(queued)
     }
 
     /// Enters node `id` with `item`, once per run: a function's execution is queued, a task
-    /// holds the item for people, a dataset takes it and the item goes on.
-    fn enter(&self, tx: &Tx<'_>, id: &str, item: i64) -> Result<usize> {
+    /// holds the item for people, a dataset takes it (or the items `made` by the function
+    /// before it) and the item goes on.
+    fn enter(&self, tx: &Tx<'_>, id: &str, item: i64, made: Option<i64>) -> Result<usize> {
         let Some(node) = self.spec.node(id) else {
             return Ok(0);
         };
-        let state = match node {
-            Node::Task { .. } => "waiting",
-            Node::Dataset { .. } => "done",
-            _ => "queued",
+        let (state, task) = match node {
+            Node::Task { task, .. } => ("waiting", Some(task)),
+            Node::Dataset { .. } => ("done", None),
+            _ => ("queued", None),
         };
         let step: Option<i64> = tx
             .query_row(
-                "INSERT INTO pipeline_steps (run_id, node, item_id, state) VALUES ($1, $2, $3, $4)
+                "INSERT INTO pipeline_steps (run_id, node, item_id, state, task) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (run_id, node) DO NOTHING RETURNING id",
-                params![self.run, id, item, state],
+                params![self.run, id, item, state, task],
                 |r| r.get(0),
             )
             .optional()?;
@@ -413,9 +493,31 @@ impl Step<'_> {
             Node::Dataset { dataset, .. } => {
                 let source =
                     serde_json::json!({"pipeline": self.pipeline, "run": self.run, "node": id});
-                let (copy, _, queued) =
-                    item::copy_into(tx, item, dataset, source, &crate::work::on_item_change)?;
-                Ok(queued + self.advance(tx, id, copy.id, &[])?)
+                let on_change = &crate::work::on_item_change;
+                let outputs = match made {
+                    Some(execution) => execution::outputs(tx, execution)?,
+                    None => Vec::new(),
+                };
+                let (first, mut queued) = match outputs.split_first() {
+                    // The items the function made; the path goes on with the first.
+                    Some((first, rest)) => {
+                        let mut queued = 0;
+                        for made in rest {
+                            let source = source.clone();
+                            queued +=
+                                item::put_from(tx, dataset, made.clone(), source, on_change)?.2;
+                        }
+                        let first = first.clone();
+                        let (put, _, n) = item::put_from(tx, dataset, first, source, on_change)?;
+                        (put.id, queued + n)
+                    }
+                    None => {
+                        let (copy, _, n) = item::copy_into(tx, item, dataset, source, on_change)?;
+                        (copy.id, n)
+                    }
+                };
+                queued += self.advance(tx, id, first, Produced::default())?;
+                Ok(queued)
             }
             Node::Source { .. } | Node::Task { .. } => Ok(0),
         }

@@ -30,11 +30,11 @@ use crate::error::{Error, Result};
 use crate::items::item;
 use crate::items::link;
 use crate::package::manifest::InputValue;
-use crate::results::annotation;
 use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::store::{Dialect, Location, Store};
 use crate::work::attempt::{self, Failure};
 use crate::work::execution::{self, Claimed, Outcome, Status};
+use crate::work::pipeline;
 use crate::work::worker::{self, Registration, Worker};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
@@ -401,8 +401,28 @@ fn run_claimed(
                 (&mut logs, &mut inference_engine),
             )
         });
+    // The bytes of what it made are stored (by digest) before the outcome that names them.
+    let ran = ran.and_then(|done| {
+        let made = done
+            .made
+            .into_iter()
+            .map(|made| {
+                let digest = crate::files::sha256_hex(&made.data);
+                store.put_blob_as(&made.data, &digest).map_err(|e| {
+                    Failure::Refused(format!(
+                        "cannot store the item `{}` it made: {e}",
+                        made.name
+                    ))
+                })?;
+                Ok(item::Content::of_bytes(
+                    &made.name, &made.data, &digest, made.user,
+                ))
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
+        Ok((done.annotations, made))
+    });
     let outcome = match ran {
-        Ok(annotations) => Outcome::Success(annotations),
+        Ok((annotations, made)) => Outcome::Success { annotations, made },
         Err(failure) => {
             logs.push_str(&format!(
                 "[prelabel] attempt {} failed: {failure}\n",
@@ -493,7 +513,7 @@ fn attempt(
     init: &BTreeMap<String, InputValue>,
     claimed: &Claimed,
     (logs, engine): (&mut String, &mut Option<String>),
-) -> Result<Vec<annotation::Annotation>, Failure> {
+) -> Result<attempt::Done, Failure> {
     let functions = &slot.revision.manifest.module.functions;
     if !functions.iter().any(|f| f.name == claimed.function) {
         return Err(Failure::Refused(format!(
@@ -503,7 +523,15 @@ fn attempt(
     }
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
     let limits = service.settings.limits();
+    // A transformer is given the annotations stored on the item before.
+    let given = if slot.loaded.is_transformer() {
+        pipeline::given_annotations(store, claimed.id, claimed.item_id)
+            .map_err(|e| Failure::Refused(e.to_string()))?
+    } else {
+        Vec::new()
+    };
     let function = attempt::Function {
+        name: &claimed.function,
         runtime,
         loaded: &slot.loaded,
         grants: runtime::Grants::artifacts(
@@ -531,12 +559,15 @@ fn attempt(
         } else {
             &item
         };
-        Ok(runtime::Item {
-            id: item.id.to_string(),
-            name: item.name.clone(),
-            mimetype: item.mimetype.clone(),
-            metadata: item.metadata.to_string(),
-            data,
+        Ok(attempt::Given {
+            item: runtime::Item {
+                id: item.id.to_string(),
+                name: item.name.clone(),
+                mimetype: item.mimetype.clone(),
+                metadata: item.metadata.to_string(),
+                data,
+            },
+            annotations: given.iter().map(|a| a.to_guest()).collect(),
         })
     };
     // A linked item's size is checked once its bytes are there (while downloading, and after).

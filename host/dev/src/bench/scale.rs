@@ -137,7 +137,10 @@ fn costs(home: &Home, backend: &str, runs: usize) -> Result<Vec<Row>> {
             init_inputs: None,
             inference_engine: None,
         };
-        let outcome = execution::Outcome::Success(Vec::new());
+        let outcome = execution::Outcome::Success {
+            annotations: Vec::new(),
+            made: Vec::new(),
+        };
         let (finished, took) =
             time(|| execution::finish(&mut store, &claimed, &outcome, "", 0, ran));
         finished?;

@@ -45,8 +45,10 @@ use std::io::Write;
 #[allow(clippy::too_many_arguments)]
 mod bindings {
     // The world the host links, so that one component tries both native inference paths:
-    // wasi-nn, and the `inference` import of components built before it.
-    wit_bindgen::generate!({ world: "host-links", path: "../../../wit", generate_all });
+    // wasi-nn, and the `inference` import of components built before it. As released in
+    // 0.1.0 (`tests/guests/wit-0.1.0`, frozen): every sandbox test also proves that
+    // components built for 0.1.0 keep working on a 0.1.1 host.
+    wit_bindgen::generate!({ world: "host-links", path: "../wit-0.1.0", generate_all });
 }
 
 use bindings::prelabel::detector::inference;

@@ -223,7 +223,11 @@ pub(super) fn fail_running(
 /// How an attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Success(Vec<Annotation>),
+    /// Its annotations, and the items it made (their bytes already stored).
+    Success {
+        annotations: Vec<Annotation>,
+        made: Vec<Content>,
+    },
     /// Failed; `retry` puts it back on the queue.
     Failed {
         status: Status,
@@ -274,7 +278,7 @@ pub fn finish(
         .init_inputs
         .map(|init| serde_json::to_string(init).expect("init values serialize"));
     let result = match outcome {
-        Outcome::Success(annotations) => {
+        Outcome::Success { annotations, .. } => {
             Some(serde_json::to_string(annotations).expect("annotations serialize"))
         }
         Outcome::Failed { .. } => None,
@@ -285,7 +289,8 @@ pub fn finish(
     )?;
     let component_digest = ran.component_digest;
     match outcome {
-        Outcome::Success(annotations) => {
+        Outcome::Success { annotations, made } => {
+            super::record_outputs(&tx, claimed.id, made)?;
             record_success(
                 &tx,
                 claimed,

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
+use crate::items::item::Content;
 use crate::named::Named;
 use crate::package::manifest::InputValue;
 use crate::results::annotation::Annotation;
@@ -136,6 +137,46 @@ pub struct Filter {
     pub service: Option<String>,
     pub item: Option<i64>,
     pub dataset: Option<String>,
+}
+
+/// Keeps the items execution `id` made (their bytes are stored already), in order, inside the
+/// transaction that records its success.
+fn record_outputs(tx: &Tx<'_>, id: i64, made: &[Content]) -> Result<()> {
+    for (position, content) in made.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO execution_outputs (execution_id, position, name, digest, size, mimetype, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![
+                id,
+                position as i64,
+                content.name,
+                content.digest,
+                content.size as i64,
+                content.mimetype,
+                content.metadata.to_string()
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The items execution `id` made, in the order it made them (none for a detector's).
+pub fn outputs(conn: &Db, id: i64) -> Result<Vec<Content>> {
+    Ok(conn.query_map(
+        "SELECT name, digest, size, mimetype, metadata FROM execution_outputs
+          WHERE execution_id = $1 ORDER BY position",
+        params![id],
+        |r| {
+            Ok(Content {
+                name: r.get("name")?,
+                digest: r.get("digest")?,
+                size: r.get::<i64>("size")? as u64,
+                mimetype: r.get("mimetype")?,
+                metadata: r.json("metadata")?,
+                url: None,
+            })
+        },
+    )?)
 }
 
 /// A page of the executions that match, newest first, and how many match in all.
