@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::extract::{Body, Path, Query};
 use super::{ApiError, AppState};
 use prelabel::package::pipeline::Outcome;
-use prelabel::results::task::{Decided, Held, Task};
+use prelabel::work::task::{Decided, Held, Task};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

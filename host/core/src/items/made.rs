@@ -5,8 +5,10 @@
 
 use serde_json::Value;
 
-use crate::items::item::{check_size, sniff_mimetype};
+use crate::error::Result;
+use crate::items::item::{Content, check_size, sniff_mimetype};
 use crate::runtime::MadeItem;
+use crate::store::Store;
 
 /// The most items one call may make.
 pub const MAX_MADE_ITEMS: usize = 16;
@@ -29,6 +31,20 @@ pub struct Made {
     pub data: Vec<u8>,
     /// Its user metadata (an object).
     pub user: Value,
+}
+
+/// Stores the bytes of what a function made (by digest, as an upload does), before the
+/// outcome that names them is recorded; returns them as contents a dataset node can put.
+pub fn store(store: &Store, made: Vec<Made>) -> Result<Vec<Content>> {
+    made.into_iter()
+        .map(|made| {
+            let digest = crate::files::sha256_hex(&made.data);
+            store.put_blob_as(&made.data, &digest)?;
+            Ok(Content::of_bytes(
+                &made.name, &made.data, &digest, made.user,
+            ))
+        })
+        .collect()
 }
 
 /// Checks what a function made: at most [`MAX_MADE_ITEMS`], each within `max_bytes`.

@@ -35,7 +35,6 @@ use crate::results::annotation::{self, Stored};
 use crate::results::evaluate;
 use crate::results::export;
 use crate::results::review;
-use crate::results::task::{self, Decided, Held, Task};
 use crate::runtime::Runtime;
 use crate::store::{Location, Store};
 use crate::work::batch::{self, Batch};
@@ -44,8 +43,10 @@ use crate::work::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::work::pipeline::{self, Applied, Pipeline, Shown};
 use crate::work::predict;
 use crate::work::replay;
-use crate::work::scheduler::{self, HomeLock};
+use crate::work::scheduler;
+use crate::work::task::{self, Decided, Held, Task};
 use crate::work::trigger::{self, Create, Trigger};
+use crate::work::worker::HomeLock;
 use crate::work::worker::WorkerStatus;
 
 /// A home (a store, its blobs and compile cache) and the operations on it. The store is

@@ -127,7 +127,7 @@ impl Home {
 
     /// The home's scheduler lock: one scheduler per home.
     pub fn lock(&self) -> Result<HomeLock> {
-        scheduler::lock_home(&self.location.home)
+        crate::work::worker::lock_home(&self.location.home)
     }
 
     /// [`Home::serve`] with the lock already taken.

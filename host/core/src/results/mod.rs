@@ -1,4 +1,4 @@
-//! Results: what comes out. Guests' [`annotation`]s as stored, people's [`review`] of them and their review [`task`]s,
+//! Results: what comes out. Guests' [`annotation`]s as stored, people's [`review`] of them,
 //! their [`export`] (COCO, CVAT, Label Studio tasks) and how they score against ground truth
 //! ([`evaluate`]).
 
@@ -6,4 +6,3 @@ pub mod annotation;
 pub mod evaluate;
 pub mod export;
 pub mod review;
-pub mod task;

@@ -3,7 +3,7 @@
 //! them and runs each [`attempt`] in an instance. Beside the queue: [`predict`] (another tool
 //! waits on one execution), [`local`] (a package on files, storing nothing), [`replay`] and
 //! [`compare`] (a candidate revision beside a service). A [`pipeline`] chains functions, review
-//! tasks and datasets after one source of item events.
+//! tasks and datasets after one source of item events; a review [`task`] holds items for people.
 
 pub mod attempt;
 pub mod batch;
@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod replay;
 pub mod scheduler;
+pub mod task;
 pub mod trigger;
 pub mod worker;
 

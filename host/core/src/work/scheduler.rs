@@ -16,8 +16,6 @@
 //! worker does not open a write transaction to find that nothing is queued.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, TryLockError};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -29,13 +27,14 @@ use crate::catalog::service::{self, Service};
 use crate::error::{Error, Result};
 use crate::items::item;
 use crate::items::link;
+use crate::items::made;
 use crate::package::manifest::InputValue;
 use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::store::{Dialect, Location, Store};
 use crate::work::attempt::{self, Failure};
 use crate::work::execution::{self, Claimed, Outcome, Status};
 use crate::work::pipeline;
-use crate::work::worker::{self, Registration, Worker};
+use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
@@ -98,29 +97,6 @@ struct Slot {
     revision: Revision,
     loaded: Loaded,
     instance: Option<Instance>,
-}
-
-/// Holds the home's scheduler lock for as long as it lives.
-pub struct HomeLock {
-    _file: File,
-}
-
-pub fn lock_home(home: &Path) -> Result<HomeLock> {
-    std::fs::create_dir_all(home).map_err(Error::io(home))?;
-    let path = home.join("scheduler.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(HomeLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
-            home: home.to_path_buf(),
-        }),
-        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
-    }
 }
 
 /// Runs until `stop` is set (then drains: running executions finish, no new ones start),
@@ -401,24 +377,9 @@ fn run_claimed(
                 (&mut logs, &mut inference_engine),
             )
         });
-    // The bytes of what it made are stored (by digest) before the outcome that names them.
     let ran = ran.and_then(|done| {
-        let made = done
-            .made
-            .into_iter()
-            .map(|made| {
-                let digest = crate::files::sha256_hex(&made.data);
-                store.put_blob_as(&made.data, &digest).map_err(|e| {
-                    Failure::Refused(format!(
-                        "cannot store the item `{}` it made: {e}",
-                        made.name
-                    ))
-                })?;
-                Ok(item::Content::of_bytes(
-                    &made.name, &made.data, &digest, made.user,
-                ))
-            })
-            .collect::<Result<Vec<_>, Failure>>()?;
+        let made = made::store(store, done.made)
+            .map_err(|e| Failure::Refused(format!("cannot store an item it made: {e}")))?;
         Ok((done.annotations, made))
     });
     let outcome = match ran {

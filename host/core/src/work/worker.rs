@@ -7,6 +7,7 @@
 //!
 //! Times are the database's clock (`store::NOW_MS`), so machines whose clocks differ agree.
 
+use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{Location, NOW, NOW_MS, Store, params};
 
 pub use crate::store::DEFAULT_LEASE;
@@ -302,5 +303,28 @@ mod tests {
                 .any(|w| w.id == first.id && w.state == "running")
         );
         let _ = std::fs::remove_dir_all(&home);
+    }
+}
+
+/// Holds the home's scheduler lock for as long as it lives.
+pub struct HomeLock {
+    _file: File,
+}
+
+pub fn lock_home(home: &Path) -> Result<HomeLock> {
+    std::fs::create_dir_all(home).map_err(Error::io(home))?;
+    let path = home.join("scheduler.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(HomeLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
+            home: home.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
     }
 }
