@@ -271,6 +271,29 @@ pub fn list(store: &Store, stopped: usize) -> Result<Vec<WorkerStatus>> {
     Ok(shown)
 }
 
+/// Holds the home's scheduler lock for as long as it lives.
+pub struct HomeLock {
+    _file: File,
+}
+
+pub fn lock_home(home: &Path) -> Result<HomeLock> {
+    std::fs::create_dir_all(home).map_err(Error::io(home))?;
+    let path = home.join("scheduler.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(HomeLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
+            home: home.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,28 +326,5 @@ mod tests {
                 .any(|w| w.id == first.id && w.state == "running")
         );
         let _ = std::fs::remove_dir_all(&home);
-    }
-}
-
-/// Holds the home's scheduler lock for as long as it lives.
-pub struct HomeLock {
-    _file: File,
-}
-
-pub fn lock_home(home: &Path) -> Result<HomeLock> {
-    std::fs::create_dir_all(home).map_err(Error::io(home))?;
-    let path = home.join("scheduler.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(HomeLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::HomeBusy {
-            home: home.to_path_buf(),
-        }),
-        Err(TryLockError::Error(e)) => Err(Error::io(&path)(e)),
     }
 }
