@@ -483,3 +483,117 @@ fn review_states(annotations: &[Value]) -> Vec<&str> {
         .map(|a| a["review"].as_str().expect("a state"))
         .collect()
 }
+
+/// Waits until pipeline node `node`'s counts on the graph read `want`.
+async fn until_counts(c: &Client, node: &str, want: &str) {
+    let script = format!(
+        "const t = document.querySelector('#graph [data-node={node}] .counts'); \
+         return t !== null && t.textContent === '{want}'"
+    );
+    until(c, &format!("node {node} to count {want}"), &script).await;
+}
+
+#[test]
+fn a_reviewer_completes_an_item_of_a_review_task_and_the_graph_counts_it_live() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "face-detector",
+    ]);
+    let review = fixtures().join("pipelines/review.toml");
+    home.ok(&["pipeline", "apply", path(&review)]);
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    home.ok(&["work", "--until-idle"]);
+    let waiting = home.json(&["task", "items", "uncertain-faces"]);
+    let waiting: Vec<i64> = waiting
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|h| h["item"]["id"].as_i64().expect("an item"))
+        .collect();
+    let n = waiting.len();
+    assert!(n >= 3, "{waiting:?}");
+    let server = Server::start(&home, &[]);
+    let browser = Browser::start();
+    let c = &browser.client;
+    browser.run(async {
+        // The graph: every node, the task holding what waits, faces done for all ten.
+        c.goto(&format!("{}/#/pipeline/review", server.base))
+            .await
+            .expect("open the pipeline");
+        until_counts(c, "faces", "wait 0 · run 0 · done 10 · fail 0").await;
+        until_counts(c, "review", &format!("wait {n} · run 0 · done 0 · fail 0")).await;
+        browser.screenshot("pipeline").await;
+        // The task's page: each waiting photo with its boxes; completing the first moves it on.
+        click(c, "#graph [data-node=review]").await;
+        until(
+            c,
+            "the waiting photos",
+            &format!("return document.querySelectorAll('#held .tile').length === {n}"),
+        )
+        .await;
+        let first: i64 = serde_json::from_value(
+            c.execute(
+                "return Number(document.querySelector('#held .tile').dataset.item)",
+                vec![],
+            )
+            .await
+            .expect("a tile"),
+        )
+        .expect("an id");
+        assert_eq!(first, waiting[0], "oldest first");
+        click(c, "#held .tile .complete").await;
+        until(
+            c,
+            "one photo fewer",
+            &format!("return document.querySelectorAll('#held .tile').length === {}", n - 1),
+        )
+        .await;
+        until(
+            c,
+            "the decision in the history",
+            "const d = document.querySelector('#decided'); return d !== null && d.textContent.includes('completed')",
+        )
+        .await;
+    });
+    let reviewed = home.json(&["items", "list", "--dataset", "reviewed", "--json"]);
+    assert_eq!(reviewed.as_array().map(Vec::len), Some(1));
+    let paths = home.json(&["pipeline", "path", &waiting[0].to_string()]);
+    let steps = &paths[0]["steps"];
+    assert_eq!(steps[1]["outcome"], "completed");
+    assert_eq!(steps[1]["decided_by"], "web");
+    assert_eq!(steps[2]["node"], "reviewed");
+    browser.run(async {
+        // Back on the graph, another process discards one: the counts follow, live.
+        c.goto(&format!("{}/#/pipeline/review", server.base))
+            .await
+            .expect("open the pipeline");
+        until_counts(c, "reviewed", "wait 0 · run 0 · done 1 · fail 0").await;
+        home.ok(&["task", "discard", "uncertain-faces", &waiting[1].to_string()]);
+        until_counts(c, "review", &format!("wait {} · run 0 · done 2 · fail 0", n - 2)).await;
+        // The item's own page shows its path, and the decision buttons for one still held.
+        c.goto(&format!("{}/#/item/{}", server.base, waiting[2]))
+            .await
+            .expect("open an item");
+        click(c, "#paths .complete").await;
+        until(
+            c,
+            "its path completed",
+            "const p = document.querySelector('#paths'); return p !== null && p.textContent.includes('review completed')",
+        )
+        .await;
+    });
+    assert_eq!(
+        home.json(&["task", "show", "uncertain-faces"])["completed"],
+        2
+    );
+}

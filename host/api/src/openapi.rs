@@ -49,6 +49,7 @@ use super::{
         pipelines::pause,
         pipelines::resume,
         pipelines::delete,
+        pipelines::paths,
         tasks::list,
         tasks::show,
         tasks::items,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
 use prelabel::package::pipeline::Spec;
-use prelabel::work::pipeline::{Applied, Pipeline, Shown};
+use prelabel::work::pipeline::{Applied, Pipeline, RunPath, Shown};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/pipelines/{name}", get(show).delete(delete))
         .route("/pipelines/{name}/pause", post(pause))
         .route("/pipelines/{name}/resume", post(resume))
+        .route("/items/{id}/pipelines", get(paths))
 }
 
 #[utoipa::path(get, path = "/api/pipelines", tag = "pipelines",
@@ -96,4 +97,16 @@ pub async fn delete(
     let pipeline = name.clone();
     state.run(move |home| home.delete_pipeline(&name)).await?;
     Ok(Json(DeletedPipeline { pipeline }))
+}
+
+/// An item's path through pipelines: every run it took part in (one it started, or one that
+/// put it), with the nodes it entered, each one's state, error and decision.
+#[utoipa::path(get, path = "/api/items/{id}/pipelines", tag = "pipelines",
+    params(("id" = i64, Path, description = "the item")),
+    responses((status = 200, body = Vec<RunPath>), (status = 404, body = super::error::ErrorBody)))]
+pub async fn paths(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<RunPath>>, ApiError> {
+    Ok(Json(state.run(move |home| home.item_paths(id)).await?))
 }

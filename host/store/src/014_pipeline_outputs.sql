@@ -19,3 +19,28 @@ CREATE TABLE execution_outputs (
     metadata     TEXT NOT NULL,          -- JSON: {"system": ..., "user": what the function gave}
     UNIQUE (execution_id, position)
 );
+
+-- Events learn a fourth kind, `step` (a pipeline step entered or moved on; `entity_id`: the
+-- step), so that the pipeline view's counts are live. SQLite cannot change a CHECK: the table
+-- is made again with its rows (the triggers that write it name it, and still do).
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE events_new (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL CHECK (kind IN ('item', 'execution', 'annotations', 'step')),
+    entity_id  INTEGER NOT NULL,
+    at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+INSERT INTO events_new (id, kind, entity_id, at) SELECT id, kind, entity_id, at FROM events;
+DROP TABLE events;
+ALTER TABLE events_new RENAME TO events;
+PRAGMA legacy_alter_table = OFF;
+
+CREATE TRIGGER events_step_inserted AFTER INSERT ON pipeline_steps
+BEGIN
+    INSERT INTO events (kind, entity_id) VALUES ('step', NEW.id);
+END;
+
+CREATE TRIGGER events_step_updated AFTER UPDATE OF state ON pipeline_steps
+BEGIN
+    INSERT INTO events (kind, entity_id) VALUES ('step', NEW.id);
+END;

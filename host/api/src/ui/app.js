@@ -171,8 +171,9 @@ let selected = null;
 let dragging = false; // a live redraw waits until the mouse lets go
 
 async function itemView(id) {
-  const [item, annotations, executions] = await Promise.all([
+  const [item, annotations, executions, paths] = await Promise.all([
     api(`/items/${id}`), api(`/items/${id}/annotations`), api(`/executions?item=${id}&limit=20`),
+    api(`/items/${id}/pipelines`),
   ]);
   if (selected !== null && selected >= annotations.length) selected = null;
   const order = JSON.parse(sessionStorage.getItem("order") || "[]");
@@ -220,7 +221,9 @@ async function itemView(id) {
         el("p", { class: "keys" }, "Keys: ←/→ or j/k item · Tab box · a accept · r or Delete reject · A accept all · l relabel · z undo · drag a box to move it, its corner to resize · shift-drag to draw"),
         el("h3", {}, "Executions"),
         el("table", { id: "executions" }, executions.executions.map((e) => el("tr", {},
-          el("td", {}, e.service), el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.duration_ms ?? ""))))),
+          el("td", {}, e.service), el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.duration_ms ?? "")))),
+        paths.length ? el("h3", {}, "Pipelines") : "",
+        el("div", { id: "paths" }, paths.map(pathView))),
     ),
   );
   current.key = (e) => {
@@ -300,6 +303,155 @@ function editing(stage, svg, item, annotations, review, id) {
   };
 }
 
+// Pipelines and review tasks ---------------------------------------------------------------
+
+// Completes or discards an item a review task holds; the item goes on in its pipeline.
+const decide = (task, item, outcome) => guarded(async () => {
+  const d = await api(`/tasks/${encodeURIComponent(task)}/items/${item}/${outcome === "completed" ? "complete" : "discard"}`,
+    { method: "POST", body: { by: "web" } });
+  toast(`${outcome} item ${item}: ${d.queued} executions queued after it`);
+  render();
+});
+
+// One run an item took part in: the nodes its path entered, each with its state.
+function pathView(run) {
+  return el("div", { class: "path" },
+    el("a", { href: `#/pipeline/${encodeURIComponent(run.pipeline)}` }, `${run.pipeline} v${run.version}`), ": ",
+    run.steps.map((s, i) => el("span", {}, i ? " → " : "",
+      el("span", { class: `step status-${s.state}`, title: s.error || (s.decided_by ? `${s.outcome} by ${s.decided_by}` : "") },
+        `${s.node} ${s.outcome || s.state}`),
+      s.state === "waiting" && s.task ? el("span", {},
+        el("button", { class: "complete", onclick: () => decide(s.task, s.item, "completed") }, "Complete"),
+        el("button", { class: "discard", onclick: () => decide(s.task, s.item, "discarded") }, "Discard")) : "")));
+}
+
+async function pipelinesView() {
+  const pipelines = await api("/pipelines");
+  view.replaceChildren(
+    el("h1", {}, "Pipelines"),
+    pipelines.length ? el("table", {},
+      el("tr", {}, ["pipeline", "version", "nodes", "state", "description"].map((h) => el("th", {}, h))),
+      pipelines.map((p) => el("tr", {},
+        el("td", {}, el("a", { href: `#/pipeline/${encodeURIComponent(p.name)}` }, p.name)), el("td", {}, p.version),
+        el("td", {}, p.spec.nodes.length), el("td", {}, p.paused ? "paused" : "active"), el("td", {}, p.spec.description))))
+      : el("p", {}, "No pipelines yet: `prelabel pipeline apply pipeline.toml` (docs/pipelines.md)."),
+  );
+}
+
+// What an edge's condition asks, in a few words.
+function condition(when = {}) {
+  const parts = [];
+  if (when.outcome) parts.push(when.outcome);
+  if (when.labels && when.labels.length) parts.push(when.labels.join("|"));
+  if (when.min_confidence !== undefined) parts.push(`≥${when.min_confidence}`);
+  if (when.max_confidence !== undefined) parts.push(`≤${when.max_confidence}`);
+  if (when.min_count !== undefined) parts.push(`count ≥${when.min_count}`);
+  if (when.max_count !== undefined) parts.push(`count ≤${when.max_count}`);
+  return parts.join(" ");
+}
+
+// A pipeline as its graph: the nodes in columns by their distance from the source, each with
+// what waits, runs, is done and failed there; redrawn live as steps move.
+async function pipelineView(name) {
+  const shown = await api(`/pipelines/${encodeURIComponent(name)}`);
+  const { nodes, edges } = shown.spec;
+  const depth = {};
+  const visit = (id, d) => {
+    if ((depth[id] ?? -1) >= d) return;
+    depth[id] = d;
+    edges.filter((e) => e.from === id).forEach((e) => visit(e.to, d + 1));
+  };
+  visit(nodes.find((n) => n.kind === "source").id, 0);
+  const [W, H, GX, GY] = [230, 78, 90, 26];
+  const rows = {};
+  const at = {};
+  for (const n of nodes) {
+    const col = depth[n.id] ?? 0;
+    const row = (rows[col] = (rows[col] ?? -1) + 1);
+    at[n.id] = [20 + col * (W + GX), 20 + row * (H + GY)];
+  }
+  const width = 40 + (Math.max(...Object.values(depth)) + 1) * (W + GX);
+  const height = 40 + (Math.max(...Object.values(rows)) + 1) * (H + GY);
+  const svg = svgEl("svg", { class: "graph", id: "graph", viewBox: `0 0 ${width} ${height}`, width, height });
+  for (const e of edges) {
+    const [[x1, y1], [x2, y2]] = [at[e.from], at[e.to]];
+    const [ax, ay, bx, by] = [x1 + W, y1 + H / 2, x2, y2 + H / 2];
+    svg.append(svgEl("path", { class: "edge", d: `M${ax},${ay} C${ax + GX / 2},${ay} ${bx - GX / 2},${by} ${bx},${by}` }));
+    const label = condition(e.when);
+    if (label) {
+      const t = svgEl("text", { class: "when", x: (ax + bx) / 2, y: (ay + by) / 2 - 4, "text-anchor": "middle" });
+      t.textContent = label;
+      svg.append(t);
+    }
+  }
+  const counts = Object.fromEntries(shown.nodes.map((c) => [c.node, c]));
+  for (const n of nodes) {
+    const [x, y] = at[n.id];
+    const c = counts[n.id] || {};
+    const what = n.service ? `${n.service}.${n.function}` : n.dataset || n.task || "all datasets";
+    const g = svgEl("g", { class: `node ${n.kind}`, "data-node": n.id });
+    g.append(svgEl("rect", { x, y, width: W, height: H, rx: 6 }));
+    const lines = [[`${n.id}`, "name"], [`${n.kind}: ${what}`, "what"],
+      [n.kind === "source" ? "" : `wait ${c.waiting ?? 0} · run ${c.running ?? 0} · done ${c.done ?? 0} · fail ${c.failed ?? 0}`, "counts"]];
+    lines.forEach(([text, cls], i) => {
+      const t = svgEl("text", { x: x + 8, y: y + 20 + i * 22, class: cls });
+      t.textContent = text;
+      g.append(t);
+    });
+    const target = n.kind === "task" ? `#/task/${encodeURIComponent(n.task)}` : n.kind === "dataset" ? `#/dataset/${encodeURIComponent(n.dataset)}` : null;
+    if (target) g.addEventListener("click", () => (location.hash = target));
+    svg.append(g);
+  }
+  view.replaceChildren(
+    el("h1", {}, el("a", { href: "#/pipelines" }, "Pipelines"), ` / ${name} v${shown.version}${shown.paused ? " (paused)" : ""}`),
+    shown.spec.description ? el("p", {}, shown.spec.description) : "",
+    el("div", { class: "graph-frame" }, svg),
+    el("p", { class: "keys" }, "wait: queued, or held by a review task · run: running · done · fail: failed (a rerun resumes the path there)"),
+  );
+}
+
+async function tasksView() {
+  const tasks = await api("/tasks");
+  view.replaceChildren(
+    el("h1", {}, "Review tasks"),
+    tasks.length ? el("table", { id: "tasks" },
+      el("tr", {}, ["task", "waiting", "completed", "discarded", "pipelines"].map((h) => el("th", {}, h))),
+      tasks.map((t) => el("tr", {},
+        el("td", {}, el("a", { href: `#/task/${encodeURIComponent(t.name)}` }, t.name)), el("td", {}, t.waiting),
+        el("td", {}, t.completed), el("td", {}, t.discarded), el("td", {}, t.pipelines.join(", ")))))
+      : el("p", {}, "No review tasks: a pipeline's task node makes one (docs/pipelines.md)."),
+  );
+}
+
+// The items a task holds, oldest first, each with its boxes and the two decisions.
+async function taskView(name) {
+  const [task, held, decided] = await Promise.all([
+    api(`/tasks/${encodeURIComponent(name)}`), api(`/tasks/${encodeURIComponent(name)}/items`),
+    api(`/tasks/${encodeURIComponent(name)}/items?decided=true&limit=20`),
+  ]);
+  const boxes = await Promise.all(held.map((h) => api(`/items/${h.item.id}/annotations`)));
+  sessionStorage.setItem("order", JSON.stringify(held.map((h) => h.item.id)));
+  view.replaceChildren(
+    el("h1", {}, el("a", { href: "#/tasks" }, "Tasks"), ` / ${name}`),
+    el("p", {}, `${task.waiting} waiting · ${task.completed} completed · ${task.discarded} discarded · from ${task.pipelines.join(", ") || "no pipeline now"}`),
+    el("div", { class: "grid", id: "held" }, held.map((h, i) => {
+      const image = size(h.item);
+      return el("div", { class: "tile", "data-item": h.item.id },
+        el("div", { class: "frame", onclick: () => (location.hash = `#/item/${h.item.id}`) },
+          image ? el("img", { src: thumb(h.item, 320), alt: h.item.name, loading: "lazy" }) : el("div", { class: "meta" }, h.item.mimetype),
+          image ? overlay(h.item, boxes[i]) : ""),
+        el("div", { class: "meta" }, el("span", {}, h.item.name),
+          el("span", {},
+            el("button", { class: "complete", onclick: () => decide(name, h.item.id, "completed") }, "Complete"),
+            el("button", { class: "discard", onclick: () => decide(name, h.item.id, "discarded") }, "Discard"))));
+    })),
+    decided.length ? el("h3", {}, "Decided") : "",
+    el("table", { id: "decided" }, decided.map((h) => el("tr", {},
+      el("td", {}, el("a", { href: `#/item/${h.item.id}` }, h.item.name)), el("td", {}, h.outcome),
+      el("td", {}, h.decided_by || ""), el("td", {}, h.decided_at || "")))),
+  );
+}
+
 // Executions, services, triggers ------------------------------------------------------------
 
 async function executionsView() {
@@ -374,10 +526,12 @@ function route() {
   const name = arg && decodeURIComponent(arg);
   const views = {
     dataset: () => datasetView(name), item: () => itemView(name), executions: executionsView,
-    services: servicesView, triggers: triggersView,
+    services: servicesView, triggers: triggersView, pipelines: pipelinesView, pipeline: () => pipelineView(name),
+    tasks: tasksView, task: () => taskView(name),
   };
+  const nav = { pipeline: "pipelines", task: "tasks" };
   document.querySelectorAll("nav a").forEach((a) =>
-    a.classList.toggle("active", a.dataset.nav === (views[page] && page !== "dataset" && page !== "item" ? page : "datasets")));
+    a.classList.toggle("active", a.dataset.nav === (nav[page] || (views[page] && page !== "dataset" && page !== "item" ? page : "datasets"))));
   return views[page] || datasetsView;
 }
 
@@ -397,7 +551,7 @@ document.addEventListener("keydown", (e) => current && current.key && current.ke
   events.onopen = () => dot.classList.add("on");
   events.onerror = () => dot.classList.remove("on");
   const redraw = () => { clearTimeout(timer); timer = setTimeout(() => (dragging ? redraw() : render()), 300); };
-  for (const kind of ["item", "execution", "annotations"]) events.addEventListener(kind, redraw);
+  for (const kind of ["item", "execution", "annotations", "step"]) events.addEventListener(kind, redraw);
 })();
 
 render();

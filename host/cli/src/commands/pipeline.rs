@@ -1,4 +1,5 @@
-//! `prelabel pipeline apply FILE | list | show NAME | pause NAME | resume NAME | delete NAME`.
+//! `prelabel pipeline apply FILE | list | show NAME | pause NAME | resume NAME | delete NAME |
+//! path ITEM`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ pub enum Command {
     Resume { name: String },
     /// Delete a pipeline and its versions.
     Delete { name: String },
+    /// An item's path: every run it took part in, with the nodes it entered and how each went.
+    Path { item: i64 },
 }
 
 impl Command {
@@ -51,6 +54,7 @@ impl Command {
             Command::Show { name } => print_json(&home.pipeline(&name)?)?,
             Command::Pause { name } => print_json(&home.pause_pipeline(&name, true)?)?,
             Command::Resume { name } => print_json(&home.pause_pipeline(&name, false)?)?,
+            Command::Path { item } => print_json(&home.item_paths(item)?)?,
             Command::Delete { name } => {
                 home.delete_pipeline(&name)?;
                 println!("deleted pipeline {name}");

@@ -1,5 +1,6 @@
 //! Changes as events, for live updates: SQLite triggers (migration 003) append one for every
-//! item written, execution queued or moved on, and item whose annotations changed, whichever
+//! item written, execution queued or moved on, item whose annotations changed, and pipeline
+//! step entered or moved on, whichever
 //! process made the change. Readers poll with the last id they saw.
 
 use serde::Serialize;
@@ -18,12 +19,15 @@ pub enum Kind {
     Execution,
     /// An item's annotations changed (`entity_id`: the item).
     Annotations,
+    /// An item entered a pipeline's node or moved on from it (`entity_id`: the step).
+    Step,
 }
 
 named!(Kind {
     Item => "item",
     Execution => "execution",
     Annotations => "annotations",
+    Step => "step",
 });
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

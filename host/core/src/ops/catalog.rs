@@ -177,6 +177,11 @@ impl Home {
         pipeline::show(&*self.store()?, name)
     }
 
+    /// The pipeline runs an item took part in, each with the nodes its path entered.
+    pub fn item_paths(&self, item: i64) -> Result<Vec<RunPath>> {
+        pipeline::paths(&*self.store()?, item)
+    }
+
     /// Pauses (`true`: no new items enter it) or resumes a pipeline.
     pub fn pause_pipeline(&self, name: &str, paused: bool) -> Result<Pipeline> {
         pipeline::set_paused(&mut *self.store()?, name, paused)

@@ -40,7 +40,7 @@ use crate::store::{Location, Store};
 use crate::work::batch::{self, Batch};
 use crate::work::compare;
 use crate::work::execution::{self, Execution, Interrupted, Rerun, Status};
-use crate::work::pipeline::{self, Applied, Pipeline, Shown};
+use crate::work::pipeline::{self, Applied, Pipeline, RunPath, Shown};
 use crate::work::predict;
 use crate::work::replay;
 use crate::work::scheduler;

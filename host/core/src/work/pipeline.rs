@@ -208,6 +208,88 @@ pub fn show(store: &Store, name: &str) -> Result<Shown> {
     Ok(Shown { pipeline, nodes })
 }
 
+/// One run of a pipeline that an item took part in: the nodes its path entered, in order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunPath {
+    pub pipeline: String,
+    pub version: i64,
+    pub run: i64,
+    /// The item whose event started the run.
+    pub item: i64,
+    pub started_at: String,
+    pub steps: Vec<PathStep>,
+}
+
+/// A node an item's path entered.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PathStep {
+    pub node: String,
+    /// The item at this node (a dataset node's copy, or what a function made, goes on).
+    pub item: i64,
+    /// As `show` counts it: a function's latest execution's status, else the step's state
+    /// (`waiting` at a task, `done`, `failed`).
+    pub state: String,
+    pub execution: Option<i64>,
+    pub error: Option<String>,
+    /// The review task holding the item, at a task node.
+    pub task: Option<String>,
+    /// A task's decision.
+    pub outcome: Option<Outcome>,
+    pub decided_by: Option<String>,
+    pub entered_at: String,
+}
+
+/// The runs item `item` took part in: those it started, and those that reached it (a copy a
+/// dataset node put, an item a function made), oldest first.
+pub fn paths(store: &Store, item: i64) -> Result<Vec<RunPath>> {
+    item::get(store, item)?;
+    let runs: Vec<RunPath> = store.conn().query_map(
+        "SELECT r.id, p.name, v.version, r.item_id, r.created_at
+           FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id
+                JOIN pipeline_versions v ON v.id = r.version_id
+          WHERE r.item_id = $1 OR r.id IN (SELECT run_id FROM pipeline_steps WHERE item_id = $1)
+          ORDER BY r.id",
+        params![item],
+        |r| {
+            Ok(RunPath {
+                run: r.get("id")?,
+                pipeline: r.get("name")?,
+                version: r.get("version")?,
+                item: r.get("item_id")?,
+                started_at: r.get("created_at")?,
+                steps: Vec::new(),
+            })
+        },
+    )?;
+    runs.into_iter()
+        .map(|mut run| {
+            run.steps = store.conn().query_map(
+                "SELECT s.node, s.item_id, COALESCE(e.status, s.state) AS state, e.id AS execution,
+                        COALESCE(e.error, s.error) AS error, s.task, s.outcome, s.decided_by, s.created_at
+                   FROM pipeline_steps s
+                        LEFT JOIN executions e
+                               ON e.id = (SELECT MAX(l.id) FROM executions l WHERE l.pipeline_step_id = s.id)
+                  WHERE s.run_id = $1 ORDER BY s.id",
+                params![run.run],
+                |r| {
+                    Ok(PathStep {
+                        node: r.get("node")?,
+                        item: r.get("item_id")?,
+                        state: r.get("state")?,
+                        execution: r.get("execution")?,
+                        error: r.get("error")?,
+                        task: r.get("task")?,
+                        outcome: r.get("outcome")?,
+                        decided_by: r.get("decided_by")?,
+                        entered_at: r.get("created_at")?,
+                    })
+                },
+            )?;
+            Ok(run)
+        })
+        .collect()
+}
+
 /// Pauses (no new items enter it) or resumes a pipeline.
 pub fn set_paused(store: &mut Store, name: &str, paused: bool) -> Result<Pipeline> {
     let pipeline = get(store, name)?;

@@ -18,3 +18,11 @@ CREATE TABLE execution_outputs (
     metadata     TEXT NOT NULL,
     UNIQUE (execution_id, position)
 );
+
+ALTER TABLE events DROP CONSTRAINT events_kind_check;
+ALTER TABLE events ADD CONSTRAINT events_kind_check
+    CHECK (kind IN ('item', 'execution', 'annotations', 'step'));
+CREATE TRIGGER events_step_inserted AFTER INSERT ON pipeline_steps
+    FOR EACH ROW EXECUTE FUNCTION prelabel_event('step');
+CREATE TRIGGER events_step_updated AFTER UPDATE OF state ON pipeline_steps
+    FOR EACH ROW EXECUTE FUNCTION prelabel_event('step');
