@@ -422,6 +422,14 @@ fn demo_prints_a_table_and_writes_annotated_photos() {
         .map(|i| reference(i["file_name"].as_str().expect("file_name")).len())
         .sum();
     assert_eq!(coco["annotations"].as_array().map(Vec::len), Some(faces));
+    // The privacy pipeline on the same photos: an anonymized copy of each photo with a face,
+    // the uncertain ones waiting for review.
+    let with_faces = (coco["images"].as_array().expect("images").iter())
+        .filter(|i| !reference(i["file_name"].as_str().expect("file_name")).is_empty())
+        .count();
+    let copies = std::fs::read_dir(out_dir.join("anonymized")).expect("the copies");
+    assert_eq!(copies.count(), with_faces);
+    assert!(table.contains("Waiting for review: "), "{table}");
 }
 
 #[test]
