@@ -5,7 +5,7 @@
 //! node ids, edges between nodes that exist, one source without inputs, no cycle, each
 //! condition where it means something) and names what is wrong. What needs the store (the
 //! services, their functions, the source's filters) is checked when it is applied
-//! (`work/pipeline.rs`).
+//! (`work/pipeline/`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
