@@ -496,14 +496,7 @@ async fn until_counts(c: &Client, node: &str, want: &str) {
 #[test]
 fn a_reviewer_completes_an_item_of_a_review_task_and_the_graph_counts_it_live() {
     let home = Home::new();
-    home.ok(&["package", "push", path(&face_detector_dir())]);
-    home.ok(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "face-detector",
-    ]);
+    home.deploy_face_detector();
     let review = fixtures().join("pipelines/review.toml");
     home.ok(&["pipeline", "apply", path(&review)]);
     home.ok(&[

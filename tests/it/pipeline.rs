@@ -67,18 +67,6 @@ fn variant(into: &std::path::Path, name: &str, edit: impl Fn(String) -> String) 
     path
 }
 
-/// The service the fixtures' function nodes name.
-fn deploy_face_detector(home: &Home) {
-    home.ok(&["package", "push", path(&face_detector_dir())]);
-    home.ok(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "face-detector",
-    ]);
-}
-
 #[test]
 fn apply_stores_versions_and_refuses_what_the_store_cannot_run() {
     let home = Home::new();
@@ -90,7 +78,7 @@ fn apply_stores_versions_and_refuses_what_the_store_cannot_run() {
         err.contains("node `faces` of pipeline `just-faces`") && err.contains("face-detector"),
         "{err}"
     );
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     let out = home.ok(&["pipeline", "apply", path(&minimal)]);
     assert_eq!(
         out.trim(),
@@ -159,7 +147,7 @@ fn apply_stores_versions_and_refuses_what_the_store_cannot_run() {
 #[test]
 fn pipelines_over_http_are_the_file_as_json_and_refused_naming_the_problem() {
     let home = Home::new();
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     let server = Server::start(&home, &[]);
     let spec = Spec::from_file(&dir().join("minimal.toml")).expect("parses");
     let body = serde_json::to_value(&spec).expect("JSON");
@@ -279,7 +267,7 @@ fn assert_sorted(home: &Home, reruns: i64) -> BTreeMap<&'static str, Vec<String>
 #[test]
 fn items_pass_each_node_once_and_go_where_the_conditions_send_them() {
     let home = Home::new();
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     apply_sort_and_upload(&home);
     home.ok(&["work", "--until-idle"]);
     let want = assert_sorted(&home, 0);
@@ -319,7 +307,7 @@ fn items_pass_each_node_once_and_go_where_the_conditions_send_them() {
 #[test]
 fn a_killed_serve_mid_pipeline_leaves_every_item_through_every_node_once() {
     let home = Home::new();
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     apply_sort_and_upload(&home);
     let mut serve = home.spawn(&["serve"]);
     home.wait_for(
@@ -375,7 +363,7 @@ fn a_failed_node_stops_the_path_and_a_rerun_resumes_it_there() {
 #[test]
 fn a_pipeline_changed_mid_flight_finishes_its_items_on_the_version_they_started_on() {
     let home = Home::new();
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     apply_sort_and_upload(&home);
     // Version 2 sends faces elsewhere; the photos above started on version 1.
     let files = tempdir();
@@ -442,7 +430,7 @@ fn whole(b: &serde_json::Value, (w, h): (u32, u32)) -> (u32, u32, u32, u32) {
 /// The privacy pipeline's services deployed, the pipeline applied and the ten sample photos
 /// uploaded into its source's dataset.
 fn apply_privacy_and_upload(home: &Home) {
-    deploy_face_detector(home);
+    home.deploy_face_detector();
     home.ok(&["package", "push", path(&crate::support::anonymizer())]);
     home.ok(&["service", "deploy", "anonymizer", "--name", "anonymizer"]);
     home.ok(&["pipeline", "apply", path(&dir().join("privacy.toml"))]);
@@ -687,7 +675,7 @@ to = "made"
 #[test]
 fn what_a_transformer_makes_is_checked_before_anything_is_stored() {
     let home = Home::new();
-    deploy_face_detector(&home);
+    home.deploy_face_detector();
     home.ok(&["package", "push", path(&crate::support::hostile_maker())]);
     home.ok(&["service", "deploy", "hostile-maker", "--name", "maker"]);
     let files = tempdir();

@@ -504,6 +504,19 @@ impl Home {
             .expect("prelabel starts")
     }
 
+    /// The face detector pushed and deployed as service `face-detector`, with its defaults
+    /// (what the pipeline fixtures' function nodes name).
+    pub fn deploy_face_detector(&self) {
+        self.ok(&["package", "push", path(&face_detector_dir())]);
+        self.ok(&[
+            "service",
+            "deploy",
+            "face-detector",
+            "--name",
+            "face-detector",
+        ]);
+    }
+
     /// Prelabel's JSON export of a dataset: one `{item, annotations}` per item.
     pub fn export(&self, dataset: &str) -> serde_json::Value {
         self.json(&[
