@@ -738,3 +738,78 @@ fn what_a_transformer_makes_is_checked_before_anything_is_stored() {
     assert_eq!(shown["nodes"][2]["failed"], wrong.len());
     assert_eq!(shown["nodes"][3]["done"], 1);
 }
+
+#[test]
+fn decisions_at_once_decide_an_item_once_and_bad_ones_are_refused() {
+    let home = Home::new();
+    home.deploy_face_detector();
+    home.ok(&["pipeline", "apply", path(&dir().join("review.toml"))]);
+    let photos = fixtures().join("images");
+    home.ok(&["upload", path(&photos), "--dataset", "photos"]);
+    home.ok(&["work", "--until-idle"]);
+    let held = home.json(&["task", "items", "uncertain-faces"]);
+    let (first, second) = (
+        held[0]["item"]["id"].as_i64(),
+        held[1]["item"]["id"].as_i64(),
+    );
+    let (first, second) = (first.expect("an item"), second.expect("another"));
+    let server = Server::start(&home, &[]);
+    let decide = |item: i64, how: &str, body: serde_json::Value| {
+        let url = format!("/api/tasks/uncertain-faces/items/{item}/{how}");
+        server.send(Method::POST, &url, Some(body))
+    };
+    // Eight people decide the same photo at the same moment: one decision, one copy put.
+    let answers: Vec<StatusCode> = std::thread::scope(|s| {
+        let asked: Vec<_> = (0..8)
+            .map(|i| {
+                let how = if i % 2 == 0 { "complete" } else { "discard" };
+                let decide = &decide;
+                s.spawn(move || decide(first, how, serde_json::json!({"by": format!("p{i}")})))
+            })
+            .collect();
+        asked
+            .into_iter()
+            .map(|a| a.join().expect("a request").status())
+            .collect()
+    });
+    let ok = answers.iter().filter(|s| **s == StatusCode::OK).count();
+    let conflicts = answers
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((ok, conflicts), (1, 7), "{answers:?}");
+    let decided = "SELECT COUNT(*) FROM pipeline_steps WHERE outcome IS NOT NULL";
+    assert_eq!(home.count(decided), 1);
+    let reviewed = "SELECT COUNT(*) FROM pipeline_steps WHERE node = 'reviewed'";
+    assert!(home.count(reviewed) <= 1);
+    // What a request cannot do: a field the decision does not have, an item that is not a
+    // number, a task or an item that is not there. A megabyte of a name is cut.
+    let error = |response: reqwest::blocking::Response, status: StatusCode| {
+        let body = server.json(response, status);
+        body["error"].as_str().unwrap_or_default().to_string()
+    };
+    let sneaky = serde_json::json!({"by": "x", "outcome": "completed"});
+    let err = error(decide(second, "discard", sneaky), StatusCode::BAD_REQUEST);
+    assert!(err.contains("outcome"), "{err}");
+    let url = "/api/tasks/uncertain-faces/items/abc/complete";
+    error(
+        server.send(Method::POST, url, Some(serde_json::json!({}))),
+        StatusCode::BAD_REQUEST,
+    );
+    let url = "/api/tasks/nobody/items/1/complete";
+    let err = error(
+        server.send(Method::POST, url, Some(serde_json::json!({}))),
+        StatusCode::NOT_FOUND,
+    );
+    assert!(err.contains("no task named `nobody`"), "{err}");
+    let err = error(
+        decide(99_999, "complete", serde_json::json!({})),
+        StatusCode::NOT_FOUND,
+    );
+    assert!(err.contains("holds no item 99999"), "{err}");
+    let long = serde_json::json!({"by": "a".repeat(1 << 20)});
+    server.json(decide(second, "discard", long), StatusCode::OK);
+    let history = home.json(&["task", "items", "uncertain-faces", "--decided"]);
+    let by = history[0]["decided_by"].as_str().expect("who");
+    assert_eq!(by.len(), 128);
+}

@@ -82,7 +82,7 @@ pub fn review(store: &mut Store, id: i64, change: &Change) -> Result<Stored> {
                     reviewed_by = $5, reviewed_at = {NOW}
               WHERE id = $1"
         ),
-        params![id, change.label, geometry, state.name(), reviewer(&change.by)],
+        params![id, change.label, geometry, state.name(), reviewer(change.by.as_deref())],
     )?;
     stored(store, item_id, id)
 }
@@ -103,7 +103,7 @@ pub fn add(store: &mut Store, item_id: i64, manual: &Manual) -> Result<Stored> {
             item_id,
             manual.label,
             serde_json::to_string(&manual.geometry).expect("a geometry serializes"),
-            reviewer(&manual.by)
+            reviewer(manual.by.as_deref())
         ], |r| r.get(0))?;
     stored(store, item_id, id)
 }
@@ -128,9 +128,10 @@ pub fn unreviewed(tx: &Tx<'_>, item_id: i64, new: &[Annotation]) -> Result<Vec<A
         .collect())
 }
 
-fn reviewer(by: &Option<String>) -> String {
-    by.as_deref()
-        .map(str::trim)
+/// Who made a decision, as recorded: what they said, trimmed and cut at 128 characters, or
+/// `anonymous`.
+pub(crate) fn reviewer(by: Option<&str>) -> String {
+    by.map(str::trim)
         .filter(|b| !b.is_empty())
         .map(|b| b.chars().take(128).collect())
         .unwrap_or_else(|| "anonymous".into())

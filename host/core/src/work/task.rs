@@ -177,10 +177,7 @@ pub fn decide(
     by: Option<&str>,
 ) -> Result<Decided> {
     get(store, name)?;
-    let by = by
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .unwrap_or("someone");
+    let by = crate::results::review::reviewer(by);
     let tx = store.write()?;
     // Taken in the same statement that marks them: two people deciding at once decide once.
     let steps: Vec<i64> = tx.query_map(
