@@ -17,6 +17,7 @@ mod link;
 mod manifest;
 mod new;
 mod outbound;
+mod people;
 mod pipeline;
 mod platform;
 mod postgres;

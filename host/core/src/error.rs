@@ -127,6 +127,8 @@ pub enum Kind {
     Secret,
     Pipeline,
     Task,
+    User,
+    Token,
 }
 
 impl Error {

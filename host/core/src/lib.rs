@@ -6,7 +6,7 @@
 //! [`work`], which queue executions that the scheduler runs in instances from the
 //! [`runtime`]; what they find are the [`results`] (annotations, reviewed and exported),
 //! which the labelling tools read through the [`integrations`]. [`ops`] is the one door the
-//! API and the CLI use. Below it all: the [`store`] (rows and blobs) and the [`files`].
+//! API and the CLI use; [`people`] are the accounts that share a home. Below it all: the [`store`] (rows and blobs) and the [`files`].
 
 pub mod catalog;
 pub mod error;
@@ -16,6 +16,7 @@ pub mod items;
 pub mod named;
 pub mod ops;
 pub mod package;
+pub mod people;
 pub mod results;
 pub mod work;
 

@@ -28,6 +28,9 @@ const TABLES: &[&str] = &[
     "annotations",
     "secrets",
     "events",
+    "users",
+    "user_tokens",
+    "grants",
 ];
 
 /// The tables whose ids a PostgreSQL sequence hands out.
@@ -48,6 +51,8 @@ const IDENTITIES: &[&str] = &[
     "pipeline_runs",
     "pipeline_steps",
     "execution_outputs",
+    "users",
+    "user_tokens",
 ];
 
 /// What a migration copied.

@@ -23,6 +23,7 @@ mod service;
 mod status;
 mod task;
 mod trigger;
+mod user;
 mod watch;
 
 use std::io::Write;
@@ -115,6 +116,9 @@ enum Command {
     /// Review tasks: the items pipelines' task nodes hold for people, completed or discarded.
     #[command(subcommand)]
     Task(task::Command),
+    /// Accounts: users with a role, the datasets granted to them, their API tokens.
+    #[command(subcommand)]
+    User(user::Command),
     /// Upload files (folders recursively) as items of a dataset.
     Upload(items::Upload),
     /// Link items to http(s) URLs; the host downloads them when an execution needs them.
@@ -186,6 +190,7 @@ impl Cli {
             Command::Trigger(command) => command.run(&home),
             Command::Pipeline(command) => command.run(&home),
             Command::Task(command) => command.run(&home),
+            Command::User(command) => command.run(&home),
             Command::Upload(args) => args.run(&home),
             Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),

@@ -6,6 +6,7 @@
 mod catalog;
 mod detect;
 mod items;
+mod people;
 mod work;
 
 pub use detect::Detect;

@@ -1,0 +1,170 @@
+//! Accounts through the binary (issue 32, first step): a password only from standard input or
+//! an environment variable, never from the command line; neither a password nor a token's
+//! secret anywhere in the home in plain text; each mistake refused naming it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use crate::support::{Home, command, stderr};
+
+/// `prelabel ARGS` with `input` on standard input.
+fn with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
+    let mut child = command(home.path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prelabel starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the password");
+    child.wait_with_output().expect("prelabel ends")
+}
+
+/// Whether `needle` is in any file under `dir` (the database, its journal, the blobs).
+fn anywhere(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .expect("a folder")
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                anywhere(&path, needle)
+            } else {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                bytes.windows(needle.len()).any(|w| w == needle)
+            }
+        })
+}
+
+#[test]
+fn accounts_keep_no_password_or_secret_in_plain_text_and_refuse_mistakes() {
+    let home = Home::new();
+    let ann_password = "correct horse battery";
+    let out = with_stdin(
+        &home,
+        &["user", "add", "ann", "--role", "admin"],
+        &format!("{ann_password}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ann: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (ann["name"].as_str(), ann["role"].as_str()),
+        (Some("ann"), Some("admin"))
+    );
+    assert!(ann.get("password_hash").is_none(), "{ann}");
+    let bo_password = "staple of the battery";
+    let out = command(home.path())
+        .args([
+            "user",
+            "add",
+            "bo",
+            "--role",
+            "reviewer",
+            "--password-env",
+            "BO_PASSWORD",
+        ])
+        .env("BO_PASSWORD", bo_password)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Mistakes, each named: a taken name, a short password, none at all, an unknown role, and
+    // a password on the command line (there is no such option).
+    let again = with_stdin(
+        &home,
+        &["user", "add", "ann", "--role", "viewer"],
+        "another password\n",
+    );
+    assert!(
+        stderr(&again).contains("a user named `ann` exists already"),
+        "{}",
+        stderr(&again)
+    );
+    let short = with_stdin(&home, &["user", "add", "cy", "--role", "viewer"], "short\n");
+    assert!(
+        stderr(&short).contains("8 to 1024 characters"),
+        "{}",
+        stderr(&short)
+    );
+    let none = with_stdin(&home, &["user", "add", "cy", "--role", "viewer"], "");
+    assert!(stderr(&none).contains("no password"), "{}", stderr(&none));
+    let role = with_stdin(
+        &home,
+        &["user", "add", "cy", "--role", "root"],
+        "long enough password\n",
+    );
+    assert!(stderr(&role).contains("root"), "{}", stderr(&role));
+    let argv = home.run(&[
+        "user",
+        "add",
+        "cy",
+        "--role",
+        "viewer",
+        "--password",
+        "on the line",
+    ]);
+    assert!(
+        !argv.status.success() && stderr(&argv).contains("--password"),
+        "{}",
+        stderr(&argv)
+    );
+    let bad_name = with_stdin(
+        &home,
+        &["user", "add", "Cy!", "--role", "viewer"],
+        "long enough password\n",
+    );
+    assert!(
+        stderr(&bad_name).contains("is not a name"),
+        "{}",
+        stderr(&bad_name)
+    );
+
+    // Tokens: the secret once, then only names and times.
+    let made = home.json(&["user", "token", "bo", "--name", "laptop"]);
+    let secret = made["secret"].as_str().expect("a secret").to_string();
+    assert!(secret.starts_with("plt_") && secret.len() == 68, "{secret}");
+    let listed = home.json(&["user", "tokens", "bo"]);
+    assert_eq!(listed[0]["name"], "laptop");
+    assert!(!listed.to_string().contains(&secret[4..]));
+    let twice = home.fails(&["user", "token", "bo", "--name", "laptop"]);
+    assert!(
+        twice.contains("has a token named `laptop` already"),
+        "{twice}"
+    );
+
+    // Grants, a new password, disabling, and the list.
+    assert_eq!(
+        home.json(&["user", "grant", "bo", "photos"])["grants"],
+        serde_json::json!(["photos"])
+    );
+    let out = with_stdin(&home, &["user", "passwd", "bo"], "a newer password\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(home.json(&["user", "disable", "bo"])["disabled"], true);
+    let users = home.json(&["user", "list"]);
+    let names: Vec<&str> = users
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ann", "bo"]);
+
+    // Nothing of the passwords or the secret in the home, in any file.
+    for needle in [ann_password, bo_password, "a newer password", &secret[4..]] {
+        assert!(
+            !anywhere(home.path(), needle.as_bytes()),
+            "`{needle}` is stored in plain text"
+        );
+    }
+    // Deleted with its tokens.
+    home.ok(&["user", "delete", "bo"]);
+    let gone = home.fails(&["user", "tokens", "bo"]);
+    assert!(gone.contains("no user named `bo`"), "{gone}");
+    assert_eq!(home.count("SELECT COUNT(*) FROM user_tokens"), 0);
+}
