@@ -168,3 +168,91 @@ fn accounts_keep_no_password_or_secret_in_plain_text_and_refuse_mistakes() {
     assert!(gone.contains("no user named `bo`"), "{gone}");
     assert_eq!(home.count("SELECT COUNT(*) FROM user_tokens"), 0);
 }
+
+/// A user token over HTTP, beside the bootstrap token: its role decides what it may do
+/// (coarsely, by method and route, until grants are enforced per dataset); a disabled account
+/// and a revoked token open nothing.
+#[test]
+fn a_user_token_opens_the_api_as_far_as_its_role_goes() {
+    use reqwest::{Method, StatusCode};
+    let home = Home::new();
+    for (name, role) in [("vi", "viewer"), ("re", "reviewer"), ("ma", "maintainer")] {
+        let out = with_stdin(
+            &home,
+            &["user", "add", name, "--role", role],
+            "long enough password\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let secret = |name: &str| {
+        let made = home.json(&["user", "token", name, "--name", "t"]);
+        made["secret"].as_str().expect("a secret").to_string()
+    };
+    let (vi, re, ma) = (secret("vi"), secret("re"), secret("ma"));
+    let server = crate::support::server::Server::start(&home, &["--token", "boot"]);
+    let ask = |token: &str, method: Method, path: &str, body: serde_json::Value| {
+        let request = server
+            .client
+            .request(method, server.url(path))
+            .bearer_auth(token);
+        request.json(&body).send().expect("a request").status()
+    };
+    let trigger = serde_json::json!({"name": "t", "service": "nope"});
+    assert_eq!(
+        ask(&vi, Method::GET, "/api/datasets", serde_json::json!(null)),
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask(&vi, Method::POST, "/api/triggers", trigger.clone()),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ask(&re, Method::POST, "/api/triggers", trigger.clone()),
+        StatusCode::FORBIDDEN
+    );
+    // A reviewer may decide (the task does not exist: refused by the handler, not the role).
+    let decide = "/api/tasks/none/items/1/complete";
+    assert_eq!(
+        ask(&re, Method::POST, decide, serde_json::json!({})),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ask(&vi, Method::POST, decide, serde_json::json!({})),
+        StatusCode::FORBIDDEN
+    );
+    // A maintainer reaches the handler (no service `nope`: 404, not 403).
+    assert_eq!(
+        ask(&ma, Method::POST, "/api/triggers", trigger.clone()),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ask(
+            "boot",
+            Method::GET,
+            "/api/datasets",
+            serde_json::json!(null)
+        ),
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask(
+            "plt_nope",
+            Method::GET,
+            "/api/datasets",
+            serde_json::json!(null)
+        ),
+        StatusCode::UNAUTHORIZED
+    );
+    home.ok(&["user", "disable", "vi"]);
+    assert_eq!(
+        ask(&vi, Method::GET, "/api/datasets", serde_json::json!(null)),
+        StatusCode::UNAUTHORIZED
+    );
+    home.ok(&["user", "untoken", "re", "--name", "t"]);
+    assert_eq!(
+        ask(&re, Method::GET, "/api/datasets", serde_json::json!(null)),
+        StatusCode::UNAUTHORIZED
+    );
+    let used = home.json(&["user", "tokens", "ma"]);
+    assert!(used[0]["last_used_at"].is_string(), "{used}");
+}

@@ -55,6 +55,10 @@ impl ApiError {
         )
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     pub fn not_found_route() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -47,6 +47,11 @@ impl Home {
     pub fn revoke_token(&self, user: &str, name: &str) -> Result<()> {
         token::revoke(&mut *self.store()?, user, name)
     }
+
+    /// The enabled account an API token's secret is of, if any (its use is noted).
+    pub fn authenticate(&self, secret: &str) -> Result<Option<User>> {
+        token::authenticate(&*self.store()?, secret)
+    }
 }
 
 #[cfg(test)]
