@@ -30,16 +30,20 @@ pub struct Shown {
     pub nodes: Vec<NodeCounts>,
 }
 
+/// A step's latest execution as `e` (a rerun is a later one), so that a function's step is as
+/// that execution is: `COALESCE(e.status, s.state)`.
+const LATEST_EXECUTION: &str = "LEFT JOIN executions e
+    ON e.id = (SELECT MAX(l.id) FROM executions l WHERE l.pipeline_step_id = s.id)";
+
 pub fn show(store: &Store, name: &str) -> Result<Shown> {
     let pipeline = get(store, name)?;
-    // A function's step is as its latest execution is (a rerun is a later one).
     let rows: Vec<(String, String, i64)> = store.conn().query_map(
-        "SELECT s.node, COALESCE(e.status, s.state) AS state, COUNT(*) AS n
-           FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
-                LEFT JOIN executions e
-                       ON e.id = (SELECT MAX(l.id) FROM executions l WHERE l.pipeline_step_id = s.id)
-          WHERE r.pipeline_id = $1
-          GROUP BY s.node, COALESCE(e.status, s.state)",
+        &format!(
+            "SELECT s.node, COALESCE(e.status, s.state) AS state, COUNT(*) AS n
+               FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id {LATEST_EXECUTION}
+              WHERE r.pipeline_id = $1
+              GROUP BY s.node, COALESCE(e.status, s.state)"
+        ),
         params![pipeline.id],
         |r| Ok((r.get("node")?, r.get("state")?, r.get("n")?)),
     )?;
@@ -123,12 +127,12 @@ pub fn paths(store: &Store, item: i64) -> Result<Vec<RunPath>> {
     runs.into_iter()
         .map(|mut run| {
             run.steps = store.conn().query_map(
-                "SELECT s.node, s.item_id, COALESCE(e.status, s.state) AS state, e.id AS execution,
-                        COALESCE(e.error, s.error) AS error, s.task, s.outcome, s.decided_by, s.created_at
-                   FROM pipeline_steps s
-                        LEFT JOIN executions e
-                               ON e.id = (SELECT MAX(l.id) FROM executions l WHERE l.pipeline_step_id = s.id)
-                  WHERE s.run_id = $1 ORDER BY s.id",
+                &format!(
+                    "SELECT s.node, s.item_id, COALESCE(e.status, s.state) AS state, e.id AS execution,
+                            COALESCE(e.error, s.error) AS error, s.task, s.outcome, s.decided_by, s.created_at
+                       FROM pipeline_steps s {LATEST_EXECUTION}
+                      WHERE s.run_id = $1 ORDER BY s.id"
+                ),
                 params![run.run],
                 |r| {
                     Ok(PathStep {
