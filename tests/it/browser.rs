@@ -260,15 +260,15 @@ fn a_reviewer_uploads_watches_rejects_and_moves_boxes_in_a_real_browser() {
 }
 
 /// Chromium under chromedriver on a free loopback port, with one WebDriver session.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     _profile: TempDir,
-    client: Client,
+    pub(crate) client: Client,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -322,7 +322,7 @@ impl Browser {
         }
     }
 
-    fn run<T>(&self, steps: impl Future<Output = T>) -> T {
+    pub(crate) fn run<T>(&self, steps: impl Future<Output = T>) -> T {
         self.runtime.block_on(steps)
     }
 
@@ -370,7 +370,7 @@ fn chromedriver() -> PathBuf {
 }
 
 /// Polls a script until it returns something other than false or null (bounded).
-async fn until(c: &Client, what: &str, script: &str) -> Value {
+pub(crate) async fn until(c: &Client, what: &str, script: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let value = c.execute(script, vec![]).await.expect("the script runs");
@@ -384,7 +384,7 @@ async fn until(c: &Client, what: &str, script: &str) -> Value {
 
 /// Clicks the element `css` selects, looking it up again if a live redraw replaced it
 /// between finding and clicking (bounded).
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let found = c

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod api;
 mod browser;
 mod centerface;
@@ -23,6 +24,8 @@ mod platform;
 mod postgres;
 mod provenance;
 mod python;
+mod queue;
 mod remote;
+mod review_browser;
 mod sandbox;
 mod watch;

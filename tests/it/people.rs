@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use crate::support::{Home, command, stderr};
+use crate::support::{Home, PASSWORD, command, stderr};
 
 /// `prelabel ARGS` with `input` on standard input.
 fn with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
@@ -255,4 +255,175 @@ fn a_user_token_opens_the_api_as_far_as_its_role_goes() {
     );
     let used = home.json(&["user", "tokens", "ma"]);
     assert!(used[0]["last_used_at"].is_string(), "{used}");
+}
+
+/// The value of cookie `name` in a response's `Set-Cookie` headers, with the whole header.
+fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let value = v[name.len() + 1..].split(';').next().unwrap_or_default();
+            (value.to_string(), v.to_string())
+        })
+}
+
+/// The UI's ways in: with accounts, loopback is no longer open; a login sets an HttpOnly,
+/// SameSite=Strict cookie (Secure behind TLS) kept as a digest only; a change sent with the
+/// cookie needs the CSRF value, so a cross-site form post is refused; logout and a new
+/// password end the session; a flood of logins is slowed per account and per address.
+#[test]
+fn logins_set_a_strict_cookie_refuse_cross_site_posts_and_slow_a_flood() {
+    use reqwest::StatusCode;
+    use serde_json::json;
+    let home = Home::new();
+    home.account("re", "reviewer");
+    let server = crate::support::server::Server::start(&home, &[]);
+    let client = &server.client;
+    assert_eq!(
+        client
+            .get(server.url("/api/datasets"))
+            .send()
+            .expect("GET")
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "an account exists: the open local mode is over"
+    );
+    // The page itself loads without a login (it shows the form).
+    assert_eq!(
+        client.get(server.url("/")).send().expect("GET").status(),
+        StatusCode::OK
+    );
+    let login = |body: serde_json::Value, forwarded: Option<&str>| {
+        let mut request = client.post(server.url("/api/login")).json(&body);
+        if let Some(proto) = forwarded {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        request.send().expect("login")
+    };
+    let wrong = login(json!({"name": "re", "password": "not the password"}), None);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let nobody = login(
+        json!({"name": "nobody", "password": "not the password"}),
+        None,
+    );
+    assert_eq!(
+        nobody.text().ok(),
+        Some(r#"{"error":"wrong name or password"}"#.into())
+    );
+    let ok = login(json!({"name": "re", "password": PASSWORD}), None);
+    assert_eq!(ok.status(), StatusCode::OK);
+    let (secret, header) = set_cookie(&ok, "prelabel_session").expect("a session cookie");
+    assert!(secret.starts_with("pls_"), "{header}");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(part), "{header}");
+    }
+    assert!(!header.contains("Secure"), "{header}");
+    let me: serde_json::Value = ok.json().expect("JSON");
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("re"), Some("reviewer"))
+    );
+    let csrf = me["csrf"].as_str().expect("a CSRF value").to_string();
+    let behind_tls = login(json!({"name": "re", "password": PASSWORD}), Some("https"));
+    let (_, tls_header) = set_cookie(&behind_tls, "prelabel_session").expect("a cookie");
+    assert!(tls_header.contains("Secure"), "{tls_header}");
+
+    // The cookie alone reads; a change needs the CSRF header too.
+    let cookie = format!("prelabel_session={secret}");
+    let with_cookie = |method: reqwest::Method, route: &str| {
+        client
+            .request(method, server.url(route))
+            .header(reqwest::header::COOKIE, &cookie)
+    };
+    let me = with_cookie(reqwest::Method::GET, "/api/me")
+        .send()
+        .expect("me");
+    assert_eq!(me.status(), StatusCode::OK);
+    let decide = "/api/tasks/none/items/1/complete";
+    let forged = with_cookie(reqwest::Method::POST, decide)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("by=mallory")
+        .send()
+        .expect("a cross-site form post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().expect("body").contains("x-csrf-token"));
+    let wrong_csrf = with_cookie(reqwest::Method::POST, decide)
+        .header("x-csrf-token", "0".repeat(64))
+        .json(&json!({}))
+        .send()
+        .expect("POST");
+    assert_eq!(wrong_csrf.status(), StatusCode::FORBIDDEN);
+    let honest = with_cookie(reqwest::Method::POST, decide)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({}))
+        .send()
+        .expect("POST");
+    assert_eq!(
+        honest.status(),
+        StatusCode::NOT_FOUND,
+        "the handler answers: no such item"
+    );
+    // The session's secret is nowhere in the home; logout ends it.
+    assert!(!anywhere(home.path(), &secret.as_bytes()[4..]));
+    let out = with_cookie(reqwest::Method::POST, "/api/logout")
+        .header("x-csrf-token", &csrf)
+        .send()
+        .expect("logout");
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let (cleared, _) = set_cookie(&out, "prelabel_session").expect("cleared");
+    assert_eq!(cleared, "");
+    let after = with_cookie(reqwest::Method::GET, "/api/me")
+        .send()
+        .expect("me");
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    // A new password ends the logins made with the old one.
+    let again = login(json!({"name": "re", "password": PASSWORD}), None);
+    let (second, _) = set_cookie(&again, "prelabel_session").expect("a cookie");
+    let out = with_stdin(&home, &["user", "passwd", "re"], "an even newer password\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stale = client
+        .get(server.url("/api/me"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("prelabel_session={second}"),
+        )
+        .send()
+        .expect("me");
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+
+    // A flood: the account is slowed after a few tries, the right password then too; other
+    // names from the same address soon after.
+    let statuses: Vec<StatusCode> = (0..6)
+        .map(|_| login(json!({"name": "re", "password": "guess"}), None).status())
+        .collect();
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let slowed = login(
+        json!({"name": "re", "password": "an even newer password"}),
+        None,
+    );
+    assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        slowed
+            .text()
+            .expect("body")
+            .contains("too many login attempts")
+    );
+    let from_here = (0..20)
+        .map(|i| login(json!({"name": format!("n{i}"), "password": "guess"}), None).status())
+        .position(|s| s == StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        from_here.is_some(),
+        "twenty names from one address were never slowed"
+    );
 }

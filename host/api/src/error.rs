@@ -82,6 +82,7 @@ impl From<Error> for ApiError {
             | Error::Pipeline(_)
             | Error::NoFunction { .. } => StatusCode::BAD_REQUEST,
             Error::Conflict { .. } | Error::HomeBusy { .. } => StatusCode::CONFLICT,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             // The function could not make boxes of this input; or not in time.
             Error::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Pending { .. } => StatusCode::GATEWAY_TIMEOUT,

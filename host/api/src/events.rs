@@ -15,7 +15,7 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use super::extract::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use prelabel::items::event::Event;
 
 /// How often the store is polled for new events.
@@ -39,6 +39,7 @@ pub struct EventsQuery {
     responses((status = 200, body = Event, content_type = "text/event-stream")))]
 pub async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -50,30 +51,34 @@ pub async fn events(
         Some(after) => after,
         None => state.run(|home| home.latest_event()).await?,
     };
+    let scope = caller.scope();
     let stream = stream::unfold(
         (state, start, Vec::<Event>::new()),
-        |(state, mut cursor, mut pending)| async move {
-            loop {
-                if let Some(event) = (!pending.is_empty()).then(|| pending.remove(0)) {
-                    let sse = SseEvent::default()
-                        .id(event.id.to_string())
-                        .event(prelabel::named::Named::name(event.kind))
-                        .json_data(&event)
-                        .unwrap_or_default();
-                    return Some((Ok(sse), (state, cursor, pending)));
-                }
-                if state.stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                tokio::time::sleep(POLL).await;
-                if let Ok(batch) = state
-                    .run(move |home| home.events_since(cursor, BATCH))
-                    .await
-                {
-                    if let Some(last) = batch.last() {
-                        cursor = last.id;
+        move |(state, mut cursor, mut pending)| {
+            let scope = scope.clone();
+            async move {
+                loop {
+                    if let Some(event) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                        let sse = SseEvent::default()
+                            .id(event.id.to_string())
+                            .event(prelabel::named::Named::name(event.kind))
+                            .json_data(&event)
+                            .unwrap_or_default();
+                        return Some((Ok(sse), (state, cursor, pending)));
                     }
-                    pending = batch;
+                    if state.stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    tokio::time::sleep(POLL).await;
+                    let scope = scope.clone();
+                    // The cursor moves past what a scoped reader does not see, too.
+                    if let Ok((batch, read)) = state
+                        .run(move |home| home.events_since(cursor, BATCH, &scope))
+                        .await
+                    {
+                        cursor = read;
+                        pending = batch;
+                    }
                 }
             }
         },

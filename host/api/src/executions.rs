@@ -7,7 +7,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path, Query};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
+use prelabel::people::Scope;
 use prelabel::work::batch::{Batch, Request};
 use prelabel::work::execution::{Execution, Filter, Rerun, Status};
 
@@ -53,8 +54,21 @@ pub struct ListQuery {
     responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
+    // A reviewer or viewer lists the executions of one item or dataset they see.
+    match (&query.item, &query.dataset) {
+        _ if caller.scope() == Scope::All => {}
+        (Some(item), _) => caller.sees_item(&state, *item).await?,
+        (None, Some(dataset)) => caller.dataset(dataset)?,
+        (None, None) => {
+            return Err(ApiError::forbidden(format!(
+                "user `{}` sees only the datasets granted to them: name one (`dataset=`) or an item (`item=`)",
+                caller.name()
+            )));
+        }
+    }
     let limit = query.limit.unwrap_or(100).min(1000);
     let filter = Filter {
         status: query.status,
@@ -79,9 +93,24 @@ pub async fn list(
     responses((status = 200, body = Execution), (status = 404, body = super::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Execution>, ApiError> {
-    Ok(Json(state.run(move |home| home.execution(id)).await?))
+    Ok(Json(seen(&state, &caller, id).await?))
+}
+
+/// Execution `id`, if the caller sees its item (one it does not see is not found).
+async fn seen(state: &AppState, caller: &Caller, id: i64) -> Result<Execution, ApiError> {
+    let execution = state.run(move |home| home.execution(id)).await?;
+    if caller.scope() != Scope::All && caller.item(state, execution.item_id).await.is_err() {
+        return Err(prelabel::Error::not_found(
+            prelabel::error::Kind::Execution,
+            id,
+            format!("no execution with id {id}"),
+        )
+        .into());
+    }
+    Ok(execution)
 }
 
 /// What the guest printed and logged, and the host's notes on each attempt.
@@ -89,8 +118,12 @@ pub async fn show(
     params(("id" = i64, Path, description = "the execution")),
     responses((status = 200, body = String, content_type = "text/plain"),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn logs(State(state): State<AppState>, Path(id): Path<i64>) -> Result<String, ApiError> {
-    Ok(state.run(move |home| home.execution(id)).await?.logs)
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<String, ApiError> {
+    Ok(seen(&state, &caller, id).await?.logs)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

@@ -11,7 +11,7 @@ use axum::routing::{get, patch, post};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query, Raw};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use prelabel::items::item::{Dataset, ItemRecord};
 use prelabel::items::link::Link;
 use prelabel::ops::Uploaded;
@@ -41,8 +41,14 @@ pub fn routes() -> Router<AppState> {
 /// Every dataset, with how many items it holds.
 #[utoipa::path(get, path = "/api/datasets", tag = "items",
     responses((status = 200, body = Vec<Dataset>)))]
-pub async fn datasets(State(state): State<AppState>) -> Result<Json<Vec<Dataset>>, ApiError> {
-    Ok(Json(state.run(|home| home.datasets()).await?))
+pub async fn datasets(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Dataset>>, ApiError> {
+    let scope = caller.scope();
+    let mut datasets = state.run(|home| home.datasets()).await?;
+    datasets.retain(|d| scope.sees(&d.name));
+    Ok(Json(datasets))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -57,13 +63,18 @@ pub struct ItemsQuery {
     responses((status = 200, body = Vec<ItemRecord>), (status = 404, body = super::error::ErrorBody)))]
 pub async fn items(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<ItemsQuery>,
 ) -> Result<Json<Vec<ItemRecord>>, ApiError> {
-    Ok(Json(
-        state
-            .run(move |home| home.items(query.dataset.as_deref()))
-            .await?,
-    ))
+    if let Some(dataset) = &query.dataset {
+        caller.dataset(dataset)?;
+    }
+    let scope = caller.scope();
+    let mut items = state
+        .run(move |home| home.items(query.dataset.as_deref()))
+        .await?;
+    items.retain(|i| scope.sees(&i.dataset));
+    Ok(Json(items))
 }
 
 /// Uploads files (multipart form, one part per file, named by its file name) as items of
@@ -185,9 +196,10 @@ async fn read_files(
     responses((status = 200, body = ItemRecord), (status = 404, body = super::error::ErrorBody)))]
 pub async fn item(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<ItemRecord>, ApiError> {
-    Ok(Json(state.run(move |home| home.item(id)).await?))
+    Ok(Json(caller.item(&state, id).await?))
 }
 
 /// The item's original bytes. Images are served as what they are; anything else as an
@@ -197,8 +209,10 @@ pub async fn item(
     responses((status = 200, description = "the bytes"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn data(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
+    caller.sees_item(&state, id).await?;
     let (item, bytes) = state.run(move |home| home.item_bytes(id)).await?;
     let image = item.mimetype.starts_with("image/") && item.mimetype != "image/svg+xml";
     let mimetype = if image {
@@ -229,8 +243,10 @@ pub async fn data(
     responses((status = 200, body = Vec<Stored>), (status = 404, body = super::error::ErrorBody)))]
 pub async fn annotations(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<Stored>>, ApiError> {
+    caller.sees_item(&state, id).await?;
     Ok(Json(
         state.run(move |home| home.item_annotations(id)).await?,
     ))
@@ -245,9 +261,12 @@ pub async fn annotations(
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn review(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
-    Body(change): Body<Change>,
+    Body(mut change): Body<Change>,
 ) -> Result<Json<Stored>, ApiError> {
+    caller.annotation(&state, id).await?;
+    change.by = caller.by(change.by);
     Ok(Json(state.run(move |home| home.review(id, &change)).await?))
 }
 
@@ -258,9 +277,12 @@ pub async fn review(
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
-    Body(manual): Body<Manual>,
+    Body(mut manual): Body<Manual>,
 ) -> Result<Json<Stored>, ApiError> {
+    caller.sees_item(&state, id).await?;
+    manual.by = caller.by(manual.by);
     Ok(Json(
         state
             .run(move |home| home.add_annotation(id, &manual))
@@ -286,9 +308,11 @@ pub struct ExportQuery {
     responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
+    caller: Caller,
     Path(dataset): Path<String>,
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
+    caller.dataset(&dataset)?;
     let format = query.format.unwrap_or(Format::Json);
     let exported = state
         .run(move |home| home.export(&dataset, format, query.accepted_only))
@@ -317,9 +341,11 @@ pub struct ThumbnailQuery {
               (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
     Query(query): Query<ThumbnailQuery>,
 ) -> Result<Response, ApiError> {
+    caller.sees_item(&state, id).await?;
     let side = query.size.unwrap_or(prelabel::items::thumbnail::SIDES[0]);
     let jpeg = state.run(move |home| home.thumbnail(id, side)).await?;
     Ok((
@@ -349,10 +375,12 @@ pub struct EvaluateQuery {
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn evaluate(
     State(state): State<AppState>,
+    caller: Caller,
     Path(dataset): Path<String>,
     Query(query): Query<EvaluateQuery>,
     Raw(body): Raw,
 ) -> Result<Json<prelabel::results::evaluate::Evaluation>, ApiError> {
+    caller.dataset(&dataset)?;
     let ground_truth =
         prelabel::ground_truth::GroundTruth::parse(&body).map_err(prelabel::Error::from)?;
     let request = prelabel::results::evaluate::Request {

@@ -4,6 +4,7 @@
 //! returns its typed result as JSON. Errors are `{"error": "..."}` with the status that fits
 //! (`error.rs`); the OpenAPI document is generated from the handlers (`openapi.rs`).
 
+mod access;
 mod cvat;
 mod error;
 mod events;
@@ -17,10 +18,12 @@ mod pipelines;
 pub mod remote;
 mod secrets;
 mod services;
+mod session;
 mod status;
 mod tasks;
 mod triggers;
 mod ui;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,19 +31,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use base64::Engine;
+use axum::extract::DefaultBodyLimit;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+pub use access::{CSRF_HEADER, Caller, SESSION_COOKIE};
 pub use error::ApiError;
 
-use axum::http::Method;
-use prelabel::named::Named;
 use prelabel::ops::Home;
-use prelabel::people::user::Role;
 
 /// Where and how the API listens.
 #[derive(Debug, Clone)]
@@ -93,12 +90,14 @@ pub struct AppState {
     pub home: Arc<Home>,
     /// The sha256 of the token: compared in constant time, and the same length whatever was
     /// sent.
-    token: Option<[u8; 32]>,
+    pub(crate) token: Option<[u8; 32]>,
     /// Set when the server stops: long-lived responses (event streams) end.
     pub stop: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub max_body: usize,
     pub label_studio: Option<prelabel::integrations::labelstudio::Server>,
+    /// Login attempts so far, per account and address.
+    limits: Arc<session::Limits>,
 }
 
 impl AppState {
@@ -123,6 +122,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         stop,
         max_body: options.max_body,
         label_studio: options.label_studio.clone(),
+        limits: session::limits(),
     };
     let api = Router::new()
         .merge(items::routes())
@@ -136,6 +136,8 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(status::routes())
         .merge(events::routes())
         .merge(cvat::routes())
+        .merge(session::routes())
+        .merge(users::routes())
         .merge(openapi::routes());
     Router::new()
         .nest("/api", api)
@@ -145,126 +147,9 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .layer(DefaultBodyLimit::max(options.max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authorize,
+            access::authorize,
         ))
         .with_state(state)
-}
-
-/// The cookie the web UI keeps the token in, so that images and the event stream (which
-/// cannot set headers) carry it too.
-pub const TOKEN_COOKIE: &str = "prelabel_token";
-
-/// Every request carries the token when one is set: `Authorization: Bearer TOKEN` (or Basic
-/// credentials, see [`credentials`]), the `prelabel_token` cookie, or a `token` query
-/// parameter. The parameter is taken off the URI
-/// before the handlers see it (their queries stay strict).
-async fn authorize(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let query = take_token_param(&mut request);
-    let Some(expected) = state.token else {
-        return Ok(next.run(request).await);
-    };
-    let headers = request.headers();
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(credentials);
-    let cookie = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
-        .map(str::to_string);
-    let given = header.or(cookie).or(query).unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-    if bool::from(digest.ct_eq(&expected)) {
-        return Ok(next.run(request).await);
-    }
-    // An account's own token (`prelabel user token`): its role decides.
-    if !given.starts_with(prelabel::people::token::PREFIX) {
-        return Err(ApiError::unauthorized());
-    }
-    let Some(user) = state.run(move |home| home.authenticate(&given)).await? else {
-        return Err(ApiError::unauthorized());
-    };
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    if !permits(user.role, &method, &path) {
-        return Err(ApiError::forbidden(format!(
-            "user `{}` ({}) may not {method} {path}",
-            user.name,
-            user.role.name()
-        )));
-    }
-    Ok(next.run(request).await)
-}
-
-/// What a role may do with an account's token, by method and route: admins and maintainers
-/// everything, viewers read, reviewers read and decide (annotations, review tasks). Coarse on
-/// purpose until each dataset's grants are enforced route by route (issue 32).
-fn permits(role: Role, method: &Method, path: &str) -> bool {
-    let read = matches!(*method, Method::GET | Method::HEAD);
-    let review = (*method == Method::PATCH && path.starts_with("/api/annotations/"))
-        || (*method == Method::POST
-            && ((path.starts_with("/api/items/") && path.ends_with("/annotations"))
-                || path.starts_with("/api/tasks/")));
-    match role {
-        Role::Admin | Role::Maintainer => true,
-        Role::Reviewer => read || review,
-        Role::Viewer => read,
-    }
-}
-
-/// The token in an `Authorization` header: `Bearer TOKEN`, or Basic credentials whose user
-/// name (or, without one, password) is the token. Tools that are given only a URL (CVAT's
-/// Nuclio host, an ML backend's address) take it as `http://TOKEN@host:port/`, which HTTP
-/// clients send as Basic credentials.
-fn credentials(header: &str) -> Option<String> {
-    if let Some(token) = header.strip_prefix("Bearer ") {
-        return Some(token.to_string());
-    }
-    let encoded = header.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let (user, password) = String::from_utf8(decoded)
-        .ok()?
-        .split_once(':')
-        .map(|(u, p)| (u.to_string(), p.to_string()))?;
-    Some(if user.is_empty() { password } else { user })
-}
-
-/// Removes a `token` query parameter from the request's URI and returns its value.
-fn take_token_param(request: &mut Request) -> Option<String> {
-    let query = request.uri().query()?;
-    let mut token = None;
-    let rest: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .filter_map(|(k, v)| {
-            if k == "token" {
-                token = Some(v.into_owned());
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
-    token.as_ref()?;
-    let mut uri = request.uri().path().to_string();
-    if !rest.is_empty() {
-        uri.push('?');
-        uri.push_str(
-            &form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(rest)
-                .finish(),
-        );
-    }
-    if let Ok(uri) = uri.parse() {
-        *request.uri_mut() = uri;
-    }
-    token
 }
 
 /// Serves the API until `stop` is set, then finishes the requests in flight. `ready` is told
@@ -291,10 +176,13 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-        .map_err(ServeError::Serve);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped)
+    .await
+    .map_err(ServeError::Serve);
     pruner.abort();
     served
 }

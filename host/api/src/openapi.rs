@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 
 use super::{
     AppState, cvat, events, executions, items, labelstudio, packages, pipelines, secrets, services,
-    status, tasks, triggers,
+    session, status, tasks, triggers, users,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,10 @@ use super::{
         pipelines::delete,
         pipelines::paths,
         tasks::list,
+        tasks::create,
+        tasks::next,
+        tasks::assign,
+        tasks::unassign,
         tasks::show,
         tasks::items,
         tasks::complete,
@@ -78,6 +82,17 @@ use super::{
         labelstudio::predict,
         labelstudio::webhook,
         labelstudio::versions,
+        session::login,
+        session::logout,
+        session::me,
+        users::list,
+        users::add,
+        users::show,
+        users::change,
+        users::delete,
+        users::grant,
+        users::take_back,
+        users::audit_log,
         document,
     )
 )]

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::extract::{Body, Path};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use prelabel::package::pipeline::Spec;
 use prelabel::work::pipeline::{Applied, Pipeline, RunPath, Shown};
 
@@ -106,7 +106,9 @@ pub async fn delete(
     responses((status = 200, body = Vec<RunPath>), (status = 404, body = super::error::ErrorBody)))]
 pub async fn paths(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<RunPath>>, ApiError> {
+    caller.sees_item(&state, id).await?;
     Ok(Json(state.run(move |home| home.item_paths(id)).await?))
 }

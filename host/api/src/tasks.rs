@@ -4,17 +4,25 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use prelabel::package::pipeline::Outcome;
+use prelabel::work::task::queue::Create;
 use prelabel::work::task::{Decided, Held, Task};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/tasks", get(list))
+        .route("/tasks", get(list).post(create))
+        .route("/tasks/{name}/next", post(next))
+        .route(
+            "/tasks/{name}/assignees/{user}",
+            put(assign).delete(unassign),
+        )
         .route("/tasks/{name}", get(show))
         .route("/tasks/{name}/items", get(items))
         .route("/tasks/{name}/items/{item}/complete", post(complete))
@@ -25,6 +33,74 @@ pub fn routes() -> Router<AppState> {
     responses((status = 200, body = Vec<Task>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Task>>, ApiError> {
     Ok(Json(state.run(|home| home.tasks()).await?))
+}
+
+/// Makes a task over a dataset's items (those there now and those to come, matching the
+/// filters), assigned to the accounts named: a pipeline of its own, as `prelabel task create`.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = Create,
+    responses((status = 200, body = Task), (status = 400, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Body(create): Body<Create>,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(
+        state.run(move |home| home.create_task(&create)).await?,
+    ))
+}
+
+/// Hands the caller the next item of the task: the one they hold, else the oldest waiting
+/// item of a dataset they see that no one holds. It is theirs for 15 minutes (others' decisions
+/// on it are refused); 204 when nothing is left for them.
+#[utoipa::path(post, path = "/api/tasks/{name}/next", tag = "tasks",
+    params(("name" = String, Path, description = "the task")),
+    responses((status = 200, body = Held), (status = 204, description = "nothing left for you"),
+              (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn next(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let Caller::User(user) = caller else {
+        return Err(ApiError::bad_request(
+            "items are handed to an account: log in, or use an account's token",
+        ));
+    };
+    let held = state.run(move |home| home.next_item(&name, &user)).await?;
+    Ok(match held {
+        Some(held) => Json(held).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// Assigns the task to an account.
+#[utoipa::path(put, path = "/api/tasks/{name}/assignees/{user}", tag = "tasks",
+    params(("name" = String, Path, description = "the task"), ("user" = String, Path, description = "the account")),
+    responses((status = 200, body = Task), (status = 404, body = super::error::ErrorBody)))]
+pub async fn assign(
+    State(state): State<AppState>,
+    Path((name, user)): Path<(String, String)>,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(
+        state
+            .run(move |home| home.assign_task(&name, &user, true))
+            .await?,
+    ))
+}
+
+/// Takes the task back from an account.
+#[utoipa::path(delete, path = "/api/tasks/{name}/assignees/{user}", tag = "tasks",
+    params(("name" = String, Path, description = "the task"), ("user" = String, Path, description = "the account")),
+    responses((status = 200, body = Task), (status = 404, body = super::error::ErrorBody)))]
+pub async fn unassign(
+    State(state): State<AppState>,
+    Path((name, user)): Path<(String, String)>,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(
+        state
+            .run(move |home| home.assign_task(&name, &user, false))
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/tasks/{name}", tag = "tasks",
@@ -52,15 +128,17 @@ pub struct ItemsQuery {
     responses((status = 200, body = Vec<Held>), (status = 404, body = super::error::ErrorBody)))]
 pub async fn items(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(query): Query<ItemsQuery>,
 ) -> Result<Json<Vec<Held>>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(1000);
-    Ok(Json(
-        state
-            .run(move |home| home.task_items(&name, query.decided, limit))
-            .await?,
-    ))
+    let scope = caller.scope();
+    let mut held = state
+        .run(move |home| home.task_items(&name, query.decided, limit))
+        .await?;
+    held.retain(|h| scope.sees(&h.item.dataset));
+    Ok(Json(held))
 }
 
 /// Who decides.
@@ -79,10 +157,11 @@ pub struct Decision {
               (status = 409, body = super::error::ErrorBody)))]
 pub async fn complete(
     state: State<AppState>,
+    caller: Caller,
     path: Path<(String, i64)>,
     body: Body<Decision>,
 ) -> Result<Json<Decided>, ApiError> {
-    decide(state, path, body, Outcome::Completed).await
+    decide(state, caller, path, body, Outcome::Completed).await
 }
 
 /// Discards an item the task holds: it goes on along the task's edges for `discarded`.
@@ -93,21 +172,26 @@ pub async fn complete(
               (status = 409, body = super::error::ErrorBody)))]
 pub async fn discard(
     state: State<AppState>,
+    caller: Caller,
     path: Path<(String, i64)>,
     body: Body<Decision>,
 ) -> Result<Json<Decided>, ApiError> {
-    decide(state, path, body, Outcome::Discarded).await
+    decide(state, caller, path, body, Outcome::Discarded).await
 }
 
 async fn decide(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, item)): Path<(String, i64)>,
     Body(decision): Body<Decision>,
     outcome: Outcome,
 ) -> Result<Json<Decided>, ApiError> {
+    caller.sees_item(&state, item).await?;
+    let by = caller.by(decision.by);
+    let account = caller.account();
     Ok(Json(
         state
-            .run(move |home| home.decide(&name, item, outcome, decision.by.as_deref()))
+            .run(move |home| home.decide(&name, item, outcome, by.as_deref(), account))
             .await?,
     ))
 }

@@ -76,6 +76,10 @@ pub enum Error {
         name: String,
         message: String,
     },
+    /// An account asked for what its role or assignment does not allow (an item of a task it
+    /// is not assigned to).
+    #[error("{message}")]
+    Forbidden { message: String },
     /// A linked item's bytes could not be downloaded.
     #[error("download failed: {url}: {source}")]
     Download {

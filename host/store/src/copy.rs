@@ -19,6 +19,13 @@ const TABLES: &[&str] = &[
     "trigger_runs",
     "batches",
     "workers",
+    // Accounts before the pipeline steps a reviewer holds.
+    "users",
+    "user_tokens",
+    "grants",
+    "sessions",
+    "audit",
+    "task_assignees",
     "pipelines",
     "pipeline_versions",
     "pipeline_runs",
@@ -28,9 +35,6 @@ const TABLES: &[&str] = &[
     "annotations",
     "secrets",
     "events",
-    "users",
-    "user_tokens",
-    "grants",
 ];
 
 /// The tables whose ids a PostgreSQL sequence hands out.
@@ -53,6 +57,8 @@ const IDENTITIES: &[&str] = &[
     "execution_outputs",
     "users",
     "user_tokens",
+    "sessions",
+    "audit",
 ];
 
 /// What a migration copied.

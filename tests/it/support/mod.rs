@@ -144,6 +144,9 @@ impl Drop for TempDir {
     }
 }
 
+/// The password [`Home::account`] gives every account.
+pub const PASSWORD: &str = "long enough password";
+
 pub fn tempdir() -> TempDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -502,6 +505,19 @@ impl Home {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("prelabel starts")
+    }
+
+    /// Account `name` with `role` and the password [`PASSWORD`], and an API token of it (its
+    /// secret returned).
+    pub fn account(&self, name: &str, role: &str) -> String {
+        let out = command(self.path())
+            .args(["user", "add", name, "--role", role, "--password-env", "PW"])
+            .env("PW", PASSWORD)
+            .output()
+            .expect("prelabel runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let made = self.json(&["user", "token", name, "--name", "t"]);
+        made["secret"].as_str().expect("a secret").to_string()
     }
 
     /// The face detector pushed and deployed as service `face-detector`, with its defaults

@@ -3,27 +3,26 @@
 // the current view.
 "use strict";
 
-// A token in the page's URL (`prelabel serve --open` prints one) goes into a cookie, so that
-// images and the event stream carry it too, and leaves the address bar.
-(function keepToken() {
-  const params = new URLSearchParams(location.search);
-  const token = params.get("token");
-  if (token) {
-    document.cookie = `prelabel_token=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
-    history.replaceState(null, "", location.pathname + location.hash);
-  }
-})();
-
 const view = document.getElementById("view");
 let current = null; // { render(), key(event) } of the view on screen
+// Who is logged in (GET /api/me): name, role, the datasets they see, the CSRF value.
+let me = null;
+const can = {
+  review: () => me && me.role !== "viewer",
+  maintain: () => me && (me.role === "admin" || me.role === "maintainer"),
+};
 
 async function api(path, options = {}) {
   const init = { ...options, headers: { ...(options.headers || {}) } };
+  // The session cookie goes with every request; a change also carries the CSRF value, which a
+  // page of another site cannot read.
+  if (init.method && init.method !== "GET" && me && me.csrf) init.headers["x-csrf-token"] = me.csrf;
   if (init.body !== undefined && typeof init.body !== "string" && !(init.body instanceof FormData)) {
     init.body = JSON.stringify(init.body);
     init.headers["Content-Type"] = "application/json";
   }
   const response = await fetch("/api" + path, init);
+  if (response.status === 401 && path !== "/login") return loginView();
   const text = await response.text();
   const body = text && (response.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text;
   if (!response.ok) throw new Error((body && body.error) || response.statusText);
@@ -88,6 +87,38 @@ function overlay(item, annotations, options = {}) {
   return svg;
 }
 
+// Logging in --------------------------------------------------------------------------------
+
+// The login form: a name and password start a session (an HttpOnly cookie the page never sees).
+function loginView() {
+  me = null;
+  who();
+  const name = el("input", { name: "name", placeholder: "name", autocomplete: "username" });
+  const password = el("input", { name: "password", type: "password", placeholder: "password", autocomplete: "current-password" });
+  view.replaceChildren(el("h1", {}, "Log in"), el("form", { class: "inline", id: "login", onsubmit: (e) => {
+    e.preventDefault();
+    guarded(async () => {
+      me = await api("/login", { method: "POST", body: { name: name.value, password: password.value } });
+      start();
+    });
+  } }, name, password, el("button", {}, "Log in")));
+  name.focus();
+  throw new Error("log in first");
+}
+
+// Who is logged in, in the header, and the pages their role has any use for.
+function who() {
+  const span = document.getElementById("who");
+  span.replaceChildren(...(me ? [`${me.name} (${me.role})`, me.open ? "" : el("a", { href: "#", id: "logout", onclick: (e) => {
+    e.preventDefault();
+    guarded(async () => { await api("/logout", { method: "POST" }); loginView(); });
+  } }, "Log out")] : []));
+  for (const page of ["executions", "services", "triggers"]) {
+    const link = document.querySelector(`nav a[data-nav="${page}"]`);
+    link.hidden = !can.maintain();
+  }
+}
+
 // Datasets ----------------------------------------------------------------------------------
 
 async function datasetsView() {
@@ -98,8 +129,8 @@ async function datasetsView() {
       ? el("div", { class: "cards" }, datasets.map((d) =>
           el("div", { class: "card", onclick: () => (location.hash = `#/dataset/${encodeURIComponent(d.name)}`) },
             el("strong", {}, d.name), el("div", {}, `${d.items} items`))))
-      : el("p", {}, "No datasets yet: upload with `prelabel upload FILES --dataset D` or below."),
-    uploadForm(),
+      : el("p", {}, can.maintain() ? "No datasets yet: upload with `prelabel upload FILES --dataset D` or below." : "No dataset is granted to you yet."),
+    can.maintain() ? uploadForm() : "",
   );
 }
 
@@ -160,7 +191,7 @@ async function datasetView(dataset) {
         el("div", { class: "meta" }, el("span", {}, item.name),
           el("span", { class: "count" }, `${annotations.length}/${all.length} · ${annotations.length ? lowest({ annotations }).toFixed(2) : "-"}`)));
     })),
-    uploadForm(dataset),
+    can.maintain() ? uploadForm(dataset) : "",
   );
 }
 
@@ -320,7 +351,7 @@ function pathView(run) {
     run.steps.map((s, i) => el("span", {}, i ? " → " : "",
       el("span", { class: `step status-${s.state}`, title: s.error || (s.decided_by ? `${s.outcome} by ${s.decided_by}` : "") },
         `${s.node} ${s.outcome || s.state}`),
-      s.state === "waiting" && s.task ? el("span", {},
+      s.state === "waiting" && s.task && can.review() ? el("span", {},
         el("button", { class: "complete", onclick: () => decide(s.task, s.item, "completed") }, "Complete"),
         el("button", { class: "discard", onclick: () => decide(s.task, s.item, "discarded") }, "Discard")) : "")));
 }
@@ -415,10 +446,11 @@ async function tasksView() {
   view.replaceChildren(
     el("h1", {}, "Review tasks"),
     tasks.length ? el("table", { id: "tasks" },
-      el("tr", {}, ["task", "waiting", "completed", "discarded", "pipelines"].map((h) => el("th", {}, h))),
-      tasks.map((t) => el("tr", {},
-        el("td", {}, el("a", { href: `#/task/${encodeURIComponent(t.name)}` }, t.name)), el("td", {}, t.waiting),
-        el("td", {}, t.completed), el("td", {}, t.discarded), el("td", {}, t.pipelines.join(", ")))))
+      el("tr", {}, ["task", "waiting", "completed", "discarded", "assigned to", "pipelines"].map((h) => el("th", {}, h))),
+      tasks.map((t) => el("tr", { class: t.assignees.includes(me && me.name) ? "yours" : "" },
+        el("td", {}, el("a", { href: `#/task/${encodeURIComponent(t.name)}` }, t.name), t.done ? " ✓" : ""), el("td", {}, t.waiting),
+        el("td", {}, t.completed), el("td", {}, t.discarded), el("td", {}, t.assignees.join(", ") || "anyone"),
+        el("td", {}, t.pipelines.join(", ")))))
       : el("p", {}, "No review tasks: a pipeline's task node makes one (docs/pipelines.md)."),
   );
 }
@@ -431,9 +463,15 @@ async function taskView(name) {
   ]);
   const boxes = await Promise.all(held.map((h) => api(`/items/${h.item.id}/annotations`)));
   sessionStorage.setItem("order", JSON.stringify(held.map((h) => h.item.id)));
+  const account = me && me.role !== "viewer" && !me.open;
   view.replaceChildren(
     el("h1", {}, el("a", { href: "#/tasks" }, "Tasks"), ` / ${name}`),
     el("p", {}, `${task.waiting} waiting · ${task.completed} completed · ${task.discarded} discarded · from ${task.pipelines.join(", ") || "no pipeline now"}`),
+    task.reviewers.length ? el("table", { id: "progress" },
+      el("tr", {}, ["reviewer", "completed", "discarded", "holding"].map((h) => el("th", {}, h))),
+      task.reviewers.map((r) => el("tr", {}, el("td", {}, r.name), el("td", {}, r.completed), el("td", {}, r.discarded), el("td", {}, r.holding))))
+      : "",
+    account ? el("div", { id: "mine" }, el("button", { id: "next", onclick: () => nextItem(name) }, "Next item")) : "",
     el("div", { class: "grid", id: "held" }, held.map((h, i) => {
       const image = size(h.item);
       return el("div", { class: "tile", "data-item": h.item.id },
@@ -441,15 +479,41 @@ async function taskView(name) {
           image ? el("img", { src: thumb(h.item, 320), alt: h.item.name, loading: "lazy" }) : el("div", { class: "meta" }, h.item.mimetype),
           image ? overlay(h.item, boxes[i]) : ""),
         el("div", { class: "meta" }, el("span", {}, h.item.name),
-          el("span", {},
+          h.held_by ? el("span", { class: "held" }, `with ${h.held_by}`) : can.review() ? el("span", {},
             el("button", { class: "complete", onclick: () => decide(name, h.item.id, "completed") }, "Complete"),
-            el("button", { class: "discard", onclick: () => decide(name, h.item.id, "discarded") }, "Discard"))));
+            el("button", { class: "discard", onclick: () => decide(name, h.item.id, "discarded") }, "Discard")) : ""));
     })),
     decided.length ? el("h3", {}, "Decided") : "",
     el("table", { id: "decided" }, decided.map((h) => el("tr", {},
       el("td", {}, el("a", { href: `#/item/${h.item.id}` }, h.item.name)), el("td", {}, h.outcome),
       el("td", {}, h.decided_by || ""), el("td", {}, h.decided_at || "")))),
   );
+}
+
+// "Next item": the server hands this reviewer one item no one else holds; it is shown large,
+// with its boxes, and deciding it asks for the next.
+async function nextItem(task) {
+  const mine = document.getElementById("mine");
+  const held = await api(`/tasks/${encodeURIComponent(task)}/next`, { method: "POST" }).catch((e) => toast(e.message, true));
+  if (held === undefined) return;
+  if (!held) {
+    mine.replaceChildren(el("p", { id: "none-left" }, "Nothing left for you in this task."));
+    return;
+  }
+  const boxes = await api(`/items/${held.item.id}/annotations`);
+  const image = size(held.item);
+  const decideMine = (outcome) => guarded(async () => {
+    await api(`/tasks/${encodeURIComponent(task)}/items/${held.item.id}/${outcome}`, { method: "POST", body: {} });
+    await nextItem(task);
+  });
+  mine.replaceChildren(el("div", { class: "tile mine", "data-item": held.item.id },
+    el("div", { class: "frame" },
+      image ? el("img", { src: thumb(held.item, 1600), alt: held.item.name }) : el("div", { class: "meta" }, held.item.mimetype),
+      image ? overlay(held.item, boxes, { labels: true }) : ""),
+    el("div", { class: "meta" }, el("span", { class: "name" }, held.item.name),
+      el("span", {},
+        el("button", { class: "complete", onclick: () => decideMine("complete") }, "Complete"),
+        el("button", { class: "discard", onclick: () => decideMine("discard") }, "Discard")))));
 }
 
 // Executions, services, triggers ------------------------------------------------------------
@@ -544,14 +608,31 @@ function render() {
 window.addEventListener("hashchange", () => { selected = null; render(); });
 document.addEventListener("keydown", (e) => current && current.key && current.key(e));
 
-(function live() {
+function live() {
+  if (live.events) live.events.close();
   const events = new EventSource("/api/events");
+  live.events = events;
   const dot = document.getElementById("live");
   let timer = null;
   events.onopen = () => dot.classList.add("on");
   events.onerror = () => dot.classList.remove("on");
   const redraw = () => { clearTimeout(timer); timer = setTimeout(() => (dragging ? redraw() : render()), 300); };
   for (const kind of ["item", "execution", "annotations", "step"]) events.addEventListener(kind, redraw);
-})();
+}
 
-render();
+// Who is this? A token in the page's address (`prelabel serve --open` prints one) logs in as
+// it and leaves the address bar; without a session the login form shows.
+async function start() {
+  const token = new URLSearchParams(location.search).get("token");
+  if (token) {
+    history.replaceState(null, "", location.pathname + location.hash);
+    me = await api("/login", { method: "POST", body: { token } }).catch(() => null);
+  }
+  me = await api("/me").catch(() => null);
+  if (!me) return;
+  who();
+  live();
+  render();
+}
+
+start();

@@ -4,6 +4,7 @@
 //! the manner of cargo's `commands/*.rs`.
 
 mod annotations;
+mod audit;
 mod bench;
 mod check;
 mod compare;
@@ -119,6 +120,9 @@ enum Command {
     /// Accounts: users with a role, the datasets granted to them, their API tokens.
     #[command(subcommand)]
     User(user::Command),
+    /// Who did what: review decisions and changes made through the API, accounts and
+    /// decisions made here.
+    Audit(audit::Args),
     /// Upload files (folders recursively) as items of a dataset.
     Upload(items::Upload),
     /// Link items to http(s) URLs; the host downloads them when an execution needs them.
@@ -191,6 +195,7 @@ impl Cli {
             Command::Pipeline(command) => command.run(&home),
             Command::Task(command) => command.run(&home),
             Command::User(command) => command.run(&home),
+            Command::Audit(args) => args.run(&home),
             Command::Upload(args) => args.run(&home),
             Command::Link(args) => args.run(&home),
             Command::Items(command) => command.run(&home),

@@ -75,8 +75,21 @@ impl Serve {
             std::thread::spawn(move || home.schedule(lock, stop, false))
         };
         let (open, token) = (self.open, options.token.clone());
+        let accounts = home.has_accounts()?;
         let served = api::serve_blocking(home, options, stop.clone(), |addr| {
             eprintln!("listening on http://{addr}/ (the API is under /api)");
+            eprintln!(
+                "{}",
+                match (&token, accounts) {
+                    (None, false) =>
+                        "open local mode: no token and no account, so anyone on this machine may use it \
+                                      (add an account with `prelabel user add` to require logins)",
+                    (None, true) =>
+                        "logins required: accounts exist (log in on the page, or send an account's token)",
+                    (Some(_), _) =>
+                        "logins required: the --token (an admin's) or an account's login or token",
+                }
+            );
             if open {
                 open_ui(addr, token.as_deref());
             }

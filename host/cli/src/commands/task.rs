@@ -1,5 +1,6 @@
-//! `prelabel task list | show NAME | items NAME [--decided] | complete NAME ITEM | discard NAME ITEM`:
-//! the review tasks of pipelines' task nodes, and people's decisions on the items they hold.
+//! `prelabel task list | show | items | create | assign | unassign | complete | discard`: review
+//! tasks (pipelines' task nodes, or made over a dataset), who they are assigned to, and
+//! people's decisions on the items they hold. Changes are recorded in the audit log.
 
 use std::process::ExitCode;
 
@@ -9,12 +10,13 @@ use clap::Subcommand;
 use super::print_json;
 use prelabel::ops::Home;
 use prelabel::package::pipeline::Outcome;
+use prelabel::work::task::queue::Create;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every review task, with how many items wait and were decided.
+    /// Every review task, with how many items wait and were decided, and by whom.
     List,
-    /// One task's counts and the pipelines that feed it.
+    /// One task's counts, assignees, each reviewer's progress and the pipelines that feed it.
     Show { name: String },
     /// The items a task holds, oldest first (with --decided: those decided, newest first).
     Items {
@@ -24,6 +26,23 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// Make a task over a dataset's items, those there now and those to come (a pipeline of
+    /// its own); reviewers then take its items one at a time ("next item").
+    Create {
+        name: String,
+        #[arg(long)]
+        dataset: String,
+        /// Only items matching this trigger filter (repeatable).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// Assign it to this account (repeatable; none: any reviewer granted the dataset).
+        #[arg(long = "assign", value_name = "USER")]
+        assign: Vec<String>,
+    },
+    /// Assign a task to an account.
+    Assign { name: String, user: String },
+    /// Take a task back from an account.
+    Unassign { name: String, user: String },
     /// Complete an item a task holds: it goes on along the task's `completed` edges.
     Complete {
         name: String,
@@ -43,6 +62,7 @@ pub enum Command {
 
 impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
+        let recorded = self.audited();
         match self {
             Command::List => print_json(&home.tasks()?)?,
             Command::Show { name } => print_json(&home.task(&name)?)?,
@@ -51,13 +71,44 @@ impl Command {
                 decided,
                 limit,
             } => print_json(&home.task_items(&name, decided, limit)?)?,
+            Command::Create {
+                name,
+                dataset,
+                filters,
+                assign,
+            } => print_json(&home.create_task(&Create {
+                name,
+                dataset,
+                filters,
+                assign,
+            })?)?,
+            Command::Assign { name, user } => print_json(&home.assign_task(&name, &user, true)?)?,
+            Command::Unassign { name, user } => {
+                print_json(&home.assign_task(&name, &user, false)?)?
+            }
             Command::Complete { name, item, by } => {
-                print_json(&home.decide(&name, item, Outcome::Completed, by.as_deref())?)?
+                print_json(&home.decide(&name, item, Outcome::Completed, by.as_deref(), None)?)?
             }
             Command::Discard { name, item, by } => {
-                print_json(&home.decide(&name, item, Outcome::Discarded, by.as_deref())?)?
+                print_json(&home.decide(&name, item, Outcome::Discarded, by.as_deref(), None)?)?
             }
         }
+        if let Some((action, target)) = recorded {
+            home.audit("owner", &action, &target, None)?;
+        }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// What the audit log records of this command, if it changes something.
+    fn audited(&self) -> Option<(String, String)> {
+        let (action, target) = match self {
+            Command::Create { name, .. } => ("create", name.clone()),
+            Command::Assign { name, user } => ("assign", format!("{name} {user}")),
+            Command::Unassign { name, user } => ("unassign", format!("{name} {user}")),
+            Command::Complete { name, item, .. } => ("complete", format!("{name} {item}")),
+            Command::Discard { name, item, .. } => ("discard", format!("{name} {item}")),
+            _ => return None,
+        };
+        Some((format!("task {action}"), target))
     }
 }

@@ -5,8 +5,11 @@
 
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use crate::error::Result;
 use crate::named::named;
+use crate::people::Scope;
 use crate::store::{Store, params};
 
 /// What changed.
@@ -64,6 +67,46 @@ pub fn since(store: &Store, after: i64, limit: usize) -> Result<Vec<Event>> {
         .collect();
     folded.reverse();
     Ok(folded)
+}
+
+/// [`since`], only the events about items of datasets `scope` sees (what a reviewer's or
+/// viewer's stream carries), and the id read up to (where the next read starts, past what
+/// was left out). An event whose item is gone is left out.
+pub fn since_in(
+    store: &Store,
+    after: i64,
+    limit: usize,
+    scope: &Scope,
+) -> Result<(Vec<Event>, i64)> {
+    let events = since(store, after, limit)?;
+    // Folding keeps each entity's last event: the last one read is still there.
+    let Some(last) = events.last().map(|e| e.id) else {
+        return Ok((events, after));
+    };
+    if *scope == Scope::All {
+        return Ok((events, last));
+    }
+    // Each event's item, whatever its kind names, and that item's dataset.
+    let datasets: HashMap<i64, String> = store
+        .conn()
+        .query_map(
+            "SELECT e.id, d.name FROM events e
+               JOIN items i ON i.id = CASE
+                    WHEN e.kind IN ('item', 'annotations') THEN e.entity_id
+                    WHEN e.kind = 'execution' THEN (SELECT x.item_id FROM executions x WHERE x.id = e.entity_id)
+                    ELSE (SELECT s.item_id FROM pipeline_steps s WHERE s.id = e.entity_id) END
+               JOIN datasets d ON d.id = i.dataset_id
+              WHERE e.id > $1 AND e.id <= $2",
+            params![after, last],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .into_iter()
+        .collect();
+    let seen = events
+        .into_iter()
+        .filter(|e| datasets.get(&e.id).is_some_and(|d| scope.sees(d)))
+        .collect();
+    Ok((seen, last))
 }
 
 /// The id of the latest event (0 when there is none): where a new reader starts.

@@ -161,19 +161,41 @@ impl Home {
     }
 
     /// A person completes or discards an item a task holds; the item goes on in its pipeline.
+    /// `account` is the deciding account's id (an item handed to another is refused to it).
     pub fn decide(
         &self,
         name: &str,
         item: i64,
         outcome: Outcome,
         by: Option<&str>,
+        account: Option<i64>,
     ) -> Result<Decided> {
-        task::decide(&mut *self.store()?, name, item, outcome, by)
+        task::decide(&mut *self.store()?, name, item, outcome, by, account)
+    }
+
+    /// A new task over a dataset's items, assigned to some accounts (a pipeline of its own).
+    pub fn create_task(&self, create: &task::queue::Create) -> Result<Task> {
+        task::queue::create(&mut *self.store()?, create)
+    }
+
+    /// Assigns task `task` to account `user` (`false`: takes it back).
+    pub fn assign_task(&self, task: &str, user: &str, assigned: bool) -> Result<Task> {
+        task::queue::assign(&mut *self.store()?, task, user, assigned)
+    }
+
+    /// Hands account `user` the next item of task `task` (held for them a while).
+    pub fn next_item(&self, task: &str, user: &crate::people::user::User) -> Result<Option<Held>> {
+        task::queue::next(&mut *self.store()?, task, user)
     }
 
     /// A person's review of an annotation: accept, reject, relabel, move or resize.
     pub fn review(&self, id: i64, change: &review::Change) -> Result<Stored> {
         review::review(&mut *self.store()?, id, change)
+    }
+
+    /// The item annotation `id` is on (what the API checks a reviewer's grants against).
+    pub fn annotation_item(&self, id: i64) -> Result<i64> {
+        review::item_of(&*self.store()?, id)
     }
 
     /// An annotation a person drew on an item.

@@ -32,6 +32,7 @@ use crate::package::build::NotBuilt;
 use crate::package::manifest::InputValue;
 use crate::package::pipeline::{Outcome, Spec};
 use crate::package::{Package, archive};
+use crate::people::Scope;
 use crate::results::annotation::{self, Stored};
 use crate::results::evaluate;
 use crate::results::export;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::people::token::{self, Created, Token};
 use crate::people::user::{self, Role, User};
+use crate::people::{audit, session};
 
 impl Home {
     pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<User> {
@@ -48,9 +49,51 @@ impl Home {
         token::revoke(&mut *self.store()?, user, name)
     }
 
-    /// The enabled account an API token's secret is of, if any (its use is noted).
+    /// The enabled account an API token's or a login's secret is of, if any (a token's use
+    /// is noted).
     pub fn authenticate(&self, secret: &str) -> Result<Option<User>> {
-        token::authenticate(&*self.store()?, secret)
+        let store = self.store()?;
+        match secret.starts_with(session::PREFIX) {
+            true => session::authenticate(&store, secret),
+            false => token::authenticate(&store, secret),
+        }
+    }
+
+    /// Whether any account exists: without one, the API on loopback is open (the local mode).
+    pub fn has_accounts(&self) -> Result<bool> {
+        Ok(!user::list(&*self.store()?)?.is_empty())
+    }
+
+    /// Logs in: a new session's secret and its account, if `password` is `name`'s and the
+    /// account is enabled; `None` otherwise (whichever was wrong).
+    pub fn login(&self, name: &str, password: &str) -> Result<Option<(User, String)>> {
+        let mut store = self.store()?;
+        let Some(user) = user::verify(&store, name, password)? else {
+            return Ok(None);
+        };
+        let secret = session::start(&mut store, &user)?;
+        Ok(Some((user, secret)))
+    }
+
+    /// Ends the login whose secret this is.
+    pub fn logout(&self, secret: &str) -> Result<()> {
+        session::end(&mut *self.store()?, secret)
+    }
+
+    /// Records that `actor` did `action` to `target` (see [`audit`]).
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        status: Option<u16>,
+    ) -> Result<()> {
+        audit::record(&*self.store()?, actor, action, target, status)
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, query: &audit::Query) -> Result<Vec<audit::Entry>> {
+        audit::list(&*self.store()?, query)
     }
 }
 

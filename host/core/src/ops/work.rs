@@ -80,8 +80,15 @@ impl Home {
     }
 
     /// Changes after event `after` (see [`crate::items::event`]).
-    pub fn events_since(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
-        event::since(&*self.store()?, after, limit)
+    /// Changes after event `after`, only those about datasets `scope` sees, and the id read
+    /// up to.
+    pub fn events_since(
+        &self,
+        after: i64,
+        limit: usize,
+        scope: &Scope,
+    ) -> Result<(Vec<Event>, i64)> {
+        event::since_in(&*self.store()?, after, limit, scope)
     }
 
     /// The latest event's id: where a new reader of changes starts.

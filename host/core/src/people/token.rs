@@ -29,8 +29,16 @@ pub struct Created {
     pub secret: String,
 }
 
-fn digest(secret: &str) -> String {
+pub(super) fn digest(secret: &str) -> String {
     crate::files::sha256_hex(secret.as_bytes())
+}
+
+/// A fresh secret: `prefix` and 32 random bytes in hex.
+pub(super) fn secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
 }
 
 /// Makes token `name` for account `user`.
@@ -39,12 +47,7 @@ pub fn create(store: &mut Store, user: &str, name: &str) -> Result<Created> {
     if name.trim().is_empty() || name.len() > 128 {
         return Err(Error::invalid("name", "a token's name is 1 to 128 bytes"));
     }
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let secret = format!(
-        "{PREFIX}{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let secret = secret(PREFIX);
     let added = store.conn().execute(
         "INSERT INTO user_tokens (user_id, name, digest) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, name) DO NOTHING",

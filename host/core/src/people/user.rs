@@ -154,7 +154,12 @@ fn grants(store: &Store, user: i64) -> Result<Vec<String>> {
 pub fn set_password(store: &mut Store, name: &str, password: &str) -> Result<User> {
     check_password(password)?;
     let hashed = hash(password)?;
-    changed(store, name, "password_hash = $2", hashed)
+    let user = changed(store, name, "password_hash = $2", hashed)?;
+    // Every login made with the old password ends.
+    store
+        .conn()
+        .execute("DELETE FROM sessions WHERE user_id = $1", params![user.id])?;
+    Ok(user)
 }
 
 /// Disables (`true`: no login, no token works) or enables an account.
@@ -187,6 +192,15 @@ pub fn delete(store: &mut Store, name: &str) -> Result<()> {
         params![user.id],
     )?;
     tx.execute("DELETE FROM grants WHERE user_id = $1", params![user.id])?;
+    tx.execute("DELETE FROM sessions WHERE user_id = $1", params![user.id])?;
+    tx.execute(
+        "DELETE FROM task_assignees WHERE user_id = $1",
+        params![user.id],
+    )?;
+    tx.execute(
+        "UPDATE pipeline_steps SET held_by = NULL, held_until_ms = NULL WHERE held_by = $1",
+        params![user.id],
+    )?;
     tx.execute("DELETE FROM users WHERE id = $1", params![user.id])?;
     tx.commit()?;
     Ok(())

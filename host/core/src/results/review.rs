@@ -137,7 +137,8 @@ pub(crate) fn reviewer(by: Option<&str>) -> String {
         .unwrap_or_else(|| "anonymous".into())
 }
 
-fn item_of(store: &Store, id: i64) -> Result<i64> {
+/// The item annotation `id` is on.
+pub fn item_of(store: &Store, id: i64) -> Result<i64> {
     store
         .conn()
         .query_row(

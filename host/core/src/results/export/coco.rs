@@ -62,6 +62,9 @@ pub struct CocoAnnotation {
 #[derive(Debug, Clone, Serialize)]
 pub struct Attributes {
     pub review: Review,
+    /// Who reviewed it (the account), once someone has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
     /// What made the annotation (package, revision, component and artifact digests, init
     /// values, host version), as Prelabel's JSON export has it; none for a person's.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,8 +1,8 @@
 //! CVAT for images 1.1 (XML): what `annotations export --format cvat` writes and CVAT's
 //! "Upload annotations" reads. Boxes, points and polygons become shapes (`source="auto"` when
 //! a service made them, `manual` when a person drew them), classifications become tags, each
-//! with its review state as a `review` attribute; `meta` lists the labels and that attribute
-//! so that CVAT can match them to its own. Items that are not images are left out.
+//! with its review state and reviewer as `review` and `reviewer` attributes; `meta` lists the
+//! labels and those attributes so that CVAT can match them to its own. Items that are not images are left out.
 
 use std::collections::BTreeSet;
 
@@ -25,32 +25,7 @@ pub fn document(items: &[(ItemRecord, Vec<Stored>)]) -> String {
     put(Event::Start(BytesStart::new("annotations")));
     text(&mut put, "version", "1.1");
 
-    put(Event::Start(BytesStart::new("meta")));
-    put(Event::Start(BytesStart::new("task")));
-    put(Event::Start(BytesStart::new("labels")));
-    let labels: BTreeSet<&str> = items
-        .iter()
-        .flat_map(|(_, stored)| stored.iter().map(|s| s.annotation.label.as_str()))
-        .collect();
-    for label in labels {
-        put(Event::Start(BytesStart::new("label")));
-        text(&mut put, "name", label);
-        text(&mut put, "type", "any");
-        put(Event::Start(BytesStart::new("attributes")));
-        put(Event::Start(BytesStart::new("attribute")));
-        text(&mut put, "name", "review");
-        text(&mut put, "mutable", "True");
-        text(&mut put, "input_type", "select");
-        text(&mut put, "default_value", "pending");
-        let states: Vec<&str> = Review::NAMES.iter().map(|(_, name)| *name).collect();
-        text(&mut put, "values", &states.join("\n"));
-        put(Event::End(BytesEnd::new("attribute")));
-        put(Event::End(BytesEnd::new("attributes")));
-        put(Event::End(BytesEnd::new("label")));
-    }
-    put(Event::End(BytesEnd::new("labels")));
-    put(Event::End(BytesEnd::new("task")));
-    put(Event::End(BytesEnd::new("meta")));
+    meta(&mut put, items);
 
     let images = items
         .iter()
@@ -75,6 +50,13 @@ pub fn document(items: &[(ItemRecord, Vec<Stored>)]) -> String {
             ));
             put(Event::Text(BytesText::new(s.review.name())));
             put(Event::End(BytesEnd::new("attribute")));
+            put(Event::Start(
+                BytesStart::new("attribute").with_attributes([("name", "reviewer")]),
+            ));
+            put(Event::Text(BytesText::new(
+                s.reviewed_by.as_deref().unwrap_or_default(),
+            )));
+            put(Event::End(BytesEnd::new("attribute")));
             put(Event::End(BytesEnd::new(name)));
         }
         put(Event::End(BytesEnd::new("image")));
@@ -83,6 +65,44 @@ pub fn document(items: &[(ItemRecord, Vec<Stored>)]) -> String {
     let mut xml = String::from_utf8(writer.into_inner()).expect("the writer writes UTF-8");
     xml.push('\n');
     xml
+}
+
+/// `meta`: each label with its two attributes, the review state and who reviewed.
+fn meta(put: &mut impl FnMut(Event<'_>), items: &[(ItemRecord, Vec<Stored>)]) {
+    put(Event::Start(BytesStart::new("meta")));
+    put(Event::Start(BytesStart::new("task")));
+    put(Event::Start(BytesStart::new("labels")));
+    let labels: BTreeSet<&str> = items
+        .iter()
+        .flat_map(|(_, stored)| stored.iter().map(|s| s.annotation.label.as_str()))
+        .collect();
+    for label in labels {
+        put(Event::Start(BytesStart::new("label")));
+        text(put, "name", label);
+        text(put, "type", "any");
+        put(Event::Start(BytesStart::new("attributes")));
+        put(Event::Start(BytesStart::new("attribute")));
+        text(put, "name", "review");
+        text(put, "mutable", "True");
+        text(put, "input_type", "select");
+        text(put, "default_value", "pending");
+        let states: Vec<&str> = Review::NAMES.iter().map(|(_, name)| *name).collect();
+        text(put, "values", &states.join("\n"));
+        put(Event::End(BytesEnd::new("attribute")));
+        // Who reviewed it (the account, or what the reviewer typed), empty while pending.
+        put(Event::Start(BytesStart::new("attribute")));
+        text(put, "name", "reviewer");
+        text(put, "mutable", "True");
+        text(put, "input_type", "text");
+        text(put, "default_value", "");
+        text(put, "values", "");
+        put(Event::End(BytesEnd::new("attribute")));
+        put(Event::End(BytesEnd::new("attributes")));
+        put(Event::End(BytesEnd::new("label")));
+    }
+    put(Event::End(BytesEnd::new("labels")));
+    put(Event::End(BytesEnd::new("task")));
+    put(Event::End(BytesEnd::new("meta")));
 }
 
 fn text(put: &mut impl FnMut(Event<'_>), name: &str, value: &str) {

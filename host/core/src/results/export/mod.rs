@@ -157,6 +157,7 @@ fn coco_attributes(stored: &Stored) -> coco::Attributes {
     });
     coco::Attributes {
         review: stored.review,
+        reviewed_by: stored.reviewed_by.clone(),
         prelabel,
     }
 }

@@ -23,13 +23,44 @@ pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: item::Change) -> R
         item::Change::Updated => Event::Updated,
         item::Change::Unchanged => return Ok(0),
     };
-    let pipelines: Vec<(i64, i64, String, String)> = tx.query_map(
+    let pipelines = newest(tx, None)?;
+    let mut queued = 0;
+    for pipeline in &pipelines {
+        queued += start(tx, pipeline, item, event, false)?;
+    }
+    Ok(queued)
+}
+
+/// The items already in pipeline `name`'s source dataset start runs of it, as if each had just
+/// been created (what `prelabel task create` does for the items a new task is over). Items with
+/// a run of it already are left alone. Returns how many executions were queued.
+pub fn take_existing(tx: &Tx<'_>, name: &str, items: &[ItemRecord]) -> Result<usize> {
+    let mut started = 0;
+    for pipeline in newest(tx, Some(name))? {
+        for item in items {
+            started += start(tx, &pipeline, item, Event::Created, true)?;
+        }
+    }
+    Ok(started)
+}
+
+/// A pipeline, not paused, on its newest version.
+struct Newest {
+    id: i64,
+    version_id: i64,
+    name: String,
+    spec: Spec,
+}
+
+/// The pipelines not paused (or only `name`), each on its newest version.
+fn newest(tx: &Tx<'_>, name: Option<&str>) -> Result<Vec<Newest>> {
+    let rows: Vec<(i64, i64, String, String)> = tx.query_map(
         "SELECT p.id, v.id AS version_id, p.name, v.spec
            FROM pipelines p JOIN pipeline_versions v ON v.pipeline_id = p.id
-          WHERE p.paused = 0
+          WHERE p.paused = 0 AND (CAST($1 AS TEXT) IS NULL OR p.name = $1)
             AND v.version = (SELECT MAX(version) FROM pipeline_versions WHERE pipeline_id = p.id)
           ORDER BY p.id",
-        params![],
+        params![name],
         |r| {
             Ok((
                 r.get("id")?,
@@ -39,44 +70,75 @@ pub fn on_item_change(tx: &Tx<'_>, item: &ItemRecord, change: item::Change) -> R
             ))
         },
     )?;
+    rows.into_iter()
+        .map(|(id, version_id, name, spec)| {
+            Ok(Newest {
+                spec: stored_spec(&name, &spec)?,
+                id,
+                version_id,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Starts a run of `pipeline` for `item` if its source takes the item (dataset, event,
+/// filters) and the pipeline did not put it; with `once`, not if the item has a run of it.
+/// Returns how many executions were queued.
+fn start(
+    tx: &Tx<'_>,
+    pipeline: &Newest,
+    item: &ItemRecord,
+    event: Event,
+    once: bool,
+) -> Result<usize> {
+    let Some(Node::Source {
+        id: source,
+        dataset,
+        on,
+        filters,
+    }) = pipeline
+        .spec
+        .nodes
+        .iter()
+        .find(|n| matches!(n, Node::Source { .. }))
+    else {
+        return Ok(0);
+    };
+    let put_by_it = item.metadata["system"]["source"]["pipeline"] == pipeline.name.as_str();
+    let filters = filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
     let document = item.document();
-    let mut queued = 0;
-    for (pipeline_id, version_id, name, spec) in pipelines {
-        let spec = stored_spec(&name, &spec)?;
-        let Some(Node::Source {
-            id: source,
-            dataset,
-            on,
-            filters,
-        }) = spec.nodes.iter().find(|n| matches!(n, Node::Source { .. }))
-        else {
-            continue;
-        };
-        let put_by_it = item.metadata["system"]["source"]["pipeline"] == name.as_str();
-        let filters = filters
-            .iter()
-            .map(|f| Filter::parse(f))
-            .collect::<Result<Vec<_>>>()?;
-        if put_by_it
-            || !on.contains(&event)
-            || dataset.as_ref().is_some_and(|d| *d != item.dataset)
-            || !filters.iter().all(|f| f.matches(&document))
-        {
-            continue;
-        }
-        let run: i64 = tx.query_row(
-            "INSERT INTO pipeline_runs (pipeline_id, version_id, item_id) VALUES ($1, $2, $3) RETURNING id",
-            params![pipeline_id, version_id, item.id],
+    if put_by_it
+        || !on.contains(&event)
+        || dataset.as_ref().is_some_and(|d| *d != item.dataset)
+        || !filters.iter().all(|f| f.matches(&document))
+    {
+        return Ok(0);
+    }
+    if once {
+        let runs: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = $1 AND item_id = $2",
+            params![pipeline.id, item.id],
             |r| r.get(0),
         )?;
-        let at = Step {
-            run,
-            spec: &spec,
-            pipeline: &name,
-        };
-        queued += at.advance(tx, source, item.id, Produced::default())?;
+        if runs > 0 {
+            return Ok(0);
+        }
     }
-    Ok(queued)
+    let run: i64 = tx.query_row(
+        "INSERT INTO pipeline_runs (pipeline_id, version_id, item_id) VALUES ($1, $2, $3) RETURNING id",
+        params![pipeline.id, pipeline.version_id, item.id],
+        |r| r.get(0),
+    )?;
+    let at = Step {
+        run,
+        spec: &pipeline.spec,
+        pipeline: &pipeline.name,
+    };
+    at.advance(tx, source, item.id, Produced::default())
 }
 
 /// An execution a pipeline queued has succeeded with `found` (label, confidence): its step is

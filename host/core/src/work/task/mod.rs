@@ -2,8 +2,11 @@
 //! takes waits until a person completes or discards it; the decision is kept on the step (who,
 //! when) and the item goes on along the task's edges whose `outcome` matches, in the same
 //! transaction, so a decision and what follows it commit together. A task is a name in
-//! pipeline files: it exists while a pipeline names it or holds items in it. (Accounts,
-//! assignment and each reviewer's own queue are issue 32's.)
+//! pipeline files (or made by `prelabel task create`, a pipeline of its own): it exists while
+//! a pipeline names it or holds items in it. Who it is assigned to and each reviewer's queue
+//! are [`queue`]'s.
+
+pub mod queue;
 
 use std::collections::BTreeMap;
 
@@ -13,7 +16,7 @@ use crate::error::{Error, Kind, Result};
 use crate::items::item::{self, ItemRecord};
 use crate::named::Named;
 use crate::package::pipeline::{Node, Outcome};
-use crate::store::{NOW, OptionalExtension, Store, params};
+use crate::store::{NOW, NOW_MS, OptionalExtension, Store, params};
 use crate::work::pipeline;
 
 /// A task and where its items stand.
@@ -25,6 +28,22 @@ pub struct Task {
     pub discarded: u64,
     /// The pipelines whose newest version has a node for it.
     pub pipelines: Vec<String>,
+    /// The accounts it is assigned to (none: any reviewer granted the items' dataset).
+    pub assignees: Vec<String>,
+    /// What each reviewer decided and holds now.
+    pub reviewers: Vec<Progress>,
+    /// Every item it took is decided (and it took some).
+    pub done: bool,
+}
+
+/// One reviewer's part of a task.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub name: String,
+    pub completed: u64,
+    pub discarded: u64,
+    /// Waiting items handed to them whose hold has not run out.
+    pub holding: u64,
 }
 
 /// An item a task holds, or held.
@@ -41,6 +60,8 @@ pub struct Held {
     pub outcome: Option<Outcome>,
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
+    /// The reviewer it is handed to, while the hold lasts.
+    pub held_by: Option<String>,
 }
 
 /// What a decision did.
@@ -101,6 +122,10 @@ pub fn list(store: &Store) -> Result<Vec<Task>> {
             _ => task.completed += n,
         }
     }
+    queue::progress(store, &mut tasks)?;
+    for task in tasks.values_mut() {
+        task.done = task.waiting == 0 && task.completed + task.discarded > 0;
+    }
     Ok(tasks.into_values().collect())
 }
 
@@ -128,20 +153,48 @@ pub fn get(store: &Store, name: &str) -> Result<Task> {
 /// newest decision first. At most `limit`.
 pub fn items(store: &Store, name: &str, decided: bool, limit: u64) -> Result<Vec<Held>> {
     get(store, name)?;
-    let order = if decided {
-        "s.state <> 'waiting' ORDER BY s.decided_at DESC, s.id DESC"
+    if decided {
+        held(
+            store,
+            name,
+            "s.state <> 'waiting' ORDER BY s.decided_at DESC, s.id DESC",
+            None,
+            limit,
+        )
     } else {
-        "s.state = 'waiting' ORDER BY s.id"
-    };
+        waiting(store, name, None, limit)
+    }
+}
+
+/// The waiting items of task `name` (or only `item`), oldest first.
+fn waiting(store: &Store, name: &str, item: Option<i64>, limit: u64) -> Result<Vec<Held>> {
+    held(
+        store,
+        name,
+        "s.state = 'waiting' ORDER BY s.id",
+        item,
+        limit,
+    )
+}
+
+/// The items of task `name` (or only `item`) that hold `condition` (and its order).
+fn held(
+    store: &Store,
+    name: &str,
+    condition: &str,
+    item: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Held>> {
     // The item is read after: each row's other fields, and its item's id.
     let rows: Vec<(Held, i64)> = store.conn().query_map(
         &format!(
-            "SELECT s.id, s.item_id, p.name, s.node, s.created_at, s.outcome, s.decided_by, s.decided_at
+            "SELECT s.id, s.item_id, p.name, s.node, s.created_at, s.outcome, s.decided_by, s.decided_at,
+                    CASE WHEN s.state = 'waiting' AND s.held_until_ms >= {NOW_MS} THEN u.name END AS held_by
                FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
-                    JOIN pipelines p ON p.id = r.pipeline_id
-              WHERE s.task = $1 AND {order} LIMIT $2"
+                    JOIN pipelines p ON p.id = r.pipeline_id LEFT JOIN users u ON u.id = s.held_by
+              WHERE s.task = $1 AND ($3 < 0 OR s.item_id = $3) AND {condition} LIMIT $2"
         ),
-        params![name, limit.min(i64::MAX as u64) as i64],
+        params![name, limit.min(i64::MAX as u64) as i64, item.unwrap_or(-1)],
         |r| {
             let held = Held {
                 step: r.get("id")?,
@@ -152,6 +205,7 @@ pub fn items(store: &Store, name: &str, decided: bool, limit: u64) -> Result<Vec
                 outcome: r.get("outcome")?,
                 decided_by: r.get("decided_by")?,
                 decided_at: r.get("decided_at")?,
+                held_by: r.get("held_by")?,
             };
             Ok((held, r.get("item_id")?))
         },
@@ -169,12 +223,15 @@ pub fn items(store: &Store, name: &str, decided: bool, limit: u64) -> Result<Vec
 /// A person's `outcome` for item `item` of task `name`: every step of the task that holds the
 /// item is decided, and the item goes on along the edges after each. An item the task does not
 /// hold is refused, saying whether it was decided already (a second decision changes nothing).
+/// An item handed to another reviewer ([`queue::next`]) is theirs while the hold lasts:
+/// `account` (the deciding account's id) is refused it; the owner (`None`) is not.
 pub fn decide(
     store: &mut Store,
     name: &str,
     item: i64,
     outcome: Outcome,
     by: Option<&str>,
+    account: Option<i64>,
 ) -> Result<Decided> {
     get(store, name)?;
     let by = crate::results::review::reviewer(by);
@@ -183,12 +240,15 @@ pub fn decide(
     let steps: Vec<i64> = tx.query_map(
         &format!(
             "UPDATE pipeline_steps SET state = 'done', outcome = $3, decided_by = $4, decided_at = {NOW}
-              WHERE task = $1 AND item_id = $2 AND state = 'waiting' RETURNING id"
+              WHERE task = $1 AND item_id = $2 AND state = 'waiting'
+                AND ($5 < 0 OR held_by IS NULL OR held_by = $5 OR held_until_ms < {NOW_MS})
+              RETURNING id"
         ),
-        params![name, item, outcome.name(), by],
+        params![name, item, outcome.name(), by, account.unwrap_or(-1)],
         |r| r.get(0),
     )?;
     if steps.is_empty() {
+        queue::check_not_held(&tx, name, item)?;
         let earlier: Option<(String, String, String)> = tx
             .query_row(
                 "SELECT outcome, decided_by, decided_at FROM pipeline_steps

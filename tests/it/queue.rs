@@ -1,0 +1,208 @@
+//! Review tasks shared by people, through the binary: a task over a dataset, each reviewer's
+//! "next item" (two asking at once never get the same one), a hold that keeps others' hands
+//! off and runs out, assignment, progress per reviewer, and the audit log of who did what.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::server::Server;
+use crate::support::{Home, fixtures, path};
+
+/// `POST route` with `secret` as the bearer token: the status and the JSON answer.
+fn post(server: &Server, secret: &str, route: &str) -> (StatusCode, Value) {
+    let response = server
+        .client
+        .post(server.url(route))
+        .bearer_auth(secret)
+        .json(&json!({}))
+        .send()
+        .expect("POST");
+    let status = response.status();
+    let text = response.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Two reviewers work through one task at the same time, each taking the next item and
+/// completing it, until nothing is left: every photo is decided once, by one of them, and
+/// neither was ever handed one the other held. The task's progress and the audit log say who
+/// decided what.
+#[test]
+fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what() {
+    let home = Home::new();
+    let (ann, bo) = (
+        home.account("ann", "reviewer"),
+        home.account("bo", "reviewer"),
+    );
+    let cy = home.account("cy", "reviewer");
+    for name in ["ann", "bo", "cy"] {
+        home.ok(&["user", "grant", name, "photos"]);
+    }
+    home.ok(&[
+        "upload",
+        path(&fixtures().join("images")),
+        "--dataset",
+        "photos",
+    ]);
+    let made = home.json(&[
+        "task",
+        "create",
+        "faces",
+        "--dataset",
+        "photos",
+        "--assign",
+        "ann",
+        "--assign",
+        "bo",
+    ]);
+    assert_eq!(
+        made["waiting"], 10,
+        "the photos already there entered: {made}"
+    );
+    assert_eq!(made["assignees"], json!(["ann", "bo"]));
+    let server = Server::start(&home, &["--token", "boot"]);
+
+    // Not assigned: refused, naming to whom it is.
+    let (status, refused) = post(&server, &cy, "/api/tasks/faces/next");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("assigned to ann, bo")
+    );
+
+    // A held item is theirs: the other cannot decide it, and it is handed to no one else.
+    let (_, first) = post(&server, &ann, "/api/tasks/faces/next");
+    let held = first["item"]["id"].as_i64().expect("an item");
+    assert_eq!(first["held_by"], "ann");
+    let (again, same) = post(&server, &ann, "/api/tasks/faces/next");
+    assert_eq!(
+        (again, same["item"]["id"].as_i64()),
+        (StatusCode::OK, Some(held))
+    );
+    let (status, taken) = post(
+        &server,
+        &bo,
+        &format!("/api/tasks/faces/items/{held}/complete"),
+    );
+    assert_eq!(status, StatusCode::CONFLICT, "{taken}");
+    assert!(
+        taken["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("handed to `ann`")
+    );
+    // Its time up, it goes back to the queue: the next one asking gets it.
+    home.sql(
+        "UPDATE pipeline_steps SET held_until_ms = 0",
+        "UPDATE pipeline_steps SET held_until_ms = 0",
+    );
+    let (_, back) = post(&server, &bo, "/api/tasks/faces/next");
+    assert_eq!(back["item"]["id"].as_i64(), Some(held), "{back}");
+    assert_eq!(back["held_by"], "bo");
+
+    // Both at once, to the end.
+    let work = |secret: &str| {
+        let mut decided = Vec::new();
+        loop {
+            let (status, next) = post(&server, secret, "/api/tasks/faces/next");
+            if status == StatusCode::NO_CONTENT {
+                return decided;
+            }
+            assert_eq!(status, StatusCode::OK, "{next}");
+            let item = next["item"]["id"].as_i64().expect("an item");
+            let (status, answer) = post(
+                &server,
+                secret,
+                &format!("/api/tasks/faces/items/{item}/complete"),
+            );
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            decided.push(item);
+        }
+    };
+    let (by_ann, by_bo) = std::thread::scope(|s| {
+        let a = s.spawn(|| work(&ann));
+        let b = s.spawn(|| work(&bo));
+        (a.join().expect("ann"), b.join().expect("bo"))
+    });
+    let ann_set: BTreeSet<i64> = by_ann.iter().copied().collect();
+    let bo_set: BTreeSet<i64> = by_bo.iter().copied().collect();
+    assert!(
+        ann_set.is_disjoint(&bo_set),
+        "both got {:?}",
+        ann_set.intersection(&bo_set)
+    );
+    assert_eq!(
+        by_ann.len() + by_bo.len(),
+        10,
+        "ann {by_ann:?}, bo {by_bo:?}"
+    );
+    assert!(
+        bo_set.contains(&held),
+        "the item whose hold ran out went to bo"
+    );
+
+    // Progress: the task is done, and each reviewer's count is what they did.
+    let task = home.json(&["task", "show", "faces"]);
+    assert_eq!(
+        (task["waiting"].as_u64(), task["completed"].as_u64()),
+        (Some(0), Some(10))
+    );
+    assert_eq!(task["done"], true, "{task}");
+    let count = |name: &str| {
+        task["reviewers"]
+            .as_array()
+            .expect("reviewers")
+            .iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["completed"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (count("ann"), count("bo")),
+        (by_ann.len() as u64, by_bo.len() as u64),
+        "{task}"
+    );
+    // Each decision in the audit log, by the account that made it; the CLI's as `owner`.
+    let log = server.json(server.get("/api/audit?limit=1000"), StatusCode::OK);
+    let decisions = |actor: &str| -> BTreeSet<i64> {
+        log.as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["actor"] == actor && e["status"] == 200)
+            .filter(|e| e["action"] == "POST /api/tasks/{name}/items/{item}/complete")
+            .filter_map(|e| e["target"].as_str()?.rsplit('/').nth(1)?.parse().ok())
+            .collect()
+    };
+    assert_eq!(decisions("ann"), ann_set, "{log}");
+    assert_eq!(decisions("bo"), bo_set, "{log}");
+    let refused = log
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["actor"] == "bo" && e["status"] == 409);
+    assert!(refused, "the refused decision is in the log too: {log}");
+    let cli = home.json(&["audit", "--actor", "owner"]);
+    let actions: Vec<&str> = cli
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"task create") && actions.contains(&"user grant"),
+        "{cli}"
+    );
+    // The decided items name who decided each.
+    let decided = home.json(&["task", "items", "faces", "--decided"]);
+    assert!(
+        decided
+            .as_array()
+            .expect("held")
+            .iter()
+            .all(|h| h["decided_by"] == "ann" || h["decided_by"] == "bo"),
+        "{decided}"
+    );
+}

@@ -1,0 +1,172 @@
+//! Two reviewers, two browsers, one task: each logs in on the page, takes "next item" and
+//! decides it, at the same time as the other, until nothing is left; neither is ever shown an
+//! item the other holds, and the task's progress and the audit log say who did what.
+
+use std::collections::BTreeSet;
+
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+
+use crate::browser::{Browser, click, until};
+use crate::support::server::Server;
+use crate::support::{Home, PASSWORD, fixtures, path};
+
+const PHOTOS: [&str; 4] = [
+    "skimage_astronaut.png",
+    "matplotlib_grace_hopper.jpg",
+    "mosaic_row.png",
+    "skimage_coffee.png",
+];
+
+/// Logs in through the page's form as `name` and opens task `task`.
+async fn log_in(c: &Client, base: &str, name: &str, task: &str) {
+    c.goto(&format!("{base}/")).await.expect("open the UI");
+    let form = c
+        .wait()
+        .for_element(Locator::Css("#login"))
+        .await
+        .expect("the login form");
+    let field = |css: &'static str| form.find(Locator::Css(css));
+    field("input[name=name]")
+        .await
+        .expect("a name field")
+        .send_keys(name)
+        .await
+        .expect("type the name");
+    field("input[name=password]")
+        .await
+        .expect("a password field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("type the password");
+    field("button")
+        .await
+        .expect("a button")
+        .click()
+        .await
+        .expect("log in");
+    let who =
+        format!("return document.getElementById('who').textContent.includes('{name} (reviewer)')");
+    until(c, "who is logged in", &who).await;
+    let hidden = c
+        .execute(
+            "return document.querySelector('nav a[data-nav=executions]').hidden",
+            vec![],
+        )
+        .await
+        .expect("the nav");
+    assert_eq!(
+        hidden,
+        Value::Bool(true),
+        "a reviewer has no use for Executions"
+    );
+    c.goto(&format!("{base}/#/task/{task}"))
+        .await
+        .expect("open the task");
+}
+
+/// The item shown as the reviewer's own (`None`: nothing left), once it is not `before`.
+async fn mine(c: &Client, before: Option<i64>) -> Option<i64> {
+    let script = format!(
+        "const t = document.querySelector('#mine .tile'); \
+         if (t && Number(t.dataset.item) !== {}) return Number(t.dataset.item); \
+         return document.getElementById('none-left') ? -1 : null",
+        before.unwrap_or(-2)
+    );
+    let value = until(c, "the next item", &script).await;
+    value.as_i64().filter(|id| *id >= 0)
+}
+
+#[test]
+fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_item() {
+    let home = Home::new();
+    for name in ["ann", "bo"] {
+        home.account(name, "reviewer");
+        home.ok(&["user", "grant", name, "photos"]);
+    }
+    let images = fixtures().join("images");
+    for photo in PHOTOS {
+        home.ok(&["upload", path(&images.join(photo)), "--dataset", "photos"]);
+    }
+    home.ok(&[
+        "task",
+        "create",
+        "faces",
+        "--dataset",
+        "photos",
+        "--assign",
+        "ann",
+        "--assign",
+        "bo",
+    ]);
+    let server = Server::start(&home, &[]);
+    let (a, b) = (Browser::start(), Browser::start());
+    a.run(log_in(&a.client, &server.base, "ann", "faces"));
+    b.run(log_in(&b.client, &server.base, "bo", "faces"));
+    a.run(click(&a.client, "#next"));
+    let mut at_a = a.run(mine(&a.client, None));
+    b.run(click(&b.client, "#next"));
+    let mut at_b = b.run(mine(&b.client, None));
+    let (mut by_a, mut by_b) = (Vec::new(), Vec::new());
+    // In turns, each deciding the item they hold while the other holds theirs.
+    while at_a.is_some() || at_b.is_some() {
+        assert!(
+            at_a.is_none() || at_a != at_b,
+            "both were shown item {at_a:?}"
+        );
+        if let Some(item) = at_a {
+            a.run(click(&a.client, "#mine .complete"));
+            by_a.push(item);
+            at_a = a.run(mine(&a.client, Some(item)));
+        }
+        if let Some(item) = at_b {
+            b.run(click(&b.client, "#mine .complete"));
+            by_b.push(item);
+            at_b = b.run(mine(&b.client, Some(item)));
+        }
+    }
+    let (set_a, set_b): (BTreeSet<i64>, BTreeSet<i64>) = (
+        by_a.iter().copied().collect(),
+        by_b.iter().copied().collect(),
+    );
+    assert!(set_a.is_disjoint(&set_b), "ann {by_a:?}, bo {by_b:?}");
+    assert_eq!(
+        set_a.len() + set_b.len(),
+        PHOTOS.len(),
+        "ann {by_a:?}, bo {by_b:?}"
+    );
+    assert!(
+        !by_a.is_empty() && !by_b.is_empty(),
+        "ann {by_a:?}, bo {by_b:?}"
+    );
+    // The progress and the log say who reviewed what.
+    let task = home.json(&["task", "show", "faces"]);
+    assert_eq!(task["done"], true, "{task}");
+    for (name, decided) in [("ann", &by_a), ("bo", &by_b)] {
+        let progress = task["reviewers"]
+            .as_array()
+            .expect("reviewers")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no progress for {name}: {task}"));
+        assert_eq!(
+            progress["completed"].as_u64(),
+            Some(decided.len() as u64),
+            "{task}"
+        );
+        let log = home.json(&["audit", "--actor", name]);
+        let logged: BTreeSet<i64> = log
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| {
+                e["status"] == 200
+                    && e["action"]
+                        .as_str()
+                        .is_some_and(|a| a.ends_with("/complete"))
+            })
+            .filter_map(|e| e["target"].as_str()?.rsplit('/').nth(1)?.parse().ok())
+            .collect();
+        assert_eq!(logged, decided.iter().copied().collect(), "{log}");
+    }
+}
