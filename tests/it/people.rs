@@ -314,6 +314,40 @@ fn logins_set_a_strict_cookie_refuse_cross_site_posts_and_slow_a_flood() {
         nobody.text().ok(),
         Some(r#"{"error":"wrong name or password"}"#.into())
     );
+    // Hostile logins: each refused plainly, none a 500, nothing stored.
+    for (body, status) in [
+        (
+            json!({"name": "re", "password": "x".repeat(1 << 20)}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            json!({"name": "re' OR '1'='1", "password": "' OR '1'='1"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (json!({"token": "plt_0000"}), StatusCode::UNAUTHORIZED),
+        (
+            json!({"name": "re", "password": PASSWORD, "token": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "re", "password": PASSWORD, "admin": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!(["re", PASSWORD]), StatusCode::BAD_REQUEST),
+    ] {
+        let answer = login(body, None);
+        assert_eq!(answer.status(), status);
+        assert!(set_cookie(&answer, "prelabel_session").is_none());
+    }
+    let garbage = client
+        .get(server.url("/api/me"))
+        .header(
+            reqwest::header::COOKIE,
+            "prelabel_session=pls_; prelabel_session=%00garbage; x=\"y",
+        )
+        .send()
+        .expect("me");
+    assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
     let ok = login(json!({"name": "re", "password": PASSWORD}), None);
     assert_eq!(ok.status(), StatusCode::OK);
     let (secret, header) = set_cookie(&ok, "prelabel_session").expect("a session cookie");

@@ -61,6 +61,34 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
         "the photos already there entered: {made}"
     );
     assert_eq!(made["assignees"], json!(["ann", "bo"]));
+    let taken = home.fails(&["task", "create", "faces", "--dataset", "other"]);
+    assert!(
+        taken.contains("a task named `faces` exists already"),
+        "{taken}"
+    );
+    let later = home.json(&["task", "create", "later", "--dataset", "empty-yet"]);
+    assert_eq!(later["waiting"], 0);
+    let photo = fixtures().join("images/skimage_rocket.jpg");
+    home.ok(&["upload", path(&photo), "--dataset", "empty-yet"]);
+    assert_eq!(
+        home.json(&["task", "show", "later"])["waiting"],
+        1,
+        "a new item enters"
+    );
+    let unknown = home.fails(&[
+        "task",
+        "create",
+        "x",
+        "--dataset",
+        "d",
+        "--assign",
+        "nobody",
+    ]);
+    assert!(unknown.contains("no user named `nobody`"), "{unknown}");
+    assert!(
+        home.fails(&["task", "show", "x"])
+            .contains("no task named `x`")
+    );
     let server = Server::start(&home, &["--token", "boot"]);
 
     // Not assigned: refused, naming to whom it is.

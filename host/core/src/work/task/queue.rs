@@ -39,11 +39,18 @@ pub struct Create {
 /// dataset (filtered) and whose one node is the task, assigned to `create.assign`; the items
 /// already in the dataset enter it now.
 pub fn create(store: &mut Store, create: &Create) -> Result<Task> {
-    if get(store, &create.name).is_ok() {
+    let taken = if get(store, &create.name).is_ok() {
+        Some("a task")
+    } else if pipeline::get(store, &create.name).is_ok() {
+        Some("a pipeline")
+    } else {
+        None
+    };
+    if let Some(what) = taken {
         return Err(Error::Conflict {
             kind: Kind::Task,
             name: create.name.clone(),
-            message: format!("a task named `{}` exists already", create.name),
+            message: format!("{what} named `{}` exists already", create.name),
         });
     }
     let accounts = create
@@ -75,8 +82,13 @@ pub fn create(store: &mut Store, create: &Create) -> Result<Task> {
             when: Default::default(),
         }],
     };
+    // Applied first: an item uploaded meanwhile starts its run by itself, and is not taken
+    // twice below. A dataset with no item yet is fine: its items enter as they come.
     pipeline::apply(store, &spec)?;
-    let existing = item::list(store, Some(&create.dataset))?;
+    let existing = match item::list(store, Some(&create.dataset)) {
+        Err(Error::NotFound { .. }) => Vec::new(),
+        listed => listed?,
+    };
     let tx = store.write()?;
     for account in &accounts {
         assign_in(&tx, &create.name, account.id)?;
