@@ -31,31 +31,17 @@ fn post(server: &Server, secret: &str, route: &str) -> (StatusCode, Value) {
 #[test]
 fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what() {
     let home = Home::new();
-    let (ann, bo) = (
-        home.account("ann", "reviewer"),
-        home.account("bo", "reviewer"),
-    );
-    let cy = home.account("cy", "reviewer");
-    for name in ["ann", "bo", "cy"] {
-        home.ok(&["user", "grant", name, "photos"]);
-    }
     home.ok(&[
         "upload",
         path(&fixtures().join("images")),
         "--dataset",
         "photos",
     ]);
-    let made = home.json(&[
-        "task",
-        "create",
-        "faces",
-        "--dataset",
-        "photos",
-        "--assign",
-        "ann",
-        "--assign",
-        "bo",
-    ]);
+    let secrets = home.reviewers_on_faces(&["ann", "bo"]);
+    let (ann, bo) = (&secrets[0], &secrets[1]);
+    let cy = home.account("cy", "reviewer");
+    home.ok(&["user", "grant", "cy", "photos"]);
+    let made = home.json(&["task", "show", "faces"]);
     assert_eq!(
         made["waiting"], 10,
         "the photos already there entered: {made}"
@@ -102,17 +88,17 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
     );
 
     // A held item is theirs: the other cannot decide it, and it is handed to no one else.
-    let (_, first) = post(&server, &ann, "/api/tasks/faces/next");
+    let (_, first) = post(&server, ann, "/api/tasks/faces/next");
     let held = first["item"]["id"].as_i64().expect("an item");
     assert_eq!(first["held_by"], "ann");
-    let (again, same) = post(&server, &ann, "/api/tasks/faces/next");
+    let (again, same) = post(&server, ann, "/api/tasks/faces/next");
     assert_eq!(
         (again, same["item"]["id"].as_i64()),
         (StatusCode::OK, Some(held))
     );
     let (status, taken) = post(
         &server,
-        &bo,
+        bo,
         &format!("/api/tasks/faces/items/{held}/complete"),
     );
     assert_eq!(status, StatusCode::CONFLICT, "{taken}");
@@ -127,7 +113,7 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
         "UPDATE pipeline_steps SET held_until_ms = 0",
         "UPDATE pipeline_steps SET held_until_ms = 0",
     );
-    let (_, back) = post(&server, &bo, "/api/tasks/faces/next");
+    let (_, back) = post(&server, bo, "/api/tasks/faces/next");
     assert_eq!(back["item"]["id"].as_i64(), Some(held), "{back}");
     assert_eq!(back["held_by"], "bo");
 
@@ -151,8 +137,8 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
         }
     };
     let (by_ann, by_bo) = std::thread::scope(|s| {
-        let a = s.spawn(|| work(&ann));
-        let b = s.spawn(|| work(&bo));
+        let a = s.spawn(|| work(ann));
+        let b = s.spawn(|| work(bo));
         (a.join().expect("ann"), b.join().expect("bo"))
     });
     let ann_set: BTreeSet<i64> = by_ann.iter().copied().collect();

@@ -80,25 +80,11 @@ async fn mine(c: &Client, before: Option<i64>) -> Option<i64> {
 #[test]
 fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_item() {
     let home = Home::new();
-    for name in ["ann", "bo"] {
-        home.account(name, "reviewer");
-        home.ok(&["user", "grant", name, "photos"]);
-    }
     let images = fixtures().join("images");
     for photo in PHOTOS {
         home.ok(&["upload", path(&images.join(photo)), "--dataset", "photos"]);
     }
-    home.ok(&[
-        "task",
-        "create",
-        "faces",
-        "--dataset",
-        "photos",
-        "--assign",
-        "ann",
-        "--assign",
-        "bo",
-    ]);
+    home.reviewers_on_faces(&["ann", "bo"]);
     let server = Server::start(&home, &[]);
     let (a, b) = (Browser::start(), Browser::start());
     a.run(log_in(&a.client, &server.base, "ann", "faces"));

@@ -520,6 +520,25 @@ impl Home {
         made["secret"].as_str().expect("a secret").to_string()
     }
 
+    /// Reviewers `names` (accounts granted `photos`, their token secrets returned) and task
+    /// `faces` over `photos`, assigned to them.
+    pub fn reviewers_on_faces(&self, names: &[&str]) -> Vec<String> {
+        let secrets = names
+            .iter()
+            .map(|name| {
+                let secret = self.account(name, "reviewer");
+                self.ok(&["user", "grant", name, "photos"]);
+                secret
+            })
+            .collect();
+        let mut args = vec!["task", "create", "faces", "--dataset", "photos"];
+        for name in names {
+            args.extend(["--assign", name]);
+        }
+        self.ok(&args);
+        secrets
+    }
+
     /// The face detector pushed and deployed as service `face-detector`, with its defaults
     /// (what the pipeline fixtures' function nodes name).
     pub fn deploy_face_detector(&self) {
