@@ -186,7 +186,8 @@ impl Cli {
             ..Location::home(self.home)
         };
         let home = Home::at(location, self.cache_dir);
-        match self.command {
+        let audited = self.command.audited();
+        let code = match self.command {
             Command::Detect(args) => args.run(&home),
             Command::Demo(args) => args.run(&home),
             Command::Package(command) => command.run(&home),
@@ -204,10 +205,10 @@ impl Cli {
             Command::Execute(args) => args.run(&home),
             Command::Replay(args) => args.run(&home),
             Command::Annotations(command) => command.run(&home),
-            Command::Serve(args) => args.run(home),
+            Command::Serve(args) => return args.run(home),
             Command::Check => check::run(&home),
             Command::Status(args) => args.run(&home),
-            Command::Migrate(args) => args.run(home),
+            Command::Migrate(args) => return args.run(home),
             Command::ServeDetector(args) => args.run(&home),
             Command::Compare(args) => args.run(&home),
             Command::Evaluate(args) => args.run(&home),
@@ -215,7 +216,50 @@ impl Cli {
             Command::Work(args) => args.run(&home),
             Command::Watch(args) => args.run(&home),
             Command::New(args) => args.run(),
+        }?;
+        // What changed is recorded as the owner's (the CLI runs as whoever owns the home).
+        if let Some((action, target)) = audited {
+            home.audit("owner", &action, &target, None)?;
         }
+        Ok(code)
+    }
+}
+
+impl Command {
+    /// What the audit log records of this command: `GROUP VERB` and its arguments (cut at 200
+    /// characters), for the groups that change the catalog, accounts, tasks and reviews, and
+    /// not for their reading verbs. Read from the command line as typed: passwords and
+    /// secrets' values are never on it.
+    fn audited(&self) -> Option<(String, String)> {
+        let group = match self {
+            Command::Package(_) => "package",
+            Command::Service(_) => "service",
+            Command::Trigger(_) => "trigger",
+            Command::Pipeline(_) => "pipeline",
+            Command::Task(_) => "task",
+            Command::User(_) => "user",
+            Command::Secret(_) => "secret",
+            Command::Annotations(_) => "annotations",
+            _ => return None,
+        };
+        const READS: &[&str] = &[
+            "list",
+            "show",
+            "items",
+            "tokens",
+            "revisions",
+            "export",
+            "path",
+            "pack",
+        ];
+        let args: Vec<String> = std::env::args().collect();
+        let at = args.iter().position(|a| a == group)?;
+        let verb = args.get(at + 1)?;
+        if READS.contains(&verb.as_str()) {
+            return None;
+        }
+        let target: String = args[at + 2..].join(" ").chars().take(200).collect();
+        Some((format!("{group} {verb}"), target))
     }
 }
 

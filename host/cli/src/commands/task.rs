@@ -1,6 +1,6 @@
 //! `prelabel task list | show | items | create | assign | unassign | complete | discard`: review
 //! tasks (pipelines' task nodes, or made over a dataset), who they are assigned to, and
-//! people's decisions on the items they hold. Changes are recorded in the audit log.
+//! people's decisions on the items they hold.
 
 use std::process::ExitCode;
 
@@ -62,7 +62,6 @@ pub enum Command {
 
 impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
-        let recorded = self.audited();
         match self {
             Command::List => print_json(&home.tasks()?)?,
             Command::Show { name } => print_json(&home.task(&name)?)?,
@@ -93,22 +92,6 @@ impl Command {
                 print_json(&home.decide(&name, item, Outcome::Discarded, by.as_deref(), None)?)?
             }
         }
-        if let Some((action, target)) = recorded {
-            home.audit("owner", &action, &target, None)?;
-        }
         Ok(ExitCode::SUCCESS)
-    }
-
-    /// What the audit log records of this command, if it changes something.
-    fn audited(&self) -> Option<(String, String)> {
-        let (action, target) = match self {
-            Command::Create { name, .. } => ("create", name.clone()),
-            Command::Assign { name, user } => ("assign", format!("{name} {user}")),
-            Command::Unassign { name, user } => ("unassign", format!("{name} {user}")),
-            Command::Complete { name, item, .. } => ("complete", format!("{name} {item}")),
-            Command::Discard { name, item, .. } => ("discard", format!("{name} {item}")),
-            _ => return None,
-        };
-        Some((format!("task {action}"), target))
     }
 }

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
 use super::{named, print_json};
-use prelabel::named::Named;
 use prelabel::ops::Home;
 use prelabel::people::user::Role;
 
@@ -95,7 +94,6 @@ fn password(var: Option<&str>) -> Result<String> {
 
 impl Command {
     pub fn run(self, home: &Home) -> Result<ExitCode> {
-        let recorded = self.audited();
         match self {
             Command::Add {
                 name,
@@ -126,26 +124,6 @@ impl Command {
                 println!("revoked token {token} of user {name}");
             }
         }
-        if let Some((action, target)) = recorded {
-            home.audit("owner", &action, &target, None)?;
-        }
         Ok(ExitCode::SUCCESS)
-    }
-
-    /// What the audit log records of this command, if it changes something.
-    fn audited(&self) -> Option<(String, String)> {
-        let (action, target) = match self {
-            Command::Add { name, role, .. } => ("add", format!("{name} {}", role.name())),
-            Command::Passwd { name, .. } => ("passwd", name.clone()),
-            Command::Disable { name } => ("disable", name.clone()),
-            Command::Enable { name } => ("enable", name.clone()),
-            Command::Delete { name } => ("delete", name.clone()),
-            Command::Grant { name, dataset } => ("grant", format!("{name} {dataset}")),
-            Command::Revoke { name, dataset } => ("revoke", format!("{name} {dataset}")),
-            Command::Token { name, token } => ("token", format!("{name} {token}")),
-            Command::Untoken { name, token } => ("untoken", format!("{name} {token}")),
-            Command::List | Command::Show { .. } | Command::Tokens { .. } => return None,
-        };
-        Some((format!("user {action}"), target))
     }
 }

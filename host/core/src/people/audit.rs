@@ -1,6 +1,7 @@
 //! The audit log: who did what, when. Every change made through the API (review decisions,
-//! deploys, accounts) is recorded with the account that made it, as are the accounts the CLI
-//! manages; `prelabel audit` and `GET /api/audit` read it.
+//! deploys, accounts) is recorded with the account that made it, as is every command of the
+//! CLI that changes the catalog, accounts, tasks or reviews (as `owner`); `prelabel audit` and
+//! `GET /api/audit` read it.
 
 use serde::Serialize;
 
