@@ -205,7 +205,10 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    assert!(!actions.contains(&"task show"), "a read is no change: {cli}");
+    assert!(
+        !actions.contains(&"task show"),
+        "a read is no change: {cli}"
+    );
     assert!(
         actions.contains(&"task create") && actions.contains(&"user grant"),
         "{cli}"

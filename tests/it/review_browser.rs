@@ -18,8 +18,8 @@ const PHOTOS: [&str; 4] = [
     "skimage_coffee.png",
 ];
 
-/// Logs in through the page's form as `name` and opens task `task`.
-async fn log_in(c: &Client, base: &str, name: &str, task: &str) {
+/// Logs in through the page's form as `name` (a `role`) and opens task `task`.
+async fn log_in(c: &Client, base: &str, (name, role): (&str, &str), task: &str) {
     c.goto(&format!("{base}/")).await.expect("open the UI");
     let form = c
         .wait()
@@ -46,7 +46,7 @@ async fn log_in(c: &Client, base: &str, name: &str, task: &str) {
         .await
         .expect("log in");
     let who =
-        format!("return document.getElementById('who').textContent.includes('{name} (reviewer)')");
+        format!("return document.getElementById('who').textContent.includes('{name} ({role})')");
     until(c, "who is logged in", &who).await;
     let hidden = c
         .execute(
@@ -87,8 +87,13 @@ fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_it
     home.reviewers_on_faces(&["ann", "bo"]);
     let server = Server::start(&home, &[]);
     let (a, b) = (Browser::start(), Browser::start());
-    a.run(log_in(&a.client, &server.base, "ann", "faces"));
-    b.run(log_in(&b.client, &server.base, "bo", "faces"));
+    a.run(log_in(
+        &a.client,
+        &server.base,
+        ("ann", "reviewer"),
+        "faces",
+    ));
+    b.run(log_in(&b.client, &server.base, ("bo", "reviewer"), "faces"));
     a.run(click(&a.client, "#next"));
     let mut at_a = a.run(mine(&a.client, None));
     b.run(click(&b.client, "#next"));
@@ -125,6 +130,44 @@ fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_it
         !by_a.is_empty() && !by_b.is_empty(),
         "ann {by_a:?}, bo {by_b:?}"
     );
+    // Logged out, a viewer logs in on the same browser: no next item, no review buttons.
+    home.account("vi", "viewer");
+    home.ok(&["user", "grant", "vi", "photos"]);
+    a.run(async {
+        let c = &a.client;
+        click(c, "#logout").await;
+        log_in(c, &server.base, ("vi", "viewer"), "faces").await;
+        until(
+            c,
+            "the task page",
+            "return document.querySelector('#progress') !== null",
+        )
+        .await;
+        let next = c.execute("return document.getElementById('next') === null", vec![]);
+        assert_eq!(
+            next.await.expect("script"),
+            Value::Bool(true),
+            "a viewer takes no item"
+        );
+        c.goto(&format!("{}/#/item/{}", server.base, by_a[0]))
+            .await
+            .expect("open an item");
+        until(
+            c,
+            "the item",
+            "return document.querySelector('#annotations') !== null",
+        )
+        .await;
+        let buttons = c.execute(
+            "return document.getElementById('accept-all') === null",
+            vec![],
+        );
+        assert_eq!(
+            buttons.await.expect("script"),
+            Value::Bool(true),
+            "a viewer reviews nothing"
+        );
+    });
     // The progress and the log say who reviewed what.
     let task = home.json(&["task", "show", "faces"]);
     assert_eq!(task["done"], true, "{task}");

@@ -222,7 +222,7 @@ async function itemView(id) {
   const image = el("img", { src: thumb(item, 1600), alt: item.name, draggable: "false" });
   const svg = overlay(item, annotations, { selected, labels: true });
   const stage = el("div", { class: "stage", id: "stage" }, image, svg);
-  editing(stage, svg, item, annotations, review, id);
+  if (can.review()) editing(stage, svg, item, annotations, review, id);
   const a = selected !== null ? annotations[selected] : null;
   view.replaceChildren(
     el("h1", {}, el("a", { href: `#/dataset/${encodeURIComponent(item.dataset)}` }, item.dataset), ` / ${item.name}`),
@@ -231,18 +231,18 @@ async function itemView(id) {
         el("div", { class: "toolbar" },
           el("button", { onclick: () => go(-1), disabled: at <= 0 }, "◀ prev"),
           el("button", { onclick: () => go(1), disabled: at < 0 || at >= order.length - 1 }, "next ▶"),
-          el("button", { id: "accept-all", onclick: () => guarded(async () => {
+          can.review() ? el("button", { id: "accept-all", onclick: () => guarded(async () => {
             for (const b of annotations.filter((b) => b.review === "pending")) await api(`/annotations/${b.id}`, { method: "PATCH", body: { state: "accepted", by: "web" } });
             render();
-          }) }, "Accept all")),
+          }) }, "Accept all") : ""),
         el("ul", { id: "annotations" }, annotations.map((b, i) =>
           el("li", { class: `${b.review}${i === selected ? " selected" : ""}`, onclick: () => { selected = i; render(); } },
             `${b.label} ${confidence(b).toFixed(2)} · ${b.review}`))),
         a ? el("div", { id: "provenance" },
-          el("div", { class: "toolbar" },
+          can.review() ? el("div", { class: "toolbar" },
             el("button", { id: "accept", onclick: () => review(selected, { state: "accepted" }) }, "Accept (a)"),
             el("button", { id: "reject", onclick: () => review(selected, { state: "rejected" }) }, "Reject (r)"),
-            el("button", { onclick: () => { const label = prompt("Label", a.label); if (label) review(selected, { label }); } }, "Relabel (l)")),
+            el("button", { onclick: () => { const label = prompt("Label", a.label); if (label) review(selected, { label }); } }, "Relabel (l)")) : "",
           el("table", {}, [
             ["service", a.service || "drawn by a person"], ["package", a.package ? `${a.package} revision ${a.revision}` : "-"],
             ["component", a.component_digest ? a.component_digest.slice(0, 16) + "…" : "-"],
@@ -269,7 +269,9 @@ async function itemView(id) {
       Tab: () => { selected = annotations.length ? ((selected ?? -1) + 1) % annotations.length : null; render(); },
       z: () => { const last = undo.pop(); if (last) guarded(async () => { await api(`/annotations/${last.id}`, { method: "PATCH", body: { ...last.before, by: "web" } }); render(); }); },
     };
-    if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+    // A viewer moves between items and selects boxes; changing them is a reviewer's.
+    const moves = ["ArrowLeft", "k", "ArrowRight", "j", "Tab"];
+    if (keys[e.key] && (can.review() || moves.includes(e.key))) { e.preventDefault(); keys[e.key](); }
   };
 }
 
