@@ -224,3 +224,109 @@ fn two_reviewers_at_once_never_get_the_same_item_and_the_log_says_who_did_what()
         "{decided}"
     );
 }
+
+/// A QA share: of the items ann completes, every second goes to another reviewer before it
+/// counts; ann is never handed her own back nor may decide it again, bo's decision is the
+/// one that counts (a discard included), and the task is done only then.
+#[test]
+fn a_share_of_completed_items_goes_to_a_second_reviewer() {
+    let home = Home::new();
+    let images = fixtures().join("images");
+    for photo in [
+        "skimage_astronaut.png",
+        "skimage_coffee.png",
+        "mosaic_row.png",
+        "skimage_rocket.jpg",
+    ] {
+        home.ok(&["upload", path(&images.join(photo)), "--dataset", "photos"]);
+    }
+    let secrets = home.reviewers_on_faces(&["ann", "bo"]);
+    let (ann, bo) = (&secrets[0], &secrets[1]);
+    let bad = home.fails(&["task", "qa", "faces", "101"]);
+    assert!(bad.contains("0 to 100"), "{bad}");
+    assert_eq!(home.json(&["task", "qa", "faces", "50"])["qa_percent"], 50);
+    let server = Server::start(&home, &["--token", "boot"]);
+    // Ann takes and completes all four; the second and fourth go to QA.
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        let (status, next) = post(&server, ann, "/api/tasks/faces/next");
+        assert_eq!(status, StatusCode::OK, "{next}");
+        let item = next["item"]["id"].as_i64().expect("an item");
+        let (status, done) = post(
+            &server,
+            ann,
+            &format!("/api/tasks/faces/items/{item}/complete"),
+        );
+        assert_eq!(status, StatusCode::OK, "{done}");
+        if done["sent_to_qa"] == true {
+            sent.push(item);
+        }
+    }
+    assert_eq!(sent.len(), 2, "every second completion: {sent:?}");
+    let task = home.json(&["task", "show", "faces"]);
+    assert_eq!(
+        (task["waiting"].as_u64(), task["completed"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(task["done"], false);
+    // Nothing is left for ann; her own completions she may not decide again.
+    let (status, _) = post(&server, ann, "/api/tasks/faces/next");
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, again) = post(
+        &server,
+        ann,
+        &format!("/api/tasks/faces/items/{}/complete", sent[0]),
+    );
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another reviewer checks it")
+    );
+    // Bo gets exactly those two, each saying who completed it first; his decisions count.
+    let mut checked = Vec::new();
+    for outcome in ["complete", "discard"] {
+        let (_, next) = post(&server, bo, "/api/tasks/faces/next");
+        assert_eq!(next["first_by"], "ann", "{next}");
+        let item = next["item"]["id"].as_i64().expect("an item");
+        let (status, done) = post(
+            &server,
+            bo,
+            &format!("/api/tasks/faces/items/{item}/{outcome}"),
+        );
+        assert_eq!(
+            (status, done["sent_to_qa"].as_bool()),
+            (StatusCode::OK, Some(false))
+        );
+        checked.push(item);
+    }
+    checked.sort();
+    sent.sort();
+    assert_eq!(checked, sent);
+    let task = home.json(&["task", "show", "faces"]);
+    assert_eq!(
+        (
+            task["waiting"].as_u64(),
+            task["completed"].as_u64(),
+            task["discarded"].as_u64()
+        ),
+        (Some(0), Some(3), Some(1)),
+        "{task}"
+    );
+    assert_eq!(task["done"], true);
+    let progress = |name: &str, field: &str| {
+        task["reviewers"]
+            .as_array()
+            .expect("reviewers")
+            .iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r[field].as_u64())
+    };
+    assert_eq!(progress("ann", "completed"), Some(2), "{task}");
+    assert_eq!(progress("ann", "sent_to_qa"), Some(2), "{task}");
+    assert_eq!(
+        (progress("bo", "completed"), progress("bo", "discarded")),
+        (Some(1), Some(1))
+    );
+}

@@ -48,12 +48,13 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Counts an attempt; refuses it, saying when to try again, once a limit is reached.
-    fn attempt(&self, name: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Counts an attempt on account `name` (none: a token, which no one guesses: 32 random
+    /// bytes) from `address`; refuses it, saying when to try again, once a limit is reached.
+    fn attempt(&self, name: Option<&str>, address: Option<IpAddr>) -> Result<(), ApiError> {
         let clock = governor::clock::DefaultClock::default();
-        let account = self.accounts.check_key(&name.to_string());
+        let account = name.map(|n| self.accounts.check_key(&n.to_string()));
         let address = address.map(|a| self.addresses.check_key(&a));
-        let refused = [Some(account), address]
+        let refused = [account, address]
             .into_iter()
             .flatten()
             .filter_map(Result::err)
@@ -64,7 +65,8 @@ impl Limits {
             Some(wait) => Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "too many login attempts for `{name}` or from this address: try again in {} s",
+                    "too many login attempts for `{}` or from this address: try again in {} s",
+                    name.unwrap_or("a token"),
                     wait.as_secs() + 1
                 ),
             )),
@@ -117,7 +119,7 @@ pub async fn login(
             password: Some(password),
             token: None,
         } => {
-            state.limits.attempt(&name, address)?;
+            state.limits.attempt(Some(&name), address)?;
             let logged = state.run(move |home| home.login(&name, &password)).await?;
             let (user, secret) = logged
                 .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))?;
@@ -128,7 +130,7 @@ pub async fn login(
             password: None,
             token: Some(token),
         } => {
-            state.limits.attempt("(a token)", address)?;
+            state.limits.attempt(None, address)?;
             let caller = super::access::identify(&state, &token)
                 .await?
                 .ok_or_else(ApiError::unauthorized)?;

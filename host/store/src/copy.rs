@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "sessions",
     "audit",
     "task_assignees",
+    "task_settings",
     "pipelines",
     "pipeline_versions",
     "pipeline_runs",

@@ -448,10 +448,11 @@ async function tasksView() {
   view.replaceChildren(
     el("h1", {}, "Review tasks"),
     tasks.length ? el("table", { id: "tasks" },
-      el("tr", {}, ["task", "waiting", "completed", "discarded", "assigned to", "pipelines"].map((h) => el("th", {}, h))),
+      el("tr", {}, ["task", "waiting", "completed", "discarded", "assigned to", "QA", "pipelines"].map((h) => el("th", {}, h))),
       tasks.map((t) => el("tr", { class: t.assignees.includes(me && me.name) ? "yours" : "" },
         el("td", {}, el("a", { href: `#/task/${encodeURIComponent(t.name)}` }, t.name), t.done ? " ✓" : ""), el("td", {}, t.waiting),
         el("td", {}, t.completed), el("td", {}, t.discarded), el("td", {}, t.assignees.join(", ") || "anyone"),
+        el("td", {}, t.qa_percent ? `${t.qa_percent}%` : ""),
         el("td", {}, t.pipelines.join(", ")))))
       : el("p", {}, "No review tasks: a pipeline's task node makes one (docs/pipelines.md)."),
   );
@@ -470,8 +471,9 @@ async function taskView(name) {
     el("h1", {}, el("a", { href: "#/tasks" }, "Tasks"), ` / ${name}`),
     el("p", {}, `${task.waiting} waiting · ${task.completed} completed · ${task.discarded} discarded · from ${task.pipelines.join(", ") || "no pipeline now"}`),
     task.reviewers.length ? el("table", { id: "progress" },
-      el("tr", {}, ["reviewer", "completed", "discarded", "holding"].map((h) => el("th", {}, h))),
-      task.reviewers.map((r) => el("tr", {}, el("td", {}, r.name), el("td", {}, r.completed), el("td", {}, r.discarded), el("td", {}, r.holding))))
+      el("tr", {}, ["reviewer", "completed", "discarded", "holding", "sent to QA"].map((h) => el("th", {}, h))),
+      task.reviewers.map((r) => el("tr", {}, el("td", {}, r.name), el("td", {}, r.completed), el("td", {}, r.discarded),
+        el("td", {}, r.holding), el("td", {}, r.sent_to_qa))))
       : "",
     account ? el("div", { id: "mine" }, el("button", { id: "next", onclick: () => nextItem(name) }, "Next item")) : "",
     el("div", { class: "grid", id: "held" }, held.map((h, i) => {
@@ -505,14 +507,16 @@ async function nextItem(task) {
   const boxes = await api(`/items/${held.item.id}/annotations`);
   const image = size(held.item);
   const decideMine = (outcome) => guarded(async () => {
-    await api(`/tasks/${encodeURIComponent(task)}/items/${held.item.id}/${outcome}`, { method: "POST", body: {} });
+    const d = await api(`/tasks/${encodeURIComponent(task)}/items/${held.item.id}/${outcome}`, { method: "POST", body: {} });
+    if (d.sent_to_qa) toast(`${held.item.name}: a second reviewer checks it`);
     await nextItem(task);
   });
   mine.replaceChildren(el("div", { class: "tile mine", "data-item": held.item.id },
     el("div", { class: "frame" },
       image ? el("img", { src: thumb(held.item, 1600), alt: held.item.name }) : el("div", { class: "meta" }, held.item.mimetype),
       image ? overlay(held.item, boxes, { labels: true }) : ""),
-    el("div", { class: "meta" }, el("span", { class: "name" }, held.item.name),
+    el("div", { class: "meta" }, el("span", { class: "name" }, held.item.name,
+      held.first_by ? el("em", { class: "qa" }, ` · a second look: ${held.first_by} completed it`) : ""),
       el("span", {},
         el("button", { class: "complete", onclick: () => decideMine("complete") }, "Complete"),
         el("button", { class: "discard", onclick: () => decideMine("discard") }, "Discard")))));

@@ -1,4 +1,4 @@
-//! `prelabel task list | show | items | create | assign | unassign | complete | discard`: review
+//! `prelabel task list | show | items | create | assign | unassign | qa | complete | discard`: review
 //! tasks (pipelines' task nodes, or made over a dataset), who they are assigned to, and
 //! people's decisions on the items they hold.
 
@@ -38,7 +38,12 @@ pub enum Command {
         /// Assign it to this account (repeatable; none: any reviewer granted the dataset).
         #[arg(long = "assign", value_name = "USER")]
         assign: Vec<String>,
+        /// The share of completions, in percent, that a second reviewer checks (QA).
+        #[arg(long = "qa", value_name = "PERCENT", default_value_t = 0)]
+        qa_percent: u8,
     },
+    /// Set the share of completions, in percent, that a second reviewer checks (QA).
+    Qa { name: String, percent: u8 },
     /// Assign a task to an account.
     Assign { name: String, user: String },
     /// Take a task back from an account.
@@ -75,12 +80,15 @@ impl Command {
                 dataset,
                 filters,
                 assign,
+                qa_percent,
             } => print_json(&home.create_task(&Create {
                 name,
                 dataset,
                 filters,
                 assign,
+                qa_percent,
             })?)?,
+            Command::Qa { name, percent } => print_json(&home.set_task_qa(&name, percent)?)?,
             Command::Assign { name, user } => print_json(&home.assign_task(&name, &user, true)?)?,
             Command::Unassign { name, user } => {
                 print_json(&home.assign_task(&name, &user, false)?)?

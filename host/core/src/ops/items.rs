@@ -178,6 +178,11 @@ impl Home {
         task::queue::create(&mut *self.store()?, create)
     }
 
+    /// Sets the share of task `task`'s completions (percent) a second reviewer checks.
+    pub fn set_task_qa(&self, task: &str, percent: u8) -> Result<Task> {
+        task::queue::set_qa(&mut *self.store()?, task, percent)
+    }
+
     /// Assigns task `task` to account `user` (`false`: takes it back).
     pub fn assign_task(&self, task: &str, user: &str, assigned: bool) -> Result<Task> {
         task::queue::assign(&mut *self.store()?, task, user, assigned)

@@ -61,7 +61,7 @@ impl Home {
 
     /// Whether any account exists: without one, the API on loopback is open (the local mode).
     pub fn has_accounts(&self) -> Result<bool> {
-        Ok(!user::list(&*self.store()?)?.is_empty())
+        user::any(&*self.store()?)
     }
 
     /// Logs in: a new session's secret and its account, if `password` is `name`'s and the

@@ -142,6 +142,15 @@ pub fn list(store: &Store) -> Result<Vec<User>> {
     Ok(users)
 }
 
+/// Whether any account exists (asked on every request of the open local mode: one row).
+pub fn any(store: &Store) -> Result<bool> {
+    let found: Option<i64> = store
+        .conn()
+        .query_row("SELECT id FROM users LIMIT 1", params![], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
 fn grants(store: &Store, user: i64) -> Result<Vec<String>> {
     Ok(store.conn().query_map(
         "SELECT dataset FROM grants WHERE user_id = $1 ORDER BY dataset",

@@ -34,6 +34,8 @@ pub struct Task {
     pub reviewers: Vec<Progress>,
     /// Every item it took is decided (and it took some).
     pub done: bool,
+    /// The share of completions, in percent, that a second reviewer checks before they count.
+    pub qa_percent: u8,
 }
 
 /// One reviewer's part of a task.
@@ -44,6 +46,8 @@ pub struct Progress {
     pub discarded: u64,
     /// Waiting items handed to them whose hold has not run out.
     pub holding: u64,
+    /// Their completions that went to a second reviewer (the decision is the second's).
+    pub sent_to_qa: u64,
 }
 
 /// An item a task holds, or held.
@@ -62,6 +66,8 @@ pub struct Held {
     pub decided_at: Option<String>,
     /// The reviewer it is handed to, while the hold lasts.
     pub held_by: Option<String>,
+    /// Who completed it first, when it waits for (or had) a second reviewer's look.
+    pub first_by: Option<String>,
 }
 
 /// What a decision did.
@@ -74,6 +80,9 @@ pub struct Decided {
     pub steps: usize,
     /// The executions the nodes after the task queued.
     pub queued: usize,
+    /// The completion went to a second reviewer (the task's QA share): the item waits for
+    /// their decision, which is the one that counts.
+    pub sent_to_qa: bool,
 }
 
 /// Every task: those pipelines name, and those holding items.
@@ -188,7 +197,7 @@ fn held(
     // The item is read after: each row's other fields, and its item's id.
     let rows: Vec<(Held, i64)> = store.conn().query_map(
         &format!(
-            "SELECT s.id, s.item_id, p.name, s.node, s.created_at, s.outcome, s.decided_by, s.decided_at,
+            "SELECT s.id, s.item_id, p.name, s.node, s.created_at, s.outcome, s.decided_by, s.decided_at, s.first_by,
                     CASE WHEN s.state = 'waiting' AND s.held_until_ms >= {NOW_MS} THEN u.name END AS held_by
                FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
                     JOIN pipelines p ON p.id = r.pipeline_id LEFT JOIN users u ON u.id = s.held_by
@@ -206,6 +215,7 @@ fn held(
                 decided_by: r.get("decided_by")?,
                 decided_at: r.get("decided_at")?,
                 held_by: r.get("held_by")?,
+                first_by: r.get("first_by")?,
             };
             Ok((held, r.get("item_id")?))
         },
@@ -236,19 +246,47 @@ pub fn decide(
     get(store, name)?;
     let by = crate::results::review::reviewer(by);
     let tx = store.write()?;
+    // Not on an item another account holds; not the second look by whoever had the first.
+    let mine = format!(
+        "($5 < 0 OR held_by IS NULL OR held_by = $5 OR held_until_ms < {NOW_MS})
+         AND ($5 < 0 OR first_by IS NULL OR first_by <> $4)"
+    );
+    // An account's completion that the task's QA share picks stays waiting for another
+    // reviewer, handed to no one.
+    if account.is_some() && outcome == Outcome::Completed && queue::qa_due(&tx, name)? {
+        let sent: Vec<i64> = tx.query_map(
+            &format!(
+                "UPDATE pipeline_steps SET first_by = $4, first_at = {NOW}, held_by = NULL, held_until_ms = NULL
+                  WHERE task = $1 AND item_id = $2 AND state = 'waiting' AND first_by IS NULL
+                    AND $3 = 'completed' AND {mine} RETURNING id"
+            ),
+            params![name, item, outcome.name(), by, account.unwrap_or(-1)],
+            |r| r.get(0),
+        )?;
+        if !sent.is_empty() {
+            tx.commit()?;
+            return Ok(Decided {
+                task: name.to_string(),
+                item,
+                outcome,
+                steps: sent.len(),
+                queued: 0,
+                sent_to_qa: true,
+            });
+        }
+    }
     // Taken in the same statement that marks them: two people deciding at once decide once.
     let steps: Vec<i64> = tx.query_map(
         &format!(
             "UPDATE pipeline_steps SET state = 'done', outcome = $3, decided_by = $4, decided_at = {NOW}
-              WHERE task = $1 AND item_id = $2 AND state = 'waiting'
-                AND ($5 < 0 OR held_by IS NULL OR held_by = $5 OR held_until_ms < {NOW_MS})
-              RETURNING id"
+              WHERE task = $1 AND item_id = $2 AND state = 'waiting' AND {mine} RETURNING id"
         ),
         params![name, item, outcome.name(), by, account.unwrap_or(-1)],
         |r| r.get(0),
     )?;
     if steps.is_empty() {
         queue::check_not_held(&tx, name, item)?;
+        queue::check_not_first(&tx, name, item, &by)?;
         let earlier: Option<(String, String, String)> = tx
             .query_row(
                 "SELECT outcome, decided_by, decided_at FROM pipeline_steps
@@ -281,5 +319,6 @@ pub fn decide(
         outcome,
         steps: steps.len(),
         queued,
+        sent_to_qa: false,
     })
 }

@@ -13,6 +13,7 @@ use super::{Held, Progress, Task, get, waiting};
 use crate::error::{Error, Kind, Result};
 use crate::items::item;
 use crate::package::pipeline::{Edge, Event, Node, Spec};
+use crate::people::Scope;
 use crate::people::user::{self, Role, User};
 use crate::store::{NOW_MS, OptionalExtension, Store, Tx, params};
 use crate::work::pipeline;
@@ -33,6 +34,9 @@ pub struct Create {
     /// The accounts it is assigned to.
     #[serde(default)]
     pub assign: Vec<String>,
+    /// The share of completions, in percent, that a second reviewer checks (QA).
+    #[serde(default)]
+    pub qa_percent: u8,
 }
 
 /// Makes task `create.name` over a dataset: a pipeline of that name whose source is the
@@ -93,9 +97,81 @@ pub fn create(store: &mut Store, create: &Create) -> Result<Task> {
     for account in &accounts {
         assign_in(&tx, &create.name, account.id)?;
     }
+    set_qa_in(&tx, &create.name, create.qa_percent)?;
     pipeline::take_existing(&tx, &create.name, &existing)?;
     tx.commit()?;
     get(store, &create.name)
+}
+
+/// Sets the share of task `task`'s completions that a second reviewer checks (0 to 100).
+pub fn set_qa(store: &mut Store, task: &str, percent: u8) -> Result<Task> {
+    get(store, task)?;
+    let tx = store.write()?;
+    set_qa_in(&tx, task, percent)?;
+    tx.commit()?;
+    get(store, task)
+}
+
+fn set_qa_in(tx: &Tx<'_>, task: &str, percent: u8) -> Result<()> {
+    if percent > 100 {
+        return Err(Error::invalid(
+            "qa_percent",
+            format!("is a share in percent, 0 to 100, not {percent}"),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO task_settings (task, qa_percent) VALUES ($1, $2)
+         ON CONFLICT (task) DO UPDATE SET qa_percent = $2",
+        params![task, i64::from(percent)],
+    )?;
+    Ok(())
+}
+
+/// Whether the next completion of task `task` goes to a second reviewer: the n-th first
+/// completion does when `n * share / 100` passes a whole number, so that exactly the share
+/// does over any run of completions (50%: every second).
+pub(super) fn qa_due(tx: &Tx<'_>, task: &str) -> Result<bool> {
+    let percent: i64 = tx
+        .query_row(
+            "SELECT qa_percent FROM task_settings WHERE task = $1",
+            params![task],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if percent == 0 {
+        return Ok(false);
+    }
+    let before: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pipeline_steps
+          WHERE task = $1 AND (first_by IS NOT NULL OR outcome = 'completed')",
+        params![task],
+        |r| r.get(0),
+    )?;
+    let n = before + 1;
+    Ok(n * percent / 100 > before * percent / 100)
+}
+
+/// Refuses `by` the second look at an item they completed first.
+pub(super) fn check_not_first(tx: &Tx<'_>, task: &str, item: i64, by: &str) -> Result<()> {
+    let first: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM pipeline_steps
+              WHERE task = $1 AND item_id = $2 AND state = 'waiting' AND first_by = $3 LIMIT 1",
+            params![task, item, by],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match first {
+        Some(_) => Err(Error::Conflict {
+            kind: Kind::Task,
+            name: task.to_string(),
+            message: format!(
+                "item {item} of task `{task}` was completed by `{by}`: another reviewer checks it (QA)"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn assign_in(tx: &Tx<'_>, task: &str, user: i64) -> Result<()> {
@@ -124,8 +200,9 @@ pub fn assign(store: &mut Store, task: &str, name: &str, assigned: bool) -> Resu
 }
 
 /// Hands `user` the next item of task `task`: the one they hold already, else the oldest
-/// waiting item of a dataset they see that no one holds (or whose hold ran out). `None` when
-/// nothing is left for them. A task assigned to others is refused.
+/// waiting item of a dataset they see that no one holds (or whose hold ran out) and that they
+/// did not complete first (QA). `None` when nothing is left for them. A task assigned to
+/// others is refused.
 pub fn next(store: &mut Store, task: &str, user: &User) -> Result<Option<Held>> {
     let found = get(store, task)?;
     let may = matches!(user.role, Role::Admin | Role::Maintainer)
@@ -140,30 +217,30 @@ pub fn next(store: &mut Store, task: &str, user: &User) -> Result<Option<Held>> 
             ),
         });
     }
-    let scope = user.scope();
+    // A reviewer or viewer takes items of the datasets granted to them only.
+    let granted = match user.scope() {
+        Scope::All => "",
+        Scope::Only(_) => "AND d.name IN (SELECT g.dataset FROM grants g WHERE g.user_id = $2)",
+    };
     loop {
-        // Theirs first, then the oldest free; a batch, as some may be of datasets they
-        // do not see.
-        let candidates: Vec<(i64, i64, String)> = store.conn().query_map(
+        // Theirs first, then the oldest free.
+        let candidates: Vec<(i64, i64)> = store.conn().query_map(
             &format!(
-                "SELECT s.id, s.item_id, d.name FROM pipeline_steps s
+                "SELECT s.id, s.item_id FROM pipeline_steps s
                    JOIN items i ON i.id = s.item_id JOIN datasets d ON d.id = i.dataset_id
-                  WHERE s.task = $1 AND s.state = 'waiting'
+                  WHERE s.task = $1 AND s.state = 'waiting' {granted}
                     AND (s.held_by IS NULL OR s.held_by = $2 OR s.held_until_ms < {NOW_MS})
+                    AND (s.first_by IS NULL OR s.first_by <> $3)
                   ORDER BY CASE WHEN s.held_by = $2 AND s.held_until_ms >= {NOW_MS} THEN 0 ELSE 1 END, s.id
-                  LIMIT 100"
+                  LIMIT 20"
             ),
-            params![task, user.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            params![task, user.id, user.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let seen: Vec<_> = candidates
-            .iter()
-            .filter(|(_, _, dataset)| scope.sees(dataset))
-            .collect();
-        if seen.is_empty() {
+        if candidates.is_empty() {
             return Ok(None);
         }
-        for (step, item, _) in seen {
+        for (step, item) in &candidates {
             // Taken only if still free (or theirs): of two asking at once, one gets it.
             let taken = store.conn().execute(
                 &format!(
@@ -208,8 +285,18 @@ pub(super) fn check_not_held(tx: &Tx<'_>, task: &str, item: i64) -> Result<()> {
     }
 }
 
-/// Fills in each task's assignees and each reviewer's progress.
+/// Fills in each task's assignees, QA share and each reviewer's progress.
 pub(super) fn progress(store: &Store, tasks: &mut BTreeMap<String, Task>) -> Result<()> {
+    let shares: Vec<(String, i64)> = store.conn().query_map(
+        "SELECT task, qa_percent FROM task_settings",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for (task, percent) in shares {
+        if let Some(task) = tasks.get_mut(&task) {
+            task.qa_percent = u8::try_from(percent).unwrap_or(100);
+        }
+    }
     let assignees: Vec<(String, String)> = store.conn().query_map(
         "SELECT a.task, u.name FROM task_assignees a JOIN users u ON u.id = a.user_id ORDER BY u.name",
         params![],
@@ -235,8 +322,14 @@ pub(super) fn progress(store: &Store, tasks: &mut BTreeMap<String, Task>) -> Res
         params![],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
+    let firsts: Vec<(String, String, String, i64)> = store.conn().query_map(
+        "SELECT task, first_by, 'qa', COUNT(*) FROM pipeline_steps
+          WHERE task IS NOT NULL AND first_by IS NOT NULL GROUP BY task, first_by",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let mut by: BTreeMap<(String, String), Progress> = BTreeMap::new();
-    for (task, name, what, n) in decided.into_iter().chain(holding) {
+    for (task, name, what, n) in decided.into_iter().chain(holding).chain(firsts) {
         let p = by.entry((task, name.clone())).or_insert_with(|| Progress {
             name,
             ..Default::default()
@@ -244,6 +337,7 @@ pub(super) fn progress(store: &Store, tasks: &mut BTreeMap<String, Task>) -> Res
         let n = n as u64;
         match what.as_str() {
             "holding" => p.holding += n,
+            "qa" => p.sent_to_qa += n,
             "discarded" => p.discarded += n,
             _ => p.completed += n,
         }
