@@ -16,7 +16,7 @@ use crate::error::{Error, Kind, Result};
 use crate::items::item::{self, ItemRecord};
 use crate::named::Named;
 use crate::package::pipeline::{Node, Outcome};
-use crate::store::{NOW, NOW_MS, OptionalExtension, Store, params};
+use crate::store::{NOW, NOW_MS, OptionalExtension, Store, Tx, params};
 use crate::work::pipeline;
 
 /// A task and where its items stand.
@@ -285,28 +285,7 @@ pub fn decide(
         |r| r.get(0),
     )?;
     if steps.is_empty() {
-        queue::check_not_held(&tx, name, item)?;
-        queue::check_not_first(&tx, name, item, &by)?;
-        let earlier: Option<(String, String, String)> = tx
-            .query_row(
-                "SELECT outcome, decided_by, decided_at FROM pipeline_steps
-                  WHERE task = $1 AND item_id = $2 AND outcome IS NOT NULL ORDER BY decided_at DESC LIMIT 1",
-                params![name, item],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        return Err(match earlier {
-            Some((outcome, by, at)) => Error::Conflict {
-                kind: Kind::Task,
-                name: name.to_string(),
-                message: format!("item {item} of task `{name}` was {outcome} by {by} at {at}"),
-            },
-            None => Error::not_found(
-                Kind::Item,
-                item,
-                format!("task `{name}` holds no item {item} (see: prelabel task items {name})"),
-            ),
-        });
+        return Err(refusal(&tx, name, item, &by)?);
     }
     let mut queued = 0;
     for step in &steps {
@@ -320,5 +299,32 @@ pub fn decide(
         steps: steps.len(),
         queued,
         sent_to_qa: false,
+    })
+}
+
+/// Why a decision on item `item` of task `name` decided nothing: another holds it, `by`
+/// completed it first (QA), it was decided already, or the task does not hold it.
+fn refusal(tx: &Tx<'_>, name: &str, item: i64, by: &str) -> Result<Error> {
+    queue::check_not_held(tx, name, item)?;
+    queue::check_not_first(tx, name, item, by)?;
+    let earlier: Option<(String, String, String)> = tx
+        .query_row(
+            "SELECT outcome, decided_by, decided_at FROM pipeline_steps
+              WHERE task = $1 AND item_id = $2 AND outcome IS NOT NULL ORDER BY decided_at DESC LIMIT 1",
+            params![name, item],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(match earlier {
+        Some((outcome, by, at)) => Error::Conflict {
+            kind: Kind::Task,
+            name: name.to_string(),
+            message: format!("item {item} of task `{name}` was {outcome} by {by} at {at}"),
+        },
+        None => Error::not_found(
+            Kind::Item,
+            item,
+            format!("task `{name}` holds no item {item} (see: prelabel task items {name})"),
+        ),
     })
 }
