@@ -11,6 +11,7 @@ mod compare;
 mod cvat;
 mod detect;
 mod evaluate;
+mod faults;
 mod fuzz_smoke;
 mod house;
 mod labelstudio;

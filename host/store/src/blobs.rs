@@ -292,12 +292,23 @@ impl Blobs {
         }
     }
 
+    /// The blob's bytes, checked against their digest: a blob changed on disk (a flipped
+    /// bit, a file written over) is an error naming it, never bytes a detector is given.
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.local(digest)?;
-        std::fs::read(&path).map_err(|_| StoreError::MissingBlob {
+        let bytes = std::fs::read(&path).map_err(|_| StoreError::MissingBlob {
             digest: digest.to_string(),
-            path,
-        })
+            path: path.clone(),
+        })?;
+        let found = files::sha256_hex(&bytes);
+        if found != digest {
+            return Err(StoreError::CorruptBlob {
+                digest: digest.to_string(),
+                path,
+                found,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Whether the blob is stored (for a bucket: in the bucket, whatever the cache holds).

@@ -129,12 +129,22 @@ fn open_ui(addr: SocketAddr, token: Option<&str>) {
     }
 }
 
-/// A flag set by Ctrl-C: stop taking work, let running executions finish.
+/// A flag set by Ctrl-C or SIGTERM (what a service manager sends): stop taking work, let
+/// running executions finish, leave the queue as it is. A second one exits at once: what was
+/// running stays in the store as running, and the next start re-queues it (nothing is lost).
 pub(super) fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .context("cannot install the Ctrl-C handler")?;
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "stopped again: exiting now; what was running is re-queued at the next start"
+            );
+            std::process::exit(130);
+        }
+        eprintln!("stopping: running executions finish, queued ones stay queued (again: exit now)");
+    })
+    .context("cannot install the Ctrl-C and SIGTERM handler")?;
     Ok(stop)
 }
 
