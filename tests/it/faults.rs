@@ -142,3 +142,68 @@ fn sigterm_drains_the_running_and_keeps_the_queue_and_a_second_exits_at_once() {
         "one execution per photo: {all:#?}"
     );
 }
+
+/// A raw HTTP/1.1 connection to the server: the head of a multipart upload of `length`
+/// bytes, and the start of its one file part.
+fn upload_head(server: &Server, length: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let head = format!(
+        "POST /api/datasets/slow/items HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    stream
+}
+
+/// A client that sends its upload a byte every 2 s (never stalling as long as the body
+/// timeout, here 3 s, but slower than a byte a second) is answered 408 and dropped within two
+/// stretches of the timeout, while another client is served at once; one that hangs up halfway leaves
+/// nothing either. Nothing of either upload is stored.
+#[test]
+fn a_slow_or_vanishing_upload_is_dropped_and_stores_nothing() {
+    use std::io::{Read, Write};
+    let home = Home::new();
+    let server = Server::start(&home, &["--body-timeout", "3"]);
+    let mut slow = upload_head(&server, 100_000);
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .expect("a read timeout");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    loop {
+        // Meanwhile the server answers others at once.
+        let quick = std::time::Instant::now();
+        assert_eq!(server.get("/api/datasets").status(), StatusCode::OK);
+        assert!(quick.elapsed().as_millis() < 500, "{:?}", quick.elapsed());
+        if slow.write_all(b"x").is_err() {
+            break;
+        }
+        let mut buffer = [0u8; 4096];
+        match slow.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(_) => {} // nothing yet: send the next byte
+        }
+        if answer.ends_with(b"}") || started.elapsed().as_secs() > 20 {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("slower than a byte a second"), "{answer}");
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "dropped late: {:?}",
+        started.elapsed()
+    );
+
+    let mut gone = upload_head(&server, 100_000);
+    gone.write_all(&[0u8; 5000]).expect("half a body");
+    drop(gone);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let datasets = server.json(server.get("/api/datasets"), StatusCode::OK);
+    assert_eq!(datasets, serde_json::json!([]), "nothing stored");
+    assert_eq!(home.count("SELECT COUNT(*) FROM items"), 0);
+}

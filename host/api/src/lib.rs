@@ -13,6 +13,7 @@ mod extract;
 mod items;
 mod labelstudio;
 mod openapi;
+mod pace;
 mod packages;
 mod pipelines;
 pub mod remote;
@@ -48,6 +49,9 @@ pub struct Options {
     pub token: Option<String>,
     /// The largest request body (an upload), in bytes; larger ones are refused with 413.
     pub max_body: usize,
+    /// How long a request body may stall between pieces (past it, it must also average a
+    /// byte a second): a slower one is refused with 408.
+    pub body_timeout: Duration,
     /// The Label Studio whose tasks' images the ML backend routes fetch (`/data/upload/...`
     /// paths are resolved against it, its token sent to it alone).
     pub label_studio: Option<prelabel::integrations::labelstudio::Server>,
@@ -95,6 +99,8 @@ pub struct AppState {
     pub stop: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub max_body: usize,
+    /// See [`Options::body_timeout`].
+    pub body_timeout: Duration,
     pub label_studio: Option<prelabel::integrations::labelstudio::Server>,
     /// Login attempts so far, per account and address.
     limits: Arc<session::Limits>,
@@ -121,6 +127,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         token: options.token.as_deref().map(|t| Sha256::digest(t).into()),
         stop,
         max_body: options.max_body,
+        body_timeout: options.body_timeout,
         label_studio: options.label_studio.clone(),
         limits: session::limits(),
     };
@@ -145,6 +152,10 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
         .merge(ui::routes())
         .fallback(|| async { ApiError::not_found_route() })
         .layer(DefaultBodyLimit::max(options.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pace::pace,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::authorize,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
@@ -29,6 +30,10 @@ pub struct Serve {
     /// The largest request (an upload) the API accepts, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     max_upload_mb: usize,
+    /// How long a request body may stall between pieces; past it, it must also average a
+    /// byte a second. A slower one is refused (408) and nothing of it is stored.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    body_timeout: f64,
     /// Print the review UI's address (with the token, if any) and open it in a browser.
     #[arg(long)]
     open: bool,
@@ -63,6 +68,10 @@ impl Serve {
             addr: self.addr,
             token: self.token,
             max_body: self.max_upload_mb.saturating_mul(1 << 20),
+            body_timeout: Duration::try_from_secs_f64(self.body_timeout)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--body-timeout: a positive number of seconds")?,
             label_studio,
         };
         // Refuse before anything starts: the token rule, then one scheduler per home.
