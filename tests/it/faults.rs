@@ -207,3 +207,99 @@ fn a_slow_or_vanishing_upload_is_dropped_and_stores_nothing() {
     assert_eq!(datasets, serde_json::json!([]), "nothing stored");
     assert_eq!(home.count("SELECT COUNT(*) FROM items"), 0);
 }
+
+/// A small tmpfs mounted over a folder for as long as it lives (root only: CI runs as root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path(dir),
+            ])
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs, which needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), path(&self.0)])
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", path(&self.0)])
+            .output();
+    }
+}
+
+/// The disk fills during uploads (the home on a 6 MiB tmpfs): each refused upload is a 507
+/// saying so, every upload answered 200 is stored whole and no other is, `check` finds the
+/// store sound, and uploads work again once there is room.
+#[test]
+fn a_full_disk_refuses_uploads_with_507_and_work_resumes_with_room() {
+    let home = Home::new();
+    let disk = Tmpfs::mount(home.path(), "6m");
+    let server = Server::start(&home, &[]);
+    let upload = |n: u32| {
+        // A megabyte no other upload has (blobs are stored once per content).
+        let bytes: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(n + 7) >> 3) as u8)
+            .collect();
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(bytes).file_name(format!("{n}.bin")),
+        );
+        let answer = server
+            .client
+            .post(server.url("/api/datasets/full/items"))
+            .multipart(form)
+            .send()
+            .expect("an answer");
+        let status = answer.status();
+        (status, answer.text().unwrap_or_default())
+    };
+    let mut stored = 0;
+    let refused = (0..20).find_map(|n| match upload(n) {
+        (StatusCode::OK, _) => {
+            stored += 1;
+            None
+        }
+        other => Some(other),
+    });
+    let (status, body) = refused.expect("the disk never filled");
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert!(body.contains("the disk is full"), "{body}");
+    assert!(stored >= 2, "only {stored} uploads before the disk filled");
+    let items = server.json(server.get("/api/items?dataset=full"), StatusCode::OK);
+    assert_eq!(items.as_array().map(Vec::len), Some(stored), "{items}");
+    let checked = home.run(&["check"]);
+    assert!(checked.status.success(), "{}", stdout(&checked));
+
+    disk.resize("64m");
+    let (status, body) = upload(100);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let items = server.json(server.get("/api/items?dataset=full"), StatusCode::OK);
+    assert_eq!(items.as_array().map(Vec::len), Some(stored + 1));
+    drop(server);
+}

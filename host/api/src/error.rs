@@ -99,6 +99,13 @@ impl From<Error> for ApiError {
             Error::Filter { .. } => Some("filters".to_string()),
             _ => None,
         };
+        if error.is_disk_full() {
+            tracing::error!("API: the disk is full: {error}");
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("the disk is full; nothing of the request was stored ({error})"),
+            );
+        }
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("API: {error}");
         }

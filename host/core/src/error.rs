@@ -136,6 +136,16 @@ pub enum Kind {
 }
 
 impl Error {
+    /// A write failed because a disk is full (the database's, the blobs', a file's).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_disk_full(),
+            Error::Sql(e) => e.is_disk_full(),
+            Error::Io { source, .. } => crate::store::db::is_storage_full(source),
+            _ => false,
+        }
+    }
+
     pub fn not_found(kind: Kind, name: impl ToString, message: String) -> Self {
         Error::NotFound {
             kind,

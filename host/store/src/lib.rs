@@ -112,6 +112,19 @@ pub enum StoreError {
     Location { given: String, reason: String },
 }
 
+impl StoreError {
+    /// The store could not write because a disk is full: its database's or its blobs'.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Db { source, .. } | StoreError::Connect { source, .. } => {
+                source.is_disk_full()
+            }
+            StoreError::Io { source, .. } => db::is_storage_full(source),
+            _ => false,
+        }
+    }
+}
+
 /// Where a store lives: its home folder (blobs, compile cache, and the SQLite database by
 /// default) and, when scaled out, the PostgreSQL database that holds its rows instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

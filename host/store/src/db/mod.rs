@@ -41,6 +41,23 @@ pub enum DbError {
     NoColumn { column: String, reason: String },
 }
 
+impl DbError {
+    /// The database could not write because its disk is full (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            DbError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
+    }
+}
+
+/// A file could not be written because its disk is full.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+}
+
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
         DbError::Sqlite(e)
