@@ -412,11 +412,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// The CSRF value that goes with a cookie's secret: derived from it, so nothing more is
 /// stored, and useless to anyone who cannot read the answers of this origin.
 pub fn csrf_token(secret: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"prelabel csrf\0")
-        .chain_update(secret.as_bytes())
-        .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    prelabel::files::sha256_hex(format!("prelabel csrf\0{secret}").as_bytes())
 }
 
 fn check_csrf(headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {

@@ -102,7 +102,7 @@ pub async fn show(
 /// Execution `id`, if the caller sees its item (one it does not see is not found).
 async fn seen(state: &AppState, caller: &Caller, id: i64) -> Result<Execution, ApiError> {
     let execution = state.run(move |home| home.execution(id)).await?;
-    if caller.scope() != Scope::All && caller.item(state, execution.item_id).await.is_err() {
+    if caller.sees_item(state, execution.item_id).await.is_err() {
         return Err(prelabel::Error::not_found(
             prelabel::error::Kind::Execution,
             id,

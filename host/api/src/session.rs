@@ -145,15 +145,14 @@ pub async fn login(
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = Cookie::build((SESSION_COOKIE, secret.clone()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .max_age(cookie::time::Duration::milliseconds(LIFETIME_MS))
-        .build();
     let me = who(&caller, Some(&secret), false);
-    Ok(with_cookie(Json(me).into_response(), &cookie))
+    let lifetime = cookie::time::Duration::milliseconds(LIFETIME_MS);
+    Ok(with_session(
+        Json(me).into_response(),
+        secret,
+        lifetime,
+        secure,
+    ))
 }
 
 /// Logs out: ends the session and clears the cookie.
@@ -166,13 +165,13 @@ pub async fn logout(
     if let Some(secret) = session_cookie(&headers) {
         state.run(move |home| home.logout(&secret)).await?;
     }
-    let cookie = Cookie::build((SESSION_COOKIE, ""))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), &cookie))
+    let response = StatusCode::NO_CONTENT.into_response();
+    Ok(with_session(
+        response,
+        String::new(),
+        cookie::time::Duration::ZERO,
+        false,
+    ))
 }
 
 /// Who the caller is, what they see, and the CSRF value for the session cookie.
@@ -196,7 +195,21 @@ fn who(caller: &Caller, cookie: Option<&str>, open: bool) -> Me {
     }
 }
 
-fn with_cookie(mut response: Response, cookie: &Cookie<'_>) -> Response {
+/// `response` setting the session cookie to `value` for `max_age` (zero: cleared): HttpOnly,
+/// SameSite=Strict, for the whole site, and Secure when `secure`.
+fn with_session(
+    mut response: Response,
+    value: String,
+    max_age: cookie::time::Duration,
+    secure: bool,
+) -> Response {
+    let cookie = Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(max_age)
+        .build();
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
