@@ -1,5 +1,6 @@
-//! `prelabel migrate`: a whole store copied into another (an embedded home into PostgreSQL,
-//! say): every row with its id, every blob, in one transaction on the target, which must be
+//! `prelabel migrate` and `backup`: a whole store copied into another (an embedded home into
+//! PostgreSQL, say): every row with its id, every blob, read from one snapshot of the source
+//! (which may go on serving) and written in one transaction on the target, which must be
 //! empty. Rows go by column name, so the two schemas need only the same columns, not the same
 //! order or types (both hold the values of [`super::db::Value`]).
 
@@ -79,6 +80,14 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied, StoreError> {
         source,
     };
     ensure_empty(to)?;
+    // One moment of the source, which may be serving and writing (a backup): rows that
+    // name one another come together, and every blob a row names was written before it.
+    // The snapshot waits on the target's writes between reads: no idle limit for it.
+    let source = from.conn();
+    source
+        .limit_idle_transactions(None)
+        .map_err(|e| from.err(e))?;
+    let _snapshot = source.snapshot().map_err(|e| from.err(e))?;
     let mut copied = Copied::default();
     // Blobs first: a row never names a blob the target lacks, whatever stops the copy.
     copy_blobs(from, to, &mut copied)?;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use prelabel_files as files;
 
+pub mod backup;
 pub mod blobs;
 pub mod copy;
 pub mod db;
@@ -110,6 +111,8 @@ pub enum StoreError {
     },
     #[error("`{given}` is not a store: {reason}")]
     Location { given: String, reason: String },
+    #[error("{} holds no backup (no {SQLITE_FILE}): `prelabel backup DIR` makes one", dir.display())]
+    NoBackup { dir: PathBuf },
 }
 
 impl StoreError {
@@ -217,7 +220,7 @@ impl Location {
     /// What errors and `status` call the database.
     pub fn describe(&self) -> String {
         match &self.database {
-            Database::Sqlite => self.home.join("prelabel.db").display().to_string(),
+            Database::Sqlite => self.home.join(SQLITE_FILE).display().to_string(),
             Database::Postgres(url) => redact(url),
         }
     }
@@ -473,8 +476,11 @@ impl Store {
 }
 
 /// The home's SQLite database, set up as every connection to it must be.
+/// The embedded store's database file, in its home.
+pub const SQLITE_FILE: &str = "prelabel.db";
+
 fn open_sqlite(home: &Path) -> Result<rusqlite::Connection, DbError> {
-    let conn = rusqlite::Connection::open(home.join("prelabel.db"))?;
+    let conn = rusqlite::Connection::open(home.join(SQLITE_FILE))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer, and a killed process leaves a consistent db.
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -14,9 +14,12 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     runs: usize,
     /// Only this group of rows (load, detect, host, platform, jobs, seed, idle, memory,
-    /// python, scale).
+    /// python, scale, clients).
     #[arg(long)]
     only: Option<String>,
+    /// How long the `clients` group's sixteen clients run, on each store.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    seconds: u64,
 }
 
 impl Args {
@@ -35,6 +38,7 @@ impl Args {
             runs,
             scratch: home.dir().join("bench"),
             only: self.only,
+            seconds: std::time::Duration::from_secs(self.seconds),
         };
         eprintln!("measuring ({runs} runs each; this takes a minute)...");
         let rows = measure::run(&options)?;

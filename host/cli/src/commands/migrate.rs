@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use prelabel::ops::Home;
+use prelabel::ops::{Home, Migrated};
+use prelabel::store::copy::Copied;
 use prelabel::store::{BlobsAt, Location};
 
 #[derive(Debug, clap::Args)]
@@ -38,22 +39,32 @@ impl Args {
             ..home.location().clone()
         };
         let migrated = Home::at(target, Some(home.cache_dir().to_path_buf())).migrate(&from)?;
-        println!("copied {} into {}", migrated.from, migrated.to);
-        for (table, rows) in &migrated.copied.rows {
-            println!("  {table:<20} {rows:>8} rows");
-        }
-        println!(
-            "  {:<20} {:>8} files, {} bytes",
-            "blobs", migrated.copied.blobs, migrated.copied.blob_bytes
-        );
-        if migrated.problems.is_empty() {
-            println!("check: ok");
-            Ok(ExitCode::SUCCESS)
-        } else {
-            for p in &migrated.problems {
-                println!("check: {p}");
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        report(&migrated)
     }
+}
+
+/// What a copy into a store did, and what `check` found there after (migrate, restore).
+pub fn report(migrated: &Migrated) -> Result<ExitCode> {
+    print_copied(&migrated.from, &migrated.to, &migrated.copied);
+    if migrated.problems.is_empty() {
+        println!("check: ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &migrated.problems {
+            println!("check: {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Rows per table and blobs copied.
+pub fn print_copied(from: &str, to: &str, copied: &Copied) {
+    println!("copied {from} into {to}");
+    for (table, rows) in &copied.rows {
+        println!("  {table:<20} {rows:>8} rows");
+    }
+    println!(
+        "  {:<20} {:>8} files, {} bytes",
+        "blobs", copied.blobs, copied.blob_bytes
+    );
 }

@@ -5,6 +5,7 @@
 
 mod annotations;
 mod audit;
+mod backup;
 mod bench;
 mod check;
 mod compare;
@@ -155,6 +156,11 @@ enum Command {
     /// Copy a store (rows with their ids, blobs) into an empty one, e.g. a home's SQLite
     /// into PostgreSQL, then check the target.
     Migrate(migrate::Args),
+    /// Copy the store, while it serves, into a folder that is a home of its own: every row
+    /// committed before the backup began and its blobs (again: only the new blobs).
+    Backup(backup::Backup),
+    /// Copy a backup into this home's store, which must be empty, then check it.
+    Restore(backup::Restore),
     /// Run a candidate package on a dataset beside a service's annotations, storing nothing.
     Compare(compare::Args),
     /// Score a service's annotations on a dataset against COCO ground truth (mAP, P/R).
@@ -209,6 +215,8 @@ impl Cli {
             Command::Check => check::run(&home),
             Command::Status(args) => args.run(&home),
             Command::Migrate(args) => return args.run(home),
+            Command::Backup(args) => args.run(&home),
+            Command::Restore(args) => args.run(&home),
             Command::ServeDetector(args) => args.run(&home),
             Command::Compare(args) => args.run(&home),
             Command::Evaluate(args) => args.run(&home),

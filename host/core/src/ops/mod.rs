@@ -154,6 +154,14 @@ pub struct Migrated {
     pub problems: Vec<String>,
 }
 
+/// What `backup` copied, from where to where.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackedUp {
+    pub from: String,
+    pub to: String,
+    pub copied: crate::store::copy::Copied,
+}
+
 /// What deleting a service did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deleted {

@@ -172,6 +172,31 @@ impl Home {
         })
     }
 
+    /// A copy of this store, taken while it serves, into `dir` as a home of its own (see
+    /// [`crate::store::backup`]): every row committed before it began, and their blobs.
+    pub fn backup(&self, dir: &Path) -> Result<BackedUp> {
+        // A connection of its own: its snapshot and unlimited idle time end with it.
+        let source = self.location.open()?;
+        let copied = crate::store::backup::backup(&source, dir)?;
+        Ok(BackedUp {
+            from: self.location.describe(),
+            to: dir.display().to_string(),
+            copied,
+        })
+    }
+
+    /// The backup in `dir` copied into this home's store, which must be empty; then checked.
+    pub fn restore(&self, dir: &Path) -> Result<Migrated> {
+        let mut target = self.store()?;
+        let copied = crate::store::backup::restore(dir, &mut target)?;
+        Ok(Migrated {
+            from: dir.display().to_string(),
+            to: self.location.describe(),
+            copied,
+            problems: target.check()?,
+        })
+    }
+
     /// SQLite's integrity check and every blob on disk: the problems found.
     pub fn check(&self) -> Result<Vec<String>> {
         Ok(self.store()?.check()?)

@@ -1,6 +1,7 @@
 //! `prelabel bench`: how fast the sandboxed detector and the platform around it are, on this
 //! machine, as a table of medians and 95th percentiles (never a timed assertion in a test).
 
+mod clients;
 mod guest;
 mod platform;
 mod scale;
@@ -22,6 +23,7 @@ use prelabel::work::local::{FileResult, LocalRunner};
 use prelabel::{catalog::service, work::execution, work::trigger, work::worker};
 
 use crate::scratch;
+use clients::clients_rows;
 use guest::{detect_rows, host_rows, load_rows, python_rows};
 use platform::{idle_rows, jobs_rows, memory_rows, platform_rows, seed_rows};
 use scale::scale_rows;
@@ -53,6 +55,8 @@ pub struct Options {
     pub scratch: PathBuf,
     /// Only this group of rows.
     pub only: Option<String>,
+    /// How long the `clients` group's clients run, on each store.
+    pub seconds: Duration,
 }
 
 fn stats(
@@ -75,6 +79,18 @@ fn stats(
         p95: pick(0.95),
         runs: samples.len(),
         note: note.into(),
+    }
+}
+
+/// A row saying why a measure did not run.
+fn skipped(group: &'static str, name: &str) -> Row {
+    Row {
+        group,
+        name: name.into(),
+        median: Duration::ZERO,
+        p95: Duration::ZERO,
+        runs: 0,
+        note: "skipped: no PostgreSQL (apt-get install postgresql)".into(),
     }
 }
 
@@ -240,6 +256,9 @@ pub fn run(options: &Options) -> Result<Vec<Row>> {
     }
     if want("scale") {
         scale_rows(&mut rows, options, runs)?;
+    }
+    if want("clients") {
+        clients_rows(&mut rows, options)?;
     }
     Ok(rows)
 }

@@ -9,14 +9,7 @@ use super::*;
 /// of its lease, not per execution). Skipped, saying why, without Debian's postgresql.
 pub(super) fn scale_rows(rows: &mut Vec<Row>, options: &Options, runs: usize) -> Result<()> {
     if scratch::bin_dir().is_none() {
-        rows.push(Row {
-            group: "scale",
-            name: "PostgreSQL rows".into(),
-            median: Duration::ZERO,
-            p95: Duration::ZERO,
-            runs: 0,
-            note: "skipped: no PostgreSQL (apt-get install postgresql)".into(),
-        });
+        rows.push(skipped("scale", "PostgreSQL rows"));
         return Ok(());
     }
     let scale = Scale {

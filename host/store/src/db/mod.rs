@@ -421,6 +421,38 @@ impl Db {
     }
 }
 
+impl Db {
+    /// A read-only view of one moment of the database, for every read through this
+    /// connection until the [`Snapshot`] drops, while other connections go on writing: a
+    /// read transaction on SQLite (WAL: its snapshot is fixed by its first read, made here),
+    /// `REPEATABLE READ` on PostgreSQL (fixed by its first statement, made here). What a
+    /// backup reads, so that rows that name one another come together.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        match self.backend {
+            Backend::Sqlite(_) => self.execute_batch("BEGIN DEFERRED")?,
+            Backend::Postgres { .. } => {
+                self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?
+            }
+        }
+        let snapshot = Snapshot { db: self };
+        self.query_row("SELECT COUNT(*) FROM items", params![], |r| r.get::<i64>(0))?;
+        Ok(snapshot)
+    }
+}
+
+/// A read transaction over one moment (see [`Db::snapshot`]); ended when dropped.
+pub struct Snapshot<'a> {
+    db: &'a Db,
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // It wrote nothing; a connection that fails this is broken and its transaction ends
+        // with it.
+        let _ = self.db.execute_batch("ROLLBACK");
+    }
+}
+
 /// The advisory lock every serialised write transaction takes on PostgreSQL.
 const WRITE_LOCK: i64 = 0x7072_656c_6162_656c; // "prelabel"
 
