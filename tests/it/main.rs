@@ -18,6 +18,7 @@ mod house;
 mod labelstudio;
 mod link;
 mod manifest;
+mod metrics;
 mod new;
 mod outbound;
 mod people;

@@ -180,6 +180,7 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/me", Need::Read),
     ("GET", "/api/openapi.json", Need::Read),
     ("GET", "/api/status", Need::Read),
+    ("GET", "/metrics", Need::Read),
     ("GET", "/api/events", Need::Read),
     // Items: a reviewer's or viewer's are those of the datasets granted to them.
     ("GET", "/api/datasets", Need::Read),

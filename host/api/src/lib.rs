@@ -149,6 +149,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
     Router::new()
         .nest("/api", api)
         .nest("/label-studio", labelstudio::routes())
+        .merge(status::metrics_routes())
         .merge(ui::routes())
         .fallback(|| async { ApiError::not_found_route() })
         .layer(DefaultBodyLimit::max(options.max_body))
@@ -160,6 +161,7 @@ pub fn router(home: Arc<Home>, options: &Options, stop: Arc<AtomicBool>) -> Rout
             state.clone(),
             access::authorize,
         ))
+        .layer(axum::middleware::from_fn(status::record))
         .with_state(state)
 }
 

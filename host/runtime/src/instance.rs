@@ -452,6 +452,13 @@ impl Instance {
         self.poisoned
     }
 
+    /// The memory charged to the instance against its cap: its memories and tables, and what
+    /// the host holds for it (its inference worker included, as last measured).
+    pub fn memory_bytes(&self) -> usize {
+        let limiter = &self.store.data().limiter;
+        limiter.used.saturating_add(limiter.held)
+    }
+
     /// What the guest printed and logged since the last call to this.
     pub fn take_logs(&mut self) -> String {
         self.store.data().capture.take()

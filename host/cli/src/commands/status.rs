@@ -1,5 +1,6 @@
 //! `prelabel status`: the store, the workers sharing it (their leases and heartbeats, what
-//! each runs) and every service's queue.
+//! each runs), every service's queue with its recent queue waits and run times, and the
+//! executions by status: what `/metrics` reports of the store.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use anyhow::Result;
 
 use super::print_json;
 use prelabel::ops::Home;
+use prelabel::work::execution::RECENT;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,16 +48,30 @@ impl Args {
         }
         println!();
         println!(
-            "{:<24} {:>8} {:>8} {:>12}",
-            "SERVICE", "QUEUED", "RUNNING", "CONCURRENCY"
+            "{:<24} {:>8} {:>8} {:>12}  {:>16}  {:>16}",
+            "SERVICE", "QUEUED", "RUNNING", "CONCURRENCY", "WAIT p50/p95", "RUN p50/p95"
         );
         for q in &status.queues {
             let paused = if q.paused { "  (paused)" } else { "" };
+            let r = &q.recent;
             println!(
-                "{:<24} {:>8} {:>8} {:>12}{paused}",
-                q.service, q.queued, q.running, q.concurrency
+                "{:<24} {:>8} {:>8} {:>12}  {:>16}  {:>16}{paused}",
+                q.service,
+                q.queued,
+                q.running,
+                q.concurrency,
+                format!("{}/{} ms", r.wait_p50_ms, r.wait_p95_ms),
+                format!("{}/{} ms", r.run_p50_ms, r.run_p95_ms),
             );
         }
+        println!("(times: the last {} finished executions of each)", RECENT);
+        println!();
+        let executions: Vec<String> = status
+            .executions
+            .iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect();
+        println!("executions: {}", executions.join(", "));
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -142,6 +142,8 @@ pub struct StoreStatus {
     /// Running and lost workers, and the last few that stopped.
     pub workers: Vec<WorkerStatus>,
     pub queues: Vec<execution::Queue>,
+    /// Executions in the store by status.
+    pub executions: BTreeMap<String, i64>,
 }
 
 /// What `migrate` did: rows and blobs copied, and what `check` found on the target after.

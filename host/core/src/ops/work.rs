@@ -155,7 +155,15 @@ impl Home {
             blobs: self.location.blobs_at().describe(),
             workers: crate::work::worker::list(&store, 5)?,
             queues: execution::queues(&store)?,
+            executions: execution::by_status(&store)?,
         })
+    }
+
+    /// `/metrics`: the store's numbers as [`Home::status`] reads them, and this process's.
+    pub fn metrics(&self) -> Result<String> {
+        let status = self.status()?;
+        let metrics = crate::work::metrics::global();
+        Ok(metrics.render(&status.queues, &status.executions, &status.workers))
     }
 
     /// Copies the store at `from` (every row with its id, every blob) into this home's store,

@@ -5,6 +5,7 @@
 //! the boundary (annotations, and the items it made).
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::items::item;
 use crate::items::made::{self, Made};
@@ -13,6 +14,7 @@ use crate::results::annotation::{self, Annotation};
 use crate::runtime::bindings::Annotation as WitAnnotation;
 use crate::runtime::{ErrorKind, ExecError, Grants, Instance, Item, Limits, Loaded, Runtime};
 use crate::work::execution::{Outcome, Status};
+use crate::work::metrics::{self, Stage};
 
 /// What an instance is started from: a loaded component, its grants (artifacts, outbound
 /// hosts), the service's limits and init inputs; and the function of the manifest called.
@@ -23,6 +25,8 @@ pub struct Function<'a> {
     pub grants: Grants,
     pub limits: Limits,
     pub init: &'a BTreeMap<String, InputValue>,
+    /// The service whose stage times `/metrics` reports; none for a local run.
+    pub service: Option<&'a str>,
 }
 
 /// Why an attempt failed.
@@ -120,6 +124,7 @@ pub fn run(
     let mut live = match instance.take() {
         Some(live) => live,
         None => {
+            let starting = Instant::now();
             let (started, init_logs) = function.runtime.start(
                 function.loaded,
                 function.grants.clone(),
@@ -127,10 +132,13 @@ pub fn run(
                 function.init,
             );
             logs.push_str(&init_logs);
+            observe(function, Stage::init, starting);
             started?
         }
     };
+    let calling = Instant::now();
     let result = live.call(function.name, &item, &annotations);
+    observe(function, Stage::call, calling);
     logs.push_str(&live.take_logs());
     if let Some(ran) = live.inference_engine() {
         *engine = Some(ran);
@@ -146,4 +154,11 @@ pub fn run(
             .map_err(|e| invalid(&e))?,
         made: made::from_guest(output.items, limits.max_item_bytes).map_err(|e| invalid(&e))?,
     })
+}
+
+/// A stage's time since `from`, for the function's service.
+fn observe(function: &Function<'_>, stage: Stage, from: Instant) {
+    if let Some(service) = function.service {
+        metrics::global().stage(service, stage, from.elapsed());
+    }
 }

@@ -214,6 +214,7 @@ impl<'r> LocalRunner<'r> {
             grants: self.grants.clone(),
             limits: self.limits,
             init: &self.init,
+            service: None,
         };
         let size = item.data.len() as u64;
         let mut inference_engine = None;

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod compare;
 pub mod execution;
 pub mod local;
+pub mod metrics;
 pub mod pipeline;
 pub mod predict;
 pub mod replay;

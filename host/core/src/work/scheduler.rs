@@ -33,6 +33,7 @@ use crate::runtime::{self, Instance, Loaded, Runtime};
 use crate::store::{Dialect, Location, Store};
 use crate::work::attempt::{self, Failure};
 use crate::work::execution::{self, Claimed, Outcome, Status};
+use crate::work::metrics::{self, Stage};
 use crate::work::pipeline;
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
 
@@ -248,7 +249,7 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             // Bounded by the lease too: a lost worker changes nothing in the store, and its
             // executions come back only when a claim sees its lease run out.
             Ok(Step::Idle) => wake.wait(seen, IDLE.min(home.lease)),
-            Ok(Step::Exit) => return,
+            Ok(Step::Exit) => break,
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
                 std::thread::sleep(POLL * 10);
@@ -260,6 +261,8 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             }
         }
     }
+    // Its instance goes with it.
+    metrics::global().instance(service_id, slot, None);
 }
 
 enum Step {
@@ -307,12 +310,19 @@ fn step(
     let Some(claimed) = claimed else {
         return Ok(Step::Idle);
     };
+    let metrics = metrics::global();
+    if let Some(wait) = claimed.queued_at.as_deref().and_then(metrics::since) {
+        metrics.stage(&service.name, Stage::queue_wait, wait);
+    }
     // Whatever happens from here, the execution ends: a panic in this worker or an outcome
     // that cannot be recorded (a full disk, a store busy past its wait) fails it with the
     // cause rather than leaving it `running` until a restart.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_claimed(store, runtime, components, &service, current, &claimed)
     }));
+    let live = current.as_ref().and_then(|s| s.instance.as_ref());
+    let held = live.map(|i| (service.name.as_str(), i.memory_bytes()));
+    metrics.instance(service.id, slot, held);
     let cause = match ran {
         Ok(Ok(())) => return Ok(Step::Ran),
         Ok(Err(e)) => format!("could not record the outcome: {e}"),
@@ -396,6 +406,7 @@ fn run_claimed(
             outcome
         }
     };
+    metrics::global().stage(&service.name, Stage::total, started.elapsed());
     record(
         store,
         claimed,
@@ -475,13 +486,9 @@ fn attempt(
     claimed: &Claimed,
     (logs, engine): (&mut String, &mut Option<String>),
 ) -> Result<attempt::Done, Failure> {
-    let functions = &slot.revision.manifest.module.functions;
-    if !functions.iter().any(|f| f.name == claimed.function) {
-        return Err(Failure::Refused(format!(
-            "package {} revision {} has no function `{}`",
-            slot.revision.package, slot.revision.revision, claimed.function
-        )));
-    }
+    (slot.revision)
+        .check_function(&service.name, &claimed.function)
+        .map_err(|e| Failure::Refused(e.to_string()))?;
     let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
     let limits = service.settings.limits();
     // A transformer is given the annotations stored on the item before.
@@ -503,8 +510,10 @@ fn attempt(
         .with_outbound(service.outbound()),
         limits,
         init,
+        service: Some(&service.name),
     };
     let load = || {
+        let reading = Instant::now();
         // A linked item is downloaded within the item size limit and the call's timeout.
         let data = link::bytes(store, &item, limits.max_item_bytes, limits.timeout).map_err(
             |e| match e {
@@ -512,6 +521,8 @@ fn attempt(
                 e => Failure::Refused(e.to_string()),
             },
         )?;
+        let stage = Stage::reading(item.url.is_some());
+        metrics::global().stage(&service.name, stage, reading.elapsed());
         // A linked item is read again: its download recorded what the bytes are.
         let downloaded;
         let item = if item.url.is_some() {

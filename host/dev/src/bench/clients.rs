@@ -47,21 +47,21 @@ pub(super) fn clients_rows(rows: &mut Vec<Row>, options: &Options) -> Result<()>
     Ok(())
 }
 
-/// The sample photos enlarged to about 2400 pixels wide with a little sensor-like noise, as
-/// JPEGs of 1-2 MB (a phone's or a camera's size; the samples themselves are small).
+/// The sample photos enlarged to 3000 pixels wide with some sensor-like noise, as JPEGs of
+/// 1-2 MB (a phone's or a camera's size; the samples themselves are small).
 fn big_photos(samples: &Path) -> Result<Vec<Vec<u8>>> {
     let mut seed = 0x9e37_79b9_u32;
     photos(samples)?
         .into_iter()
         .map(|(name, bytes)| {
             let image = image::load_from_memory(&bytes).with_context(|| name.clone())?;
-            let height = 2400 * image.height() / image.width().max(1);
+            let height = 3000 * image.height() / image.width().max(1);
             let mut big = image
-                .resize_exact(2400, height, image::imageops::FilterType::Triangle)
+                .resize_exact(3000, height, image::imageops::FilterType::Triangle)
                 .to_rgb8();
             for value in big.iter_mut() {
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                *value = value.saturating_add((seed >> 29) as u8).saturating_sub(4);
+                *value = value.saturating_add((seed >> 28) as u8).saturating_sub(8);
             }
             let mut jpeg = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
@@ -259,8 +259,10 @@ impl<'a> Run<'a> {
         Err(anyhow!("`prelabel serve` did not answer within a minute"))
     }
 
-    /// Runs `step` until the deadline, each round taking at least `pace`.
-    fn paced(&self, pace: Duration, mut step: impl FnMut(usize)) {
+    /// Runs `step` until the deadline, each round taking at least `pace`; client `k` of
+    /// `of` starts `k/of` of a pace late, so that clients of a kind do not move in step.
+    fn paced(&self, (k, of): (usize, usize), pace: Duration, mut step: impl FnMut(usize)) {
+        std::thread::sleep(pace * k as u32 / of as u32);
         let mut n = 0;
         while Instant::now() < self.deadline {
             let started = Instant::now();
@@ -275,7 +277,7 @@ impl<'a> Run<'a> {
         let Ok(client) = self.client(Duration::from_secs(30)) else {
             return;
         };
-        self.paced(UPLOAD_PACE, |n| {
+        self.paced((k, 8), UPLOAD_PACE, |n| {
             let n = n * 8 + k;
             let part = multipart::Part::bytes(unique_photo(self.photos, n))
                 .file_name(format!("photo-{n}.jpg"));
@@ -299,7 +301,7 @@ impl<'a> Run<'a> {
         let Ok(client) = self.client(Duration::from_secs(30)) else {
             return;
         };
-        self.paced(REVIEW_PACE, |n| {
+        self.paced((k, 4), REVIEW_PACE, |n| {
             let Some(item) = self.seen.older_item(Duration::from_secs(3), n * 4 + k) else {
                 return;
             };
@@ -332,7 +334,7 @@ impl<'a> Run<'a> {
         let Ok(client) = self.client(Duration::from_secs(30)) else {
             return;
         };
-        self.paced(LIST_PACE, |n| {
+        self.paced((k, 2), LIST_PACE, |n| {
             // The dataset exists from its first upload on (before, a listing is a 404).
             if lock(&self.seen.uploaded).is_empty() {
                 return;

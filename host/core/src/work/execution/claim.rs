@@ -12,6 +12,8 @@ pub struct Claimed {
     pub attempts: u32,
     pub worker_id: i64,
     pub claim: i64,
+    /// When it was queued (the store's ISO 8601 time); none for a direct execution.
+    pub queued_at: Option<String>,
 }
 
 /// Takes the oldest queued execution of a service (FIFO) for `worker` and marks it running on
@@ -112,7 +114,7 @@ fn take_oldest(
     let next = tx
         .query_row(
             &format!(
-                "SELECT id, item_id, function, attempts FROM executions
+                "SELECT id, item_id, function, attempts, queued_at FROM executions
                   WHERE service_id = $1 AND status = 'queued' ORDER BY id LIMIT 1{}",
                 tx.dialect().skip_locked()
             ),
@@ -125,6 +127,7 @@ fn take_oldest(
                     attempts: r.get::<u32>("attempts")? + 1,
                     worker_id: worker.id,
                     claim,
+                    queued_at: r.get("queued_at")?,
                 })
             },
         )
@@ -187,6 +190,7 @@ pub fn start_direct(
         attempts: 1,
         worker_id: worker.id,
         claim,
+        queued_at: None,
     })
 }
 

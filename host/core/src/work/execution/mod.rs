@@ -258,11 +258,74 @@ pub struct Queue {
     pub concurrency: u32,
     pub queued: i64,
     pub running: i64,
+    /// Its last finished executions' times (what `/metrics` observes as they happen).
+    pub recent: Recent,
+}
+
+/// The queue waits and run times of a service's last [`RECENT`] finished executions, in
+/// milliseconds: medians and 95th percentiles (0 when none finished).
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Recent {
+    pub finished: usize,
+    pub wait_p50_ms: u64,
+    pub wait_p95_ms: u64,
+    pub run_p50_ms: u64,
+    pub run_p95_ms: u64,
+}
+
+/// How many finished executions [`Recent`] looks at.
+pub const RECENT: i64 = 100;
+
+fn recent(store: &Store, service: &str) -> Result<Recent> {
+    let rows: Vec<(String, Option<String>, Option<i64>)> = store.conn().query_map(
+        "SELECT queued_at, started_at, duration_ms FROM executions
+          WHERE service_id = (SELECT id FROM services WHERE name = $1)
+            AND finished_at IS NOT NULL AND direct = 0
+          ORDER BY id DESC LIMIT $2",
+        params![service, RECENT],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let ms =
+        |at: &str| -> Option<i64> { Some(at.parse::<jiff::Timestamp>().ok()?.as_millisecond()) };
+    let mut waits: Vec<u64> = rows
+        .iter()
+        .filter_map(|(queued, started, _)| Some(ms(started.as_deref()?)? - ms(queued)?))
+        .map(|w| w.max(0) as u64)
+        .collect();
+    let mut runs: Vec<u64> = rows
+        .iter()
+        .filter_map(|(_, _, took)| Some((*took)?.max(0) as u64))
+        .collect();
+    let pick = |samples: &mut Vec<u64>, q: f64| {
+        samples.sort_unstable();
+        let at = ((samples.len().max(1) - 1) as f64 * q).round() as usize;
+        samples.get(at).copied().unwrap_or(0)
+    };
+    Ok(Recent {
+        finished: rows.len(),
+        wait_p50_ms: pick(&mut waits, 0.5),
+        wait_p95_ms: pick(&mut waits, 0.95),
+        run_p50_ms: pick(&mut runs, 0.5),
+        run_p95_ms: pick(&mut runs, 0.95),
+    })
+}
+
+/// Executions in the store by status.
+pub fn by_status(store: &Store) -> Result<BTreeMap<String, i64>> {
+    Ok(store
+        .conn()
+        .query_map(
+            "SELECT status, COUNT(*) FROM executions GROUP BY status",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .into_iter()
+        .collect())
 }
 
 /// Every service's queue depth and running executions, by name.
 pub fn queues(store: &Store) -> Result<Vec<Queue>> {
-    Ok(store.conn().query_map(
+    let mut queues = store.conn().query_map(
         "SELECT s.name, s.paused, s.concurrency,
                 (SELECT COUNT(*) FROM executions e WHERE e.service_id = s.id AND e.status = 'queued'),
                 (SELECT COUNT(*) FROM executions e WHERE e.service_id = s.id AND e.status = 'running' AND e.direct = 0)
@@ -275,9 +338,14 @@ pub fn queues(store: &Store) -> Result<Vec<Queue>> {
                 concurrency: r.get(2)?,
                 queued: r.get(3)?,
                 running: r.get(4)?,
+                recent: Recent::default(),
             })
         },
-    )?)
+    )?;
+    for queue in &mut queues {
+        queue.recent = recent(store, &queue.service)?;
+    }
+    Ok(queues)
 }
 
 /// What `rerun` did.
