@@ -303,3 +303,56 @@ fn a_full_disk_refuses_uploads_with_507_and_work_resumes_with_room() {
     assert_eq!(items.as_array().map(Vec::len), Some(stored + 1));
     drop(server);
 }
+
+/// The disk fills while an execution runs (the home on a tmpfs, the database's log emptied
+/// first so that its commit needs new room): its outcome cannot be written, and it is not
+/// failed for it (the item is not at fault) but queued again once there is room, then runs
+/// to success, annotated once; the server answers reads meanwhile; `check` is clean.
+#[test]
+fn a_disk_that_fills_during_an_execution_runs_it_again_with_room() {
+    if crate::support::postgres::enabled() {
+        return; // The home's tmpfs holds the SQLite database; PostgreSQL's disk is its own.
+    }
+    let home = Home::new();
+    let disk = Tmpfs::mount(home.path(), "48m");
+    home.ok(&["package", "push", path(&hostile_guest()), "--no-build"]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "hostile",
+        "--name",
+        "naps",
+        "--timeout",
+        "60",
+    ]);
+    home.ok(&["trigger", "create", "all", "--service", "naps"]);
+    let server = Server::start(&home, &[]);
+    // The hostile guest's `nap` sleeps ten milliseconds per pixel of width: 3 s.
+    let answer = server.upload("d", &[("nap-1.png", png(300, 2))]);
+    assert_eq!(answer.status(), StatusCode::OK);
+    server.wait_executions("?status=running", |running| running.len() == 1);
+    home.sql("PRAGMA wal_checkpoint(TRUNCATE);", "");
+    let filler = home.path().join("filler");
+    let _ = std::fs::write(&filler, vec![1u8; 64 << 20]);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let stuck = server.ok("/api/executions?status=running");
+    assert_eq!(
+        stuck["executions"].as_array().map(Vec::len),
+        Some(1),
+        "neither failed nor lost while the disk is full: {stuck}"
+    );
+
+    std::fs::remove_file(&filler).expect("room again");
+    let done = server.wait_executions("", |all| all.iter().all(|e| e["status"] == "success"));
+    assert_eq!(done.len(), 1, "{done:?}");
+    drop(server);
+    assert_eq!(
+        home.count("SELECT interrupted FROM executions"),
+        1,
+        "run again once, not charged to the item"
+    );
+    assert_eq!(home.count("SELECT COUNT(*) FROM annotations"), 1);
+    let checked = home.run(&["check"]);
+    assert!(checked.status.success(), "{}", stdout(&checked));
+    drop(disk);
+}

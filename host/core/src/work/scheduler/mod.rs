@@ -15,6 +15,8 @@
 //! PostgreSQL notifies channel `prelabel`) and wakes the idle workers only then ([`Wake`]); a
 //! worker does not open a write transaction to find that nothing is queued.
 
+mod record;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ use crate::work::execution::{self, Claimed, Outcome, Status};
 use crate::work::metrics::{self, Stage};
 use crate::work::pipeline;
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
+use record::{record, requeue_when_room};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
@@ -250,6 +253,7 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             // executions come back only when a claim sees its lease run out.
             Ok(Step::Idle) => wake.wait(seen, IDLE.min(home.lease)),
             Ok(Step::Exit) => break,
+            Ok(Step::Unrecorded(claimed)) => requeue_when_room(&mut store, &claimed, &stop),
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
                 std::thread::sleep(POLL * 10);
@@ -269,6 +273,8 @@ enum Step {
     Ran,
     Idle,
     Exit,
+    /// Its outcome could not be written for a full disk: see [`requeue_when_room`].
+    Unrecorded(Claimed),
 }
 
 fn step(
@@ -325,6 +331,11 @@ fn step(
     metrics.instance(service.id, slot, held);
     let cause = match ran {
         Ok(Ok(())) => return Ok(Step::Ran),
+        // Failing it would need the room it lacks, and the item is not at fault.
+        Ok(Err(e)) if e.is_disk_full() => {
+            tracing::error!("execution #{}: the disk is full: {e}", claimed.id);
+            return Ok(Step::Unrecorded(claimed));
+        }
         Ok(Err(e)) => format!("could not record the outcome: {e}"),
         Err(panic) => {
             *current = None;
@@ -444,36 +455,6 @@ fn ready_slot<'s>(
         }
     };
     Ok(current.insert(slot))
-}
-
-/// [`execution::finish`], again on a new session if the database ended this one while the
-/// guest ran (a restart, a failover): the claim still holds the execution, so its outcome
-/// is recorded rather than lost.
-fn record(
-    store: &mut Store,
-    claimed: &Claimed,
-    outcome: &Outcome,
-    logs: &str,
-    duration_ms: u64,
-    ran: execution::Ran<'_>,
-) -> Result<()> {
-    // The session ended during the attempt, and its reads failed with it: not the item's
-    // failure. The execution goes back on the queue, as after a restart.
-    if matches!(outcome, Outcome::Failed { .. }) && store.reconnect_if_lost()? {
-        tracing::warn!(
-            "execution #{}: the session ended during the attempt; queued again",
-            claimed.id
-        );
-        execution::release(store, claimed.worker_id, claimed.claim)?;
-        return Ok(());
-    }
-    match execution::finish(store, claimed, outcome, logs, duration_ms, ran) {
-        Err(e) if store.reconnect_if_lost()? => {
-            tracing::warn!("execution #{}: recorded on a new session ({e})", claimed.id);
-            execution::finish(store, claimed, outcome, logs, duration_ms, ran)
-        }
-        ended => ended,
-    }
 }
 
 /// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).
