@@ -127,6 +127,14 @@ fn restore_refuses_a_folder_without_a_backup_and_a_home_that_is_not_empty() {
     );
 
     home.seed_flow(&[]);
+    // Into its own home, the copy would replace the live database; into its blobs, mix them.
+    for itself in [home.path().to_path_buf(), home.path().join("blobs")] {
+        let error = home.fails(&["backup", path(&itself)]);
+        assert!(
+            error.contains("a backup goes into a folder of its own"),
+            "{error}"
+        );
+    }
     let backup = tempdir();
     // A stopped backup's leftovers are cleared by the next.
     std::fs::create_dir_all(backup.path().join(".backup-in-progress/junk")).expect("leftovers");

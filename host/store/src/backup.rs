@@ -17,6 +17,7 @@ const IN_PROGRESS: &str = ".backup-in-progress";
 pub fn backup(from: &Store, dir: &Path) -> Result<Copied, StoreError> {
     let io =
         |what: &'static str, path: PathBuf| move |source| StoreError::Io { what, path, source };
+    refuse_itself(from.location(), dir)?;
     let fresh = dir.join(IN_PROGRESS);
     // What a stopped backup left.
     if fresh.exists() {
@@ -49,6 +50,25 @@ pub fn backup(from: &Store, dir: &Path) -> Result<Copied, StoreError> {
         .map_err(io("cannot put the backup's database in place at", file))?;
     std::fs::remove_dir_all(&fresh).map_err(io("cannot remove", fresh))?;
     Ok(copied)
+}
+
+/// A backup into the home itself would put the copy in place of the live database (on
+/// SQLite), and one into the blob folder would mix its files with the blobs.
+fn refuse_itself(source: &Location, dir: &Path) -> Result<(), StoreError> {
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    let Some(dir_real) = real(dir) else {
+        return Ok(()); // Not there yet: neither of them.
+    };
+    let blobs = match source.blobs_at() {
+        BlobsAt::Folder(folder) => real(&folder),
+        _ => None,
+    };
+    if [real(&source.home), blobs].contains(&Some(dir_real)) {
+        return Err(StoreError::BackupIntoItself {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Copies the backup in `dir` into `to`, which must be empty.

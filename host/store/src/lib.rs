@@ -113,6 +113,8 @@ pub enum StoreError {
     Location { given: String, reason: String },
     #[error("{} holds no backup (no {SQLITE_FILE}): `prelabel backup DIR` makes one", dir.display())]
     NoBackup { dir: PathBuf },
+    #[error("{} is the store's own home or blob folder: a backup goes into a folder of its own", dir.display())]
+    BackupIntoItself { dir: PathBuf },
 }
 
 impl StoreError {
