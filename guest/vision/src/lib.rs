@@ -1,7 +1,8 @@
 //! The image code every detector shares, natively and inside components: decoding item bytes
 //! as OpenCV's `imread` does, OpenCV's INTER_LINEAR resize to the bit, greedy NMS,
-//! Prelabel's box policy, and the YOLO-family output decoders (`yolo`). It does no I/O and knows nothing of WebAssembly or of any network;
-//! `res10` and `centerface` build their pipelines on it.
+//! Prelabel's box policy, and the YOLO-family output decoders (`yolo`). It does no I/O and
+//! knows nothing of WebAssembly or of any network; `res10` and `centerface` build their
+//! pipelines on it.
 
 mod decode;
 mod nms;
