@@ -1,9 +1,8 @@
 //! The image code every detector shares, natively and inside components: decoding item bytes
 //! as OpenCV's `imread` does, OpenCV's INTER_LINEAR resize to the bit, greedy NMS,
 //! Prelabel's box policy, the YOLO-family output decoders (`yolo`) and the guess of which a
-//! model needs (`format`). It does no I/O and
-//! knows nothing of WebAssembly or of any network; `res10` and `centerface` build their
-//! pipelines on it.
+//! model needs (`format`). It does no I/O and knows nothing of WebAssembly or of any network;
+//! `res10` and `centerface` build their pipelines on it.
 
 mod decode;
 pub mod format;
