@@ -143,6 +143,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A backup taken during the run: where, what was committed before it (see [`committed`]),
+/// how long it took.
+struct Backup {
+    dir: PathBuf,
+    before: (usize, usize, i64),
+    took: Duration,
+}
+
+/// The dataset's items up to id `last`, their annotations, and the last item's id.
+fn committed(home: &Home, last: i64) -> Result<(usize, usize, i64)> {
+    let items: Vec<i64> = home
+        .items(Some("load"))?
+        .into_iter()
+        .map(|i| i.id)
+        .filter(|&id| id <= last)
+        .collect();
+    let mut boxes = 0;
+    for id in &items {
+        boxes += home.item_annotations(*id)?.len();
+    }
+    Ok((items.len(), boxes, items.iter().copied().max().unwrap_or(0)))
+}
+
 /// The server's process, stopped as a service manager would (SIGINT: drain, exit) however
 /// the run ends.
 struct Serving(std::process::Child);
@@ -205,9 +228,58 @@ impl<'a> Run<'a> {
                     s.spawn(move || this.lister(k));
                     s.spawn(move || this.subscriber());
                 }
-            });
-            this.drain_and_check()
+                // Halfway: a backup, as an operator would take one.
+                let backup = s.spawn(move || this.backup_halfway());
+                let backup = backup
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("the backup panicked")));
+                let mut rows = this.drain_and_check()?;
+                rows.push(this.restored(backup?)?);
+                Ok(rows)
+            })
         })
+    }
+
+    /// Waits for half the run, counts the items and annotations committed so far, and backs
+    /// the serving store up (in this process, as `prelabel backup` does).
+    fn backup_halfway(&self) -> Result<Backup> {
+        let halfway = self.deadline - self.options.seconds / 2;
+        std::thread::sleep(halfway.saturating_duration_since(Instant::now()));
+        let before = committed(self.home, i64::MAX)?;
+        let dir = self.options.scratch.join(format!("backup-{}", self.store));
+        let (backed_up, took) = time(|| self.home.backup(&dir));
+        backed_up?;
+        Ok(Backup { dir, before, took })
+    }
+
+    /// The backup restored into a fresh home, checked, and holding what was committed before
+    /// it began.
+    fn restored(&self, backup: Backup) -> Result<Row> {
+        let home = Home::at(Location::home(backup.dir.with_extension("restored")), None);
+        let restored = home.restore(&backup.dir)?;
+        anyhow::ensure!(
+            restored.problems.is_empty(),
+            "the restored backup: {:?}",
+            restored.problems
+        );
+        let (items, boxes, last) = backup.before;
+        let (got_items, got_boxes, _) = committed(&home, last)?;
+        // At least: an annotation of an item counted can commit between the count and the
+        // backup's start, and on PostgreSQL a smaller id after a larger one.
+        anyhow::ensure!(
+            got_items >= items && got_boxes >= boxes,
+            "committed before the backup: {items} items, {boxes} annotations; restored \
+             {got_items}, {got_boxes}"
+        );
+        Ok(stats(
+            "clients",
+            &format!("{}: backup halfway through, under the load", self.store),
+            vec![backup.took],
+            format!(
+                "restored and checked: the {items} items and {boxes} annotations committed \
+                 before it began, all there"
+            ),
+        ))
     }
 
     /// `prelabel serve` on the home, as a process of its own.
