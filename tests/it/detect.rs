@@ -523,6 +523,7 @@ fn bench_prints_its_table() {
         "SQLite: upload a 1-2 MB photo",
         "PostgreSQL: list the dataset's items",
         "PostgreSQL: 16 clients for 5s",
+        "SQLite: backup halfway through, under the load",
         "each stored and annotated once",
     ] {
         assert!(table.contains(row), "no `{row}` row in:\n{table}");
