@@ -245,6 +245,10 @@ impl<'a> Run<'a> {
     fn backup_halfway(&self) -> Result<Backup> {
         let halfway = self.deadline - self.options.seconds / 2;
         std::thread::sleep(halfway.saturating_duration_since(Instant::now()));
+        // The dataset exists from its first upload on.
+        while lock(&self.seen.uploaded).is_empty() && Instant::now() < self.deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let before = committed(self.home, i64::MAX)?;
         let dir = self.options.scratch.join(format!("backup-{}", self.store));
         let (backed_up, took) = time(|| self.home.backup(&dir));
