@@ -1,9 +1,11 @@
 //! The image code every detector shares, natively and inside components: decoding item bytes
 //! as OpenCV's `imread` does, OpenCV's INTER_LINEAR resize to the bit, greedy NMS,
-//! Prelabel's box policy, the YOLO-family output decoders (`yolo`) and the guess of which a
-//! model needs (`format`). It does no I/O and knows nothing of WebAssembly or of any network;
+//! Prelabel's box policy; for a user's own detector (issue 34), an image as its input tensor
+//! (`blob`), its YOLO-family outputs as boxes (`yolo`), and the guess of which format a model
+//! has (`format`). It does no I/O and knows nothing of WebAssembly or of any network;
 //! `res10` and `centerface` build their pipelines on it.
 
+pub mod blob;
 mod decode;
 pub mod format;
 mod nms;

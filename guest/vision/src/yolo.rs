@@ -19,8 +19,9 @@ pub enum Layout {
 /// How an image became the network's input (its inverse maps boxes back).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fit {
-    /// Scaled by `scale` keeping its aspect, then padded by `pad_x`, `pad_y` on the left and
-    /// top (Ultralytics' letterbox: the padding split evenly).
+    /// Scaled by `scale` keeping its aspect, then padded by `pad_x`, `pad_y` whole pixels on
+    /// the left and top (Ultralytics' letterbox: the padding split evenly, the odd pixel
+    /// after).
     Letterbox { scale: f32, pad_x: f32, pad_y: f32 },
     /// Stretched to the input: x by `sx`, y by `sy`.
     Stretch { sx: f32, sy: f32 },
@@ -34,10 +35,12 @@ impl Fit {
             (width as f32 * scale).round(),
             (height as f32 * scale).round(),
         );
+        // Whole pixels, as Ultralytics pastes the image: round(padding / 2 - 0.1).
+        let pad = |free: f32| (free / 2.0 - 0.1).round().max(0.0);
         Fit::Letterbox {
             scale,
-            pad_x: (input_w as f32 - new_w) / 2.0,
-            pad_y: (input_h as f32 - new_h) / 2.0,
+            pad_x: pad(input_w as f32 - new_w),
+            pad_y: pad(input_h as f32 - new_h),
         }
     }
 

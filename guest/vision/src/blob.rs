@@ -1,0 +1,146 @@
+//! An image as a detector's input tensor (issue 34): resized to the network's input by
+//! letterbox (aspect kept, padded with grey 114 as Ultralytics does) or stretch, with OpenCV's
+//! INTER_LINEAR as Ultralytics' `cv2.resize` does; then `(value * scale - mean) / std` per
+//! channel, in RGB or BGR order, planar (NCHW). The [`Fit`] it returns maps boxes back.
+
+use image::RgbImage;
+
+use crate::resize_linear;
+use crate::yolo::Fit;
+
+/// How an image is fitted to the network's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    Letterbox,
+    Stretch,
+}
+
+/// What each pixel value becomes: `(value * scale - mean[c]) / std[c]`, channels in BGR
+/// order or RGB, `mean` and `std` given in the tensor's order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalise {
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub bgr: bool,
+}
+
+impl Default for Normalise {
+    /// Ultralytics' exports: RGB, values over 255, no mean or deviation.
+    fn default() -> Self {
+        Normalise {
+            scale: 1.0 / 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            bgr: false,
+        }
+    }
+}
+
+/// The grey Ultralytics pads a letterbox with.
+const PAD: u8 = 114;
+
+/// `image` as a `[1, 3, height, width]` tensor's values, and how it was fitted.
+pub fn blob(
+    image: &RgbImage,
+    (width, height): (u32, u32),
+    resize: Resize,
+    norm: &Normalise,
+) -> (Vec<f32>, Fit) {
+    let (fitted, fit) = fitted(image, width, height, resize);
+    let plane = (width * height) as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, pixel) in fitted.pixels().enumerate() {
+        for c in 0..3 {
+            // The plane this channel goes to: BGR puts red last.
+            let to = if norm.bgr { 2 - c } else { c };
+            let value = f32::from(pixel[c]) * norm.scale;
+            out[to * plane + i] = (value - norm.mean[to]) / norm.std[to];
+        }
+    }
+    (out, fit)
+}
+
+/// The image at the input's size, and the fit that made it.
+fn fitted(image: &RgbImage, width: u32, height: u32, resize: Resize) -> (RgbImage, Fit) {
+    let (w, h) = image.dimensions();
+    match resize {
+        Resize::Stretch => (
+            resize_linear(image, width, height),
+            Fit::stretch(w, h, width, height),
+        ),
+        Resize::Letterbox => {
+            let fit = Fit::letterbox(w, h, width, height);
+            let Fit::Letterbox {
+                scale,
+                pad_x,
+                pad_y,
+            } = fit
+            else {
+                unreachable!("a letterbox's fit")
+            };
+            let new_w = ((w as f32 * scale).round() as u32).clamp(1, width);
+            let new_h = ((h as f32 * scale).round() as u32).clamp(1, height);
+            let scaled = resize_linear(image, new_w, new_h);
+            let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([PAD; 3]));
+            image::imageops::replace(&mut canvas, &scaled, pad_x as i64, pad_y as i64);
+            (canvas, fit)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letterbox_pads_with_grey_and_maps_back() {
+        // A 4x2 image into 4x4: scaled by 1, one grey row above and below.
+        let image = RgbImage::from_pixel(4, 2, image::Rgb([255, 0, 51]));
+        let (values, fit) = blob(&image, (4, 4), Resize::Letterbox, &Normalise::default());
+        assert_eq!(
+            fit,
+            Fit::Letterbox {
+                scale: 1.0,
+                pad_x: 0.0,
+                pad_y: 1.0
+            }
+        );
+        let red: Vec<f32> = values[..16].iter().map(|v| (v * 255.0).round()).collect();
+        let grey = [114.0; 4];
+        let full = [255.0; 4];
+        assert_eq!(red, [grey, full, full, grey].concat());
+        // The blue plane: 51/255 = 0.2 where the image is.
+        assert!((values[32 + 4] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bgr_mean_and_std_apply_per_channel() {
+        let image = RgbImage::from_pixel(2, 2, image::Rgb([10, 20, 30]));
+        let norm = Normalise {
+            scale: 1.0,
+            mean: [1.0, 2.0, 3.0],
+            std: [1.0, 2.0, 3.0],
+            bgr: true,
+        };
+        let (values, fit) = blob(&image, (2, 2), Resize::Stretch, &norm);
+        assert_eq!(fit, Fit::stretch(2, 2, 2, 2));
+        // Planes B, G, R: (30-1)/1, (20-2)/2, (10-3)/3.
+        assert_eq!(values[0], 29.0);
+        assert_eq!(values[4], 9.0);
+        assert!((values[8] - 7.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn an_odd_padding_puts_the_odd_row_after() {
+        // 4x1 into 4x4: three free rows, one above (round(1.5 - 0.1)), two below.
+        let image = RgbImage::from_pixel(4, 1, image::Rgb([0, 0, 0]));
+        let (values, fit) = blob(&image, (4, 4), Resize::Letterbox, &Normalise::default());
+        let Fit::Letterbox { pad_y, .. } = fit else {
+            panic!("{fit:?}")
+        };
+        assert_eq!(pad_y, 1.0);
+        let rows: Vec<f32> = (0..4).map(|r| (values[r * 4] * 255.0).round()).collect();
+        assert_eq!(rows, [114.0, 0.0, 114.0, 114.0]);
+    }
+}
