@@ -213,31 +213,30 @@ impl<'a> Run<'a> {
     /// Starts the server, runs the clients, drains the queue, checks and tabulates.
     fn measure(mut self) -> Result<Vec<Row>> {
         let _server = self.serve()?;
-        let ready = self.wait_ready();
+        self.wait_ready()?;
         self.deadline = Instant::now() + self.options.seconds;
         let this = &self;
-        ready.and_then(|()| {
-            std::thread::scope(|s| {
-                for k in 0..8 {
-                    s.spawn(move || this.uploader(k));
-                }
-                for k in 0..4 {
-                    s.spawn(move || this.reviewer(k));
-                }
-                for k in 0..2 {
-                    s.spawn(move || this.lister(k));
-                    s.spawn(move || this.subscriber());
-                }
-                // Halfway: a backup, as an operator would take one.
-                let backup = s.spawn(move || this.backup_halfway());
-                let backup = backup
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow!("the backup panicked")));
-                let mut rows = this.drain_and_check()?;
-                rows.push(this.restored(backup?)?);
-                Ok(rows)
-            })
-        })
+        // The clients, and halfway a backup, as an operator would take one.
+        let backup = std::thread::scope(|s| {
+            for k in 0..8 {
+                s.spawn(move || this.uploader(k));
+            }
+            for k in 0..4 {
+                s.spawn(move || this.reviewer(k));
+            }
+            for k in 0..2 {
+                s.spawn(move || this.lister(k));
+                s.spawn(move || this.subscriber());
+            }
+            let backup = s.spawn(move || this.backup_halfway());
+            backup
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the backup panicked")))
+        });
+        // Every client has stopped: the scope waits for them.
+        let mut rows = this.drain_and_check()?;
+        rows.push(this.restored(backup?)?);
+        Ok(rows)
     }
 
     /// Waits for half the run, counts the items and annotations committed so far, and backs
