@@ -1,8 +1,10 @@
 //! Many people at once (issue 33): a real `prelabel serve` under sixteen closed-loop clients
 //! (eight uploading 1-2 MB photos, four reviewing, two listing with thumbnails and item
 //! pages, two on the event stream) for a fixed time while one service at concurrency 2
-//! annotates, on SQLite and on PostgreSQL; then every upload is checked stored once and
-//! annotated once. Per route: p50, p95, p99, the slowest, and errors by kind.
+//! annotates, on SQLite and on PostgreSQL; halfway, a backup of the serving store. Then every
+//! upload is checked stored once and annotated once, and the backup restored, checked and
+//! found to hold what was committed before it began. Per route: p50, p95, p99, the slowest,
+//! and errors by kind.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
