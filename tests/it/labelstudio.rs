@@ -459,3 +459,33 @@ fn a_real_label_studio_stores_prelabel_predictions() {
         "{items:#}"
     );
 }
+
+/// A Label Studio key that cannot be sent as a header (a newline copied with it) stops `serve`
+/// at start, naming the variable and not its value, instead of fetching without it.
+#[test]
+fn an_api_key_that_is_no_header_value_stops_serve_at_start() {
+    let home = Home::new();
+    let mut serve = command(home.path())
+        .args(["serve", "--label-studio-url", "http://127.0.0.1:9"])
+        .env("LABEL_STUDIO_API_KEY", "key-1234\n")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve runs");
+    // Bounded: a server that starts anyway would serve until stopped.
+    let Some(status) = exited_within(&mut serve, 30) else {
+        let _ = serve.kill();
+        panic!("serve started with a key it cannot send");
+    };
+    assert!(!status.success());
+    let mut error = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().expect("stderr"), &mut error)
+        .expect("stderr read");
+    assert!(
+        error.contains(
+            "LABEL_STUDIO_API_KEY (--label-studio-api-key) is not a valid HTTP header value"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("key-1234"), "the key is not shown: {error}");
+}

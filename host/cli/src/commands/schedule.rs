@@ -62,8 +62,7 @@ impl Serve {
             .map(|url| {
                 prelabel::integrations::labelstudio::Server::new(&url, self.label_studio_api_key)
             })
-            .transpose()
-            .context("--label-studio-url (LABEL_STUDIO_URL)")?;
+            .transpose()?;
         let options = api::Options {
             addr: self.addr,
             token: self.token,

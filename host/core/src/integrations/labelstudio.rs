@@ -250,17 +250,32 @@ pub enum TaskError {
     Url { url: String, reason: String },
 }
 
+/// Why `serve` cannot talk to the Label Studio it was given: refused at start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServerError {
+    #[error("LABEL_STUDIO_URL (--label-studio-url) `{url}` is not a URL: {reason}")]
+    Url { url: String, reason: String },
+    /// Sent as it is, it would be dropped from every request (or split one): refused instead
+    /// of fetching task images without it. The value is never shown.
+    #[error(
+        "LABEL_STUDIO_API_KEY (--label-studio-api-key) is not a valid HTTP header value: it holds \
+         a line break or another control character (copied with its newline?)"
+    )]
+    ApiKey,
+}
+
 impl Server {
     /// The server from a base URL and a token, checked.
-    pub fn new(url: &str, token: Option<String>) -> Result<Server, TaskError> {
-        let parsed = Url::parse(url).map_err(|e| TaskError::Url {
+    pub fn new(url: &str, token: Option<String>) -> Result<Server, ServerError> {
+        let parsed = Url::parse(url).map_err(|e| ServerError::Url {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Server {
-            url: parsed,
-            token: token.filter(|t| !t.is_empty()),
-        })
+        let token = token.filter(|t| !t.is_empty());
+        if let Some(token) = &token {
+            HeaderValue::from_str(&format!("Token {token}")).map_err(|_| ServerError::ApiKey)?;
+        }
+        Ok(Server { url: parsed, token })
     }
 
     /// The token, for Label Studio's origin only, which is trusted (loopback included: it is
@@ -405,6 +420,21 @@ mod tests {
             let error = Config::parse(xml).expect_err(xml).to_string();
             assert!(error.contains(want), "{xml}: {error}");
         }
+    }
+
+    #[test]
+    fn an_api_key_that_cannot_be_a_header_is_refused_unseen() {
+        for bad in ["abc\ndef", "abc\r", "a\u{7f}b"] {
+            let error = Server::new("http://127.0.0.1:8080", Some(bad.into()));
+            let error = error.expect_err(bad).to_string();
+            assert!(error.starts_with("LABEL_STUDIO_API_KEY"), "{error}");
+            assert!(!error.contains("abc"), "{error}");
+        }
+        let error = Server::new("not a url", None)
+            .expect_err("a URL")
+            .to_string();
+        assert!(error.starts_with("LABEL_STUDIO_URL"), "{error}");
+        assert!(Server::new("http://ls:8080", Some(String::new())).is_ok());
     }
 
     #[test]
