@@ -223,7 +223,8 @@ fn attribute(tag: &BytesStart<'_>, name: &str) -> Result<Option<String>, ConfigE
 #[derive(Clone)]
 pub struct Server {
     pub url: Url,
-    pub token: Option<String>,
+    /// `Token KEY`, checked once by [`Server::new`] and marked sensitive.
+    authorization: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Server {
@@ -231,7 +232,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("url", &self.url.as_str())
-            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("token", &self.authorization.as_ref().map(|_| "(set)"))
             .finish()
     }
 }
@@ -271,22 +272,27 @@ impl Server {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
-        let token = token.filter(|t| !t.is_empty());
-        if let Some(token) = &token {
-            HeaderValue::from_str(&format!("Token {token}")).map_err(|_| ServerError::ApiKey)?;
-        }
-        Ok(Server { url: parsed, token })
+        let authorization = token
+            .filter(|t| !t.is_empty())
+            .map(|token| {
+                let mut value = HeaderValue::from_str(&format!("Token {token}"))
+                    .map_err(|_| ServerError::ApiKey)?;
+                value.set_sensitive(true);
+                Ok(value)
+            })
+            .transpose()?;
+        Ok(Server {
+            url: parsed,
+            authorization,
+        })
     }
 
     /// The token, for Label Studio's origin only, which is trusted (loopback included: it is
     /// the user's own server).
     fn grant(&self) -> Grant {
         let mut headers = HeaderMap::new();
-        if let Some(token) = &self.token
-            && let Ok(mut value) = HeaderValue::from_str(&format!("Token {token}"))
-        {
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+        if let Some(value) = &self.authorization {
+            headers.insert(AUTHORIZATION, value.clone());
         }
         Grant {
             origin: self.url.origin(),
