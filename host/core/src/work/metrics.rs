@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::work::execution::Queue;
+use crate::work::execution::{self, Queue};
 use crate::work::worker::WorkerStatus;
 
 /// A stage of an execution, as `/metrics` names it.
@@ -47,8 +47,7 @@ impl Stage {
 
 /// How long ago the store's ISO 8601 time `stored` was; none for one that does not parse.
 pub fn since(stored: &str) -> Option<Duration> {
-    let then: jiff::Timestamp = stored.parse().ok()?;
-    let ms = jiff::Timestamp::now().as_millisecond() - then.as_millisecond();
+    let ms = jiff::Timestamp::now().as_millisecond() - execution::stored_ms(stored)?;
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 

@@ -285,11 +285,11 @@ fn recent(store: &Store, service: &str) -> Result<Recent> {
         params![service, RECENT],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let ms =
-        |at: &str| -> Option<i64> { Some(at.parse::<jiff::Timestamp>().ok()?.as_millisecond()) };
     let mut waits: Vec<u64> = rows
         .iter()
-        .filter_map(|(queued, started, _)| Some(ms(started.as_deref()?)? - ms(queued)?))
+        .filter_map(|(queued, started, _)| {
+            Some(stored_ms(started.as_deref()?)? - stored_ms(queued)?)
+        })
         .map(|w| w.max(0) as u64)
         .collect();
     let mut runs: Vec<u64> = rows
@@ -308,6 +308,12 @@ fn recent(store: &Store, service: &str) -> Result<Recent> {
         run_p50_ms: pick(&mut runs, 0.5),
         run_p95_ms: pick(&mut runs, 0.95),
     })
+}
+
+/// One of the store's ISO 8601 times (`queued_at`, `2026-12-04T18:22:39.123Z`) in
+/// milliseconds since the epoch; none for one that does not parse.
+pub fn stored_ms(at: &str) -> Option<i64> {
+    Some(at.parse::<jiff::Timestamp>().ok()?.as_millisecond())
 }
 
 /// Executions in the store by status.
