@@ -321,8 +321,9 @@ fn step(
         metrics.stage(&service.name, Stage::queue_wait, wait);
     }
     // Whatever happens from here, the execution ends: a panic in this worker or an outcome
-    // that cannot be recorded (a full disk, a store busy past its wait) fails it with the
-    // cause rather than leaving it `running` until a restart.
+    // that cannot be recorded (a store busy past its wait) fails it with the cause rather
+    // than leaving it `running` until a restart; one a full disk kept out goes back on the
+    // queue once there is room.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_claimed(store, runtime, components, &service, current, &claimed)
     }));
@@ -417,13 +418,14 @@ fn run_claimed(
             outcome
         }
     };
-    metrics::global().stage(&service.name, Stage::total, started.elapsed());
+    let took = started.elapsed();
+    metrics::global().stage(&service.name, Stage::total, took);
     record(
         store,
         claimed,
         &outcome,
         &secret::redact(&logs, &hidden),
-        started.elapsed().as_millis() as u64,
+        took.as_millis() as u64,
         execution::Ran {
             component_digest: &slot.loaded.digest,
             init_inputs: Some(&service.init_inputs),
