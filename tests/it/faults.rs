@@ -213,36 +213,33 @@ struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                path(dir),
-            ])
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs, which needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mount(&[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            path(dir),
+        ]);
         Tmpfs(dir.to_path_buf())
     }
 
     fn resize(&self, size: &str) {
-        let out = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), path(&self.0)])
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mount(&["-o", &format!("remount,size={size}"), path(&self.0)]);
     }
+}
+
+/// `mount ARGS`, asserted to succeed.
+fn mount(args: &[&str]) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .expect("mount runs");
+    assert!(
+        out.status.success(),
+        "this test mounts a small tmpfs, which needs root (CI runs as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Tmpfs {
