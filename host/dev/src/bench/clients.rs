@@ -539,7 +539,7 @@ impl<'a> Run<'a> {
             .map(|(route, mut samples)| {
                 samples.sort();
                 let slowest = samples.last().copied().unwrap_or_default();
-                let p99 = samples[((samples.len() - 1) as f64 * 0.99).round() as usize];
+                let p99 = quantile(&samples, 0.99);
                 let failed: usize = errors
                     .iter()
                     .filter(|(kind, _)| kind.starts_with(route))

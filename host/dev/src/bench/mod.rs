@@ -66,20 +66,22 @@ fn stats(
     note: impl Into<String>,
 ) -> Row {
     samples.sort();
-    let pick = |q: f64| {
-        samples
-            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
     Row {
         group,
         name: name.to_string(),
-        median: pick(0.5),
-        p95: pick(0.95),
+        median: quantile(&samples, 0.5),
+        p95: quantile(&samples, 0.95),
         runs: samples.len(),
         note: note.into(),
     }
+}
+
+/// The `q` quantile of sorted `samples` (nearest rank); zero for none.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// A row saying why a measure did not run.
