@@ -42,7 +42,7 @@ impl Engine {
                 let outputs = context
                     .compute(vec![(crate::INPUT.to_string(), input)])
                     .map_err(|e| failed(e.data()))?;
-                Maps::from_outputs(
+                crate::maps(
                     outputs
                         .into_iter()
                         .map(|(name, t)| {

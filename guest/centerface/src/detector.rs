@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
-use vision::{Detection, Laps, RgbImage, Timings};
+use vision::centernet::{Face, Maps, to_image};
+use vision::{Laps, RgbImage, Timings};
 
 use crate::Error;
 
@@ -29,13 +30,6 @@ pub const LANDMARKS: [&str; 5] = [
     "left mouth corner",
     "right mouth corner",
 ];
-
-/// A face: its box (clipped to the image) and five landmarks, in pixels of the original image.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Face {
-    pub detection: Detection,
-    pub landmarks: [[f32; 2]; 5],
-}
 
 /// The network's input size for a `width` x `height` image: both sides scaled so that the
 /// longer one is at most `max_side` (never enlarged), then rounded up to multiples of 32.
@@ -65,151 +59,27 @@ pub fn preprocess(image: &RgbImage, width: u32, height: u32) -> Tensor {
         .into_tensor()
 }
 
-/// The four maps, checked against each other.
-#[derive(Debug, Clone)]
-pub struct Maps {
-    rows: usize,
-    cols: usize,
-    heatmap: Vec<f32>,
-    scale: Vec<f32>,
-    offset: Vec<f32>,
-    landmarks: Vec<f32>,
-}
-
-impl Maps {
-    /// The outputs as (name, shape, values), from whichever engine ran the network, picked by
-    /// their ONNX names (`537` heatmap [1,1,h,w], `538` scale and `539` offset [1,2,h,w],
-    /// `540` landmarks [1,10,h,w]).
-    pub fn from_outputs(outputs: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Self, Error> {
-        let mut found: [Option<(Vec<usize>, Vec<f32>)>; 4] = Default::default();
-        for (name, shape, values) in outputs {
-            if let Some(at) = OUTPUTS.iter().position(|o| *o == name) {
-                if shape.iter().product::<usize>() != values.len() {
-                    return Err(Error::Inference(format!(
-                        "output `{name}` of shape {shape:?} has {} values",
-                        values.len()
-                    )));
-                }
-                found[at] = Some((shape, values));
-            }
+/// The four maps picked from the outputs (name, shape, values) of whichever engine ran the
+/// network by their ONNX names (`537` heatmap [1,1,h,w], `538` scale and `539` offset
+/// [1,2,h,w], `540` landmarks [1,10,h,w]).
+pub fn maps(outputs: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Maps, Error> {
+    let mut found: [Option<(Vec<usize>, Vec<f32>)>; 4] = Default::default();
+    for (name, shape, values) in outputs {
+        if let Some(at) = OUTPUTS.iter().position(|o| *o == name) {
+            found[at] = Some((shape, values));
         }
-        let mut maps = Vec::with_capacity(4);
-        let mut size = None;
-        for ((name, channels), output) in OUTPUTS.iter().zip([1, 2, 2, 10]).zip(found) {
-            let (shape, values) =
-                output.ok_or_else(|| Error::Inference(format!("no output named `{name}`")))?;
-            let [1, c, rows, cols] = shape[..] else {
-                return Err(Error::Inference(format!(
-                    "output `{name}` has shape {shape:?}, expected [1, {channels}, h, w]"
-                )));
-            };
-            if c != channels || *size.get_or_insert((rows, cols)) != (rows, cols) {
-                return Err(Error::Inference(format!(
-                    "output `{name}` has shape {shape:?}, expected [1, {channels}, h, w] \
-                     with the heatmap's h and w"
-                )));
-            }
-            maps.push(values);
-        }
-        let (rows, cols) = size.unwrap_or_default();
-        let landmarks = maps.pop().unwrap_or_default();
-        let offset = maps.pop().unwrap_or_default();
-        let scale = maps.pop().unwrap_or_default();
-        let heatmap = maps.pop().unwrap_or_default();
-        Ok(Self {
-            rows,
-            cols,
-            heatmap,
-            scale,
-            offset,
-            landmarks,
-        })
     }
-
-    /// Channel `c` of a map at cell (r, col).
-    fn at(map: &[f32], plane: usize, c: usize, index: usize) -> f32 {
-        map[c * plane + index]
-    }
-
-    /// Decodes every cell whose heatmap is above `threshold` into a face on the network's input
-    /// (`input_width` x `input_height`), then greedy NMS at IoU 0.3, best first.
-    pub fn decode(&self, threshold: f32, input_width: u32, input_height: u32) -> Vec<Face> {
-        let (w, h) = (input_width as f32, input_height as f32);
-        let plane = self.rows * self.cols;
-        let mut faces = Vec::new();
-        for (index, &score) in self.heatmap.iter().enumerate() {
-            if score <= threshold {
-                continue;
-            }
-            let (r, c) = ((index / self.cols) as f32, (index % self.cols) as f32);
-            let s0 = Self::at(&self.scale, plane, 0, index).exp() * STRIDE;
-            let s1 = Self::at(&self.scale, plane, 1, index).exp() * STRIDE;
-            let o0 = Self::at(&self.offset, plane, 0, index);
-            let o1 = Self::at(&self.offset, plane, 1, index);
-            let x1 = ((c + o1 + 0.5) * STRIDE - s1 / 2.0).max(0.0).min(w);
-            let y1 = ((r + o0 + 0.5) * STRIDE - s0 / 2.0).max(0.0).min(h);
-            let mut landmarks = [[0f32; 2]; 5];
-            for (j, point) in landmarks.iter_mut().enumerate() {
-                *point = [
-                    Self::at(&self.landmarks, plane, 2 * j + 1, index) * s1 + x1,
-                    Self::at(&self.landmarks, plane, 2 * j, index) * s0 + y1,
-                ];
-            }
-            faces.push(Face {
-                detection: Detection {
-                    left: x1,
-                    top: y1,
-                    right: (x1 + s1).min(w),
-                    bottom: (y1 + s0).min(h),
-                    confidence: score,
-                },
-                landmarks,
-            });
-        }
-        let boxes: Vec<[f32; 4]> = faces
-            .iter()
-            .map(|f| {
-                let d = f.detection;
-                [d.left, d.top, d.right, d.bottom]
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..faces.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (faces[a].detection, faces[b].detection);
-            b.confidence.total_cmp(&a.confidence)
-        });
-        vision::greedy_nms(&boxes, order, NMS_IOU)
-            .into_iter()
-            .map(|i| faces[i])
-            .collect()
-    }
-}
-
-/// Faces on the network's input, back in pixels of a `width` x `height` image, clipped to it
-/// (boxes left with under 1 px² are dropped, landmarks are clamped to the image).
-pub fn to_image(faces: Vec<Face>, input: (u32, u32), width: u32, height: u32) -> Vec<Face> {
-    let (w, h) = (width as f32, height as f32);
-    let (sx, sy) = (input.0 as f32 / w, input.1 as f32 / h);
-    faces
-        .into_iter()
-        .filter_map(|f| {
-            let d = f.detection;
-            let detection = Detection {
-                left: d.left / sx,
-                top: d.top / sy,
-                right: d.right / sx,
-                bottom: d.bottom / sy,
-                confidence: d.confidence,
-            }
-            .clipped(width, height)?;
-            Some(Face {
-                detection,
-                landmarks: f
-                    .landmarks
-                    .map(|[x, y]| [(x / sx).clamp(0.0, w), (y / sy).clamp(0.0, h)]),
-            })
-        })
-        .collect()
+    let [heatmap, scale, offset, landmarks] = found;
+    let named = |output: Option<_>, at: usize| {
+        output.ok_or_else(|| Error::Inference(format!("no output named `{}`", OUTPUTS[at])))
+    };
+    Maps::new(
+        named(heatmap, 0)?,
+        named(scale, 1)?,
+        named(offset, 2)?,
+        Some(named(landmarks, 3)?),
+    )
+    .map_err(|e| Error::Inference(e.to_string()))
 }
 
 /// How the detector is set up.
@@ -248,7 +118,7 @@ pub fn detect_with(
     laps.lap(&mut t.preprocess);
     let maps = infer(blob)?;
     laps.lap(&mut t.infer);
-    let faces = maps.decode(params.min_confidence, input.0, input.1);
+    let faces = maps.decode(params.min_confidence, STRIDE, input, NMS_IOU);
     let faces = to_image(faces, input, image.width(), image.height());
     laps.lap(&mut t.postprocess);
     Ok((faces, t))
@@ -342,7 +212,7 @@ impl Model {
                 .map_err(|e| Error::Inference(format!("{e:#}")))?;
             named.push((name, view.shape().to_vec(), view.iter().copied().collect()));
         }
-        Maps::from_outputs(named)
+        maps(named)
     }
 }
 
@@ -360,66 +230,18 @@ mod tests {
         assert_eq!(input_size(1, 1, 1280), (32, 32));
     }
 
-    fn maps(rows: usize, cols: usize) -> Maps {
-        let plane = rows * cols;
-        Maps {
-            rows,
-            cols,
-            heatmap: vec![0.0; plane],
-            scale: vec![0.0; 2 * plane],
-            offset: vec![0.0; 2 * plane],
-            landmarks: vec![0.0; 10 * plane],
-        }
-    }
-
-    #[test]
-    fn a_cell_decodes_to_its_box_and_landmarks() {
-        let mut m = maps(4, 4);
-        let plane = 16;
-        let cell = 4 + 2; // row 1, column 2
-        m.heatmap[cell] = 0.9;
-        // Height exp(ln 4) * 4 = 16, width exp(ln 2) * 4 = 8.
-        m.scale[cell] = 4f32.ln();
-        m.scale[plane + cell] = 2f32.ln();
-        // Landmark 0 at (0.5 of the width, 0.25 of the height) from the top left corner.
-        m.landmarks[cell] = 0.25;
-        m.landmarks[plane + cell] = 0.5;
-        let faces = m.decode(0.5, 16, 16);
-        assert_eq!(faces.len(), 1);
-        let d = faces[0].detection;
-        // Centre ((2 + 0.5) * 4, (1 + 0.5) * 4) = (10, 6); x1 = 10 - 4, y1 = max(0, 6 - 8).
-        assert_eq!((d.left, d.top, d.right, d.bottom), (6.0, 0.0, 14.0, 16.0));
-        assert_eq!(d.confidence, 0.9);
-        assert_eq!(faces[0].landmarks[0], [6.0 + 4.0, 4.0]);
-    }
-
-    #[test]
-    fn overlapping_cells_keep_the_strongest() {
-        let mut m = maps(4, 4);
-        m.heatmap[5] = 0.7;
-        m.heatmap[6] = 0.8; // the next cell: its box overlaps the first's
-        m.heatmap[15] = 0.6;
-        for cell in [5, 6, 15] {
-            m.scale[cell] = 3f32.ln();
-            m.scale[16 + cell] = 3f32.ln();
-        }
-        let faces = m.decode(0.5, 16, 16);
-        let scores: Vec<f32> = faces.iter().map(|f| f.detection.confidence).collect();
-        assert_eq!(scores, vec![0.8, 0.6]);
-    }
-
     #[test]
     fn outputs_are_picked_by_name_and_checked() {
         let out = |name: &str, c: usize| (name.to_string(), vec![1, c, 2, 3], vec![0.0; c * 6]);
         let good = vec![out("540", 10), out("537", 1), out("539", 2), out("538", 2)];
-        assert!(Maps::from_outputs(good).is_ok());
+        assert!(maps(good).is_ok());
         let missing = vec![out("537", 1), out("538", 2), out("539", 2)];
-        let err = Maps::from_outputs(missing).expect_err("no landmarks");
+        let err = maps(missing).expect_err("no landmarks");
         assert!(err.to_string().contains("no output named `540`"), "{err}");
         let wrong = vec![out("537", 1), out("538", 2), out("539", 2), out("540", 9)];
-        let err = Maps::from_outputs(wrong).expect_err("9 landmark channels");
+        let err = maps(wrong).expect_err("9 landmark channels");
         assert!(
-            err.to_string().contains("`540` has shape [1, 9, 2, 3]"),
+            err.to_string().contains("output shape [1, 9, 2, 3] is not"),
             "{err}"
         );
     }

@@ -8,11 +8,12 @@ mod detector;
 mod component;
 
 pub use detector::{
-    ALIGN, DEFAULT_MAX_SIDE, Face, INPUT, LANDMARKS, Maps, Model, OUTPUTS, Params, detect_with,
-    input_size, preprocess, to_image,
+    ALIGN, DEFAULT_MAX_SIDE, INPUT, LANDMARKS, Model, OUTPUTS, Params, detect_with, input_size,
+    maps, preprocess,
 };
 pub use tract_onnx::prelude::Tensor;
 pub use vision::Timings;
+pub use vision::centernet::{Face, Maps};
 
 /// What can go wrong while detecting. Every variant names the cause in its message.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,8 @@ pub enum Format {
     Yolov5,
     /// `[1, 4+C, N]`: YOLOv8, v9, v11 (Ultralytics' anchor-free head).
     Yolov8,
-    /// `[1, 1, N, 7]`: Caffe's and OpenCV's SSD `DetectionOutput` (res10).
+    /// `[1, 1, N, 7]`: Caffe's and OpenCV's SSD `DetectionOutput`; or that layer cut off,
+    /// decoded boxes `[1, N, 4]` with scores `[1, N]` or `[1, N, C]` (res10 as we ship it).
     Ssd,
     /// A heatmap `[1, 1, H, W]` with its scale and offset maps `[1, 2, H, W]` (and optional
     /// landmarks): CenterNet-style (CenterFace).
@@ -66,6 +67,7 @@ pub fn guess(shapes: &[Shape]) -> Result<Format, String> {
                 "one output, but not [1, N, 5+C], [1, 4+C, N] or [1, 1, N, 7]",
             )),
         },
+        [a, b] if is_boxes_and_scores(a, b) || is_boxes_and_scores(b, a) => Ok(Format::Ssd),
         [first, rest @ ..]
             if is_heatmap(first) && rest.iter().filter(|s| maps(s, 2)).count() >= 2 =>
         {
@@ -73,8 +75,16 @@ pub fn guess(shapes: &[Shape]) -> Result<Format, String> {
         }
         [] => Err(say("no output")),
         _ => Err(say(
-            "several outputs, but not a heatmap [1, 1, H, W] with [1, 2, H, W] scale and offset maps",
+            "several outputs, but neither boxes [1, N, 4] with scores [1, N(, C)] nor a heatmap [1, 1, H, W] with [1, 2, H, W] scale and offset maps",
         )),
+    }
+}
+
+/// Boxes `[1, N, 4]` and scores `[1, N]` or `[1, N, C]` for as many candidates.
+fn is_boxes_and_scores(boxes: &Shape, scores: &Shape) -> bool {
+    match (boxes.as_slice(), scores.as_slice()) {
+        ([_, n, Some(4)], [_, m] | [_, m, _]) => n == m,
+        _ => false,
     }
 }
 
@@ -103,6 +113,10 @@ mod tests {
         assert_eq!(guess(&[fixed(&[1, 84, 8400])]), Ok(Format::Yolov8));
         assert_eq!(guess(&[fixed(&[1, 22, 2100])]), Ok(Format::Yolov8));
         assert_eq!(guess(&[fixed(&[1, 1, 200, 7])]), Ok(Format::Ssd));
+        let res10 = [fixed(&[1, 8892, 4]), fixed(&[1, 8892])];
+        assert_eq!(guess(&res10), Ok(Format::Ssd));
+        let scores_first = [fixed(&[1, 3000, 21]), fixed(&[1, 3000, 4])];
+        assert_eq!(guess(&scores_first), Ok(Format::Ssd));
         let map = |c: usize| vec![Some(1), Some(c), None, None];
         let centerface = [map(1), map(2), map(2), map(10)];
         assert_eq!(guess(&centerface), Ok(Format::CenterNet));

@@ -6,10 +6,12 @@
 //! `res10` and `centerface` build their pipelines on it.
 
 pub mod blob;
+pub mod centernet;
 mod decode;
 pub mod format;
 mod nms;
 mod resize;
+pub mod ssd;
 pub mod yolo;
 
 pub use decode::{DEFAULT_MAX_PIXELS, decode};

@@ -53,7 +53,7 @@ impl Fit {
     }
 
     /// A point of the input in the image's pixels.
-    fn to_image(self, x: f32, y: f32) -> (f32, f32) {
+    pub(crate) fn to_image(self, x: f32, y: f32) -> (f32, f32) {
         match self {
             Fit::Letterbox {
                 scale,
@@ -103,6 +103,11 @@ pub enum DecodeError {
     #[error("output shape {shape:?} is not {expected}")]
     Shape {
         shape: Vec<usize>,
+        expected: &'static str,
+    },
+    #[error("the model has {count} outputs; expected {expected}")]
+    Outputs {
+        count: usize,
         expected: &'static str,
     },
     #[error("output shape {shape:?} holds {want} values, the output has {got}")]
@@ -206,7 +211,7 @@ pub fn decode(
 
 /// Greedy NMS within each class; the kept boxes of all classes, best first, at most
 /// `max_detections`.
-fn per_class_nms(found: Vec<Labelled>, params: &Params) -> Vec<Labelled> {
+pub(crate) fn per_class_nms(found: Vec<Labelled>, params: &Params) -> Vec<Labelled> {
     let mut order: Vec<usize> = (0..found.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&found[a].detection, &found[b].detection);
