@@ -34,13 +34,11 @@ pub const LANDMARKS: [&str; 5] = [
 /// The network's input size for a `width` x `height` image: both sides scaled so that the
 /// longer one is at most `max_side` (never enlarged), then rounded up to multiples of 32.
 pub fn input_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
-    let longer = width.max(height).max(1);
-    let scale = (f64::from(max_side) / f64::from(longer)).min(1.0);
-    let side = |v: u32| {
-        let scaled = (f64::from(v) * scale).round().max(1.0) as u32;
-        scaled.div_ceil(ALIGN) * ALIGN
-    };
-    (side(width), side(height))
+    vision::blob::InputSize::Image {
+        max_side,
+        align: ALIGN,
+    }
+    .for_image(width, height)
 }
 
 /// The blob the reference feeds the network (`cv2.dnn.blobFromImage(img, size=(w, h))` on RGB):

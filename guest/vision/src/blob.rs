@@ -37,6 +37,36 @@ impl Default for Normalise {
     }
 }
 
+/// The network's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSize {
+    /// Always this `width` x `height` (what the graph declares, or what the deployer says).
+    Fixed(u32, u32),
+    /// The image's own size, scaled so its longer side is at most `max_side` (never
+    /// enlarged), each side rounded up to a multiple of `align`: for fully convolutional
+    /// models (CenterFace) whose graph leaves the size open.
+    Image { max_side: u32, align: u32 },
+}
+
+impl InputSize {
+    /// The input for a `width` x `height` image.
+    pub fn for_image(self, width: u32, height: u32) -> (u32, u32) {
+        match self {
+            InputSize::Fixed(w, h) => (w, h),
+            InputSize::Image { max_side, align } => {
+                let longer = width.max(height).max(1);
+                let scale = (f64::from(max_side) / f64::from(longer)).min(1.0);
+                let align = align.max(1);
+                let side = |v: u32| {
+                    let scaled = (f64::from(v) * scale).round().max(1.0) as u32;
+                    scaled.div_ceil(align) * align
+                };
+                (side(width), side(height))
+            }
+        }
+    }
+}
+
 /// The grey Ultralytics pads a letterbox with.
 const PAD: u8 = 114;
 
@@ -92,6 +122,23 @@ fn fitted(image: &RgbImage, width: u32, height: u32, resize: Resize) -> (RgbImag
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_sized_inputs_round_up_and_respect_the_cap() {
+        let image = InputSize::Image {
+            max_side: 1280,
+            align: 32,
+        };
+        assert_eq!(image.for_image(800, 564), (800, 576));
+        assert_eq!(image.for_image(451, 300), (480, 320));
+        assert_eq!(image.for_image(1, 1), (32, 32));
+        let capped = InputSize::Image {
+            max_side: 640,
+            align: 32,
+        };
+        assert_eq!(capped.for_image(4000, 3000), (640, 480));
+        assert_eq!(InputSize::Fixed(640, 640).for_image(10, 20), (640, 640));
+    }
 
     #[test]
     fn a_letterbox_pads_with_grey_and_maps_back() {

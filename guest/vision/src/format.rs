@@ -18,6 +18,19 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in the order `--format` lists them.
+    pub const ALL: [Format; 4] = [
+        Format::Yolov5,
+        Format::Yolov8,
+        Format::Ssd,
+        Format::CenterNet,
+    ];
+
+    /// The format `--format` names so.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// The name `--format` takes.
     pub fn name(self) -> &'static str {
         match self {

@@ -18,9 +18,6 @@ pub fn decode(
     params: &Params,
     skip_class: Option<usize>,
 ) -> Result<Vec<Labelled>, DecodeError> {
-    let wanted = |c: usize| {
-        Some(c) != skip_class && params.classes.as_ref().is_none_or(|only| only.contains(&c))
-    };
     // A normalised box on the input, in the image's pixels (not clipped yet).
     let to_image = |b: &[f32]| {
         let (w, h) = (input_w as f32, input_h as f32);
@@ -39,7 +36,8 @@ pub fn decode(
                     continue;
                 }
                 let class = class as usize;
-                if wanted(class) {
+                let only = params.classes.as_ref();
+                if Some(class) != skip_class && only.is_none_or(|only| only.contains(&class)) {
                     found.push(labelled(to_image(&row[3..7]), score, class));
                 }
             }
@@ -54,6 +52,11 @@ pub fn decode(
                     (second, first)
                 };
             let (n, classes) = decoded(boxes_shape, scores_shape, scores.len())?;
+            // One score per box is the object's: there is no background column to skip.
+            let wanted = |c: usize| {
+                (classes == 1 || Some(c) != skip_class)
+                    && params.classes.as_ref().is_none_or(|only| only.contains(&c))
+            };
             for (i, b) in boxes.chunks_exact(4).take(n).enumerate() {
                 for class in (0..classes).filter(|&c| wanted(c)) {
                     let score = scores[i * classes + class];
@@ -252,10 +255,10 @@ mod tests {
             stretch(),
             IMAGE,
             &Params::default(),
-            None,
+            Some(0),
         )
         .expect("decodes");
-        assert_eq!(out.len(), 1, "the same box twice is one");
+        assert_eq!(out.len(), 1, "the same box twice is one, and never background");
         assert_eq!((out[0].class, out[0].detection.confidence), (0, 0.7));
     }
 

@@ -53,7 +53,7 @@ impl Fit {
     }
 
     /// A point of the input in the image's pixels.
-    pub(crate) fn to_image(self, x: f32, y: f32) -> (f32, f32) {
+    pub fn to_image(self, x: f32, y: f32) -> (f32, f32) {
         match self {
             Fit::Letterbox {
                 scale,

@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod build;
 pub mod manifest;
+pub mod onnx;
 pub mod pipeline;
 pub mod scaffold;
 pub mod workspace;

@@ -85,12 +85,7 @@ const RUST: &[(&str, &str)] = &[
 /// Writes a new package `name` in `language` into `dir` (made; it must not hold anything).
 /// Returns the files written, relative to `dir`.
 pub fn create(dir: &Path, name: &str, language: Language) -> Result<Vec<PathBuf>, ScaffoldError> {
-    if !crate::package::manifest::is_name(name) {
-        return Err(ScaffoldError::BadName { name: name.into() });
-    }
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(ScaffoldError::Exists { dir: dir.into() });
-    }
+    check(dir, name)?;
     let files = match language {
         Language::Python => PYTHON,
         Language::Rust => RUST,
@@ -102,19 +97,35 @@ pub fn create(dir: &Path, name: &str, language: Language) -> Result<Vec<PathBuf>
         let text = text
             .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name);
-        let write = || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, text)
-        };
-        write().map_err(|error| ScaffoldError::Write {
-            path: path.clone(),
-            error,
-        })?;
+        write(&path, text.as_bytes())?;
         written.push(PathBuf::from(file));
     }
     Ok(written)
+}
+
+/// Refuses a bad package name, or a folder that holds something.
+pub(crate) fn check(dir: &Path, name: &str) -> Result<(), ScaffoldError> {
+    if !crate::package::manifest::is_name(name) {
+        return Err(ScaffoldError::BadName { name: name.into() });
+    }
+    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(ScaffoldError::Exists { dir: dir.into() });
+    }
+    Ok(())
+}
+
+/// Writes a package's file, making its folders.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), ScaffoldError> {
+    let write = || -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)
+    };
+    write().map_err(|error| ScaffoldError::Write {
+        path: path.into(),
+        error,
+    })
 }
 
 #[cfg(test)]

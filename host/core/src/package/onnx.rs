@@ -1,0 +1,433 @@
+//! `prelabel new onnx NAME --model FILE`: a package around a user's own ONNX detector, no
+//! code written. The model is read here (its outputs' shapes give the format, its declared
+//! input the size, its metadata the class names) so that what cannot work is said now, not
+//! at the first item; the folder gets the model, the labels, the `onnx-detector` component
+//! (built from this checkout) and a manifest whose init inputs say how to run the model,
+//! each one a default the service can override.
+
+use std::path::{Path, PathBuf};
+
+pub use onnx_model::Format;
+use onnx_model::Graph;
+use serde::Serialize;
+
+use crate::package::manifest::{self, Manifest};
+use crate::package::scaffold::{self, ScaffoldError};
+use crate::package::workspace::{BuildError, GUEST_TARGET, Workspace};
+
+/// The component every such package runs.
+const COMPONENT: &str = "onnx-detector";
+/// What the files are called inside the package.
+const MODEL: &str = "model.onnx";
+const LABELS: &str = "labels.txt";
+
+/// How to run the model; `None` is what the model (or its format) says.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub model: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub format: Option<Format>,
+    /// `graph`, `image` or `WIDTHxHEIGHT`.
+    pub input_size: Option<String>,
+    pub resize: Option<String>,
+    pub scale: Option<f64>,
+    /// One number or three, separated by commas.
+    pub mean: Option<String>,
+    pub std: Option<String>,
+    pub channels: Option<String>,
+    pub min_confidence: Option<f64>,
+    pub iou: Option<f64>,
+}
+
+/// Why a model does not become a package.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error(transparent)]
+    Scaffold(#[from] ScaffoldError),
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{} is not an ONNX model we can read: {error}", path.display())]
+    Model {
+        path: PathBuf,
+        #[source]
+        error: onnx_model::Error,
+    },
+    #[error("cannot tell the model's format from its {reason}")]
+    Format { reason: String },
+    #[error(
+        "the model declares its input as {shape}, leaving its size open; say --input-size WIDTHxHEIGHT (or `image` for a fully convolutional model)"
+    )]
+    OpenSize { shape: String },
+    #[error("--{option} {value}: {expected}")]
+    Option {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("cannot build the {COMPONENT} component: {0}")]
+    Build(#[from] BuildError),
+}
+
+/// What was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Made {
+    pub files: Vec<PathBuf>,
+    pub format: &'static str,
+    /// Whether the format was guessed from the outputs.
+    pub guessed: bool,
+    pub input_size: String,
+    /// How many class names the package has, and where they came from.
+    pub labels: usize,
+    pub labels_from: &'static str,
+}
+
+/// The init inputs' defaults for a format: how its exporters fit, scale and threshold.
+struct Defaults {
+    resize: &'static str,
+    scale: f64,
+    min_confidence: f64,
+    iou: f64,
+}
+
+fn defaults(format: Format) -> Defaults {
+    match format {
+        // Ultralytics' export and predict: letterbox, values over 255, 0.25 and 0.45.
+        Format::Yolov5 | Format::Yolov8 => Defaults {
+            resize: "letterbox",
+            scale: 1.0 / 255.0,
+            min_confidence: 0.25,
+            iou: 0.45,
+        },
+        // OpenCV's SSDs take raw values stretched to the input; 0.5 as the seed keeps faces.
+        Format::Ssd => Defaults {
+            resize: "stretch",
+            scale: 1.0,
+            min_confidence: 0.5,
+            iou: 0.45,
+        },
+        // CenterFace's reference: raw values, the image's own size, 0.5 and NMS at 0.3.
+        Format::CenterNet => Defaults {
+            resize: "stretch",
+            scale: 1.0,
+            min_confidence: 0.5,
+            iou: 0.3,
+        },
+    }
+}
+
+/// Writes package `name` around `options.model` into `dir` (made; it must not hold anything).
+pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxError> {
+    scaffold::check(dir, name)?;
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|error| OnnxError::Read {
+            path: path.into(),
+            error,
+        })
+    };
+    let bytes = read(&options.model)?;
+    let graph = Graph::read(&bytes).map_err(|error| OnnxError::Model {
+        path: options.model.clone(),
+        error,
+    })?;
+    let (format, guessed) = match options.format {
+        Some(format) => (format, false),
+        None => (
+            graph
+                .format()
+                .map_err(|reason| OnnxError::Format { reason })?,
+            true,
+        ),
+    };
+    let input_size = input_size(&graph, format, options.input_size.as_deref())?;
+    let labels = match &options.labels {
+        Some(path) => Some(read(path)?),
+        None => None,
+    };
+    let (label_count, labels_from) = match (&labels, &graph.names) {
+        (Some(text), _) => (
+            String::from_utf8_lossy(text)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count(),
+            "the labels file",
+        ),
+        (None, Some(names)) => (names.len(), "the model's metadata"),
+        (None, None) => (
+            0,
+            "nowhere: boxes are labelled `class N`; give --labels FILE",
+        ),
+    };
+    let text = manifest_text(name, format, &input_size, labels.is_some(), options)?;
+
+    let workspace = Workspace::find()?;
+    workspace.build_guest(COMPONENT)?;
+    let wasm = workspace
+        .root
+        .join("target")
+        .join(GUEST_TARGET)
+        .join("release")
+        .join(format!("{}.wasm", COMPONENT.replace('-', "_")));
+    let component = read(&wasm)?;
+
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (manifest::FILE_NAME, text.into_bytes()),
+        ("onnx-detector.wasm", component),
+        (MODEL, bytes),
+    ];
+    if let Some(labels) = labels {
+        files.push((LABELS, labels));
+    }
+    let mut written = Vec::new();
+    for (file, bytes) in files {
+        scaffold::write(&dir.join(file), &bytes)?;
+        written.push(PathBuf::from(file));
+    }
+    // What we wrote must read as any package does.
+    Manifest::from_file(&dir.join(manifest::FILE_NAME)).map_err(|e| OnnxError::Option {
+        option: "model",
+        value: e.to_string(),
+        expected: "the manifest made from these options does not read",
+    })?;
+    Ok(Made {
+        files: written,
+        format: format.name(),
+        guessed,
+        input_size,
+        labels: label_count,
+        labels_from,
+    })
+}
+
+/// The input size to write: what was asked, else the graph's, else `image` for CenterNet.
+fn input_size(graph: &Graph, format: Format, asked: Option<&str>) -> Result<String, OnnxError> {
+    match asked {
+        Some("graph") | None => match graph.fixed_size() {
+            // CenterNet heads are fully convolutional; their declared size is a placeholder
+            // (CenterFace declares 32x32 at a batch of 10).
+            _ if format == Format::CenterNet && asked.is_none() => Ok("image".into()),
+            Some((w, h)) => Ok(format!("{w}x{h}")),
+            None => Err(OnnxError::OpenSize {
+                shape: show(&graph.input_shape),
+            }),
+        },
+        Some("image") => Ok("image".into()),
+        Some(size) => {
+            let parsed = size.split_once('x').and_then(|(w, h)| {
+                let (w, h) = (w.parse::<u32>().ok()?, h.parse::<u32>().ok()?);
+                ((1..=4096).contains(&w) && (1..=4096).contains(&h)).then_some((w, h))
+            });
+            match parsed {
+                Some((w, h)) => Ok(format!("{w}x{h}")),
+                None => Err(OnnxError::Option {
+                    option: "input-size",
+                    value: size.into(),
+                    expected: "must be `graph`, `image` or WIDTHxHEIGHT, each side 1 to 4096",
+                }),
+            }
+        }
+    }
+}
+
+fn show(shape: &[Option<usize>]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or("?".into(), |d| d.to_string()))
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// One number, or three separated by commas, each finite.
+fn check_triple(option: &'static str, value: &str) -> Result<(), OnnxError> {
+    let values: Result<Vec<f64>, _> = value.split(',').map(|v| v.trim().parse()).collect();
+    match values {
+        Ok(v) if (v.len() == 1 || v.len() == 3) && v.iter().all(|x| x.is_finite()) => Ok(()),
+        _ => Err(OnnxError::Option {
+            option,
+            value: value.into(),
+            expected: "must be one number or three separated by commas",
+        }),
+    }
+}
+
+fn one_of(option: &'static str, value: &str, names: [&str; 2]) -> Result<(), OnnxError> {
+    if names.contains(&value) {
+        Ok(())
+    } else {
+        Err(OnnxError::Option {
+            option,
+            value: value.into(),
+            expected: if option == "resize" {
+                "must be `letterbox` or `stretch`"
+            } else {
+                "must be `rgb` or `bgr`"
+            },
+        })
+    }
+}
+
+fn fraction(option: &'static str, value: f64) -> Result<f64, OnnxError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(OnnxError::Option {
+            option,
+            value: value.to_string(),
+            expected: "must be within 0..1",
+        })
+    }
+}
+
+/// The manifest, every init input's default set from the options and the format.
+fn manifest_text(
+    name: &str,
+    format: Format,
+    input_size: &str,
+    has_labels: bool,
+    options: &Options,
+) -> Result<String, OnnxError> {
+    let d = defaults(format);
+    let resize = options.resize.as_deref().unwrap_or(d.resize);
+    one_of("resize", resize, ["letterbox", "stretch"])?;
+    let channels = options.channels.as_deref().unwrap_or("rgb");
+    one_of("channels", channels, ["rgb", "bgr"])?;
+    let mean = options.mean.as_deref().unwrap_or("0, 0, 0");
+    check_triple("mean", mean)?;
+    let std = options.std.as_deref().unwrap_or("1, 1, 1");
+    check_triple("std", std)?;
+    let scale = options.scale.unwrap_or(d.scale);
+    if !scale.is_finite() {
+        return Err(OnnxError::Option {
+            option: "scale",
+            value: scale.to_string(),
+            expected: "must be a number",
+        });
+    }
+    let min_confidence = fraction(
+        "min-confidence",
+        options.min_confidence.unwrap_or(d.min_confidence),
+    )?;
+    let iou = fraction("iou", options.iou.unwrap_or(d.iou))?;
+    let string = |s: &str| toml::Value::String(s.into()).to_string();
+    let float = |f: f64| toml::Value::Float(f).to_string();
+    let mut text = format!(
+        "# {name}: an ONNX detector packaged by `prelabel new onnx` (the onnx-detector component).\n\
+         # `prelabel detect . IMAGES` tries it; `prelabel package push .` stores it. Each init input\n\
+         # below is a default a service may override (`prelabel service deploy --input NAME=VALUE`).\n\
+         name = {}\nversion = \"0.1.0\"\ndescription = {}\ncomponent = \"onnx-detector.wasm\"\n\n\
+         [[artifacts]]\nname = \"{MODEL}\"\npath = \"{MODEL}\"\n",
+        string(name),
+        string(&format!(
+            "Detects objects with a {} ONNX model.",
+            format.name()
+        )),
+    );
+    if has_labels {
+        text.push_str(&format!(
+            "\n[[artifacts]]\nname = \"{LABELS}\"\npath = \"{LABELS}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[module]\nname = {}\n",
+        string(&name.replace('-', "_"))
+    ));
+    let inputs: [(&str, &str, String, &str); 14] = [
+        (
+            "model_filename",
+            "string",
+            string(MODEL),
+            "The artifact holding the ONNX model.",
+        ),
+        (
+            "labels_filename",
+            "string",
+            string(if has_labels { LABELS } else { "" }),
+            "The artifact with a class name per line; empty: the model's metadata `names`, else `class N`.",
+        ),
+        (
+            "format",
+            "string",
+            string(format.name()),
+            "How the outputs read: auto, yolov5, yolov8, ssd or centernet.",
+        ),
+        (
+            "input_size",
+            "string",
+            string(input_size),
+            "The network's input: WIDTHxHEIGHT, `graph` (as the model declares it) or `image` (the image's size, rounded up to 32).",
+        ),
+        (
+            "max_side",
+            "integer",
+            "1280".into(),
+            "With input_size `image`: the cap on the longer side (32 to 4096).",
+        ),
+        (
+            "resize",
+            "string",
+            string(resize),
+            "How the image is fitted to the input: `letterbox` (aspect kept, grey padding) or `stretch`.",
+        ),
+        (
+            "scale",
+            "float",
+            float(scale),
+            "Each pixel value (0-255) is multiplied by this first.",
+        ),
+        (
+            "mean",
+            "string",
+            string(mean),
+            "Then this is subtracted (one number, or three in the tensor's channel order).",
+        ),
+        (
+            "std",
+            "string",
+            string(std),
+            "Then it is divided by this (one number or three).",
+        ),
+        (
+            "channels",
+            "string",
+            string(channels),
+            "The tensor's channel order: `rgb` or `bgr`.",
+        ),
+        (
+            "min_confidence",
+            "float",
+            float(min_confidence),
+            "Boxes under this confidence are dropped.",
+        ),
+        (
+            "iou",
+            "float",
+            float(iou),
+            "A box overlapping a better one of its class by more than this is dropped (NMS).",
+        ),
+        (
+            "classes",
+            "string",
+            string(""),
+            "Only these labels, separated by commas; empty keeps all.",
+        ),
+        (
+            "inference",
+            "string",
+            string("guest"),
+            "Who runs the network: `guest` (tract inside the component) or `host` (natively through wasi-nn; needs --allow-inference).",
+        ),
+    ];
+    for (name, ty, default, description) in inputs {
+        text.push_str(&format!(
+            "\n[[module.init_inputs]]\nname = \"{name}\"\ntype = \"{ty}\"\ndefault = {default}\ndescription = {}\n",
+            string(description)
+        ));
+    }
+    text.push_str(
+        "\n[[module.functions]]\nname = \"detect\"\ndescription = \"Finds objects in an image and returns a labelled box for each.\"\ninputs = [{ name = \"item\", type = \"item\" }]\n",
+    );
+    Ok(text)
+}
