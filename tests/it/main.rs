@@ -20,6 +20,7 @@ mod link;
 mod manifest;
 mod metrics;
 mod new;
+mod onnx;
 mod outbound;
 mod people;
 mod pipeline;

@@ -131,7 +131,7 @@ impl Maps {
         let mut faces = Vec::new();
         for (index, &score) in self.heatmap.iter().enumerate() {
             // NaN is never above the threshold.
-            if !(score > threshold) {
+            if score.is_nan() || score <= threshold {
                 continue;
             }
             let (r, c) = ((index / self.cols) as f32, (index % self.cols) as f32);

@@ -32,7 +32,7 @@ pub fn decode(
             for row in values.chunks_exact(7).take(rows) {
                 let (class, score) = (row[1], row[2]);
                 // The layer pads with rows of class -1; a class is a whole number.
-                if !(class >= 0.0) || score.is_nan() || score < params.confidence {
+                if class.is_nan() || class < 0.0 || score.is_nan() || score < params.confidence {
                     continue;
                 }
                 let class = class as usize;
@@ -258,7 +258,11 @@ mod tests {
             Some(0),
         )
         .expect("decodes");
-        assert_eq!(out.len(), 1, "the same box twice is one, and never background");
+        assert_eq!(
+            out.len(),
+            1,
+            "the same box twice is one, and never background"
+        );
         assert_eq!((out[0].class, out[0].detection.confidence), (0, 0.7));
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod attacks;
+pub mod graphs;
 pub mod postgres;
 pub mod s3;
 pub mod server;

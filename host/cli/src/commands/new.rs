@@ -119,10 +119,12 @@ impl Args {
         for file in files {
             println!("  {}", file.display());
         }
-        println!(
-            "try it: prelabel detect {} IMAGE... (builds it first)",
-            dir.display()
-        );
+        let builds = if self.kind == "onnx" {
+            ""
+        } else {
+            " (builds it first)"
+        };
+        println!("try it: prelabel detect {} IMAGE...{builds}", dir.display());
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -20,6 +20,8 @@ const COMPONENT: &str = "onnx-detector";
 /// What the files are called inside the package.
 const MODEL: &str = "model.onnx";
 const LABELS: &str = "labels.txt";
+/// The manifest, its `{{...}}` filled in by [`manifest_text`].
+const TEMPLATE: &str = include_str!("../../templates/onnx/prelabel.toml");
 
 /// How to run the model; `None` is what the model (or its format) says.
 #[derive(Debug, Clone, Default)]
@@ -147,31 +149,10 @@ pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxErr
         Some(path) => Some(read(path)?),
         None => None,
     };
-    let (label_count, labels_from) = match (&labels, &graph.names) {
-        (Some(text), _) => (
-            String::from_utf8_lossy(text)
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .count(),
-            "the labels file",
-        ),
-        (None, Some(names)) => (names.len(), "the model's metadata"),
-        (None, None) => (
-            0,
-            "nowhere: boxes are labelled `class N`; give --labels FILE",
-        ),
-    };
+    let (label_count, labels_from) = count_labels(labels.as_deref(), &graph);
     let text = manifest_text(name, format, &input_size, labels.is_some(), options)?;
 
-    let workspace = Workspace::find()?;
-    workspace.build_guest(COMPONENT)?;
-    let wasm = workspace
-        .root
-        .join("target")
-        .join(GUEST_TARGET)
-        .join("release")
-        .join(format!("{}.wasm", COMPONENT.replace('-', "_")));
-    let component = read(&wasm)?;
+    let component = component()?;
 
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (manifest::FILE_NAME, text.into_bytes()),
@@ -200,6 +181,37 @@ pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxErr
         labels: label_count,
         labels_from,
     })
+}
+
+/// The onnx-detector component, built from this checkout (cheap when it is up to date).
+fn component() -> Result<Vec<u8>, OnnxError> {
+    let workspace = Workspace::find()?;
+    workspace.build_guest(COMPONENT)?;
+    let wasm = workspace
+        .root
+        .join("target")
+        .join(GUEST_TARGET)
+        .join("release")
+        .join(format!("{}.wasm", COMPONENT.replace('-', "_")));
+    std::fs::read(&wasm).map_err(|error| OnnxError::Read { path: wasm, error })
+}
+
+/// How many class names the package has, and where from.
+fn count_labels(file: Option<&[u8]>, graph: &Graph) -> (usize, &'static str) {
+    match (file, &graph.names) {
+        (Some(text), _) => (
+            String::from_utf8_lossy(text)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count(),
+            "the labels file",
+        ),
+        (None, Some(names)) => (names.len(), "the model's metadata"),
+        (None, None) => (
+            0,
+            "nowhere: boxes are labelled `class N`; give --labels FILE",
+        ),
+    }
 }
 
 /// The input size to write: what was asked, else the graph's, else `image` for CenterNet.
@@ -306,128 +318,34 @@ fn manifest_text(
             expected: "must be a number",
         });
     }
-    let min_confidence = fraction(
-        "min-confidence",
-        options.min_confidence.unwrap_or(d.min_confidence),
-    )?;
-    let iou = fraction("iou", options.iou.unwrap_or(d.iou))?;
+    let min_confidence = options.min_confidence.unwrap_or(d.min_confidence);
+    let iou = options.iou.unwrap_or(d.iou);
+    // Strings the user typed are quoted as TOML quotes them; the rest are checked names.
     let string = |s: &str| toml::Value::String(s.into()).to_string();
     let float = |f: f64| toml::Value::Float(f).to_string();
-    let mut text = format!(
-        "# {name}: an ONNX detector packaged by `prelabel new onnx` (the onnx-detector component).\n\
-         # `prelabel detect . IMAGES` tries it; `prelabel package push .` stores it. Each init input\n\
-         # below is a default a service may override (`prelabel service deploy --input NAME=VALUE`).\n\
-         name = {}\nversion = \"0.1.0\"\ndescription = {}\ncomponent = \"onnx-detector.wasm\"\n\n\
-         [[artifacts]]\nname = \"{MODEL}\"\npath = \"{MODEL}\"\n",
-        string(name),
-        string(&format!(
-            "Detects objects with a {} ONNX model.",
-            format.name()
-        )),
-    );
-    if has_labels {
-        text.push_str(&format!(
-            "\n[[artifacts]]\nname = \"{LABELS}\"\npath = \"{LABELS}\"\n"
-        ));
-    }
-    text.push_str(&format!(
-        "\n[module]\nname = {}\n",
-        string(&name.replace('-', "_"))
-    ));
-    let inputs: [(&str, &str, String, &str); 14] = [
-        (
-            "model_filename",
-            "string",
-            string(MODEL),
-            "The artifact holding the ONNX model.",
-        ),
-        (
-            "labels_filename",
-            "string",
-            string(if has_labels { LABELS } else { "" }),
-            "The artifact with a class name per line; empty: the model's metadata `names`, else `class N`.",
-        ),
-        (
-            "format",
-            "string",
-            string(format.name()),
-            "How the outputs read: auto, yolov5, yolov8, ssd or centernet.",
-        ),
-        (
-            "input_size",
-            "string",
-            string(input_size),
-            "The network's input: WIDTHxHEIGHT, `graph` (as the model declares it) or `image` (the image's size, rounded up to 32).",
-        ),
-        (
-            "max_side",
-            "integer",
-            "1280".into(),
-            "With input_size `image`: the cap on the longer side (32 to 4096).",
-        ),
-        (
-            "resize",
-            "string",
-            string(resize),
-            "How the image is fitted to the input: `letterbox` (aspect kept, grey padding) or `stretch`.",
-        ),
-        (
-            "scale",
-            "float",
-            float(scale),
-            "Each pixel value (0-255) is multiplied by this first.",
-        ),
-        (
-            "mean",
-            "string",
-            string(mean),
-            "Then this is subtracted (one number, or three in the tensor's channel order).",
-        ),
-        (
-            "std",
-            "string",
-            string(std),
-            "Then it is divided by this (one number or three).",
-        ),
-        (
-            "channels",
-            "string",
-            string(channels),
-            "The tensor's channel order: `rgb` or `bgr`.",
-        ),
-        (
-            "min_confidence",
-            "float",
-            float(min_confidence),
-            "Boxes under this confidence are dropped.",
-        ),
-        (
-            "iou",
-            "float",
-            float(iou),
-            "A box overlapping a better one of its class by more than this is dropped (NMS).",
-        ),
-        (
-            "classes",
-            "string",
-            string(""),
-            "Only these labels, separated by commas; empty keeps all.",
-        ),
-        (
-            "inference",
-            "string",
-            string("guest"),
-            "Who runs the network: `guest` (tract inside the component) or `host` (natively through wasi-nn; needs --allow-inference).",
-        ),
-    ];
-    for (name, ty, default, description) in inputs {
-        text.push_str(&format!(
-            "\n[[module.init_inputs]]\nname = \"{name}\"\ntype = \"{ty}\"\ndefault = {default}\ndescription = {}\n",
-            string(description)
-        ));
-    }
-    text.push_str(
-        "\n[[module.functions]]\nname = \"detect\"\ndescription = \"Finds objects in an image and returns a labelled box for each.\"\ninputs = [{ name = \"item\", type = \"item\" }]\n",
-    );
-    Ok(text)
+    let labels_artifact = if has_labels {
+        format!("\n[[artifacts]]\nname = \"{LABELS}\"\npath = \"{LABELS}\"\n")
+    } else {
+        String::new()
+    };
+    Ok(TEMPLATE
+        .replace("{{name}}", name)
+        .replace("{{crate}}", &name.replace('-', "_"))
+        .replace("{{format}}", format.name())
+        .replace("{{labels_artifact}}", &labels_artifact)
+        .replace(
+            "{{labels_filename}}",
+            &string(if has_labels { LABELS } else { "" }),
+        )
+        .replace("{{input_size}}", input_size)
+        .replace("{{resize}}", resize)
+        .replace("{{scale}}", &float(scale))
+        .replace("{{mean}}", &string(mean))
+        .replace("{{std}}", &string(std))
+        .replace("{{channels}}", channels)
+        .replace(
+            "{{min_confidence}}",
+            &float(fraction("min-confidence", min_confidence)?),
+        )
+        .replace("{{iou}}", &float(fraction("iou", iou)?)))
 }
