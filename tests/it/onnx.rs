@@ -363,3 +363,84 @@ fn models_and_settings_that_cannot_work_are_refused_naming_why() {
     let error = detect_error(&bomb, &images, &[]);
     assert!(error.contains("artifact `model.onnx`"), "{error}");
 }
+
+/// NudeNet 3.4.2's bundled detector (a YOLOv8n export, dynamic sizes, 18 classes named in its
+/// metadata), from its wheel on PyPI as a user gets it.
+fn nudenet_model() -> PathBuf {
+    let venv = venv("nudenet-venv", &["--no-deps", "nudenet==3.4.2"]);
+    let pattern = venv.join("lib/python3*/site-packages/nudenet/320n.onnx");
+    glob::glob(path(&pattern))
+        .expect("a pattern")
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no {} after pip install", pattern.display()))
+}
+
+#[test]
+fn a_real_detector_from_pypi_gives_what_its_own_package_finds() {
+    let dir = tempdir();
+    // NudeNet's own pipeline, read from its code: pad right and below to a square with black,
+    // resize, values over 255, BGR (its RGBA2BGR on a 3-channel image swaps to RGB, then
+    // blobFromImage swaps back), one NMS over all classes at 0.45, scores from 0.25.
+    let (said, package) = package(
+        dir.path(),
+        "nudenet",
+        &[
+            "--model",
+            path(&nudenet_model()),
+            "--resize",
+            "letterbox-corner",
+            "--pad-value",
+            "0",
+            "--channels",
+            "bgr",
+            "--agnostic-nms",
+        ],
+    );
+    assert!(
+        said.contains(
+            "format yolov8 (from its outputs), input 320x320, 18 labels from the model's metadata"
+        ),
+        "{said}"
+    );
+    let results = detect(&package, &fixtures().join("images"), &[]);
+    let mut found = 0;
+    for r in &results {
+        let name = r["name"].as_str().expect("name");
+        let stem = name.rsplit_once('.').expect("an extension").0;
+        let file = fixtures().join(format!("reference/nudenet/{stem}.json"));
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(&file).expect("reference")).expect("JSON");
+        let want = reference["detections"].as_array().expect("detections");
+        let got: Vec<(&Value, ([f32; 4], f32))> = r["annotations"]
+            .as_array()
+            .expect("annotations")
+            .iter()
+            .zip(boxes(r))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{name}: {got:?}");
+        for w in want {
+            let b: Vec<f32> = w["box"]
+                .as_array()
+                .expect("box")
+                .iter()
+                .map(|v| v.as_f64().expect("number") as f32)
+                .collect();
+            // NudeNet answers x, y, width, height in whole pixels (truncated).
+            let wb = [b[0], b[1], b[0] + b[2], b[1] + b[3]];
+            let (a, (gb, gc)) = got
+                .iter()
+                .max_by(|x, y| iou(&x.1.0, &wb).total_cmp(&iou(&y.1.0, &wb)))
+                .expect("a box");
+            assert_eq!(a["label"], w["label"], "{name}");
+            assert!(iou(gb, &wb) >= 0.95, "{name}: {gb:?} against {wb:?}");
+            // The same pixels give the same scores; a JPEG is decoded by another library than
+            // NudeNet's OpenCV, a few levels apart, which moves a score by up to 0.02.
+            let tolerance = if name.ends_with(".png") { 1e-3 } else { 0.03 };
+            let wc = w["confidence"].as_f64().expect("confidence") as f32;
+            assert!((gc - wc).abs() <= tolerance, "{name}: {gc} against {wc}");
+        }
+        found += want.len();
+    }
+    assert_eq!(found, 5, "NudeNet's faces on the sample photos");
+}

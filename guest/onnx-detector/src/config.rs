@@ -86,6 +86,14 @@ impl Inputs<'_> {
         Ok(value as u32)
     }
 
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, Error> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Value::Boolean(b)) => Ok(*b),
+            Some(other) => Err(Self::wrong(name, "a boolean", other)),
+        }
+    }
+
     /// Three numbers, `"104, 117, 123"` (one number is all three).
     fn triple(&self, name: &str, default: [f32; 3]) -> Result<[f32; 3], Error> {
         let text = self.string(name, "")?;
@@ -139,12 +147,14 @@ impl Setup {
         };
         let input = input_size(&inputs, &graph)?;
         let labels = labels(&inputs, &graph)?;
+        let pad = inputs.integer("pad_value", 114, 0..=255)? as u8;
         let resize = match inputs.string("resize", "letterbox")?.as_str() {
-            "letterbox" => Resize::Letterbox,
+            "letterbox" => Resize::Letterbox { corner: false, pad },
+            "letterbox-corner" => Resize::Letterbox { corner: true, pad },
             "stretch" => Resize::Stretch,
             other => {
                 return Err(invalid(format!(
-                    "init input `resize` must be `letterbox` or `stretch`, got `{other}`"
+                    "init input `resize` must be `letterbox`, `letterbox-corner` or `stretch`, got `{other}`"
                 )));
             }
         };
@@ -173,6 +183,7 @@ impl Setup {
             iou: inputs.float("iou", 0.45, 0.0..=1.0)?,
             classes,
             max_detections: inputs.integer("max_detections", 300, 1..=100_000)? as usize,
+            agnostic: inputs.boolean("agnostic_nms", false)?,
         };
         let background = labels
             .first()

@@ -18,6 +18,9 @@ pub struct Graph {
     pub outputs: Vec<(String, Shape)>,
     /// The class names from the metadata's `names`, when it has them in a form we read.
     pub names: Option<Vec<String>>,
+    /// The size it was trained at, from Ultralytics' `imgsz` metadata (`[height, width]`), as
+    /// (width, height): the input size of a dynamic export.
+    pub imgsz: Option<(u32, u32)>,
 }
 
 impl Graph {
@@ -36,11 +39,15 @@ impl Graph {
             .iter()
             .find(|i| !weights.contains(&i.name.as_str()))
             .ok_or_else(|| Error::Model("the graph has no input".into()))?;
-        let names = proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == "names")
-            .and_then(|p| crate::parse_names(&p.value));
+        let metadata = |key: &str| {
+            proto
+                .metadata_props
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.as_str())
+        };
+        let names = metadata("names").and_then(crate::parse_names);
+        let imgsz = metadata("imgsz").and_then(imgsz);
         Ok(Self {
             input: input.name.clone(),
             input_shape: shape(input),
@@ -50,14 +57,16 @@ impl Graph {
                 .map(|o| (o.name.clone(), shape(o)))
                 .collect(),
             names,
+            imgsz,
         })
     }
 
-    /// The input's width and height when the graph fixes them (`[N, 3, H, W]`).
+    /// The input's width and height when the graph fixes them (`[N, 3, H, W]`), else the
+    /// size the metadata says it was trained at.
     pub fn fixed_size(&self) -> Option<(u32, u32)> {
         match self.input_shape[..] {
             [_, _, Some(h), Some(w)] => Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?)),
-            _ => None,
+            _ => self.imgsz,
         }
     }
 
@@ -66,6 +75,14 @@ impl Graph {
         let shapes: Vec<Shape> = self.outputs.iter().map(|(_, s)| s.clone()).collect();
         format::guess(&shapes)
     }
+}
+
+/// `[320, 320]` (height, width) as (width, height), each side 1 to 4096.
+fn imgsz(text: &str) -> Option<(u32, u32)> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (h, w) = inner.split_once(',')?;
+    let (h, w) = (h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?);
+    ((1..=4096).contains(&w) && (1..=4096).contains(&h)).then_some((w, h))
 }
 
 /// A value's declared shape: positive sizes as `Some`, symbolic or unknown ones as `None`.
@@ -89,4 +106,18 @@ fn shape(value: &pb::ValueInfoProto) -> Shape {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ultralytics_imgsz_reads_as_width_and_height() {
+        assert_eq!(imgsz("[320, 640]"), Some((640, 320)));
+        assert_eq!(imgsz(" [64,64] "), Some((64, 64)));
+        for bad in ["320", "[0, 320]", "[320, 99999]", "[a, b]", "[320, 320, 3]"] {
+            assert_eq!(imgsz(bad), None, "{bad}");
+        }
+    }
 }

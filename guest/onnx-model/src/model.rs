@@ -31,7 +31,10 @@ impl Model {
     /// Parses the model and plans it for a first input of `width` x `height`, so that a
     /// model tract cannot run fails here rather than on the first image.
     pub fn from_onnx(bytes: &[u8], (width, height): (u32, u32)) -> Result<Self, Error> {
+        // Dynamic exports declare intermediate shapes over a symbolic batch, which the
+        // concrete input would contradict: the input's fact alone decides them.
         let model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
             .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| Error::Model(format!("{e:#}")))?;
         let model = Self {

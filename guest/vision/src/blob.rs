@@ -11,8 +11,22 @@ use crate::yolo::Fit;
 /// How an image is fitted to the network's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resize {
-    Letterbox,
+    /// Scaled keeping its aspect and padded with grey `pad`: centred around it as Ultralytics
+    /// does; or (`corner`) padded right and below to the input's shape, then scaled, as
+    /// NudeNet does.
+    Letterbox {
+        corner: bool,
+        pad: u8,
+    },
     Stretch,
+}
+
+impl Resize {
+    /// Ultralytics' letterbox: centred, grey 114.
+    pub const LETTERBOX: Resize = Resize::Letterbox {
+        corner: false,
+        pad: PAD,
+    };
 }
 
 /// What each pixel value becomes: `(value * scale - mean[c]) / std[c]`, channels in BGR
@@ -99,7 +113,29 @@ fn fitted(image: &RgbImage, width: u32, height: u32, resize: Resize) -> (RgbImag
             resize_linear(image, width, height),
             Fit::stretch(w, h, width, height),
         ),
-        Resize::Letterbox => {
+        Resize::Letterbox { corner: true, pad } => {
+            // Padded right and below to the input's shape at the image's own resolution,
+            // then the whole resized, as NudeNet does: no rounding of the scaled size.
+            let (padded_w, padded_h) =
+                if u64::from(w) * u64::from(height) >= u64::from(h) * u64::from(width) {
+                    (
+                        w,
+                        (u64::from(w) * u64::from(height)).div_ceil(u64::from(width)) as u32,
+                    )
+                } else {
+                    (
+                        (u64::from(h) * u64::from(width)).div_ceil(u64::from(height)) as u32,
+                        h,
+                    )
+                };
+            let mut canvas = RgbImage::from_pixel(padded_w, padded_h, image::Rgb([pad; 3]));
+            image::imageops::replace(&mut canvas, image, 0, 0);
+            (
+                resize_linear(&canvas, width, height),
+                Fit::stretch(padded_w, padded_h, width, height),
+            )
+        }
+        Resize::Letterbox { corner: false, pad } => {
             let fit = Fit::letterbox(w, h, width, height);
             let Fit::Letterbox {
                 scale,
@@ -112,7 +148,7 @@ fn fitted(image: &RgbImage, width: u32, height: u32, resize: Resize) -> (RgbImag
             let new_w = ((w as f32 * scale).round() as u32).clamp(1, width);
             let new_h = ((h as f32 * scale).round() as u32).clamp(1, height);
             let scaled = resize_linear(image, new_w, new_h);
-            let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([PAD; 3]));
+            let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([pad; 3]));
             image::imageops::replace(&mut canvas, &scaled, pad_x as i64, pad_y as i64);
             (canvas, fit)
         }
@@ -144,7 +180,7 @@ mod tests {
     fn a_letterbox_pads_with_grey_and_maps_back() {
         // A 4x2 image into 4x4: scaled by 1, one grey row above and below.
         let image = RgbImage::from_pixel(4, 2, image::Rgb([255, 0, 51]));
-        let (values, fit) = blob(&image, (4, 4), Resize::Letterbox, &Normalise::default());
+        let (values, fit) = blob(&image, (4, 4), Resize::LETTERBOX, &Normalise::default());
         assert_eq!(
             fit,
             Fit::Letterbox {
@@ -179,10 +215,25 @@ mod tests {
     }
 
     #[test]
+    fn a_corner_letterbox_pads_right_and_below_with_its_own_value() {
+        // 4x2 into 4x4 from the corner, padded black: the image on the top two rows.
+        let image = RgbImage::from_pixel(4, 2, image::Rgb([255, 255, 255]));
+        let corner = Resize::Letterbox {
+            corner: true,
+            pad: 0,
+        };
+        let (values, fit) = blob(&image, (4, 4), corner, &Normalise::default());
+        // Padded to 4x4 at its own size, so nothing is scaled.
+        assert_eq!(fit, Fit::stretch(4, 4, 4, 4));
+        let rows: Vec<f32> = (0..4).map(|r| values[r * 4]).collect();
+        assert_eq!(rows, [1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
     fn an_odd_padding_puts_the_odd_row_after() {
         // 4x1 into 4x4: three free rows, one above (round(1.5 - 0.1)), two below.
         let image = RgbImage::from_pixel(4, 1, image::Rgb([0, 0, 0]));
-        let (values, fit) = blob(&image, (4, 4), Resize::Letterbox, &Normalise::default());
+        let (values, fit) = blob(&image, (4, 4), Resize::LETTERBOX, &Normalise::default());
         let Fit::Letterbox { pad_y, .. } = fit else {
             panic!("{fit:?}")
         };

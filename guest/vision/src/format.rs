@@ -76,6 +76,10 @@ pub fn guess(shapes: &[Shape]) -> Result<Format, String> {
                     "one output of two dimensions, but neither is clearly the candidates",
                 )),
             },
+            // A dynamic export leaves the candidates' count symbolic (it follows the input's
+            // size): the fixed dimension is the values each candidate has.
+            [_, Some(per), None] if *per > 4 => Ok(Format::Yolov8),
+            [_, None, Some(per)] if *per > 5 => Ok(Format::Yolov5),
             _ => Err(say(
                 "one output, but not [1, N, 5+C], [1, 4+C, N] or [1, 1, N, 7]",
             )),
@@ -125,6 +129,9 @@ mod tests {
         assert_eq!(guess(&[fixed(&[1, 25200, 85])]), Ok(Format::Yolov5));
         assert_eq!(guess(&[fixed(&[1, 84, 8400])]), Ok(Format::Yolov8));
         assert_eq!(guess(&[fixed(&[1, 22, 2100])]), Ok(Format::Yolov8));
+        // Dynamic exports (NudeNet's): the candidates' count is symbolic.
+        assert_eq!(guess(&[vec![None, Some(22), None]]), Ok(Format::Yolov8));
+        assert_eq!(guess(&[vec![None, None, Some(85)]]), Ok(Format::Yolov5));
         assert_eq!(guess(&[fixed(&[1, 1, 200, 7])]), Ok(Format::Ssd));
         let res10 = [fixed(&[1, 8892, 4]), fixed(&[1, 8892])];
         assert_eq!(guess(&res10), Ok(Format::Ssd));

@@ -76,6 +76,9 @@ pub struct Params {
     pub classes: Option<Vec<usize>>,
     /// At most this many boxes, best first.
     pub max_detections: usize,
+    /// One NMS over all classes (a box suppresses any class's), as Ultralytics' `agnostic`
+    /// and NudeNet's postprocessing do.
+    pub agnostic: bool,
 }
 
 impl Default for Params {
@@ -86,6 +89,7 @@ impl Default for Params {
             iou: 0.45,
             classes: None,
             max_detections: 300,
+            agnostic: false,
         }
     }
 }
@@ -224,13 +228,15 @@ pub(crate) fn per_class_nms(found: Vec<Labelled>, params: &Params) -> Vec<Labell
             [d.left, d.top, d.right, d.bottom]
         })
         .collect();
-    let mut classes: Vec<usize> = found.iter().map(|l| l.class).collect();
+    // Agnostic NMS is NMS within one class that all boxes are of.
+    let class_of = |i: usize| if params.agnostic { 0 } else { found[i].class };
+    let mut classes: Vec<usize> = (0..found.len()).map(class_of).collect();
     classes.sort_unstable();
     classes.dedup();
     let mut kept: Vec<usize> = classes
         .into_iter()
         .flat_map(|class| {
-            let of_class = order.iter().copied().filter(|&i| found[i].class == class);
+            let of_class = order.iter().copied().filter(|&i| class_of(i) == class);
             greedy_nms(&boxes, of_class, params.iou)
         })
         .collect();
@@ -281,6 +287,7 @@ mod tests {
         iou: 0.45,
         classes: None,
         max_detections: 300,
+        agnostic: false,
     };
 
     #[test]
@@ -374,6 +381,13 @@ mod tests {
         };
         let found = decode(Layout::V5, &out, &shape, fit, (100, 100), &loose);
         assert_eq!(found.expect("decodes").len(), 3);
+        // Agnostic: the class 1 box is suppressed by class 0's better one.
+        let agnostic = Params {
+            agnostic: true,
+            ..DEFAULT
+        };
+        let found = decode(Layout::V5, &out, &shape, fit, (100, 100), &agnostic);
+        assert_eq!(boxes(&found.expect("decodes")), vec![(0, [30, 30, 70, 70])]);
     }
 
     #[test]

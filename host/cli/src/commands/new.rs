@@ -44,9 +44,13 @@ struct OnnxArgs {
     /// size rounded up to 32, for fully convolutional models).
     #[arg(long, value_name = "SIZE")]
     input_size: Option<String>,
-    /// `letterbox` (aspect kept, grey padding; YOLO's default) or `stretch`.
+    /// `letterbox` (aspect kept, padded around; YOLO's default), `letterbox-corner` (padded
+    /// right and below: YOLOX, NudeNet) or `stretch`.
     #[arg(long)]
     resize: Option<String>,
+    /// The grey a letterbox pads with (default 114).
+    #[arg(long, value_name = "0-255")]
+    pad_value: Option<u8>,
     /// Pixel values (0-255) are multiplied by this (YOLO: 1/255; others: 1).
     #[arg(long)]
     scale: Option<f64>,
@@ -65,6 +69,9 @@ struct OnnxArgs {
     /// Per-class NMS overlap (YOLO and SSD: 0.45; CenterNet: 0.3).
     #[arg(long)]
     iou: Option<f64>,
+    /// One NMS over all classes instead of one per class.
+    #[arg(long)]
+    agnostic_nms: bool,
 }
 
 impl Args {
@@ -85,12 +92,14 @@ impl Args {
                         .and_then(|f| Format::from_name(&f)),
                     input_size: o.input_size,
                     resize: o.resize,
+                    pad_value: o.pad_value,
                     scale: o.scale,
                     mean: o.mean,
                     std: o.std,
                     channels: o.channels,
                     min_confidence: o.min_confidence,
                     iou: o.iou,
+                    agnostic_nms: o.agnostic_nms,
                 };
                 let made = onnx::create(&dir, &self.name, &options)?;
                 println!(

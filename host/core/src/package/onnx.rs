@@ -32,6 +32,7 @@ pub struct Options {
     /// `graph`, `image` or `WIDTHxHEIGHT`.
     pub input_size: Option<String>,
     pub resize: Option<String>,
+    pub pad_value: Option<u8>,
     pub scale: Option<f64>,
     /// One number or three, separated by commas.
     pub mean: Option<String>,
@@ -39,6 +40,7 @@ pub struct Options {
     pub channels: Option<String>,
     pub min_confidence: Option<f64>,
     pub iou: Option<f64>,
+    pub agnostic_nms: bool,
 }
 
 /// Why a model does not become a package.
@@ -265,7 +267,7 @@ fn check_triple(option: &'static str, value: &str) -> Result<(), OnnxError> {
     }
 }
 
-fn one_of(option: &'static str, value: &str, names: [&str; 2]) -> Result<(), OnnxError> {
+fn one_of(option: &'static str, value: &str, names: &[&str]) -> Result<(), OnnxError> {
     if names.contains(&value) {
         Ok(())
     } else {
@@ -273,7 +275,7 @@ fn one_of(option: &'static str, value: &str, names: [&str; 2]) -> Result<(), Onn
             option,
             value: value.into(),
             expected: if option == "resize" {
-                "must be `letterbox` or `stretch`"
+                "must be `letterbox`, `letterbox-corner` or `stretch`"
             } else {
                 "must be `rgb` or `bgr`"
             },
@@ -303,9 +305,13 @@ fn manifest_text(
 ) -> Result<String, OnnxError> {
     let d = defaults(format);
     let resize = options.resize.as_deref().unwrap_or(d.resize);
-    one_of("resize", resize, ["letterbox", "stretch"])?;
+    one_of(
+        "resize",
+        resize,
+        &["letterbox", "letterbox-corner", "stretch"],
+    )?;
     let channels = options.channels.as_deref().unwrap_or("rgb");
-    one_of("channels", channels, ["rgb", "bgr"])?;
+    one_of("channels", channels, &["rgb", "bgr"])?;
     let mean = options.mean.as_deref().unwrap_or("0, 0, 0");
     check_triple("mean", mean)?;
     let std = options.std.as_deref().unwrap_or("1, 1, 1");
@@ -339,6 +345,11 @@ fn manifest_text(
         )
         .replace("{{input_size}}", input_size)
         .replace("{{resize}}", resize)
+        .replace(
+            "{{pad_value}}",
+            &options.pad_value.unwrap_or(114).to_string(),
+        )
+        .replace("{{agnostic_nms}}", &options.agnostic_nms.to_string())
         .replace("{{scale}}", &float(scale))
         .replace("{{mean}}", &string(mean))
         .replace("{{std}}", &string(std))
