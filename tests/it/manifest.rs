@@ -38,6 +38,7 @@ fn bad_manifests_are_refused_naming_the_problem() {
 #[test]
 fn init_values_are_resolved_against_declarations() {
     let m = Manifest::from_file(&dir().join("maximal.toml")).expect("parses");
+    assert_eq!(m.module.labels, ["face"]);
     // api_label has no default.
     assert_eq!(
         m.resolve_init(&BTreeMap::new()),

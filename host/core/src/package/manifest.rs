@@ -55,6 +55,10 @@ pub struct Module {
     /// `http://127.0.0.1:9000`); none by default. See [`crate::runtime::outbound`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// The labels its boxes can carry (`prelabel new onnx` writes the model's classes): what
+    /// Label Studio's `setup` matches to a project's labels before any box is stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     pub functions: Vec<FunctionDecl>,
 }
 
@@ -275,6 +279,17 @@ impl Manifest {
             return Err(invalid(
                 "module.allowed_outbound_hosts".into(),
                 e.to_string(),
+            ));
+        }
+        unique(
+            self.module.labels.iter().map(String::as_str),
+            "module.labels",
+            &invalid,
+        )?;
+        if self.module.labels.iter().any(|l| l.trim().is_empty()) {
+            return Err(invalid(
+                "module.labels".into(),
+                "a label must not be empty".into(),
             ));
         }
         self.check_init_inputs(&invalid)?;

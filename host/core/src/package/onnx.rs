@@ -151,8 +151,8 @@ pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxErr
         Some(path) => Some(read(path)?),
         None => None,
     };
-    let (label_count, labels_from) = count_labels(labels.as_deref(), &graph);
-    let text = manifest_text(name, format, &input_size, labels.is_some(), options)?;
+    let (names, labels_from) = class_names(labels.as_deref(), &graph);
+    let text = manifest_text(name, format, &input_size, labels.is_some(), &names, options)?;
 
     let component = component()?;
 
@@ -180,7 +180,7 @@ pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxErr
         format: format.name(),
         guessed,
         input_size,
-        labels: label_count,
+        labels: names.len(),
         labels_from,
     })
 }
@@ -198,19 +198,38 @@ fn component() -> Result<Vec<u8>, OnnxError> {
     std::fs::read(&wasm).map_err(|error| OnnxError::Read { path: wasm, error })
 }
 
-/// How many class names the package has, and where from.
-fn count_labels(file: Option<&[u8]>, graph: &Graph) -> (usize, &'static str) {
+/// The manifest's `labels = [...]` line (none without names; the same name twice once).
+fn labels_line(names: &[String]) -> String {
+    let mut unique: Vec<&String> = Vec::new();
+    for name in names {
+        if !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    if unique.is_empty() {
+        return String::new();
+    }
+    let values: Vec<toml::Value> = unique
+        .into_iter()
+        .map(|n| toml::Value::String(n.clone()))
+        .collect();
+    format!("labels = {}\n", toml::Value::Array(values))
+}
+
+/// The class names the package has, and where from.
+fn class_names(file: Option<&[u8]>, graph: &Graph) -> (Vec<String>, &'static str) {
     match (file, &graph.names) {
         (Some(text), _) => (
             String::from_utf8_lossy(text)
                 .lines()
-                .filter(|l| !l.trim().is_empty())
-                .count(),
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
             "the labels file",
         ),
-        (None, Some(names)) => (names.len(), "the model's metadata"),
+        (None, Some(names)) => (names.clone(), "the model's metadata"),
         (None, None) => (
-            0,
+            Vec::new(),
             "nowhere: boxes are labelled `class N`; give --labels FILE",
         ),
     }
@@ -301,6 +320,7 @@ fn manifest_text(
     format: Format,
     input_size: &str,
     has_labels: bool,
+    names: &[String],
     options: &Options,
 ) -> Result<String, OnnxError> {
     let d = defaults(format);
@@ -339,6 +359,7 @@ fn manifest_text(
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{format}}", format.name())
         .replace("{{labels_artifact}}", &labels_artifact)
+        .replace("{{labels}}", &labels_line(names))
         .replace(
             "{{labels_filename}}",
             &string(if has_labels { LABELS } else { "" }),

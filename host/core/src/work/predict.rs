@@ -102,18 +102,23 @@ pub fn answer(annotations: Vec<Stored>, service: &str) -> Vec<Stored> {
         .collect()
 }
 
-/// The labels a service gives: its `label` init input when it has one, and every label it
-/// has stored.
+/// The labels a service gives: those its package declares, its `label` init input when it
+/// has one, and every label it has stored.
 pub fn labels(store: &Store, service: &service::Service) -> Result<Vec<String>> {
-    let mut labels: Vec<String> = service
-        .init_inputs
-        .get("label")
-        .and_then(|v| match v {
-            crate::package::manifest::InputValue::String(s) => Some(s.clone()),
-            _ => None,
-        })
-        .into_iter()
-        .collect();
+    let declared = crate::catalog::revision::revision_by_id(store, service.revision_id)?
+        .manifest
+        .module
+        .labels;
+    let mut labels: Vec<String> = declared;
+    let init_label = service.init_inputs.get("label").and_then(|v| match v {
+        crate::package::manifest::InputValue::String(s) => Some(s.clone()),
+        _ => None,
+    });
+    if let Some(label) = init_label
+        && !labels.contains(&label)
+    {
+        labels.push(label);
+    }
     for label in store.conn().query_map(
         "SELECT DISTINCT label FROM annotations WHERE service_id = $1 ORDER BY label",
         params![service.id],
