@@ -122,6 +122,7 @@ fn the_ml_backend_answers_each_task_or_names_what_kept_it() {
         StatusCode::OK,
     );
     assert_eq!(setup["model_version"], "face-detector@1");
+    assert_eq!(setup["labels"], json!({"matched": {"face": "Face"}, "unmatched": []}));
     let error = error_of(
         post(
             "setup",
@@ -225,6 +226,170 @@ fn the_ml_backend_answers_each_task_or_names_what_kept_it() {
     );
     let error = answer["results"][0]["error"].as_str().expect("an error");
     assert!(error.contains("LABEL_STUDIO_URL"), "{error}");
+}
+
+/// A JWT with these claims, unsigned (the stand-in checks tokens by value).
+fn jwt(claims: Value) -> String {
+    use base64::Engine as _;
+    let part = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.sig",
+        part(json!({"alg": "HS256", "typ": "JWT"})),
+        part(claims)
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// A stand-in for a Label Studio whose organisation allows personal access tokens only:
+/// `/api/token/refresh/` exchanges `personal` (and refuses any other as blacklisted) for an
+/// access token that expires in `lifetime` seconds; `/tasks/<id>/presign/` serves the photo a
+/// cloud URI names (Label Studio's proxy mode) to the access tokens it issued only.
+#[derive(Clone)]
+struct Tokens {
+    personal: String,
+    lifetime: u64,
+    issued: Arc<std::sync::Mutex<Vec<String>>>,
+    refused: Arc<AtomicUsize>,
+}
+
+async fn refresh(State(tokens): State<Tokens>, body: axum::Json<Value>) -> Response {
+    if body["refresh"] != tokens.personal.as_str() {
+        let detail = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+        return (AxumStatus::UNAUTHORIZED, axum::Json(detail)).into_response();
+    }
+    let mut issued = tokens.issued.lock().expect("a lock");
+    let access =
+        jwt(json!({"token_type": "access", "exp": now() + tokens.lifetime, "n": issued.len()}));
+    issued.push(access.clone());
+    axum::Json(json!({ "access": access })).into_response()
+}
+
+async fn presign(
+    State(tokens): State<Tokens>,
+    UrlPath(task): UrlPath<i64>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine as _;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Any access token it issued is good until it expires (they live 30 s, the test less).
+    let issued = tokens.issued.lock().expect("a lock").clone();
+    if !bearer.is_some_and(|b| issued.iter().any(|t| t == b)) {
+        tokens.refused.fetch_add(1, Ordering::Relaxed);
+        return (AxumStatus::UNAUTHORIZED, "not a current access token").into_response();
+    }
+    let uri = query
+        .get("fileuri")
+        .and_then(|f| base64::engine::general_purpose::URL_SAFE.decode(f).ok())
+        .and_then(|u| String::from_utf8(u).ok())
+        .unwrap_or_default();
+    match uri.strip_prefix("s3://photos/") {
+        Some(name) if task > 0 => photo(name).into_response(),
+        _ => (AxumStatus::NOT_FOUND, "no storage for it").into_response(),
+    }
+}
+
+#[test]
+fn personal_access_tokens_are_exchanged_and_cloud_images_resolved_by_label_studio() {
+    let home = Home::new();
+    home.ok(&["package", "push", path(&face_detector_dir())]);
+    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    let personal = jwt(json!({"token_type": "refresh", "jti": "pat-1"}));
+    // Access tokens that live 30 s: under the minute before expiry, so each is renewed.
+    let tokens = Tokens {
+        personal: personal.clone(),
+        lifetime: 30,
+        issued: Arc::default(),
+        refused: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/api/token/refresh/", axum::routing::post(refresh))
+        .route("/tasks/{task}/presign/", get(presign))
+        .with_state(tokens.clone());
+    let base = format!("http://{}", serve_app(app));
+    let predict = |key: &str, tasks: Value| {
+        let server = Server::start(
+            &home,
+            &["--label-studio-url", &base, "--label-studio-api-key", key],
+        );
+        let config = config(r#"<Label value="Face"/>"#);
+        server.json(
+            server.send(
+                reqwest::Method::POST,
+                "/label-studio/faces/predict",
+                Some(json!({"tasks": tasks, "project": "3.1", "label_config": config})),
+            ),
+            StatusCode::OK,
+        )
+    };
+    let tasks = json!([
+        {"id": 31, "data": {"image": "s3://photos/skimage_astronaut.png"}},
+        {"id": 32, "data": {"image": "gs://elsewhere/skimage_astronaut.png"}},
+        {"id": 33, "data": {"image": "s3://photos/mosaic_2x2.png"}},
+    ]);
+    let answer = predict(&personal, tasks.clone());
+    let results = answer["results"].as_array().expect("results");
+    for (i, photo) in [(0, "skimage_astronaut.png"), (2, "mosaic_2x2.png")] {
+        let boxes: Vec<_> = results[i]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{photo}: {:#}", results[i]))
+            .iter()
+            .map(pixels)
+            .collect();
+        assert_matches_seed(photo, &boxes);
+    }
+    let error = results[1]["error"].as_str().expect("an error");
+    assert!(
+        error.contains("404"),
+        "Label Studio's answer for a URI it has no storage for: {error}"
+    );
+    assert_eq!(
+        tokens.refused.load(Ordering::Relaxed),
+        0,
+        "every request had a current token"
+    );
+    assert!(
+        tokens.issued.lock().expect("a lock").len() >= 2,
+        "a token with under a minute left is exchanged again"
+    );
+    let items = server_items(&home, "label-studio-3");
+    assert!(
+        items.contains(&"task-31-skimage_astronaut.png".to_string()),
+        "{items:?}"
+    );
+
+    // A revoked token: each task says Label Studio's reason, and what to do.
+    let answer = predict(
+        &jwt(json!({"token_type": "refresh", "jti": "revoked"})),
+        tasks,
+    );
+    let error = answer["results"][0]["error"].as_str().expect("an error");
+    assert!(
+        error.contains("did not exchange the personal access token")
+            && error.contains("Token is blacklisted"),
+        "{error}"
+    );
+}
+
+/// The item names of a dataset, read through a server of the home's.
+fn server_items(home: &Home, dataset: &str) -> Vec<String> {
+    let server = Server::start(home, &[]);
+    server
+        .ok(&format!("/api/items?dataset={dataset}"))
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["name"].as_str().map(String::from))
+        .collect()
 }
 
 /// A real Label Studio on a free loopback port, stopped (with its workers) when dropped.

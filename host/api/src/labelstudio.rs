@@ -66,8 +66,10 @@ pub struct Setup {
 }
 
 /// Checks that the project's label config can take the service's boxes (a RectangleLabels
-/// control on an Image, and a label for each label the service gives) and answers the
-/// model version, `package@revision`.
+/// control on an Image, and a place for at least one label the service gives) and answers
+/// the model version, `package@revision`, and how the service's labels (those its package
+/// declares, and those it gave) meet the project's: matched ones with their project label,
+/// and those whose boxes are left out.
 #[utoipa::path(post, path = "/label-studio/{service}/setup", tag = "label-studio",
     params(("service" = String, Path, description = "the service")),
     request_body = Setup,
@@ -87,18 +89,29 @@ pub async fn setup(
             Ok((service, labels))
         })
         .await?;
-    for label in &labels {
-        config
-            .map(label)
-            .map_err(|e| ApiError::bad_request(e.to_string()).field("schema"))?;
+    let matching = config
+        .matching(&labels)
+        .map_err(|e| ApiError::bad_request(e.to_string()).field("schema"))?;
+    if !matching.unmatched.is_empty() {
+        tracing::info!(
+            "Label Studio project {}: the service's labels {:?} have no place in it, their boxes are left out",
+            setup.project,
+            matching.unmatched
+        );
     }
     tracing::info!(
         "Label Studio project {} set up for service {}",
         setup.project,
         service.name
     );
+    let matched: serde_json::Map<String, Value> = matching
+        .matched
+        .into_iter()
+        .map(|(ours, theirs)| (ours, Value::String(theirs)))
+        .collect();
     Ok(Json(json!({
         "model_version": model_version(&service.package, service.revision),
+        "labels": {"matched": matched, "unmatched": matching.unmatched},
     })))
 }
 
@@ -129,7 +142,13 @@ pub async fn predict(
     let config = Config::parse(&request.label_config)
         .map_err(|e| ApiError::bad_request(e.to_string()).field("label_config"))?;
     let name = service.clone();
-    let service = state.run(move |home| home.service(&name)).await?;
+    let (service, single) = state
+        .run(move |home| {
+            let service = home.service(&name)?;
+            let labels = home.labels(&service)?;
+            Ok((service, labels.len() <= 1))
+        })
+        .await?;
     let model_version = model_version(&service.package, service.revision);
     let dataset = labelstudio::dataset(&request.project);
     // Every task at once: downloads overlap (a few at a time), and the queue runs them as
@@ -142,7 +161,13 @@ pub async fn predict(
         let downloads = downloads.clone();
         running.spawn(async move {
             let id = task.get("id").and_then(Value::as_i64);
-            let answer = answer(&state, &downloads, &service, &config, &dataset, &task)
+            let wanted = Wanted {
+                service: &service,
+                config: &config,
+                dataset: &dataset,
+                single,
+            };
+            let answer = answer(&state, &downloads, &wanted, &task)
                 .await
                 .map(|results| {
                     json!({
@@ -169,24 +194,47 @@ pub async fn predict(
     ))
 }
 
+/// What a predict request asks of each of its tasks.
+struct Wanted<'a> {
+    service: &'a str,
+    config: &'a Config,
+    dataset: &'a str,
+    /// The service gives one label only.
+    single: bool,
+}
+
 /// One task's results, or what kept it from being answered.
 async fn answer(
     state: &AppState,
     downloads: &Semaphore,
-    service: &str,
-    config: &Config,
-    dataset: &str,
+    wanted: &Wanted<'_>,
     task: &Value,
 ) -> Result<Vec<Value>, String> {
     let data = task.get("data").unwrap_or(&Value::Null);
-    let (url, grant) = labelstudio::image_url(data, &config.data_key, state.label_studio.as_ref())
-        .map_err(|e| e.to_string())?;
-    let name = labelstudio::item_name(task.get("id").and_then(Value::as_i64), &url);
-    let (service, dataset) = (service.to_string(), dataset.to_string());
+    let id = task.get("id").and_then(Value::as_i64);
+    let (url, server) = labelstudio::image_url(
+        data,
+        &wanted.config.data_key,
+        id,
+        state.label_studio.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let name = labelstudio::item_name(id, &url);
+    let (service, dataset) = (wanted.service.to_string(), wanted.dataset.to_string());
     let permit = downloads
         .acquire()
         .await
         .map_err(|e| format!("the downloads stopped: {e}"))?;
+    // A personal access token may be exchanged first: blocking, as the download is.
+    let grant = match server {
+        Some(server) => Some(
+            tokio::task::spawn_blocking(move || server.grant())
+                .await
+                .map_err(|e| format!("the key's exchange stopped: {e}"))?
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let named = service.clone();
     let bytes = state
         .run(move |home| home.download(&named, url.as_str(), grant.as_ref()))
@@ -210,9 +258,9 @@ async fn answer(
         .item
         .size_px()
         .ok_or_else(|| format!("item `{}` has no image size", predicted.item.name))?;
-    config
-        .results(&predicted.annotations, width, height)
-        .map_err(|e| e.to_string())
+    Ok(wanted
+        .config
+        .results(&predicted.annotations, width, height, wanted.single))
 }
 
 /// Label Studio's events (annotations created, training started): acknowledged. Prelabel

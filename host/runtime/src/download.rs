@@ -235,6 +235,42 @@ fn fetch_once(
     Ok(Fetched::Body(body))
 }
 
+/// A JSON POST to a service of the user's own that is no download (Label Studio's token
+/// refresh): the download client and its address rule, no redirect followed, the answer's
+/// status and body (at most `limits.max_bytes`), whatever the status.
+pub fn post_json(
+    url: &reqwest::Url,
+    body: &serde_json::Value,
+    limits: &Limits,
+) -> Result<(u16, Vec<u8>), DownloadError> {
+    check_url(url, limits.allow_private)?;
+    let secs = limits.deadline.as_secs();
+    let response = client(limits.allow_private)?
+        .post(url.clone())
+        .json(body)
+        .timeout(limits.deadline)
+        .send()
+        .map_err(|e| {
+            if e.is_timeout() {
+                DownloadError::Timeout { secs }
+            } else {
+                http_error(e)
+            }
+        })?;
+    let status = response.status().as_u16();
+    let mut answer = Vec::new();
+    response
+        .take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut answer)
+        .map_err(|e| DownloadError::Http(format!("reading the answer: {e}")))?;
+    if answer.len() as u64 > limits.max_bytes {
+        return Err(DownloadError::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    Ok((status, answer))
+}
+
 /// A client error with its causes (reqwest's own message names only the outermost).
 fn http_error(error: reqwest::Error) -> DownloadError {
     let mut text = error.to_string();

@@ -4,15 +4,16 @@
 //! task's data) and its labels; a service's label maps onto one of them. Boxes go to Label
 //! Studio in percent of the image, with the original size and the confidence as `score`.
 
+mod server;
+
+pub use server::{Server, ServerError, TaskError, dataset, image_url, item_name};
+
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
-use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use crate::results::annotation::Stored;
 use crate::results::export::labelstudio::rectangle;
-use crate::runtime::download::Grant;
 
 /// Why a label config cannot take Prelabel's boxes, or a label has no place in it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,10 +37,15 @@ pub enum ConfigError {
     #[error("the RectangleLabels control `{control}` has no Label")]
     NoLabels { control: String },
     #[error(
-        "the service's label `{label}` is none of the project's labels ({labels}): name a Label \
-         after it, or give one `predicted_values=\"{label}\"`"
+        "the service's {} none of the project's labels ({project}): name a Label after one, \
+         or give one `predicted_values=\"{}\"`",
+        if labels.len() == 1 { format!("label `{}` is", labels[0]) } else { format!("labels `{}` are", labels.join("`, `")) },
+        labels.first().map_or("", String::as_str)
     )]
-    Unmapped { label: String, labels: String },
+    Unmapped {
+        labels: Vec<String>,
+        project: String,
+    },
 }
 
 /// The part of a project's label config that boxes go to.
@@ -131,44 +137,68 @@ impl Config {
     }
 
     /// The project's label for a service's `label`: the Label whose `predicted_values` name
-    /// it, else the one with its value (case aside), else the only one there is.
-    pub fn map(&self, label: &str) -> Result<&str, ConfigError> {
+    /// it, else the one with its value (case aside), else, for a service that gives one label
+    /// only (`single`), the only Label there is.
+    pub fn map(&self, label: &str, single: bool) -> Option<&str> {
         let same = |a: &str| a.eq_ignore_ascii_case(label);
         self.labels
             .iter()
             .find(|l| l.predicted_values.iter().any(|p| same(p)))
             .or_else(|| self.labels.iter().find(|l| same(&l.value)))
             .or(match self.labels.as_slice() {
-                [only] => Some(only),
+                [only] if single => Some(only),
                 _ => None,
             })
             .map(|l| l.value.as_str())
-            .ok_or_else(|| ConfigError::Unmapped {
-                label: label.to_string(),
-                labels: self
+    }
+
+    /// How a service's labels meet the project's: each matched one with its project label,
+    /// then those that have no place (their boxes are left out of predictions). Refused when
+    /// none has a place: the project could take none of the service's boxes.
+    pub fn matching(&self, labels: &[String]) -> Result<Matching, ConfigError> {
+        let single = labels.len() <= 1;
+        let mut matching = Matching::default();
+        for label in labels {
+            match self.map(label, single) {
+                Some(project) => matching.matched.push((label.clone(), project.to_string())),
+                None => matching.unmatched.push(label.clone()),
+            }
+        }
+        if matching.matched.is_empty() && !matching.unmatched.is_empty() {
+            return Err(ConfigError::Unmapped {
+                labels: matching.unmatched,
+                project: self
                     .labels
                     .iter()
                     .map(|l| l.value.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-            })
+            });
+        }
+        Ok(matching)
     }
 
-    /// An item's boxes as the results of one prediction, labelled with the project's labels.
-    pub fn results(
-        &self,
-        boxes: &[Stored],
-        width: u32,
-        height: u32,
-    ) -> Result<Vec<Value>, ConfigError> {
-        let mut results = Vec::new();
-        for stored in boxes {
-            let label = self.map(&stored.annotation.label)?;
-            let names = (self.from_name.as_str(), self.to_name.as_str());
-            results.extend(rectangle(names, stored, label, width, height));
-        }
-        Ok(results)
+    /// An item's boxes as the results of one prediction, labelled with the project's labels;
+    /// a box whose label has no place in the project is left out. `single`: the service gives
+    /// one label only.
+    pub fn results(&self, boxes: &[Stored], width: u32, height: u32, single: bool) -> Vec<Value> {
+        let names = (self.from_name.as_str(), self.to_name.as_str());
+        boxes
+            .iter()
+            .filter_map(|stored| {
+                let label = self.map(&stored.annotation.label, single)?;
+                rectangle(names, stored, label, width, height)
+            })
+            .collect()
     }
+}
+
+/// A service's labels against a project's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matching {
+    /// (the service's label, the project's).
+    pub matched: Vec<(String, String)>,
+    pub unmatched: Vec<String>,
 }
 
 /// The first RectangleLabels control whose `toName` is an Image with a `$key` and which has
@@ -218,154 +248,9 @@ fn attribute(tag: &BytesStart<'_>, name: &str) -> Result<Option<String>, ConfigE
     Ok(None)
 }
 
-/// The Label Studio a task's images come from: its base URL and API token (the names its SDK
-/// reads: `LABEL_STUDIO_URL`, `LABEL_STUDIO_API_KEY`).
-#[derive(Clone)]
-pub struct Server {
-    pub url: Url,
-    /// `Token KEY`, checked once by [`Server::new`] and marked sensitive.
-    authorization: Option<HeaderValue>,
-}
-
-impl std::fmt::Debug for Server {
-    // The token is a secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("url", &self.url.as_str())
-            .field("token", &self.authorization.as_ref().map(|_| "(set)"))
-            .finish()
-    }
-}
-
-/// Why a task's image cannot be fetched; each is answered for its task alone.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TaskError {
-    #[error("the task has no `{key}` in its data (the image the label config's `${key}` names)")]
-    NoImage { key: String },
-    #[error(
-        "the task's image `{url}` is a path on Label Studio: start prelabel serve with \
-         LABEL_STUDIO_URL (or --label-studio-url) so that it can fetch it"
-    )]
-    NoServer { url: String },
-    #[error("the task's image `{url}` is not a URL: {reason}")]
-    Url { url: String, reason: String },
-}
-
-/// Why `serve` cannot talk to the Label Studio it was given: refused at start.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ServerError {
-    #[error("LABEL_STUDIO_URL (--label-studio-url) `{url}` is not a URL: {reason}")]
-    Url { url: String, reason: String },
-    /// Sent as it is, it would be dropped from every request (or split one): refused instead
-    /// of fetching task images without it. The value is never shown.
-    #[error(
-        "LABEL_STUDIO_API_KEY (--label-studio-api-key) is not a valid HTTP header value: it holds \
-         a line break or another control character (copied with its newline?)"
-    )]
-    ApiKey,
-}
-
-impl Server {
-    /// The server from a base URL and a token, checked.
-    pub fn new(url: &str, token: Option<String>) -> Result<Server, ServerError> {
-        let parsed = Url::parse(url).map_err(|e| ServerError::Url {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        let authorization = token
-            .filter(|t| !t.is_empty())
-            .map(|token| {
-                let mut value = HeaderValue::from_str(&format!("Token {token}"))
-                    .map_err(|_| ServerError::ApiKey)?;
-                value.set_sensitive(true);
-                Ok(value)
-            })
-            .transpose()?;
-        Ok(Server {
-            url: parsed,
-            authorization,
-        })
-    }
-
-    /// The token, for Label Studio's origin only, which is trusted (loopback included: it is
-    /// the user's own server).
-    fn grant(&self) -> Grant {
-        let mut headers = HeaderMap::new();
-        if let Some(value) = &self.authorization {
-            headers.insert(AUTHORIZATION, value.clone());
-        }
-        Grant {
-            origin: self.url.origin(),
-            headers,
-            trusted: true,
-        }
-    }
-}
-
-/// Where a task's image is, and the grant to fetch it with: a path (`/data/upload/...`) is
-/// resolved against Label Studio's URL and fetched with its token; another URL is fetched
-/// like any link (the token goes to Label Studio's origin only).
-pub fn image_url(
-    data: &Value,
-    key: &str,
-    server: Option<&Server>,
-) -> Result<(Url, Option<Grant>), TaskError> {
-    let image = data
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| TaskError::NoImage {
-            key: key.to_string(),
-        })?;
-    let url = match (Url::parse(image), server) {
-        (Ok(url), _) => url,
-        (Err(url::ParseError::RelativeUrlWithoutBase), Some(server)) => {
-            server.url.join(image).map_err(|e| TaskError::Url {
-                url: image.to_string(),
-                reason: e.to_string(),
-            })?
-        }
-        (Err(url::ParseError::RelativeUrlWithoutBase), None) => {
-            return Err(TaskError::NoServer {
-                url: image.to_string(),
-            });
-        }
-        (Err(e), _) => {
-            return Err(TaskError::Url {
-                url: image.to_string(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    Ok((url, server.map(Server::grant)))
-}
-
-/// A Label Studio project's dataset: `label-studio-<id>`, from the `project` field its
-/// requests carry (`<id>.<created timestamp>`).
-pub fn dataset(project: &str) -> String {
-    let id = project.split('.').next().unwrap_or_default();
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        format!("label-studio-{id}")
-    } else {
-        "label-studio".to_string()
-    }
-}
-
-/// A task's item name: `task-<id>-<the URL's file name>`, readable and one per task.
-pub fn item_name(task: Option<i64>, url: &Url) -> String {
-    let file = crate::items::link::file_name(url)
-        .map(|name| name.replace(['/', '\\'], "_"))
-        .unwrap_or_else(|| "image".into());
-    match task {
-        Some(id) => format!("task-{id}-{file}"),
-        None => file,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const FACES: &str = r#"<View>
       <Image name="img" value="$photo" zoom="true"/>
@@ -383,22 +268,37 @@ mod tests {
         assert_eq!(config.data_key, "photo");
         let values: Vec<&str> = config.labels.iter().map(|l| l.value.as_str()).collect();
         assert_eq!(values, ["Face", "Car"]);
-        assert_eq!(config.map("face"), Ok("Face"));
-        assert_eq!(config.map("person"), Ok("Face"));
-        assert_eq!(config.map("CAR"), Ok("Car"));
-        assert!(matches!(
-            config.map("dog"),
-            Err(ConfigError::Unmapped { .. })
-        ));
+        assert_eq!(config.map("face", false), Some("Face"));
+        assert_eq!(config.map("person", false), Some("Face"));
+        assert_eq!(config.map("CAR", false), Some("Car"));
+        assert_eq!(config.map("dog", false), None);
+        let labels = ["face", "dog", "car"].map(String::from);
+        let matching = config.matching(&labels).expect("two have a place");
+        assert_eq!(
+            matching.matched,
+            [("face", "Face"), ("car", "Car")].map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(matching.unmatched, ["dog"]);
+        let error = config
+            .matching(&["dog".into(), "cat".into()])
+            .expect_err("none has a place");
+        assert!(
+            error.to_string().starts_with(
+                "the service's labels `dog`, `cat` are none of the project's labels (Face, Car)"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
-    fn one_label_takes_any_service_label() {
+    fn one_label_takes_a_single_label_service_s_label() {
         let config = Config::parse(
             r#"<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image"><Label value="Person"/></RectangleLabels></View>"#,
         )
         .expect("parses");
-        assert_eq!(config.map("face"), Ok("Person"));
+        assert_eq!(config.map("face", true), Some("Person"));
+        // A service of many classes does not pour them all into the one Label.
+        assert_eq!(config.map("face", false), None);
     }
 
     #[test]
@@ -426,49 +326,5 @@ mod tests {
             let error = Config::parse(xml).expect_err(xml).to_string();
             assert!(error.contains(want), "{xml}: {error}");
         }
-    }
-
-    #[test]
-    fn an_api_key_that_cannot_be_a_header_is_refused_unseen() {
-        for bad in ["abc\ndef", "abc\r", "a\u{7f}b"] {
-            let error = Server::new("http://127.0.0.1:8080", Some(bad.into()));
-            let error = error.expect_err(bad).to_string();
-            assert!(error.starts_with("LABEL_STUDIO_API_KEY"), "{error}");
-            assert!(!error.contains("abc"), "{error}");
-        }
-        let error = Server::new("not a url", None)
-            .expect_err("a URL")
-            .to_string();
-        assert!(error.starts_with("LABEL_STUDIO_URL"), "{error}");
-        assert!(Server::new("http://ls:8080", Some(String::new())).is_ok());
-    }
-
-    #[test]
-    fn image_urls_resolve_against_label_studio_with_its_token_for_its_origin_only() {
-        let server = Server::new("http://127.0.0.1:8080", Some("secret".into())).expect("a URL");
-        let data = json!({"image": "/data/upload/3/ab12cd34-face.jpg", "other": "https://example.com/b.jpg"});
-        let (url, grant) = image_url(&data, "image", Some(&server)).expect("resolves");
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:8080/data/upload/3/ab12cd34-face.jpg"
-        );
-        let grant = grant.expect("a grant");
-        assert!(grant.trusted);
-        assert_eq!(grant.origin, url.origin());
-        assert_eq!(grant.headers[AUTHORIZATION], "Token secret");
-        assert!(!format!("{grant:?}").contains("secret"));
-        assert!(!format!("{server:?}").contains("secret"));
-        let (other, grant) = image_url(&data, "other", Some(&server)).expect("resolves");
-        assert_ne!(grant.expect("a grant").origin, other.origin());
-        assert!(matches!(
-            image_url(&data, "image", None),
-            Err(TaskError::NoServer { .. })
-        ));
-        assert!(matches!(
-            image_url(&data, "missing", Some(&server)),
-            Err(TaskError::NoImage { .. })
-        ));
-        assert_eq!(dataset("12.1700000000"), "label-studio-12");
-        assert_eq!(item_name(Some(7), &url), "task-7-ab12cd34-face.jpg");
     }
 }
