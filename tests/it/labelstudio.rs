@@ -1,9 +1,11 @@
 //! Prelabel as Label Studio's ML backend. First against a stand-in for Label Studio's file
 //! server (its uploads need its token), playing Label Studio's side of the protocol: what
 //! each request can get wrong is named, task by task. Then end to end against a **real Label
-//! Studio** from PyPI in a virtualenv this test makes (once per target directory): a project
-//! with a RectangleLabels config, photos imported, Prelabel connected as its model, and the
-//! predictions Label Studio stored match what `prelabel detect` gives for the same photos.
+//! Studio** from PyPI in a virtualenv this test makes (once per target directory), with
+//! personal access tokens only (legacy tokens switched off, as in a new organisation): a
+//! project with several labels, photos imported, a `prelabel new onnx` package connected as its
+//! model, and the predictions Label Studio stored match what `prelabel detect` gives for the
+//! same photos, each class under the project's label for it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -122,7 +124,10 @@ fn the_ml_backend_answers_each_task_or_names_what_kept_it() {
         StatusCode::OK,
     );
     assert_eq!(setup["model_version"], "face-detector@1");
-    assert_eq!(setup["labels"], json!({"matched": {"face": "Face"}, "unmatched": []}));
+    assert_eq!(
+        setup["labels"],
+        json!({"matched": {"face": "Face"}, "unmatched": []})
+    );
     let error = error_of(
         post(
             "setup",
@@ -397,6 +402,8 @@ struct LabelStudio {
     child: Child,
     base: String,
     client: Client,
+    /// How the test's own calls authenticate: the legacy token until it is switched off.
+    authorization: String,
     _data: TempDir,
 }
 
@@ -436,6 +443,7 @@ impl LabelStudio {
                 .timeout(Duration::from_secs(300))
                 .build()
                 .expect("a client"),
+            authorization: format!("Token {TOKEN}"),
             _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -461,7 +469,36 @@ impl LabelStudio {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))
-            .header("Authorization", format!("Token {TOKEN}"))
+            .header("Authorization", &self.authorization)
+    }
+
+    /// What a new organisation has: personal access tokens only. Makes one (with the legacy
+    /// token the start needed), switches legacy tokens off, checks the legacy token is now
+    /// refused, and answers the personal access token; the test's own calls go on with an
+    /// access token it is exchanged for, as any client's must.
+    fn personal_access_token_only(&mut self) -> String {
+        let created = self.json(self.request(reqwest::Method::POST, "/api/token/"));
+        let personal = created["token"].as_str().expect("a token").to_string();
+        self.json(
+            self.request(reqwest::Method::POST, "/api/jwt/settings")
+                .json(&json!({"api_tokens_enabled": true, "legacy_api_tokens_enabled": false})),
+        );
+        let legacy = self
+            .request(reqwest::Method::GET, "/api/projects")
+            .send()
+            .expect("Label Studio answers");
+        assert_eq!(
+            legacy.status(),
+            StatusCode::UNAUTHORIZED,
+            "legacy tokens are off"
+        );
+        let access = self.json(
+            self.client
+                .post(format!("{}/api/token/refresh/", self.base))
+                .json(&json!({ "refresh": personal })),
+        );
+        self.authorization = format!("Bearer {}", access["access"].as_str().expect("access"));
+        personal
     }
 
     fn json(&self, request: reqwest::blocking::RequestBuilder) -> Value {
@@ -494,27 +531,33 @@ fn venv() -> PathBuf {
 }
 
 #[test]
-fn a_real_label_studio_stores_prelabel_predictions() {
-    let studio = LabelStudio::start();
+fn a_real_label_studio_with_personal_access_tokens_only_stores_a_new_onnx_package_s_predictions() {
+    let mut studio = LabelStudio::start();
+    let personal = studio.personal_access_token_only();
+    // The model: NudeNet's detector from PyPI, packaged by `prelabel new onnx`; 18 classes,
+    // of which the project below has a place for two.
+    let dir = tempdir();
+    let (_, package) = nudenet_package(dir.path());
     let home = Home::new();
-    home.ok(&["package", "push", path(&face_detector_dir())]);
-    home.ok(&["service", "deploy", "face-detector", "--name", "faces"]);
+    home.ok(&["package", "push", path(&package)]);
+    home.ok(&["service", "deploy", "nudenet", "--name", "people"]);
     let server = Server::start(
         &home,
         &[
             "--label-studio-url",
             &studio.base,
             "--label-studio-api-key",
-            TOKEN,
+            &personal,
         ],
     );
 
-    // A project for faces, and the photos imported so that Label Studio serves them itself
-    // (one multipart field per file: a repeated name imports only the last).
+    // A project with several labels, and the photos imported so that Label Studio serves
+    // them itself (one multipart field per file: a repeated name imports only the last).
+    let labels = r#"<Label value="Woman" predicted_values="FACE_FEMALE"/><Label value="Man" predicted_values="FACE_MALE"/><Label value="Car"/>"#;
     let project = studio.json(
         studio
             .request(reqwest::Method::POST, "/api/projects")
-            .json(&json!({"title": "faces", "label_config": config(r#"<Label value="Face" predicted_values="face"/><Label value="Other"/>"#)})),
+            .json(&json!({"title": "people", "label_config": config(labels)})),
     );
     let id = project["id"].as_i64().expect("a project id");
     let mut form = multipart::Form::new();
@@ -539,9 +582,26 @@ fn a_real_label_studio_stores_prelabel_predictions() {
 
     // Connect Prelabel as the project's model: Label Studio checks health and setup.
     let backend = studio.json(studio.request(reqwest::Method::POST, "/api/ml").json(
-        &json!({"url": server.url("/label-studio/faces"), "project": id, "title": "prelabel"}),
+        &json!({"url": server.url("/label-studio/people"), "project": id, "title": "prelabel"}),
     ));
     assert_eq!(backend["state"], "CO", "connected: {backend:#}");
+    // What setup answered: the two classes with a place, the sixteen without.
+    let setup = server.json(
+        server.send(
+            reqwest::Method::POST,
+            "/label-studio/people/setup",
+            Some(json!({"project": format!("{id}.1"), "schema": config(labels)})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        setup["labels"]["matched"],
+        json!({"FACE_FEMALE": "Woman", "FACE_MALE": "Man"})
+    );
+    assert_eq!(
+        setup["labels"]["unmatched"].as_array().map(Vec::len),
+        Some(16)
+    );
 
     // Ask for predictions on every task, then read back what Label Studio stored.
     studio.json(
@@ -567,21 +627,17 @@ fn a_real_label_studio_stores_prelabel_predictions() {
         "one per photo, none for the refused task: {predictions:#?}"
     );
 
-    // What `prelabel detect` gives for the same photos.
-    let detect_home = tempdir();
+    // What `prelabel detect` gives for the same photos, labels mapped as the project says.
     let photos: Vec<PathBuf> = PHOTOS
         .iter()
         .map(|p| fixtures().join("images").join(p))
         .collect();
-    let package = face_detector();
     let mut args = vec!["detect", path(&package)];
     args.extend(photos.iter().map(|p| path(p)));
-    let out = prelabel(detect_home.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let detected: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-
+    let detected = detect_results(&args);
+    let mut labels_seen = Vec::new();
     for prediction in predictions {
-        assert_eq!(prediction["model_version"], "face-detector@1");
+        assert_eq!(prediction["model_version"], "nudenet@1");
         let task = tasks["tasks"]
             .as_array()
             .expect("tasks")
@@ -593,29 +649,42 @@ fn a_real_label_studio_stores_prelabel_predictions() {
             .iter()
             .find(|p| image.ends_with(&format!("-{p}")))
             .unwrap_or_else(|| panic!("a task for one of the photos: {image}"));
-        let want = boxes(
-            detected
-                .as_array()
-                .expect("results")
-                .iter()
-                .find(|r| r["name"] == *photo)
-                .expect("detect's result"),
-        );
+        let want = detected
+            .iter()
+            .find(|r| r["name"] == *photo)
+            .expect("detect's result");
+        let want_labels: Vec<&str> = want["annotations"]
+            .as_array()
+            .expect("annotations")
+            .iter()
+            .map(|a| match a["label"].as_str() {
+                Some("FACE_FEMALE") => "Woman",
+                Some("FACE_MALE") => "Man",
+                other => panic!("{photo}: a class the photos should not show: {other:?}"),
+            })
+            .collect();
         let results = prediction["result"].as_array().expect("a result");
-        assert_eq!(results.len(), want.len(), "{photo}: {prediction:#}");
-        for (got, want) in results.iter().map(pixels).zip(&want) {
-            for (g, w) in got.0.iter().zip(&want.0) {
-                assert!((g - w).abs() < 0.01, "{photo}: {got:?} vs {want:?}");
+        assert_eq!(results.len(), want_labels.len(), "{photo}: {prediction:#}");
+        for ((result, want_box), want_label) in results.iter().zip(boxes(want)).zip(&want_labels) {
+            let got = pixels(result);
+            for (g, w) in got.0.iter().zip(&want_box.0) {
+                assert!((g - w).abs() < 0.01, "{photo}: {got:?} vs {want_box:?}");
             }
             assert!(
-                (got.1 - want.1).abs() < 1e-4,
-                "{photo}: {got:?} vs {want:?}"
+                (got.1 - want_box.1).abs() < 1e-4,
+                "{photo}: {got:?} vs {want_box:?}"
             );
-        }
-        for r in results {
-            assert_eq!(r["value"]["rectanglelabels"], json!(["Face"]));
+            assert_eq!(result["value"]["rectanglelabels"], json!([want_label]));
+            labels_seen.push(*want_label);
         }
     }
+    labels_seen.sort();
+    labels_seen.dedup();
+    assert_eq!(
+        labels_seen,
+        ["Man", "Woman"],
+        "several labels reached Label Studio"
+    );
     // Label Studio's images are Prelabel items of the project's dataset, reviewable there.
     let items = server.ok(&format!("/api/items?dataset=label-studio-{id}"));
     assert_eq!(

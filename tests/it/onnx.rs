@@ -364,39 +364,10 @@ fn models_and_settings_that_cannot_work_are_refused_naming_why() {
     assert!(error.contains("artifact `model.onnx`"), "{error}");
 }
 
-/// NudeNet 3.4.2's bundled detector (a YOLOv8n export, dynamic sizes, 18 classes named in its
-/// metadata), from its wheel on PyPI as a user gets it.
-fn nudenet_model() -> PathBuf {
-    let venv = venv("nudenet-venv", &["--no-deps", "nudenet==3.4.2"]);
-    let pattern = venv.join("lib/python3*/site-packages/nudenet/320n.onnx");
-    glob::glob(path(&pattern))
-        .expect("a pattern")
-        .flatten()
-        .next()
-        .unwrap_or_else(|| panic!("no {} after pip install", pattern.display()))
-}
-
 #[test]
 fn a_real_detector_from_pypi_gives_what_its_own_package_finds() {
     let dir = tempdir();
-    // NudeNet's own pipeline, read from its code: pad right and below to a square with black,
-    // resize, values over 255, BGR (its RGBA2BGR on a 3-channel image swaps to RGB, then
-    // blobFromImage swaps back), one NMS over all classes at 0.45, scores from 0.25.
-    let (said, package) = package(
-        dir.path(),
-        "nudenet",
-        &[
-            "--model",
-            path(&nudenet_model()),
-            "--resize",
-            "letterbox-corner",
-            "--pad-value",
-            "0",
-            "--channels",
-            "bgr",
-            "--agnostic-nms",
-        ],
-    );
+    let (said, package) = nudenet_package(dir.path());
     assert!(
         said.contains(
             "format yolov8 (from its outputs), input 320x320, 18 labels from the model's metadata"

@@ -979,6 +979,49 @@ pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
     venv
 }
 
+/// NudeNet 3.4.2's bundled detector (a YOLOv8n export, dynamic sizes, 18 classes named in its
+/// metadata), from its wheel on PyPI as a user gets it.
+pub fn nudenet_model() -> PathBuf {
+    let venv = venv("nudenet-venv", &["--no-deps", "nudenet==3.4.2"]);
+    let pattern = venv.join("lib/python3*/site-packages/nudenet/320n.onnx");
+    glob::glob(path(&pattern))
+        .expect("a pattern")
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no {} after pip install", pattern.display()))
+}
+
+/// `prelabel new onnx nudenet` in `dir` as NudeNet's own pipeline runs its model (read from
+/// its code): padded right and below to a square with black, resized, values over 255, BGR
+/// (its RGBA2BGR on a 3-channel image swaps to RGB, then blobFromImage swaps back), one NMS
+/// over all classes at 0.45, scores from 0.25. What `new` said, and the package.
+pub fn nudenet_package(dir: &Path) -> (String, PathBuf) {
+    let package = dir.join("nudenet");
+    let home = tempdir();
+    let model = nudenet_model();
+    let out = prelabel(
+        home.path(),
+        &[
+            "new",
+            "onnx",
+            "nudenet",
+            "--dir",
+            path(&package),
+            "--model",
+            path(&model),
+            "--resize",
+            "letterbox-corner",
+            "--pad-value",
+            "0",
+            "--channels",
+            "bgr",
+            "--agnostic-nms",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    (stdout(&out), package)
+}
+
 /// The face detector's package as a self-contained folder at `dir` (its component at
 /// `out/component.wasm` and its model beside the manifest), the manifest passed through `edit`.
 pub fn face_detector_package(dir: &Path, edit: impl Fn(String) -> String) {
