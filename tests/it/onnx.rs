@@ -326,6 +326,10 @@ fn models_and_settings_that_cannot_work_are_refused_naming_why() {
         let err = new("options", &good, extra);
         assert!(err.contains(named), "{extra:?}: {err}");
     }
+    let latin1 = dir.path().join("labels.txt");
+    std::fs::write(&latin1, b"caf\xe9\nd\xf6g\n").expect("labels");
+    let err = new("labels", &good, &["--labels", path(&latin1)]);
+    assert!(err.contains("labels.txt: must be UTF-8 text"), "{err}");
 
     // What only running can show: each image's error names it, nothing panics.
     let (_, forced) = package(

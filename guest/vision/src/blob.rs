@@ -113,46 +113,76 @@ fn fitted(image: &RgbImage, width: u32, height: u32, resize: Resize) -> (RgbImag
             resize_linear(image, width, height),
             Fit::stretch(w, h, width, height),
         ),
-        Resize::Letterbox { corner: true, pad } => {
-            // Padded right and below to the input's shape at the image's own resolution,
-            // then the whole resized, as NudeNet does: no rounding of the scaled size.
-            let (padded_w, padded_h) =
-                if u64::from(w) * u64::from(height) >= u64::from(h) * u64::from(width) {
-                    (
-                        w,
-                        (u64::from(w) * u64::from(height)).div_ceil(u64::from(width)) as u32,
-                    )
-                } else {
-                    (
-                        (u64::from(h) * u64::from(width)).div_ceil(u64::from(height)) as u32,
-                        h,
-                    )
-                };
-            let mut canvas = RgbImage::from_pixel(padded_w, padded_h, image::Rgb([pad; 3]));
-            image::imageops::replace(&mut canvas, image, 0, 0);
-            (
-                resize_linear(&canvas, width, height),
-                Fit::stretch(padded_w, padded_h, width, height),
-            )
-        }
+        Resize::Letterbox { corner: true, pad } => padded_then_resized(image, width, height, pad)
+            .unwrap_or_else(|| resized_then_padded(image, width, height, pad, true)),
         Resize::Letterbox { corner: false, pad } => {
-            let fit = Fit::letterbox(w, h, width, height);
-            let Fit::Letterbox {
-                scale,
-                pad_x,
-                pad_y,
-            } = fit
-            else {
-                unreachable!("a letterbox's fit")
-            };
-            let new_w = ((w as f32 * scale).round() as u32).clamp(1, width);
-            let new_h = ((h as f32 * scale).round() as u32).clamp(1, height);
-            let scaled = resize_linear(image, new_w, new_h);
-            let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([pad; 3]));
-            image::imageops::replace(&mut canvas, &scaled, pad_x as i64, pad_y as i64);
-            (canvas, fit)
+            resized_then_padded(image, width, height, pad, false)
         }
     }
+}
+
+/// Padded right and below to the input's shape at the image's own resolution, then the whole
+/// resized, as NudeNet does: no rounding of the scaled size. `None` when the padding would be
+/// many times the image (a strip into a square): the caller scales first instead.
+fn padded_then_resized(
+    image: &RgbImage,
+    width: u32,
+    height: u32,
+    pad: u8,
+) -> Option<(RgbImage, Fit)> {
+    let (w, h) = (u64::from(image.width()), u64::from(image.height()));
+    let (iw, ih) = (u64::from(width), u64::from(height));
+    let (padded_w, padded_h) = if w * ih >= h * iw {
+        (w, (w * ih).div_ceil(iw))
+    } else {
+        ((h * iw).div_ceil(ih), h)
+    };
+    if padded_w * padded_h > 16 * w * h {
+        return None;
+    }
+    let (padded_w, padded_h) = (u32::try_from(padded_w).ok()?, u32::try_from(padded_h).ok()?);
+    let mut canvas = RgbImage::from_pixel(padded_w, padded_h, image::Rgb([pad; 3]));
+    image::imageops::replace(&mut canvas, image, 0, 0);
+    Some((
+        resize_linear(&canvas, width, height),
+        Fit::stretch(padded_w, padded_h, width, height),
+    ))
+}
+
+/// Scaled keeping its aspect, then placed on a `pad` canvas of the input's size: centred as
+/// Ultralytics pastes it (whole pixels), or at the top left `corner`.
+fn resized_then_padded(
+    image: &RgbImage,
+    width: u32,
+    height: u32,
+    pad: u8,
+    corner: bool,
+) -> (RgbImage, Fit) {
+    let (w, h) = image.dimensions();
+    let Fit::Letterbox {
+        scale,
+        mut pad_x,
+        mut pad_y,
+    } = Fit::letterbox(w, h, width, height)
+    else {
+        unreachable!("a letterbox's fit")
+    };
+    if corner {
+        (pad_x, pad_y) = (0.0, 0.0);
+    }
+    let new_w = ((w as f32 * scale).round() as u32).clamp(1, width);
+    let new_h = ((h as f32 * scale).round() as u32).clamp(1, height);
+    let scaled = resize_linear(image, new_w, new_h);
+    let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([pad; 3]));
+    image::imageops::replace(&mut canvas, &scaled, pad_x as i64, pad_y as i64);
+    (
+        canvas,
+        Fit::Letterbox {
+            scale,
+            pad_x,
+            pad_y,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -227,6 +257,22 @@ mod tests {
         assert_eq!(fit, Fit::stretch(4, 4, 4, 4));
         let rows: Vec<f32> = (0..4).map(|r| values[r * 4]).collect();
         assert_eq!(rows, [1.0, 1.0, 0.0, 0.0]);
+        // A strip would be padded to a huge square: it is scaled first instead.
+        let strip = RgbImage::from_pixel(400, 2, image::Rgb([255, 255, 255]));
+        let (values, fit) = blob(&strip, (4, 4), corner, &Normalise::default());
+        assert!(
+            matches!(
+                fit,
+                Fit::Letterbox {
+                    pad_x: 0.0,
+                    pad_y: 0.0,
+                    ..
+                }
+            ),
+            "{fit:?}"
+        );
+        assert_eq!(values[0], 1.0);
+        assert_eq!(values[4], 0.0, "the padding below");
     }
 
     #[test]

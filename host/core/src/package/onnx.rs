@@ -148,7 +148,17 @@ pub fn create(dir: &Path, name: &str, options: &Options) -> Result<Made, OnnxErr
     };
     let input_size = input_size(&graph, format, options.input_size.as_deref())?;
     let labels = match &options.labels {
-        Some(path) => Some(read(path)?),
+        Some(path) => {
+            let bytes = read(path)?;
+            if std::str::from_utf8(&bytes).is_err() {
+                return Err(OnnxError::Option {
+                    option: "labels",
+                    value: path.display().to_string(),
+                    expected: "must be UTF-8 text, a class name per line",
+                });
+            }
+            Some(bytes)
+        }
         None => None,
     };
     let (names, labels_from) = class_names(labels.as_deref(), &graph);
