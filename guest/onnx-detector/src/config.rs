@@ -189,6 +189,7 @@ impl Setup {
             .first()
             .is_some_and(|l| l.eq_ignore_ascii_case("background"))
             .then_some(0);
+        let output = graph.outputs.first().map(|(name, _)| name.clone());
         let setup = Setup {
             model_filename,
             graph,
@@ -199,6 +200,7 @@ impl Setup {
                 normalise,
                 params,
                 background,
+                output,
                 max_pixels: onnx_model::DEFAULT_MAX_PIXELS,
             },
             labels,

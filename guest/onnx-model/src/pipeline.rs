@@ -21,6 +21,9 @@ pub struct Config {
     pub params: Params,
     /// SSD's class that is no object (a `background` first label), never a box.
     pub background: Option<usize>,
+    /// The output a YOLO decoder reads, by name (the graph's first: exports with extra
+    /// per-stride outputs list the decoded one first); `None`: the first one answered.
+    pub output: Option<String>,
     pub max_pixels: u64,
 }
 
@@ -61,6 +64,12 @@ fn decode(
         error,
     };
     let params = &config.params;
+    // The YOLO decoders read one output: the named one, else the first.
+    let chosen = config
+        .output
+        .as_ref()
+        .and_then(|name| outputs.iter().position(|(n, _, _)| n == name))
+        .unwrap_or(0);
     let mut outputs: Vec<(Vec<usize>, Vec<f32>)> =
         outputs.into_iter().map(|(_, s, v)| (s, v)).collect();
     match format {
@@ -70,14 +79,13 @@ fn decode(
             } else {
                 Layout::V8
             };
-            // Exports with extra outputs (YOLOv5's per-stride maps) put the decoded one first.
             if outputs.is_empty() {
                 return Err(failed(yolo::DecodeError::Outputs {
                     count: 0,
                     expected: "one output",
                 }));
             }
-            let (shape, values) = outputs.swap_remove(0);
+            let (shape, values) = outputs.swap_remove(chosen);
             yolo::decode(layout, &values, &shape, fit, size, params).map_err(failed)
         }
         Format::Ssd => {
