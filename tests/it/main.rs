@@ -32,4 +32,5 @@ mod queue;
 mod remote;
 mod review_browser;
 mod sandbox;
+mod scaling;
 mod watch;

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("015_people.sql"),
     include_str!("016_sessions_audit.sql"),
     include_str!("017_task_qa.sql"),
+    include_str!("018_elastic.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -57,6 +58,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres/007_people.sql"),
     include_str!("postgres/008_sessions_audit.sql"),
     include_str!("postgres/009_task_qa.sql"),
+    include_str!("postgres/010_elastic.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

@@ -46,6 +46,31 @@ impl Server {
         }
     }
 
+    /// The server's resident memory now, in MiB (Linux's `VmRSS`), its inference workers
+    /// (child processes) included.
+    pub fn rss_mb(&self) -> f64 {
+        let rss = |pid: u32| -> f64 {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                })
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        rss(pid)
+            + children
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .map(rss)
+                .sum::<f64>()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

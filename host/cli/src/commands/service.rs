@@ -14,7 +14,7 @@ use prelabel::ops::Home;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a service, or update it (new revision, inputs, settings) without a restart.
-    Deploy(Deploy),
+    Deploy(Box<Deploy>),
     /// Every service with its revision, state and settings.
     List,
     /// One service: revision, init inputs, runtime settings.
@@ -42,9 +42,18 @@ pub struct Deploy {
     revision: Option<i64>,
     #[arg(long = "init", value_name = "KEY=VALUE")]
     init: Vec<String>,
-    /// Executions at once (default 1: one at a time, in order).
-    #[arg(long)]
+    /// Executions at once (default 1: one at a time, in order), each on an instance of its
+    /// own: the most instances the service has (`--max-instances` says the same).
+    #[arg(long, visible_alias = "max-instances")]
     concurrency: Option<u32>,
+    /// Instances kept however idle once made (default 0: every one is given back after
+    /// `--idle`).
+    #[arg(long, value_name = "N")]
+    min_instances: Option<u32>,
+    /// Seconds an instance above `--min-instances` may sit idle before its memory is given
+    /// back (default 300).
+    #[arg(long, value_name = "SECS")]
+    idle: Option<f64>,
     /// Seconds one execution may take (default 60).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
@@ -95,6 +104,8 @@ impl Deploy {
             revision: self.revision,
             init: self.init.clone(),
             concurrency: self.concurrency,
+            min_instances: self.min_instances,
+            idle: self.idle,
             timeout: self.timeout,
             init_timeout: self.init_timeout,
             max_attempts: self.max_attempts,

@@ -21,7 +21,12 @@ use crate::runtime::{EngineChoice, Limits};
 /// annotations per result, 1 MiB of logs per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Settings {
+    /// Executions at once, each on an instance of its own: the most instances.
     pub concurrency: u32,
+    /// Instances kept once made, however idle (the rest are given back after `idle_ms`).
+    pub min_instances: u32,
+    /// How long an instance above `min_instances` may sit idle before it is given back.
+    pub idle_ms: u64,
     pub timeout_ms: u64,
     pub init_timeout_ms: u64,
     pub max_attempts: u32,
@@ -43,6 +48,8 @@ impl Default for Settings {
         let limits = Limits::default();
         Self {
             concurrency: 1,
+            min_instances: 0,
+            idle_ms: DEFAULT_IDLE_MS,
             timeout_ms: limits.timeout.as_millis() as u64,
             init_timeout_ms: limits.init_timeout.as_millis() as u64,
             max_attempts: 1,
@@ -113,6 +120,10 @@ pub struct Deploy {
     #[schema(value_type = Object)]
     pub init: Vec<String>,
     pub concurrency: Option<u32>,
+    /// Instances kept however idle (at most `concurrency`).
+    pub min_instances: Option<u32>,
+    /// Seconds an instance above `min_instances` may sit idle before it is given back.
+    pub idle: Option<f64>,
     /// Seconds.
     pub timeout: Option<f64>,
     /// Seconds.
@@ -157,10 +168,14 @@ pub const MAX_CONCURRENCY: u32 = 64;
 /// Threads one inference call may use.
 pub const MAX_INFERENCE_THREADS: u32 = 64;
 
+/// How long an instance may sit idle, by default, before it is given back: five minutes.
+pub const DEFAULT_IDLE_MS: u64 = 300_000;
+
 const SELECT: &str = "SELECT s.id, s.name, p.name AS package, r.revision, s.revision_id, s.previous_revision_id, s.init_inputs,
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
         s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference,
-        s.allowed_outbound_hosts, r.manifest, s.inference_engine, s.inference_threads
+        s.allowed_outbound_hosts, r.manifest, s.inference_engine, s.inference_threads,
+        s.min_instances, s.idle_ms
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row) -> crate::store::db::Result<Service> {
@@ -187,6 +202,8 @@ fn from_row(r: &Row) -> crate::store::db::Result<Service> {
         init_inputs: r.json("init_inputs")?,
         settings: Settings {
             concurrency: r.get("concurrency")?,
+            min_instances: r.get("min_instances")?,
+            idle_ms: r.get("idle_ms")?,
             timeout_ms: r.get("timeout_ms")?,
             max_attempts: r.get("max_attempts")?,
             memory_mb: r.get("memory_mb")?,
@@ -327,6 +344,21 @@ impl Deploy {
         if let Some(t) = self.init_timeout {
             settings.init_timeout_ms = millis(t, "init-timeout")?;
         }
+        if let Some(t) = self.idle {
+            settings.idle_ms = millis(t, "idle")?;
+        }
+        if let Some(n) = self.min_instances {
+            settings.min_instances = n;
+        }
+        if settings.min_instances > settings.concurrency {
+            return Err(Error::invalid(
+                "min-instances",
+                format!(
+                    "must be at most the service's concurrency (its most instances), {}, got {}",
+                    settings.concurrency, settings.min_instances
+                ),
+            ));
+        }
         for (value, field, setting) in [
             (
                 self.max_attempts,
@@ -392,12 +424,13 @@ fn write(
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
                                        init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts,
-                                       inference_engine, inference_threads)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                                       inference_engine, inference_threads, min_instances, idle_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                 params![
                     name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
-                    settings.allow_inference, narrowed, settings.inference_engine.as_str(), settings.inference_threads
+                    settings.allow_inference, narrowed, settings.inference_engine.as_str(), settings.inference_threads,
+                    settings.min_instances, settings.idle_ms
                 ],
             )?;
         }
@@ -413,7 +446,7 @@ fn write(
                             timeout_ms = $6, max_attempts = $7, memory_mb = $8, init_timeout_ms = $9, max_item_mb = $10,
                             max_annotations = $11, log_kb = $12, allow_inference = $13, package_id = $14,
                             allowed_outbound_hosts = COALESCE($15, allowed_outbound_hosts),
-                            inference_engine = $16, inference_threads = $17,
+                            inference_engine = $16, inference_threads = $17, min_instances = $18, idle_ms = $19,
                             generation = generation + 1, updated_at = {NOW}
                       WHERE id = $1"
                 ),
@@ -421,7 +454,7 @@ fn write(
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
                     settings.allow_inference, package_id, narrowed, settings.inference_engine.as_str(),
-                    settings.inference_threads
+                    settings.inference_threads, settings.min_instances, settings.idle_ms
                 ],
             )?;
         }

@@ -15,6 +15,7 @@
 //! PostgreSQL notifies channel `prelabel`) and wakes the idle workers only then ([`Wake`]); a
 //! worker does not open a write transaction to find that nothing is queued.
 
+mod idle;
 mod record;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,7 @@ use crate::work::execution::{self, Claimed, Outcome, Status};
 use crate::work::metrics::{self, Stage};
 use crate::work::pipeline;
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
+use idle::{Keep, release_when_idle};
 use record::{record, requeue_when_room};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
@@ -237,6 +239,7 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
         Err(e) => return tracing::error!("worker cannot open the store: {e}"),
     };
     let mut current: Option<Slot> = None;
+    let mut last_ran = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.seen();
         match step(
@@ -248,10 +251,13 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             slot,
             &mut current,
         ) {
-            Ok(Step::Ran) => {}
+            Ok(Step::Ran) => last_ran = Instant::now(),
             // Bounded by the lease too: a lost worker changes nothing in the store, and its
             // executions come back only when a claim sees its lease run out.
-            Ok(Step::Idle) => wake.wait(seen, IDLE.min(home.lease)),
+            Ok(Step::Idle(keep)) => {
+                let left = release_when_idle(&mut current, service_id, slot, keep, last_ran);
+                wake.wait(seen, IDLE.min(home.lease).min(left));
+            }
             Ok(Step::Exit) => break,
             Ok(Step::Unrecorded(claimed)) => requeue_when_room(&mut store, &claimed, &stop),
             Err(e) => {
@@ -271,7 +277,8 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
 
 enum Step {
     Ran,
-    Idle,
+    /// Nothing to claim; how long an idle instance of this slot is kept.
+    Idle(Keep),
     Exit,
     /// Its outcome could not be written for a full disk: see [`requeue_when_room`].
     Unrecorded(Claimed),
@@ -314,7 +321,12 @@ fn step(
         Err(e) => return Err(e),
     };
     let Some(claimed) = claimed else {
-        return Ok(Step::Idle);
+        let settings = &service.settings;
+        return Ok(Step::Idle(if slot < settings.min_instances {
+            Keep::Always
+        } else {
+            Keep::For(Duration::from_millis(settings.idle_ms))
+        }));
     };
     let metrics = metrics::global();
     if let Some(wait) = claimed.queued_at.as_deref().and_then(metrics::since) {

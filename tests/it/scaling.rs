@@ -1,0 +1,163 @@
+//! Elastic instances (issue 35): a service's concurrency is its most instances; a burst makes
+//! them, and each is given back once idle for the service's `--idle`, except the first
+//! `--min-instances`. Read from outside, as an operator would: `/metrics` and the server's RSS.
+
+use std::time::{Duration, Instant};
+
+use crate::support::server::*;
+use crate::support::*;
+
+/// `prelabel_instances` of a service in a scrape.
+fn instances(server: &Server, service: &str) -> f64 {
+    let scrape = server
+        .with_token(server.client.get(server.url("/metrics")))
+        .send()
+        .expect("scrape")
+        .text()
+        .expect("text");
+    let series = format!("prelabel_instances{{service=\"{service}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls until `want(instances)` holds, for at most `secs`; the last value seen.
+fn until(server: &Server, service: &str, secs: u64, want: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let seen = instances(server, service);
+        if want(seen) || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    // At most 4, none kept, given back after a second idle; another service keeps one.
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "face-detector",
+        "--max-instances",
+        "4",
+        "--min-instances",
+        "0",
+        "--idle",
+        "1",
+    ]);
+    let err = home.fails(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "face-detector",
+        "--max-instances",
+        "2",
+        "--min-instances",
+        "3",
+    ]);
+    assert!(
+        err.contains("--min-instances must be at most the service's concurrency"),
+        "{err}"
+    );
+    let server = Server::start(&home, &["--token", "boot"]);
+    assert_eq!(instances(&server, "face-detector"), 0.0, "none before work");
+    // The idle figure: the component compiled and loaded, one execution run, its instance
+    // given back.
+    let first = photo("skimage_camera.png");
+    assert!(
+        server
+            .upload("burst", &[("first.png", first)])
+            .status()
+            .is_success()
+    );
+    assert_eq!(
+        until(&server, "face-detector", 60, |n| n == 1.0),
+        1.0,
+        "made for work"
+    );
+    assert_eq!(
+        until(&server, "face-detector", 20, |n| n == 0.0),
+        0.0,
+        "given back"
+    );
+    let idle_rss = server.rss_mb();
+
+    // A burst: sixteen photos at once.
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| {
+            let name = ["skimage_astronaut.png", "mosaic_2x2.png"][i % 2];
+            (format!("{i}-{name}"), photo(name))
+        })
+        .collect();
+    let started = Instant::now();
+    for (name, bytes) in &files {
+        let response = server.upload("burst", &[(name, bytes.clone())]);
+        assert!(response.status().is_success(), "{name}");
+    }
+    let peak = until(&server, "face-detector", 60, |n| n >= 4.0);
+    assert_eq!(peak, 4.0, "scaled up to its most");
+    let up = started.elapsed();
+    let busy_rss = server.rss_mb();
+    server.wait_executions("?limit=100", |all| {
+        all.len() == 17 && all.iter().all(|e| e["status"] == "success")
+    });
+    // Idle: each instance is given back a second after its last execution.
+    let down = until(&server, "face-detector", 20, |n| n == 0.0);
+    assert_eq!(down, 0.0, "back to none after the idle time");
+    let after_rss = server.rss_mb();
+    eprintln!(
+        "scaled to 4 in {:.1} s; RSS idle {idle_rss:.0} MiB, with 4 instances {busy_rss:.0} MiB, \
+         after they were given back {after_rss:.0} MiB",
+        up.as_secs_f64()
+    );
+    // Most of what the instances held is the host's again.
+    assert!(
+        after_rss < idle_rss + (busy_rss - idle_rss) / 2.0,
+        "RSS idle {idle_rss:.0} MiB, busy {busy_rss:.0}, after {after_rss:.0}"
+    );
+    // Every item annotated once.
+    assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 17);
+    assert_eq!(
+        home.count("SELECT COUNT(DISTINCT item_id) FROM executions WHERE status = 'success'"),
+        17
+    );
+
+    // Kept: with one instance kept, the burst's others go and it stays.
+    drop(server);
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "face-detector",
+        "--min-instances",
+        "1",
+    ]);
+    let server = Server::start(&home, &["--token", "boot"]);
+    for (name, bytes) in files.iter().take(8) {
+        let again = format!("again-{name}");
+        assert!(
+            server
+                .upload("burst", &[(&again, bytes.clone())])
+                .status()
+                .is_success()
+        );
+    }
+    server.wait_executions("?limit=100", |all| {
+        all.len() == 25 && all.iter().all(|e| e["status"] == "success")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        instances(&server, "face-detector"),
+        1.0,
+        "the one kept stays"
+    );
+}
