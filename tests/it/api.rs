@@ -535,7 +535,7 @@ fn status_names_the_store_the_serving_worker_and_each_queue() {
     assert_eq!(
         status["queues"],
         serde_json::json!([{"service": "face-detector", "paused": false, "concurrency": 1,
-                            "queued": 0, "running": 0, "recent": {"finished": 0,
+                            "queued": 0, "running": 0, "instances": 0, "recent": {"finished": 0,
                             "wait_p50_ms": 0, "wait_p95_ms": 0, "run_p50_ms": 0, "run_p95_ms": 0}}]),
         "{status:#}"
     );

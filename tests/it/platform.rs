@@ -236,7 +236,8 @@ fn deploy_checks_init_inputs_and_settings() {
         serde_json::json!({
             "concurrency": 2, "timeout_ms": 5000, "max_attempts": 3, "memory_mb": 512,
             "init_timeout_ms": 120000, "max_item_mb": 256, "max_annotations": 10000, "log_kb": 1024,
-            "allow_inference": false, "inference_engine": "auto", "inference_threads": 1
+            "allow_inference": false, "inference_engine": "auto", "inference_threads": 1,
+            "min_instances": 0, "idle_ms": 300000
         })
     );
     assert_eq!(s["init_inputs"]["camera"], "front");

@@ -22,6 +22,31 @@ fn instances(server: &Server, service: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `instances` of a service as `prelabel status --json` reads it from the store (what the
+/// workers' heartbeats reported), from another process.
+fn status_instances(home: &Home, service: &str) -> u64 {
+    let status = home.json(&["status", "--json"]);
+    status["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|q| q["service"] == service)
+        .and_then(|q| q["instances"].as_u64())
+        .unwrap_or_else(|| panic!("no {service} in {status:#}"))
+}
+
+/// Polls `status` until `want` holds, for at most `secs`; the last value seen.
+fn status_until(home: &Home, service: &str, secs: u64, want: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let seen = status_instances(home, service);
+        if want(seen) || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Polls until `want(instances)` holds, for at most `secs`; the last value seen.
 fn until(server: &Server, service: &str, secs: u64, want: impl Fn(f64) -> bool) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -38,7 +63,7 @@ fn until(server: &Server, service: &str, secs: u64, want: impl Fn(f64) -> bool) 
 fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
     let home = Home::new();
     home.seed_flow(&[]);
-    // At most 4, none kept, given back after a second idle; another service keeps one.
+    // At most 4, none kept, given back after 3 s idle (heartbeats come every second).
     home.ok(&[
         "service",
         "deploy",
@@ -50,7 +75,7 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         "--min-instances",
         "0",
         "--idle",
-        "1",
+        "3",
     ]);
     let err = home.fails(&[
         "service",
@@ -67,7 +92,8 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         err.contains("--min-instances must be at most the service's concurrency"),
         "{err}"
     );
-    let server = Server::start(&home, &["--token", "boot"]);
+    // A heartbeat a second, so that `status` follows closely.
+    let server = Server::start(&home, &["--token", "boot", "--lease", "3"]);
     assert_eq!(instances(&server, "face-detector"), 0.0, "none before work");
     // The idle figure: the component compiled and loaded, one execution run, its instance
     // given back.
@@ -106,6 +132,8 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
     assert_eq!(peak, 4.0, "scaled up to its most");
     let up = started.elapsed();
     let busy_rss = server.rss_mb();
+    // `status` (any process, any machine) sees them through the worker's heartbeat.
+    let reported = status_until(&home, "face-detector", 10, |n| n == 4);
     server.wait_executions("?limit=100", |all| {
         all.len() == 17 && all.iter().all(|e| e["status"] == "success")
     });
@@ -113,6 +141,12 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
     let down = until(&server, "face-detector", 20, |n| n == 0.0);
     assert_eq!(down, 0.0, "back to none after the idle time");
     let after_rss = server.rss_mb();
+    assert_eq!(reported, 4, "status saw the four");
+    assert_eq!(
+        status_until(&home, "face-detector", 10, |n| n == 0),
+        0,
+        "and none after"
+    );
     eprintln!(
         "scaled to 4 in {:.1} s; RSS idle {idle_rss:.0} MiB, with 4 instances {busy_rss:.0} MiB, \
          after they were given back {after_rss:.0} MiB",

@@ -48,17 +48,24 @@ impl Args {
         }
         println!();
         println!(
-            "{:<24} {:>8} {:>8} {:>12}  {:>16}  {:>16}",
-            "SERVICE", "QUEUED", "RUNNING", "CONCURRENCY", "WAIT p50/p95", "RUN p50/p95"
+            "{:<24} {:>8} {:>8} {:>10} {:>12}  {:>16}  {:>16}",
+            "SERVICE",
+            "QUEUED",
+            "RUNNING",
+            "INSTANCES",
+            "CONCURRENCY",
+            "WAIT p50/p95",
+            "RUN p50/p95"
         );
         for q in &status.queues {
             let paused = if q.paused { "  (paused)" } else { "" };
             let r = &q.recent;
             println!(
-                "{:<24} {:>8} {:>8} {:>12}  {:>16}  {:>16}{paused}",
+                "{:<24} {:>8} {:>8} {:>10} {:>12}  {:>16}  {:>16}{paused}",
                 q.service,
                 q.queued,
                 q.running,
+                q.instances,
                 q.concurrency,
                 format!("{}/{} ms", r.wait_p50_ms, r.wait_p95_ms),
                 format!("{}/{} ms", r.run_p50_ms, r.run_p95_ms),

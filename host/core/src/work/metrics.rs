@@ -234,6 +234,16 @@ impl Metrics {
         }
     }
 
+    /// The instances this process holds, by service name (what its heartbeat reports).
+    pub fn instance_counts(&self) -> BTreeMap<String, u64> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = BTreeMap::new();
+        for (service, _) in live.values() {
+            *counts.entry(service.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// The text a scrape answers, with the store's gauges set from what `prelabel status`
     /// reads: the queues, the executions by status, the workers.
     pub fn render(

@@ -198,9 +198,12 @@ fn late(id: i64, since_last: Duration, lease: Duration) {
 
 /// One heartbeat: the worker's lease runs from now.
 pub fn beat(store: &Store, id: i64) -> Result<()> {
+    // What it holds goes with each beat, for `status` on any machine.
+    let instances = serde_json::to_string(&crate::work::metrics::global().instance_counts())
+        .unwrap_or_default();
     store.conn().execute(
-        &format!("UPDATE workers SET heartbeat_ms = {NOW_MS} WHERE id = $1"),
-        params![id],
+        &format!("UPDATE workers SET heartbeat_ms = {NOW_MS}, instances = $2 WHERE id = $1"),
+        params![id, instances],
     )?;
     Ok(())
 }

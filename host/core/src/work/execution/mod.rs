@@ -258,6 +258,8 @@ pub struct Queue {
     pub concurrency: u32,
     pub queued: i64,
     pub running: i64,
+    /// Instances the live workers hold for it, as of their last heartbeats.
+    pub instances: u64,
     /// Its last finished executions' times (what `/metrics` observes as they happen).
     pub recent: Recent,
 }
@@ -344,14 +346,38 @@ pub fn queues(store: &Store) -> Result<Vec<Queue>> {
                 concurrency: r.get(2)?,
                 queued: r.get(3)?,
                 running: r.get(4)?,
+                instances: 0,
                 recent: Recent::default(),
             })
         },
     )?;
+    let held = held_instances(store)?;
     for queue in &mut queues {
         queue.recent = recent(store, &queue.service)?;
+        queue.instances = held.get(&queue.service).copied().unwrap_or(0);
     }
     Ok(queues)
+}
+
+/// Instances by service that the workers still alive hold, summed over them (each reports
+/// its own with its heartbeat; unreadable reports count for nothing).
+fn held_instances(store: &Store) -> Result<BTreeMap<String, u64>> {
+    let reports = store.conn().query_map(
+        &format!(
+            "SELECT instances FROM workers
+              WHERE stopped_at IS NULL AND heartbeat_ms + lease_ms >= {NOW_MS}"
+        ),
+        params![],
+        |r| r.get::<Option<String>>(0),
+    )?;
+    let mut held = BTreeMap::new();
+    for report in reports.into_iter().flatten() {
+        let counts: BTreeMap<String, u64> = serde_json::from_str(&report).unwrap_or_default();
+        for (service, n) in counts {
+            *held.entry(service).or_insert(0) += n;
+        }
+    }
+    Ok(held)
 }
 
 /// What `rerun` did.
