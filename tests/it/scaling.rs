@@ -35,28 +35,26 @@ fn status_instances(home: &Home, service: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {service} in {status:#}"))
 }
 
-/// Polls `status` until `want` holds, for at most `secs`; the last value seen.
-fn status_until(home: &Home, service: &str, secs: u64, want: impl Fn(u64) -> bool) -> u64 {
+/// Reads `read` until `want` holds of it, for at most `secs`; the last value read.
+fn poll<T>(secs: u64, read: impl Fn() -> T, want: impl Fn(&T) -> bool) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let seen = status_instances(home, service);
-        if want(seen) || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Polls until `want(instances)` holds, for at most `secs`; the last value seen.
-fn until(server: &Server, service: &str, secs: u64, want: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let seen = instances(server, service);
-        if want(seen) || Instant::now() > deadline {
+        let seen = read();
+        if want(&seen) || Instant::now() > deadline {
             return seen;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `/metrics`' instances of a service, polled until `want` holds.
+fn until(server: &Server, service: &str, secs: u64, want: impl Fn(f64) -> bool) -> f64 {
+    poll(secs, || instances(server, service), |n| want(*n))
+}
+
+/// `status`'s instances of a service, polled until `want` holds.
+fn status_until(home: &Home, service: &str, secs: u64, want: impl Fn(u64) -> bool) -> u64 {
+    poll(secs, || status_instances(home, service), |n| want(*n))
 }
 
 #[test]
