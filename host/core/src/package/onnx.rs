@@ -296,18 +296,20 @@ fn check_triple(option: &'static str, value: &str) -> Result<(), OnnxError> {
     }
 }
 
-fn one_of(option: &'static str, value: &str, names: &[&str]) -> Result<(), OnnxError> {
+/// `value` is one of `names`; else refused with `expected`, which says which they are.
+fn one_of(
+    option: &'static str,
+    value: &str,
+    names: &[&str],
+    expected: &'static str,
+) -> Result<(), OnnxError> {
     if names.contains(&value) {
         Ok(())
     } else {
         Err(OnnxError::Option {
             option,
             value: value.into(),
-            expected: if option == "resize" {
-                "must be `letterbox`, `letterbox-corner` or `stretch`"
-            } else {
-                "must be `rgb` or `bgr`"
-            },
+            expected,
         })
     }
 }
@@ -339,9 +341,15 @@ fn manifest_text(
         "resize",
         resize,
         &["letterbox", "letterbox-corner", "stretch"],
+        "must be `letterbox`, `letterbox-corner` or `stretch`",
     )?;
     let channels = options.channels.as_deref().unwrap_or("rgb");
-    one_of("channels", channels, &["rgb", "bgr"])?;
+    one_of(
+        "channels",
+        channels,
+        &["rgb", "bgr"],
+        "must be `rgb` or `bgr`",
+    )?;
     let mean = options.mean.as_deref().unwrap_or("0, 0, 0");
     check_triple("mean", mean)?;
     let std = options.std.as_deref().unwrap_or("1, 1, 1");
