@@ -193,3 +193,114 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         "the one kept stays"
     );
 }
+
+/// A sum over the services of a family in a scrape (`prelabel_instances`), or one series.
+fn scraped(server: &Server, series: &str) -> f64 {
+    let scrape = server
+        .with_token(server.client.get(server.url("/metrics")))
+        .send()
+        .expect("scrape")
+        .text()
+        .expect("text");
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(series) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn services_over_a_small_host_budget_take_turns_and_never_exceed_it() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    // Two services whose caps together (800 MiB) are more than the host offers (600 MiB): one
+    // instance at a time fits. A third whose one instance could never fit.
+    for (name, memory) in [
+        ("face-detector", "400"),
+        ("faces-b", "400"),
+        ("too-big", "700"),
+    ] {
+        home.ok(&[
+            "service",
+            "deploy",
+            "face-detector",
+            "--name",
+            name,
+            "--memory-mb",
+            memory,
+            "--max-instances",
+            "4",
+        ]);
+    }
+    for (trigger, service) in [("faces-b", "faces-b"), ("too-big", "too-big")] {
+        home.ok(&[
+            "trigger",
+            "create",
+            trigger,
+            "--service",
+            service,
+            "--filter",
+            "metadata.system.mimetype=image/*",
+        ]);
+    }
+    let server = Server::start(&home, &["--token", "boot", "--host-memory", "600"]);
+    // Set once the scheduler starts, which may be after the API listens.
+    let offered = poll(
+        10,
+        || scraped(&server, "prelabel_host_memory_bytes"),
+        |b| *b > 0.0,
+    );
+    assert_eq!(offered, 600.0 * 1048576.0);
+    let photos = 6;
+    for i in 0..photos {
+        let name = ["skimage_astronaut.png", "mosaic_2x2.png"][i % 2];
+        let response = server.upload("budget", &[(&format!("{i}-{name}"), photo(name))]);
+        assert!(response.status().is_success(), "{name}");
+    }
+    // Watched while they run: never more than one instance, never more than 600 MiB promised.
+    let (mut most, mut promised) = (0.0f64, 0.0f64);
+    let done = |all: &[serde_json::Value]| {
+        all.iter()
+            .filter(|e| e["service"] != "too-big" && e["status"] == "success")
+            .count()
+            == 2 * photos
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let all = loop {
+        most = most.max(scraped(&server, "prelabel_instances{"));
+        promised = promised.max(scraped(&server, "prelabel_host_memory_promised_bytes"));
+        let all = server.ok("/api/executions?limit=100")["executions"]
+            .as_array()
+            .expect("executions")
+            .clone();
+        if done(&all) || Instant::now() > deadline {
+            break all;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    assert!(done(&all), "not all annotated: {all:#?}");
+    let peak = server.peak_rss_mb();
+    eprintln!(
+        "most instances at once {most}, most promised {:.0} MiB, peak RSS {peak:.0} MiB",
+        promised / 1048576.0
+    );
+    assert_eq!(most, 1.0, "one instance at a time fits");
+    assert!(promised <= 600.0 * 1048576.0, "promised {promised}");
+    assert!(peak < 600.0, "the server's peak RSS {peak:.0} MiB");
+    // Both progressed: each service finished an execution before the other finished all of
+    // its own (they took turns, rather than one waiting for the other's queue to empty).
+    let finished = |service: &str| -> Vec<String> {
+        let mut at: Vec<String> = all
+            .iter()
+            .filter(|e| e["service"] == service)
+            .filter_map(|e| e["finished_at"].as_str().map(str::to_string))
+            .collect();
+        at.sort();
+        at
+    };
+    let (a, b) = (finished("face-detector"), finished("faces-b"));
+    assert!(a[0] < b[photos - 1] && b[0] < a[photos - 1], "{a:?} {b:?}");
+    // The one that cannot fit is left queued, for a host with room, and said why.
+    let big = all.iter().filter(|e| e["service"] == "too-big");
+    assert!(big.clone().count() == photos && big.clone().all(|e| e["status"] == "queued"));
+}

@@ -20,6 +20,19 @@ pub struct Server {
     pub client: Client,
 }
 
+/// A figure in kB of `/proc/PID/status`, in MiB; 0 where there is none.
+fn status_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 impl Server {
     pub fn start(home: &Home, args: &[&str]) -> Server {
         let mut child = command(home.path())
@@ -49,26 +62,20 @@ impl Server {
     /// The server's resident memory now, in MiB (Linux's `VmRSS`), its inference workers
     /// (child processes) included.
     pub fn rss_mb(&self) -> f64 {
-        let rss = |pid: u32| -> f64 {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                })
-                .unwrap_or(0.0)
-                / 1024.0
-        };
         let pid = self.child.id();
         let children =
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        rss(pid)
+        status_mb(pid, "VmRSS:")
             + children
                 .split_whitespace()
                 .filter_map(|c| c.parse().ok())
-                .map(rss)
+                .map(|c| status_mb(c, "VmRSS:"))
                 .sum::<f64>()
+    }
+
+    /// The most the server process was resident since it started, in MiB (Linux's `VmHWM`).
+    pub fn peak_rss_mb(&self) -> f64 {
+        status_mb(self.child.id(), "VmHWM:")
     }
 
     pub fn url(&self, path: &str) -> String {

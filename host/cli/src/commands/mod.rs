@@ -221,7 +221,7 @@ impl Cli {
             Command::Compare(args) => args.run(&home),
             Command::Evaluate(args) => args.run(&home),
             Command::Bench(args) => args.run(&home),
-            Command::Work(args) => args.run(&home),
+            Command::Work(args) => return args.run(home),
             Command::Watch(args) => args.run(&home),
             Command::New(args) => args.run(),
         }?;

@@ -11,12 +11,37 @@ use anyhow::{Context as _, Result};
 
 use prelabel::ops::Home;
 use prelabel::work::execution::Interrupted;
+use prelabel::work::scheduler::budget::Host;
 use prelabel_api as api;
 
 #[derive(Debug, clap::Args)]
 pub struct Work {
     #[arg(long)]
     pub until_idle: bool,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// What this host offers its instances: each is made only when its service's cap fits.
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// MiB of memory the instances may be promised in all (their caps summed); default: the
+    /// machine's memory, or its container's limit where lower.
+    #[arg(long, env = "PRELABEL_HOST_MEMORY", value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    host_memory: Option<u64>,
+    /// Cores the instances may be promised (one each, or their inference threads); default:
+    /// no limit (CPU time is shared, where memory is not).
+    #[arg(long, env = "PRELABEL_HOST_CORES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    host_cores: Option<u32>,
+}
+
+impl HostArgs {
+    fn host(&self) -> Host {
+        Host {
+            memory_mb: self.host_memory,
+            cores: self.host_cores,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,11 +69,14 @@ pub struct Serve {
     /// Label Studio's API token (its legacy token: Account & Settings), sent to it alone.
     #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true)]
     label_studio_api_key: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 impl Work {
-    pub fn run(self, home: &Home) -> Result<ExitCode> {
+    pub fn run(self, home: Home) -> Result<ExitCode> {
         let stop = stop_on_ctrl_c()?;
+        let home = home.on_host(self.host.host());
         report(home.serve(stop, self.until_idle)?);
         Ok(ExitCode::SUCCESS)
     }
@@ -56,6 +84,7 @@ impl Work {
 
 impl Serve {
     pub fn run(self, home: Home) -> Result<ExitCode> {
+        let home = home.on_host(self.host.host());
         let label_studio = self
             .label_studio_url
             .filter(|url| !url.is_empty())

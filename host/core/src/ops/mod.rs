@@ -45,7 +45,7 @@ use crate::work::execution::{self, Execution, Interrupted, Rerun, Status};
 use crate::work::pipeline::{self, Applied, Pipeline, RunPath, Shown};
 use crate::work::predict;
 use crate::work::replay;
-use crate::work::scheduler;
+use crate::work::scheduler::{self, budget::Host};
 use crate::work::task::{self, Decided, Held, Task};
 use crate::work::trigger::{self, Create, Trigger};
 use crate::work::worker::HomeLock;
@@ -61,6 +61,8 @@ pub struct Home {
     cache_dir: PathBuf,
     pool: OnceLock<r2d2::Pool<Connections>>,
     runtime: OnceLock<Arc<Runtime>>,
+    /// What this host offers its scheduler's instances (`--host-memory`, `--host-cores`).
+    host: Host,
 }
 
 /// Connections the pool holds at most: enough for the API's blocking threads to read side
@@ -223,7 +225,13 @@ impl Home {
             cache_dir,
             pool: OnceLock::new(),
             runtime: OnceLock::new(),
+            host: Host::default(),
         }
+    }
+
+    /// This home, its scheduler's instances held within what `host` offers.
+    pub fn on_host(self, host: Host) -> Self {
+        Self { host, ..self }
     }
 
     /// A home whose operations use `runtime` (one engine shared by several homes).

@@ -144,7 +144,8 @@ impl Home {
         stop: Arc<AtomicBool>,
         until_idle: bool,
     ) -> Result<Interrupted> {
-        scheduler::run_locked(lock, &self.location, self.runtime()?, stop, until_idle)
+        let runtime = self.runtime()?;
+        scheduler::run_locked(lock, &self.location, runtime, self.host, stop, until_idle)
     }
 
     /// The store, its workers (with their leases and heartbeats) and each service's queue.

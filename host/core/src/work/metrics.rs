@@ -105,6 +105,8 @@ pub struct Metrics {
     workers: Family<StateLabels, Gauge>,
     instances: Family<ServiceLabels, Gauge>,
     instance_memory: Family<ServiceLabels, Gauge>,
+    host_memory: Gauge,
+    host_memory_promised: Gauge,
     /// This scheduler's live instances: (service id, slot) → (service, charged bytes).
     live: Mutex<BTreeMap<(i64, u32), (String, u64)>>,
     /// One scrape at a time: each clears and sets the store's gauges.
@@ -133,6 +135,8 @@ impl Metrics {
             workers: Family::default(),
             instances: Family::default(),
             instance_memory: Family::default(),
+            host_memory: Gauge::default(),
+            host_memory_promised: Gauge::default(),
             live: Mutex::default(),
             scrape: Mutex::default(),
         };
@@ -178,6 +182,16 @@ impl Metrics {
             metrics.instance_memory.clone(),
         );
         r.register(
+            "host_memory_bytes",
+            "Memory this process's scheduler may promise its instances (--host-memory)",
+            metrics.host_memory.clone(),
+        );
+        r.register(
+            "host_memory_promised_bytes",
+            "Memory promised to the instances it holds: the sum of their caps",
+            metrics.host_memory_promised.clone(),
+        );
+        r.register(
             "api_requests",
             "API requests answered, by route, method and status",
             metrics.requests.clone(),
@@ -218,6 +232,14 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// The host's budget: what it may promise, and what its instances hold of it.
+    pub fn host_memory(&self, budget: u64, promised: u64) {
+        self.host_memory
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
+        self.host_memory_promised
+            .set(i64::try_from(promised).unwrap_or(i64::MAX));
     }
 
     /// What slot `slot` of service `service_id` holds now: an instance of `service` charged

@@ -34,23 +34,12 @@ pub fn claim_next(
     claim: i64,
 ) -> Result<Option<Claimed>> {
     let dialect = store.dialect();
-    let lost = format!(
-        "service_id = $1 AND status = 'running' AND {}",
-        of_lost_workers(2)
-    );
     // A look first, without a transaction or a lock: nothing queued and nobody lost is the
     // common answer of an idle or saturated service, and costs one read.
-    let work: bool = store.conn().query_row(
-        &format!(
-            "SELECT EXISTS (SELECT 1 FROM executions WHERE service_id = $1 AND status = 'queued')
-                 OR EXISTS (SELECT 1 FROM executions WHERE {lost})"
-        ),
-        params![service_id, worker.id],
-        |r| r.get(0),
-    )?;
-    if !work {
+    if !has_work(store, service_id, worker.id)? {
         return Ok(None);
     }
+    let lost = lost_of_service();
     let tx = store.claim_transaction()?;
     if dialect == Dialect::Postgres {
         // The class of the advisory locks that serialise one service's claims: two 32-bit
@@ -75,6 +64,29 @@ pub fn claim_next(
     let next = take_oldest(&tx, service_id, revision_id, worker, claim)?;
     tx.commit()?;
     Ok(next)
+}
+
+/// Whether a claim of the service could find anything: an execution queued, or one a lost
+/// worker left running. One read, without a transaction or a lock.
+pub fn has_work(store: &Store, service_id: i64, worker_id: i64) -> Result<bool> {
+    let lost = lost_of_service();
+    Ok(store.conn().query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM executions WHERE service_id = $1 AND status = 'queued')
+                 OR EXISTS (SELECT 1 FROM executions WHERE {lost})"
+        ),
+        params![service_id, worker_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The condition of a service's (`$1`) executions that lost workers left running (seen by
+/// worker `$2`).
+fn lost_of_service() -> String {
+    format!(
+        "service_id = $1 AND status = 'running' AND {}",
+        of_lost_workers(2)
+    )
 }
 
 /// The running executions of the service's lost workers (`lost`), back on the queue; their

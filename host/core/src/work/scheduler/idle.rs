@@ -1,12 +1,12 @@
 //! Elastic instances (issue 35): a service's `concurrency` is its most instances; each worker
 //! makes its instance when work comes, and gives it back once it has sat idle for the service's
-//! `idle_ms`, except the first `min_instances`, which stay. A given-back instance's memory (the
-//! guest's, and its inference worker's) is the host's again.
+//! `idle_ms`, except the first `min_instances`, which stay unless another service waits for
+//! their room (see [`super::budget`]). A given-back instance's memory (the guest's, and its
+//! inference worker's) is the host's again.
 
 use std::time::{Duration, Instant};
 
-use super::Slot;
-use crate::work::metrics;
+use super::Held;
 
 /// How long an idle instance is kept: for ever below the service's `min_instances`.
 #[derive(Clone, Copy)]
@@ -15,31 +15,37 @@ pub(super) enum Keep {
     For(Duration),
 }
 
-/// Gives back the worker's instance (its memory: the guest's, and its inference worker's) once
-/// idle past what `keep` allows; the next execution makes a new one. Returns how long until it
-/// would, for the worker's wait.
+/// Gives back the worker's instance (its memory: the guest's, and its inference worker's) and
+/// its room on the host once idle past what `keep` allows, or at once when another service
+/// `wants` the room (see [`super::budget`]); the next execution makes a new one. Room held
+/// without an instance (its claim found nothing) goes at once. Returns how long until it would,
+/// for the worker's wait.
 pub(super) fn release_when_idle(
-    current: &mut Option<Slot>,
+    held: &mut Held,
     service_id: i64,
     slot: u32,
     keep: Keep,
     last_ran: Instant,
+    wanted: bool,
 ) -> Duration {
-    let Some(held) = current.as_mut().filter(|s| s.instance.is_some()) else {
+    if !held.has_instance() {
+        held.room = None;
         return Duration::MAX;
+    }
+    let left = match keep {
+        _ if wanted => Duration::ZERO,
+        Keep::Always => return Duration::MAX,
+        Keep::For(idle) => idle.saturating_sub(last_ran.elapsed()),
     };
-    let Keep::For(idle) = keep else {
-        return Duration::MAX;
-    };
-    let left = idle.saturating_sub(last_ran.elapsed());
     if left.is_zero() {
-        held.instance = None;
-        metrics::global().instance(service_id, slot, None);
+        held.give_back(service_id, slot);
         give_back_freed();
-        tracing::info!(
-            "service #{service_id}: instance {slot} idle for {:.0} s, given back",
-            idle.as_secs_f64()
-        );
+        let why = if wanted {
+            "another service waits for its room".to_string()
+        } else {
+            format!("idle for {:.0} s", last_ran.elapsed().as_secs_f64())
+        };
+        tracing::info!("service #{service_id}: instance {slot} given back: {why}");
         return Duration::MAX;
     }
     left

@@ -15,6 +15,7 @@
 //! PostgreSQL notifies channel `prelabel`) and wakes the idle workers only then ([`Wake`]); a
 //! worker does not open a write transaction to find that nothing is queued.
 
+pub mod budget;
 mod idle;
 mod record;
 
@@ -39,6 +40,7 @@ use crate::work::execution::{self, Claimed, Outcome, Status};
 use crate::work::metrics::{self, Stage};
 use crate::work::pipeline;
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
+use budget::{Budget, Host, Need, Room, Take};
 use idle::{Keep, release_when_idle};
 use record::{record, requeue_when_room};
 
@@ -105,16 +107,48 @@ struct Slot {
     instance: Option<Instance>,
 }
 
+/// What a worker holds: its slot, and the host's room for its instance (see [`budget`]).
+#[derive(Default)]
+struct Held {
+    slot: Option<Slot>,
+    room: Option<Room>,
+    /// Whether it said that its service's instance can never fit this host.
+    told_never: bool,
+}
+
+impl Held {
+    fn has_instance(&self) -> bool {
+        self.slot.as_ref().is_some_and(|s| s.instance.is_some())
+    }
+
+    /// Gives back the instance and its room.
+    fn give_back(&mut self, service_id: i64, slot: u32) {
+        if let Some(s) = self.slot.as_mut() {
+            s.instance = None;
+        }
+        self.room = None;
+        metrics::global().instance(service_id, slot, None);
+    }
+}
+
 /// Runs until `stop` is set (then drains: running executions finish, no new ones start),
 /// or, with `until_idle`, until nothing is queued or running for an unpaused service.
 /// Returns what it found left `running` by stopped processes, and what it did with them.
 pub fn run(
     home: &Location,
     runtime: Arc<Runtime>,
+    host: Host,
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
-    run_locked(lock_home(&home.home)?, home, runtime, stop, until_idle)
+    run_locked(
+        lock_home(&home.home)?,
+        home,
+        runtime,
+        host,
+        stop,
+        until_idle,
+    )
 }
 
 /// [`run`], with the home's lock already taken (so that a server can refuse to start before
@@ -123,6 +157,7 @@ pub fn run_locked(
     _lock: HomeLock,
     home: &Location,
     runtime: Arc<Runtime>,
+    host: Host,
     stop: Arc<AtomicBool>,
     until_idle: bool,
 ) -> Result<execution::Interrupted> {
@@ -140,12 +175,18 @@ pub fn run_locked(
         )?,
     };
     let wake = Arc::new(Wake::default());
+    let budget = {
+        // A worker that starts to wait for room wakes the idle ones, which may give theirs up.
+        let wake = wake.clone();
+        Budget::new(host, move || wake.bump())
+    };
     let context = Context {
         home: home.clone(),
         runtime,
         components: Arc::new(Components::default()),
         wake: wake.clone(),
         worker: registration.worker.clone(),
+        budget,
     };
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
     let mut version = store.conn().changes_within(Duration::ZERO)?;
@@ -224,40 +265,30 @@ struct Context {
     components: Arc<Components>,
     wake: Arc<Wake>,
     worker: Arc<Worker>,
+    budget: Arc<Budget>,
 }
 
 fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
-    let Context {
-        home,
-        runtime,
-        components,
-        wake,
-        worker,
-    } = context;
+    let (home, wake, budget) = (&context.home, &context.wake, &context.budget);
     let mut store = match home.open() {
         Ok(s) => s,
         Err(e) => return tracing::error!("worker cannot open the store: {e}"),
     };
-    let mut current: Option<Slot> = None;
+    let mut held = Held::default();
     let mut last_ran = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.seen();
-        match step(
-            &mut store,
-            &runtime,
-            &components,
-            &worker,
-            service_id,
-            slot,
-            &mut current,
-        ) {
+        match step(&mut store, &context, service_id, slot, &mut held) {
             Ok(Step::Ran) => last_ran = Instant::now(),
             // Bounded by the lease too: a lost worker changes nothing in the store, and its
             // executions come back only when a claim sees its lease run out.
             Ok(Step::Idle(keep)) => {
-                let left = release_when_idle(&mut current, service_id, slot, keep, last_ran);
+                let wanted = budget.should_yield(service_id);
+                let left = release_when_idle(&mut held, service_id, slot, keep, last_ran, wanted);
                 wake.wait(seen, IDLE.min(home.lease).min(left));
             }
+            // Looks at its queue again now and then: the work may have gone elsewhere.
+            Ok(Step::Waiting) => budget.wait(POLL * 10),
             Ok(Step::Exit) => break,
             Ok(Step::Unrecorded(claimed)) => requeue_when_room(&mut store, &claimed, &stop),
             Err(e) => {
@@ -271,14 +302,17 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             }
         }
     }
-    // Its instance goes with it.
-    metrics::global().instance(service_id, slot, None);
+    // Its instance goes with it, and its room.
+    budget.leave(service_id, slot);
+    held.give_back(service_id, slot);
 }
 
 enum Step {
     Ran,
     /// Nothing to claim; how long an idle instance of this slot is kept.
     Idle(Keep),
+    /// Work, but no room on this host for its instance yet.
+    Waiting,
     Exit,
     /// Its outcome could not be written for a full disk: see [`requeue_when_room`].
     Unrecorded(Claimed),
@@ -286,18 +320,26 @@ enum Step {
 
 fn step(
     store: &mut Store,
-    runtime: &Runtime,
-    components: &Components,
-    worker: &Worker,
+    context: &Context,
     service_id: i64,
     slot: u32,
-    current: &mut Option<Slot>,
+    held: &mut Held,
 ) -> Result<Step> {
+    let (runtime, components, worker) = (&context.runtime, &context.components, &context.worker);
     let Some(service) = service::by_id(store, service_id)? else {
         return Ok(Step::Exit);
     };
     if service.paused || slot >= service.settings.concurrency {
         return Ok(Step::Exit);
+    }
+    let settings = &service.settings;
+    let keep = if slot < settings.min_instances {
+        Keep::Always
+    } else {
+        Keep::For(Duration::from_millis(settings.idle_ms))
+    };
+    if let Some(step) = make_room(store, context, &service, slot, held, keep)? {
+        return Ok(step);
     }
     // Numbered before it is made: if the session ends during the claim, its commit may have
     // reached the server all the same, and this number finds what it took.
@@ -321,12 +363,7 @@ fn step(
         Err(e) => return Err(e),
     };
     let Some(claimed) = claimed else {
-        let settings = &service.settings;
-        return Ok(Step::Idle(if slot < settings.min_instances {
-            Keep::Always
-        } else {
-            Keep::For(Duration::from_millis(settings.idle_ms))
-        }));
+        return Ok(Step::Idle(keep));
     };
     let metrics = metrics::global();
     if let Some(wait) = claimed.queued_at.as_deref().and_then(metrics::since) {
@@ -336,6 +373,7 @@ fn step(
     // that cannot be recorded (a store busy past its wait) fails it with the cause rather
     // than leaving it `running` until a restart; one a full disk kept out goes back on the
     // queue once there is room.
+    let current = &mut held.slot;
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_claimed(store, runtime, components, &service, current, &claimed)
     }));
@@ -361,6 +399,59 @@ fn step(
     tracing::error!("execution #{}: {cause}", claimed.id);
     execution::abandon(store, &claimed, &cause)?;
     Ok(Step::Ran)
+}
+
+/// Before a claim: room on this host for the worker's instance (see [`budget`]). Gives its
+/// room up when its service holds more instances than a waiting one (its turn is over), or
+/// when the service's cap changed; takes room when it holds none and there is work. `None`:
+/// go on and claim.
+fn make_room(
+    store: &Store,
+    context: &Context,
+    service: &Service,
+    slot: u32,
+    held: &mut Held,
+    keep: Keep,
+) -> Result<Option<Step>> {
+    let budget = &context.budget;
+    let need = Need::of(&service.settings);
+    if let Some(room) = &held.room {
+        let changed = room.need() != need;
+        if !changed && !budget.should_yield(service.id) {
+            return Ok(None);
+        }
+        held.give_back(service.id, slot);
+        if !changed {
+            tracing::info!(
+                "service {}: instance {slot} gave its room to a service holding fewer",
+                service.name
+            );
+        }
+    }
+    if !execution::has_work(store, service.id, context.worker.id)? {
+        budget.leave(service.id, slot);
+        return Ok(Some(Step::Idle(keep)));
+    }
+    Ok(match budget.take(service.id, slot, need) {
+        Take::Taken(room) => {
+            held.room = Some(room);
+            None
+        }
+        Take::Wait => Some(Step::Waiting),
+        // Its work is left to workers on hosts that have room.
+        Take::Never => {
+            if !held.told_never && slot == 0 {
+                tracing::warn!(
+                    "service {}: an instance's cap ({} MiB) is more than this host offers \
+                     (--host-memory, --host-cores): its executions are left to other hosts",
+                    service.name,
+                    service.settings.memory_mb
+                );
+            }
+            held.told_never = true;
+            Some(Step::Idle(keep))
+        }
+    })
 }
 
 /// Runs one claimed execution to its end and records it. The slot's instance is reused
