@@ -74,7 +74,7 @@ fn the_readme_fits_and_reaches_every_page_of_the_docs() {
 #[test]
 fn every_path_the_docs_name_exists() {
     let tops = [
-        "host/", "guest/", "tests/", "docs/", "wit/", "models/", ".ci/",
+        "host/", "guest/", "tests/", "docs/", "wit/", "models/", ".ci/", "deploy/",
     ];
     let mut missing = Vec::new();
     for page in markdown_pages() {

@@ -10,6 +10,7 @@ mod browser;
 mod centerface;
 mod compare;
 mod cvat;
+mod deploy;
 mod detect;
 mod evaluate;
 mod faults;
