@@ -124,7 +124,7 @@ impl Metrics {
         let stages: Histograms<StageLabels> = Family::new_with_constructor(seconds);
         let request_seconds: Histograms<RouteLabels> = Family::new_with_constructor(seconds);
         let mut metrics = Metrics {
-            registry: Registry::with_prefix("prelabel"),
+            registry: Registry::default(),
             stages,
             requests: Family::default(),
             request_seconds,
@@ -140,7 +140,15 @@ impl Metrics {
             live: Mutex::default(),
             scrape: Mutex::default(),
         };
-        let r = &mut metrics.registry;
+        metrics.registry = metrics.registry_of_families();
+        metrics
+    }
+
+    /// A registry of each family under its name, with its help.
+    fn registry_of_families(&self) -> Registry {
+        let metrics = self;
+        let mut registry = Registry::with_prefix("prelabel");
+        let r = &mut registry;
         r.register(
             "queue_depth",
             "Queued executions per service (the store's)",
@@ -201,7 +209,7 @@ impl Metrics {
             "How long API requests took to answer (to the first byte), by route and method",
             metrics.request_seconds.clone(),
         );
-        metrics
+        registry
     }
 
     /// One stage of an execution of `service`.

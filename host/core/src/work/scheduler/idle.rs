@@ -7,12 +7,24 @@
 use std::time::{Duration, Instant};
 
 use super::Held;
+use crate::catalog::service::Settings;
 
 /// How long an idle instance is kept: for ever below the service's `min_instances`.
 #[derive(Clone, Copy)]
 pub(super) enum Keep {
     Always,
     For(Duration),
+}
+
+impl Keep {
+    /// How long worker `slot`'s idle instance is kept, by its service's settings.
+    pub(super) fn of(slot: u32, settings: &Settings) -> Keep {
+        if slot < settings.min_instances {
+            Keep::Always
+        } else {
+            Keep::For(Duration::from_millis(settings.idle_ms))
+        }
+    }
 }
 
 /// Gives back the worker's instance (its memory: the guest's, and its inference worker's) and

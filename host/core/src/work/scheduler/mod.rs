@@ -18,31 +18,27 @@
 pub mod budget;
 mod idle;
 mod record;
+mod run;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::catalog::revision::{self, Revision};
-use crate::catalog::secret;
+use crate::catalog::revision::Revision;
 use crate::catalog::service::{self, Service};
-use crate::error::{Error, Result};
-use crate::items::item;
-use crate::items::link;
-use crate::items::made;
-use crate::package::manifest::InputValue;
-use crate::runtime::{self, Instance, Loaded, Runtime};
+use crate::error::Result;
+use crate::runtime::{Instance, Loaded, Runtime};
 use crate::store::{Dialect, Location, Store};
-use crate::work::attempt::{self, Failure};
-use crate::work::execution::{self, Claimed, Outcome, Status};
+use crate::work::execution::{self, Claimed};
 use crate::work::metrics::{self, Stage};
-use crate::work::pipeline;
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
 use budget::{Budget, Host, Need, Room, Take};
 use idle::{Keep, release_when_idle};
-use record::{record, requeue_when_room};
+use record::requeue_when_room;
+pub use run::execute_now;
+use run::run_claimed;
 
 /// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
@@ -174,20 +170,8 @@ pub fn run_locked(
             &registration.worker,
         )?,
     };
-    let wake = Arc::new(Wake::default());
-    let budget = {
-        // A worker that starts to wait for room wakes the idle ones, which may give theirs up.
-        let wake = wake.clone();
-        Budget::new(host, move || wake.bump())
-    };
-    let context = Context {
-        home: home.clone(),
-        runtime,
-        components: Arc::new(Components::default()),
-        wake: wake.clone(),
-        worker: registration.worker.clone(),
-        budget,
-    };
+    let context = Context::new(home, runtime, registration.worker.clone(), host);
+    let wake = context.wake.clone();
     let mut workers: HashMap<(i64, u32), JoinHandle<()>> = HashMap::new();
     let mut version = store.conn().changes_within(Duration::ZERO)?;
     let mut changed = true;
@@ -268,6 +252,25 @@ struct Context {
     budget: Arc<Budget>,
 }
 
+impl Context {
+    fn new(home: &Location, runtime: Arc<Runtime>, worker: Arc<Worker>, host: Host) -> Context {
+        let wake = Arc::new(Wake::default());
+        let budget = {
+            // A worker that starts to wait for room wakes the idle ones: they may give it up.
+            let wake = wake.clone();
+            Budget::new(host, move || wake.bump())
+        };
+        Context {
+            home: home.clone(),
+            runtime,
+            components: Arc::new(Components::default()),
+            wake,
+            worker,
+            budget,
+        }
+    }
+}
+
 fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
     let (home, wake, budget) = (&context.home, &context.wake, &context.budget);
     let mut store = match home.open() {
@@ -332,12 +335,7 @@ fn step(
     if service.paused || slot >= service.settings.concurrency {
         return Ok(Step::Exit);
     }
-    let settings = &service.settings;
-    let keep = if slot < settings.min_instances {
-        Keep::Always
-    } else {
-        Keep::For(Duration::from_millis(settings.idle_ms))
-    };
+    let keep = Keep::of(slot, &service.settings);
     if let Some(step) = make_room(store, context, &service, slot, held, keep)? {
         return Ok(step);
     }
@@ -452,229 +450,4 @@ fn make_room(
             Some(Step::Idle(keep))
         }
     })
-}
-
-/// Runs one claimed execution to its end and records it. The slot's instance is reused
-/// when it belongs to the service's current generation and survived its last call.
-fn run_claimed(
-    store: &mut Store,
-    runtime: &Runtime,
-    components: &Components,
-    service: &Service,
-    current: &mut Option<Slot>,
-    claimed: &Claimed,
-) -> Result<()> {
-    let started = Instant::now();
-    let mut logs = String::new();
-    let slot = match ready_slot(store, runtime, components, service, current) {
-        Ok(slot) => slot,
-        // A revision that cannot be loaded fails the execution; it never stays `running`.
-        Err(e) => {
-            let outcome = Outcome::Failed {
-                status: Status::Failed,
-                error: e.to_string(),
-                retry: false,
-            };
-            let ran = execution::Ran {
-                component_digest: "",
-                init_inputs: None,
-                inference_engine: None,
-            };
-            let took = started.elapsed().as_millis() as u64;
-            return record(store, claimed, &outcome, "", took, ran);
-        }
-    };
-    // Secret inputs are read now, for `init` only: the execution records their names, and
-    // their values are taken out of what it stores of the guest's words.
-    let mut hidden = Vec::new();
-    let mut inference_engine = None;
-    let ran = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
-        .map_err(|e| Failure::Refused(e.to_string()))
-        .and_then(|init| {
-            hidden = secret::values(&slot.revision.manifest, &init);
-            attempt(
-                store,
-                runtime,
-                service,
-                slot,
-                &init,
-                claimed,
-                (&mut logs, &mut inference_engine),
-            )
-        });
-    let ran = ran.and_then(|done| {
-        let made = made::store(store, done.made)
-            .map_err(|e| Failure::Refused(format!("cannot store an item it made: {e}")))?;
-        Ok((done.annotations, made))
-    });
-    let outcome = match ran {
-        Ok((annotations, made)) => Outcome::Success { annotations, made },
-        Err(failure) => {
-            logs.push_str(&format!(
-                "[prelabel] attempt {} failed: {failure}\n",
-                claimed.attempts
-            ));
-            let mut outcome = failure.into_outcome(claimed.attempts, service.settings.max_attempts);
-            if let Outcome::Failed { error, .. } = &mut outcome {
-                *error = secret::redact(error, &hidden);
-            }
-            outcome
-        }
-    };
-    let took = started.elapsed();
-    metrics::global().stage(&service.name, Stage::total, took);
-    record(
-        store,
-        claimed,
-        &outcome,
-        &secret::redact(&logs, &hidden),
-        took.as_millis() as u64,
-        execution::Ran {
-            component_digest: &slot.loaded.digest,
-            init_inputs: Some(&service.init_inputs),
-            inference_engine: inference_engine.as_deref(),
-        },
-    )
-}
-
-/// The slot for the service's current generation: the one kept, or its revision loaded anew
-/// (an instance of an older generation is dropped).
-fn ready_slot<'s>(
-    store: &Store,
-    runtime: &Runtime,
-    components: &Components,
-    service: &Service,
-    current: &'s mut Option<Slot>,
-) -> Result<&'s mut Slot> {
-    let slot = match current.take() {
-        Some(slot) if slot.generation == service.generation => slot,
-        _ => {
-            let revision = revision::revision_by_id(store, service.revision_id)?;
-            let loaded = components.get(store, runtime, &revision)?;
-            Slot {
-                generation: service.generation,
-                revision,
-                loaded,
-                instance: None,
-            }
-        }
-    };
-    Ok(current.insert(slot))
-}
-
-/// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).
-fn attempt(
-    store: &Store,
-    runtime: &Runtime,
-    service: &Service,
-    slot: &mut Slot,
-    init: &BTreeMap<String, InputValue>,
-    claimed: &Claimed,
-    (logs, engine): (&mut String, &mut Option<String>),
-) -> Result<attempt::Done, Failure> {
-    (slot.revision)
-        .check_function(&service.name, &claimed.function)
-        .map_err(|e| Failure::Refused(e.to_string()))?;
-    let item = item::get(store, claimed.item_id).map_err(|e| Failure::Refused(e.to_string()))?;
-    let limits = service.settings.limits();
-    // A transformer is given the annotations stored on the item before.
-    let given = if slot.loaded.is_transformer() {
-        pipeline::given_annotations(store, claimed.id, claimed.item_id)
-            .map_err(|e| Failure::Refused(e.to_string()))?
-    } else {
-        Vec::new()
-    };
-    let function = attempt::Function {
-        name: &claimed.function,
-        runtime,
-        loaded: &slot.loaded,
-        grants: runtime::Grants::artifacts(
-            slot.revision
-                .artifact_paths(store)
-                .map_err(|e| Failure::Refused(e.to_string()))?,
-        )
-        .with_outbound(service.outbound()),
-        limits,
-        init,
-        service: Some(&service.name),
-    };
-    let load = || {
-        let reading = Instant::now();
-        // A linked item is downloaded within the item size limit and the call's timeout.
-        let data = link::bytes(store, &item, limits.max_item_bytes, limits.timeout).map_err(
-            |e| match e {
-                Error::Download { .. } => Failure::Download(e.to_string()),
-                e => Failure::Refused(e.to_string()),
-            },
-        )?;
-        let stage = Stage::reading(item.url.is_some());
-        metrics::global().stage(&service.name, stage, reading.elapsed());
-        // A linked item is read again: its download recorded what the bytes are.
-        let downloaded;
-        let item = if item.url.is_some() {
-            downloaded = item::get(store, item.id).map_err(|e| Failure::Refused(e.to_string()))?;
-            &downloaded
-        } else {
-            &item
-        };
-        Ok(attempt::Given {
-            item: runtime::Item {
-                id: item.id.to_string(),
-                name: item.name.clone(),
-                mimetype: item.mimetype.clone(),
-                metadata: item.metadata.to_string(),
-                data,
-            },
-            annotations: given.iter().map(|a| a.to_guest()).collect(),
-        })
-    };
-    // A linked item's size is checked once its bytes are there (while downloading, and after).
-    let size = item.url.is_none().then_some(item.size);
-    attempt::run(
-        &function,
-        &mut slot.instance,
-        size,
-        load,
-        item.size_px(),
-        logs,
-        engine,
-    )
-}
-
-/// Runs a function on an item now, in this process (not through the queue), and returns the
-/// finished execution.
-pub fn execute_now(
-    home: &Location,
-    runtime: &Runtime,
-    service_name: &str,
-    function: &str,
-    item_id: i64,
-) -> Result<execution::Execution> {
-    let mut store = home.open()?;
-    let service = service::get(&store, service_name)?;
-    let revision = revision::revision_by_id(&store, service.revision_id)?;
-    revision.check_function(&service.name, function)?;
-    item::get(&store, item_id)?;
-    // A worker of its own, whose lease tells other processes that it still runs.
-    let registration = Registration::start(home)?;
-    let claimed = execution::start_direct(
-        &mut store,
-        service.id,
-        &service.name,
-        item_id,
-        function,
-        service.revision_id,
-        &registration.worker,
-    )?;
-    let components = Components::default();
-    let mut current = None;
-    run_claimed(
-        &mut store,
-        runtime,
-        &components,
-        &service,
-        &mut current,
-        &claimed,
-    )?;
-    execution::get(&store, claimed.id)
 }
