@@ -5,4 +5,5 @@
 pub mod revision;
 pub mod secret;
 pub mod service;
+pub mod settings;
 pub mod watch;

@@ -1,0 +1,180 @@
+//! A service's settings: how its instances run (concurrency, their memory cap and
+//! inference threads, timeouts, limits), their defaults, and how a deploy changes them, each
+//! value checked (an instance type's first, then the flags given).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::service::Deploy;
+use crate::error::{Error, Result};
+use crate::runtime::{EngineChoice, Limits};
+
+/// How a service runs. Defaults (see `Limits::default`): one execution at a time, 60 s per
+/// call, 120 s for init, 1 attempt, 1 GiB of guest memory, 256 MiB items, 10000
+/// annotations per result, 1 MiB of logs per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Settings {
+    /// Executions at once, each on an instance of its own: the most instances.
+    pub concurrency: u32,
+    /// Instances kept once made, however idle (the rest are given back after `idle_ms`).
+    pub min_instances: u32,
+    /// How long an instance above `min_instances` may sit idle before it is given back.
+    pub idle_ms: u64,
+    pub timeout_ms: u64,
+    pub init_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub memory_mb: u32,
+    pub max_item_mb: u32,
+    pub max_annotations: u32,
+    pub log_kb: u32,
+    /// A permission: whether the guest may run ONNX artifacts natively (off by default).
+    pub allow_inference: bool,
+    /// The engine that runs them: `auto` (ONNX Runtime where it loads, else tract),
+    /// `onnxruntime` or `tract`.
+    pub inference_engine: EngineChoice,
+    /// Threads one inference call may use (default 1: an instance per core).
+    pub inference_threads: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            concurrency: 1,
+            min_instances: 0,
+            idle_ms: DEFAULT_IDLE_MS,
+            timeout_ms: limits.timeout.as_millis() as u64,
+            init_timeout_ms: limits.init_timeout.as_millis() as u64,
+            max_attempts: 1,
+            memory_mb: (limits.memory_bytes >> 20) as u32,
+            max_item_mb: (limits.max_item_bytes >> 20) as u32,
+            max_annotations: limits.max_annotations as u32,
+            log_kb: (limits.log_bytes >> 10) as u32,
+            allow_inference: limits.allow_inference,
+            inference_engine: limits.inference_engine,
+            inference_threads: limits.inference_threads,
+        }
+    }
+}
+
+impl Settings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            init_timeout: Duration::from_millis(self.init_timeout_ms),
+            memory_bytes: (self.memory_mb as usize) << 20,
+            log_bytes: (self.log_kb as usize) << 10,
+            max_item_bytes: u64::from(self.max_item_mb) << 20,
+            max_annotations: self.max_annotations as usize,
+            allow_inference: self.allow_inference,
+            inference_engine: self.inference_engine,
+            inference_threads: self.inference_threads,
+        }
+    }
+}
+
+/// Executions of one service at once: each is a thread with its own instance (and memory cap).
+pub const MAX_CONCURRENCY: u32 = 64;
+
+/// Threads one inference call may use.
+pub const MAX_INFERENCE_THREADS: u32 = 64;
+
+/// How long an instance may sit idle, by default, before it is given back: five minutes.
+pub const DEFAULT_IDLE_MS: u64 = 300_000;
+
+impl Deploy {
+    /// `current` with what this request changes, each value checked.
+    pub(crate) fn settings(&self, mut settings: Settings) -> Result<Settings> {
+        if let Some(n) = self.concurrency {
+            settings.concurrency = positive(n, "concurrency")?;
+            if n > MAX_CONCURRENCY {
+                return Err(Error::invalid(
+                    "concurrency",
+                    format!(
+                        "must be at most {MAX_CONCURRENCY} (one worker thread and instance each), got {n}"
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self.timeout {
+            settings.timeout_ms = millis(t, "timeout")?;
+        }
+        if let Some(t) = self.init_timeout {
+            settings.init_timeout_ms = millis(t, "init-timeout")?;
+        }
+        if let Some(t) = self.idle {
+            settings.idle_ms = millis(t, "idle")?;
+        }
+        if let Some(n) = self.min_instances {
+            settings.min_instances = n;
+        }
+        if settings.min_instances > settings.concurrency {
+            return Err(Error::invalid(
+                "min-instances",
+                format!(
+                    "must be at most the service's concurrency (its most instances), {}, got {}",
+                    settings.concurrency, settings.min_instances
+                ),
+            ));
+        }
+        for (value, field, setting) in [
+            (
+                self.max_attempts,
+                "max-attempts",
+                &mut settings.max_attempts,
+            ),
+            (self.memory_mb, "memory-mb", &mut settings.memory_mb),
+            (self.max_item_mb, "max-item-mb", &mut settings.max_item_mb),
+            (
+                self.max_annotations,
+                "max-annotations",
+                &mut settings.max_annotations,
+            ),
+            (self.log_kb, "log-kb", &mut settings.log_kb),
+        ] {
+            if let Some(n) = value {
+                *setting = positive(n, field)?;
+            }
+        }
+        if let Some(allow) = self.allow_inference {
+            settings.allow_inference = allow;
+        }
+        if let Some(n) = self.inference_threads {
+            settings.inference_threads = positive(n, "inference-threads")?;
+            if n > MAX_INFERENCE_THREADS {
+                return Err(Error::invalid(
+                    "inference-threads",
+                    format!("must be at most {MAX_INFERENCE_THREADS}, got {n}"),
+                ));
+            }
+        }
+        if let Some(engine) = self.inference_engine {
+            engine
+                .available()
+                .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
+            settings.inference_engine = engine;
+        }
+        Ok(settings)
+    }
+}
+
+/// Seconds as given (by a flag or a JSON number) to stored milliseconds.
+fn millis(seconds: f64, field: &'static str) -> Result<u64> {
+    let t = Duration::try_from_secs_f64(seconds).map_err(|_| {
+        Error::invalid(field, format!("must be a number of seconds, got {seconds}"))
+    })?;
+    if t.is_zero() {
+        Err(Error::invalid(field, "must be positive"))
+    } else {
+        Ok(t.as_millis().max(1) as u64)
+    }
+}
+
+fn positive(n: u32, field: &'static str) -> Result<u32> {
+    if n == 0 {
+        Err(Error::invalid(field, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
+}
