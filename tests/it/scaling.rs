@@ -155,6 +155,19 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         after_rss < idle_rss + (busy_rss - idle_rss) / 2.0,
         "RSS idle {idle_rss:.0} MiB, busy {busy_rss:.0}, after {after_rss:.0}"
     );
+    // A cold start is counted in the execution that paid it, and in no other: the first
+    // photo's, then one per instance the burst made.
+    let all = server.ok("/api/executions?limit=100")["executions"].clone();
+    let all = all.as_array().expect("executions");
+    let cold: Vec<&serde_json::Value> =
+        all.iter().filter(|e| e["cold_start_ms"].is_u64()).collect();
+    assert_eq!(cold.len(), 5, "{all:#?}");
+    for e in cold {
+        assert!(
+            e["cold_start_ms"].as_u64() <= e["duration_ms"].as_u64(),
+            "{e:#}"
+        );
+    }
     // Every item annotated once.
     assert_eq!(home.count("SELECT COUNT(*) FROM executions"), 17);
     assert_eq!(
@@ -303,4 +316,118 @@ fn services_over_a_small_host_budget_take_turns_and_never_exceed_it() {
     // The one that cannot fit is left queued, for a host with room, and said why.
     let big = all.iter().filter(|e| e["service"] == "too-big");
     assert!(big.clone().count() == photos && big.clone().all(|e| e["status"] == "queued"));
+}
+
+#[test]
+fn instance_types_name_an_instances_memory_and_threads_and_a_home_adds_its_own() {
+    let home = Home::new();
+    home.seed_flow(&[]);
+    let settings = |service: &str| home.json(&["service", "show", service]);
+    // The seed's wording is ours: its medium instance is `large`.
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--instance-type",
+        "regular-m",
+    ]);
+    let shown = settings("faces");
+    assert_eq!(shown["instance_type"], "large");
+    assert_eq!(shown["settings"]["memory_mb"], 4096);
+    assert_eq!(shown["settings"]["inference_threads"], 2);
+    // A flag beside the type wins; a redeploy without one keeps what it had.
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--instance-type",
+        "small",
+        "--memory-mb",
+        "300",
+    ]);
+    home.ok(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--timeout",
+        "30",
+    ]);
+    let shown = settings("faces");
+    assert_eq!(shown["instance_type"], "small");
+    assert_eq!(shown["settings"]["memory_mb"], 300);
+    assert_eq!(shown["settings"]["inference_threads"], 1);
+    // Refused, naming why, and nothing changes.
+    let err = home.fails(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--instance-type",
+        "gpu-t4-s",
+    ]);
+    assert!(err.contains("asks for a GPU"), "{err}");
+    let err = home.fails(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--instance-type",
+        "huge",
+    ]);
+    assert!(
+        err.contains("no instance type `huge`") && err.contains("highmem"),
+        "{err}"
+    );
+    assert_eq!(settings("faces")["settings"]["memory_mb"], 300);
+
+    // The home's own table.
+    let table = home.path().join("instance-types.toml");
+    std::fs::write(
+        &table,
+        "[yolo-big]\nmemory_mb = 6144\ninference_threads = 3\nabout = \"the big YOLO\"\n",
+    )
+    .expect("writes");
+    let listed = home.ok(&["service", "types"]);
+    assert!(
+        listed.contains("yolo-big") && listed.contains("6144 MiB"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("highmem") && listed.contains("16384 MiB"),
+        "{listed}"
+    );
+    let server = Server::start(&home, &["--token", "boot"]);
+    let deployed = server.json(
+        server.send(
+            reqwest::Method::PUT,
+            "/api/services/faces",
+            Some(serde_json::json!({"package": "face-detector", "instance_type": "yolo-big"})),
+        ),
+        reqwest::StatusCode::OK,
+    );
+    assert_eq!(deployed["service"]["instance_type"], "yolo-big");
+    assert_eq!(deployed["service"]["settings"]["memory_mb"], 6144);
+    drop(server);
+    std::fs::write(&table, "[yolo-big]\nmemory_mb = 6144\ncores = 3\n").expect("writes");
+    let err = home.fails(&[
+        "service",
+        "deploy",
+        "face-detector",
+        "--name",
+        "faces",
+        "--instance-type",
+        "yolo-big",
+    ]);
+    assert!(
+        err.contains("instance-types.toml") && err.contains("unknown field `cores`"),
+        "{err}"
+    );
 }

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("016_sessions_audit.sql"),
     include_str!("017_task_qa.sql"),
     include_str!("018_elastic.sql"),
+    include_str!("019_instances.sql"),
 ];
 
 /// PostgreSQL's schema migrations (its first is SQLite's 001-009 at once); table
@@ -59,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres/008_sessions_audit.sql"),
     include_str!("postgres/009_task_qa.sql"),
     include_str!("postgres/010_elastic.sql"),
+    include_str!("postgres/011_instances.sql"),
 ];
 
 /// The one timestamp expression every write uses: UTC, milliseconds, ISO 8601 (what the

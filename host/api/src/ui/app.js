@@ -533,11 +533,11 @@ async function executionsView() {
       toast(`queued ${r.queued.length} again; skipped ${r.skipped}`); render();
     }) }, "Rerun failed")),
     el("table", { id: "executions" },
-      el("tr", {}, ["id", "service", "item", "status", "attempts", "ms", "engine", "error", ""].map((h) => el("th", {}, h))),
+      el("tr", {}, ["id", "service", "item", "status", "attempts", "ms", "cold start ms", "engine", "error", ""].map((h) => el("th", {}, h))),
       page.executions.map((e) => el("tr", {},
         el("td", {}, e.id), el("td", {}, e.service), el("td", {}, el("a", { href: `#/item/${e.item_id}` }, e.item)),
         el("td", { class: `status-${e.status}` }, e.status), el("td", {}, e.attempts), el("td", {}, e.duration_ms ?? ""),
-        el("td", {}, e.inference_engine || ""), el("td", { class: "error" }, e.error || ""),
+        el("td", {}, e.cold_start_ms ?? ""), el("td", {}, e.inference_engine || ""), el("td", { class: "error" }, e.error || ""),
         el("td", {}, el("button", { onclick: () => guarded(async () => {
           const logs = await api(`/executions/${e.id}/logs`);
           view.append(el("h3", {}, `Logs of execution ${e.id}`), el("pre", {}, logs || "(none)"));

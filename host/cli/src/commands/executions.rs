@@ -40,18 +40,20 @@ impl Command {
                     print_json(&all)?;
                 } else {
                     println!(
-                        "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  error",
-                        "id", "service", "item", "status", "attempts", "ms"
+                        "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9} {:>7}  error",
+                        "id", "service", "item", "status", "attempts", "ms", "cold ms"
                     );
                     for e in all {
                         println!(
-                            "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9}  {}",
+                            "{:>6}  {:<20} {:<28} {:<10} {:>8} {:>9} {:>7}  {}",
                             e.id,
                             e.service,
                             e.item,
                             e.status.name(),
                             e.attempts,
                             e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                            // Of the time, what making its instance took (none: a warm one).
+                            e.cold_start_ms.map(|d| d.to_string()).unwrap_or_default(),
                             // Errors quote guests: no escape sequence reaches the terminal.
                             printable(&e.error.unwrap_or_default())
                         );

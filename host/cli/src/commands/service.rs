@@ -1,4 +1,4 @@
-//! `prelabel service deploy | list | show | pause | resume | delete | rollback`.
+//! `prelabel service deploy | list | show | pause | resume | delete | rollback | types`.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,9 @@ pub enum Command {
     Delete { name: String },
     /// Go back to the previously deployed revision.
     Rollback { name: String },
+    /// The instance types `deploy --instance-type` may name: built in, and the home's
+    /// (HOME/instance-types.toml).
+    Types,
 }
 
 /// `service deploy`'s arguments: the package, the service's name, and its settings.
@@ -60,7 +63,13 @@ pub struct Deploy {
     /// Attempts before an execution is failed (default 1).
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// The guest's memory cap in MiB (default 1024).
+    /// A class of instance: its memory cap and inference threads (`small`, `regular`,
+    /// `large`, `xlarge`, `highmem`, the seed's `regular-s` and so on, or the home's own:
+    /// `prelabel service types`). A flag given beside it wins.
+    #[arg(long, value_name = "TYPE")]
+    instance_type: Option<String>,
+    /// The instance's memory cap in MiB (default 1024): the guest's memory and what the
+    /// host holds for it; the host's budget promises each instance this much.
     #[arg(long)]
     memory_mb: Option<u32>,
     /// Seconds init may take (default 120).
@@ -116,6 +125,7 @@ impl Deploy {
             allow_inference: self.allow_inference,
             inference_engine: self.inference_engine,
             inference_threads: self.inference_threads,
+            instance_type: self.instance_type.clone(),
             allow_host: (!self.allow_host.is_empty()).then(|| self.allow_host.clone()),
         }
     }
@@ -162,6 +172,14 @@ impl Command {
                     "deleted service {name} ({} queued executions canceled)",
                     deleted.canceled
                 );
+            }
+            Command::Types => {
+                println!("{:<16} {:>10} {:>8}  about", "type", "memory", "threads");
+                for (name, kind) in home.instance_types()?.list() {
+                    let memory = format!("{} MiB", kind.memory_mb);
+                    let threads = kind.inference_threads;
+                    println!("{name:<16} {memory:>10} {threads:>8}  {}", kind.about);
+                }
             }
             Command::Rollback { name } => {
                 let s = home.rollback(name)?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::store::{NOW, OptionalExtension, Row, Store, params};
 use serde::Serialize;
 
+use crate::catalog::instance_type::InstanceType;
 use crate::catalog::revision::{self, Revision};
 pub use crate::catalog::settings::{
     DEFAULT_IDLE_MS, MAX_CONCURRENCY, MAX_INFERENCE_THREADS, Settings,
@@ -28,6 +29,8 @@ pub struct Service {
     pub previous_revision_id: Option<i64>,
     pub init_inputs: BTreeMap<String, InputValue>,
     pub settings: Settings,
+    /// The instance type it was deployed on, if any (its values are in `settings`).
+    pub instance_type: Option<String>,
     pub paused: bool,
     /// Bumped by every deploy and rollback: instances of an older generation are replaced.
     pub generation: i64,
@@ -75,6 +78,9 @@ pub struct Deploy {
     /// `auto`, `onnxruntime` or `tract`.
     pub inference_engine: Option<EngineChoice>,
     pub inference_threads: Option<u32>,
+    /// A named class of instance (`small`, `large`, or the home's): its memory cap and
+    /// inference threads, under the flags given beside it.
+    pub instance_type: Option<String>,
     /// Narrows the package's `allowed_outbound_hosts` to these (each must be one of them);
     /// `None` keeps the service's list.
     pub allow_host: Option<Vec<String>>,
@@ -104,7 +110,7 @@ const SELECT: &str = "SELECT s.id, s.name, p.name AS package, r.revision, s.revi
         s.concurrency, s.timeout_ms, s.max_attempts, s.memory_mb, s.paused, s.generation, s.updated_at,
         s.init_timeout_ms, s.max_item_mb, s.max_annotations, s.log_kb, s.allow_inference,
         s.allowed_outbound_hosts, r.manifest, s.inference_engine, s.inference_threads,
-        s.min_instances, s.idle_ms
+        s.min_instances, s.idle_ms, s.instance_type
    FROM services s JOIN revisions r ON r.id = s.revision_id JOIN packages p ON p.id = s.package_id";
 
 fn from_row(r: &Row) -> crate::store::db::Result<Service> {
@@ -148,6 +154,7 @@ fn from_row(r: &Row) -> crate::store::db::Result<Service> {
                 .unwrap_or_default(),
             inference_threads: r.get("inference_threads")?,
         },
+        instance_type: r.get("instance_type")?,
         paused: r.get("paused")?,
         generation: r.get("generation")?,
         updated_at: r.get("updated_at")?,
@@ -213,7 +220,12 @@ pub fn list(store: &Store) -> Result<Vec<Service>> {
 }
 
 /// Creates or updates a service. Returns it and whether it is new.
-pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
+/// `kind`: the request's instance type, resolved by the caller (the home's table).
+pub fn deploy(
+    store: &mut Store,
+    request: &Deploy,
+    kind: Option<(&str, &InstanceType)>,
+) -> Result<(Service, bool)> {
     if request.name.trim().is_empty() {
         return Err(Error::invalid("name", "must not be empty"));
     }
@@ -227,7 +239,8 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         Some(s) => init_for(store, s, &revision, &request.init)?,
         None => resolve_init(store, &revision, &BTreeMap::new(), &request.init)?,
     };
-    let settings = request.settings(existing.as_ref().map(|s| s.settings).unwrap_or_default())?;
+    let current = existing.as_ref().map(|s| s.settings).unwrap_or_default();
+    let settings = request.settings(current, kind.map(|(_, k)| k))?;
     let narrowed = match &request.allow_host {
         Some(given) => {
             let package = revision
@@ -247,7 +260,7 @@ pub fn deploy(store: &mut Store, request: &Deploy) -> Result<(Service, bool)> {
         existing.as_ref(),
         &revision,
         &init,
-        &settings,
+        (&settings, kind.map(|(name, _)| name)),
         narrowed.as_deref(),
     )?;
     Ok((get(store, &request.name)?, existing.is_none()))
@@ -262,7 +275,7 @@ fn write(
     existing: Option<&Service>,
     revision: &Revision,
     init: &BTreeMap<String, InputValue>,
-    settings: &Settings,
+    (settings, kind): (&Settings, Option<&str>),
     narrowed: Option<&str>,
 ) -> Result<()> {
     let init_json = serde_json::to_string(init).expect("init values serialize");
@@ -277,13 +290,13 @@ fn write(
             tx.execute(
                 "INSERT INTO services (name, package_id, revision_id, init_inputs, concurrency, timeout_ms, max_attempts, memory_mb,
                                        init_timeout_ms, max_item_mb, max_annotations, log_kb, allow_inference, allowed_outbound_hosts,
-                                       inference_engine, inference_threads, min_instances, idle_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                                       inference_engine, inference_threads, min_instances, idle_ms, instance_type)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
                 params![
                     name, package_id, revision.id, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
                     settings.allow_inference, narrowed, settings.inference_engine.as_str(), settings.inference_threads,
-                    settings.min_instances, settings.idle_ms
+                    settings.min_instances, settings.idle_ms, kind
                 ],
             )?;
         }
@@ -300,6 +313,7 @@ fn write(
                             max_annotations = $11, log_kb = $12, allow_inference = $13, package_id = $14,
                             allowed_outbound_hosts = COALESCE($15, allowed_outbound_hosts),
                             inference_engine = $16, inference_threads = $17, min_instances = $18, idle_ms = $19,
+                            instance_type = COALESCE($20, instance_type),
                             generation = generation + 1, updated_at = {NOW}
                       WHERE id = $1"
                 ),
@@ -307,7 +321,7 @@ fn write(
                     s.id, revision.id, previous, init_json, settings.concurrency, settings.timeout_ms, settings.max_attempts,
                     settings.memory_mb, settings.init_timeout_ms, settings.max_item_mb, settings.max_annotations, settings.log_kb,
                     settings.allow_inference, package_id, narrowed, settings.inference_engine.as_str(),
-                    settings.inference_threads, settings.min_instances, settings.idle_ms
+                    settings.inference_threads, settings.min_instances, settings.idle_ms, kind
                 ],
             )?;
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::catalog::instance_type::InstanceType;
 use crate::catalog::service::Deploy;
 use crate::error::{Error, Result};
 use crate::runtime::{EngineChoice, Limits};
@@ -85,7 +86,16 @@ pub const DEFAULT_IDLE_MS: u64 = 300_000;
 
 impl Deploy {
     /// `current` with what this request changes, each value checked.
-    pub(crate) fn settings(&self, mut settings: Settings) -> Result<Settings> {
+    pub(crate) fn settings(
+        &self,
+        mut settings: Settings,
+        kind: Option<&InstanceType>,
+    ) -> Result<Settings> {
+        // The type's values first: a flag given beside it wins.
+        if let Some(kind) = kind {
+            settings.memory_mb = kind.memory_mb;
+            settings.inference_threads = kind.inference_threads;
+        }
         if let Some(n) = self.concurrency {
             settings.concurrency = positive(n, "concurrency")?;
             if n > MAX_CONCURRENCY {

@@ -53,8 +53,19 @@ impl Home {
     // Services.
 
     pub fn deploy(&self, request: &Deploy) -> Result<Deployed> {
-        let (service, created) = service::deploy(&mut *self.store()?, request)?;
+        let types = self.instance_types()?;
+        let kind = request
+            .instance_type
+            .as_deref()
+            .map(|name| types.get(name))
+            .transpose()?;
+        let (service, created) = service::deploy(&mut *self.store()?, request, kind)?;
         Ok(Deployed { service, created })
+    }
+
+    /// The instance types a deploy may name: built in, and the home's.
+    pub fn instance_types(&self) -> Result<InstanceTypes> {
+        InstanceTypes::of_home(&self.location.home)
     }
 
     pub fn services(&self) -> Result<Vec<Service>> {

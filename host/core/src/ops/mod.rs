@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::catalog::instance_type::InstanceTypes;
 use crate::catalog::revision::{self, Revision};
 use crate::catalog::secret::{self, Secret};
 use crate::catalog::service::{self, Deploy, Service};

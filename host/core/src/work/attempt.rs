@@ -90,6 +90,15 @@ impl From<Item> for Given {
     }
 }
 
+/// What an attempt notes of how it ran, whatever its outcome.
+#[derive(Debug, Default)]
+pub struct Noted {
+    /// The native inference engine its instance ran models on, with its version.
+    pub engine: Option<String>,
+    /// How long making its instance took (its `init` included); none on a warm one.
+    pub cold_start: Option<std::time::Duration>,
+}
+
 /// What an attempt that succeeded returned, checked.
 #[derive(Debug, Default)]
 pub struct Done {
@@ -101,8 +110,8 @@ pub struct Done {
 /// Runs the function on what `load` gives, on `instance` (started when there is none; kept
 /// when it survives). `size`, when known, is checked before the item's bytes are loaded, and
 /// the bytes' size after. What the guest
-/// printed and logged, init included, is appended to `logs`; `engine` is set to the native
-/// inference engine the instance ran models on, if any (provenance).
+/// printed and logged, init included, is appended to `logs`; `noted` gets the native inference
+/// engine the instance ran models on, if any (provenance), and the cold start, if it made one.
 pub fn run(
     function: &Function<'_>,
     instance: &mut Option<Instance>,
@@ -110,7 +119,7 @@ pub fn run(
     load: impl FnOnce() -> Result<Given, Failure>,
     size_px: Option<(u32, u32)>,
     logs: &mut String,
-    engine: &mut Option<String>,
+    noted: &mut Noted,
 ) -> Result<Done, Failure> {
     let limits = function.limits;
     if let Some(size) = size {
@@ -133,6 +142,7 @@ pub fn run(
             );
             logs.push_str(&init_logs);
             observe(function, Stage::init, starting);
+            noted.cold_start = Some(starting.elapsed());
             started?
         }
     };
@@ -141,7 +151,7 @@ pub fn run(
     observe(function, Stage::call, calling);
     logs.push_str(&live.take_logs());
     if let Some(ran) = live.inference_engine() {
-        *engine = Some(ran);
+        noted.engine = Some(ran);
     }
     if !live.is_poisoned() {
         *instance = Some(live);

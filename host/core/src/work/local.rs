@@ -217,7 +217,7 @@ impl<'r> LocalRunner<'r> {
             service: None,
         };
         let size = item.data.len() as u64;
-        let mut inference_engine = None;
+        let mut noted = attempt::Noted::default();
         let result = attempt::run(
             &function,
             &mut self.instance,
@@ -225,7 +225,7 @@ impl<'r> LocalRunner<'r> {
             || Ok(item.into()),
             width.zip(height),
             &mut logs,
-            &mut inference_engine,
+            &mut noted,
         );
         let (annotations, error) = match result {
             Ok(done) => (done.annotations, None),
@@ -246,7 +246,7 @@ impl<'r> LocalRunner<'r> {
             error,
             logs: crate::catalog::secret::redact(&logs, &self.hidden),
             duration: started.elapsed(),
-            inference_engine,
+            inference_engine: noted.engine,
         }
     }
 }

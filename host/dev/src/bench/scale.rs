@@ -129,6 +129,7 @@ fn costs(home: &Home, backend: &str, runs: usize) -> Result<Vec<Row>> {
             component_digest: "",
             init_inputs: None,
             inference_engine: None,
+            cold_start_ms: None,
         };
         let outcome = execution::Outcome::Success {
             annotations: Vec::new(),

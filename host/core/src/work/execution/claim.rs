@@ -260,6 +260,8 @@ pub struct Ran<'a> {
     pub init_inputs: Option<&'a BTreeMap<String, InputValue>>,
     /// The native inference engine its models ran on, if any (`onnxruntime 1.22.1`).
     pub inference_engine: Option<&'a str>,
+    /// How long making its instance took, if it made one.
+    pub cold_start_ms: Option<u64>,
 }
 
 /// Records an attempt's end in one transaction: the execution's status, logs and timing, what
@@ -300,8 +302,9 @@ pub fn finish(
         Outcome::Failed { .. } => None,
     };
     tx.execute(
-        "UPDATE executions SET init_inputs = $2, host_version = $3, result = $4, inference_engine = $5 WHERE id = $1",
-        params![claimed.id, init_json, crate::HOST_VERSION, result, ran.inference_engine],
+        "UPDATE executions SET init_inputs = $2, host_version = $3, result = $4, inference_engine = $5,
+                cold_start_ms = $6 WHERE id = $1",
+        params![claimed.id, init_json, crate::HOST_VERSION, result, ran.inference_engine, ran.cold_start_ms],
     )?;
     let component_digest = ran.component_digest;
     match outcome {

@@ -66,6 +66,9 @@ pub struct Execution {
     pub host_version: Option<String>,
     /// The engine that ran its models natively, with its version (none: it ran none).
     pub inference_engine: Option<String>,
+    /// How long making a new instance for it took (its `init` included), part of
+    /// `duration_ms`; none when it ran on a warm one.
+    pub cold_start_ms: Option<u64>,
     #[serde(skip)]
     #[schema(ignore)]
     pub logs: String,
@@ -77,7 +80,7 @@ pub struct Execution {
 
 const SELECT: &str = "SELECT e.id, e.service_name, e.service_id, e.trigger_id, e.item_id, i.name AS item, e.function, e.status,
         e.attempts, e.revision_id, e.error, e.queued_at, e.started_at, e.finished_at, e.duration_ms, e.logs,
-        e.init_inputs, e.host_version, e.result, e.inference_engine
+        e.init_inputs, e.host_version, e.result, e.inference_engine, e.cold_start_ms
    FROM executions e JOIN items i ON i.id = e.item_id";
 
 fn from_row(r: &Row) -> crate::store::db::Result<Execution> {
@@ -103,6 +106,7 @@ fn from_row(r: &Row) -> crate::store::db::Result<Execution> {
             .and_then(|json| serde_json::from_str(&json).ok()),
         host_version: r.get("host_version")?,
         inference_engine: r.get("inference_engine")?,
+        cold_start_ms: r.get::<Option<i64>>("cold_start_ms")?.map(|d| d as u64),
         result: r.get("result")?,
     })
 }

@@ -48,6 +48,7 @@ pub(super) fn run_claimed(
                 component_digest: "",
                 init_inputs: None,
                 inference_engine: None,
+                cold_start_ms: None,
             };
             let took = started.elapsed().as_millis() as u64;
             return record(store, claimed, &outcome, "", took, ran);
@@ -56,7 +57,7 @@ pub(super) fn run_claimed(
     // Secret inputs are read now, for `init` only: the execution records their names, and
     // their values are taken out of what it stores of the guest's words.
     let mut hidden = Vec::new();
-    let mut inference_engine = None;
+    let mut noted = attempt::Noted::default();
     let ran = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)
         .map_err(|e| Failure::Refused(e.to_string()))
         .and_then(|init| {
@@ -68,7 +69,7 @@ pub(super) fn run_claimed(
                 slot,
                 &init,
                 claimed,
-                (&mut logs, &mut inference_engine),
+                (&mut logs, &mut noted),
             )
         });
     let ran = ran.and_then(|done| {
@@ -101,7 +102,8 @@ pub(super) fn run_claimed(
         execution::Ran {
             component_digest: &slot.loaded.digest,
             init_inputs: Some(&service.init_inputs),
-            inference_engine: inference_engine.as_deref(),
+            inference_engine: noted.engine.as_deref(),
+            cold_start_ms: noted.cold_start.map(|d| d.as_millis() as u64),
         },
     )
 }
@@ -139,7 +141,7 @@ fn attempt(
     slot: &mut Slot,
     init: &BTreeMap<String, InputValue>,
     claimed: &Claimed,
-    (logs, engine): (&mut String, &mut Option<String>),
+    (logs, noted): (&mut String, &mut attempt::Noted),
 ) -> Result<attempt::Done, Failure> {
     (slot.revision)
         .check_function(&service.name, &claimed.function)
@@ -206,7 +208,7 @@ fn attempt(
         load,
         item.size_px(),
         logs,
-        engine,
+        noted,
     )
 }
 
