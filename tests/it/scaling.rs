@@ -187,6 +187,12 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         "1",
     ]);
     let server = Server::start(&home, &["--token", "boot"]);
+    // Made ahead of work: the one kept is there before anything is uploaded.
+    assert_eq!(
+        until(&server, "face-detector", 60, |n| n == 1.0),
+        1.0,
+        "made ahead"
+    );
     for (name, bytes) in files.iter().take(8) {
         let again = format!("again-{name}");
         assert!(
@@ -205,6 +211,17 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         1.0,
         "the one kept stays"
     );
+    // The instance made ahead took the first of the eight warm: cold starts only for the
+    // others the burst made (at most 3 more, the service's four less the kept one).
+    let again = server.ok("/api/executions?limit=100")["executions"].clone();
+    let again: Vec<&serde_json::Value> = again
+        .as_array()
+        .expect("executions")
+        .iter()
+        .filter(|e| e["item"].as_str().is_some_and(|i| i.starts_with("again-")))
+        .collect();
+    let cold = again.iter().filter(|e| e["cold_start_ms"].is_u64()).count();
+    assert!(cold <= 3, "{cold} cold starts: {again:#?}");
 }
 
 /// A sum over the services of a family in a scrape (`prelabel_instances`), or one series.
@@ -323,65 +340,28 @@ fn instance_types_name_an_instances_memory_and_threads_and_a_home_adds_its_own()
     let home = Home::new();
     home.seed_flow(&[]);
     let settings = |service: &str| home.json(&["service", "show", service]);
+    let deploy = |more: &[&'static str]| {
+        let mut args = vec!["service", "deploy", "face-detector", "--name", "faces"];
+        args.extend_from_slice(more);
+        args
+    };
     // The seed's wording is ours: its medium instance is `large`.
-    home.ok(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--instance-type",
-        "regular-m",
-    ]);
+    home.ok(&deploy(&["--instance-type", "regular-m"]));
     let shown = settings("faces");
     assert_eq!(shown["instance_type"], "large");
     assert_eq!(shown["settings"]["memory_mb"], 4096);
     assert_eq!(shown["settings"]["inference_threads"], 2);
     // A flag beside the type wins; a redeploy without one keeps what it had.
-    home.ok(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--instance-type",
-        "small",
-        "--memory-mb",
-        "300",
-    ]);
-    home.ok(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--timeout",
-        "30",
-    ]);
+    home.ok(&deploy(&["--instance-type", "small", "--memory-mb", "300"]));
+    home.ok(&deploy(&["--timeout", "30"]));
     let shown = settings("faces");
     assert_eq!(shown["instance_type"], "small");
     assert_eq!(shown["settings"]["memory_mb"], 300);
     assert_eq!(shown["settings"]["inference_threads"], 1);
     // Refused, naming why, and nothing changes.
-    let err = home.fails(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--instance-type",
-        "gpu-t4-s",
-    ]);
+    let err = home.fails(&deploy(&["--instance-type", "gpu-t4-s"]));
     assert!(err.contains("asks for a GPU"), "{err}");
-    let err = home.fails(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--instance-type",
-        "huge",
-    ]);
+    let err = home.fails(&deploy(&["--instance-type", "huge"]));
     assert!(
         err.contains("no instance type `huge`") && err.contains("highmem"),
         "{err}"
@@ -417,15 +397,7 @@ fn instance_types_name_an_instances_memory_and_threads_and_a_home_adds_its_own()
     assert_eq!(deployed["service"]["settings"]["memory_mb"], 6144);
     drop(server);
     std::fs::write(&table, "[yolo-big]\nmemory_mb = 6144\ncores = 3\n").expect("writes");
-    let err = home.fails(&[
-        "service",
-        "deploy",
-        "face-detector",
-        "--name",
-        "faces",
-        "--instance-type",
-        "yolo-big",
-    ]);
+    let err = home.fails(&deploy(&["--instance-type", "yolo-big"]));
     assert!(
         err.contains("instance-types.toml") && err.contains("unknown field `cores`"),
         "{err}"

@@ -97,15 +97,8 @@ impl Deploy {
             settings.inference_threads = kind.inference_threads;
         }
         if let Some(n) = self.concurrency {
-            settings.concurrency = positive(n, "concurrency")?;
-            if n > MAX_CONCURRENCY {
-                return Err(Error::invalid(
-                    "concurrency",
-                    format!(
-                        "must be at most {MAX_CONCURRENCY} (one worker thread and instance each), got {n}"
-                    ),
-                ));
-            }
+            let why = " (one worker thread and instance each)";
+            settings.concurrency = within(n, MAX_CONCURRENCY, "concurrency", why)?;
         }
         if let Some(t) = self.timeout {
             settings.timeout_ms = millis(t, "timeout")?;
@@ -151,13 +144,8 @@ impl Deploy {
             settings.allow_inference = allow;
         }
         if let Some(n) = self.inference_threads {
-            settings.inference_threads = positive(n, "inference-threads")?;
-            if n > MAX_INFERENCE_THREADS {
-                return Err(Error::invalid(
-                    "inference-threads",
-                    format!("must be at most {MAX_INFERENCE_THREADS}, got {n}"),
-                ));
-            }
+            let field = "inference-threads";
+            settings.inference_threads = within(n, MAX_INFERENCE_THREADS, field, "")?;
         }
         if let Some(engine) = self.inference_engine {
             engine
@@ -179,6 +167,17 @@ fn millis(seconds: f64, field: &'static str) -> Result<u64> {
     } else {
         Ok(t.as_millis().max(1) as u64)
     }
+}
+
+/// At least 1 and at most `max` (`why` says what bounds it).
+fn within(n: u32, max: u32, field: &'static str, why: &str) -> Result<u32> {
+    if n > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max}{why}, got {n}"),
+        ));
+    }
+    positive(n, field)
 }
 
 fn positive(n: u32, field: &'static str) -> Result<u32> {

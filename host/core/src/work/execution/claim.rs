@@ -253,7 +253,7 @@ pub enum Outcome {
 }
 
 /// What an attempt ran: the component and the init values of its instance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ran<'a> {
     pub component_digest: &'a str,
     /// `None` when no instance was started (the revision could not be loaded).

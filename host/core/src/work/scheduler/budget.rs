@@ -161,15 +161,28 @@ impl Budget {
             return Take::Wait;
         }
         state.waiting.remove(&(service, slot));
+        Take::Taken(self.grant(&mut state, service, need))
+    }
+
+    /// Room for an instance made ahead of work: only when it fits and nobody waits (an
+    /// instance kept idle never takes room that work is waiting for).
+    pub fn try_take(self: &Arc<Self>, service: i64, need: Need) -> Option<Room> {
+        let mut state = self.lock();
+        let fits = state.memory.saturating_add(need.memory) <= self.memory
+            && state.cores.saturating_add(need.cores) <= self.cores;
+        (fits && state.waiting.is_empty()).then(|| self.grant(&mut state, service, need))
+    }
+
+    fn grant(self: &Arc<Self>, state: &mut State, service: i64, need: Need) -> Room {
         state.memory += need.memory;
         state.cores += need.cores;
         *state.held.entry(service).or_insert(0) += 1;
         metrics::global().host_memory(self.memory, state.memory);
-        Take::Taken(Room {
+        Room {
             budget: self.clone(),
             service,
             need,
-        })
+        }
     }
 
     /// The worker no longer waits (it has no work, or stops).

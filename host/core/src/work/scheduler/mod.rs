@@ -38,7 +38,7 @@ use budget::{Budget, Host, Need, Room, Take};
 use idle::{Keep, release_when_idle};
 use record::requeue_when_room;
 pub use run::execute_now;
-use run::run_claimed;
+use run::{run_claimed, warm_up as start_ahead};
 
 /// How often the scheduler looks at the store for changes (new work, new services).
 const POLL: Duration = Duration::from_millis(100);
@@ -110,6 +110,8 @@ struct Held {
     room: Option<Room>,
     /// Whether it said that its service's instance can never fit this host.
     told_never: bool,
+    /// The service generation whose instance it last made ahead of work (once each).
+    warmed: Option<i64>,
 }
 
 impl Held {
@@ -428,6 +430,9 @@ fn make_room(
     }
     if !execution::has_work(store, service.id, context.worker.id)? {
         budget.leave(service.id, slot);
+        if matches!(keep, Keep::Always) {
+            warm_up(store, context, service, slot, held);
+        }
         return Ok(Some(Step::Idle(keep)));
     }
     Ok(match budget.take(service.id, slot, need) {
@@ -450,4 +455,34 @@ fn make_room(
             Some(Step::Idle(keep))
         }
     })
+}
+
+/// Makes an idle worker's instance ahead of work when `min_instances` keeps it (it holds no
+/// room, so no instance): once per service generation, and only with room nobody waits for
+/// (else it is made when work comes).
+fn warm_up(store: &Store, context: &Context, service: &Service, slot: u32, held: &mut Held) {
+    if held.warmed == Some(service.generation) {
+        return;
+    }
+    held.warmed = Some(service.generation);
+    let need = Need::of(&service.settings);
+    let Some(room) = context.budget.try_take(service.id, need) else {
+        return;
+    };
+    let (runtime, components) = (&context.runtime, &context.components);
+    match start_ahead(store, runtime, components, service, &mut held.slot) {
+        Ok(bytes) => {
+            held.room = Some(room);
+            metrics::global().instance(service.id, slot, Some((&service.name, bytes)));
+            tracing::info!(
+                "service {}: instance {slot} made ahead of work",
+                service.name
+            );
+        }
+        Err(e) => tracing::warn!(
+            "service {}: instance {slot} could not be made ahead of work (it will be when work \
+             comes): {e}",
+            service.name
+        ),
+    }
 }

@@ -44,14 +44,8 @@ pub(super) fn run_claimed(
                 error: e.to_string(),
                 retry: false,
             };
-            let ran = execution::Ran {
-                component_digest: "",
-                init_inputs: None,
-                inference_engine: None,
-                cold_start_ms: None,
-            };
             let took = started.elapsed().as_millis() as u64;
-            return record(store, claimed, &outcome, "", took, ran);
+            return record(store, claimed, &outcome, "", took, Default::default());
         }
     };
     // Secret inputs are read now, for `init` only: the execution records their names, and
@@ -133,6 +127,45 @@ fn ready_slot<'s>(
     Ok(current.insert(slot))
 }
 
+/// What an instance of the slot's revision may reach: the revision's artifacts, and the
+/// service's outbound hosts.
+fn grants(store: &Store, service: &Service, slot: &Slot) -> Result<runtime::Grants> {
+    let artifacts = slot.revision.artifact_paths(store)?;
+    Ok(runtime::Grants::artifacts(artifacts).with_outbound(service.outbound()))
+}
+
+/// Makes the slot's instance of the service's current generation ahead of work (one that
+/// `min_instances` keeps), as an execution would: its secrets revealed for `init` alone, the
+/// same grants and limits. What its `init` printed goes to the log at debug level.
+pub(super) fn warm_up(
+    store: &Store,
+    runtime: &Runtime,
+    components: &Components,
+    service: &Service,
+    current: &mut Option<Slot>,
+) -> Result<usize> {
+    let slot = ready_slot(store, runtime, components, service, current)?;
+    if let Some(instance) = &slot.instance {
+        return Ok(instance.memory_bytes());
+    }
+    let init = secret::reveal(store, &slot.revision.manifest, &service.init_inputs)?;
+    let hidden = secret::values(&slot.revision.manifest, &init);
+    let starting = Instant::now();
+    let limits = service.settings.limits();
+    let (started, logs) = runtime.start(&slot.loaded, grants(store, service, slot)?, limits, &init);
+    metrics::global().stage(&service.name, Stage::init, starting.elapsed());
+    tracing::debug!(
+        "service {}: warm-up: {}",
+        service.name,
+        secret::redact(&logs, &hidden)
+    );
+    let instance =
+        started.map_err(|e| Error::invalid("init", secret::redact(&e.to_string(), &hidden)))?;
+    let bytes = instance.memory_bytes();
+    slot.instance = Some(instance);
+    Ok(bytes)
+}
+
 /// One attempt of a claimed execution on the slot's instance (see [`attempt::run`]).
 fn attempt(
     store: &Store,
@@ -159,12 +192,7 @@ fn attempt(
         name: &claimed.function,
         runtime,
         loaded: &slot.loaded,
-        grants: runtime::Grants::artifacts(
-            slot.revision
-                .artifact_paths(store)
-                .map_err(|e| Failure::Refused(e.to_string()))?,
-        )
-        .with_outbound(service.outbound()),
+        grants: grants(store, service, slot).map_err(|e| Failure::Refused(e.to_string()))?,
         limits,
         init,
         service: Some(&service.name),
