@@ -7,19 +7,28 @@ use std::time::{Duration, Instant};
 use crate::support::server::*;
 use crate::support::*;
 
-/// `prelabel_instances` of a service in a scrape.
-fn instances(server: &Server, service: &str) -> f64 {
+/// The sum of a scrape's series that start with `series` (a family: `prelabel_instances{`,
+/// or one series).
+fn scraped(server: &Server, series: &str) -> f64 {
     let scrape = server
         .with_token(server.client.get(server.url("/metrics")))
         .send()
         .expect("scrape")
         .text()
         .expect("text");
-    let series = format!("prelabel_instances{{service=\"{service}\"}} ");
     scrape
         .lines()
-        .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
-        .unwrap_or(0.0)
+        .filter(|l| l.starts_with(series) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `prelabel_instances` of a service in a scrape.
+fn instances(server: &Server, service: &str) -> f64 {
+    scraped(
+        server,
+        &format!("prelabel_instances{{service=\"{service}\"}} "),
+    )
 }
 
 /// `instances` of a service as `prelabel status --json` reads it from the store (what the
@@ -222,21 +231,6 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
         .collect();
     let cold = again.iter().filter(|e| e["cold_start_ms"].is_u64()).count();
     assert!(cold <= 3, "{cold} cold starts: {again:#?}");
-}
-
-/// A sum over the services of a family in a scrape (`prelabel_instances`), or one series.
-fn scraped(server: &Server, series: &str) -> f64 {
-    let scrape = server
-        .with_token(server.client.get(server.url("/metrics")))
-        .send()
-        .expect("scrape")
-        .text()
-        .expect("text");
-    scrape
-        .lines()
-        .filter(|l| l.starts_with(series) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]
