@@ -558,6 +558,7 @@ async function servicesView() {
         el("td", {}, s.name), el("td", {}, s.package), el("td", {}, s.revision),
         el("td", {}, JSON.stringify(s.init_inputs)),
         el("td", {}, `instances ${s.settings.min_instances} to ${s.settings.concurrency} (idle ${s.settings.idle_ms / 1000} s), timeout ${s.settings.timeout_ms / 1000} s, ${s.settings.memory_mb} MiB` +
+          (s.instance_type ? ` (${s.instance_type})` : "") +
           (s.settings.allow_inference ? `, inference on ${s.settings.inference_engine} × ${s.settings.inference_threads}` : "")),
         el("td", {}, s.paused ? "paused" : "active"),
         el("td", {},
