@@ -14,6 +14,7 @@ use crate::catalog::revision::{self, Revision};
 pub use crate::catalog::settings::{
     DEFAULT_IDLE_MS, MAX_CONCURRENCY, MAX_INFERENCE_THREADS, Settings,
 };
+use crate::catalog::settings::{millis, positive, within};
 use crate::error::{Error, Kind, Result};
 use crate::package::manifest::InputValue;
 use crate::runtime::EngineChoice;
@@ -264,6 +265,75 @@ pub fn deploy(
         narrowed.as_deref(),
     )?;
     Ok((get(store, &request.name)?, existing.is_none()))
+}
+
+impl Deploy {
+    /// `current` with what this request changes, each value checked.
+    fn settings(&self, mut settings: Settings, kind: Option<&InstanceType>) -> Result<Settings> {
+        // The type's values first: a flag given beside it wins.
+        if let Some(kind) = kind {
+            settings.memory_mb = kind.memory_mb;
+            settings.inference_threads = kind.inference_threads;
+        }
+        if let Some(n) = self.concurrency {
+            let why = " (one worker thread and instance each)";
+            settings.concurrency = within(n, MAX_CONCURRENCY, "concurrency", why)?;
+        }
+        if let Some(t) = self.timeout {
+            settings.timeout_ms = millis(t, "timeout")?;
+        }
+        if let Some(t) = self.init_timeout {
+            settings.init_timeout_ms = millis(t, "init-timeout")?;
+        }
+        if let Some(t) = self.idle {
+            settings.idle_ms = millis(t, "idle")?;
+        }
+        if let Some(n) = self.min_instances {
+            settings.min_instances = n;
+        }
+        if settings.min_instances > settings.concurrency {
+            return Err(Error::invalid(
+                "min-instances",
+                format!(
+                    "must be at most the service's concurrency (its most instances), {}, got {}",
+                    settings.concurrency, settings.min_instances
+                ),
+            ));
+        }
+        for (value, field, setting) in [
+            (
+                self.max_attempts,
+                "max-attempts",
+                &mut settings.max_attempts,
+            ),
+            (self.memory_mb, "memory-mb", &mut settings.memory_mb),
+            (self.max_item_mb, "max-item-mb", &mut settings.max_item_mb),
+            (
+                self.max_annotations,
+                "max-annotations",
+                &mut settings.max_annotations,
+            ),
+            (self.log_kb, "log-kb", &mut settings.log_kb),
+        ] {
+            if let Some(n) = value {
+                *setting = positive(n, field)?;
+            }
+        }
+        if let Some(allow) = self.allow_inference {
+            settings.allow_inference = allow;
+        }
+        if let Some(n) = self.inference_threads {
+            let field = "inference-threads";
+            settings.inference_threads = within(n, MAX_INFERENCE_THREADS, field, "")?;
+        }
+        if let Some(engine) = self.inference_engine {
+            engine
+                .available()
+                .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
+            settings.inference_engine = engine;
+        }
+        Ok(settings)
+    }
 }
 
 /// Inserts the service, or updates it in place with a new generation (remembering the

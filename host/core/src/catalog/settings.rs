@@ -1,13 +1,11 @@
 //! A service's settings: how its instances run (concurrency, their memory cap and
-//! inference threads, timeouts, limits), their defaults, and how a deploy changes them, each
-//! value checked (an instance type's first, then the flags given).
+//! inference threads, timeouts, limits), their defaults and bounds, and the checks a deploy's
+//! values pass (`service::Deploy` changes them).
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::catalog::instance_type::InstanceType;
-use crate::catalog::service::Deploy;
 use crate::error::{Error, Result};
 use crate::runtime::{EngineChoice, Limits};
 
@@ -84,81 +82,8 @@ pub const MAX_INFERENCE_THREADS: u32 = 64;
 /// How long an instance may sit idle, by default, before it is given back: five minutes.
 pub const DEFAULT_IDLE_MS: u64 = 300_000;
 
-impl Deploy {
-    /// `current` with what this request changes, each value checked.
-    pub(crate) fn settings(
-        &self,
-        mut settings: Settings,
-        kind: Option<&InstanceType>,
-    ) -> Result<Settings> {
-        // The type's values first: a flag given beside it wins.
-        if let Some(kind) = kind {
-            settings.memory_mb = kind.memory_mb;
-            settings.inference_threads = kind.inference_threads;
-        }
-        if let Some(n) = self.concurrency {
-            let why = " (one worker thread and instance each)";
-            settings.concurrency = within(n, MAX_CONCURRENCY, "concurrency", why)?;
-        }
-        if let Some(t) = self.timeout {
-            settings.timeout_ms = millis(t, "timeout")?;
-        }
-        if let Some(t) = self.init_timeout {
-            settings.init_timeout_ms = millis(t, "init-timeout")?;
-        }
-        if let Some(t) = self.idle {
-            settings.idle_ms = millis(t, "idle")?;
-        }
-        if let Some(n) = self.min_instances {
-            settings.min_instances = n;
-        }
-        if settings.min_instances > settings.concurrency {
-            return Err(Error::invalid(
-                "min-instances",
-                format!(
-                    "must be at most the service's concurrency (its most instances), {}, got {}",
-                    settings.concurrency, settings.min_instances
-                ),
-            ));
-        }
-        for (value, field, setting) in [
-            (
-                self.max_attempts,
-                "max-attempts",
-                &mut settings.max_attempts,
-            ),
-            (self.memory_mb, "memory-mb", &mut settings.memory_mb),
-            (self.max_item_mb, "max-item-mb", &mut settings.max_item_mb),
-            (
-                self.max_annotations,
-                "max-annotations",
-                &mut settings.max_annotations,
-            ),
-            (self.log_kb, "log-kb", &mut settings.log_kb),
-        ] {
-            if let Some(n) = value {
-                *setting = positive(n, field)?;
-            }
-        }
-        if let Some(allow) = self.allow_inference {
-            settings.allow_inference = allow;
-        }
-        if let Some(n) = self.inference_threads {
-            let field = "inference-threads";
-            settings.inference_threads = within(n, MAX_INFERENCE_THREADS, field, "")?;
-        }
-        if let Some(engine) = self.inference_engine {
-            engine
-                .available()
-                .map_err(|e| Error::invalid("inference-engine", e.to_string()))?;
-            settings.inference_engine = engine;
-        }
-        Ok(settings)
-    }
-}
-
 /// Seconds as given (by a flag or a JSON number) to stored milliseconds.
-fn millis(seconds: f64, field: &'static str) -> Result<u64> {
+pub(crate) fn millis(seconds: f64, field: &'static str) -> Result<u64> {
     let t = Duration::try_from_secs_f64(seconds).map_err(|_| {
         Error::invalid(field, format!("must be a number of seconds, got {seconds}"))
     })?;
@@ -170,7 +95,7 @@ fn millis(seconds: f64, field: &'static str) -> Result<u64> {
 }
 
 /// At least 1 and at most `max` (`why` says what bounds it).
-fn within(n: u32, max: u32, field: &'static str, why: &str) -> Result<u32> {
+pub(crate) fn within(n: u32, max: u32, field: &'static str, why: &str) -> Result<u32> {
     if n > max {
         return Err(Error::invalid(
             field,
@@ -180,7 +105,7 @@ fn within(n: u32, max: u32, field: &'static str, why: &str) -> Result<u32> {
     positive(n, field)
 }
 
-fn positive(n: u32, field: &'static str) -> Result<u32> {
+pub(crate) fn positive(n: u32, field: &'static str) -> Result<u32> {
     if n == 0 {
         Err(Error::invalid(field, "must be at least 1"))
     } else {

@@ -164,7 +164,8 @@ impl Home {
     pub fn metrics(&self) -> Result<String> {
         let status = self.status()?;
         let metrics = crate::work::metrics::global();
-        Ok(metrics.render(&status.queues, &status.executions, &status.workers))
+        let states: Vec<&str> = status.workers.iter().map(|w| w.state.as_str()).collect();
+        Ok(metrics.render(&status.queues, &status.executions, &states))
     }
 
     /// Copies the store at `from` (every row with its id, every blob) into this home's store,

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::work::execution::{self, Queue};
-use crate::work::worker::WorkerStatus;
+use crate::work::worker;
 
 /// A stage of an execution, as `/metrics` names it.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -107,8 +107,6 @@ pub struct Metrics {
     instance_memory: Family<ServiceLabels, Gauge>,
     host_memory: Gauge,
     host_memory_promised: Gauge,
-    /// This scheduler's live instances: (service id, slot) → (service, charged bytes).
-    live: Mutex<BTreeMap<(i64, u32), (String, u64)>>,
     /// One scrape at a time: each clears and sets the store's gauges.
     scrape: Mutex<()>,
 }
@@ -137,7 +135,6 @@ impl Metrics {
             instance_memory: Family::default(),
             host_memory: Gauge::default(),
             host_memory_promised: Gauge::default(),
-            live: Mutex::default(),
             scrape: Mutex::default(),
         };
         metrics.registry = metrics.registry_of_families();
@@ -250,37 +247,14 @@ impl Metrics {
             .set(i64::try_from(promised).unwrap_or(i64::MAX));
     }
 
-    /// What slot `slot` of service `service_id` holds now: an instance of `service` charged
-    /// `bytes`, or nothing.
-    pub fn instance(&self, service_id: i64, slot: u32, held: Option<(&str, usize)>) {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        match held {
-            Some((service, bytes)) => {
-                live.insert((service_id, slot), (service.to_string(), bytes as u64));
-            }
-            None => {
-                live.remove(&(service_id, slot));
-            }
-        }
-    }
-
-    /// The instances this process holds, by service name (what its heartbeat reports).
-    pub fn instance_counts(&self) -> BTreeMap<String, u64> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counts = BTreeMap::new();
-        for (service, _) in live.values() {
-            *counts.entry(service.clone()).or_insert(0) += 1;
-        }
-        counts
-    }
-
     /// The text a scrape answers, with the store's gauges set from what `prelabel status`
-    /// reads: the queues, the executions by status, the workers.
+    /// reads: the queues, the executions by status, the workers' states (`running`, `lost`,
+    /// `stopped`), one each.
     pub fn render(
         &self,
         queues: &[Queue],
         executions: &BTreeMap<String, i64>,
-        workers: &[WorkerStatus],
+        worker_states: &[&str],
     ) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let by_service = |family: &Family<ServiceLabels, Gauge>, service: &str, value: i64| {
@@ -306,22 +280,20 @@ impl Metrics {
             self.executions.get_or_create(&labels).set(*n);
         }
         self.workers.clear();
-        for w in workers {
+        for state in worker_states {
             let labels = StateLabels {
-                state: w.state.clone(),
+                state: state.to_string(),
             };
             self.workers.get_or_create(&labels).inc();
         }
         self.instances.clear();
         self.instance_memory.clear();
-        for (service, bytes) in self.live.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            let labels = ServiceLabels {
-                service: service.clone(),
-            };
+        for (service, bytes) in worker::held() {
+            let labels = ServiceLabels { service };
             self.instances.get_or_create(&labels).inc();
             self.instance_memory
                 .get_or_create(&labels)
-                .inc_by(*bytes as i64);
+                .inc_by(bytes as i64);
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

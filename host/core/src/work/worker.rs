@@ -7,10 +7,11 @@
 //!
 //! Times are the database's clock (`store::NOW_MS`), so machines whose clocks differ agree.
 
+use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,42 @@ use crate::error::{Error, Result};
 use crate::store::{Location, NOW, NOW_MS, Store, params};
 
 pub use crate::store::DEFAULT_LEASE;
+
+/// The instances this process's scheduler holds: (service id, slot) → (service, the bytes
+/// charged to it against its cap). Its heartbeat reports them; `/metrics` shows them.
+static HELD: Mutex<BTreeMap<(i64, u32), (String, u64)>> = Mutex::new(BTreeMap::new());
+
+fn held_lock() -> std::sync::MutexGuard<'static, BTreeMap<(i64, u32), (String, u64)>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What slot `slot` of service `service_id` holds now: an instance of `service` charged
+/// `bytes`, or nothing.
+pub fn hold(service_id: i64, slot: u32, held: Option<(&str, usize)>) {
+    let mut all = held_lock();
+    match held {
+        Some((service, bytes)) => {
+            all.insert((service_id, slot), (service.to_string(), bytes as u64));
+        }
+        None => {
+            all.remove(&(service_id, slot));
+        }
+    }
+}
+
+/// Each instance this process holds: its service's name and its charged bytes.
+pub fn held() -> Vec<(String, u64)> {
+    held_lock().values().cloned().collect()
+}
+
+/// The instances this process holds, by service name (what its heartbeat reports).
+fn held_counts() -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (service, _) in held() {
+        *counts.entry(service).or_insert(0) += 1;
+    }
+    counts
+}
 
 /// A registered worker: its id, and the count of its claims (a claim names the execution's
 /// attempt by this worker, so that a re-claim by the same worker is another claim).
@@ -199,8 +236,7 @@ fn late(id: i64, since_last: Duration, lease: Duration) {
 /// One heartbeat: the worker's lease runs from now.
 pub fn beat(store: &Store, id: i64) -> Result<()> {
     // What it holds goes with each beat, for `status` on any machine.
-    let instances = serde_json::to_string(&crate::work::metrics::global().instance_counts())
-        .unwrap_or_default();
+    let instances = serde_json::to_string(&held_counts()).unwrap_or_default();
     store.conn().execute(
         &format!("UPDATE workers SET heartbeat_ms = {NOW_MS}, instances = $2 WHERE id = $1"),
         params![id, instances],

@@ -125,7 +125,7 @@ impl Held {
             s.instance = None;
         }
         self.room = None;
-        metrics::global().instance(service_id, slot, None);
+        worker::hold(service_id, slot, None);
     }
 }
 
@@ -379,7 +379,7 @@ fn step(
     }));
     let live = current.as_ref().and_then(|s| s.instance.as_ref());
     let held = live.map(|i| (service.name.as_str(), i.memory_bytes()));
-    metrics.instance(service.id, slot, held);
+    worker::hold(service.id, slot, held);
     let cause = match ran {
         Ok(Ok(())) => return Ok(Step::Ran),
         // Failing it would need the room it lacks, and the item is not at fault.
@@ -473,7 +473,7 @@ fn warm_up(store: &Store, context: &Context, service: &Service, slot: u32, held:
     match start_ahead(store, runtime, components, service, &mut held.slot) {
         Ok(bytes) => {
             held.room = Some(room);
-            metrics::global().instance(service.id, slot, Some((&service.name, bytes)));
+            worker::hold(service.id, slot, Some((&service.name, bytes)));
             tracing::info!(
                 "service {}: instance {slot} made ahead of work",
                 service.name
