@@ -113,7 +113,11 @@ impl Serve {
         };
         let (open, token) = (self.open, options.token.clone());
         let accounts = home.has_accounts()?;
-        let served = api::serve_blocking(home, options, stop.clone(), |addr| {
+        // This thread keeps a reference to the home until the API's runtime is gone: were a
+        // request's task the last to drop it, the store's PostgreSQL sessions would be closed
+        // on a runtime thread, where the synchronous client's own `block_on` panics (seen as
+        // an abort at shutdown, after the sessions had been cut).
+        let served = api::serve_blocking(home.clone(), options, stop.clone(), |addr| {
             eprintln!("listening on http://{addr}/ (the API is under /api)");
             eprintln!(
                 "{}",
