@@ -151,9 +151,7 @@ impl Budget {
             .iter()
             .min_by_key(|((s, _), since)| (state.held(*s), **since))
             .map(|(seat, _)| *seat);
-        let fits = state.memory.saturating_add(need.memory) <= self.memory
-            && state.cores.saturating_add(need.cores) <= self.cores;
-        if turn != Some((service, slot)) || !fits {
+        if turn != Some((service, slot)) || !self.fits(&state, need) {
             drop(state);
             if new {
                 (self.on_wait)();
@@ -168,9 +166,14 @@ impl Budget {
     /// instance kept idle never takes room that work is waiting for).
     pub fn try_take(self: &Arc<Self>, service: i64, need: Need) -> Option<Room> {
         let mut state = self.lock();
-        let fits = state.memory.saturating_add(need.memory) <= self.memory
-            && state.cores.saturating_add(need.cores) <= self.cores;
-        (fits && state.waiting.is_empty()).then(|| self.grant(&mut state, service, need))
+        let free = state.waiting.is_empty() && self.fits(&state, need);
+        free.then(|| self.grant(&mut state, service, need))
+    }
+
+    /// Whether `need` fits beside what `state` has promised.
+    fn fits(&self, state: &State, need: Need) -> bool {
+        state.memory.saturating_add(need.memory) <= self.memory
+            && state.cores.saturating_add(need.cores) <= self.cores
     }
 
     fn grant(self: &Arc<Self>, state: &mut State, service: i64, need: Need) -> Room {
