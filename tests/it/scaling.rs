@@ -214,7 +214,15 @@ fn a_burst_scales_a_service_up_to_its_most_and_idle_instances_are_given_back() {
     server.wait_executions("?limit=100", |all| {
         all.len() == 25 && all.iter().all(|e| e["status"] == "success")
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // The burst's others go after their idle time (3 s, counted from each one's last
+    // execution: polled, not slept, for a loaded machine ends them a little later)...
+    assert_eq!(
+        until(&server, "face-detector", 20, |n| n <= 1.0),
+        1.0,
+        "the burst's others given back"
+    );
+    // ...and the kept one stays past it.
+    std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         instances(&server, "face-detector"),
         1.0,
