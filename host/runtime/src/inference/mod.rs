@@ -16,6 +16,7 @@
 //! so a new worker loads it again. Plans are optimised once per graph and input shapes and kept
 //! (a few, least recently used first out) for the instance's next items.
 
+mod backend;
 mod confine;
 pub mod engine;
 mod onnxruntime;

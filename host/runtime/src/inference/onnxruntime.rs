@@ -14,7 +14,7 @@ use ort::value::{DynValue, ValueType};
 use prost::Message;
 use tract_onnx::pb;
 
-use super::worker::Backend;
+use super::backend::Backend;
 use super::{Element, GraphId, Signature, Tensor};
 
 /// Sessions made for input shapes a model does not declare, kept per worker.

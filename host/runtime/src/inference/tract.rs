@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::worker::Backend;
+use super::backend::Backend;
 use super::{Element, GraphId, Signature, Tensor};
 
 /// Optimised plans a worker keeps (each graph and distinct input shape makes one).

@@ -8,18 +8,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use super::backend::Backend;
 use super::engine::{self, EngineKind};
-use super::{Answer, GraphId, Request, Response, Signature, Tensor, WORKER_ARG, WORKER_HEADROOM};
-
-/// What an engine does in the worker. Errors are the model's, for the guest.
-pub trait Backend {
-    /// Reads a model (its bytes; the worker opens no file) and keeps it as `graph`.
-    fn load(&mut self, graph: GraphId, bytes: Bytes) -> Result<Signature, String>;
-    /// Runs `graph` on `inputs`, given in the model's input order.
-    fn run(&mut self, graph: GraphId, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String>;
-    /// Lets go of `graph` and whatever was made for it.
-    fn forget(&mut self, graph: GraphId);
-}
+use super::{Answer, GraphId, Request, Response, WORKER_ARG, WORKER_HEADROOM};
 
 /// The worker's arguments, as the host passes them (after [`WORKER_ARG`]).
 struct Args {
