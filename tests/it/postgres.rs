@@ -876,7 +876,7 @@ fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("prelabel serve starts");
-    let base = crate::support::server::listening(&mut serve, "prelabel serve");
+    let (base, stderr) = crate::support::server::listening(&mut serve, "prelabel serve");
     let client = crate::support::server::client_builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
@@ -979,6 +979,8 @@ fn a_server_whose_sessions_are_cut_reconnects_and_loses_nothing() {
     signal(&serve, libc::SIGINT);
     let ended = crate::support::wait_exit(&mut serve, 60, "prelabel serve");
     assert!(ended.success(), "prelabel serve ended {ended}");
+    // Nor a panic that did not abort it (closing sessions on the API's runtime did, once).
+    stderr.assert_no_panic();
     each_item_annotated_once(&mut db, ITEMS);
 }
 

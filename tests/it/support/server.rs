@@ -15,6 +15,7 @@ use super::*;
 /// A running `prelabel serve` and a client for it; stopped with Ctrl-C when dropped.
 pub struct Server {
     child: Child,
+    stderr: Option<Stderr>,
     pub base: String,
     pub token: Option<String>,
     pub client: Client,
@@ -42,7 +43,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("prelabel serve starts");
-        let base = listening(&mut child, "prelabel serve");
+        let (base, stderr) = listening(&mut child, "prelabel serve");
         let token = args
             .iter()
             .position(|a| *a == "--token")
@@ -53,6 +54,7 @@ impl Server {
             .expect("client");
         Server {
             child,
+            stderr: Some(stderr),
             base,
             token,
             client,
@@ -149,8 +151,9 @@ impl Server {
 }
 
 /// Waits for `child` to say where it listens (`listening on URL`), and returns the URL
-/// without its trailing `/`; keeps reading its stderr after, so that it never blocks.
-pub fn listening(child: &mut Child, what: &str) -> String {
+/// without its trailing `/`; keeps reading its stderr after, so that it never blocks, and
+/// keeps what a panic of the process printed.
+pub fn listening(child: &mut Child, what: &str) -> (String, Stderr) {
     let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
     let mut seen = String::new();
     let base = loop {
@@ -164,14 +167,44 @@ pub fn listening(child: &mut Child, what: &str) -> String {
             break url.trim_end_matches('/').to_string();
         }
     };
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    base
+    let what = what.to_string();
+    let panics = std::thread::spawn(move || {
+        let mut panics = Vec::new();
+        let mut lines = reader.lines().map_while(Result::ok);
+        while let Some(line) = lines.next() {
+            // Rust's own panic report, printed by the process itself (a guest's panic is an
+            // execution's log, and the inference worker reports its own otherwise): with the
+            // line after, its message.
+            if line.starts_with("thread '") && line.contains("' panicked at ") {
+                let message = lines.next().unwrap_or_default();
+                panics.push(format!("{line} {message}"));
+            }
+        }
+        panics
+    });
+    (base, Stderr { what, panics })
+}
+
+/// The rest of a server's stderr, read until it exits.
+pub struct Stderr {
+    what: String,
+    panics: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Stderr {
+    /// Once the process has exited: fails the test if any thread of it panicked, even one
+    /// whose panic was caught (the host never panics, on any input) or came as it stopped.
+    pub fn assert_no_panic(self) {
+        let panics = self.panics.join().unwrap_or_default();
+        assert!(panics.is_empty(), "{} panicked: {panics:#?}", self.what);
+    }
 }
 
 /// `prelabel serve-detector PACKAGE` on a free loopback port: a detection API for
 /// remote-detector. Stopped with Ctrl-C when dropped.
 pub struct DetectorApi {
     child: Child,
+    stderr: Option<Stderr>,
     /// `http://127.0.0.1:PORT/detect`.
     pub url: String,
 }
@@ -186,8 +219,12 @@ impl DetectorApi {
             .stderr(Stdio::piped())
             .spawn()
             .expect("prelabel serve-detector starts");
-        let url = listening(&mut child, "prelabel serve-detector");
-        DetectorApi { child, url }
+        let (url, stderr) = listening(&mut child, "prelabel serve-detector");
+        DetectorApi {
+            child,
+            stderr: Some(stderr),
+            url,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, as an allowed host.
@@ -198,7 +235,18 @@ impl DetectorApi {
 
 impl Drop for DetectorApi {
     fn drop(&mut self) {
-        interrupt(&mut self.child, 60);
+        stop(&mut self.child, &mut self.stderr);
+    }
+}
+
+/// Stops a server with Ctrl-C and, unless the test already fails, checks that it never
+/// panicked.
+fn stop(child: &mut Child, stderr: &mut Option<Stderr>) {
+    interrupt(child, 60);
+    if let Some(stderr) = stderr.take()
+        && !std::thread::panicking()
+    {
+        stderr.assert_no_panic();
     }
 }
 
@@ -230,7 +278,7 @@ pub fn client_builder() -> reqwest::blocking::ClientBuilder {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        interrupt(&mut self.child, 60);
+        stop(&mut self.child, &mut self.stderr);
     }
 }
 
