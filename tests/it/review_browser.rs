@@ -1,6 +1,7 @@
 //! Two reviewers, two browsers, one task: each logs in on the page, takes "next item" and
 //! decides it, at the same time as the other, until nothing is left; neither is ever shown an
-//! item the other holds, and the task's progress and the audit log say who did what.
+//! item the other holds, nor loses the one they hold to a live redraw, and the task's progress
+//! and the audit log say who did what.
 
 use std::collections::BTreeSet;
 
@@ -98,6 +99,33 @@ fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_it
     let mut at_a = a.run(mine(&a.client, None));
     b.run(click(&b.client, "#next"));
     let mut at_b = b.run(mine(&b.client, None));
+    // A live redraw of the task (here for an item uploaded elsewhere) shows a reviewer the
+    // item they hold again: a bare "Next item" would lose it from under them.
+    let held = a.run(async {
+        let c = &a.client;
+        c.execute(
+            "document.getElementById('mine').dataset.before = 'redraw'",
+            vec![],
+        )
+        .await
+        .expect("script");
+        home.ok(&[
+            "upload",
+            path(&images.join(PHOTOS[0])),
+            "--dataset",
+            "elsewhere",
+        ]);
+        until(
+            c,
+            "a live redraw",
+            "return document.querySelector('#mine:not([data-before])') !== null",
+        )
+        .await;
+        let tile = "const t = document.querySelector('#mine .tile'); \
+                    return t ? Number(t.dataset.item) : null";
+        c.execute(tile, vec![]).await.expect("script").as_i64()
+    });
+    assert_eq!(held, at_a, "the item ann holds, after a redraw");
     let (mut by_a, mut by_b) = (Vec::new(), Vec::new());
     // In turns, each deciding the item they hold while the other holds theirs.
     while at_a.is_some() || at_b.is_some() {

@@ -4,7 +4,7 @@
 "use strict";
 
 const view = document.getElementById("view");
-let current = null; // { render(), key(event) } of the view on screen
+let current = null; // { key(event) } of the view on screen, set once it is drawn
 // Who is logged in (GET /api/me): name, role, the datasets they see, the CSRF value.
 let me = null;
 const can = {
@@ -201,7 +201,7 @@ const undo = [];
 let selected = null;
 let dragging = false; // a live redraw waits until the mouse lets go
 
-async function itemView(id) {
+async function itemView(id, drawing) {
   const [item, annotations, executions, paths] = await Promise.all([
     api(`/items/${id}`), api(`/items/${id}/annotations`), api(`/executions?item=${id}&limit=20`),
     api(`/items/${id}/pipelines`),
@@ -257,7 +257,7 @@ async function itemView(id) {
         el("div", { id: "paths" }, paths.map(pathView))),
     ),
   );
-  current.key = (e) => {
+  drawing.key = (e) => {
     if (e.target.tagName === "INPUT") return;
     const keys = {
       ArrowLeft: () => go(-1), k: () => go(-1), ArrowRight: () => go(1), j: () => go(1),
@@ -467,6 +467,7 @@ async function taskView(name) {
   const boxes = await Promise.all(held.map((h) => api(`/items/${h.item.id}/annotations`)));
   sessionStorage.setItem("order", JSON.stringify(held.map((h) => h.item.id)));
   const account = me && me.role !== "viewer" && !me.open;
+  const mine = account ? await mineView(name) : null;
   view.replaceChildren(
     el("h1", {}, el("a", { href: "#/tasks" }, "Tasks"), ` / ${name}`),
     el("p", {}, `${task.waiting} waiting · ${task.completed} completed · ${task.discarded} discarded · from ${task.pipelines.join(", ") || "no pipeline now"}`),
@@ -475,7 +476,7 @@ async function taskView(name) {
       task.reviewers.map((r) => el("tr", {}, el("td", {}, r.name), el("td", {}, r.completed), el("td", {}, r.discarded),
         el("td", {}, r.holding), el("td", {}, r.sent_to_qa))))
       : "",
-    account ? el("div", { id: "mine" }, el("button", { id: "next", onclick: () => nextItem(name) }, "Next item")) : "",
+    account ? el("div", { id: "mine" }, mine) : "",
     el("div", { class: "grid", id: "held" }, held.map((h, i) => {
       const image = size(h.item);
       return el("div", { class: "tile", "data-item": h.item.id },
@@ -495,15 +496,23 @@ async function taskView(name) {
 }
 
 // "Next item": the server hands this reviewer one item no one else holds; it is shown large,
-// with its boxes, and deciding it asks for the next.
+// with its boxes, and deciding it asks for the next. What each task handed this reviewer is
+// kept here (`null`: nothing left), so that a live redraw of the task shows it again.
+const holding = {};
+
 async function nextItem(task) {
-  const mine = document.getElementById("mine");
   const held = await api(`/tasks/${encodeURIComponent(task)}/next`, { method: "POST" }).catch((e) => toast(e.message, true));
   if (held === undefined) return;
-  if (!held) {
-    mine.replaceChildren(el("p", { id: "none-left" }, "Nothing left for you in this task."));
-    return;
-  }
+  holding[task] = held;
+  const mine = await mineView(task);
+  document.getElementById("mine").replaceChildren(mine);
+}
+
+async function mineView(task) {
+  const held = holding[task];
+  const next = (label) => el("button", { id: "next", onclick: () => nextItem(task) }, label);
+  if (held === undefined) return next("Next item");
+  if (!held) return el("p", { id: "none-left" }, "Nothing left for you in this task. ", next("Look again"));
   const boxes = await api(`/items/${held.item.id}/annotations`);
   const image = size(held.item);
   const decideMine = (outcome) => guarded(async () => {
@@ -511,7 +520,7 @@ async function nextItem(task) {
     if (d.sent_to_qa) toast(`${held.item.name}: a second reviewer checks it`);
     await nextItem(task);
   });
-  mine.replaceChildren(el("div", { class: "tile mine", "data-item": held.item.id },
+  return el("div", { class: "tile mine", "data-item": held.item.id },
     el("div", { class: "frame" },
       image ? el("img", { src: thumb(held.item, 1600), alt: held.item.name }) : el("div", { class: "meta" }, held.item.mimetype),
       image ? overlay(held.item, boxes, { labels: true }) : ""),
@@ -519,7 +528,7 @@ async function nextItem(task) {
       held.first_by ? el("em", { class: "qa" }, ` · a second look: ${held.first_by} completed it`) : ""),
       el("span", {},
         el("button", { class: "complete", onclick: () => decideMine("complete") }, "Complete"),
-        el("button", { class: "discard", onclick: () => decideMine("discard") }, "Discard")))));
+        el("button", { class: "discard", onclick: () => decideMine("discard") }, "Discard"))));
 }
 
 // Executions, services, triggers ------------------------------------------------------------
@@ -596,7 +605,7 @@ function route() {
   const [, page, arg] = location.hash.split("/");
   const name = arg && decodeURIComponent(arg);
   const views = {
-    dataset: () => datasetView(name), item: () => itemView(name), executions: executionsView,
+    dataset: () => datasetView(name), item: (drawing) => itemView(name, drawing), executions: executionsView,
     services: servicesView, triggers: triggersView, pipelines: pipelinesView, pipeline: () => pipelineView(name),
     tasks: tasksView, task: () => taskView(name),
   };
@@ -608,8 +617,13 @@ function route() {
 
 function render() {
   const show = route();
-  current = { key: null };
-  return guarded(show);
+  // Keys go to the view on screen until the next one is drawn: a key pressed just after a
+  // click that redraws (select a box, then `a`) is not lost while the new view loads.
+  const drawing = { key: null };
+  return guarded(async () => {
+    await show(drawing);
+    current = drawing;
+  });
 }
 
 window.addEventListener("hashchange", () => { selected = null; render(); });
