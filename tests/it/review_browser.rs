@@ -86,6 +86,8 @@ fn two_reviewers_in_two_browsers_work_through_one_task_and_never_see_the_same_it
         home.ok(&["upload", path(&images.join(photo)), "--dataset", "photos"]);
     }
     home.reviewers_on_faces(&["ann", "bo"]);
+    // Where an upload makes ann's page redraw (her event stream carries what she may see).
+    home.ok(&["user", "grant", "ann", "elsewhere"]);
     let server = Server::start(&home, &[]);
     let (a, b) = (Browser::start(), Browser::start());
     a.run(log_in(

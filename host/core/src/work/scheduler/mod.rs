@@ -31,12 +31,12 @@ use crate::catalog::service::{self, Service};
 use crate::error::Result;
 use crate::runtime::{Instance, Loaded, Runtime};
 use crate::store::{Dialect, Location, Store};
-use crate::work::execution::{self, Claimed};
+use crate::work::execution;
 use crate::work::metrics::{self, Stage};
 use crate::work::worker::{self, HomeLock, Registration, Worker, lock_home};
 use budget::{Budget, Host, Need, Room, Take};
 use idle::{Keep, release_when_idle};
-use record::requeue_when_room;
+use record::requeue_when_able;
 pub use run::execute_now;
 use run::{run_claimed, warm_up as start_ahead};
 
@@ -295,7 +295,9 @@ fn worker(context: Context, service_id: i64, slot: u32, stop: Arc<AtomicBool>) {
             // Looks at its queue again now and then: the work may have gone elsewhere.
             Ok(Step::Waiting) => budget.wait(POLL * 10),
             Ok(Step::Exit) => break,
-            Ok(Step::Unrecorded(claimed)) => requeue_when_room(&mut store, &claimed, &stop),
+            Ok(Step::Unended { claim, why }) => {
+                requeue_when_able(&mut store, context.worker.id, claim, why, &stop)
+            }
             Err(e) => {
                 tracing::error!("worker for service #{service_id}: {e}");
                 std::thread::sleep(POLL * 10);
@@ -319,8 +321,12 @@ enum Step {
     /// Work, but no room on this host for its instance yet.
     Waiting,
     Exit,
-    /// Its outcome could not be written for a full disk: see [`requeue_when_room`].
-    Unrecorded(Claimed),
+    /// What claim number `claim` took could be neither recorded nor failed (a full disk, a
+    /// session the database ended and no new one yet): see [`requeue_when_able`].
+    Unended {
+        claim: i64,
+        why: String,
+    },
 }
 
 fn step(
@@ -353,12 +359,13 @@ fn step(
         claim,
     ) {
         Ok(claimed) => claimed,
-        Err(e) if store.reconnect_if_lost()? => {
-            tracing::warn!(
-                "worker for service #{service_id}: the session ended during a claim ({e})"
-            );
-            execution::release(store, worker.id, claim)?;
-            return Ok(Step::Ran);
+        // Its commit may have reached the server all the same: what it took goes back on the
+        // queue, on a new session, now or once there is one.
+        Err(e) if store.conn().is_lost() => {
+            return Ok(Step::Unended {
+                claim,
+                why: format!("the session ended during a claim ({e})"),
+            });
         }
         Err(e) => return Err(e),
     };
@@ -384,8 +391,10 @@ fn step(
         Ok(Ok(())) => return Ok(Step::Ran),
         // Failing it would need the room it lacks, and the item is not at fault.
         Ok(Err(e)) if e.is_disk_full() => {
-            tracing::error!("execution #{}: the disk is full: {e}", claimed.id);
-            return Ok(Step::Unrecorded(claimed));
+            return Ok(Step::Unended {
+                claim: claimed.claim,
+                why: format!("execution #{}: the disk is full: {e}", claimed.id),
+            });
         }
         Ok(Err(e)) => format!("could not record the outcome: {e}"),
         Err(panic) => {
@@ -397,7 +406,14 @@ fn step(
         }
     };
     tracing::error!("execution #{}: {cause}", claimed.id);
-    execution::abandon(store, &claimed, &cause)?;
+    // Never left `running` under a worker that lives on: if it cannot be failed either, it
+    // goes back on the queue once the store answers.
+    if let Err(e) = execution::abandon(store, &claimed, &cause) {
+        return Ok(Step::Unended {
+            claim: claimed.claim,
+            why: format!("execution #{}: cannot be failed ({e})", claimed.id),
+        });
+    }
     Ok(Step::Ran)
 }
 

@@ -1,6 +1,6 @@
 //! Recording an execution's outcome when the store is not well: again on a new session if
-//! the database ended the one it ran on, and, when the disk is full, back on the queue once
-//! there is room.
+//! the database ended the one it ran on, and, when it cannot be (a full disk, no session),
+//! back on the queue once the store answers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -39,16 +39,27 @@ pub(super) fn record(
     }
 }
 
-/// Puts an execution whose outcome could not be written back on the queue as soon as the
-/// disk has room again (it runs again then, counted as an interruption); if the process
-/// stops first, its next start does so.
-pub(super) fn requeue_when_room(store: &mut Store, claimed: &Claimed, stop: &AtomicBool) {
+/// Puts what claim `claim` of `worker_id` took (an execution whose outcome could not be
+/// written, or a claim whose answer was lost with its session) back on the queue as soon as
+/// the store answers again, on a new session if the database ended this one, or with room
+/// on the disk (it runs again then, counted as an interruption); if the process stops first,
+/// its next start does so. Until then the worker does nothing else.
+pub(super) fn requeue_when_able(
+    store: &mut Store,
+    worker_id: i64,
+    claim: i64,
+    why: String,
+    stop: &AtomicBool,
+) {
+    tracing::warn!("{why}: what claim {claim} took goes back on the queue");
     while !stop.load(Ordering::Relaxed) {
-        match execution::release(store, claimed.worker_id, claimed.claim) {
-            Ok(_) => {
-                return tracing::warn!("execution #{}: queued again, with room", claimed.id);
-            }
-            Err(_) => std::thread::sleep(POLL * 10),
+        let released = match store.reconnect_if_lost() {
+            Ok(_) => execution::release(store, worker_id, claim).is_ok(),
+            Err(_) => false,
+        };
+        if released {
+            return tracing::warn!("claim {claim}: queued again");
         }
+        std::thread::sleep(POLL * 10);
     }
 }
