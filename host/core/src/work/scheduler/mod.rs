@@ -405,16 +405,20 @@ fn step(
             )
         }
     };
+    Ok(fail(store, &claimed, &cause))
+}
+
+/// Fails a claimed execution for `cause`. Never left `running` under a worker that lives on:
+/// if it cannot be failed either, it goes back on the queue once the store answers.
+fn fail(store: &mut Store, claimed: &execution::Claimed, cause: &str) -> Step {
     tracing::error!("execution #{}: {cause}", claimed.id);
-    // Never left `running` under a worker that lives on: if it cannot be failed either, it
-    // goes back on the queue once the store answers.
-    if let Err(e) = execution::abandon(store, &claimed, &cause) {
-        return Ok(Step::Unended {
+    match execution::abandon(store, claimed, cause) {
+        Ok(_) => Step::Ran,
+        Err(e) => Step::Unended {
             claim: claimed.claim,
             why: format!("execution #{}: cannot be failed ({e})", claimed.id),
-        });
+        },
     }
-    Ok(Step::Ran)
 }
 
 /// Before a claim: room on this host for the worker's instance (see [`budget`]). Gives its
